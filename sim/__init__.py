@@ -1,0 +1,3 @@
+"""The fleetbench virtual device fleet."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,137 @@
+"""The embedded target: our reference API started as a child process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import requests
+
+__all__ = ["EmbeddedTarget", "TargetStartError", "free_port"]
+
+
+class TargetStartError(RuntimeError):
+    """The embedded target did not come up."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedTarget:
+    """``python -m target`` on 127.0.0.1 with a temporary database, stopped on exit.
+
+    ``cpus`` pins the server to those cores (Linux), so a load generator on the other cores does not
+    compete with it. Extra flags go straight to ``python -m target``.
+    """
+
+    def __init__(
+        self,
+        alg: str = "ES256",
+        *,
+        cpus: set[int] | None = None,
+        db: str | None = None,
+        startup_timeout_s: float = 20.0,
+        **flags: object,
+    ) -> None:
+        self.alg = alg
+        self.cpus = cpus
+        self.admin_key = secrets.token_urlsafe(32)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._tmp = tempfile.mkdtemp(prefix="fleetbench-embedded-")
+        self.db = db or str(Path(self._tmp) / "target.db")
+        self._flags = flags
+        self._startup_timeout_s = startup_timeout_s
+        self._log = Path(self._tmp) / "target.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def command(self) -> list[str]:
+        cmd = [
+            sys.executable,
+            "-m",
+            "target",
+            "--port",
+            str(self.port),
+            "--alg",
+            self.alg,
+            "--db",
+            self.db,
+        ]
+        for name, value in self._flags.items():
+            if value is None or value is False:
+                continue
+            cmd.append("--" + name.replace("_", "-"))
+            if value is not True:
+                cmd.append(str(value))
+        return cmd
+
+    def start(self) -> EmbeddedTarget:
+        env = {**os.environ, "TARGET_ADMIN_KEY": self.admin_key}  # never on the command line
+        cpus = self.cpus
+
+        def pin() -> None:
+            if cpus:
+                os.sched_setaffinity(0, cpus)
+
+        with open(self._log, "wb") as log:
+            self.process = subprocess.Popen(
+                self.command(), env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + self._startup_timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise TargetStartError(f"target exited at start: {self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise TargetStartError(f"target not answering after {self._startup_timeout_s:.0f} s")
+
+    def log_tail(self, lines: int = 5) -> str:
+        try:
+            return " | ".join(self._log.read_text(errors="replace").strip().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def __enter__(self) -> EmbeddedTarget:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,157 @@
+"""Signing algorithms the target supports, as one registry.
+
+Each entry knows how to make a key, how to store and reload it, and which PyJWT algorithm object
+signs and verifies with it. Behaviour is chosen from the registry, never from if/elif chains on
+the algorithm name (the shape of PyJWT's ``get_default_algorithms``).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal, get_args
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from jwt.algorithms import Algorithm, get_default_algorithms
+
+__all__ = [
+    "ALGORITHMS",
+    "ASSERTION_ALGORITHMS",
+    "AlgName",
+    "AlgorithmSpec",
+    "SigningKey",
+    "jwk_thumbprint",
+]
+
+AlgName = Literal["HS256", "HS384", "HS512", "ES256", "ES384", "EdDSA", "RS256", "PS256"]
+ALG_NAMES: tuple[AlgName, ...] = get_args(AlgName)
+# Algorithms a device may sign its RFC 7523 assertion with.
+ASSERTION_ALGORITHMS: tuple[str, ...] = ("ES256", "EdDSA", "RS256")
+
+HMAC_SECRET_BYTES = 64
+MIN_HMAC_SECRET_BYTES = 32
+RSA_BITS = 2048
+
+_PYJWT = get_default_algorithms()
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """One signing key: its id, algorithm and key objects, parsed once."""
+
+    kid: str
+    alg: str
+    algorithm: Algorithm  # the PyJWT object that signs and verifies for ``alg``
+    private: Any  # a cryptography private key or the HMAC secret bytes; None for a verify-only key
+    public: Any  # a cryptography public key, or the HMAC secret bytes
+
+    @property
+    def symmetric(self) -> bool:
+        return isinstance(self.public, bytes)
+
+    def __repr__(self) -> str:  # never show key material
+        return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
+
+
+@dataclass(frozen=True)
+class AlgorithmSpec:
+    name: str
+    pyjwt: Algorithm
+    generate: Callable[[], Any]
+    symmetric: bool
+
+    def private_bytes(self, private: Any) -> bytes:
+        """Serialise a private key for storage (PKCS#8 PEM, or the raw HMAC secret)."""
+        if self.symmetric:
+            return bytes(private)
+        return bytes(
+            private.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+
+    def load_private(self, data: bytes) -> Any:
+        """Parse stored private material back into a key object (the inverse of private_bytes)."""
+        if self.symmetric:
+            if len(data) < MIN_HMAC_SECRET_BYTES:
+                raise ValueError(
+                    f"an {self.name} secret needs at least {MIN_HMAC_SECRET_BYTES} bytes"
+                )
+            return bytes(data)
+        key = serialization.load_pem_private_key(data, password=None)
+        self.pyjwt.prepare_key(key)  # raises if the key type does not fit the algorithm
+        return key
+
+    def make_key(self, private: Any, kid: str | None = None) -> SigningKey:
+        public = private if self.symmetric else private.public_key()
+        if kid is None:
+            kid = (
+                secrets.token_urlsafe(12)
+                if self.symmetric
+                else jwk_thumbprint(self.public_jwk(public))
+            )
+        return SigningKey(kid, self.name, self.pyjwt, private, public)
+
+    def verify_only_key(self, public: Any, kid: str) -> SigningKey:
+        """A key that can only verify: a device's registered public key, say."""
+        self.pyjwt.prepare_key(public)  # raises if the key type does not fit the algorithm
+        return SigningKey(kid, self.name, self.pyjwt, None, public)
+
+    def public_jwk(self, public: Any) -> dict[str, Any]:
+        if self.symmetric:
+            raise ValueError("symmetric keys have no public JWK")
+        jwk: dict[str, Any] = self.pyjwt.to_jwk(public, as_dict=True)
+        return jwk
+
+
+def _hmac_secret() -> bytes:
+    return secrets.token_bytes(HMAC_SECRET_BYTES)
+
+
+ALGORITHMS: dict[str, AlgorithmSpec] = {
+    "HS256": AlgorithmSpec("HS256", _PYJWT["HS256"], _hmac_secret, True),
+    "HS384": AlgorithmSpec("HS384", _PYJWT["HS384"], _hmac_secret, True),
+    "HS512": AlgorithmSpec("HS512", _PYJWT["HS512"], _hmac_secret, True),
+    "ES256": AlgorithmSpec(
+        "ES256", _PYJWT["ES256"], lambda: ec.generate_private_key(ec.SECP256R1()), False
+    ),
+    "ES384": AlgorithmSpec(
+        "ES384", _PYJWT["ES384"], lambda: ec.generate_private_key(ec.SECP384R1()), False
+    ),
+    "EdDSA": AlgorithmSpec("EdDSA", _PYJWT["EdDSA"], ed25519.Ed25519PrivateKey.generate, False),
+    "RS256": AlgorithmSpec(
+        "RS256",
+        _PYJWT["RS256"],
+        lambda: rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS),
+        False,
+    ),
+    "PS256": AlgorithmSpec(
+        "PS256",
+        _PYJWT["PS256"],
+        lambda: rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS),
+        False,
+    ),
+}
+assert set(ALGORITHMS) == set(ALG_NAMES)
+
+# RFC 7638 §3.2: the required members of each key type, in lexicographic order.
+_THUMBPRINT_MEMBERS = {
+    "EC": ("crv", "kty", "x", "y"),
+    "OKP": ("crv", "kty", "x"),
+    "RSA": ("e", "kty", "n"),
+}
+
+
+def jwk_thumbprint(jwk: dict[str, Any]) -> str:
+    """The RFC 7638 SHA-256 thumbprint of a public JWK, base64url without padding."""
+    members = _THUMBPRINT_MEMBERS[jwk["kty"]]
+    canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
+    digest = hashlib.sha256(canonical.encode()).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()

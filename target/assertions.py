@@ -1,0 +1,98 @@
+"""Device-signed client assertions for the RFC 7523 ``jwt-bearer`` grant."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from target.errors import OAuthError, TokenError
+from target.jws import b64url_decode, decode_json_object, split_compact, verify_signature
+from target.registry import DeviceRegistry
+
+__all__ = ["MAX_ASSERTION_LIFETIME_S", "AssertionChecker"]
+
+MAX_ASSERTION_LIFETIME_S = 600
+FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+
+
+def _grant_error(description: str) -> OAuthError:
+    return OAuthError("invalid_grant", description)
+
+
+def _number(claims: dict[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _grant_error(f"assertion {name} missing or not a number")
+    return float(value)
+
+
+class AssertionChecker:
+    """Checks an assertion against its device's registered key and spends its ``jti`` once."""
+
+    def __init__(
+        self, conn: sqlite3.Connection, registry: DeviceRegistry, *, audience: str, leeway_s: float
+    ) -> None:
+        self._conn = conn
+        self._registry = registry
+        self._audience = audience
+        self._leeway_s = leeway_s
+
+    def check(self, assertion: str, now: float | None = None) -> tuple[str, str]:
+        """The device id and scope the assertion proves, or an ``invalid_grant`` error."""
+        now = time.time() if now is None else now
+        try:
+            header_segment, payload_segment, signature_segment = split_compact(assertion)
+            header = decode_json_object(b64url_decode(header_segment), "header")
+            claims = decode_json_object(b64url_decode(payload_segment), "payload")
+        except TokenError as e:
+            raise _grant_error("assertion is malformed") from e
+        device_id = claims.get("iss")
+        if not isinstance(device_id, str) or claims.get("sub") != device_id:
+            raise _grant_error("assertion iss and sub must both be the device id")
+        if any(name in header for name in FORBIDDEN_HEADERS):
+            raise _grant_error("assertion header parameter not allowed")
+        found = self._registry.assertion_key(device_id)
+        if found is None:
+            raise _grant_error("no active device with a registered key for this assertion")
+        key, scope = found
+        if header.get("alg") != key.alg:
+            raise _grant_error("assertion alg does not match the device's registered alg")
+        try:
+            verify_signature(f"{header_segment}.{payload_segment}".encode(), signature_segment, key)
+        except TokenError as e:
+            raise _grant_error("assertion signature does not verify") from e
+        aud = claims.get("aud")
+        if not (aud == self._audience or (isinstance(aud, list) and self._audience in aud)):
+            raise _grant_error("assertion aud is not this issuer")
+        exp, iat = _number(claims, "exp"), _number(claims, "iat")
+        if exp <= now - self._leeway_s:
+            raise _grant_error("assertion has expired")
+        if iat > now + self._leeway_s:
+            raise _grant_error("assertion iat is in the future")
+        if exp - iat > MAX_ASSERTION_LIFETIME_S:
+            raise _grant_error("assertion lifetime exceeds 600 s")
+        if "nbf" in claims and _number(claims, "nbf") > now + self._leeway_s:
+            raise _grant_error("assertion not yet valid")
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not 1 <= len(jti) <= 256:
+            raise _grant_error("assertion jti missing")
+        self._spend_jti(device_id, jti, exp + self._leeway_s, now)
+        return device_id, scope
+
+    def _spend_jti(self, device_id: str, jti: str, expires_at: float, now: float) -> None:
+        try:
+            with self._conn:
+                self._conn.execute(
+                    "INSERT INTO used_jti (device_id, jti, expires_at) VALUES (?, ?, ?)",
+                    (device_id, jti, expires_at),
+                )
+        except sqlite3.IntegrityError as e:
+            raise _grant_error("assertion jti already used") from e
+
+    def forget_expired(self, now: float | None = None) -> None:
+        """Drop spent ``jti`` values whose assertions could no longer be replayed anyway."""
+        with self._conn:
+            self._conn.execute(
+                "DELETE FROM used_jti WHERE expires_at < ?", (time.time() if now is None else now,)
+            )

@@ -1,0 +1,113 @@
+"""Bearer-token authentication as pure ASGI middleware (RFC 6750 §3 answers)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from target.errors import MalformedTokenError, TokenError
+from target.jws import MAX_TOKEN_BYTES
+from target.metrics import Metrics
+from target.verifier import AccessClaims
+
+__all__ = ["REALM", "BearerAuthMiddleware", "challenge"]
+
+REALM = "fleetbench"
+
+
+def challenge(
+    error: str | None = None, description: str | None = None, scope: str | None = None
+) -> str:
+    """A ``WWW-Authenticate: Bearer`` value, made only of our own fixed text, never client input."""
+    parts = [f'realm="{REALM}"']
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append(f'error_description="{description}"')
+    if scope:
+        parts.append(f'scope="{scope}"')
+    return "Bearer " + ", ".join(parts)
+
+
+async def _send_401(send: Send, error: str | None, description: str | None) -> None:
+    body = json.dumps(
+        {
+            "error": error or "unauthorized",
+            "error_description": description or "bearer token required",
+        }
+    ).encode()
+    start: Message = {
+        "type": "http.response.start",
+        "status": 401,
+        "headers": [
+            (b"www-authenticate", challenge(error, description).encode()),
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"cache-control", b"no-store"),
+        ],
+    }
+    await send(start)
+    await send({"type": "http.response.body", "body": body})
+
+
+class BearerAuthMiddleware:
+    """Verifies the bearer token of requests under ``protected_prefixes``.
+
+    On success the grant is in ``scope["auth"]`` (an :class:`AccessClaims`); endpoints then check
+    scope and device (403). Every other path passes through untouched.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        verify: Callable[[str], AccessClaims],
+        alg: str,
+        metrics: Metrics,
+        protected_prefixes: tuple[str, ...] = ("/devices/", "/api/"),
+    ) -> None:
+        self.app = app
+        self._verify = verify
+        self._prefixes = protected_prefixes
+        self._observe = metrics.verify_seconds.labels(alg=alg).observe
+        self._results = metrics.verifications
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
+            await self.app(scope, receive, send)
+            return
+        raw = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        if raw is None:
+            self._results.labels(result="missing").inc()
+            await _send_401(send, None, None)
+            return
+        scheme, _, token = raw.partition(b" ")
+        if scheme.lower() != b"bearer":
+            # RFC 6750 §3.1: a request with no bearer credentials gets no error code.
+            self._results.labels(result="missing").inc()
+            await _send_401(send, None, None)
+            return
+        started = time.perf_counter()
+        try:
+            token_text = token.strip()
+            if len(token_text) > MAX_TOKEN_BYTES:  # refused before any decoding
+                raise MalformedTokenError("token longer than 8 KiB")
+            if not token_text:
+                raise MalformedTokenError("empty token")
+            grant = self._verify(token_text.decode("ascii"))
+        except UnicodeDecodeError:
+            self._results.labels(result="malformed").inc()
+            await _send_401(send, "invalid_token", "malformed: token is not ASCII")
+            return
+        except TokenError as e:
+            self._observe(time.perf_counter() - started)
+            self._results.labels(result=e.reason).inc()
+            await _send_401(send, "invalid_token", e.description)
+            return
+        self._observe(time.perf_counter() - started)
+        self._results.labels(result="ok").inc()
+        scope["auth"] = grant
+        await self.app(scope, receive, send)

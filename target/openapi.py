@@ -1,0 +1,321 @@
+"""The OpenAPI 3.1 description of every route, kept beside the code it describes."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from target import __version__
+
+__all__ = ["openapi_schema"]
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+_BEARER_ERRORS = {
+    "401": _error(
+        "no token, or a bad, expired, revoked or malformed one (WWW-Authenticate says which)"
+    ),
+    "403": _error("valid token without the scope, or for another device"),
+}
+_ADMIN_ERRORS = {"401": _error("admin key missing or wrong")}
+_DEVICE_ID = {
+    "name": "device_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+}
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "error_description"],
+        "properties": {"error": {"type": "string"}, "error_description": {"type": "string"}},
+    },
+    "Jwk": {"type": "object", "required": ["kty"], "properties": {"kty": {"type": "string"}}},
+    "NewDevice": {
+        "type": "object",
+        "required": ["id"],
+        "additionalProperties": False,
+        "properties": {
+            "id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+            "secret": {"type": "string", "minLength": 24, "maxLength": 512},
+            "public_key": _ref("Jwk"),
+            "alg": {"type": "string", "enum": ["ES256", "EdDSA", "RS256"]},
+            "scope": {"type": "string"},
+        },
+    },
+    "Device": {
+        "type": "object",
+        "required": ["id", "active", "scope", "has_secret", "created_at"],
+        "properties": {
+            "id": {"type": "string"},
+            "active": {"type": "boolean"},
+            "scope": {"type": "string"},
+            "has_secret": {"type": "boolean"},
+            "public_key": {"oneOf": [_ref("Jwk"), {"type": "null"}]},
+            "alg": {"type": ["string", "null"]},
+            "created_at": {"type": "number"},
+            "revoked_at": {"type": ["number", "null"]},
+        },
+    },
+    "TokenResponse": {
+        "type": "object",
+        "required": ["access_token", "token_type", "expires_in", "scope"],
+        "properties": {
+            "access_token": {"type": "string"},
+            "token_type": {"type": "string", "const": "Bearer"},
+            "expires_in": {"type": "integer"},
+            "scope": {"type": "string"},
+        },
+    },
+    "Reading": {
+        "type": "object",
+        "required": ["seq", "ts"],
+        "properties": {
+            "seq": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+            "ts": {"type": "number"},
+            "values": {"type": "object", "maxProperties": 64},
+        },
+    },
+}
+
+
+@cache
+def openapi_schema() -> dict[str, Any]:
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    admin: list[dict[str, list[str]]] = [{"adminKey": []}]
+    paths: dict[str, Any] = {
+        "/healthz": {
+            "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "responses": {
+                    "200": {
+                        "description": "text exposition",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "responses": {"200": _json({"type": "object"}, "OpenAPI")},
+            }
+        },
+        "/.well-known/jwks.json": {
+            "get": {
+                "summary": "Public verification keys (empty for HMAC algorithms)",
+                "responses": {"200": _json({"type": "object", "required": ["keys"]}, "JWK set")},
+            }
+        },
+        "/.well-known/oauth-authorization-server": {
+            "get": {
+                "summary": "RFC 8414 server metadata",
+                "responses": {"200": _json({"type": "object", "required": ["issuer"]}, "metadata")},
+            }
+        },
+        "/auth/token": {
+            "post": {
+                "summary": "OAuth 2.0 token endpoint (client_credentials, jwt-bearer)",
+                "security": [{}, {"clientBasic": []}],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/x-www-form-urlencoded": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["grant_type"],
+                                "properties": {
+                                    "grant_type": {
+                                        "type": "string",
+                                        "enum": [
+                                            "client_credentials",
+                                            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                                        ],
+                                    },
+                                    "client_id": {"type": "string"},
+                                    "client_secret": {"type": "string"},
+                                    "assertion": {"type": "string"},
+                                    "scope": {"type": "string"},
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json(_ref("TokenResponse"), "an access token"),
+                    "400": _error(
+                        "invalid_request, invalid_grant, invalid_scope, unsupported_grant_type"
+                    ),
+                    "401": _error("invalid_client"),
+                    "413": _error("body too large"),
+                },
+            }
+        },
+        "/admin/devices": {
+            "post": {
+                "summary": "Register devices, all or none",
+                "security": admin,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["devices"],
+                                "properties": {
+                                    "devices": {
+                                        "type": "array",
+                                        "minItems": 1,
+                                        "maxItems": 10000,
+                                        "items": _ref("NewDevice"),
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(
+                        {
+                            "type": "object",
+                            "required": ["created"],
+                            "properties": {"created": {"type": "integer"}},
+                        },
+                        "created",
+                    ),
+                    "400": _error("not valid JSON or not the expected shape"),
+                    "409": _error("an id is already registered or repeats"),
+                    "413": _error("body too large"),
+                    "415": _error("not application/json"),
+                    "422": _error("an entry is invalid (named by index)"),
+                    **_ADMIN_ERRORS,
+                },
+            }
+        },
+        "/admin/devices/{device_id}": {
+            "parameters": [_DEVICE_ID],
+            "get": {
+                "summary": "A device record (never its secret)",
+                "security": admin,
+                "responses": {
+                    "200": _json(_ref("Device"), "the device"),
+                    "404": _error("no such device"),
+                    **_ADMIN_ERRORS,
+                },
+            },
+            "delete": {
+                "summary": "Delete a device; its tokens are refused from then on",
+                "security": admin,
+                "responses": {
+                    "204": {"description": "deleted"},
+                    "404": _error("no such device"),
+                    **_ADMIN_ERRORS,
+                },
+            },
+        },
+        "/admin/devices/{device_id}/revoke": {
+            "parameters": [_DEVICE_ID],
+            "post": {
+                "summary": "Revoke a device; its tokens are refused from then on",
+                "security": admin,
+                "responses": {
+                    "200": _json(_ref("Device"), "the revoked device"),
+                    "404": _error("no such device"),
+                    **_ADMIN_ERRORS,
+                },
+            },
+        },
+        "/admin/keys/rotate": {
+            "post": {
+                "summary": "New signing key; old keys verify for the grace period",
+                "security": admin,
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "required": ["kid", "alg", "previous_kid", "grace_s"]},
+                        "rotated",
+                    ),
+                    "409": _error("the key is pinned by --signing-key"),
+                    **_ADMIN_ERRORS,
+                },
+            }
+        },
+        "/admin/stats": {
+            "get": {
+                "summary": "Telemetry accounting per device and in total",
+                "security": admin,
+                "responses": {
+                    "200": _json(
+                        {"type": "object", "required": ["devices", "totals"]}, "accounting"
+                    ),
+                    **_ADMIN_ERRORS,
+                },
+            }
+        },
+        "/devices/{device_id}/telemetry": {
+            "parameters": [_DEVICE_ID],
+            "post": {
+                "summary": "One telemetry reading (scope telemetry:write, sub == device_id)",
+                "security": bearer,
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": _ref("Reading")}},
+                },
+                "responses": {
+                    "202": _json({"type": "object", "required": ["seq"]}, "accepted"),
+                    "400": _error("not valid JSON"),
+                    "413": _error("body too large"),
+                    "415": _error("not application/json"),
+                    "422": _error("not a valid reading"),
+                    **_BEARER_ERRORS,
+                },
+            },
+        },
+        "/devices/{device_id}/config": {
+            "parameters": [_DEVICE_ID],
+            "get": {
+                "summary": "Device configuration (scope config:read, sub == device_id)",
+                "security": bearer,
+                "responses": {
+                    "200": _json({"type": "object", "required": ["device_id"]}, "configuration"),
+                    **_BEARER_ERRORS,
+                },
+            },
+        },
+        "/api/data": {
+            "get": {
+                "summary": "The seed's minimal protected endpoint",
+                "security": bearer,
+                "responses": {
+                    "200": _json({"type": "object", "required": ["device_id"]}, "data"),
+                    "401": _BEARER_ERRORS["401"],
+                },
+            }
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "fleetbench reference device API", "version": __version__},
+        "paths": paths,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "adminKey": {"type": "http", "scheme": "bearer"},
+                "clientBasic": {"type": "http", "scheme": "basic"},
+            },
+        },
+    }

@@ -1,0 +1,56 @@
+"""JSON responses and the exception handlers that turn our errors into correct 4xx answers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from target.errors import OAuthError, RequestError
+from target.middleware import challenge
+
+__all__ = ["EXCEPTION_HANDLERS", "NO_STORE"]
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+async def _request_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestError)
+    body: dict[str, Any] = {"error": exc.error, "error_description": exc.description, **exc.extra}
+    headers = {}
+    if exc.status_code == 403:
+        headers["WWW-Authenticate"] = challenge(
+            "insufficient_scope", exc.description, str(exc.extra.get("scope", "")) or None
+        )
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+async def _oauth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, OAuthError)
+    headers = dict(NO_STORE)
+    if exc.status_code == 401 and request.headers.get("authorization", "")[:6].lower() == "basic ":
+        headers["WWW-Authenticate"] = 'Basic realm="fleetbench"'  # RFC 6749 §5.2
+    return JSONResponse(
+        {"error": exc.error, "error_description": exc.description},
+        status_code=exc.status_code,
+        headers=headers,
+    )
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse(
+        {"error": error, "error_description": str(exc.detail)},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
+
+
+EXCEPTION_HANDLERS = {
+    RequestError: _request_error,
+    OAuthError: _oauth_error,
+    HTTPException: _http_exception,
+}

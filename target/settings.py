@@ -1,0 +1,150 @@
+"""Typed settings, read once from flags with ``TARGET_*`` environment variables as defaults."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+import tempfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, Literal, NoReturn, get_args
+
+from starlette.datastructures import Secret
+
+from target.algorithms import ALG_NAMES, AlgName
+
+__all__ = ["LogLevel", "Settings", "parse_settings", "resolve_admin_key"]
+
+LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    alg: AlgName = "ES256"
+    db: str = "target.db"
+    admin_key: Secret | None = None
+    issuer: str = "urn:fleetbench:target"
+    audience: str = "urn:fleetbench:api"
+    token_ttl: int = 3600
+    leeway: int = 10
+    signing_key: Path | None = None
+    key_grace: int | None = None  # seconds; None means token_ttl + leeway
+    verify_cache: int = 0
+    workers: int = 1
+    log_level: LogLevel = "warning"
+    access_log: bool = False
+
+    @property
+    def key_grace_s(self) -> int:
+        return self.token_ttl + self.leeway if self.key_grace is None else self.key_grace
+
+    def to_env(self) -> dict[str, str]:
+        """These settings as ``TARGET_*`` variables, to hand to worker processes."""
+        env = {}
+        for field in fields(self):
+            value = getattr(self, field.name)
+            if value is not None:
+                env[f"TARGET_{field.name.upper()}"] = str(value)
+        return env
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one readable line, not a usage dump
+        self.exit(2, f"target: error: {message}\n")
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be 0-65535, not {value}")
+    return value
+
+
+def _bool(text: str) -> bool:
+    return text.lower() in {"1", "true", "yes", "on"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    env = os.environ.get
+    p = _Parser(prog="python -m target", description="The fleetbench reference device API.")
+    p.add_argument("--host", default=env("TARGET_HOST", "127.0.0.1"))
+    p.add_argument("--port", type=_port, default=env("TARGET_PORT", "8000"))
+    p.add_argument("--alg", choices=ALG_NAMES, default=env("TARGET_ALG", "ES256"))
+    p.add_argument("--db", default=env("TARGET_DB", "target.db"), help="SQLite file or :memory:")
+    p.add_argument(
+        "--admin-key",
+        default=env("TARGET_ADMIN_KEY"),
+        help="admin bearer key (prefer TARGET_ADMIN_KEY: flags show in ps); generated if absent",
+    )
+    p.add_argument("--issuer", default=env("TARGET_ISSUER", "urn:fleetbench:target"))
+    p.add_argument("--audience", default=env("TARGET_AUDIENCE", "urn:fleetbench:api"))
+    p.add_argument("--token-ttl", type=_positive, default=env("TARGET_TOKEN_TTL", "3600"))
+    p.add_argument("--leeway", type=_non_negative, default=env("TARGET_LEEWAY", "10"))
+    p.add_argument("--signing-key", type=Path, default=env("TARGET_SIGNING_KEY"))
+    p.add_argument("--key-grace", type=_non_negative, default=env("TARGET_KEY_GRACE"))
+    p.add_argument("--verify-cache", type=_non_negative, default=env("TARGET_VERIFY_CACHE", "0"))
+    p.add_argument("--workers", type=_positive, default=env("TARGET_WORKERS", "1"))
+    p.add_argument(
+        "--log-level", choices=get_args(LogLevel), default=env("TARGET_LOG_LEVEL", "warning")
+    )
+    p.add_argument(
+        "--access-log", action="store_true", default=_bool(env("TARGET_ACCESS_LOG", "false"))
+    )
+    return p
+
+
+def parse_settings(argv: list[str] | None = None) -> Settings:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values: dict[str, Any] = vars(args)
+    if values["leeway"] > 300:
+        parser.error("--leeway must be at most 300 seconds")
+    if values["signing_key"] is not None and not values["signing_key"].is_file():
+        parser.error(f"--signing-key {values['signing_key']}: no such file")
+    if values["admin_key"] is not None:
+        if len(values["admin_key"]) < 16:
+            parser.error("--admin-key must be at least 16 characters")
+        values["admin_key"] = Secret(values["admin_key"])
+    return Settings(**values)
+
+
+def settings_from_env() -> Settings:
+    """Settings from ``TARGET_*`` alone, as a worker process sees them."""
+    return parse_settings([])
+
+
+def resolve_admin_key(settings: Settings) -> tuple[Settings, Path | None]:
+    """Settings with an admin key; a generated key goes to a 0600 file whose path is returned."""
+    if settings.admin_key is not None:
+        return settings, None
+    if settings.db == ":memory:":
+        path = Path(tempfile.mkdtemp(prefix="fleetbench-target-")) / "admin-key"
+    else:
+        path = Path(settings.db + ".admin-key")
+    if path.exists():
+        key = path.read_text().strip()
+    else:
+        key = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+    print(f"target: admin key in {path}", file=sys.stderr)
+    return Settings(**{**settings.__dict__, "admin_key": Secret(key)}), path

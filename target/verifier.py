@@ -1,0 +1,156 @@
+"""Access-token verification (RFC 9068 profile, RFC 8725 rules) on top of the signature layer."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from target.algorithms import SigningKey
+from target.errors import ClaimsError, ExpiredTokenError, RevokedError, SignatureError
+from target.jws import b64url_decode, decode_json_object, split_compact, verify_signature
+
+__all__ = ["REQUIRED_CLAIMS", "AccessClaims", "Verifier"]
+
+REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub")
+# Header parameters that would let a token choose its own key, or demand extensions we don't know.
+FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+_HEADER_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """What a verified access token grants."""
+
+    sub: str
+    scopes: frozenset[str]
+    exp: float
+    alg: str
+    claims: dict[str, Any]
+
+
+def _number(claims: dict[str, Any], name: str) -> float:
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ClaimsError(f"{name} is not a number")
+    return float(value)
+
+
+class Verifier:
+    """Verifies bearer tokens against the current keys, the issuer, audience and device status.
+
+    ``keys`` is a ring of kid -> key, each bound to one algorithm; ``is_active`` answers whether a
+    device may still use its tokens. With ``cache_size`` > 0, verified tokens are remembered in an
+    LRU so a repeat skips signature and parsing work, but expiry and revocation are still checked
+    on every hit.
+    """
+
+    def __init__(
+        self,
+        keys: dict[str, SigningKey],
+        *,
+        algorithms: frozenset[str],
+        issuer: str,
+        audience: str,
+        leeway_s: float,
+        is_active: Callable[[str], bool],
+        cache_size: int = 0,
+    ) -> None:
+        self._algorithms = algorithms
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway_s = leeway_s
+        self._is_active = is_active
+        self._cache_size = cache_size
+        self._cache: OrderedDict[str, AccessClaims] = OrderedDict()
+        self._headers: dict[str, SigningKey] = {}
+        self._keys: dict[str, SigningKey] = {}
+        self.set_keys(keys)
+        self.cache_hits = 0
+
+    def set_keys(self, keys: dict[str, SigningKey]) -> None:
+        """Replace the key ring (after rotation or when a grace period ends)."""
+        if keys.keys() != self._keys.keys():
+            self._headers = {}
+            self._cache.clear()
+        self._keys = dict(keys)
+
+    def _resolve_key(self, header_segment: str) -> SigningKey:
+        header = decode_json_object(b64url_decode(header_segment), "header")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self._algorithms:
+            raise SignatureError("algorithm not allowed")
+        for name in FORBIDDEN_HEADERS:
+            if name in header:
+                raise SignatureError(f"header parameter {name} not allowed")
+        typ = header.get("typ")
+        if not isinstance(typ, str) or typ.lower() not in ACCESS_TOKEN_TYPES:
+            raise ClaimsError("typ is not at+jwt")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise SignatureError("kid missing or not a string")
+        key = self._keys.get(kid)
+        if key is None:
+            raise SignatureError("unknown kid")
+        if key.alg != alg:
+            raise SignatureError("algorithm does not match the key")
+        if len(self._headers) >= _HEADER_CACHE_SIZE:
+            self._headers.clear()
+        self._headers[header_segment] = key
+        return key
+
+    def verify(self, token: str, now: float | None = None) -> AccessClaims:
+        """The token's grant, or a :class:`~target.errors.TokenError` saying why not."""
+        if now is None:
+            now = time.time()
+        if self._cache_size:
+            cached = self._cache.get(token)
+            if cached is not None:
+                self._cache.move_to_end(token)
+                self.cache_hits += 1
+                return self._still_valid(cached, now)
+        header_segment, payload_segment, signature_segment = split_compact(token)
+        key = self._headers.get(header_segment) or self._resolve_key(header_segment)
+        signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
+        verify_signature(signing_input, signature_segment, key)
+        claims = decode_json_object(b64url_decode(payload_segment), "payload")
+        grant = self._check_claims(claims, key.alg, now)
+        if self._cache_size:
+            self._cache[token] = grant
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return grant
+
+    def _still_valid(self, grant: AccessClaims, now: float) -> AccessClaims:
+        if grant.exp <= now - self._leeway_s:
+            raise ExpiredTokenError("token has expired")
+        if not self._is_active(grant.sub):
+            raise RevokedError("device is not active")
+        return grant
+
+    def _check_claims(self, claims: dict[str, Any], alg: str, now: float) -> AccessClaims:
+        for name in REQUIRED_CLAIMS:
+            if name not in claims:
+                raise ClaimsError(f"missing claim {name}")
+        exp = _number(claims, "exp")
+        iat = _number(claims, "iat")
+        if iat > now + self._leeway_s:
+            raise ClaimsError("iat is in the future")
+        if "nbf" in claims and _number(claims, "nbf") > now + self._leeway_s:
+            raise ClaimsError("token not yet valid")
+        if claims["iss"] != self._issuer:
+            raise ClaimsError("wrong issuer")
+        aud = claims["aud"]
+        if not (aud == self._audience or (isinstance(aud, list) and self._audience in aud)):
+            raise ClaimsError("wrong audience")
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub:
+            raise ClaimsError("sub is not a string")
+        scope = claims.get("scope", "")
+        if not isinstance(scope, str):
+            raise ClaimsError("scope is not a string")
+        grant = AccessClaims(sub, frozenset(scope.split()), exp, alg, claims)
+        return self._still_valid(grant, now)
