@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Literal, get_args
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import Algorithm, get_default_algorithms
 
 __all__ = [
@@ -56,6 +60,88 @@ class SigningKey:
 
     def __repr__(self) -> str:  # never show key material
         return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
+
+    @cached_property
+    def verify(self) -> SignatureCheck:
+        """``verify(message, signature) -> bool`` for this key, with its padding and hash objects
+        made once rather than per call (the hot path of every request)."""
+        return _SIGNATURE_CHECKS[self.alg](self.public)
+
+
+SignatureCheck = Callable[[bytes, bytes], bool]
+
+
+def _hmac_check(digest: str) -> Callable[[bytes], SignatureCheck]:
+    def prepare(secret: bytes) -> SignatureCheck:
+        def check(message: bytes, signature: bytes) -> bool:
+            return hmac.compare_digest(hmac.digest(secret, message, digest), signature)
+
+        return check
+
+    return prepare
+
+
+def _ecdsa_check(
+    hash_alg: type[hashes.HashAlgorithm], size: int
+) -> Callable[[Any], SignatureCheck]:
+    def prepare(public: ec.EllipticCurvePublicKey) -> SignatureCheck:
+        ecdsa = ec.ECDSA(hash_alg())
+
+        def check(message: bytes, signature: bytes) -> bool:
+            # JWS carries r || s, fixed width (RFC 7518 §3.4); cryptography wants DER.
+            if len(signature) != 2 * size:
+                return False
+            r = int.from_bytes(signature[:size], "big")
+            s = int.from_bytes(signature[size:], "big")
+            try:
+                public.verify(encode_dss_signature(r, s), message, ecdsa)
+            except InvalidSignature:
+                return False
+            return True
+
+        return check
+
+    return prepare
+
+
+def _rsa_check(pad: padding.AsymmetricPadding) -> Callable[[Any], SignatureCheck]:
+    def prepare(public: rsa.RSAPublicKey) -> SignatureCheck:
+        sha256 = hashes.SHA256()
+
+        def check(message: bytes, signature: bytes) -> bool:
+            try:
+                public.verify(signature, message, pad, sha256)
+            except InvalidSignature:
+                return False
+            return True
+
+        return check
+
+    return prepare
+
+
+def _eddsa_check(public: ed25519.Ed25519PublicKey) -> SignatureCheck:
+    def check(message: bytes, signature: bytes) -> bool:
+        try:
+            public.verify(signature, message)
+        except InvalidSignature:
+            return False
+        return True
+
+    return check
+
+
+_SIGNATURE_CHECKS: dict[str, Callable[[Any], SignatureCheck]] = {
+    "HS256": _hmac_check("sha256"),
+    "HS384": _hmac_check("sha384"),
+    "HS512": _hmac_check("sha512"),
+    "ES256": _ecdsa_check(hashes.SHA256, 32),
+    "ES384": _ecdsa_check(hashes.SHA384, 48),
+    "EdDSA": _eddsa_check,
+    "RS256": _rsa_check(padding.PKCS1v15()),
+    # RFC 7518 §3.5: the salt is as long as the hash output.
+    "PS256": _rsa_check(padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)),
+}
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,8 @@ only the base64url alphabet, no padding, canonical encodings, objects without du
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
-import re
 from typing import Any
 
 from target.algorithms import SigningKey
@@ -26,11 +24,16 @@ __all__ = [
 # RFC 8725 §3.11 suggests bounding what we parse; our own tokens are well under 1 KiB.
 MAX_TOKEN_BYTES = 8192
 
-_SEGMENT = re.compile(r"[A-Za-z0-9_-]*")
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+_PADDING = {0: b"", 2: b"==", 3: b"="}
+_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_SEXTET = {c: i for i, c in enumerate(_ALPHABET)}
+# Bits of the last character that encode nothing; a canonical encoding has them all zero.
+_UNUSED_BITS = {0: 0, 2: 0b1111, 3: 0b11}
 
 
 def split_compact(token: str) -> tuple[str, str, str]:
-    """Split a compact JWS into its three base64url segments, refusing anything else."""
+    """Split a compact JWS into its three segments, refusing anything else."""
     if len(token) > MAX_TOKEN_BYTES:
         raise MalformedTokenError("token longer than 8 KiB")
     parts = token.split(".")
@@ -41,21 +44,28 @@ def split_compact(token: str) -> tuple[str, str, str]:
         raise MalformedTokenError("empty header or payload")
     if not signature:
         raise SignatureError("signature missing")
-    for part in parts:
-        if not _SEGMENT.fullmatch(part):
-            raise MalformedTokenError("not base64url")
     return header, payload, signature
 
 
 def b64url_decode(segment: str) -> bytes:
-    """Decode unpadded base64url, refusing non-canonical encodings (stray trailing bits)."""
-    if len(segment) % 4 == 1:
+    """Decode unpadded base64url strictly: its own alphabet only, no padding, no stray bits."""
+    remainder = len(segment) % 4
+    if (
+        remainder == 1
+        or not segment.isascii()
+        or "+" in segment
+        or "/" in segment
+        or "=" in segment
+    ):
         raise MalformedTokenError("not base64url")
     try:
-        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError) as e:
+        data = binascii.a2b_base64(
+            segment.encode("ascii").translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder],
+            strict_mode=True,
+        )
+    except binascii.Error as e:
         raise MalformedTokenError("not base64url") from e
-    if base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii") != segment:
+    if remainder and _SEXTET[segment[-1]] & _UNUSED_BITS[remainder]:
         raise MalformedTokenError("non-canonical base64url")
     return data
 
@@ -67,10 +77,14 @@ def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
+# One decoder, made once: json.loads with a hook would build a new one on every call.
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
+
+
 def decode_json_object(data: bytes, what: str) -> dict[str, Any]:
     """Parse a JSON object as UTF-8, refusing duplicate member names and any other JSON value."""
     try:
-        obj = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+        obj = _DECODER.decode(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         # ValueError covers JSONDecodeError; RecursionError a deeply nested document.
         raise MalformedTokenError(f"{what} is not JSON") from e
@@ -85,5 +99,5 @@ def verify_signature(signing_input: bytes, signature_segment: str, key: SigningK
         signature = b64url_decode(signature_segment)
     except MalformedTokenError as e:
         raise SignatureError("signature is not base64url") from e
-    if not key.algorithm.verify(signing_input, key.public, signature):
+    if not key.verify(signing_input, signature):
         raise SignatureError("signature does not verify")

@@ -74,6 +74,7 @@ class BearerAuthMiddleware:
         self._prefixes = protected_prefixes
         self._observe = metrics.verify_seconds.labels(alg=alg).observe
         self._results = metrics.verifications
+        self._ok = metrics.verifications.labels(result="ok")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
@@ -108,6 +109,6 @@ class BearerAuthMiddleware:
             await _send_401(send, "invalid_token", e.description)
             return
         self._observe(time.perf_counter() - started)
-        self._results.labels(result="ok").inc()
+        self._ok.inc()
         scope["auth"] = grant
         await self.app(scope, receive, send)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -36,7 +37,13 @@ def _number(claims: dict[str, Any], name: str) -> float:
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ClaimsError(f"{name} is not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError as e:  # a JSON integer too large for a float
+        raise ClaimsError(f"{name} is not a finite number") from e
+    if not math.isfinite(number):  # NaN passes every comparison: an exp of NaN would never expire
+        raise ClaimsError(f"{name} is not a finite number")
+    return number
 
 
 class Verifier:
@@ -114,7 +121,7 @@ class Verifier:
                 return self._still_valid(cached, now)
         header_segment, payload_segment, signature_segment = split_compact(token)
         key = self._headers.get(header_segment) or self._resolve_key(header_segment)
-        signing_input = f"{header_segment}.{payload_segment}".encode("ascii")
+        signing_input = token[: len(header_segment) + len(payload_segment) + 1].encode()
         verify_signature(signing_input, signature_segment, key)
         claims = decode_json_object(b64url_decode(payload_segment), "payload")
         grant = self._check_claims(claims, key.alg, now)
