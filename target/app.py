@@ -96,7 +96,10 @@ def create_app(settings: Settings) -> Starlette:
                 await task
             state.close()
 
+    # Starlette tries routes in order: the per-request device routes go first, so the hot path
+    # does not pay for a dozen regex misses (about a third of /api/data's cost when it came last).
     routes: list[Any] = [
+        *devices.routes,
         Route("/healthz", healthz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
@@ -104,7 +107,6 @@ def create_app(settings: Settings) -> Starlette:
         Route("/.well-known/oauth-authorization-server", server_metadata, methods=["GET"]),
         *oauth.routes,
         *admin.routes,
-        *devices.routes,
     ]
     app = Starlette(
         routes=routes,
