@@ -10,11 +10,15 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
     multiprocess,
 )
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+# ``*_created`` timestamps double the exposition and tell a benchmark nothing.
+disable_created_metrics()
 
 # Fine enough to tell 5 µs from 50 µs from 500 µs: verify costs range from HMAC to RSA signing keys.
 VERIFY_BUCKETS_S = (
