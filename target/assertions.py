@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 import time
 from typing import Any
@@ -24,7 +25,13 @@ def _number(claims: dict[str, Any], name: str) -> float:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _grant_error(f"assertion {name} missing or not a number")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError as e:  # a JSON integer too large for a float
+        raise _grant_error(f"assertion {name} is not a finite number") from e
+    if not math.isfinite(number):  # NaN passes every comparison, so it slipped past the 600 s bound
+        raise _grant_error(f"assertion {name} is not a finite number")
+    return number
 
 
 class AssertionChecker:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import binascii
 from urllib.parse import unquote
 
 from starlette.requests import Request
@@ -32,7 +31,7 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str, st
             raise OAuthError("invalid_request", "use one client authentication method, not two")
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as e:
+        except ValueError as e:  # binascii.Error, UnicodeDecodeError, or non-ASCII input
             raise OAuthError("invalid_client", "malformed HTTP Basic credentials", 401) from e
         client_id, sep, secret = decoded.partition(":")
         if not sep:

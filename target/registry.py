@@ -120,7 +120,14 @@ class DeviceRegistry:
         self._keys.clear()
 
     def is_active(self, device_id: str) -> bool:
-        return device_id in self._active
+        if device_id in self._active:
+            return True
+        # Another worker may have registered the device since our last reload (one upkeep tick);
+        # without asking the database, its first tokens would be refused here as revoked.
+        row = self._conn.execute(
+            "SELECT 1 FROM devices WHERE id = ? AND active = 1", (device_id,)
+        ).fetchone()
+        return row is not None
 
     @property
     def active_count(self) -> int:

@@ -11,9 +11,12 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from jwt.exceptions import InvalidKeyError
 from starlette.datastructures import Secret
 
-from target.algorithms import ALG_NAMES, AlgName
+from target.algorithms import ALG_NAMES, ALGORITHMS, MIN_HMAC_SECRET_BYTES, AlgName
+from target.keys import load_signing_key_file
 
 __all__ = ["LogLevel", "Settings", "parse_settings", "resolve_admin_key"]
 
@@ -111,14 +114,30 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _check_signing_key(parser: argparse.ArgumentParser, path: Path, alg: AlgName) -> None:
+    """Refuse an unusable key file with one line, before the server starts and fails on it."""
+    if not path.is_file():
+        parser.error(f"--signing-key {path}: no such file")
+    try:
+        load_signing_key_file(path, alg)
+    except (OSError, ValueError, TypeError, UnsupportedAlgorithm, InvalidKeyError):
+        # Our own words, not the exception's: a message about key material stays out of output.
+        wanted = (
+            f"at least {MIN_HMAC_SECRET_BYTES} secret bytes"
+            if ALGORITHMS[alg].symmetric
+            else f"an unencrypted PEM {alg} private key"
+        )
+        parser.error(f"--signing-key {path}: not a usable {alg} key (needs {wanted})")
+
+
 def parse_settings(argv: list[str] | None = None) -> Settings:
     parser = build_parser()
     args = parser.parse_args(argv)
     values: dict[str, Any] = vars(args)
     if values["leeway"] > 300:
         parser.error("--leeway must be at most 300 seconds")
-    if values["signing_key"] is not None and not values["signing_key"].is_file():
-        parser.error(f"--signing-key {values['signing_key']}: no such file")
+    if values["signing_key"] is not None:
+        _check_signing_key(parser, values["signing_key"], values["alg"])
     if values["admin_key"] is not None:
         if len(values["admin_key"]) < 16:
             parser.error("--admin-key must be at least 16 characters")
