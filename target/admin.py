@@ -53,6 +53,12 @@ async def get_device(request: Request) -> Response:
     return JSONResponse(_device_or_404(state, request.path_params["device_id"]))
 
 
+async def device(request: Request) -> Response:
+    if request.method == "DELETE":
+        return await delete_device(request)
+    return await get_device(request)
+
+
 async def revoke_device(request: Request) -> Response:
     state = _state(request)
     device_id = request.path_params["device_id"]
@@ -83,8 +89,8 @@ async def stats(request: Request) -> Response:
 
 routes = [
     Route("/admin/devices", register_devices, methods=["POST"]),
-    Route("/admin/devices/{device_id}", get_device, methods=["GET"]),
-    Route("/admin/devices/{device_id}", delete_device, methods=["DELETE"]),
+    # One route per path, so a 405 lists every method the path has in ``Allow``.
+    Route("/admin/devices/{device_id}", device, methods=["GET", "DELETE"]),
     Route("/admin/devices/{device_id}/revoke", revoke_device, methods=["POST"]),
     Route("/admin/keys/rotate", rotate_keys, methods=["POST"]),
     Route("/admin/stats", stats, methods=["GET"]),
