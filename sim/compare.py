@@ -1,0 +1,253 @@
+"""``fleetbench compare``: signing algorithms side by side, in process (micro) and end to end.
+
+Runs are interleaved (A B A B ...) and repeated, so drift on a noisy machine does not favour one
+algorithm; each figure is the median over the repeats, with its spread (min and max).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from target.algorithms import ALG_NAMES, ALGORITHMS
+from target.bench import micro_benchmark
+
+__all__ = [
+    "MICRO_FIGURES",
+    "CompareConfig",
+    "CompareError",
+    "capacity_lines",
+    "parse_algs",
+    "run_compare",
+    "table_rows",
+    "write_compare_outputs",
+]
+
+SCHEMA = "fleetbench.compare/1"
+MICRO_FIGURES = ("sign_us", "verify_us", "raw_verify_us", "cached_verify_us", "token_bytes")
+E2E_FIGURES = ("e2e_rps", "e2e_p50_us", "e2e_p99_us", "server_verify_us", "generator_cpu_percent")
+CAPACITY_RATES_PER_S = (10_000, 100_000)
+
+# One end-to-end run for one algorithm: returns the E2E_FIGURES (and may add more keys).
+EndToEnd = Callable[[str], dict[str, Any]]
+
+
+class CompareError(Exception):
+    """A compare run that cannot be done as asked (bad algorithm list, options)."""
+
+
+@dataclass
+class CompareConfig:
+    algs: list[str]
+    repeat: int = 3
+    micro_budget_s: float = 0.25
+    end_to_end: EndToEnd | None = None  # None means --micro-only
+    log: Callable[[str], None] = field(default=lambda message: None)
+
+
+def parse_algs(text: str) -> list[str]:
+    """``HS256,ES256`` -> a checked list; unknown or unavailable names are a one-line error."""
+    algs = [name.strip() for name in text.split(",") if name.strip()]
+    if not algs:
+        raise CompareError(f"--algs is empty; choose from {', '.join(ALG_NAMES)}")
+    for name in algs:
+        if name not in ALGORITHMS:
+            raise CompareError(f"unknown algorithm {name!r}; choose from {', '.join(ALG_NAMES)}")
+        try:
+            ALGORITHMS[name].generate()
+        except Exception as e:  # cryptography raises UnsupportedAlgorithm and others
+            raise CompareError(
+                f"{name} is not available with the installed cryptography ({type(e).__name__});"
+                f" choose from {', '.join(ALG_NAMES)}"
+            ) from e
+    if len(set(algs)) != len(algs):
+        raise CompareError("--algs names an algorithm twice")
+    return algs
+
+
+def _summarise(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def run_compare(config: CompareConfig) -> dict[str, Any]:
+    """Measure every algorithm ``repeat`` times, interleaved; the compare.json document."""
+    samples: dict[str, dict[str, list[float]]] = {alg: {} for alg in config.algs}
+    started = time.time()
+    for round_index in range(config.repeat):
+        for alg in config.algs:
+            config.log(f"round {round_index + 1}/{config.repeat}: {alg} micro")
+            figures: dict[str, Any] = micro_benchmark(alg, config.micro_budget_s)
+            if config.end_to_end is not None:
+                config.log(f"round {round_index + 1}/{config.repeat}: {alg} end to end")
+                figures.update(config.end_to_end(alg))
+            for name, value in figures.items():
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    samples[alg].setdefault(name, []).append(float(value))
+    baseline = config.algs[0]
+    medians = {
+        alg: {name: statistics.median(values) for name, values in figures.items()}
+        for alg, figures in samples.items()
+    }
+    algorithms: dict[str, Any] = {}
+    for alg, figures in samples.items():
+        entry: dict[str, Any] = dict(medians[alg])
+        entry["token_bytes"] = int(entry["token_bytes"])
+        entry["spread"] = {name: _summarise(values) for name, values in figures.items()}
+        entry["capacity_cores"] = {
+            f"{rate}_verifies_per_s": rate * entry["verify_us"] / 1e6
+            for rate in CAPACITY_RATES_PER_S
+        }
+        entry["ratio_to_baseline"] = {
+            name: value / medians[baseline][name]
+            for name, value in medians[alg].items()
+            if medians[baseline].get(name)
+        }
+        algorithms[alg] = entry
+    return {
+        "schema": SCHEMA,
+        "baseline": baseline,
+        "repeat": config.repeat,
+        "interleaved": True,
+        "end_to_end": config.end_to_end is not None,
+        "started_at": started,
+        "duration_s": time.time() - started,
+        "algorithms": algorithms,
+    }
+
+
+def _chart_png(result: dict[str, Any]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    algs = list(result["algorithms"])
+    data = result["algorithms"]
+    panels = 2 if result["end_to_end"] else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6 * panels + 1, 4.2), squeeze=False)
+    ax = axes[0][0]
+    width = 0.27
+    series = (
+        ("verify_us", "target verifier"),
+        ("raw_verify_us", "raw cryptography"),
+        ("sign_us", "sign"),
+    )
+    for offset, (name, label) in enumerate(series):
+        xs = [i + (offset - 1) * width for i in range(len(algs))]
+        medians = [data[a][name] for a in algs]
+        low = [data[a][name] - data[a]["spread"][name]["min"] for a in algs]
+        high = [data[a]["spread"][name]["max"] - data[a][name] for a in algs]
+        ax.bar(xs, medians, width, yerr=[low, high], capsize=3, label=label)
+    ax.set_xticks(range(len(algs)), algs)
+    ax.set_ylabel("µs per operation (median, min-max)")
+    ax.set_title("Cost per token, in process")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    if result["end_to_end"]:
+        ax = axes[0][1]
+        medians = [data[a].get("e2e_rps", 0.0) for a in algs]
+        spreads = [
+            data[a]["spread"].get("e2e_rps", {"min": m, "max": m})
+            for a, m in zip(algs, medians, strict=True)
+        ]
+        ax.bar(
+            algs,
+            medians,
+            yerr=[
+                [m - s["min"] for m, s in zip(medians, spreads, strict=True)],
+                [s["max"] - m for m, s in zip(medians, spreads, strict=True)],
+            ],
+            capsize=3,
+            color="tab:green",
+        )
+        ax.set_ylabel("requests per second (median, min-max)")
+        ax.set_title("End to end, same load per algorithm")
+        ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows for the side-by-side table: figure, then each algorithm's median and ratio."""
+    algs = list(result["algorithms"])
+    baseline = result["baseline"]
+    names = list(MICRO_FIGURES) + (list(E2E_FIGURES) if result["end_to_end"] else [])
+    rows = []
+    for name in names:
+        cells = [name]
+        for alg in algs:
+            entry = result["algorithms"][alg]
+            if name not in entry:
+                cells.append("-")
+                continue
+            value = entry[name]
+            spread = entry["spread"].get(name)
+            text = f"{value:,.1f}" if name != "token_bytes" else f"{int(value)}"
+            if spread and result["repeat"] > 1 and name != "token_bytes":
+                text += f" ({spread['min']:,.1f}-{spread['max']:,.1f})"
+            ratio = entry["ratio_to_baseline"].get(name)
+            if alg != baseline and ratio:
+                text += f" {ratio:.2f}x"
+            cells.append(text)
+        rows.append(tuple(cells))
+    return rows
+
+
+def capacity_lines(result: dict[str, Any]) -> list[str]:
+    baseline = result["baseline"]
+    base = result["algorithms"][baseline]
+    lines = []
+    for alg, entry in result["algorithms"].items():
+        cores = entry["capacity_cores"]
+        line = (
+            f"{alg}: verify {entry['verify_us']:.1f} µs -> "
+            f"{cores['10000_verifies_per_s']:.2f} cores for 10,000 tokens/s, "
+            f"{cores['100000_verifies_per_s']:.1f} cores for 100,000 tokens/s"
+        )
+        if alg != baseline:
+            line += f"; verify costs {entry['verify_us'] / base['verify_us']:.1f}x {baseline}"
+        lines.append(line)
+    return lines
+
+
+def write_compare_outputs(result: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """compare.json, compare.png and compare.html in ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "json": folder / "compare.json",
+        "png": folder / "compare.png",
+        "html": folder / "compare.html",
+    }
+    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
+    png = _chart_png(result)
+    paths["png"].write_bytes(png)
+    algs = list(result["algorithms"])
+    header = "".join(f"<th>{html.escape(a)}</th>" for a in algs)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+        for row in table_rows(result)
+    )
+    capacity = "".join(f"<li>{html.escape(line)}</li>" for line in capacity_lines(result))
+    paths["html"].write_text(
+        "<!doctype html><meta charset=utf-8><title>fleetbench compare</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:right}"
+        "tr:nth-child(even){background:#f3f3f3}</style>"
+        f"<h1>fleetbench compare: {' vs '.join(html.escape(a) for a in algs)}</h1>"
+        f"<p>Median of {result['repeat']} interleaved rounds (min-max in brackets); ratios are to"
+        f" {html.escape(result['baseline'])}.</p>"
+        "<img alt='verify cost and throughput per algorithm'"
+        f" src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
+        f"<table><tr><th>figure</th>{header}</tr>{body}</table><h2>Capacity</h2><ul>{capacity}</ul>\n"
+    )
+    return paths
