@@ -1,0 +1,77 @@
+"""What the Locust side of a run needs to know, from one JSON file or ``FLEETBENCH_*`` variables.
+
+``fleetbench run`` writes the file and points ``FLEETBENCH_CONFIG`` at it. Standalone
+``locust -f locustfile.py --host URL`` reads ``FLEETBENCH_FLEET`` (required),
+``FLEETBENCH_SCENARIO``, ``FLEETBENCH_ENDPOINT``, ``FLEETBENCH_INTERVAL``,
+``FLEETBENCH_REFRESH``, ``FLEETBENCH_BAD_RATIO``, ``FLEETBENCH_LEEWAY`` and ``FLEETBENCH_RAW``.
+No secret is ever in this configuration: the fleet file holds them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim.errors import ConfigError
+from sim.scenarios import (
+    ENDPOINTS,
+    REFRESH_MODES,
+    Endpoint,
+    RefreshMode,
+    Scenario,
+    parse_scenarios,
+)
+
+__all__ = ["SimConfig"]
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    fleet: str
+    scenarios: dict[Scenario, int] = field(default_factory=lambda: {"verification": 1})
+    endpoint: Endpoint = "telemetry"
+    interval_s: float = 1.0  # pacing of each device's requests
+    refresh: RefreshMode = "on-expiry"  # how the expiry scenario renews its token
+    bad_ratio: float = 0.5  # share of rejection-scenario requests that carry a forged credential
+    leeway_s: float = 10.0  # the target's clock leeway: an expired token is accepted that long
+    issuer: str | None = None  # the ``aud`` of device assertions; discovered if None
+    raw: str | None = None  # where the master writes the raw measurements at the end
+    claim_file: str | None = None  # shared counter that hands each user its own device
+    seq_base: dict[str, int] = field(default_factory=dict)  # last seq the target holds per device
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def read(cls, path: Path) -> SimConfig:
+        data: dict[str, Any] = json.loads(path.read_text())
+        return cls(**data)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> SimConfig:
+        env = dict(os.environ) if env is None else env
+        if env.get("FLEETBENCH_CONFIG"):
+            return cls.read(Path(env["FLEETBENCH_CONFIG"]))
+        fleet = env.get("FLEETBENCH_FLEET")
+        if not fleet:
+            raise ConfigError(
+                "set FLEETBENCH_FLEET to a fleet file (fleetbench provision makes one)"
+            )
+        endpoint = env.get("FLEETBENCH_ENDPOINT", "telemetry")
+        refresh = env.get("FLEETBENCH_REFRESH", "on-expiry")
+        if endpoint not in ENDPOINTS or refresh not in REFRESH_MODES:
+            raise ConfigError("FLEETBENCH_ENDPOINT or FLEETBENCH_REFRESH has an unknown value")
+        return cls(
+            fleet=fleet,
+            scenarios=parse_scenarios(env.get("FLEETBENCH_SCENARIO", "verification")),
+            endpoint=endpoint,  # checked above
+            interval_s=float(env.get("FLEETBENCH_INTERVAL", "1.0")),
+            refresh=refresh,  # checked above
+            bad_ratio=float(env.get("FLEETBENCH_BAD_RATIO", "0.5")),
+            leeway_s=float(env.get("FLEETBENCH_LEEWAY", "10")),
+            issuer=env.get("FLEETBENCH_ISSUER"),
+            raw=env.get("FLEETBENCH_RAW"),
+        )

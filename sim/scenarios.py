@@ -1,0 +1,54 @@
+"""Scenario names and weights: ``verification``, ``mixed`` or ``issuance=1,verification=8,...``."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from sim.errors import ConfigError
+
+__all__ = [
+    "ENDPOINTS",
+    "MIXED",
+    "REFRESH_MODES",
+    "SCENARIOS",
+    "Endpoint",
+    "RefreshMode",
+    "Scenario",
+    "parse_scenarios",
+]
+
+Scenario = Literal["issuance", "verification", "expiry", "rejection"]
+SCENARIOS: tuple[Scenario, ...] = get_args(Scenario)
+Endpoint = Literal["telemetry", "config", "data"]
+ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
+RefreshMode = Literal["on-expiry", "proactive"]
+REFRESH_MODES: tuple[RefreshMode, ...] = get_args(RefreshMode)
+
+# A fleet mostly in steady state, with some token traffic, expiry and bad tokens.
+MIXED: dict[Scenario, int] = {"issuance": 1, "verification": 6, "expiry": 2, "rejection": 1}
+
+
+def parse_scenarios(text: str) -> dict[Scenario, int]:
+    """Weights by scenario, only those above zero."""
+    text = text.strip()
+    if text == "mixed":
+        return dict(MIXED)
+    weights: dict[Scenario, int] = {}
+    for part in text.split(","):
+        name, sep, weight_text = part.strip().partition("=")
+        if name not in SCENARIOS:
+            raise ConfigError(
+                f"unknown scenario {name!r}: use mixed, or weights of {', '.join(SCENARIOS)}"
+            )
+        try:
+            weight = int(weight_text) if sep else 1
+        except ValueError as e:
+            raise ConfigError(f"scenario weight for {name} must be a whole number") from e
+        if weight < 0:
+            raise ConfigError(f"scenario weight for {name} must be 0 or more")
+        scenario: Scenario = name  # checked against SCENARIOS above
+        weights[scenario] = weight
+    weights = {name: weight for name, weight in weights.items() if weight > 0}
+    if not weights:
+        raise ConfigError("at least one scenario needs a weight above zero")
+    return weights

@@ -1,0 +1,447 @@
+"""The virtual device under load: one Locust ``FastHttpUser`` per device of the fleet.
+
+Each user claims its own device, parses that device's key once in ``on_start``, holds one access
+token per scenario, and judges every answer into the outcome account (:mod:`sim.outcomes`).
+Assertion minting is timed on its own line (``MINT``), never inside a request's latency.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import logging
+import os
+import random
+import resource
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jwt
+import requests
+from locust import FastHttpUser, constant_pacing, events
+from locust.exception import StopUser
+from locust.runners import MasterRunner, WorkerRunner
+
+from sim.config import SimConfig
+from sim.corpus import Case, ForgeContext, cases_for
+from sim.fleet import Device, Fleet, load_fleet
+from sim.measure import Measurements
+from sim.outcomes import Outcome, judge_forged, judge_held, judge_issuance, refusal_reason
+from sim.scenarios import Scenario
+
+__all__ = ["FleetDevice", "configure"]
+
+log = logging.getLogger("fleetbench")
+
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+DEFAULT_ISSUER = "urn:fleetbench:target"
+ASSERTION_LIFETIME_S = 300
+# Proactive refresh happens at a random point in this share of a token's lifetime, so a fleet
+# does not renew in lockstep.
+PROACTIVE_WINDOW = (0.5, 0.8)
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+PATHS = {
+    "telemetry": ("POST", "/devices/{id}/telemetry"),
+    "config": ("GET", "/devices/{id}/config"),
+    "data": ("GET", "/api/data"),
+}
+
+MEASUREMENTS = Measurements()
+_state: dict[str, Any] = {"claimed": 0}
+
+
+@dataclass
+class HeldToken:
+    token: str
+    alg: str
+    exp: float
+    refresh_at: float
+
+
+def _claims(token: str) -> dict[str, Any]:
+    payload = token.split(".")[1]
+    decoded: dict[str, Any] = json.loads(
+        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    )
+    return decoded
+
+
+def _header_alg(token: str) -> str:
+    header = token.split(".")[0]
+    alg = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))).get("alg")
+    return str(alg)
+
+
+@cache
+def _config() -> SimConfig:
+    return SimConfig.from_env()
+
+
+@cache
+def _fleet() -> Fleet:
+    return load_fleet(Path(_config().fleet))
+
+
+def _issuer(host: str) -> str:
+    config = _config()
+    if config.issuer:
+        return config.issuer
+    if "issuer" not in _state:
+        try:
+            url = host.rstrip("/") + "/.well-known/oauth-authorization-server"
+            _state["issuer"] = requests.get(url, timeout=10).json()["issuer"]
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            _state["issuer"] = DEFAULT_ISSUER
+    issuer: str = _state["issuer"]
+    return issuer
+
+
+def _claim_index(environment: Any) -> int:
+    """The next unclaimed device: a counter shared by every process of the run through a locked
+    file, or, standalone, this process's counter interleaved with the other workers'."""
+    claim_file = _config().claim_file
+    if claim_file:
+        with open(claim_file, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            index = int(f.read().strip() or 0)
+            f.seek(0)
+            f.truncate()
+            f.write(str(index + 1))
+            return index
+    runner = environment.runner
+    workers = int(os.environ.get("FLEETBENCH_WORKERS", "1"))
+    offset = max(getattr(runner, "worker_index", 0), 0) if isinstance(runner, WorkerRunner) else 0
+    index = offset + _state["claimed"] * workers
+    _state["claimed"] += 1
+    return int(index)
+
+
+class FleetDevice(FastHttpUser):
+    """One device of the fleet: its own credential, its own tokens, its own connection."""
+
+    concurrency = 1
+    connection_timeout = 10.0
+    network_timeout = 30.0
+    wait_time = constant_pacing(1.0)
+
+    device: Device
+    device_index: int
+
+    def on_start(self) -> None:
+        fleet = _fleet()
+        index = _claim_index(self.environment)
+        if index >= len(fleet):
+            MEASUREMENTS.counters["users_without_device"] += 1
+            raise StopUser()
+        self.device_index = index
+        self.device = fleet.devices[index]
+        self.other_device_id = fleet.devices[(index + 1) % len(fleet)].id
+        self.key = self.device.private_key() if self.device.private_pem else None
+        self.config = _config()
+        self.issuer = _issuer(self.host or "")
+        self.rng = random.Random()
+        self.seq = self.config.seq_base.get(self.device.id, 0)
+        self.token_alg = "?"
+        self.tokens: dict[Scenario, HeldToken] = {}
+        self.cases: tuple[Case, ...] = cases_for(self.config.endpoint != "data")
+        self.next_case = self.rng.randrange(len(self.cases))
+        MEASUREMENTS.counters["devices_started"] += 1
+        for scenario in self.config.scenarios:
+            if scenario != "issuance":
+                self.tokens_for(scenario, "setup")
+
+    # -- tokens ---------------------------------------------------------------------------------
+
+    def _mint_assertion(self) -> str:
+        alg = self.device.alg or "ES256"
+        started = time.perf_counter()
+        now = int(time.time())
+        claims = {
+            "iss": self.device.id,
+            "sub": self.device.id,
+            "aud": self.issuer,
+            "iat": now,
+            "exp": now + ASSERTION_LIFETIME_S,
+            "jti": secrets.token_urlsafe(16),
+        }
+        key: Any = self.key
+        assertion = jwt.encode(claims, key, algorithm=alg)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        events.request.fire(  # type: ignore[no-untyped-call]
+            request_type="MINT",
+            name=f"assertion {alg}",
+            response_time=elapsed_ms,
+            response_length=len(assertion),
+            exception=None,
+            context={},
+        )
+        MEASUREMENTS.record_mint(alg, elapsed_ms * 1000)
+        return assertion
+
+    def fetch_token(self, grant: str, scenario: str) -> HeldToken | None:
+        """One token request by ``grant`` (client_credentials or jwt-bearer), judged and timed."""
+        if grant == "jwt-bearer":
+            form = {"grant_type": JWT_BEARER, "assertion": self._mint_assertion()}
+        else:
+            form = {
+                "grant_type": "client_credentials",
+                "client_id": self.device.id,
+                "client_secret": self.device.secret,
+            }
+        endpoint = f"token {grant}"
+        with self.client.request(
+            "POST",
+            "/auth/token",
+            name=f"{scenario} {endpoint}",
+            data=urlencode(form),
+            headers=FORM,
+            catch_response=True,
+        ) as response:
+            status = response.status_code or 0
+            outcome = judge_issuance(status)
+            held = None
+            if outcome == "ok":
+                try:
+                    token = response.json()["access_token"]
+                    held = self._hold(token)
+                except (ValueError, KeyError, TypeError, IndexError):
+                    outcome = "refused_valid"  # a 200 without a usable token is no token
+            reason = "" if outcome == "ok" else self._token_error(response)
+            self._settle(response, endpoint, scenario, outcome, status, reason)
+        return held
+
+    def _hold(self, token: str) -> HeldToken:
+        claims = _claims(token)
+        exp = float(claims["exp"])
+        iat = float(claims.get("iat", time.time()))
+        self.token_alg = _header_alg(token)
+        share = self.rng.uniform(*PROACTIVE_WINDOW)
+        return HeldToken(token, self.token_alg, exp, iat + share * (exp - iat))
+
+    @staticmethod
+    def _token_error(response: Any) -> str:
+        try:
+            return str(response.json().get("error", ""))[:40]
+        except (ValueError, AttributeError):
+            return ""
+
+    def _grant(self) -> str:
+        return "jwt-bearer" if self.key is not None else "client_credentials"
+
+    def tokens_for(self, scenario: Scenario, recorded_as: str) -> HeldToken | None:
+        held = self.fetch_token(self._grant(), recorded_as)
+        if held is not None:
+            self.tokens[scenario] = held
+        else:
+            self.tokens.pop(scenario, None)
+        return held
+
+    def held(self, scenario: Scenario, *, proactive: bool) -> HeldToken | None:
+        """The scenario's token, renewed first if it is missing or (``proactive``) due."""
+        held = self.tokens.get(scenario)
+        if held is None or (proactive and time.time() >= held.refresh_at):
+            if held is not None and scenario == "expiry":
+                MEASUREMENTS.counters["refreshes"] += 1
+            held = self.tokens_for(scenario, scenario)
+        return held
+
+    # -- resource requests ----------------------------------------------------------------------
+
+    def call(
+        self,
+        scenario: str,
+        authorization: str | None,
+        device_id: str,
+        judge: Callable[[int, str], Outcome],
+        *,
+        reading: bool,
+    ) -> tuple[Outcome, str]:
+        """One request to the chosen endpoint; ``reading`` sends the device's next seq."""
+        endpoint = self.config.endpoint
+        method, path = PATHS[endpoint]
+        headers = {} if authorization is None else {"Authorization": authorization}
+        body: dict[str, Any] | None = None
+        if method == "POST":
+            seq = self.seq + 1 if reading else 0
+            body = {"seq": seq, "ts": time.time(), "values": {"temp_c": 21.5, "battery": 0.93}}
+            if reading:
+                MEASUREMENTS.telemetry[self.device.id][0] += 1
+        with self.client.request(
+            method,
+            path.format(id=device_id),
+            name=f"{scenario} {endpoint}",
+            headers=headers,
+            json=body,
+            catch_response=True,
+        ) as response:
+            status = response.status_code or 0
+            reason = refusal_reason(
+                status, response.headers.get("www-authenticate") if status else None
+            )
+            outcome = judge(status, reason)
+            if reading and body is not None and status == 202:
+                self.seq += 1
+                MEASUREMENTS.telemetry[self.device.id][1] += 1
+            self._settle(response, endpoint, scenario, outcome, status, reason)
+        return outcome, reason
+
+    def _settle(
+        self,
+        response: Any,
+        endpoint: str,
+        scenario: str,
+        outcome: Outcome,
+        status: int,
+        reason: str,
+    ) -> None:
+        latency_us = response.request_meta["response_time"] * 1000
+        alg = self.token_alg
+        MEASUREMENTS.record(
+            endpoint, scenario, alg, outcome, latency_us, status=status, reason=reason
+        )
+        if outcome in ("ok", "rejected_as_expected"):
+            response.success()
+        else:
+            response.failure(outcome)
+
+    def use_held(self, scenario: Scenario, held: HeldToken) -> tuple[Outcome, str]:
+        leeway = self.config.leeway_s
+
+        def judge(status: int, reason: str) -> Outcome:
+            return judge_held(status, reason, exp=held.exp, now=time.time(), leeway_s=leeway)
+
+        return self.call(
+            scenario,
+            f"Bearer {held.token}",
+            self.device.id,
+            judge,
+            reading=True,
+        )
+
+    # -- scenarios ------------------------------------------------------------------------------
+
+    def issuance(self) -> None:
+        grant = (
+            "jwt-bearer"
+            if self.key is not None and self.rng.random() < 0.5
+            else "client_credentials"
+        )
+        self.fetch_token(grant, "issuance")
+
+    def verification(self) -> None:
+        held = self.held("verification", proactive=True)
+        if held is None:
+            return
+        outcome, _ = self.use_held("verification", held)
+        if outcome in ("rejected_as_expected", "refused_valid"):
+            self.tokens.pop("verification", None)  # renew before the next reading
+
+    def expiry(self) -> None:
+        proactive = self.config.refresh == "proactive"
+        held = self.held("expiry", proactive=proactive)
+        if held is None:
+            return
+        outcome, reason = self.use_held("expiry", held)
+        if outcome == "rejected_as_expected" and reason == "expired":
+            MEASUREMENTS.counters["expirations"] += 1
+            MEASUREMENTS.devices_expired.add(self.device.id)
+            MEASUREMENTS.counters["refreshes"] += 1
+            renewed = self.tokens_for("expiry", "expiry")
+            if renewed is not None and self.use_held("expiry", renewed)[0] == "ok":
+                MEASUREMENTS.devices_recovered.add(self.device.id)
+        elif outcome == "refused_valid":
+            self.tokens.pop("expiry", None)
+
+    def rejection(self) -> None:
+        held = self.held("rejection", proactive=True)
+        if held is None:
+            return
+        if self.rng.random() >= self.config.bad_ratio:
+            self.use_held("rejection", held)
+            return
+        case = self.cases[self.next_case % len(self.cases)]
+        self.next_case += 1
+        context = ForgeContext(held.token, held.alg, self.device.id, self.other_device_id)
+        forged = case.forge(context)
+
+        def judge(status: int, reason: str) -> Outcome:
+            verdict = judge_forged(status)
+            if verdict == "rejected_as_expected":
+                matched = status == case.expected_status and reason in case.expected_reasons
+                MEASUREMENTS.corpus[case.name]["refused" if matched else "refused_otherwise"] += 1
+            else:
+                MEASUREMENTS.corpus[case.name][verdict] += 1
+            return verdict
+
+        self.call("rejection", forged.authorization, forged.device_id, judge, reading=False)
+
+
+SCENARIO_TASKS: dict[Scenario, Callable[[FleetDevice], None]] = {
+    "issuance": FleetDevice.issuance,
+    "verification": FleetDevice.verification,
+    "expiry": FleetDevice.expiry,
+    "rejection": FleetDevice.rejection,
+}
+
+
+def _raise_open_files_limit() -> None:
+    """Each device holds its own connection: 10,000 devices need more than 1,024 descriptors."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _on_init(environment: Any, **_: Any) -> None:
+    _raise_open_files_limit()
+    runner = environment.runner
+    started: dict[str, float] = {}
+
+    def on_test_start(**_: Any) -> None:
+        started.setdefault("started", time.time())
+
+    def on_test_stop(**_: Any) -> None:
+        started["stopped"] = time.time()
+
+    def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
+        data["fleetbench"] = MEASUREMENTS.take_wire()
+
+    def on_worker_report(data: dict[str, Any], **_: Any) -> None:
+        if "fleetbench" in data:
+            MEASUREMENTS.merge_wire(data["fleetbench"])
+
+    def on_quit(**_: Any) -> None:
+        raw = _config().raw
+        if raw and not isinstance(runner, WorkerRunner):
+            MEASUREMENTS.write(
+                Path(raw),
+                started=started.get("started"),
+                stopped=started.get("stopped", time.time()),
+                workers=getattr(runner, "worker_index_max", 0)
+                if isinstance(runner, MasterRunner)
+                else 0,
+            )
+
+    environment.events.test_start.add_listener(on_test_start)
+    environment.events.test_stop.add_listener(on_test_stop)
+    environment.events.report_to_master.add_listener(on_report_to_master)
+    environment.events.worker_report.add_listener(on_worker_report)
+    environment.events.quit.add_listener(on_quit)
+
+
+def configure(config: SimConfig | None = None) -> type[FleetDevice]:
+    """Set the device's task weights and pacing from the run configuration, and hook the
+    measurement into Locust's events. Call once, from the locustfile."""
+    config = config or _config()
+    weights = {SCENARIO_TASKS[name]: weight for name, weight in config.scenarios.items()}
+    FleetDevice.tasks = weights  # type: ignore[assignment]  # Locust takes a dict of weights
+    FleetDevice.wait_time = constant_pacing(config.interval_s)
+    events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
+    return FleetDevice
