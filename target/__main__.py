@@ -30,8 +30,6 @@ def main(argv: list[str] | None = None) -> None:
 
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
         return
-    if settings.db == ":memory:":
-        sys.exit("target: error: --workers > 1 needs a database file, not :memory:")
     # Workers are separate processes: they read the same settings from the environment and count
     # metrics in files that /metrics merges.
     os.environ.update(settings.to_env())

@@ -136,6 +136,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
     values: dict[str, Any] = vars(args)
     if values["leeway"] > 300:
         parser.error("--leeway must be at most 300 seconds")
+    if values["workers"] > 1 and values["db"] == ":memory:":
+        parser.error("--workers > 1 needs a database file, not :memory:")
     if values["signing_key"] is not None:
         _check_signing_key(parser, values["signing_key"], values["alg"])
     if values["admin_key"] is not None:
