@@ -58,8 +58,8 @@ class Measurements:
         self.corpus: defaultdict[str, Counter[str]] = defaultdict(Counter)  # case -> verdict
         self.counters: Counter[str] = Counter()
         self.telemetry: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])  # sent, acked
-        self.devices_expired: set[str] = set()
-        self.devices_recovered: set[str] = set()
+        # Named sets of device ids, e.g. ``expiry``: devices that ran the expiry scenario.
+        self.device_sets: defaultdict[str, set[str]] = defaultdict(set)
 
     def record(
         self,
@@ -99,8 +99,7 @@ class Measurements:
             "corpus": {case: dict(c) for case, c in self.corpus.items()},
             "counters": dict(self.counters),
             "telemetry": {device: list(sa) for device, sa in self.telemetry.items()},
-            "devices_expired": sorted(self.devices_expired),
-            "devices_recovered": sorted(self.devices_recovered),
+            "device_sets": {name: sorted(ids) for name, ids in self.device_sets.items()},
         }
 
     def take_wire(self) -> dict[str, Any]:
@@ -124,8 +123,8 @@ class Measurements:
             entry = self.telemetry[device]
             entry[0] += sent
             entry[1] += acked
-        self.devices_expired.update(wire.get("devices_expired", []))
-        self.devices_recovered.update(wire.get("devices_recovered", []))
+        for name, ids in wire.get("device_sets", {}).items():
+            self.device_sets[name].update(ids)
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Measurements:

@@ -345,6 +345,7 @@ class FleetDevice(FastHttpUser):
             self.tokens.pop("verification", None)  # renew before the next reading
 
     def expiry(self) -> None:
+        MEASUREMENTS.device_sets["expiry"].add(self.device.id)
         proactive = self.config.refresh == "proactive"
         held = self.held("expiry", proactive=proactive)
         if held is None:
@@ -352,11 +353,11 @@ class FleetDevice(FastHttpUser):
         outcome, reason = self.use_held("expiry", held)
         if outcome == "rejected_as_expected" and reason == "expired":
             MEASUREMENTS.counters["expirations"] += 1
-            MEASUREMENTS.devices_expired.add(self.device.id)
+            MEASUREMENTS.device_sets["expired"].add(self.device.id)
             MEASUREMENTS.counters["refreshes"] += 1
             renewed = self.tokens_for("expiry", "expiry")
             if renewed is not None and self.use_held("expiry", renewed)[0] == "ok":
-                MEASUREMENTS.devices_recovered.add(self.device.id)
+                MEASUREMENTS.device_sets["recovered"].add(self.device.id)
         elif outcome == "refused_valid":
             self.tokens.pop("expiry", None)
 

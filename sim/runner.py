@@ -1,0 +1,414 @@
+"""``fleetbench run`` as a function: target, fleet, Locust, account, summary.
+
+The orchestrator never imports Locust or gevent: Locust runs as a child process (with
+``--processes`` for several workers) and hands back one raw account file, which is merged here
+with the target's ``/metrics`` and ``/admin/stats`` and the generator's CPU into ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import json
+import os
+import platform
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from sim import __version__
+from sim.config import SimConfig
+from sim.embedded import EmbeddedTarget, TargetStartError
+from sim.errors import ConfigError, SimError, TargetError
+from sim.fleet import CredentialKind, Fleet, load_fleet, make_fleet, save_fleet
+from sim.generator import GeneratorSampler
+from sim.http import TargetClient
+from sim.measure import Measurements
+from sim.provision import register_fleet
+from sim.scenarios import Endpoint, RefreshMode, Scenario
+from sim.server_view import scrape_metrics, server_delta, telemetry_stats
+from sim.summary import build_summary, telemetry_account
+
+__all__ = ["Interrupted", "RunConfig", "run_benchmark"]
+
+REPO = Path(__file__).resolve().parents[1]
+LOCUSTFILE = REPO / "locustfile.py"
+STOP_GRACE_S = 20.0  # after a stop request, how long Locust gets to write its account
+STARTUP_ALLOWANCE_S = 60.0  # fleet parse, worker start-up and shutdown around the run time
+
+
+class Interrupted(SimError):
+    """The run was stopped by SIGINT or SIGTERM before load started."""
+
+
+@dataclass
+class RunConfig:
+    """Everything ``fleetbench run`` takes. ``target`` None: start the embedded target."""
+
+    target: str | None = None
+    admin_key: str | None = field(default=None, repr=False)
+    fleet: Path | None = None
+    devices: int = 100
+    alg: CredentialKind = "ES256"
+    token_alg: str = "ES256"
+    token_ttl: int | None = None  # embedded target only; default 3600, or 10 with expiry
+    leeway: int | None = None  # embedded target only; default 10, or 1 with a short TTL
+    scenarios: dict[Scenario, int] = field(default_factory=lambda: {"verification": 1})
+    endpoint: Endpoint = "telemetry"
+    interval_s: float = 1.0
+    refresh: RefreshMode = "on-expiry"
+    bad_ratio: float = 0.5
+    duration_s: float = 10.0
+    spawn_rate: float | None = None
+    workers: int = 1
+    results: Path | None = None
+    pin: bool = True
+    log: Callable[[str], None] = field(default=lambda message: None, repr=False)
+
+    def check(self) -> None:
+        if self.devices < 1 and self.fleet is None:
+            raise ConfigError("--devices must be at least 1")
+        if self.duration_s <= 0:
+            raise ConfigError("--duration must be positive")
+        if self.interval_s < 0:
+            raise ConfigError("--interval must be 0 or more")
+        if not 0.0 <= self.bad_ratio <= 1.0:
+            raise ConfigError("--bad-ratio must be between 0 and 1")
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1")
+        if self.target is not None and not self.target.startswith(("http://", "https://")):
+            raise ConfigError("--target must be an http:// or https:// URL")
+        if self.target is not None and (self.token_ttl is not None or self.leeway is not None):
+            raise ConfigError("--token-ttl and --leeway set the embedded target; drop --target")
+        if self.token_ttl is not None and self.token_ttl < 1:
+            raise ConfigError("--token-ttl must be at least 1 second")
+
+    @property
+    def effective_token_ttl(self) -> int:
+        if self.token_ttl is not None:
+            return self.token_ttl
+        return 10 if "expiry" in self.scenarios else 3600
+
+    @property
+    def effective_leeway(self) -> int:
+        if self.leeway is not None:
+            return self.leeway
+        return 1 if self.effective_token_ttl < 60 else 10
+
+    def parameters(self) -> dict[str, Any]:
+        """The run's parameters for ``summary.json``: no admin key, no secrets."""
+        data = {k: v for k, v in asdict(self).items() if k not in {"admin_key", "log"}}
+        data["fleet"] = str(self.fleet) if self.fleet else None
+        data["results"] = str(self.results) if self.results else None
+        if self.target is None:
+            data["token_ttl"] = self.effective_token_ttl
+            data["leeway"] = self.effective_leeway
+        return data
+
+
+class _Stop:
+    """SIGINT/SIGTERM while running: remember it, and stop Locust if it is running."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.locust: subprocess.Popen[bytes] | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if self.locust is None:
+            raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+        with contextlib.suppress(ProcessLookupError):
+            self.locust.send_signal(signal.SIGTERM)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_Stop]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
+def _raise_open_files_limit() -> None:
+    """Children inherit it: the target and Locust each hold one connection per device."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
+    """Target on the first core, Locust on the others, when there are at least two."""
+    if not pin or not hasattr(os, "sched_getaffinity"):
+        return None, None
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None, None
+    return {cpus[0]}, set(cpus[1:])
+
+
+def _cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"fleetbench": __version__, "python": platform.python_version()}
+    for package in ("locust", "hdrhistogram", "pyjwt", "cryptography", "starlette", "uvicorn"):
+        with contextlib.suppress(PackageNotFoundError):
+            found[package] = version(package)
+    return found
+
+
+def _results_folder(config: RunConfig) -> Path:
+    if config.results is not None:
+        folder = config.results
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        folder = Path("results") / f"run-{stamp}"
+        suffix = 1
+        while folder.exists():
+            suffix += 1
+            folder = Path("results") / f"run-{stamp}-{suffix}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _discover(client: TargetClient) -> dict[str, Any]:
+    """The target's issuer and token algorithm, if it publishes RFC 8414 metadata."""
+    response = client.request("GET", "/.well-known/oauth-authorization-server")
+    if response.status_code != 200:
+        return {}
+    try:
+        data: dict[str, Any] = response.json()
+    except ValueError:
+        return {}
+    return data
+
+
+def _fleet(config: RunConfig, scratch: Path) -> tuple[Fleet, Path]:
+    if config.fleet is not None:
+        return load_fleet(config.fleet), config.fleet
+    config.log(f"making {config.devices} {config.alg} devices")
+    fleet = make_fleet(config.devices, config.alg)
+    path = scratch / "fleet.json"  # secrets stay out of the results folder
+    save_fleet(fleet, path)
+    return fleet, path
+
+
+def _locust_command(config: RunConfig, users: int, url: str, folder: Path) -> list[str]:
+    spawn_rate = config.spawn_rate or float(min(users, 500))
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(spawn_rate),
+        "--run-time",
+        f"{max(1, round(config.duration_s))}s",
+        "--host",
+        url,
+        "--csv",
+        str(folder / "locust"),
+        "--html",
+        str(folder / "locust.html"),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+    ]
+    if config.workers > 1:
+        command += ["--processes", str(config.workers)]
+    return command
+
+
+def _run_locust(
+    config: RunConfig,
+    command: list[str],
+    env: dict[str, str],
+    folder: Path,
+    cpus: set[int] | None,
+    stop: _Stop,
+) -> dict[str, Any]:
+    def pin() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    with open(folder / "locust.log", "wb") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin,
+            start_new_session=True, cwd=REPO,
+        )  # fmt: skip
+    stop.locust = process
+    sampler = GeneratorSampler(process.pid)
+    deadline = time.monotonic() + config.duration_s + STARTUP_ALLOWANCE_S
+    try:
+        sampler.run_until(lambda: process.poll() is not None or stop.requested, deadline=deadline)
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # interrupted, or past its deadline
+            stop.requested = True
+        # Locust writes the account on its way out: give it a bounded time, sampling on.
+        sampler.run_until(
+            lambda: process.poll() is not None, deadline=time.monotonic() + STOP_GRACE_S
+        )
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # workers left behind by a killed master
+        stop.locust = None
+    return {"exit_code": process.returncode, **sampler.summary()}
+
+
+def _read_raw(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
+
+
+def run_benchmark(config: RunConfig) -> dict[str, Any]:
+    """Run one benchmark end to end and return its summary (also written to the results folder)."""
+    config.check()
+    _raise_open_files_limit()
+    folder = _results_folder(config)
+    scratch = Path(tempfile.mkdtemp(prefix="fleetbench-run-"))
+    target_cpus, locust_cpus = _cpu_split(config.pin and config.target is None)
+    embedded: EmbeddedTarget | None = None
+    stop = _Stop()
+    try:
+        with stop.installed():
+            admin_key: str | None
+            if config.target is None:
+                config.log(f"starting the embedded {config.token_alg} target")
+                embedded = EmbeddedTarget(
+                    config.token_alg,
+                    cpus=target_cpus,
+                    token_ttl=config.effective_token_ttl,
+                    leeway=config.effective_leeway,
+                )
+                try:
+                    embedded.start()
+                except TargetStartError as e:
+                    raise TargetError(str(e)) from e
+                url, admin_key = embedded.url, embedded.admin_key
+            else:
+                url, admin_key = config.target.rstrip("/"), config.admin_key or None
+            client = TargetClient(url, admin_key)
+            client.check_alive()
+            metadata = _discover(client)
+            stats_before = telemetry_stats(client)  # also proves the admin key
+            fleet, fleet_path = _fleet(config, scratch)
+            config.log(f"registering {len(fleet)} devices")
+            started = time.monotonic()
+            provisioned = register_fleet(client, fleet)
+            provision_s = time.monotonic() - started
+            metrics_before = scrape_metrics(client)
+            leeway = config.effective_leeway if config.target is None else 10
+            sim_config = SimConfig(
+                fleet=str(fleet_path),
+                scenarios=config.scenarios,
+                endpoint=config.endpoint,
+                interval_s=config.interval_s,
+                refresh=config.refresh,
+                bad_ratio=config.bad_ratio,
+                leeway_s=float(leeway),
+                issuer=metadata.get("issuer"),
+                raw=str(scratch / "raw.json"),
+                claim_file=str(scratch / "claims"),
+                seq_base={
+                    d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s
+                },
+            )
+            sim_config.write(scratch / "sim-config.json")
+            env = {**os.environ, "FLEETBENCH_CONFIG": str(scratch / "sim-config.json")}
+            env.pop("FLEETBENCH_ADMIN_KEY", None)
+            env.pop("TARGET_ADMIN_KEY", None)
+            users = len(fleet)
+            config.log(f"running {users} devices for {config.duration_s:g} s")
+            command = _locust_command(config, users, url, folder)
+            generator = _run_locust(config, command, env, folder, locust_cpus, stop)
+            raw = _read_raw(scratch / "raw.json")
+            if not raw and not stop.requested:
+                raise SimError(f"Locust wrote no measurements; see {folder / 'locust.log'}")
+            measurements = Measurements.from_wire(raw.get("measurements", {}))
+            if embedded is not None:
+                time.sleep(0.2)  # one telemetry flush tick
+            server = server_delta(metrics_before, scrape_metrics(client))
+            stats_after = telemetry_stats(client)
+            summary = build_summary(
+                measurements,
+                run={
+                    "fleetbench": __version__,
+                    "versions": _versions(),
+                    "cpu": {
+                        "model": _cpu_model(),
+                        "count": os.cpu_count(),
+                        "target_cpus": sorted(target_cpus) if target_cpus else None,
+                        "generator_cpus": sorted(locust_cpus) if locust_cpus else None,
+                    },
+                    "target": {
+                        "url": url,
+                        "embedded": embedded is not None,
+                        "token_alg": metadata.get("access_token_signing_alg"),
+                        "issuer": metadata.get("issuer"),
+                    },
+                    "parameters": config.parameters(),
+                    "fleet": {
+                        "devices": len(fleet),
+                        "kind": fleet.kind,
+                        "created": provisioned.created,
+                        "already_registered": provisioned.already_registered,
+                        "provision_s": round(provision_s, 3),
+                    },
+                    "locust_workers": raw.get("workers", 0),
+                },
+                started=raw.get("started"),
+                stopped=raw.get("stopped"),
+                server=server,
+                telemetry=telemetry_account(measurements, stats_before, stats_after),
+                generator=generator,
+                interrupted=stop.requested,
+            )
+            _write_outputs(summary, folder)
+            return summary
+    finally:
+        if embedded is not None:
+            embedded.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _write_outputs(summary: dict[str, Any], folder: Path) -> None:
+    summary["run"]["results"] = str(folder)
+    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    try:
+        from sim.report import write_report
+    except ImportError:
+        return
+    write_report(summary, folder / "report.html")

@@ -1,0 +1,130 @@
+"""The summary table a person reads at the end of ``fleetbench run`` (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["print_summary"]
+
+
+def _us(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:.2f} ms" if value >= 10_000 else f"{value:.0f} µs"
+
+
+def _n(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _requests_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="requests: client-side latency in µs, exact", title_justify="left")
+    table.add_column("scenario / endpoint")
+    for column in ("alg", "count", "rps", "p50", "p90", "p99", "p99.9", "max"):
+        table.add_column(column, justify="right")
+    table.add_column("not ok")
+    for row in summary["requests"]:
+        latency = row["latency_us"]
+        others = ", ".join(f"{n} {o}" for o, n in row["outcomes"].items() if o != "ok")
+        table.add_row(
+            f"{row['scenario']} {row['endpoint']}",
+            row["alg"],
+            str(row["count"]),
+            f"{row['rps']:.1f}",
+            *(_n(latency.get(p)) for p in ("p50", "p90", "p99", "p99_9", "max")),
+            others or "-",
+        )
+    for alg, mint in summary["mint_us"].items():
+        table.add_row(
+            "client mint assertion",
+            alg,
+            str(mint["count"]),
+            "",
+            *(_n(mint.get(p)) for p in ("p50", "p90", "p99", "p99_9", "max")),
+            "-",
+        )
+    return table
+
+
+def _lines(summary: dict[str, Any]) -> list[str]:
+    lines = []
+    totals, outcomes = summary["totals"], summary["outcomes"]
+    lines.append(
+        f"{totals['requests']} requests from {totals['devices']} devices in "
+        f"{summary['run']['elapsed_s']:.1f} s: {totals['rps']:.1f} req/s"
+    )
+    lines.append("outcomes: " + ", ".join(f"{o} {n}" for o, n in outcomes.items()))
+    server = summary["server"]
+    if server.get("available"):
+        verify = ", ".join(
+            f"{alg} {v['mean_us']:.1f} µs mean over {v['count']}"
+            for alg, v in server["verify"].items()
+        )
+        lines.append(f"server verify time: {verify or 'no verifications'}")
+    else:
+        lines.append("server view: /metrics not available")
+    telemetry = summary["telemetry"]
+    if telemetry.get("sent"):
+        if telemetry.get("available"):
+            lines.append(
+                f"telemetry: sent {telemetry['sent']}, acknowledged {telemetry['acknowledged']}, "
+                f"received {telemetry['received']}, lost {telemetry['lost']}, "
+                f"duplicated {telemetry['duplicated']}"
+            )
+        else:
+            lines.append(
+                f"telemetry: sent {telemetry['sent']}, acknowledged {telemetry['acknowledged']} "
+                "(the target has no /admin/stats)"
+            )
+    expiry = summary.get("expiry")
+    if expiry:
+        refresh = expiry["refresh_latency_us"]
+        lines.append(
+            f"expiry: {expiry['expirations']} expirations, {expiry['refreshes']} refreshes "
+            f"(p50 {_us(refresh.get('p50'))}, p99 {_us(refresh.get('p99'))}); "
+            f"{expiry['devices_expired']}/{expiry['devices']} devices saw expiry, "
+            f"{expiry['devices_recovered']} refreshed and continued; "
+            f"refused_valid {expiry['refused_valid']}"
+        )
+    corpus = summary.get("corpus")
+    if corpus:
+        accepted = [case for case, counts in corpus.items() if counts.get("accepted_invalid")]
+        lines.append(
+            f"bad-token corpus: {len(corpus)} cases sent"
+            + (f"; ACCEPTED: {', '.join(accepted)}" if accepted else ", every one refused")
+        )
+    generator = summary["generator"]
+    cpu = ", ".join(
+        f"{p['role']} {p['cpu_percent_mean']:.0f}%" + (" SATURATED" if p["saturated"] else "")
+        for p in generator.get("processes", [])
+    )
+    lines.append(
+        f"generator CPU (mean, % of one core): {cpu or '-'}; "
+        f"peak RSS {generator.get('peak_rss_bytes', 0) / 2**20:.0f} MiB"
+    )
+    if generator.get("saturated"):
+        lines.append(
+            "WARNING: a load generator process was above "
+            f"{generator['saturation_threshold_percent']:.0f}% of a core: figures are bounded by "
+            "the generator, not the target (try --workers)"
+        )
+    return lines
+
+
+def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    console.print(_requests_table(summary))
+    for line in _lines(summary):
+        console.print(line, highlight=False, markup=False)
+    verdict = summary["verdict"]
+    if verdict["passed"]:
+        console.print("[green]PASS[/green]")
+    else:
+        for failure in verdict["failures"]:
+            console.print(f"[red]FAIL[/red] {failure}", highlight=False)
+    results = summary["run"].get("results")
+    if results:
+        console.print(f"results: {results}", highlight=False, markup=False)
