@@ -74,6 +74,15 @@ def _parse_one(index: int, entry: Any) -> NewDevice:
             raise _invalid(index, f"alg must be one of {', '.join(ASSERTION_ALGORITHMS)}")
         if not isinstance(public_jwk, dict) or "d" in public_jwk or "k" in public_jwk:
             raise _invalid(index, "public_key must be a public JWK object")
+        # RFC 7517 §4.2-4.4: a key marked for another use, or for another algorithm, is not
+        # one to check this device's signatures with (RFC 8725 §3.1: one key, one algorithm).
+        key_ops = public_jwk.get("key_ops", ["verify"])
+        if public_jwk.get("use", "sig") != "sig" or not (
+            isinstance(key_ops, list) and "verify" in key_ops
+        ):
+            raise _invalid(index, "public_key is not marked for verifying signatures")
+        if public_jwk.get("alg", alg) != alg:
+            raise _invalid(index, f"public_key names another alg than {alg}")
         try:
             key = ALGORITHMS[alg].pyjwt.from_jwk(public_jwk)
             ALGORITHMS[alg].verify_only_key(key, device_id)
