@@ -235,6 +235,8 @@ def _locust_command(config: RunConfig, users: int, url: str, folder: Path) -> li
         str(folder / "locust"),
         "--html",
         str(folder / "locust.html"),
+        "--json-file",
+        str(folder / "locust_stats"),  # Locust's final merged stats, as locust_stats.json
         "--only-summary",
         "--loglevel",
         "WARNING",

@@ -1,0 +1,96 @@
+"""Short real runs: embedded target, real Locust, assertions on summary.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from sim.runner import RunConfig, run_benchmark
+
+
+def _run(tmp_path: Path, **options: Any) -> dict[str, Any]:
+    options.setdefault("devices", 8)
+    options.setdefault("duration_s", 5)
+    options.setdefault("interval_s", 0.1)
+    summary = run_benchmark(RunConfig(results=tmp_path / "results", **options))
+    on_disk = json.loads((tmp_path / "results" / "summary.json").read_text())
+    assert on_disk["schema"] == "fleetbench.summary/1"
+    assert on_disk["outcomes"] == summary["outcomes"]
+    return summary
+
+
+def _locust_requests(folder: Path) -> int:
+    """Locust's own final request count (merged by Locust across its workers), minting excluded."""
+    entries = json.loads((folder / "locust_stats.json").read_text())
+    return sum(e["num_requests"] for e in entries if e["method"] != "MINT")
+
+
+def _rows(summary: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]:
+    return {r["endpoint"]: r for r in summary["requests"] if r["scenario"] == scenario}
+
+
+def test_verification_and_issuance(tmp_path: Path) -> None:
+    summary = _run(tmp_path, scenarios={"issuance": 1, "verification": 3}, token_alg="HS256")
+    outcomes = summary["outcomes"]
+    assert outcomes["ok"] > 50
+    assert outcomes["ok"] == summary["totals"]["requests"]
+    issuance = _rows(summary, "issuance")
+    assert issuance["token client_credentials"]["count"] > 0
+    assert issuance["token jwt-bearer"]["count"] > 0
+    telemetry = _rows(summary, "verification")["telemetry"]
+    assert telemetry["alg"] == "HS256"
+    assert 0 < telemetry["latency_us"]["p50"] <= telemetry["latency_us"]["p99"]
+    assert summary["mint_us"]["ES256"]["count"] > 0
+    assert summary["server"]["verify"]["HS256"]["count"] >= telemetry["count"]
+    account = summary["telemetry"]
+    assert account["lost"] == 0 and account["duplicated"] == 0
+    assert account["acknowledged"] == telemetry["count"]
+    assert account["received"] >= account["acknowledged"]
+    assert summary["totals"]["devices"] == 8
+    assert summary["generator"]["processes"][0]["role"] == "master"
+    assert summary["verdict"]["passed"]
+    assert (tmp_path / "results" / "report.html").stat().st_size > 10_000
+    assert (tmp_path / "results" / "locust.html").exists()
+
+
+def test_expiry_every_device_refreshes_and_continues(tmp_path: Path) -> None:
+    summary = _run(
+        tmp_path, scenarios={"expiry": 1}, token_ttl=2, leeway=0, duration_s=6, interval_s=0.25
+    )
+    expiry = summary["expiry"]
+    assert expiry["devices"] == 8
+    assert expiry["devices_expired"] == 8
+    assert expiry["devices_recovered"] == 8
+    assert expiry["expirations"] >= 8 and expiry["refreshes"] >= expiry["expirations"]
+    assert expiry["refresh_latency_us"]["count"] >= expiry["refreshes"]
+    assert expiry["refused_valid"] == 0
+    assert summary["outcomes"]["refused_valid"] == 0
+    assert summary["outcomes"]["rejected_as_expected"] == expiry["expirations"]
+    assert summary["telemetry"]["lost"] == 0
+    assert summary["verdict"]["passed"]
+
+
+def test_rejection_refuses_every_corpus_case(tmp_path: Path) -> None:
+    summary = _run(tmp_path, scenarios={"rejection": 1}, bad_ratio=0.7, endpoint="config")
+    outcomes = summary["outcomes"]
+    assert outcomes["rejected_as_expected"] > 20
+    assert outcomes["ok"] > 0  # the valid share
+    assert outcomes["accepted_invalid"] == 0 and outcomes["refused_valid"] == 0
+    corpus = summary["corpus"]
+    assert len(corpus) >= 10
+    assert all(set(counts) == {"refused"} for counts in corpus.values()), corpus
+    assert summary["verdict"]["passed"]
+
+
+def test_one_and_two_workers_account_exactly(tmp_path: Path) -> None:
+    for workers in (1, 2):
+        folder = tmp_path / f"w{workers}"
+        summary = _run(folder, scenarios={"verification": 1}, workers=workers, devices=10)
+        assert summary["run"]["locust_workers"] == (workers if workers > 1 else 0)
+        # Our merged account and Locust's own merged stats count the same requests exactly.
+        assert summary["totals"]["requests"] == _locust_requests(folder / "results")
+        assert summary["totals"]["devices"] == 10  # each device claimed by exactly one user
+        assert summary["telemetry"]["lost"] == 0
+        assert summary["telemetry"]["unacknowledged"] <= 10
+        assert summary["outcomes"]["ok"] == summary["totals"]["requests"]
