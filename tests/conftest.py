@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ def start_target() -> Iterator[StartTarget]:
     """Start ``python -m target`` (real uvicorn on a free loopback port); stopped after the test."""
     started: list[EmbeddedTarget] = []
 
-    def start(alg: str = "ES256", **flags: object) -> EmbeddedTarget:
+    def start(alg: str = "ES256", **flags: Any) -> EmbeddedTarget:
         target = EmbeddedTarget(alg, **flags).start()
         started.append(target)
         return target
