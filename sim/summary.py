@@ -145,6 +145,8 @@ def build_summary(
     for outcome in sorted(FATAL_OUTCOMES):
         if outcomes[outcome]:
             failures.append(f"{outcomes[outcome]} {outcome}: a bad token was accepted")
+    if outcomes["ok"] == 0:
+        failures.append("no request succeeded")
     if telemetry.get("lost"):
         failures.append(f"{telemetry['lost']} acknowledged telemetry readings lost")
     if interrupted:

@@ -10,6 +10,7 @@ import base64
 import json
 import time
 from collections.abc import Mapping
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -35,7 +36,7 @@ async def device(request: Request) -> Response:
 
 
 async def token(request: Request) -> Response:
-    form = await request.form()
+    form = {k: v[0] for k, v in parse_qs((await request.body()).decode()).items()}
     now = int(time.time())
     claims = {"sub": str(form.get("client_id", "device")), "iat": now, "exp": now + 3600}
     header = {"alg": "HS256", "typ": "at+jwt", "kid": "k1"}
