@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sim import __version__
+from sim.compare import add_compare_parser, compare_command
 from sim.errors import ConfigError, SimError
 from sim.fleet import CREDENTIAL_KINDS, load_fleet, make_fleet, save_fleet
 from sim.http import TargetClient
@@ -118,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     provision.add_argument("--fleet", type=Path, help="register this existing fleet file instead")
     provision.add_argument("--chunk", type=_positive_int, default=1000, help="devices per request")
+    add_compare_parser(commands, _positive_int, _seconds)
     return parser
 
 
@@ -207,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Not a terminal (CI logs, pipes): wide enough that the table does not fold.
     console = Console(width=None if sys.stdout.isatty() else 140)
-    commands = {"run": _run, "provision": _provision}
+    commands = {"run": _run, "provision": _provision, "compare": compare_command}
     try:
         return commands[args.command](args, console)
     except SimError as e:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.errors import SimError
 from target.algorithms import ALG_NAMES, ALGORITHMS
 from target.bench import micro_benchmark
 
@@ -40,7 +41,7 @@ CAPACITY_RATES_PER_S = (10_000, 100_000)
 EndToEnd = Callable[[str], dict[str, Any]]
 
 
-class CompareError(Exception):
+class CompareError(SimError):
     """A compare run that cannot be done as asked (bad algorithm list, options)."""
 
 
@@ -73,6 +74,63 @@ def parse_algs(text: str) -> list[str]:
     return algs
 
 
+def end_to_end_runner(
+    *,
+    devices: int,
+    duration_s: float,
+    interval_s: float,
+    endpoint: str,
+    results: Path,
+    pin: bool = True,
+    log: Callable[[str], None] = lambda message: None,
+) -> EndToEnd:
+    """One ``fleetbench run`` per call: a fresh embedded target signing with ``alg``, the same
+    verification load every time, each run's results kept in its own folder under ``results``."""
+    from sim.runner import RunConfig, run_benchmark
+
+    rounds: dict[str, int] = {}
+
+    def run(alg: str) -> dict[str, Any]:
+        rounds[alg] = rounds.get(alg, 0) + 1
+        summary = run_benchmark(
+            RunConfig(
+                devices=devices,
+                alg="secret",  # the device credential only matters for issuance
+                token_alg=alg,
+                scenarios={"verification": 1},
+                endpoint=endpoint,  # type: ignore[arg-type]  # checked by argparse choices
+                interval_s=interval_s,
+                duration_s=duration_s,
+                results=results / f"e2e-{alg}-{rounds[alg]}",
+                pin=pin,
+                log=log,
+            )
+        )
+        if summary["run"]["interrupted"]:
+            raise CompareError("interrupted")
+        if not summary["verdict"]["passed"]:
+            raise CompareError(
+                f"the {alg} run failed its own verdict: {'; '.join(summary['verdict']['failures'])}"
+            )
+        rows = [r for r in summary["requests"] if r["scenario"] == "verification"]
+        if not rows:
+            raise CompareError(f"the {alg} run made no verification requests")
+        row = max(rows, key=lambda r: r["count"])
+        verify = summary["server"].get("verify", {}).get(alg, {})
+        processes = summary["generator"].get("processes", [])
+        return {
+            "e2e_rps": row["rps"],
+            "e2e_p50_us": row["latency_us"]["p50"],
+            "e2e_p99_us": row["latency_us"]["p99"],
+            "server_verify_us": verify.get("mean_us", 0.0),
+            "generator_cpu_percent": max((p["cpu_percent_mean"] for p in processes), default=0.0),
+            "generator_saturated": bool(summary["generator"].get("saturated")),
+            "e2e_endpoint": row["endpoint"],
+        }
+
+    return run
+
+
 def _summarise(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -80,6 +138,7 @@ def _summarise(values: list[float]) -> dict[str, float]:
 def run_compare(config: CompareConfig) -> dict[str, Any]:
     """Measure every algorithm ``repeat`` times, interleaved; the compare.json document."""
     samples: dict[str, dict[str, list[float]]] = {alg: {} for alg in config.algs}
+    saturated: dict[str, bool] = dict.fromkeys(config.algs, False)
     started = time.time()
     for round_index in range(config.repeat):
         for alg in config.algs:
@@ -88,8 +147,9 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
             if config.end_to_end is not None:
                 config.log(f"round {round_index + 1}/{config.repeat}: {alg} end to end")
                 figures.update(config.end_to_end(alg))
+            saturated[alg] |= bool(figures.pop("generator_saturated", False))
             for name, value in figures.items():
-                if isinstance(value, int | float) and not isinstance(value, bool):
+                if isinstance(value, int | float):
                     samples[alg].setdefault(name, []).append(float(value))
     baseline = config.algs[0]
     medians = {
@@ -100,6 +160,8 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     for alg, figures in samples.items():
         entry: dict[str, Any] = dict(medians[alg])
         entry["token_bytes"] = int(entry["token_bytes"])
+        if config.end_to_end is not None:
+            entry["generator_saturated"] = saturated[alg]
         entry["spread"] = {name: _summarise(values) for name, values in figures.items()}
         entry["capacity_cores"] = {
             f"{rate}_verifies_per_s": rate * entry["verify_us"] / 1e6
@@ -251,3 +313,75 @@ def write_compare_outputs(result: dict[str, Any], folder: Path) -> dict[str, Pat
         f"<table><tr><th>figure</th>{header}</tr>{body}</table><h2>Capacity</h2><ul>{capacity}</ul>\n"
     )
     return paths
+
+
+def add_compare_parser(
+    commands: Any, positive_int: Callable[[str], int], seconds: Callable[[str], float]
+) -> None:
+    p = commands.add_parser(
+        "compare", help="signing algorithms side by side: cost, size, throughput"
+    )
+    p.add_argument(
+        "--algs", default="HS256,ES256", help="comma-separated; the first is the baseline"
+    )
+    p.add_argument("--repeat", type=positive_int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--micro-only", action="store_true", help="in-process figures only, no HTTP")
+    p.add_argument(
+        "--micro-budget", type=seconds, default=0.25, help="seconds per micro figure / 5"
+    )
+    p.add_argument("--devices", type=positive_int, default=50, help="end-to-end fleet size")
+    p.add_argument("--duration", type=seconds, default=8.0, help="end-to-end run time per round")
+    p.add_argument("--interval", type=seconds, default=0.0, help="end-to-end pacing per device, s")
+    p.add_argument("--endpoint", choices=("telemetry", "config", "data"), default="data")
+    p.add_argument("--results", type=Path, help="results folder (default results/compare-<time>)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
+    p.add_argument("--json", action="store_true", help="print compare.json to stdout")
+
+
+def compare_command(args: Any, console: Any) -> int:
+    """``fleetbench compare``: returns the exit code."""
+    from rich.table import Table
+
+    algs = parse_algs(args.algs)
+    folder = args.results or Path("results") / time.strftime("compare-%Y%m%d-%H%M%S")
+    quiet = args.json
+
+    def log(message: str) -> None:
+        if not quiet:
+            console.print(f"[dim]fleetbench: {message}[/dim]", highlight=False)
+
+    end_to_end = None
+    if not args.micro_only:
+        end_to_end = end_to_end_runner(
+            devices=args.devices,
+            duration_s=args.duration,
+            interval_s=args.interval,
+            endpoint=args.endpoint,
+            results=folder,
+            pin=not args.no_pin,
+            log=log,
+        )
+    result = run_compare(CompareConfig(algs, args.repeat, args.micro_budget, end_to_end, log))
+    paths = write_compare_outputs(result, folder)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    table = Table(title=f"median of {args.repeat} interleaved rounds (min-max); ratio to {algs[0]}")
+    table.add_column("figure")
+    for alg in algs:
+        table.add_column(alg, justify="right")
+    for row in table_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    for line in capacity_lines(result):
+        console.print(line, highlight=False)
+    for alg, entry in result["algorithms"].items():
+        if entry.get("generator_saturated"):
+            console.print(
+                f"[bold red]{alg}: the load generator was saturated (>90% of a core): its"
+                " end-to-end figures are a floor on the target's capacity, not a measure of it[/]"
+            )
+    console.print(
+        f"results: {paths['html']} (chart {paths['png'].name}, data {paths['json'].name})"
+    )
+    return 0
