@@ -163,6 +163,7 @@ def _provision(args: argparse.Namespace, console: Console) -> int:
             f"{len(fleet)} {fleet.kind} devices in {path} (mode 0600): {result.created} "
             f"registered, {result.already_registered} already known, in {elapsed:.2f} s",
             highlight=False,
+            soft_wrap=True,  # a long path must not fold the line
         )
     return 0
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import gevent
 import jwt
 import requests
 from locust import FastHttpUser, constant_pacing, events
@@ -157,6 +158,9 @@ class FleetDevice(FastHttpUser):
         for scenario in self.config.scenarios:
             if scenario != "issuance":
                 self.tokens_for(scenario, "setup")
+        # Devices spawned together would otherwise report in lockstep, every one in the same
+        # instant each interval: a burst that measures queueing, not the target.
+        gevent.sleep(self.rng.uniform(0, self.config.interval_s))
 
     # -- tokens ---------------------------------------------------------------------------------
 
