@@ -73,6 +73,8 @@ class RunConfig:
     workers: int = 1
     results: Path | None = None
     pin: bool = True
+    # Cores for Locust when the target is not ours to pin (a benchmark that pins its own target).
+    generator_cpus: set[int] | None = None
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
 
     def check(self) -> None:
@@ -108,6 +110,7 @@ class RunConfig:
     def parameters(self) -> dict[str, Any]:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
         data = {k: v for k, v in asdict(self).items() if k not in {"admin_key", "log"}}
+        data["generator_cpus"] = sorted(self.generator_cpus) if self.generator_cpus else None
         data["fleet"] = str(self.fleet) if self.fleet else None
         data["results"] = str(self.results) if self.results else None
         if self.target is None:
@@ -302,6 +305,8 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
     folder = _results_folder(config)
     scratch = Path(tempfile.mkdtemp(prefix="fleetbench-run-"))
     target_cpus, locust_cpus = _cpu_split(config.pin and config.target is None)
+    if config.generator_cpus:
+        locust_cpus = config.generator_cpus
     embedded: EmbeddedTarget | None = None
     stop = _Stop()
     try:
