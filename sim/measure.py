@@ -23,7 +23,7 @@ __all__ = ["LATENCY_PERCENTILES", "Measurements", "new_histogram", "percentiles"
 LOWEST_US = 1
 HIGHEST_US = 120_000_000  # two minutes: longer than any request timeout
 SIGNIFICANT_DIGITS = 3
-LATENCY_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p99": 99.0, "p99_9": 99.9}
+LATENCY_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99_9": 99.9}
 SEP = "|"
 
 
