@@ -1,6 +1,6 @@
 """The fleet for Locust: ``locust -f locustfile.py --host http://127.0.0.1:8000``.
 
-One user per device of the fleet file in ``FLEETBENCH_FLEET`` (see docs/sim.md for the other
+One user per device of the fleet file in ``FLEETBENCH_FLEET`` (see the README for the other
 ``FLEETBENCH_*`` variables); ``fleetbench run`` drives this same file headless.
 """
 

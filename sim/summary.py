@@ -1,6 +1,6 @@
 """``summary.json`` (schema ``fleetbench.summary/1``): one run's figures, from the raw account.
 
-Documented field by field in docs/sim.md. Latencies are microseconds, from exact histograms.
+Documented field by field in the README. Latencies are microseconds, from exact histograms.
 """
 
 from __future__ import annotations
