@@ -117,26 +117,33 @@ class DeviceRegistry:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._active: frozenset[str] = frozenset()
+        # Active device id -> the whole second it was registered: tokens issued before that belong
+        # to an earlier device of the same id (deleted, then registered again) and are refused.
+        self._active: dict[str, int] = {}
         self._keys: OrderedDict[str, SigningKey] = OrderedDict()
         self._dummy_salt = secrets.token_bytes(16)
         self.reload()
 
     def reload(self) -> None:
         """Re-read which devices are active (after another worker changed it)."""
-        rows = self._conn.execute("SELECT id FROM devices WHERE active = 1")
-        self._active = frozenset(row[0] for row in rows)
+        rows = self._conn.execute("SELECT id, created_at FROM devices WHERE active = 1")
+        self._active = {row[0]: int(row[1]) for row in rows}
         self._keys.clear()
 
-    def is_active(self, device_id: str) -> bool:
-        if device_id in self._active:
-            return True
+    def registered_at(self, device_id: str) -> int | None:
+        """The second an active device was registered, or None if it is not active."""
+        since = self._active.get(device_id)
+        if since is not None:
+            return since
         # Another worker may have registered the device since our last reload (one upkeep tick);
         # without asking the database, its first tokens would be refused here as revoked.
         row = self._conn.execute(
-            "SELECT 1 FROM devices WHERE id = ? AND active = 1", (device_id,)
+            "SELECT created_at FROM devices WHERE id = ? AND active = 1", (device_id,)
         ).fetchone()
-        return row is not None
+        return None if row is None else int(row[0])
+
+    def is_active(self, device_id: str) -> bool:
+        return self.registered_at(device_id) is not None
 
     @property
     def active_count(self) -> int:
@@ -187,7 +194,7 @@ class DeviceRegistry:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self._active = self._active | seen.keys()
+        self._active.update(dict.fromkeys(seen, int(now)))
         return len(rows)
 
     def _existing_ids(self, ids: list[str]) -> set[str]:
@@ -237,7 +244,7 @@ class DeviceRegistry:
         return cursor.rowcount > 0
 
     def _forget(self, device_id: str) -> None:
-        self._active = self._active - {device_id}
+        self._active.pop(device_id, None)
         self._keys.pop(device_id, None)
 
     def check_secret(self, device_id: str, secret: str) -> str | None:

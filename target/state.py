@@ -49,6 +49,7 @@ class TargetState:
             audience=settings.audience,
             leeway_s=settings.leeway,
             is_active=registry.is_active,
+            registered_at=registry.registered_at,
             cache_size=settings.verify_cache,
         )
         issuer = TokenIssuer(

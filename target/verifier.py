@@ -31,6 +31,7 @@ class AccessClaims:
     exp: float
     alg: str
     claims: dict[str, Any]
+    iat: float = 0.0
 
 
 def _number(claims: dict[str, Any], name: str) -> float:
@@ -50,9 +51,11 @@ class Verifier:
     """Verifies bearer tokens against the current keys, the issuer, audience and device status.
 
     ``keys`` is a ring of kid -> key, each bound to one algorithm; ``is_active`` answers whether a
-    device may still use its tokens. With ``cache_size`` > 0, verified tokens are remembered in an
-    LRU so a repeat skips signature and parsing work, but expiry and revocation are still checked
-    on every hit.
+    device may still use its tokens; ``registered_at``, where given, replaces it and also refuses
+    tokens issued before the device's current registration (an id deleted and registered again
+    does not revive the old device's tokens). With ``cache_size`` > 0, verified tokens are
+    remembered in an LRU so a repeat skips signature and parsing work, but expiry and revocation
+    are still checked on every hit.
     """
 
     def __init__(
@@ -65,12 +68,14 @@ class Verifier:
         leeway_s: float,
         is_active: Callable[[str], bool],
         cache_size: int = 0,
+        registered_at: Callable[[str], int | None] | None = None,
     ) -> None:
         self._algorithms = algorithms
         self._issuer = issuer
         self._audience = audience
         self._leeway_s = leeway_s
         self._is_active = is_active
+        self._registered_at = registered_at
         self._cache_size = cache_size
         self._cache: OrderedDict[str, AccessClaims] = OrderedDict()
         self._headers: dict[str, SigningKey] = {}
@@ -134,7 +139,13 @@ class Verifier:
     def _still_valid(self, grant: AccessClaims, now: float) -> AccessClaims:
         if grant.exp <= now - self._leeway_s:
             raise ExpiredTokenError("token has expired")
-        if not self._is_active(grant.sub):
+        if self._registered_at is not None:
+            since = self._registered_at(grant.sub)
+            if since is None:
+                raise RevokedError("device is not active")
+            if grant.iat < since:
+                raise RevokedError("token predates the device's registration")
+        elif not self._is_active(grant.sub):
             raise RevokedError("device is not active")
         return grant
 
@@ -159,5 +170,5 @@ class Verifier:
         scope = claims.get("scope", "")
         if not isinstance(scope, str):
             raise ClaimsError("scope is not a string")
-        grant = AccessClaims(sub, frozenset(scope.split()), exp, alg, claims)
+        grant = AccessClaims(sub, frozenset(scope.split()), exp, alg, claims, iat)
         return self._still_valid(grant, now)

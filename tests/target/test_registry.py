@@ -20,6 +20,7 @@ from tests.target.helpers import (
     bearer,
     client_token,
     new_device,
+    register,
 )
 
 REVOCATION_BOUND_S = 3.0
@@ -130,3 +131,23 @@ def test_two_workers_merge_their_metrics(start_target: StartTarget) -> None:
     ]
     assert len(ok_lines) == 1
     assert float(ok_lines[0].split()[-1]) == 10.0
+
+
+def test_a_deleted_id_registered_again_does_not_revive_the_old_devices_tokens(
+    start_target: StartTarget,
+) -> None:
+    """Regression: verification checked only that ``sub`` names an active device, so deleting a
+    device and registering its id again made the old device's tokens valid again."""
+    target = start_target("HS256", verify_cache=100)
+    device = new_device(target)
+    old_token = client_token(target, device)
+    assert _statuses(target, old_token, 1) == [200]
+    deleted = requests.delete(
+        f"{target.url}/admin/devices/{device.id}", headers=admin_headers(target), timeout=TIMEOUT_S
+    )
+    assert deleted.status_code == 204
+    time.sleep(1.1)  # registration is compared in whole seconds, as iat is
+    assert register(target, [{"id": device.id, "secret": device.secret}]).status_code == 201
+    refused = requests.get(f"{target.url}/api/data", headers=bearer(old_token), timeout=TIMEOUT_S)
+    assert_refused(refused, "revoked")
+    assert _statuses(target, client_token(target, device), 1) == [200]
