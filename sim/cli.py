@@ -15,11 +15,13 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from sim import __version__
 from sim.compare import add_compare_parser, compare_command
+from sim.diff import add_diff_parser, diff_command
 from sim.errors import ConfigError, SimError
 from sim.fleet import CREDENTIAL_KINDS, load_fleet, make_fleet, save_fleet
 from sim.http import TargetClient
 from sim.provision import register_fleet
 from sim.scenarios import ENDPOINTS, REFRESH_MODES, parse_scenarios
+from sim.smoke import add_smoke_parser, smoke_command
 
 __all__ = ["main"]
 
@@ -120,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--fleet", type=Path, help="register this existing fleet file instead")
     provision.add_argument("--chunk", type=_positive_int, default=1000, help="devices per request")
     add_compare_parser(commands, _positive_int, _seconds)
+    add_smoke_parser(commands, _positive_int, _seconds)
+    add_diff_parser(commands, _positive_int)
     return parser
 
 
@@ -211,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     # Not a terminal (CI logs, pipes): wide enough that the table does not fold.
     console = Console(width=None if sys.stdout.isatty() else 140)
     commands = {"run": _run, "provision": _provision, "compare": compare_command}
+    commands |= {"smoke": smoke_command, "diff": diff_command}
     try:
         return commands[args.command](args, console)
     except SimError as e:

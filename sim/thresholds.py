@@ -35,6 +35,7 @@ from target.algorithms import ALG_NAMES
 
 __all__ = [
     "ALWAYS_ON",
+    "ERROR_OUTCOMES",
     "METRICS",
     "Check",
     "CheckRecord",

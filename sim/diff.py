@@ -1,0 +1,249 @@
+"""``fleetbench diff BASE.json NEW.json``: two runs side by side, and whether NEW regressed.
+
+Either file may be a run's ``summary.json`` (``fleetbench.summary/1``) or a smoke's
+(``fleetbench.smoke/1``, every run in it). Rows are matched by algorithm, scenario and endpoint;
+per row: requests per second (lower is worse), p50 and p99 latency (higher is worse), and outcome
+counts. An error outcome (refused_valid, accepted_invalid, server_error, transport_error) is judged
+by its share of the row's requests, so runs of different lengths compare fairly; ``ok`` and
+``rejected_as_expected`` counts are shown, not judged. A row NEW no longer has is a regression.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sim.errors import SimError
+from sim.outcomes import OUTCOMES
+from sim.thresholds import ERROR_OUTCOMES
+
+__all__ = [
+    "Change",
+    "DiffError",
+    "add_diff_parser",
+    "compare_runs",
+    "diff_command",
+    "load_rows",
+    "parse_tolerance",
+]
+
+EXIT_REGRESSED = 1
+Verdict = Literal["regression", "better", "same", "new", "missing", "shown"]
+RowKey = tuple[str, str, str]  # alg, scenario, endpoint
+TOTAL = ("run", "total")  # scenario, endpoint of the per-run totals row
+
+
+class DiffError(SimError):
+    """A file that is not a fleetbench summary."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """One figure of one row in both runs."""
+
+    row: str  # "HS256 verification telemetry"
+    metric: str  # rps, p50_us, p99_us, or an outcome name
+    base: float | None
+    new: float | None
+    verdict: Verdict
+
+    @property
+    def relative(self) -> float | None:
+        if self.base is None or self.new is None or self.base == 0:
+            return None
+        return (self.new - self.base) / self.base
+
+
+def parse_tolerance(text: str) -> float:
+    """``10%`` or ``10`` -> 0.10."""
+    number = text.strip().removesuffix("%")
+    try:
+        value = float(number) / 100
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (say 10%)") from e
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage of 0 or more, not {text!r}")
+    return value
+
+
+def load_rows(path: Path) -> dict[RowKey, dict[str, Any]]:
+    """Request rows by (alg, scenario, endpoint), plus a ``run total`` row per run."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise DiffError(f"cannot read {path}: {e}") from e
+    schema = data.get("schema") if isinstance(data, dict) else None
+    if schema == "fleetbench.summary/1":
+        summaries = [data]
+    elif schema == "fleetbench.smoke/1":
+        summaries = list(data.get("runs", {}).values())
+    else:
+        raise DiffError(f"{path} is not a fleetbench summary.json (schema {schema!r})")
+    rows: dict[RowKey, dict[str, Any]] = {}
+    for summary in summaries:
+        algs = set()
+        for row in summary["requests"]:
+            rows[(str(row["alg"]), row["scenario"], row["endpoint"])] = row
+            algs.add(str(row["alg"]))
+        alg = (summary["run"].get("target") or {}).get("token_alg") or ",".join(sorted(algs))
+        totals = summary["totals"]
+        rows[(alg, *TOTAL)] = {
+            "count": totals["requests"],
+            "rps": totals["rps"],
+            "outcomes": {o: n for o, n in summary["outcomes"].items() if n},
+            "latency_us": {},
+        }
+    return rows
+
+
+def _judge(base: float, new: float, tolerance: float, higher_is_worse: bool) -> Verdict:
+    worse, better = (new > base, new < base) if higher_is_worse else (new < base, new > base)
+    if worse and abs(new - base) > tolerance * abs(base):
+        return "regression"
+    if better and abs(new - base) > tolerance * abs(base):
+        return "better"
+    return "same"
+
+
+def _row_changes(
+    name: str, base: dict[str, Any], new: dict[str, Any], tolerance: float, min_count: int
+) -> list[Change]:
+    changes = []
+    judged = base["count"] >= min_count and new["count"] >= min_count
+    figures: list[tuple[str, float | None, float | None, bool]] = [
+        ("rps", base["rps"], new["rps"], False),
+        *(
+            (f"{p}_us", base["latency_us"].get(p), new["latency_us"].get(p), True)
+            for p in ("p50", "p99")
+        ),
+    ]
+    for metric, was, now, higher_is_worse in figures:
+        if was is None and now is None:
+            continue
+        verdict: Verdict = "shown"
+        if judged and was is not None and now is not None:
+            verdict = _judge(was, now, tolerance, higher_is_worse)
+        changes.append(Change(name, metric, was, now, verdict))
+    for outcome in OUTCOMES:
+        was_n, now_n = base["outcomes"].get(outcome, 0), new["outcomes"].get(outcome, 0)
+        if not was_n and not now_n:
+            continue
+        verdict = "shown"
+        if outcome in ERROR_OUTCOMES:
+            was_share = was_n / base["count"] if base["count"] else 0.0
+            now_share = now_n / new["count"] if new["count"] else 0.0
+            verdict = "regression" if now_n and was_share == 0 else "same"
+            if was_share:
+                verdict = _judge(was_share, now_share, tolerance, higher_is_worse=True)
+        changes.append(Change(name, outcome, was_n, now_n, verdict))
+    return changes
+
+
+def compare_runs(
+    base: dict[RowKey, dict[str, Any]],
+    new: dict[RowKey, dict[str, Any]],
+    tolerance: float,
+    min_count: int = 20,
+) -> list[Change]:
+    """Every figure of every row; latency and rps are judged only on rows with ``min_count``
+    requests in both runs (a p99 of five requests is noise)."""
+    changes: list[Change] = []
+    for key in sorted(base.keys() | new.keys(), key=lambda k: (k[0], k[1:] == TOTAL, k)):
+        name = " ".join(key)
+        if key not in new:
+            gone: Verdict = "missing" if base[key]["count"] >= min_count else "shown"
+            changes.append(Change(name, "requests", base[key]["count"], None, gone))
+        elif key not in base:
+            changes.append(Change(name, "requests", None, new[key]["count"], "new"))
+        else:
+            changes += _row_changes(name, base[key], new[key], tolerance, min_count)
+    return changes
+
+
+def _figure(metric: str, value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.1f}" if metric == "rps" else f"{value:.0f}"
+
+
+def _relative(change: Change) -> str:
+    relative = change.relative
+    if relative is None:
+        if change.base == 0 and change.new:
+            return "from 0"
+        return "-"
+    return f"{relative * 100:+.1f}%"
+
+
+# -- command line -------------------------------------------------------------------------------
+
+
+def add_diff_parser(commands: Any, positive_int: Callable[[str], int]) -> None:
+    p = commands.add_parser("diff", help="compare two summary.json files; exit 1 on a regression")
+    p.add_argument("base", type=Path, metavar="BASE.json", help="the baseline summary.json")
+    p.add_argument("new", type=Path, metavar="NEW.json", help="the summary.json to judge")
+    p.add_argument(
+        "--tolerance",
+        type=parse_tolerance,
+        default=0.10,
+        help="allowed change before it is a regression (default 10%%)",
+    )
+    p.add_argument(
+        "--min-count",
+        type=positive_int,
+        default=20,
+        help="judge rps and latency only on rows with this many requests in both (default 20)",
+    )
+
+
+def diff_command(args: Any, console: Any) -> int:
+    """``fleetbench diff``: 0 no regression beyond the tolerance, 1 a regression."""
+    from rich.table import Table
+
+    base, new = load_rows(args.base), load_rows(args.new)
+    changes = compare_runs(base, new, args.tolerance, args.min_count)
+    table = Table(
+        title=f"{args.base} -> {args.new} (latency in µs; tolerance {args.tolerance * 100:g}%)",
+        title_justify="left",
+    )
+    table.add_column("alg scenario endpoint")
+    table.add_column("figure")
+    for column in ("base", "new", "change"):
+        table.add_column(column, justify="right")
+    table.add_column("verdict")
+    styles = {"regression": "red", "better": "green", "missing": "red", "new": "cyan"}
+    previous = ""
+    for change in changes:
+        style = styles.get(change.verdict)
+        verdict = "" if change.verdict in ("same", "shown") else change.verdict.upper()
+        table.add_row(
+            "" if change.row == previous else change.row,
+            change.metric,
+            _figure(change.metric, change.base),
+            _figure(change.metric, change.new),
+            _relative(change),
+            f"[{style}]{verdict}[/{style}]" if style else verdict,
+        )
+        previous = change.row
+    console.print(table)
+    regressions = [c for c in changes if c.verdict in ("regression", "missing")]
+    for change in regressions:
+        console.print(
+            f"[red]REGRESSION[/red] {change.row} {change.metric}: "
+            f"{_figure(change.metric, change.base)} -> {_figure(change.metric, change.new)} "
+            f"({_relative(change)})",
+            highlight=False,
+        )
+    if regressions:
+        console.print(
+            f"[red]FAIL[/red] {len(regressions)} figures regressed beyond "
+            f"{args.tolerance * 100:g}%",
+            highlight=False,
+        )
+        return EXIT_REGRESSED
+    console.print(f"[green]PASS[/green] no regression beyond {args.tolerance * 100:g}%")
+    return 0
