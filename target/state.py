@@ -6,6 +6,7 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
+from target.algorithms import SigningKey
 from target.assertions import AssertionChecker
 from target.db import connect, revisions
 from target.keys import KeyStore, load_signing_key_file
@@ -17,6 +18,8 @@ from target.tokens import TokenIssuer
 from target.verifier import Verifier
 
 __all__ = ["TargetState"]
+
+KID_CHECK_INTERVAL_S = 0.2
 
 
 @dataclass
@@ -31,6 +34,7 @@ class TargetState:
     telemetry: TelemetryLog
     metrics: Metrics
     revisions: dict[str, int]
+    _last_kid_check: float = 0.0
 
     @classmethod
     def build(cls, settings: Settings) -> TargetState:
@@ -58,10 +62,12 @@ class TargetState:
         assertions = AssertionChecker(
             conn, registry, audience=settings.issuer, leeway_s=settings.leeway
         )
-        return cls(
+        state = cls(
             settings, conn, registry, keys, verifier, issuer, assertions,
             TelemetryLog(conn), Metrics(), revisions(conn),
         )  # fmt: skip
+        verifier.set_unknown_kid_hook(state.keys_if_rotated)
+        return state
 
     def refresh(self, now: float) -> None:
         """Pick up other workers' changes and retire keys whose grace period has ended."""
@@ -73,6 +79,20 @@ class TargetState:
         self.revisions = current
         self.verifier.set_keys(self.keys.verification_keys(now))
         self.metrics.active_devices.set(self.registry.active_count)
+
+    def keys_if_rotated(self) -> dict[str, SigningKey] | None:
+        """The key ring, if another worker rotated since we last looked; checked at most every
+        0.2 s, so a flood of unknown kids costs one small query per interval, not one each."""
+        now = time.monotonic()
+        if now - self._last_kid_check < KID_CHECK_INTERVAL_S:
+            return None
+        self._last_kid_check = now
+        current = revisions(self.conn)["keys"]
+        if current == self.revisions["keys"]:
+            return None
+        self.keys.reload()
+        self.revisions = {**self.revisions, "keys": current}
+        return self.keys.verification_keys(time.time())
 
     def close(self) -> None:
         self.telemetry.flush()

@@ -76,6 +76,7 @@ class Verifier:
         self._leeway_s = leeway_s
         self._is_active = is_active
         self._registered_at = registered_at
+        self._on_unknown_kid: Callable[[], dict[str, SigningKey] | None] | None = None
         self._cache_size = cache_size
         self._cache: OrderedDict[str, AccessClaims] = OrderedDict()
         self._headers: dict[str, SigningKey] = {}
@@ -89,6 +90,10 @@ class Verifier:
             self._headers = {}
             self._cache.clear()
         self._keys = dict(keys)
+
+    def set_unknown_kid_hook(self, hook: Callable[[], dict[str, SigningKey] | None]) -> None:
+        """``hook()`` is asked for a newer key ring when a token names a kid we do not know."""
+        self._on_unknown_kid = hook
 
     def _resolve_key(self, header_segment: str) -> SigningKey:
         header = decode_json_object(b64url_decode(header_segment), "header")
@@ -105,6 +110,12 @@ class Verifier:
         if not isinstance(kid, str):
             raise SignatureError("kid missing or not a string")
         key = self._keys.get(kid)
+        if key is None and self._on_unknown_kid is not None:
+            # Another worker may have rotated keys since our last look (one upkeep tick).
+            keys = self._on_unknown_kid()
+            if keys is not None:
+                self.set_keys(keys)
+                key = self._keys.get(kid)
         if key is None:
             raise SignatureError("unknown kid")
         if key.alg != alg:

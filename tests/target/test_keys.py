@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 from sim.embedded import EmbeddedTarget
 from target.algorithms import jwk_thumbprint
+from target.registry import parse_devices
 from tests.conftest import StartTarget
 from tests.target.conftest import SharedTarget
 from tests.target.helpers import (
@@ -237,3 +238,26 @@ def test_private_key_is_stored_as_pkcs8_pem_or_raw_secret(
         assert isinstance(private, bytes) and len(private) >= 32
     else:
         assert private.startswith(b"-----BEGIN PRIVATE KEY-----")
+
+
+def test_a_worker_accepts_another_workers_new_key_at_once(tmp_path: Path) -> None:
+    """Regression: after a rotation in one worker, another refused the new key's tokens as
+    "unknown kid" until its next upkeep tick; an unknown kid now makes it look for a rotation.
+    Two TargetStates on one database file are two workers, without the kernel's say in which
+    worker answers."""
+    from target.settings import Settings
+    from target.state import TargetState
+
+    settings = Settings(alg="ES256", db=str(tmp_path / "target.db"))
+    rotating, other = TargetState.build(settings), TargetState.build(settings)
+    try:
+        rotating.registry.register(
+            parse_devices({"devices": [{"id": "dev-1", "secret": "s" * 30}]})
+        )
+        new_key, _ = rotating.keys.rotate()
+        token = rotating.issuer.mint("dev-1", "config:read")
+        assert header_of(token)["kid"] == new_key.kid
+        assert other.verifier.verify(token).sub == "dev-1"
+    finally:
+        rotating.close()
+        other.close()
