@@ -259,6 +259,8 @@ def _line_of(text: str, table: str | None, index: int, key: str) -> int:
         header = _HEADER.match(line)
         if header and "=" not in line.split("]", 1)[0]:
             current = header.group(2).strip("\"'")
+            if table is None and current == key:  # an unknown table: its header
+                return number
             seen[current] = seen.get(current, -1) + 1
             continue
         if current == table and (table is None or seen[table] == index) and key_line.match(line):
@@ -340,7 +342,10 @@ class _Reader:
             limit = self._limit(key, value, "run", 0)
             line = _line_of(self.text, "run", 0, key)
             metric = METRIC_NAMES[key]
-            found.append(Threshold("run", metric, limit, None, line, metric in ALWAYS_ON))
+            always = metric in ALWAYS_ON
+            found.append(
+                Threshold("always on" if always else "run", metric, limit, None, line, always)
+            )
         return found
 
     def _patterns(

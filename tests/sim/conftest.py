@@ -1,4 +1,5 @@
-"""Simulator fixtures: a broken target that accepts any token, served by real uvicorn."""
+"""Simulator fixtures: a broken target that accepts any token, served by real uvicorn; one
+short real mixed run shared by the threshold and diff tests."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from sim.embedded import free_port
+from sim.runner import RunConfig, run_benchmark
+from sim.scenarios import MIXED
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -38,3 +42,25 @@ def broken_target() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def mixed_run(folder: Path, interval_s: float = 0.1) -> dict[str, Any]:
+    """A real 5 s run of all four scenarios (HS256, 10 devices, 2 s tokens); summary.json in
+    ``folder``."""
+    config = RunConfig(
+        devices=10,
+        duration_s=5,
+        interval_s=interval_s,
+        token_alg="HS256",
+        token_ttl=2,
+        leeway=0,
+        scenarios=dict(MIXED),
+        results=folder,
+    )
+    return run_benchmark(config)
+
+
+@pytest.fixture(scope="session")
+def mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One real mixed run for the whole session; its summary.json is at ``run.results``."""
+    return mixed_run(tmp_path_factory.mktemp("mixed"))
