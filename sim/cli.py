@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from sim import __version__
+from sim.attack import add_attack_parser, attack_command
 from sim.compare import add_compare_parser, compare_command
 from sim.diff import add_diff_parser, diff_command
 from sim.errors import ConfigError, SimError
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     provision.add_argument("--chunk", type=_positive_int, default=1000, help="devices per request")
     add_compare_parser(commands, _positive_int, _seconds)
     add_smoke_parser(commands, _positive_int, _seconds)
+    add_attack_parser(commands)
     add_diff_parser(commands, _positive_int)
     return parser
 
@@ -215,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     # Not a terminal (CI logs, pipes): wide enough that the table does not fold.
     console = Console(width=None if sys.stdout.isatty() else 140)
     commands = {"run": _run, "provision": _provision, "compare": compare_command}
-    commands |= {"smoke": smoke_command, "diff": diff_command}
+    commands |= {"smoke": smoke_command, "diff": diff_command, "attack": attack_command}
     try:
         return commands[args.command](args, console)
     except SimError as e:
