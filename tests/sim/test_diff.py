@@ -49,7 +49,9 @@ def test_a_slower_run_is_a_regression(
     mixed_summary: dict[str, Any], slow_summary: dict[str, Any]
 ) -> None:
     base, new = _path(mixed_summary), _path(slow_summary)
-    result = fleetbench("diff", str(base), str(new), "--tolerance", "10%")
+    # --min-count 1: on a loaded machine the slow row can fall under the default 20 requests,
+    # and then it is shown but not judged (that rule has its own place; this test is about rps).
+    result = fleetbench("diff", str(base), str(new), "--tolerance", "10%", "--min-count", "1")
     assert result.returncode == 1, result.stdout + result.stderr
     rows = {(r["scenario"], r["endpoint"]): r for r in mixed_summary["requests"]}
     slow = {(r["scenario"], r["endpoint"]): r for r in slow_summary["requests"]}
