@@ -104,6 +104,27 @@ class EmbeddedTarget:
         self.stop()
         raise TargetStartError(f"target not answering after {self._startup_timeout_s:.0f} s")
 
+    def device_token(self, device_id: str, secret: str) -> str:
+        """Register one secret device and return an access token for it (client_credentials)."""
+        requests.post(
+            f"{self.url}/admin/devices",
+            json={"devices": [{"id": device_id, "secret": secret}]},
+            headers={"Authorization": f"Bearer {self.admin_key}"},
+            timeout=10,
+        ).raise_for_status()
+        response = requests.post(
+            f"{self.url}/auth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_id": device_id,
+                "client_secret": secret,
+            },
+            timeout=10,
+        )
+        response.raise_for_status()
+        token: str = response.json()["access_token"]
+        return token
+
     def log_tail(self, lines: int = 5) -> str:
         try:
             return " | ".join(self._log.read_text(errors="replace").strip().splitlines()[-lines:])

@@ -24,8 +24,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from sim.embedded import EmbeddedTarget
 from sim.runner import RunConfig, run_benchmark
 
@@ -35,23 +33,6 @@ DEVICE = "loadbench-device-1"
 SECRET = "loadbench-secret-0123456789abcdef"
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-
-
-def _token(target: EmbeddedTarget) -> str:
-    requests.post(
-        f"{target.url}/admin/devices",
-        json={"devices": [{"id": DEVICE, "secret": SECRET}]},
-        headers={"Authorization": f"Bearer {target.admin_key}"},
-        timeout=10,
-    ).raise_for_status()
-    response = requests.post(
-        f"{target.url}/auth/token",
-        data={"grant_type": "client_credentials", "client_id": DEVICE, "client_secret": SECRET},
-        timeout=10,
-    )
-    response.raise_for_status()
-    token: str = response.json()["access_token"]
-    return token
 
 
 def wrk_rps(
@@ -92,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     target_cpus, load_cpus = ({cpus[0]}, set(cpus[1:])) if len(cpus) > 1 else (None, None)
     figures: dict[str, Any] = {"connections": args.connections, "duration_s": args.duration}
     with EmbeddedTarget("HS256", cpus=target_cpus) as target:
-        token = _token(target)
+        token = target.device_token(DEVICE, SECRET)
         figures["HS256_healthz_wrk_rps"] = wrk_rps(
             f"{target.url}/healthz", connections=args.connections, duration_s=args.duration,
             cpus=load_cpus,
@@ -125,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         figures["harness_generator_saturated"] = summary["generator"]["saturated"]
         figures["harness_results"] = str(results)
     with EmbeddedTarget("ES256", cpus=target_cpus) as target:
-        token = _token(target)
+        token = target.device_token(DEVICE, SECRET)
         figures["ES256_healthz_wrk_rps"] = wrk_rps(
             f"{target.url}/healthz",
             connections=args.connections,

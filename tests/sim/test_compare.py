@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from sim.embedded import EmbeddedTarget
 from target.bench import DEVICE
@@ -33,21 +32,8 @@ def _compare(*args: str, timeout_s: float = 120) -> dict[str, Any]:
 
 def _real_token_bytes(alg: str) -> int:
     """The size of an access token the real target issues for a device id as long as the bench's."""
-    secret = "compare-test-secret-0123456789"
     with EmbeddedTarget(alg) as target:
-        requests.post(
-            f"{target.url}/admin/devices",
-            json={"devices": [{"id": DEVICE, "secret": secret}]},
-            headers={"Authorization": f"Bearer {target.admin_key}"},
-            timeout=10,
-        ).raise_for_status()
-        response = requests.post(
-            f"{target.url}/auth/token",
-            data={"grant_type": "client_credentials", "client_id": DEVICE, "client_secret": secret},
-            timeout=10,
-        )
-        response.raise_for_status()
-        return len(response.json()["access_token"])
+        return len(target.device_token(DEVICE, "compare-test-secret-0123456789"))
 
 
 def test_micro_only_measures_every_algorithm_and_token_sizes_match_real_tokens(
