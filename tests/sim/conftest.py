@@ -3,6 +3,7 @@ short real mixed run shared by the threshold and diff tests."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
@@ -20,8 +21,8 @@ from sim.scenarios import MIXED
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def broken_target() -> Iterator[str]:
+@contextlib.contextmanager
+def serve_broken_target() -> Iterator[str]:
     """URL of a target that answers 200 to every Bearer token, forged or not."""
     port = free_port()
     process = subprocess.Popen(
@@ -42,6 +43,12 @@ def broken_target() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture
+def broken_target() -> Iterator[str]:
+    with serve_broken_target() as url:
+        yield url
 
 
 def mixed_run(folder: Path, interval_s: float = 0.1) -> dict[str, Any]:

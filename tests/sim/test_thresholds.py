@@ -6,14 +6,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
-from sim.embedded import free_port
 from sim.runner import RunConfig, run_benchmark
 from sim.thresholds import (
     ALWAYS_ON,
@@ -23,6 +20,7 @@ from sim.thresholds import (
     evaluate,
     parse_thresholds,
 )
+from tests.sim.conftest import serve_broken_target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -156,20 +154,7 @@ def test_a_threshold_that_matches_nothing_fails_unless_it_is_for_another_alg(
 @pytest.fixture(scope="module")
 def forged_accepted_summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A real run against a target that accepts every token: all forgeries get through."""
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.sim.broken_target:app", "--port", str(port),
-         "--log-level", "warning"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(200):
-            try:
-                requests.get(f"{url}/healthz", timeout=1)
-                break
-            except requests.RequestException:
-                time.sleep(0.1)
+    with serve_broken_target() as url:
         config = RunConfig(
             target=url,
             admin_key="anything-goes-here",
@@ -181,9 +166,6 @@ def forged_accepted_summary(tmp_path_factory: pytest.TempPathFactory) -> dict[st
             results=tmp_path_factory.mktemp("broken"),
         )
         return run_benchmark(config)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def test_error_ratio_breach(forged_accepted_summary: dict[str, Any]) -> None:

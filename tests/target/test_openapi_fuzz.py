@@ -25,21 +25,7 @@ SECRET = "fuzz-secret-0123456789abcdef"
 def live() -> Iterator[dict[str, Any]]:
     with EmbeddedTarget("ES256") as target:
         admin = {"Authorization": f"Bearer {target.admin_key}"}
-        requests.post(
-            f"{target.url}/admin/devices",
-            json={"devices": [{"id": DEVICE_ID, "secret": SECRET}]},
-            headers=admin,
-            timeout=5,
-        ).raise_for_status()
-        token = requests.post(
-            f"{target.url}/auth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": DEVICE_ID,
-                "client_secret": SECRET,
-            },
-            timeout=5,
-        ).json()["access_token"]
+        token = target.device_token(DEVICE_ID, SECRET)
         yield {"url": target.url, "admin": admin, "bearer": {"Authorization": f"Bearer {token}"}}
         assert requests.get(f"{target.url}/healthz", timeout=5).status_code == 200
 
