@@ -122,12 +122,13 @@ def write_smoke_report(record: dict[str, Any], path: Path) -> None:
     path.write_text(render("smoke.html.j2", r=record, charts=charts, all_charts=flat))
 
 
-def write_compare_report(result: dict[str, Any], path: Path, rows: list[tuple[str, ...]]) -> None:
-    """The report of ``fleetbench compare``: ``result`` is ``compare.json``."""
+def write_compare_report(
+    result: dict[str, Any], path: Path, rows: list[tuple[str, ...]], capacity: list[str]
+) -> None:
+    """The report of ``fleetbench compare``: ``result`` is ``compare.json``, with its table rows."""
     charts = compare_charts(result)
-    path.write_text(
-        render("compare.html.j2", c=result, rows=rows, charts=charts, all_charts=charts)
-    )
+    context = {"c": result, "rows": rows, "capacity": capacity}
+    path.write_text(render("compare.html.j2", charts=charts, all_charts=charts, **context))
 
 
 def write_attack_report(body: dict[str, Any], path: Path) -> None:
