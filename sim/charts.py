@@ -17,6 +17,7 @@ __all__ = [
     "Chart",
     "attack_charts",
     "compare_charts",
+    "family_counts",
     "percentile_label",
     "run_charts",
     "smoke_run_charts",
@@ -399,9 +400,9 @@ def compare_charts(result: dict[str, Any]) -> list[Chart]:
                 ("raw_verify_us", "raw cryptography"),
                 ("cached_verify_us", "cached verify"),
             ),
-            f"µs per operation ({note})",
+            "µs per operation",
             "micro",
-            "Cost per token, in process",
+            f"Cost per token, in process ({note})",
         ),
         _spread_bars(
             result, (("token_bytes", "token size"),), "bytes", "token-bytes", "Token size"
@@ -412,9 +413,9 @@ def compare_charts(result: dict[str, Any]) -> list[Chart]:
             _spread_bars(
                 result,
                 (("e2e_rps", "requests per second"),),
-                f"req/s ({note})",
+                "requests per second",
                 "e2e-rps",
-                "End to end throughput, same load per algorithm",
+                f"End to end throughput, same load per algorithm ({note})",
             ),
             _spread_bars(
                 result,
@@ -423,9 +424,9 @@ def compare_charts(result: dict[str, Any]) -> list[Chart]:
                     ("e2e_p99_us", "p99"),
                     ("server_verify_us", "server verify"),
                 ),
-                f"µs ({note})",
+                "µs",
                 "e2e-latency",
-                "End to end latency and the target's verify time",
+                f"End to end latency and the target's verify time ({note})",
             ),
         ]
     return charts
@@ -434,13 +435,21 @@ def compare_charts(result: dict[str, Any]) -> list[Chart]:
 # -- attack -------------------------------------------------------------------------------------
 
 
+def family_counts(run: dict[str, Any]) -> dict[str, dict[str, int]]:
+    """One attack run's cases counted by family, then verdict (every verdict, zeros included)."""
+    by_family: defaultdict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(VERDICT_COLOURS, 0)
+    )
+    for case in run["cases"]:
+        by_family[case["family"]][case["verdict"]] += 1
+    return dict(sorted(by_family.items()))
+
+
 def attack_charts(body: dict[str, Any]) -> list[Chart]:
     charts: list[Chart] = []
     for index, run in enumerate(body["runs"]):
-        by_family: defaultdict[str, defaultdict[str, int]] = defaultdict(lambda: defaultdict(int))
-        for case in run["cases"]:
-            by_family[case["family"]][case["verdict"]] += 1
-        families = sorted(by_family)
+        by_family = family_counts(run)
+        families = list(by_family)
         data = [
             {
                 "type": "bar",
@@ -466,6 +475,7 @@ def attack_charts(body: dict[str, Any]) -> list[Chart]:
                     height=max(220, 26 * len(families) + 110),
                     margin={"l": 160},
                     hovermode="closest",
+                    showlegend=True,
                     yaxis={"autorange": "reversed"},
                 ),
             }

@@ -15,7 +15,8 @@ from typing import Any
 
 import jinja2
 
-from sim.charts import attack_charts, compare_charts, run_charts, smoke_run_charts
+from sim import __version__
+from sim.charts import attack_charts, compare_charts, family_counts, run_charts, smoke_run_charts
 
 __all__ = [
     "human",
@@ -69,7 +70,7 @@ def _environment() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters.update(human=human, when=when, percent=percent)
-    env.globals["plotly_js"] = _plotly_js
+    env.globals.update(plotly_js=_plotly_js, fleetbench_version=__version__)
     return env
 
 
@@ -134,4 +135,7 @@ def write_compare_report(
 def write_attack_report(body: dict[str, Any], path: Path) -> None:
     """The report of ``fleetbench attack``: ``body`` is ``attack.json``."""
     charts = attack_charts(body)
-    path.write_text(render("attack.html.j2", a=body, charts=charts, all_charts=charts))
+    families = [family_counts(run) for run in body["runs"]]
+    path.write_text(
+        render("attack.html.j2", a=body, families=families, charts=charts, all_charts=charts)
+    )
