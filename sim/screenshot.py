@@ -51,6 +51,7 @@ class PageCheck:
     charts: list[dict[str, Any]] = field(default_factory=list)
     figures: list[dict[str, Any]] = field(default_factory=list)
     title: str = ""
+    text: str = ""  # what a reader sees (innerText: collapsed <details> hidden)
 
 
 def chromium_path() -> str | None:
@@ -89,6 +90,7 @@ def open_report(html: Path, png: Path | None = None, width: int = 1280) -> PageC
             check.charts = page.evaluate(_CHART_STATE)
             check.figures = page.evaluate(_FIGURES)
             check.title = page.title()
+            check.text = page.evaluate("() => document.body.innerText")
             if png is not None:
                 page.screenshot(path=str(png), full_page=True)
         finally:
