@@ -195,3 +195,28 @@ def test_attack_report_in_a_browser(tmp_path: Path) -> None:
     bars = _sums(page, "families-0")
     assert sum(bars.values()) == body["runs"][0]["counts"]["cases"]
     assert bars.get("refused") == body["runs"][0]["counts"]["refused"]
+
+
+def test_load_section_shows_in_the_header_when_present(
+    mixed_summary: dict[str, Any], tmp_path: Path
+) -> None:
+    """``load`` (offered against delivered rate) is rendered when a run's summary has it."""
+    from sim.report import write_report
+
+    summary = {
+        **mixed_summary,
+        "load": {
+            "offered_rps": 200.0,
+            "delivered_rps": 150.5,
+            "shortfall": 0.25,
+            "in_flight_at_stop": 3,
+            "saturated": True,
+            "notes": ["the generator could not keep the pace"],
+        },
+    }
+    write_report(summary, tmp_path / "report.html")
+    page = (tmp_path / "report.html").read_text()
+    assert "offered 200 req/s, delivered 150.5 req/s" in page
+    assert "the generator could not keep the pace" in page
+    write_report(mixed_summary, tmp_path / "without.html")
+    assert "offered" not in (tmp_path / "without.html").read_text().split("<main>")[1]
