@@ -7,6 +7,7 @@ algorithm; each figure is the median over the repeats, with its spread (min and 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -48,6 +49,7 @@ class CompareConfig:
     repeat: int = 3
     micro_budget_s: float = 0.25
     end_to_end: EndToEnd | None = None  # None means --micro-only
+    parameters: dict[str, Any] = field(default_factory=dict)  # the end-to-end load, for the report
     log: Callable[[str], None] = field(default=lambda message: None)
 
 
@@ -170,8 +172,14 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
             if medians[baseline].get(name)
         }
         algorithms[alg] = entry
+    # The same machine and versions facts a run's summary.json carries, for the report's header.
+    from sim.runner import _cpu_model, _versions
+
     return {
         "schema": SCHEMA,
+        "machine": {"model": _cpu_model(), "count": os.cpu_count()},
+        "versions": _versions(),
+        "parameters": config.parameters,
         "baseline": baseline,
         "repeat": config.repeat,
         "interleaved": True,
@@ -282,7 +290,19 @@ def compare_command(args: Any, console: Any) -> int:
             pin=not args.no_pin,
             log=log,
         )
-    result = run_compare(CompareConfig(algs, args.repeat, args.micro_budget, end_to_end, log))
+    parameters = {"micro_budget_s": args.micro_budget}
+    if end_to_end is not None:
+        parameters.update(
+            devices=args.devices,
+            duration_s=args.duration,
+            interval_s=args.interval,
+            endpoint=args.endpoint,
+        )
+    result = run_compare(
+        CompareConfig(
+            algs, args.repeat, args.micro_budget, end_to_end, log=log, parameters=parameters
+        )
+    )
     paths = write_compare_outputs(result, folder)
     if args.json:
         print(json.dumps(result, indent=2))
