@@ -57,7 +57,7 @@ def when(epoch: float | None) -> str:
 
 
 def percent(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{ratio * 100:.1f} %"
+    return "-" if ratio is None else f"{human(round(ratio * 100, 1))} %"
 
 
 @functools.cache
