@@ -55,6 +55,7 @@ from sim.fleet import Device, make_fleet
 from sim.http import TargetClient
 from sim.outcomes import refusal_reason
 from sim.provision import register_fleet
+from sim.report import write_attack_report
 
 __all__ = [
     "ATTACK_SCHEMA",
@@ -554,11 +555,12 @@ def attack_command(args: argparse.Namespace, console: Any) -> int:
     folder = args.results or Path("results") / f"attack-{stamp}"
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "attack.json").write_text(json.dumps(body, indent=2) + "\n")
+    write_attack_report(body, folder / "report.html")
     if args.json:
         json.dump(body, sys.stdout, indent=2)
         print()
     else:
         for report in reports:
             print(summary_line(report, args.strict))
-        print(f"fleetbench: attack.json in {folder}")
+        print(f"fleetbench: attack.json and report.html in {folder}")
     return 0 if body["passed"] else EXIT_FAILED

@@ -6,10 +6,8 @@ algorithm; each figure is the median over the repeats, with its spread (min and 
 
 from __future__ import annotations
 
-import base64
-import html
-import io
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -51,6 +49,7 @@ class CompareConfig:
     repeat: int = 3
     micro_budget_s: float = 0.25
     end_to_end: EndToEnd | None = None  # None means --micro-only
+    parameters: dict[str, Any] = field(default_factory=dict)  # the end-to-end load, for the report
     log: Callable[[str], None] = field(default=lambda message: None)
 
 
@@ -173,8 +172,14 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
             if medians[baseline].get(name)
         }
         algorithms[alg] = entry
+    # The same machine and versions facts a run's summary.json carries, for the report's header.
+    from sim.runner import _cpu_model, _versions
+
     return {
         "schema": SCHEMA,
+        "machine": {"model": _cpu_model(), "count": os.cpu_count()},
+        "versions": _versions(),
+        "parameters": config.parameters,
         "baseline": baseline,
         "repeat": config.repeat,
         "interleaved": True,
@@ -183,61 +188,6 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
         "duration_s": time.time() - started,
         "algorithms": algorithms,
     }
-
-
-def _chart_png(result: dict[str, Any]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    algs = list(result["algorithms"])
-    data = result["algorithms"]
-    panels = 2 if result["end_to_end"] else 1
-    fig, axes = plt.subplots(1, panels, figsize=(6 * panels + 1, 4.2), squeeze=False)
-    ax = axes[0][0]
-    width = 0.27
-    series = (
-        ("verify_us", "target verifier"),
-        ("raw_verify_us", "raw cryptography"),
-        ("sign_us", "sign"),
-    )
-    for offset, (name, label) in enumerate(series):
-        xs = [i + (offset - 1) * width for i in range(len(algs))]
-        medians = [data[a][name] for a in algs]
-        low = [data[a][name] - data[a]["spread"][name]["min"] for a in algs]
-        high = [data[a]["spread"][name]["max"] - data[a][name] for a in algs]
-        ax.bar(xs, medians, width, yerr=[low, high], capsize=3, label=label)
-    ax.set_xticks(range(len(algs)), algs)
-    ax.set_ylabel("µs per operation (median, min-max)")
-    ax.set_title("Cost per token, in process")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    if result["end_to_end"]:
-        ax = axes[0][1]
-        medians = [data[a].get("e2e_rps", 0.0) for a in algs]
-        spreads = [
-            data[a]["spread"].get("e2e_rps", {"min": m, "max": m})
-            for a, m in zip(algs, medians, strict=True)
-        ]
-        ax.bar(
-            algs,
-            medians,
-            yerr=[
-                [m - s["min"] for m, s in zip(medians, spreads, strict=True)],
-                [s["max"] - m for m, s in zip(medians, spreads, strict=True)],
-            ],
-            capsize=3,
-            color="tab:green",
-        )
-        ax.set_ylabel("requests per second (median, min-max)")
-        ax.set_title("End to end, same load per algorithm")
-        ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 def table_rows(result: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -284,34 +234,13 @@ def capacity_lines(result: dict[str, Any]) -> list[str]:
 
 
 def write_compare_outputs(result: dict[str, Any], folder: Path) -> dict[str, Path]:
-    """compare.json, compare.png and compare.html in ``folder``."""
+    """compare.json and report.html (charts with spread, the table, capacity) in ``folder``."""
+    from sim.report import write_compare_report
+
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "json": folder / "compare.json",
-        "png": folder / "compare.png",
-        "html": folder / "compare.html",
-    }
+    paths = {"json": folder / "compare.json", "html": folder / "report.html"}
     paths["json"].write_text(json.dumps(result, indent=2) + "\n")
-    png = _chart_png(result)
-    paths["png"].write_bytes(png)
-    algs = list(result["algorithms"])
-    header = "".join(f"<th>{html.escape(a)}</th>" for a in algs)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-        for row in table_rows(result)
-    )
-    capacity = "".join(f"<li>{html.escape(line)}</li>" for line in capacity_lines(result))
-    paths["html"].write_text(
-        "<!doctype html><meta charset=utf-8><title>fleetbench compare</title>"
-        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 10px;text-align:right}"
-        "tr:nth-child(even){background:#f3f3f3}</style>"
-        f"<h1>fleetbench compare: {' vs '.join(html.escape(a) for a in algs)}</h1>"
-        f"<p>Median of {result['repeat']} interleaved rounds (min-max in brackets); ratios are to"
-        f" {html.escape(result['baseline'])}.</p>"
-        "<img alt='verify cost and throughput per algorithm'"
-        f" src='data:image/png;base64,{base64.b64encode(png).decode()}'>"
-        f"<table><tr><th>figure</th>{header}</tr>{body}</table><h2>Capacity</h2><ul>{capacity}</ul>\n"
-    )
+    write_compare_report(result, paths["html"], table_rows(result), capacity_lines(result))
     return paths
 
 
@@ -361,7 +290,19 @@ def compare_command(args: Any, console: Any) -> int:
             pin=not args.no_pin,
             log=log,
         )
-    result = run_compare(CompareConfig(algs, args.repeat, args.micro_budget, end_to_end, log))
+    parameters = {"micro_budget_s": args.micro_budget}
+    if end_to_end is not None:
+        parameters.update(
+            devices=args.devices,
+            duration_s=args.duration,
+            interval_s=args.interval,
+            endpoint=args.endpoint,
+        )
+    result = run_compare(
+        CompareConfig(
+            algs, args.repeat, args.micro_budget, end_to_end, log=log, parameters=parameters
+        )
+    )
     paths = write_compare_outputs(result, folder)
     if args.json:
         print(json.dumps(result, indent=2))
@@ -381,7 +322,5 @@ def compare_command(args: Any, console: Any) -> int:
                 f"[bold red]{alg}: the load generator was saturated (>90% of a core): its"
                 " end-to-end figures are a floor on the target's capacity, not a measure of it[/]"
             )
-    console.print(
-        f"results: {paths['html']} (chart {paths['png'].name}, data {paths['json'].name})"
-    )
+    console.print(f"results: {paths['html']} (data {paths['json'].name})")
     return 0

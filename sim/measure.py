@@ -18,17 +18,79 @@ from hdrh.histogram import HdrHistogram
 
 from sim.outcomes import Outcome
 
-__all__ = ["LATENCY_PERCENTILES", "Measurements", "new_histogram", "percentiles"]
+__all__ = [
+    "LATENCY_PERCENTILES",
+    "SETUP_SCENARIO",
+    "TIMED_EVENTS",
+    "Measurements",
+    "new_histogram",
+    "new_second_histogram",
+    "percentiles",
+]
 
 LOWEST_US = 1
 HIGHEST_US = 120_000_000  # two minutes: longer than any request timeout
 SIGNIFICANT_DIGITS = 3
 LATENCY_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99_9": 99.9}
 SEP = "|"
+SETUP_SCENARIO = "setup"  # first tokens, fetched before a device's first task: not the measured run
+# Counters and device sets whose every increment is also counted per second (``events``), so a
+# report can draw them over time; the name each is counted under.
+TIMED_EVENTS = {"expirations": "expirations", "refreshes": "refreshes", "recovered": "recoveries"}
+# Latency over time needs one histogram per endpoint per second: two significant digits (1%) are
+# plenty for a chart, and keep each one about a tenth of the size of an exact one.
+SECOND_SIGNIFICANT_DIGITS = 2
 
 
 def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+
+
+def new_second_histogram() -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, SECOND_SIGNIFICANT_DIGITS)
+
+
+class _EventCounter(Counter[str]):
+    """A Counter that also counts each increment of a :data:`TIMED_EVENTS` key per second."""
+
+    def __init__(self, events: defaultdict[int, Counter[str]]) -> None:
+        super().__init__()
+        self.events = events
+
+    def __setitem__(self, key: str, value: int) -> None:
+        step = value - self.get(key, 0)
+        super().__setitem__(key, value)
+        if step > 0 and key in TIMED_EVENTS:
+            self.events[int(time.time())][TIMED_EVENTS[key]] += step
+
+    def merge(self, counts: dict[str, int]) -> None:
+        """Add another process's counts (its events arrive timed already)."""
+        for key, value in counts.items():
+            super().__setitem__(key, self.get(key, 0) + value)
+
+
+class _EventSet(set[str]):
+    """A set whose every ``add`` (not only the first) is counted per second under ``event``."""
+
+    def __init__(self, event: str | None, events: defaultdict[int, Counter[str]]) -> None:
+        super().__init__()
+        self.event = event
+        self.events = events
+
+    def add(self, item: str) -> None:
+        super().add(item)
+        if self.event is not None:
+            self.events[int(time.time())][self.event] += 1
+
+
+class _DeviceSets(defaultdict[str, set[str]]):
+    def __init__(self, events: defaultdict[int, Counter[str]]) -> None:
+        super().__init__()
+        self.events = events
+
+    def __missing__(self, name: str) -> set[str]:
+        made = self[name] = _EventSet(TIMED_EVENTS.get(name), self.events)
+        return made
 
 
 def percentiles(hist: HdrHistogram) -> dict[str, float]:
@@ -56,10 +118,14 @@ class Measurements:
         self.timeline: defaultdict[int, Counter[str]] = defaultdict(Counter)  # second -> outcome
         self.reasons: Counter[str] = Counter()  # endpoint|scenario|status|reason
         self.corpus: defaultdict[str, Counter[str]] = defaultdict(Counter)  # case -> verdict
-        self.counters: Counter[str] = Counter()
+        self.setup_timeline: defaultdict[int, Counter[str]] = defaultdict(Counter)
+        # endpoint|scenario -> second -> latency histogram (setup kept as its own scenario)
+        self.latency_seconds: defaultdict[str, dict[int, HdrHistogram]] = defaultdict(dict)
+        self.events: defaultdict[int, Counter[str]] = defaultdict(Counter)  # second -> event
+        self.counters = _EventCounter(self.events)
         self.telemetry: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])  # sent, acked
         # Named sets of device ids, e.g. ``expiry``: devices that ran the expiry scenario.
-        self.device_sets: defaultdict[str, set[str]] = defaultdict(set)
+        self.device_sets: defaultdict[str, set[str]] = _DeviceSets(self.events)
 
     def record(
         self,
@@ -76,8 +142,17 @@ class Measurements:
         hist = self.latency.get(key)
         if hist is None:
             hist = self.latency[key] = new_histogram()
-        hist.record_value(min(max(int(latency_us), LOWEST_US), HIGHEST_US))
-        self.timeline[int(time.time())][outcome] += 1
+        value = min(max(int(latency_us), LOWEST_US), HIGHEST_US)
+        hist.record_value(value)
+        second = int(time.time())
+        self.timeline[second][outcome] += 1
+        if scenario == SETUP_SCENARIO:
+            self.setup_timeline[second][outcome] += 1
+        by_second = self.latency_seconds[SEP.join((endpoint, scenario))]
+        second_hist = by_second.get(second)
+        if second_hist is None:
+            second_hist = by_second[second] = new_second_histogram()
+        second_hist.record_value(value)
         if outcome != "ok":
             self.reasons[SEP.join((endpoint, scenario, str(status), reason))] += 1
 
@@ -100,6 +175,12 @@ class Measurements:
             "counters": dict(self.counters),
             "telemetry": {device: list(sa) for device, sa in self.telemetry.items()},
             "device_sets": {name: sorted(ids) for name, ids in self.device_sets.items()},
+            "setup_timeline": {str(s): dict(c) for s, c in self.setup_timeline.items()},
+            "latency_seconds": {
+                key: {str(s): h.encode().decode() for s, h in seconds.items()}
+                for key, seconds in self.latency_seconds.items()
+            },
+            "events": {str(s): dict(c) for s, c in self.events.items()},
         }
 
     def take_wire(self) -> dict[str, Any]:
@@ -118,13 +199,24 @@ class Measurements:
         self.reasons.update(wire.get("reasons", {}))
         for case, counts in wire.get("corpus", {}).items():
             self.corpus[case].update(counts)
-        self.counters.update(wire.get("counters", {}))
+        self.counters.merge(wire.get("counters", {}))
         for device, (sent, acked) in wire.get("telemetry", {}).items():
             entry = self.telemetry[device]
             entry[0] += sent
             entry[1] += acked
         for name, ids in wire.get("device_sets", {}).items():
             self.device_sets[name].update(ids)
+        for second, counts in wire.get("setup_timeline", {}).items():
+            self.setup_timeline[int(second)].update(counts)
+        for key, seconds in wire.get("latency_seconds", {}).items():
+            by_second = self.latency_seconds[key]
+            for second, encoded in seconds.items():
+                hist = by_second.get(int(second))
+                if hist is None:
+                    hist = by_second[int(second)] = new_second_histogram()
+                hist.decode_and_add(encoded)
+        for second, counts in wire.get("events", {}).items():
+            self.events[int(second)].update(counts)
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Measurements:

@@ -5,15 +5,16 @@ Each algorithm gets a fresh embedded target (or the one ``--target``) and one
 issuance, verification, expiry and rejection all happen. The results folder holds, per run, the
 usual ``<alg>/summary.json``, ``report.html`` and Locust files; at the top, ``summary.json``
 (schema ``fleetbench.smoke/1``: the verdict, every check, and each run's summary under ``runs``),
-``junit.xml`` (one test case per threshold per run) and ``report.html`` (the checks, linking each
-run's report).
+``junit.xml`` (one test case per threshold per run), ``report.html`` (the checks and each run's
+charts, linking each run's report) and ``summary.md`` (the same in Markdown, also appended to
+``$GITHUB_STEP_SUMMARY`` when that is set, so it shows on the CI job's page).
 """
 
 from __future__ import annotations
 
 import datetime
-import html
 import json
+import os
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import ConfigError
+from sim.report import write_smoke_report
 from sim.runner import RunConfig, run_benchmark
 from sim.scenarios import MIXED, Scenario
 from sim.thresholds import Check, Thresholds, evaluate, load_thresholds, run_alg, unit
@@ -34,6 +36,7 @@ __all__ = [
     "add_smoke_parser",
     "run_smoke",
     "smoke_command",
+    "smoke_markdown",
     "write_smoke_outputs",
 ]
 
@@ -248,50 +251,91 @@ def write_junit(result: SmokeResult, path: Path) -> None:
     tree.write(path, encoding="utf-8", xml_declaration=True)
 
 
-def _report_html(result: SmokeResult) -> str:
-    rows = []
-    for check in result.all_checks:
-        worst = check.worst
-        colour = "#2a9d8f" if check.passed else "#d62828"
-        cells = [
-            check.alg,
-            check.threshold.name,
-            check.threshold.rule,
-            _measured(check),
-            worst.where if worst else check.note,
-        ]
-        rows.append(
-            "<tr>"
-            + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
-            + f"<td style='color:{colour}'><b>{'PASS' if check.passed else 'FAIL'}</b></td></tr>"
-        )
-    runs = "".join(
-        f"<li><a href='{html.escape(Path(s['run']['results']).name)}/report.html'>"
-        f"{html.escape(alg)}</a>: {s['totals']['requests']} requests, {s['totals']['rps']} req/s"
-        "</li>"
-        for alg, s in result.runs.items()
-    )
+WORST_ROWS = 5
+
+
+def smoke_markdown(result: SmokeResult) -> str:
+    """The job summary: verdict, every threshold with its measured value, each run, worst rows."""
+    checks = result.all_checks
+    failed = [c for c in checks if not c.passed]
     verdict = "PASS" if result.passed else "FAIL"
-    return "\n".join(
-        [
-            "<!doctype html><meta charset='utf-8'><title>fleetbench smoke</title>",
-            "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
-            "th{background:#f4f4f4}</style>",
-            f"<h1>fleetbench smoke: {verdict}</h1>",
-            f"<p>thresholds from {html.escape(result.thresholds.source)}; "
-            f"{result.elapsed_s:.0f} s</p><ul>{runs}</ul>",
-            "<table><tr><th>alg</th><th>threshold</th><th>rule</th><th>measured (worst)</th>"
-            "<th>at</th><th>result</th></tr>" + "".join(rows) + "</table>",
+    lines = [
+        f"## fleetbench smoke: {verdict}",
+        "",
+        (
+            f"{len(checks)} thresholds met in {len(result.runs)} runs"
+            if result.passed
+            else f"{len(failed)} of {len(checks)} thresholds breached"
+        )
+        + f", {result.elapsed_s:.0f} s; thresholds from `{result.thresholds.source}`."
+        + (" **Interrupted before the end.**" if result.interrupted else ""),
+        "",
+    ]
+    breaches = [f"- **{c.alg}** {line}" for c in failed for line in c.breaches()]
+    if breaches:
+        lines += ["### Breaches", "", *breaches, ""]
+    lines += [
+        "| run | threshold | measured (worst) | at | result |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    for check in checks:
+        worst = check.worst
+        lines.append(
+            f"| {check.alg} | {check.threshold.title} | {_measured(check)} | "
+            f"{worst.where if worst else check.note} | {'PASS' if check.passed else '**FAIL**'} |"
+        )
+    lines += [
+        "",
+        "| run | requests measured | setup | req/s | ok | refused valid | 5xx | transport "
+        "| generator |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    rows = []
+    for alg, summary in result.runs.items():
+        phases = summary["phases"]
+        outcomes = phases["measured"]["outcomes"]
+        generator = "**saturated**" if summary["generator"].get("saturated") else "not saturated"
+        lines.append(
+            f"| {alg} | {phases['measured']['requests']:,} | {phases['setup']['requests']:,} | "
+            f"{phases['measured']['rps']:,.1f} | {outcomes.get('ok', 0):,} | "
+            f"{outcomes.get('refused_valid', 0):,} | {outcomes.get('server_error', 0):,} | "
+            f"{outcomes.get('transport_error', 0):,} | {generator} |"
+        )
+        rows += [
+            (alg, row)
+            for row in summary["requests"]
+            if row["latency_us"].get("count") and row["scenario"] != "setup"
         ]
-    )
+    worst_rows = sorted(rows, key=lambda pair: pair[1]["latency_us"]["p99"], reverse=True)
+    worst_rows = worst_rows[:WORST_ROWS]
+    lines += [
+        "",
+        f"Worst {len(worst_rows)} rows of the measured runs by p99 latency (µs):",
+        "",
+        "| run | scenario | endpoint | requests | p50 | p99 | max |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    for alg, row in worst_rows:
+        latency = row["latency_us"]
+        lines.append(
+            f"| {alg} | {row['scenario']} | {row['endpoint']} | {row['count']:,} | "
+            f"{latency['p50']:,} | {latency['p99']:,} | {latency['max']:,} |"
+        )
+    lines += ["", f"Results: `{result.folder}` (report.html, summary.json, junit.xml)", ""]
+    return "\n".join(lines)
 
 
 def write_smoke_outputs(result: SmokeResult) -> None:
     folder = result.folder
     (folder / "summary.json").write_text(json.dumps(smoke_record(result), indent=2) + "\n")
     write_junit(result, folder / "junit.xml")
-    (folder / "report.html").write_text(_report_html(result))
+    write_smoke_report(smoke_record(result), folder / "report.html")
+    markdown = smoke_markdown(result)
+    (folder / "summary.md").write_text(markdown)
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:  # GitHub Actions shows this file on the job's page
+        with open(step_summary, "a", encoding="utf-8") as out:
+            out.write(markdown + "\n")
 
 
 def print_smoke(result: SmokeResult, console: Any) -> None:
@@ -367,8 +411,6 @@ def add_smoke_parser(
 
 def smoke_command(args: Any, console: Any) -> int:
     """``fleetbench smoke``: 0 every threshold met, 1 one breached, (2 errors raise SimError)."""
-    import os
-
     admin_key = args.admin_key or os.environ.get("FLEETBENCH_ADMIN_KEY")
     if args.target is not None:
         if args.algs is not None:

@@ -10,7 +10,15 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-from sim.measure import SEP, Measurements, new_histogram, percentiles
+from sim.measure import (
+    SEP,
+    SETUP_SCENARIO,
+    TIMED_EVENTS,
+    Measurements,
+    new_histogram,
+    new_second_histogram,
+    percentiles,
+)
 from sim.outcomes import FATAL_OUTCOMES, OUTCOMES
 
 __all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account"]
@@ -117,6 +125,119 @@ def _expiry(measurements: Measurements) -> dict[str, Any] | None:
     }
 
 
+PHASES = ("measured", "setup")
+TICKS_PER_HALF_DISTANCE = 5  # HdrHistogram's own percentile distribution output uses 5
+
+
+def _phase(scenario: str) -> str:
+    return "setup" if scenario == SETUP_SCENARIO else "measured"
+
+
+def _latency_timeline(measurements: Measurements) -> list[dict[str, Any]]:
+    """Per endpoint and phase, per second: count, p50, p90, p99 and max latency (µs, 1%)."""
+    groups: defaultdict[tuple[str, str], defaultdict[int, list[HdrHistogram]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for key, seconds in measurements.latency_seconds.items():
+        endpoint, scenario = key.split(SEP)
+        for second, hist in seconds.items():
+            groups[(endpoint, _phase(scenario))][second].append(hist)
+    series = []
+    for (endpoint, phase), seconds in sorted(groups.items()):
+        points = []
+        for second, hists in sorted(seconds.items()):
+            total = new_second_histogram()
+            for hist in hists:
+                total.add(hist)
+            points.append(
+                {
+                    "t": second,
+                    "count": total.get_total_count(),
+                    "p50": total.get_value_at_percentile(50.0),
+                    "p90": total.get_value_at_percentile(90.0),
+                    "p99": total.get_value_at_percentile(99.0),
+                    "max": total.get_max_value(),
+                }
+            )
+        series.append({"endpoint": endpoint, "phase": phase, "points": points})
+    return series
+
+
+def _distribution(hist: HdrHistogram) -> list[dict[str, float]]:
+    """The percentile distribution as HdrHistogram prints it: ticks halving the distance to 100%."""
+    count = hist.get_total_count()
+    points = []
+    tick = 0
+    while True:
+        percentile = 100.0 * (1.0 - 0.5 ** (tick / TICKS_PER_HALF_DISTANCE))
+        if count * (1.0 - percentile / 100.0) < 1.0:
+            break
+        points.append(
+            {
+                "percentile": round(percentile, 6),
+                "latency_us": hist.get_value_at_percentile(percentile),
+            }
+        )
+        tick += 1
+    points.append({"percentile": 100.0, "latency_us": hist.get_max_value()})
+    return points
+
+
+def _latency_distribution(measurements: Measurements) -> list[dict[str, Any]]:
+    """Per endpoint and phase, the exact latency distribution (all outcomes, scenarios, algs)."""
+    groups: defaultdict[tuple[str, str], list[HdrHistogram]] = defaultdict(list)
+    for key, hist in measurements.latency.items():
+        endpoint, scenario, _, _ = key.split(SEP)
+        groups[(endpoint, _phase(scenario))].append(hist)
+    rows = []
+    for (endpoint, phase), hists in sorted(groups.items()):
+        total = _merged(hists)
+        if total.get_total_count():
+            rows.append(
+                {
+                    "endpoint": endpoint,
+                    "phase": phase,
+                    "count": total.get_total_count(),
+                    "points": _distribution(total),
+                }
+            )
+    return rows
+
+
+def _phases(measurements: Measurements, elapsed_s: float) -> dict[str, Any]:
+    """Setup (first tokens) and the measured run, apart: requests, outcomes, seconds spanned."""
+    outcomes: dict[str, Counter[str]] = {phase: Counter() for phase in PHASES}
+    for key, hist in measurements.latency.items():
+        _, scenario, _, outcome = key.split(SEP)
+        outcomes[_phase(scenario)][outcome] += hist.get_total_count()
+    setup_seconds = sorted(measurements.setup_timeline)
+    measured_seconds = sorted(
+        second
+        for second, counts in measurements.timeline.items()
+        if sum(counts.values()) > sum(measurements.setup_timeline.get(second, Counter()).values())
+    )
+    result: dict[str, Any] = {}
+    for phase, seconds in (("measured", measured_seconds), ("setup", setup_seconds)):
+        requests = sum(outcomes[phase].values())
+        result[phase] = {
+            "requests": requests,
+            "outcomes": {o: outcomes[phase][o] for o in OUTCOMES if outcomes[phase][o]},
+            "first_t": seconds[0] if seconds else None,
+            "last_t": seconds[-1] if seconds else None,
+        }
+    measured = result["measured"]["requests"]
+    result["measured"]["rps"] = round(measured / elapsed_s, 2) if elapsed_s > 0 else 0.0
+    return result
+
+
+def _events_timeline(measurements: Measurements) -> list[dict[str, Any]]:
+    names = sorted(set(TIMED_EVENTS.values()))
+    return [
+        {"t": second, **{name: counts.get(name, 0) for name in names}}
+        for second, counts in sorted(measurements.events.items())
+    ]
+
+
 def _corpus(measurements: Measurements) -> dict[str, Any] | None:
     if not measurements.corpus:
         return None
@@ -191,4 +312,14 @@ def build_summary(
         "server": server,
         "generator": generator,
         "timeline": timeline,
+        # Additive keys for the HTML report (README, "summary.json"): setup apart from the
+        # measured run, latency over time and its distribution per endpoint, expiry over time.
+        "setup_timeline": [
+            {"t": second, **dict(counts)}
+            for second, counts in sorted(measurements.setup_timeline.items())
+        ],
+        "phases": _phases(measurements, elapsed_s),
+        "latency_timeline": _latency_timeline(measurements),
+        "latency_distribution": _latency_distribution(measurements),
+        "expiry_timeline": _events_timeline(measurements),
     }

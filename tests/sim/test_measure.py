@@ -31,3 +31,30 @@ def test_percentiles_are_microseconds() -> None:
     assert p["count"] == 5
     assert p["p50"] == 300
     assert 9_990 <= p["max"] <= 10_010
+
+
+def test_latency_per_second_and_expiry_events_ship_exactly() -> None:
+    """The report's over-time data (latency per endpoint per second, expirations, refreshes and
+    recoveries per second, setup apart) survives the trip from workers to the master."""
+    whole, master, worker = Measurements(), Measurements(), Measurements()
+    for m in (whole, worker):
+        m.record("token jwt-bearer", "setup", "ES256", "ok", 900.0)
+        for i in range(1, 301):
+            m.record("telemetry", "expiry", "ES256", "ok", i * 10.0)
+        m.counters["expirations"] += 1
+        m.counters["refreshes"] += 2
+        m.device_sets["recovered"].add("d1")
+        m.device_sets["recovered"].add("d1")  # a device recovers each time its token expires
+    master.merge_wire(json.loads(json.dumps(worker.take_wire())))
+    assert master.counters == whole.counters
+    assert sum(c["expirations"] for c in master.events.values()) == 1
+    assert sum(c["refreshes"] for c in master.events.values()) == 2
+    assert sum(c["recoveries"] for c in master.events.values()) == 2
+    assert sum(sum(c.values()) for c in master.setup_timeline.values()) == 1
+    seconds = master.latency_seconds["telemetry|expiry"]
+    assert sum(h.get_total_count() for h in seconds.values()) == 300
+    assert 2970 <= max(h.get_max_value() for h in seconds.values()) <= 3030  # to 1 %
+    assert (
+        sum(h.get_total_count() for h in master.latency_seconds["token jwt-bearer|setup"].values())
+        == 1
+    )
