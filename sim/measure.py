@@ -60,6 +60,18 @@ class Measurements:
         self.telemetry: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])  # sent, acked
         # Named sets of device ids, e.g. ``expiry``: devices that ran the expiry scenario.
         self.device_sets: defaultdict[str, set[str]] = defaultdict(set)
+        # Requests sent, counted as each one starts: started minus the outcome account is what
+        # was still waiting for an answer when the run stopped.
+        self.started = 0
+        # Sum of the devices' start times (epoch s): with the stop time and the interval it gives
+        # the paced requests the fleet offered (sim.load).
+        self.device_start_sum_s = 0.0
+
+    def request_started(self) -> None:
+        self.started += 1
+
+    def device_started(self, now_s: float) -> None:
+        self.device_start_sum_s += now_s
 
     def record(
         self,
@@ -100,6 +112,8 @@ class Measurements:
             "counters": dict(self.counters),
             "telemetry": {device: list(sa) for device, sa in self.telemetry.items()},
             "device_sets": {name: sorted(ids) for name, ids in self.device_sets.items()},
+            "started": self.started,
+            "device_start_sum_s": self.device_start_sum_s,
         }
 
     def take_wire(self) -> dict[str, Any]:
@@ -125,6 +139,8 @@ class Measurements:
             entry[1] += acked
         for name, ids in wire.get("device_sets", {}).items():
             self.device_sets[name].update(ids)
+        self.started += int(wire.get("started", 0))
+        self.device_start_sum_s += float(wire.get("device_start_sum_s", 0.0))
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Measurements:

@@ -158,6 +158,7 @@ class FleetDevice(FastHttpUser):
         self.cases: tuple[Case, ...] = cases_for(self.config.endpoint != "data")
         self.next_case = self.rng.randrange(len(self.cases))
         MEASUREMENTS.counters["devices_started"] += 1
+        MEASUREMENTS.device_started(time.time())
         for scenario in self.config.scenarios:
             if scenario != "issuance":
                 self.tokens_for(scenario, "setup")
@@ -204,6 +205,7 @@ class FleetDevice(FastHttpUser):
                 "client_secret": self.device.secret,
             }
         endpoint = f"token {grant}"
+        MEASUREMENTS.request_started()
         with self.client.request(
             "POST",
             "/auth/token",
@@ -282,6 +284,7 @@ class FleetDevice(FastHttpUser):
             body = {"seq": seq, "ts": time.time(), "values": {"temp_c": 21.5, "battery": 0.93}}
             if reading:
                 MEASUREMENTS.telemetry[self.device.id][0] += 1
+        MEASUREMENTS.request_started()
         if lean:
             return self._call_lean(
                 method, path.format(id=device_id), scenario, endpoint, headers, body, judge, reading
