@@ -9,10 +9,9 @@ renew a token ride on top and are not part of either figure. A device that waits
 interval for its answers falls behind its schedule: that is the shortfall.
 
 ``offered`` counts each device from the moment it started (so the ramp-up does not count as a
-shortfall). Locust paces from the moment a user is created: a device sends its first paced
-request within its first interval (after a random start-up delay) and one per interval after
-that, ``floor(T / interval) + 1`` in ``T`` seconds, ``T / interval + 1/2`` on average. So
-``offered = sum over devices of ((stop - device start) / interval + 1/2)``. ``delivered`` counts
+shortfall). A device waits a random share of one interval after its setup, then sends one paced
+request per interval: ``T / interval`` in ``T`` seconds on average, whatever the phase. So
+``offered = sum over devices of (stop - device start) / interval``. ``delivered`` counts
 the paced requests that got an answer (any outcome but ``transport_error``);
 ``delivered_rps = offered_rps * delivered / offered``, the rate the fleet got in the terms it
 asked in.
@@ -120,7 +119,7 @@ def load_account(
     delivered_rps = delivered / active_s if active_s > 0 else 0.0
     if interval_s > 0:
         offered_rps = devices / interval_s
-        offered = offered_rps * active_s + devices / 2
+        offered = offered_rps * active_s
         shortfall = max(0.0, 1.0 - delivered / offered) if offered > 0 else 0.0
         delivered_rps = offered_rps * delivered / offered if offered > 0 else 0.0
     else:

@@ -165,6 +165,9 @@ class FleetDevice(FastHttpUser):
         # Devices spawned together would otherwise report in lockstep, every one in the same
         # instant each interval: a burst that measures queueing, not the target.
         gevent.sleep(self.rng.uniform(0, self.config.interval_s))
+        # constant_pacing counts from the user's creation, so without this only the first report
+        # was spread: every later one fell back into the spawn second's lockstep (issue 16).
+        self._cp_last_run = time.perf_counter()
 
     # -- tokens ---------------------------------------------------------------------------------
 
