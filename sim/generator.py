@@ -48,7 +48,34 @@ class _Track:
     process: psutil.Process
     role: str
     cpu: list[tuple[float, float]] = field(default_factory=list)  # (epoch s, % of one core)
+    # Runnable but waiting for a core (Linux schedstat run delay), % of wall time: a process on a
+    # busy machine may want a whole core and get half of it, which its CPU alone does not show.
+    wait: list[tuple[float, float]] = field(default_factory=list)
+    last_delay: tuple[float, float] | None = None  # (monotonic s, run delay s)
     peak_rss: int = 0
+
+
+def _run_delay_s(pid: int) -> float | None:
+    """Seconds the process's threads have spent runnable but not running (None: not Linux)."""
+    total_ns = 0
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total_ns += int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total_ns / 1e9
+
+
+def _waited(track: _Track, now: float) -> None:
+    delay = _run_delay_s(track.process.pid)
+    if delay is None:
+        return
+    mono = time.monotonic()
+    if track.last_delay is not None and mono > track.last_delay[0]:
+        share = 100.0 * (delay - track.last_delay[1]) / (mono - track.last_delay[0])
+        track.wait.append((now, max(0.0, share)))
+    track.last_delay = (mono, delay)
 
 
 def _in(window: tuple[float, float] | None, samples: list[tuple[float, float]]) -> list[float]:
@@ -105,6 +132,7 @@ class ProcessTreeSampler:
             except psutil.Error:
                 continue
             track.cpu.append((now, cpu))
+            _waited(track, now)
             track.peak_rss = max(track.peak_rss, rss)
             total_rss += rss
             total_cpu += cpu
@@ -124,15 +152,22 @@ class ProcessTreeSampler:
         processes = []
         for pid, track in sorted(self._tracks.items()):
             cpu = _in(window, track.cpu)
+            wait = _in(window, track.wait)
             mean = sum(cpu) / len(cpu) if cpu else 0.0
+            wait_mean = sum(wait) / len(wait) if wait else 0.0
+            # What it wanted: the CPU it got plus the time it waited for a core.
+            waited = dict(track.wait)
+            wanted = _in(window, [(t, c + waited[t]) for t, c in track.cpu if t in waited])
             processes.append(
                 {
                     "pid": pid,
                     "role": track.role,
                     "cpu_percent_mean": round(mean, 1),
                     "cpu_percent_max": round(max(cpu, default=0.0), 1),
+                    "cpu_wait_percent_mean": round(wait_mean, 1),
                     "peak_rss_bytes": track.peak_rss,
                     "saturated": cpu_saturated(cpu),
+                    "starved": not cpu_saturated(cpu) and cpu_saturated(wanted),
                 }
             )
         per_core = [total / self.cores for total in _in(window, self._totals)]
@@ -145,6 +180,9 @@ class ProcessTreeSampler:
             if per_core
             else 0.0,
             "saturated": tree_saturated or any(p["saturated"] for p in processes),
+            # Not saturated on its own, but it would have been with the cores it waited for: the
+            # machine's CPU, shared with other work, is the limit.
+            "starved": any(p["starved"] for p in processes),
             "saturation_threshold_percent": SATURATED_CPU_PERCENT,
             "saturation_rule": SATURATION_RULE,
             "peak_rss_bytes": self.peak_rss_total,

@@ -28,6 +28,8 @@ __all__ = ["IN_FLIGHT_SHARE", "MAX_SHORTFALL", "load_account", "load_line", "pac
 
 # A run more than this share short of its offered load is overloaded.
 MAX_SHORTFALL = 0.05
+# Time waiting for a core worth a mention in the load line (the machine is busy).
+NOTABLE_WAIT_PERCENT = 10.0
 # A run with more than this share of its devices still waiting for an answer at stop is
 # overloaded. By Little's law that share is the answer time over the interval: 5 % means the
 # answers took more than a twentieth of the interval, far above a target that keeps up.
@@ -64,19 +66,41 @@ def _cpu(side: dict[str, Any]) -> float | None:
     return max(busiest, float(side.get("cpu_percent_per_core_mean") or 0.0))
 
 
+def _wait(side: dict[str, Any]) -> float:
+    """The longest a process of the side waited for a core, in % of wall time."""
+    return max(
+        (float(p.get("cpu_wait_percent_mean", 0.0)) for p in side.get("processes", [])), default=0.0
+    )
+
+
+def _starved(name: str, side: dict[str, Any], notes: list[str]) -> bool:
+    """Whether the side wanted a whole core and did not get it (the machine was busy)."""
+    if side.get("saturated") or not side.get("starved"):
+        return False
+    notes.append(
+        f"the {name} got {_cpu(side) or 0:.0f} % of a core and waited for one another "
+        f"{_wait(side):.0f} % of the time: the machine's CPU, shared with other work, was the "
+        f"limit on the {name}'s side, not the {name} itself"
+    )
+    return True
+
+
 def _side(
     generator: dict[str, Any], target_cpu: dict[str, Any], overloaded: bool, notes: list[str]
 ) -> str | None:
-    generator_busy = bool(generator.get("saturated"))
+    generator_busy = bool(generator.get("saturated")) or _starved("generator", generator, notes)
     target_known = bool(target_cpu.get("available"))
-    target_busy = bool(target_cpu.get("saturated")) if target_known else False
+    target_busy = target_known and (
+        bool(target_cpu.get("saturated")) or _starved("target", target_cpu, notes)
+    )
     if generator_busy and target_busy:
         return "both"
-    if generator_busy:
+    if generator_busy and generator.get("saturated"):
         notes.append(
             "the load generator was saturated: the figures are bounded by it, not by the target "
             "(try --workers, or fewer devices per generator)"
         )
+    if generator_busy:
         return "generator"
     if target_busy:
         return "target"
@@ -151,6 +175,8 @@ def load_account(
         "mean_device_active_s": round(active_s, 3),
         "target_cpu_percent": _cpu(target_cpu) if target_cpu.get("available") else None,
         "generator_cpu_percent": _cpu(generator),
+        "target_cpu_wait_percent": _wait(target_cpu) if target_cpu.get("available") else None,
+        "generator_cpu_wait_percent": _wait(generator),
         "rule": (
             f"overloaded: more than {MAX_SHORTFALL * 100:.0f} % short of the offered paced "
             f"requests, or more than {IN_FLIGHT_SHARE * 100:.0f} % of the devices still waiting "
@@ -190,6 +216,15 @@ def load_line(load: dict[str, Any]) -> str:
         cpu.append(f"the target's core was at {target:.0f} %")
     if generator is not None:
         cpu.append(f"the generator's at {generator:.0f} %")
+    waits = [
+        f"the {name} waited for a core {load[key]:.0f} % of the time"
+        for name, key in (
+            ("target", "target_cpu_wait_percent"),
+            ("generator", "generator_cpu_wait_percent"),
+        )
+        if (load.get(key) or 0.0) >= NOTABLE_WAIT_PERCENT
+    ]
+    cpu += waits
     if cpu:
         parts.append(", ".join(cpu))
     line = "; ".join(parts)
