@@ -167,6 +167,9 @@ def load_account(
         "delivered_rps": round(delivered_rps, 2),
         "shortfall": None if shortfall is None else round(shortfall, 4),
         "in_flight_at_stop": in_flight,
+        # The same when the stop began, before Locust killed the users: the difference is answers
+        # that arrived while it did and were never read.
+        "in_flight_when_stopping": measurements.counters.get("in_flight_when_stopping", 0),
         "saturated": saturated,
         "overloaded": overloaded,
         "notes": notes,

@@ -48,6 +48,8 @@ class Measurements:
     """Everything one process saw. Keys are ``endpoint|scenario|alg|outcome`` strings."""
 
     def __init__(self) -> None:
+        # Requests this process has started and not yet recorded: a gauge, never shipped or reset.
+        self.waiting = 0
         self.reset()
 
     def reset(self) -> None:
@@ -69,6 +71,7 @@ class Measurements:
 
     def request_started(self) -> None:
         self.started += 1
+        self.waiting += 1
 
     def device_started(self, now_s: float) -> None:
         self.device_start_sum_s += now_s
@@ -84,6 +87,7 @@ class Measurements:
         status: int = 0,
         reason: str = "",
     ) -> None:
+        self.waiting -= 1
         key = SEP.join((endpoint, scenario, alg, outcome))
         hist = self.latency.get(key)
         if hist is None:

@@ -169,6 +169,13 @@ class FleetDevice(FastHttpUser):
         # was spread: every later one fell back into the spawn second's lockstep (issue 16).
         self._cp_last_run = time.perf_counter()
 
+    def _start(self) -> None:
+        """Count a request as it starts. Once the run is stopping a device sends nothing new:
+        Locust kills its users one by one, and a request sent meanwhile is cut off unanswered."""
+        if _state.get("stopping"):
+            raise StopUser()
+        MEASUREMENTS.request_started()
+
     # -- tokens ---------------------------------------------------------------------------------
 
     def _mint_assertion(self) -> str:
@@ -199,6 +206,7 @@ class FleetDevice(FastHttpUser):
 
     def fetch_token(self, grant: str, scenario: str) -> HeldToken | None:
         """One token request by ``grant`` (client_credentials or jwt-bearer), judged and timed."""
+        self._start()
         if grant == "jwt-bearer":
             form = {"grant_type": JWT_BEARER, "assertion": self._mint_assertion()}
         else:
@@ -208,7 +216,6 @@ class FleetDevice(FastHttpUser):
                 "client_secret": self.device.secret,
             }
         endpoint = f"token {grant}"
-        MEASUREMENTS.request_started()
         with self.client.request(
             "POST",
             "/auth/token",
@@ -278,6 +285,7 @@ class FleetDevice(FastHttpUser):
         lean: bool = False,
     ) -> tuple[Outcome, str]:
         """One request to the chosen endpoint; ``reading`` sends the device's next seq."""
+        self._start()
         endpoint = self.config.endpoint
         method, path = PATHS[endpoint]
         headers = {} if authorization is None else {"Authorization": authorization}
@@ -287,7 +295,6 @@ class FleetDevice(FastHttpUser):
             body = {"seq": seq, "ts": time.time(), "values": {"temp_c": 21.5, "battery": 0.93}}
             if reading:
                 MEASUREMENTS.telemetry[self.device.id][0] += 1
-        MEASUREMENTS.request_started()
         if lean:
             return self._call_lean(
                 method, path.format(id=device_id), scenario, endpoint, headers, body, judge, reading
@@ -486,8 +493,14 @@ def _on_init(environment: Any, **_: Any) -> None:
     def on_test_start(**_: Any) -> None:
         started.setdefault("started", time.time())
 
+    def on_test_stopping(**_: Any) -> None:
+        _state["stopping"] = True
+        started.setdefault("stopped", time.time())  # the end of the load: nothing new after it
+        # What was waiting for an answer when the stop began, before Locust kills the users.
+        MEASUREMENTS.counters["in_flight_when_stopping"] += MEASUREMENTS.waiting
+
     def on_test_stop(**_: Any) -> None:
-        started["stopped"] = time.time()
+        started.setdefault("stopped", time.time())
 
     def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
         data["fleetbench"] = MEASUREMENTS.take_wire()
@@ -510,6 +523,7 @@ def _on_init(environment: Any, **_: Any) -> None:
 
     environment.events.test_start.add_listener(on_test_start)
     environment.events.test_stop.add_listener(on_test_stop)
+    environment.events.test_stopping.add_listener(on_test_stopping)
     environment.events.report_to_master.add_listener(on_report_to_master)
     environment.events.worker_report.add_listener(on_worker_report)
     environment.events.quit.add_listener(on_quit)
