@@ -8,13 +8,13 @@ config, data), or for the issuance scenario the token request. So the fleet asks
 renew a token ride on top and are not part of either figure. A device that waits longer than the
 interval for its answers falls behind its schedule: that is the shortfall.
 
-``offered`` counts each device from the moment it started (so the ramp-up does not count as a
-shortfall). A device waits a random share of one interval after its setup, then sends one paced
+``offered`` counts each device from the end of its setup (its first token request, answered or
+not; from its start if that request was still waiting at stop), so neither the ramp-up nor the
+setup counts as a shortfall. It then waits a random share of one interval and sends one paced
 request per interval: ``T / interval`` in ``T`` seconds on average, whatever the phase. So
-``offered = sum over devices of (stop - device start) / interval``. ``delivered`` counts
-the paced requests that got an answer (any outcome but ``transport_error``);
-``delivered_rps = offered_rps * delivered / offered``, the rate the fleet got in the terms it
-asked in.
+``offered = sum over devices of (stop - setup end) / interval``. ``delivered`` counts the paced
+requests that got an answer (any outcome but ``transport_error``); ``delivered_rps =
+offered_rps * delivered / offered``, the rate the fleet got in the terms it asked in.
 """
 
 from __future__ import annotations
@@ -136,7 +136,10 @@ def load_account(
     notes: list[str] = []
     active_s = 0.0
     if devices and stopped:
-        active_s = max(0.0, stopped - measurements.device_start_sum_s / devices)
+        # Each device owes one paced request per interval from the end of its setup (its first
+        # token); one that never finished setting up owes them from its start.
+        owed_s = devices * stopped - measurements.device_start_sum_s
+        active_s = max(0.0, (owed_s - measurements.device_setup_sum_s) / devices)
     offered_rps: float | None = None
     offered: float | None = None
     shortfall: float | None = None
@@ -167,8 +170,8 @@ def load_account(
         "delivered_rps": round(delivered_rps, 2),
         "shortfall": None if shortfall is None else round(shortfall, 4),
         "in_flight_at_stop": in_flight,
-        # The same when the stop began, before Locust killed the users: the difference is answers
-        # that arrived while it did and were never read.
+        # The gauge when the stop began; in flight at stop is lower by the answers that still
+        # arrived while Locust stopped the users (no device sends anything new by then).
         "in_flight_when_stopping": measurements.counters.get("in_flight_when_stopping", 0),
         "saturated": saturated,
         "overloaded": overloaded,
@@ -176,6 +179,7 @@ def load_account(
         "offered_requests": None if offered is None else round(offered, 1),
         "delivered_requests": delivered,
         "mean_device_active_s": round(active_s, 3),
+        "devices_ready": measurements.counters.get("devices_ready", 0),
         "target_cpu_percent": _cpu(target_cpu) if target_cpu.get("available") else None,
         "generator_cpu_percent": _cpu(generator),
         "target_cpu_wait_percent": _wait(target_cpu) if target_cpu.get("available") else None,

@@ -65,16 +65,23 @@ class Measurements:
         # Requests sent, counted as each one starts: started minus the outcome account is what
         # was still waiting for an answer when the run stopped.
         self.started = 0
-        # Sum of the devices' start times (epoch s): with the stop time and the interval it gives
-        # the paced requests the fleet offered (sim.load).
+        # Sums of the devices' start times (epoch s) and of the setup time (first token) of those
+        # that finished it: with the stop time and the interval they give the paced requests the
+        # fleet offered (sim.load), each device owing one per interval from the end of its setup.
         self.device_start_sum_s = 0.0
+        self.device_setup_sum_s = 0.0
 
     def request_started(self) -> None:
         self.started += 1
         self.waiting += 1
 
-    def device_started(self, now_s: float) -> None:
+    def device_started(self, now_s: float) -> float:
         self.device_start_sum_s += now_s
+        return now_s
+
+    def device_ready(self, setup_s: float) -> None:
+        self.counters["devices_ready"] += 1
+        self.device_setup_sum_s += setup_s
 
     def record(
         self,
@@ -118,6 +125,7 @@ class Measurements:
             "device_sets": {name: sorted(ids) for name, ids in self.device_sets.items()},
             "started": self.started,
             "device_start_sum_s": self.device_start_sum_s,
+            "device_setup_sum_s": self.device_setup_sum_s,
         }
 
     def take_wire(self) -> dict[str, Any]:
@@ -145,6 +153,7 @@ class Measurements:
             self.device_sets[name].update(ids)
         self.started += int(wire.get("started", 0))
         self.device_start_sum_s += float(wire.get("device_start_sum_s", 0.0))
+        self.device_setup_sum_s += float(wire.get("device_setup_sum_s", 0.0))
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Measurements:

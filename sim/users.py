@@ -158,10 +158,11 @@ class FleetDevice(FastHttpUser):
         self.cases: tuple[Case, ...] = cases_for(self.config.endpoint != "data")
         self.next_case = self.rng.randrange(len(self.cases))
         MEASUREMENTS.counters["devices_started"] += 1
-        MEASUREMENTS.device_started(time.time())
+        started = MEASUREMENTS.device_started(time.time())
         for scenario in self.config.scenarios:
             if scenario != "issuance":
                 self.tokens_for(scenario, "setup")
+        MEASUREMENTS.device_ready(time.time() - started)  # from here: one report per interval
         # Devices spawned together would otherwise report in lockstep, every one in the same
         # instant each interval: a burst that measures queueing, not the target.
         gevent.sleep(self.rng.uniform(0, self.config.interval_s))
