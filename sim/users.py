@@ -493,6 +493,7 @@ def _on_init(environment: Any, **_: Any) -> None:
 
     def on_test_start(**_: Any) -> None:
         started.setdefault("started", time.time())
+        _state["stopping"] = False  # the web UI starts again after a stop
 
     def on_test_stopping(**_: Any) -> None:
         _state["stopping"] = True
