@@ -497,7 +497,7 @@ def _on_init(environment: Any, **_: Any) -> None:
 
     def on_test_stopping(**_: Any) -> None:
         _state["stopping"] = True
-        started.setdefault("stopped", time.time())  # the end of the load: nothing new after it
+        started["stopped"] = time.time()  # the end of the load: nothing new after it
         # What was waiting for an answer when the stop began, before Locust kills the users.
         MEASUREMENTS.counters["in_flight_when_stopping"] += MEASUREMENTS.waiting
 
