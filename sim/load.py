@@ -79,8 +79,8 @@ def _starved(name: str, side: dict[str, Any], notes: list[str]) -> bool:
         return False
     notes.append(
         f"the {name} got {_cpu(side) or 0:.0f} % of a core and waited for one another "
-        f"{_wait(side):.0f} % of the time: the machine's CPU, shared with other work, was the "
-        f"limit on the {name}'s side, not the {name} itself"
+        f"{_wait(side):.0f} % of the time: it wanted more CPU than the machine, shared with "
+        "other work, gave it"
     )
     return True
 

@@ -50,6 +50,7 @@ def measure(
     load, generator = summary["load"], summary["generator"]
     return {
         "devices": devices,
+        "interrupted": summary["run"]["interrupted"],
         "duration_s": round(duration_s, 1),
         "offered_rps": load["offered_rps"],
         "delivered_rps": load["delivered_rps"],
@@ -69,16 +70,20 @@ def _verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     kept_up = [r for r in rows if not r["overloaded"] and r["saturated"] is None]
     largest = max((r["devices"] for r in kept_up), default=None)
     first_limit = next((r for r in rows if r["overloaded"] or r["saturated"]), None)
+    # Memory per device in the steady state: from the sizes that kept up (an overloaded
+    # generator also holds the queued requests), or from all when fewer than two did.
+    sized = kept_up if len(kept_up) >= 2 else rows
     per_device = None
-    if len(rows) >= 2 and rows[-1]["devices"] > rows[0]["devices"]:
-        grown = rows[-1]["generator_peak_rss_bytes"] - rows[0]["generator_peak_rss_bytes"]
-        per_device = round(grown / (rows[-1]["devices"] - rows[0]["devices"]))
+    if len(sized) >= 2 and sized[-1]["devices"] > sized[0]["devices"]:
+        grown = sized[-1]["generator_peak_rss_bytes"] - sized[0]["generator_peak_rss_bytes"]
+        per_device = round(grown / (sized[-1]["devices"] - sized[0]["devices"]))
     return {
         "largest_fleet_kept_up": largest,
         "first_limit": None
         if first_limit is None
         else {"devices": first_limit["devices"], "saturated": first_limit["saturated"]},
         "generator_bytes_per_device": per_device,
+        "memory_sizes": [sized[0]["devices"], sized[-1]["devices"]] if sized else [],
     }
 
 
@@ -126,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             alg=args.alg,
             token_alg=args.token_alg,
         )
+        if row["interrupted"]:
+            print(f"{devices:7d} devices  interrupted: left out", file=sys.stderr)
+            break
         rows.append(row)
         if not args.json:
             print(
@@ -150,7 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     if verdict["generator_bytes_per_device"] is not None:
         print(
             f"generator memory per device: {verdict['generator_bytes_per_device'] / 1024:.0f} KiB "
-            f"(peak RSS slope from {rows[0]['devices']} to {rows[-1]['devices']} devices)"
+            f"(peak RSS slope from {verdict['memory_sizes'][0]} to {verdict['memory_sizes'][1]} "
+            "devices)"
         )
     return 0
 
