@@ -76,7 +76,8 @@ def _verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     per_device = None
     if len(sized) >= 2 and sized[-1]["devices"] > sized[0]["devices"]:
         grown = sized[-1]["generator_peak_rss_bytes"] - sized[0]["generator_peak_rss_bytes"]
-        per_device = round(grown / (sized[-1]["devices"] - sized[0]["devices"]))
+        if grown > 0:  # sizes too close together drown in the process's own noise
+            per_device = round(grown / (sized[-1]["devices"] - sized[0]["devices"]))
     return {
         "largest_fleet_kept_up": largest,
         "first_limit": None
