@@ -319,7 +319,7 @@ def compare_command(args: Any, console: Any) -> int:
     for alg, entry in result["algorithms"].items():
         if entry.get("generator_saturated"):
             console.print(
-                f"[bold red]{alg}: the load generator was saturated (>90% of a core): its"
+                f"[bold red]{alg}: the load generator was saturated (see its saturation_rule): its"
                 " end-to-end figures are a floor on the target's capacity, not a measure of it[/]"
             )
     console.print(f"results: {paths['html']} (data {paths['json'].name})")

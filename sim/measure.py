@@ -110,6 +110,8 @@ class Measurements:
     """Everything one process saw. Keys are ``endpoint|scenario|alg|outcome`` strings."""
 
     def __init__(self) -> None:
+        # Requests this process has started and not yet recorded: a gauge, never shipped or reset.
+        self.waiting = 0
         self.reset()
 
     def reset(self) -> None:
@@ -126,6 +128,26 @@ class Measurements:
         self.telemetry: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])  # sent, acked
         # Named sets of device ids, e.g. ``expiry``: devices that ran the expiry scenario.
         self.device_sets: defaultdict[str, set[str]] = _DeviceSets(self.events)
+        # Requests sent, counted as each one starts: started minus the outcome account is what
+        # was still waiting for an answer when the run stopped.
+        self.started = 0
+        # Sums of the devices' start times (epoch s) and of the setup time (first token) of those
+        # that finished it: with the stop time and the interval they give the paced requests the
+        # fleet offered (sim.load), each device owing one per interval from the end of its setup.
+        self.device_start_sum_s = 0.0
+        self.device_setup_sum_s = 0.0
+
+    def request_started(self) -> None:
+        self.started += 1
+        self.waiting += 1
+
+    def device_started(self, now_s: float) -> float:
+        self.device_start_sum_s += now_s
+        return now_s
+
+    def device_ready(self, setup_s: float) -> None:
+        self.counters["devices_ready"] += 1
+        self.device_setup_sum_s += setup_s
 
     def record(
         self,
@@ -138,6 +160,7 @@ class Measurements:
         status: int = 0,
         reason: str = "",
     ) -> None:
+        self.waiting -= 1
         key = SEP.join((endpoint, scenario, alg, outcome))
         hist = self.latency.get(key)
         if hist is None:
@@ -181,6 +204,9 @@ class Measurements:
                 for key, seconds in self.latency_seconds.items()
             },
             "events": {str(s): dict(c) for s, c in self.events.items()},
+            "started": self.started,
+            "device_start_sum_s": self.device_start_sum_s,
+            "device_setup_sum_s": self.device_setup_sum_s,
         }
 
     def take_wire(self) -> dict[str, Any]:
@@ -217,6 +243,9 @@ class Measurements:
                 hist.decode_and_add(encoded)
         for second, counts in wire.get("events", {}).items():
             self.events[int(second)].update(counts)
+        self.started += int(wire.get("started", 0))
+        self.device_start_sum_s += float(wire.get("device_start_sum_s", 0.0))
+        self.device_setup_sum_s += float(wire.get("device_setup_sum_s", 0.0))
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Measurements:

@@ -31,12 +31,12 @@ from sim.config import SimConfig
 from sim.embedded import EmbeddedTarget, TargetStartError
 from sim.errors import ConfigError, SimError, TargetError
 from sim.fleet import CredentialKind, Fleet, load_fleet, make_fleet, save_fleet
-from sim.generator import GeneratorSampler
+from sim.generator import GeneratorSampler, ProcessTreeSampler, sample_until
 from sim.http import TargetClient
 from sim.measure import Measurements
 from sim.provision import register_fleet
 from sim.scenarios import Endpoint, RefreshMode, Scenario
-from sim.server_view import scrape_metrics, server_delta, telemetry_stats
+from sim.server_view import MetricsCpuSampler, scrape_metrics, server_delta, telemetry_stats
 from sim.summary import build_summary, telemetry_account
 
 __all__ = ["Interrupted", "RunConfig", "run_benchmark"]
@@ -258,7 +258,10 @@ def _run_locust(
     folder: Path,
     cpus: set[int] | None,
     stop: _Stop,
-) -> dict[str, Any]:
+    also: list[ProcessTreeSampler],
+) -> tuple[int, GeneratorSampler]:
+    """Run Locust to its end, sampling its process tree and ``also`` (the embedded target's)."""
+
     def pin() -> None:
         if cpus:
             os.sched_setaffinity(0, cpus)
@@ -270,15 +273,18 @@ def _run_locust(
         )  # fmt: skip
     stop.locust = process
     sampler = GeneratorSampler(process.pid)
+    samplers = [sampler, *also]
     deadline = time.monotonic() + config.duration_s + STARTUP_ALLOWANCE_S
     try:
-        sampler.run_until(lambda: process.poll() is not None or stop.requested, deadline=deadline)
+        sample_until(
+            samplers, lambda: process.poll() is not None or stop.requested, deadline=deadline
+        )
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)  # interrupted, or past its deadline
             stop.requested = True
         # Locust writes the account on its way out: give it a bounded time, sampling on.
-        sampler.run_until(
-            lambda: process.poll() is not None, deadline=time.monotonic() + STOP_GRACE_S
+        sample_until(
+            samplers, lambda: process.poll() is not None, deadline=time.monotonic() + STOP_GRACE_S
         )
     finally:
         if process.poll() is None:
@@ -287,7 +293,7 @@ def _run_locust(
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)  # workers left behind by a killed master
         stop.locust = None
-    return {"exit_code": process.returncode, **sampler.summary()}
+    return process.returncode, sampler
 
 
 def _read_raw(path: Path) -> dict[str, Any]:
@@ -360,8 +366,37 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             users = len(fleet)
             config.log(f"running {users} devices for {config.duration_s:g} s")
             command = _locust_command(config, users, url, folder)
-            generator = _run_locust(config, command, env, folder, locust_cpus, stop)
+            target_tree = (
+                [ProcessTreeSampler(embedded.pid, ("server", "worker"))]
+                if embedded is not None and embedded.pid is not None
+                else []
+            )
+            # An external target's CPU, if its /metrics exports it; the embedded one's by psutil.
+            target_metrics = MetricsCpuSampler(url).start() if embedded is None else None
+            try:
+                exit_code, generator_sampler = _run_locust(
+                    config, command, env, folder, locust_cpus, stop, target_tree
+                )
+            finally:
+                if target_metrics is not None:
+                    target_metrics.stop()
             raw = _read_raw(scratch / "raw.json")
+            window = (
+                (float(raw["started"]), float(raw["stopped"]))
+                if raw.get("started") and raw.get("stopped")
+                else None
+            )
+            generator = {"exit_code": exit_code, **generator_sampler.summary(window)}
+            if target_tree:
+                target_cpu = {
+                    "available": True,
+                    "source": "psutil",
+                    **target_tree[0].summary(window),
+                }
+            elif target_metrics is not None:
+                target_cpu = target_metrics.summary(window)
+            else:
+                target_cpu = {"available": False}
             if not raw and not stop.requested:
                 raise SimError(f"Locust wrote no measurements; see {folder / 'locust.log'}")
             measurements = Measurements.from_wire(raw.get("measurements", {}))
@@ -402,6 +437,8 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 telemetry=telemetry_account(measurements, stats_before, stats_after),
                 generator=generator,
                 interrupted=stop.requested,
+                interval_s=config.interval_s,
+                target_cpu=target_cpu,
             )
             _write_outputs(summary, folder)
             return summary

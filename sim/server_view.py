@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import defaultdict
 from typing import Any
 
+import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from sim.errors import TargetError
+from sim.generator import SATURATED_CPU_PERCENT, SATURATION_RULE, cpu_saturated
 from sim.http import TargetClient
 
-__all__ = ["scrape_metrics", "server_delta", "telemetry_stats"]
+__all__ = ["MetricsCpuSampler", "scrape_metrics", "server_delta", "telemetry_stats"]
+
+SCRAPE_TIMEOUT_S = 5.0
 
 Samples = dict[str, float]
 
@@ -95,3 +101,86 @@ def telemetry_stats(client: TargetClient) -> dict[str, Any] | None:
     except (ValueError, KeyError, TypeError):
         return None
     return devices
+
+
+class MetricsCpuSampler:
+    """An external target's own CPU, from ``process_cpu_seconds_total`` in its ``/metrics``
+    (prometheus_client's default registry exports it), scraped every ``interval_s`` in a thread.
+
+    Each pair of scrapes is one sample: CPU seconds per wall second, in % of one core, stamped
+    at the second scrape. A target that does not export it yields ``{"available": False}``.
+    """
+
+    def __init__(self, url: str, interval_s: float = 1.0) -> None:
+        self._url = url.rstrip("/") + "/metrics"
+        self._session = requests.Session()
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="target-cpu", daemon=True)
+        self.samples: list[tuple[float, float]] = []  # (epoch s, % of one core)
+        self.exported: bool | None = None  # None: no scrape answered yet
+
+    def _read(self) -> float | None:
+        """The target's CPU seconds; None if this scrape got no answer. Sets ``exported``."""
+        try:
+            response = self._session.get(self._url, timeout=SCRAPE_TIMEOUT_S)
+        except requests.RequestException:
+            return None  # an overloaded target may not answer in time: skip this sample
+        if response.status_code != 200:
+            self.exported = False
+            return None
+        try:
+            for family in text_string_to_metric_families(response.text):
+                for sample in family.samples:
+                    if sample.name == "process_cpu_seconds_total" and not sample.labels:
+                        self.exported = True
+                        return float(sample.value)
+        except ValueError:
+            pass
+        self.exported = False
+        return None
+
+    def _loop(self) -> None:
+        last: tuple[float, float] | None = None
+        while not self._stop.is_set():
+            cpu_s = self._read()
+            if self.exported is False:
+                return  # nothing to sample: leave a target without the metric alone
+            now = time.time()
+            if cpu_s is not None:
+                if last is not None and now > last[0]:
+                    self.samples.append((now, 100.0 * (cpu_s - last[1]) / (now - last[0])))
+                last = (now, cpu_s)
+            self._stop.wait(self._interval_s)
+
+    def start(self) -> MetricsCpuSampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=SCRAPE_TIMEOUT_S + 1)
+        self._session.close()
+
+    def summary(self, window: tuple[float, float] | None) -> dict[str, Any]:
+        if not self.exported:
+            return {"available": False, "source": "metrics"}
+        cpu = [c for t, c in self.samples if window is None or window[0] <= t <= window[1]]
+        cpu = cpu or [c for _, c in self.samples]
+        mean = sum(cpu) / len(cpu) if cpu else 0.0
+        return {
+            "available": bool(cpu),
+            "source": "metrics",
+            "processes": [
+                {
+                    "role": "server",
+                    "cpu_percent_mean": round(mean, 1),
+                    "cpu_percent_max": round(max(cpu, default=0.0), 1),
+                    "saturated": cpu_saturated(cpu),
+                }
+            ],
+            "samples": len(cpu),
+            "saturated": cpu_saturated(cpu),
+            "saturation_threshold_percent": SATURATED_CPU_PERCENT,
+            "saturation_rule": SATURATION_RULE,
+        }

@@ -158,7 +158,11 @@ def _measured(check: Check) -> str:
     if worst is None:
         return "-"
     value = worst.value
-    shown = f"{value:.4g}" if check.threshold.metric == "error_ratio" else f"{value:.0f}"
+    shown = (
+        f"{value:.4g}"
+        if check.threshold.metric in ("error_ratio", "max_shortfall")
+        else f"{value:.0f}"
+    )
     if check.threshold.metric == "min_rps":
         shown = f"{value:.1f}"
     return f"{shown}{unit(check.threshold.metric)}"

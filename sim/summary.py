@@ -10,6 +10,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from sim.load import load_account
 from sim.measure import (
     SEP,
     SETUP_SCENARIO,
@@ -21,7 +22,7 @@ from sim.measure import (
 )
 from sim.outcomes import FATAL_OUTCOMES, OUTCOMES
 
-__all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account"]
+__all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account", "verdict"]
 
 SUMMARY_SCHEMA = "fleetbench.summary/1"
 
@@ -246,6 +247,14 @@ def _corpus(measurements: Measurements) -> dict[str, Any] | None:
     }
 
 
+def verdict(failures: list[str], load: dict[str, Any]) -> dict[str, Any]:
+    """PASS, PASS (overloaded) or FAIL. Overload alone never fails a run (thresholds can)."""
+    passed = not failures
+    overloaded = bool(load.get("overloaded"))
+    label = "FAIL" if not passed else "PASS (overloaded)" if overloaded else "PASS"
+    return {"passed": passed, "overloaded": overloaded, "label": label, "failures": failures}
+
+
 def build_summary(
     measurements: Measurements,
     *,
@@ -256,6 +265,8 @@ def build_summary(
     telemetry: dict[str, Any],
     generator: dict[str, Any],
     interrupted: bool,
+    interval_s: float = 1.0,
+    target_cpu: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     elapsed_s = (stopped - started) if started and stopped else 0.0
     outcomes: Counter[str] = Counter({o: 0 for o in OUTCOMES})
@@ -272,6 +283,15 @@ def build_summary(
         failures.append(f"{telemetry['lost']} acknowledged telemetry readings lost")
     if interrupted:
         failures.append("interrupted before the end")
+    target_cpu = target_cpu or {"available": False}
+    load = load_account(
+        measurements,
+        interval_s=interval_s,
+        stopped=stopped,
+        generator=generator,
+        target_cpu=target_cpu,
+        answered=total,
+    )
     timeline = [
         {"t": second, **dict(counts)} for second, counts in sorted(measurements.timeline.items())
     ]
@@ -284,9 +304,12 @@ def build_summary(
             "elapsed_s": round(elapsed_s, 3),
             "interrupted": interrupted,
         },
-        "verdict": {"passed": not failures, "failures": failures},
+        "verdict": verdict(failures, load),
         "totals": {
             "requests": total,
+            # started = requests (the outcome account) + in flight at stop, always
+            "started": measurements.started,
+            "in_flight_at_stop": load["in_flight_at_stop"],
             "rps": round(total / elapsed_s, 2) if elapsed_s > 0 else 0.0,
             "devices": measurements.counters.get("devices_started", 0),
             "users_without_device": measurements.counters.get("users_without_device", 0),
@@ -311,6 +334,8 @@ def build_summary(
         "telemetry": telemetry,
         "server": server,
         "generator": generator,
+        "target_cpu": target_cpu,
+        "load": load,
         "timeline": timeline,
         # Additive keys for the HTML report (README, "summary.json"): setup apart from the
         # measured run, latency over time and its distribution per endpoint, expiry over time.

@@ -114,13 +114,26 @@ def _lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _load_lines(summary: dict[str, Any]) -> list[str]:
+    """Offered against delivered, in one plain line, and why when the load was not delivered."""
+    load = summary.get("load")
+    if not load:
+        return []
+    lines = [f"load: {load['line']}"]
+    if load.get("overloaded") or load.get("saturated"):
+        lines += [f"  {note}" for note in load.get("notes", [])]
+    return lines
+
+
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     console.print(_requests_table(summary))
-    for line in _lines(summary):
+    for line in _lines(summary) + _load_lines(summary):
         console.print(line, highlight=False, markup=False)
     verdict = summary["verdict"]
-    if verdict["passed"]:
+    if verdict["passed"] and verdict.get("overloaded"):
+        console.print("[yellow]PASS (overloaded)[/yellow]: the load asked for was not delivered")
+    elif verdict["passed"]:
         console.print("[green]PASS[/green]")
     else:
         for failure in verdict["failures"]:

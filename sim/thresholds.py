@@ -60,9 +60,12 @@ CountMetric = Literal[
     "transport_error",
     "telemetry_lost",
 ]
-Metric = Literal[LatencyMetric, "error_ratio", "min_rps", CountMetric]
+# Limits on the load the run delivered (sim.load): on the whole run only.
+LoadMetric = Literal["max_shortfall", "max_in_flight"]
+Metric = Literal[LatencyMetric, "error_ratio", "min_rps", CountMetric, LoadMetric]
 LATENCY_METRICS: tuple[LatencyMetric, ...] = get_args(LatencyMetric)
 COUNT_METRICS: tuple[CountMetric, ...] = get_args(CountMetric)
+LOAD_METRICS: tuple[LoadMetric, ...] = get_args(LoadMetric)
 METRICS: tuple[Metric, ...] = get_args(Metric)
 METRIC_NAMES: dict[str, Metric] = {m: m for m in METRICS}
 # Outcomes that are a failure of the target or the path to it (a refusal of a forgery, or of an
@@ -317,9 +320,9 @@ class _Reader:
             raise self.fail(f"{key} must be a number, not {value!r}", table, index, key)
         if value < 0:
             raise self.fail(f"{key} must not be negative", table, index, key)
-        if metric == "error_ratio" and value > 1:
-            raise self.fail("error_ratio is a share between 0 and 1", table, index, key)
-        if metric in COUNT_METRICS and not isinstance(value, int):
+        if metric in ("error_ratio", "max_shortfall") and value > 1:
+            raise self.fail(f"{key} is a share between 0 and 1", table, index, key)
+        if metric in (*COUNT_METRICS, "max_in_flight") and not isinstance(value, int):
             raise self.fail(f"{key} is a count: a whole number", table, index, key)
         return float(value) if isinstance(value, float) else value
 
@@ -387,11 +390,15 @@ class _Reader:
             alg=self._patterns("alg", table.get("alg", "*"), index, ALG_NAMES),
             outcome=outcome,
         )
-        allowed = tuple(m for m in METRICS if m != "telemetry_lost")
+        allowed = tuple(m for m in METRICS if m != "telemetry_lost" and m not in LOAD_METRICS)
         found = []
         for key, value in table.items():
             if key in SELECTORS:
                 continue
+            if key in LOAD_METRICS:
+                raise self.fail(
+                    f"{key} is a limit on the whole run: put it in [run]", "threshold", index, key
+                )
             if key not in allowed:
                 self._unknown(key, "threshold", index, allowed + SELECTORS)
             limit = self._limit(key, value, "threshold", index)
@@ -466,6 +473,12 @@ def _run_value(metric: Metric, summary: dict[str, Any]) -> float:
         return _errors(outcomes) / totals["requests"] if totals["requests"] else 0.0
     if metric == "telemetry_lost":
         return int((summary.get("telemetry") or {}).get("lost") or 0)
+    if metric in LOAD_METRICS:
+        # No load section (an older summary) or no offered rate (--interval 0): nothing short.
+        load = summary.get("load") or {}
+        if metric == "max_shortfall":
+            return float(load.get("shortfall") or 0.0)
+        return int(load.get("in_flight_at_stop") or 0)
     return int(outcomes.get(metric, 0))
 
 

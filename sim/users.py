@@ -158,12 +158,24 @@ class FleetDevice(FastHttpUser):
         self.cases: tuple[Case, ...] = cases_for(self.config.endpoint != "data")
         self.next_case = self.rng.randrange(len(self.cases))
         MEASUREMENTS.counters["devices_started"] += 1
+        started = MEASUREMENTS.device_started(time.time())
         for scenario in self.config.scenarios:
             if scenario != "issuance":
                 self.tokens_for(scenario, "setup")
+        MEASUREMENTS.device_ready(time.time() - started)  # from here: one report per interval
         # Devices spawned together would otherwise report in lockstep, every one in the same
         # instant each interval: a burst that measures queueing, not the target.
         gevent.sleep(self.rng.uniform(0, self.config.interval_s))
+        # constant_pacing counts from the user's creation, so without this only the first report
+        # was spread: every later one fell back into the spawn second's lockstep (issue 16).
+        self._cp_last_run = time.perf_counter()
+
+    def _start(self) -> None:
+        """Count a request as it starts. Once the run is stopping a device sends nothing new:
+        Locust kills its users one by one, and a request sent meanwhile is cut off unanswered."""
+        if _state.get("stopping"):
+            raise StopUser()
+        MEASUREMENTS.request_started()
 
     # -- tokens ---------------------------------------------------------------------------------
 
@@ -195,6 +207,7 @@ class FleetDevice(FastHttpUser):
 
     def fetch_token(self, grant: str, scenario: str) -> HeldToken | None:
         """One token request by ``grant`` (client_credentials or jwt-bearer), judged and timed."""
+        self._start()
         if grant == "jwt-bearer":
             form = {"grant_type": JWT_BEARER, "assertion": self._mint_assertion()}
         else:
@@ -273,6 +286,7 @@ class FleetDevice(FastHttpUser):
         lean: bool = False,
     ) -> tuple[Outcome, str]:
         """One request to the chosen endpoint; ``reading`` sends the device's next seq."""
+        self._start()
         endpoint = self.config.endpoint
         method, path = PATHS[endpoint]
         headers = {} if authorization is None else {"Authorization": authorization}
@@ -479,9 +493,16 @@ def _on_init(environment: Any, **_: Any) -> None:
 
     def on_test_start(**_: Any) -> None:
         started.setdefault("started", time.time())
+        _state["stopping"] = False  # the web UI starts again after a stop
+
+    def on_test_stopping(**_: Any) -> None:
+        _state["stopping"] = True
+        started["stopped"] = time.time()  # the end of the load: nothing new after it
+        # What was waiting for an answer when the stop began, before Locust kills the users.
+        MEASUREMENTS.counters["in_flight_when_stopping"] += MEASUREMENTS.waiting
 
     def on_test_stop(**_: Any) -> None:
-        started["stopped"] = time.time()
+        started.setdefault("stopped", time.time())
 
     def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
         data["fleetbench"] = MEASUREMENTS.take_wire()
@@ -504,6 +525,7 @@ def _on_init(environment: Any, **_: Any) -> None:
 
     environment.events.test_start.add_listener(on_test_start)
     environment.events.test_stop.add_listener(on_test_stop)
+    environment.events.test_stopping.add_listener(on_test_stopping)
     environment.events.report_to_master.add_listener(on_report_to_master)
     environment.events.worker_report.add_listener(on_worker_report)
     environment.events.quit.add_listener(on_quit)

@@ -22,11 +22,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def serve_broken_target() -> Iterator[str]:
-    """URL of a target that answers 200 to every Bearer token, forged or not."""
+def serve_broken_target(app: str = "tests.sim.broken_target:app") -> Iterator[str]:
+    """URL of a target that answers 200 to every Bearer token, forged or not (``app``: another
+    test target of that kind, such as ``tests.sim.slow_target:app``)."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "tests.sim.broken_target:app", "--port", str(port),
+        [sys.executable, "-m", "uvicorn", app, "--port", str(port),
          "--log-level", "warning"],
         cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip

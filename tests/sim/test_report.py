@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import markupsafe
 import pytest
 
 from sim.attack import AttackConfig, attack_json, run_attack
@@ -197,26 +198,24 @@ def test_attack_report_in_a_browser(tmp_path: Path) -> None:
     assert bars.get("refused") == body["runs"][0]["counts"]["refused"]
 
 
-def test_load_section_shows_in_the_header_when_present(
+def test_load_section_and_overloaded_verdict_show_at_the_top(
     mixed_summary: dict[str, Any], tmp_path: Path
 ) -> None:
-    """``load`` (offered against delivered rate) is rendered when a run's summary has it."""
+    """``load`` (offered against delivered) is rendered in its own plain words, and an overloaded
+    run's verdict reads ``PASS (overloaded)``, not a bare ``PASS``."""
     from sim.report import write_report
 
-    summary = {
-        **mixed_summary,
-        "load": {
-            "offered_rps": 200.0,
-            "delivered_rps": 150.5,
-            "shortfall": 0.25,
-            "in_flight_at_stop": 3,
-            "saturated": True,
-            "notes": ["the generator could not keep the pace"],
-        },
-    }
-    write_report(summary, tmp_path / "report.html")
+    write_report(mixed_summary, tmp_path / "report.html")
     page = (tmp_path / "report.html").read_text()
-    assert "offered 200 req/s, delivered 150.5 req/s" in page
-    assert "the generator could not keep the pace" in page
-    write_report(mixed_summary, tmp_path / "without.html")
-    assert "offered" not in (tmp_path / "without.html").read_text().split("<main>")[1]
+    assert str(markupsafe.escape(mixed_summary["load"]["line"])) in page
+
+    overloaded = {
+        **mixed_summary,
+        "verdict": {**mixed_summary["verdict"], "overloaded": True, "label": "PASS (overloaded)"},
+        "load": {**mixed_summary["load"], "saturated": "target", "notes": ["the target is slow"]},
+    }
+    write_report(overloaded, tmp_path / "overloaded.html")
+    page = (tmp_path / "overloaded.html").read_text()
+    assert '<span class="word">PASS (overloaded)</span>' in page
+    assert "the limit: target" in page
+    assert "the target is slow" in page

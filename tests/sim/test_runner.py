@@ -94,3 +94,7 @@ def test_one_and_two_workers_account_exactly(tmp_path: Path) -> None:
         assert summary["telemetry"]["lost"] == 0
         assert summary["telemetry"]["unacknowledged"] <= 10
         assert summary["outcomes"]["ok"] == summary["totals"]["requests"]
+        # every request counted as it started: answered, or still waiting at stop (one per device)
+        totals = summary["totals"]
+        assert totals["started"] == totals["requests"] + totals["in_flight_at_stop"]
+        assert 0 <= totals["in_flight_at_stop"] <= 10

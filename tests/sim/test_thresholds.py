@@ -249,6 +249,12 @@ def test_always_on_rules_hold_whatever_the_file_says(
         ("[run]\nerror_ratio = 2\n", r"line 2: error_ratio is a share between 0 and 1"),
         ('[run]\nmin_rps = "fast"\n', r"line 2: min_rps must be a number"),
         ("[run]\nrefused_valid = 0.5\n", r"line 2: refused_valid is a count"),
+        ("[run]\nmax_shortfall = 1.5\n", r"line 2: max_shortfall is a share between 0 and 1"),
+        ("[run]\nmax_in_flight = 2.5\n", r"line 2: max_in_flight is a count"),
+        (
+            '[[threshold]]\nscenario = "verification"\nmax_shortfall = 0.1\n',
+            r"line 3: max_shortfall is a limit on the whole run: put it in \[run\]",
+        ),
     ],
 )
 def test_a_bad_file_is_one_line_naming_the_line(text: str, message: str) -> None:
