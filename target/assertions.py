@@ -45,8 +45,8 @@ class AssertionChecker:
         self._audience = audience
         self._leeway_s = leeway_s
 
-    def check(self, assertion: str, now: float | None = None) -> tuple[str, str]:
-        """The device id and scope the assertion proves, or an ``invalid_grant`` error."""
+    def check(self, assertion: str, now: float | None = None) -> tuple[str, str, float]:
+        """The device id, scope and registration the assertion proves, or ``invalid_grant``."""
         now = time.time() if now is None else now
         try:
             header_segment, payload_segment, signature_segment = split_compact(assertion)
@@ -62,7 +62,7 @@ class AssertionChecker:
         found = self._registry.assertion_key(device_id)
         if found is None:
             raise _grant_error("no active device with a registered key for this assertion")
-        key, scope = found
+        key, scope, registration = found
         if header.get("alg") != key.alg:
             raise _grant_error("assertion alg does not match the device's registered alg")
         try:
@@ -85,7 +85,7 @@ class AssertionChecker:
         if not isinstance(jti, str) or not 1 <= len(jti) <= 256:
             raise _grant_error("assertion jti missing")
         self._spend_jti(device_id, jti, exp + self._leeway_s, now)
-        return device_id, scope
+        return device_id, scope, registration
 
     def _spend_jti(self, device_id: str, jti: str, expires_at: float, now: float) -> None:
         try:

@@ -117,9 +117,10 @@ class DeviceRegistry:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        # Active device id -> the whole second it was registered: tokens issued before that belong
-        # to an earlier device of the same id (deleted, then registered again) and are refused.
-        self._active: dict[str, int] = {}
+        # Active device id -> its registration (``created_at``, full precision): tokens carry it as
+        # ``reg``, so an earlier device of the same id (deleted, then registered again, even in
+        # the same second) does not revive its tokens.
+        self._active: dict[str, float] = {}
         self._keys: OrderedDict[str, SigningKey] = OrderedDict()
         self._dummy_salt = secrets.token_bytes(16)
         self.reload()
@@ -127,11 +128,11 @@ class DeviceRegistry:
     def reload(self) -> None:
         """Re-read which devices are active (after another worker changed it)."""
         rows = self._conn.execute("SELECT id, created_at FROM devices WHERE active = 1")
-        self._active = {row[0]: int(row[1]) for row in rows}
+        self._active = {row[0]: float(row[1]) for row in rows}
         self._keys.clear()
 
-    def registered_at(self, device_id: str) -> int | None:
-        """The second an active device was registered, or None if it is not active."""
+    def registered_at(self, device_id: str) -> float | None:
+        """An active device's registration (its ``created_at``), or None if it is not active."""
         since = self._active.get(device_id)
         if since is not None:
             return since
@@ -140,7 +141,7 @@ class DeviceRegistry:
         row = self._conn.execute(
             "SELECT created_at FROM devices WHERE id = ? AND active = 1", (device_id,)
         ).fetchone()
-        return None if row is None else int(row[0])
+        return None if row is None else float(row[0])
 
     def is_active(self, device_id: str) -> bool:
         return self.registered_at(device_id) is not None
@@ -194,7 +195,7 @@ class DeviceRegistry:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self._active.update(dict.fromkeys(seen, int(now)))
+        self._active.update(dict.fromkeys(seen, now))
         return len(rows)
 
     def _existing_ids(self, ids: list[str]) -> set[str]:
@@ -247,25 +248,28 @@ class DeviceRegistry:
         self._active.pop(device_id, None)
         self._keys.pop(device_id, None)
 
-    def check_secret(self, device_id: str, secret: str) -> str | None:
-        """The device's scope if ``secret`` is its secret and it is active, else None.
+    def check_secret(self, device_id: str, secret: str) -> tuple[str, float] | None:
+        """The device's scope and registration if ``secret`` is its secret and it is active.
 
         The comparison is constant-time, and an unknown device costs the same hash as a known one.
         """
         row = self._conn.execute(
-            "SELECT secret_salt, secret_hash, scope, active FROM devices WHERE id = ?", (device_id,)
+            "SELECT secret_salt, secret_hash, scope, active, created_at FROM devices WHERE id = ?",
+            (device_id,),
         ).fetchone()
         if row is None or row[1] is None:
             hmac.compare_digest(_hash_secret(self._dummy_salt, secret), bytes(32))
             return None
         matches = hmac.compare_digest(_hash_secret(row[0], secret), row[1])
-        return str(row[2]) if matches and row[3] else None
+        return (str(row[2]), float(row[4])) if matches and row[3] else None
 
-    def assertion_key(self, device_id: str) -> tuple[SigningKey, str] | None:
-        """The active device's registered public key (parsed once, then cached) and its scope."""
+    def assertion_key(self, device_id: str) -> tuple[SigningKey, str, float] | None:
+        """The active device's registered public key (parsed once, then cached), its scope and
+        its registration."""
         key = self._keys.get(device_id)
         row = self._conn.execute(
-            "SELECT public_jwk, alg, scope FROM devices WHERE id = ? AND active = 1", (device_id,)
+            "SELECT public_jwk, alg, scope, created_at FROM devices WHERE id = ? AND active = 1",
+            (device_id,),
         ).fetchone()
         if row is None or row[0] is None:
             return None
@@ -275,4 +279,4 @@ class DeviceRegistry:
             self._keys[device_id] = key
             if len(self._keys) > _DEVICE_KEY_CACHE:
                 self._keys.popitem(last=False)
-        return key, str(row[2])
+        return key, str(row[2]), float(row[3])

@@ -277,6 +277,24 @@ def test_delete_removes_the_device_and_refuses_its_tokens(target: EmbeddedTarget
     assert requests.delete(url, headers=admin_headers(target), timeout=TIMEOUT_S).status_code == 404
 
 
+def test_an_id_deleted_and_registered_again_at_once_does_not_revive_old_tokens(
+    target: EmbeddedTarget,
+) -> None:
+    """Issue 10 item 8: tokens were bound to the whole second of registration, so an id deleted
+    and registered again within that second brought its old tokens back to life."""
+    device = new_device(target)
+    old_token = client_token(target, device)
+    url = f"{target.url}/admin/devices/{device.id}"
+    for _ in range(3):  # each round well inside one second
+        assert (
+            requests.delete(url, headers=admin_headers(target), timeout=TIMEOUT_S).status_code
+            == 204
+        )
+        response = register(target, [{"id": device.id, "secret": _secret()}])
+        assert response.status_code == 201, response.text
+        assert_refused(get(target, "/api/data", old_token), "revoked")
+
+
 ADMIN_ROUTES = [
     ("POST", "/admin/devices"),
     ("GET", "/admin/devices/{id}"),
