@@ -12,6 +12,7 @@ from typing import Any
 
 from target.algorithms import SigningKey
 from target.errors import MalformedTokenError, SignatureError
+from target.jsontext import has_lone_surrogate
 
 __all__ = [
     "MAX_TOKEN_BYTES",
@@ -84,12 +85,15 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
 def decode_json_object(data: bytes, what: str) -> dict[str, Any]:
     """Parse a JSON object as UTF-8, refusing duplicate member names and any other JSON value."""
     try:
-        obj = _DECODER.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        obj = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         # ValueError covers JSONDecodeError; RecursionError a deeply nested document.
         raise MalformedTokenError(f"{what} is not JSON") from e
     if not isinstance(obj, dict):
         raise MalformedTokenError(f"{what} is not a JSON object")
+    if has_lone_surrogate(text, obj):
+        raise MalformedTokenError(f"{what} holds a lone surrogate escape")
     return obj
 
 

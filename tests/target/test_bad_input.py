@@ -22,9 +22,14 @@ from tests.target.helpers import (
     TIMEOUT_S,
     Device,
     admin_headers,
+    assert_refused,
     bearer,
     client_token,
+    device_assertion,
+    forge,
     new_device,
+    request_token,
+    server_key,
 )
 
 ADMIN_CAP = 8 * 1024 * 1024
@@ -356,3 +361,42 @@ def test_non_http_bytes_on_the_socket_do_not_stop_the_server(fleet: Fleet) -> No
                 answer = b""
         assert not answer.startswith(b"HTTP/1.1 5"), answer[:100]
     assert requests.get(f"{fleet.target.url}/healthz", timeout=TIMEOUT_S).status_code == 200
+
+
+LONE_SURROGATE = "\ud800"  # json.dumps writes it as the escape "\ud800", as an attacker would
+
+
+def test_a_lone_surrogate_anywhere_in_client_json_is_a_4xx(fleet: Fleet) -> None:
+    """Issue 10 item 4: a JSON string holding a lone surrogate reached sqlite3, which raised
+    UnicodeEncodeError: a 500 with a traceback in the log."""
+    target, device = fleet.target, fleet.device
+    for claims in (
+        {"iss": LONE_SURROGATE, "sub": LONE_SURROGATE},
+        {"jti": LONE_SURROGATE},
+        {"jti": "a" + LONE_SURROGATE + "b"},
+    ):
+        response = request_token(
+            target, {"grant_type": JWT_BEARER, "assertion": device_assertion(device, **claims)}
+        )
+        assert response.status_code == 400, (claims, response.text)
+        assert response.json()["error"] == "invalid_grant"
+    registration = requests.post(
+        f"{target.url}/admin/devices",
+        json={"devices": [{"id": "surrogate-1", "secret": LONE_SURROGATE * 32}]},
+        headers=admin_headers(target),
+        timeout=TIMEOUT_S,
+    )
+    assert registration.status_code == 400, registration.text
+    reading = requests.post(
+        f"{target.url}/devices/{device.id}/telemetry",
+        json={"seq": 1, "ts": time.time(), "values": {"note": LONE_SURROGATE}},
+        headers=bearer(fleet.token),
+        timeout=TIMEOUT_S,
+    )
+    assert reading.status_code == 400, reading.text
+    forged = forge(server_key(target), LONE_SURROGATE, reg=1.0)
+    assert_refused(
+        requests.get(f"{target.url}/api/data", headers=bearer(forged), timeout=TIMEOUT_S),
+        "malformed",
+    )
+    assert requests.get(f"{target.url}/healthz", timeout=TIMEOUT_S).status_code == 200
