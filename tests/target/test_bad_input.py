@@ -370,11 +370,12 @@ def test_a_lone_surrogate_anywhere_in_client_json_is_a_4xx(fleet: Fleet) -> None
     """Issue 10 item 4: a JSON string holding a lone surrogate reached sqlite3, which raised
     UnicodeEncodeError: a 500 with a traceback in the log."""
     target, device = fleet.target, fleet.device
-    for claims in (
+    cases: list[dict[str, Any]] = [
         {"iss": LONE_SURROGATE, "sub": LONE_SURROGATE},
         {"jti": LONE_SURROGATE},
         {"jti": "a" + LONE_SURROGATE + "b"},
-    ):
+    ]
+    for claims in cases:
         response = request_token(
             target, {"grant_type": JWT_BEARER, "assertion": device_assertion(device, **claims)}
         )
