@@ -33,6 +33,8 @@ class Settings:
     admin_key: Secret | None = None
     issuer: str = "urn:fleetbench:target"
     audience: str = "urn:fleetbench:api"
+    # Where clients reach this target (behind a proxy, say); the URLs in the RFC 8414 metadata.
+    public_url: str | None = None
     token_ttl: int = 3600
     leeway: int = 10
     signing_key: Path | None = None
@@ -100,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--issuer", default=env("TARGET_ISSUER", "urn:fleetbench:target"))
     p.add_argument("--audience", default=env("TARGET_AUDIENCE", "urn:fleetbench:api"))
+    p.add_argument(
+        "--public-url",
+        default=env("TARGET_PUBLIC_URL"),
+        help="base URL clients use (for the metadata's endpoint URLs); default: the issuer if it"
+        " is an http(s) URL, else the address the server listens on",
+    )
     p.add_argument("--token-ttl", type=_positive, default=env("TARGET_TOKEN_TTL", "3600"))
     p.add_argument("--leeway", type=_non_negative, default=env("TARGET_LEEWAY", "10"))
     p.add_argument("--signing-key", type=Path, default=env("TARGET_SIGNING_KEY"))
@@ -139,6 +147,10 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error("--leeway must be at most 300 seconds")
     if values["workers"] > 1 and values["db"] == ":memory:":
         parser.error("--workers > 1 needs a database file, not :memory:")
+    if values["public_url"] is not None:
+        if not values["public_url"].startswith(("http://", "https://")):
+            parser.error("--public-url must start with http:// or https://")
+        values["public_url"] = values["public_url"].rstrip("/")
     if values["signing_key"] is not None:
         _check_signing_key(parser, values["signing_key"], values["alg"])
     if values["admin_key"] is not None:

@@ -330,6 +330,8 @@ def test_admin_routes_need_the_admin_key_and_change_nothing_without_it(
     )
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
+    # Issue 10 item 11: a 401 names the scheme that would work (RFC 7235 §3.1).
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="fleetbench"')
     record = _device(target, device.id).json()
     assert record["active"] is True
     assert requests.get(f"{target.url}/.well-known/jwks.json", timeout=TIMEOUT_S).json() == (

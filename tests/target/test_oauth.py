@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Callable
 from urllib.parse import quote
@@ -448,6 +449,31 @@ def test_server_metadata_names_the_issuer_assertions_must_carry(
     assert set(meta["grant_types_supported"]) == {"client_credentials", JWT_BEARER}
     assert meta["access_token_signing_alg"] == "EdDSA"
     assert meta["audience"] == AUDIENCE
+
+
+def test_server_metadata_urls_never_come_from_the_host_header(
+    shared_target: SharedTarget, start_target: StartTarget
+) -> None:
+    """Issue 10 item 11: the endpoint URLs were built from the Host header the client sent."""
+    url = f"{shared_target('EdDSA').url}/.well-known/oauth-authorization-server"
+    meta = requests.get(url, headers={"Host": "evil.example"}, timeout=TIMEOUT_S).json()
+    assert "evil.example" not in json.dumps(meta)
+    assert meta["token_endpoint"] == url.replace(
+        "/.well-known/oauth-authorization-server", "/auth/token"
+    )
+    issuer = start_target("HS256", issuer="https://fleet.example/")
+    meta = requests.get(
+        f"{issuer.url}/.well-known/oauth-authorization-server",
+        headers={"Host": "evil.example"},
+        timeout=TIMEOUT_S,
+    ).json()
+    assert meta["token_endpoint"] == "https://fleet.example/auth/token"
+    assert meta["jwks_uri"] == "https://fleet.example/.well-known/jwks.json"
+    proxied = start_target("HS256", public_url="https://api.fleet.example/v1/")
+    meta = requests.get(
+        f"{proxied.url}/.well-known/oauth-authorization-server", timeout=TIMEOUT_S
+    ).json()
+    assert meta["token_endpoint"] == "https://api.fleet.example/v1/auth/token"
 
 
 def test_issuer_and_audience_flags_change_tokens_and_assertions(
