@@ -13,6 +13,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
 from target.algorithms import ALGORITHMS, ASSERTION_ALGORITHMS, SigningKey
 from target.db import bump_revision
 from target.errors import RequestError
@@ -43,6 +45,35 @@ class NewDevice:
 
 def _invalid(index: int, description: str) -> RequestError:
     return RequestError(422, "invalid_device", f"devices[{index}]: {description}", index=index)
+
+
+# RFC 7518 §3.3: RSA keys of at least 2048 bits; e = 65537 is what every sound key uses, and a
+# small exponent (e = 3) invites the signature forgeries of Bleichenbacher'06 against lax verifiers.
+MIN_RSA_BITS = 2048
+RSA_EXPONENT = 65537
+_CURVES = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1}
+
+
+class WeakKeyError(ValueError):
+    """A device public key too weak, or of the wrong curve, for its algorithm."""
+
+
+def check_device_key(alg: str, key: Any) -> None:
+    """Refuse an RSA key under 2048 bits or with e != 65537, and an EC key on another curve
+    than its algorithm's or whose point is not on the curve."""
+    if isinstance(key, rsa.RSAPublicKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise WeakKeyError(f"RSA keys need at least {MIN_RSA_BITS} bits")
+        if key.public_numbers().e != RSA_EXPONENT:
+            raise WeakKeyError(f"RSA keys need the public exponent {RSA_EXPONENT}")
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        curve = _CURVES.get(alg)
+        if curve is None or not isinstance(key.curve, curve):
+            raise WeakKeyError(f"{alg} needs a key on {curve.name if curve else 'its'} curve")
+        # cryptography refuses an off-curve point when it builds the key; make sure of it here,
+        # since an invalid-curve point would leak nothing to us but must never be accepted.
+        numbers = key.public_numbers()
+        ec.EllipticCurvePublicNumbers(numbers.x, numbers.y, key.curve).public_key()
 
 
 def _parse_one(index: int, entry: Any) -> NewDevice:
@@ -88,6 +119,11 @@ def _parse_one(index: int, entry: Any) -> NewDevice:
             ALGORITHMS[alg].verify_only_key(key, device_id)
         except Exception as e:  # PyJWT raises several types for a bad JWK
             raise _invalid(index, f"public_key is not a valid {alg} public JWK") from e
+        try:
+            check_device_key(alg, key)
+        except ValueError as e:  # WeakKeyError, or cryptography's own for a point off the curve
+            reason = str(e) if isinstance(e, WeakKeyError) else "EC point is not on the curve"
+            raise _invalid(index, f"public_key refused: {reason}") from e
     scope = entry.get("scope", DEFAULT_SCOPE)
     if not isinstance(scope, str) or not scope.split() or not set(scope.split()) <= KNOWN_SCOPES:
         raise _invalid(
@@ -275,7 +311,12 @@ class DeviceRegistry:
             return None
         if key is None:
             spec = ALGORITHMS[row[1]]
-            key = spec.verify_only_key(spec.pyjwt.from_jwk(row[0]), device_id)
+            public = spec.pyjwt.from_jwk(row[0])
+            try:
+                check_device_key(row[1], public)  # a weak key stored before the check existed
+            except ValueError:
+                return None
+            key = spec.verify_only_key(public, device_id)
             self._keys[device_id] = key
             if len(self._keys) > _DEVICE_KEY_CACHE:
                 self._keys.popitem(last=False)

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sim.embedded import EmbeddedTarget
 from tests.target.conftest import SharedTarget
@@ -17,6 +18,8 @@ from tests.target.helpers import (
     TIMEOUT_S,
     admin_headers,
     assert_refused,
+    b64url,
+    b64url_decode,
     client_token,
     generate_key,
     get,
@@ -145,7 +148,37 @@ def test_already_registered_id_is_409_and_nothing_is_written(target: EmbeddedTar
 
 S = "s" * 30  # a secret of valid length
 ED25519_JWK = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+
+
 # Each entry is wrong in one way; "x" stands for a fresh id.
+def _weak_jwk(alg: str, private: Any) -> dict[str, Any]:
+    return public_jwk(alg, private)
+
+
+def _off_curve_p256_jwk() -> dict[str, Any]:
+    """A P-256 JWK whose point is not on the curve (y moved by one)."""
+    jwk = public_jwk("ES256", generate_key("ES256"))
+    y = int.from_bytes(b64url_decode(jwk["y"]), "big") + 1
+    return {**jwk, "y": b64url(y.to_bytes(32, "big"))}
+
+
+# Issue 10 item 9: weak device keys were registered and got tokens.
+WEAK_KEYS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "rsa-1024",
+        _weak_jwk("RS256", rsa.generate_private_key(public_exponent=65537, key_size=1024)),
+        "RS256",
+    ),
+    (
+        "rsa-e-3",
+        _weak_jwk("RS256", rsa.generate_private_key(public_exponent=3, key_size=2048)),
+        "RS256",
+    ),
+    ("ec-p384-for-es256", public_jwk("ES384", generate_key("ES384")), "ES256"),
+    ("ec-point-off-the-curve", _off_curve_p256_jwk(), "ES256"),
+]
+
+
 INVALID_ENTRIES: list[tuple[str, Any]] = [
     ("not-an-object", "dev-1"),
     ("id-missing", {"secret": S}),
@@ -180,6 +213,7 @@ INVALID_ENTRIES: list[tuple[str, Any]] = [
         {"id": "x", "public_key": {**ED25519_JWK, "key_ops": [["verify"]]}, "alg": "EdDSA"},
     ),
     ("key-alg-other", {"id": "x", "public_key": {**ED25519_JWK, "alg": "ES256"}, "alg": "EdDSA"}),
+    *((f"key-{name}", {"id": "x", "public_key": jwk, "alg": alg}) for name, jwk, alg in WEAK_KEYS),
     ("scope-unknown", {"id": "x", "secret": S, "scope": "admin"}),
     ("scope-empty", {"id": "x", "secret": S, "scope": ""}),
     ("scope-not-a-string", {"id": "x", "secret": S, "scope": ["config:read"]}),
