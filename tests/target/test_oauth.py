@@ -270,6 +270,29 @@ def test_assertion_for_a_secret_only_device_is_invalid_grant(shared_target: Shar
     assert_oauth_error(request_token(target, _bearer_grant(forged)), 400, "invalid_grant")
 
 
+def test_jwt_bearer_refusals_do_not_tell_which_devices_exist(shared_target: SharedTarget) -> None:
+    """Issue 10 item 7: a key device ("alg does not match", "signature does not verify"), a
+    secret-only device and an unknown id ("no active device ...") got different descriptions."""
+    target = shared_target("ES256")
+    holder = new_device(target, key_alg="ES256", secret=False)
+    eddsa = new_device(target, key_alg="EdDSA", secret=False)
+    secret_only = new_device(target)
+    stranger = generate_key("ES256")
+    attempts = {
+        "key-device-wrong-key": Device(holder.id, key=stranger, alg="ES256"),
+        "key-device-other-alg": Device(eddsa.id, key=stranger, alg="ES256"),
+        "secret-only-device": Device(secret_only.id, key=stranger, alg="ES256"),
+        "unknown-id": Device(unique_id("nobody"), key=stranger, alg="ES256"),
+    }
+    answers = {}
+    for name, impostor in attempts.items():
+        response = request_token(target, _bearer_grant(device_assertion(impostor)))
+        answers[name] = (response.status_code, response.json())
+    assert len(set(map(repr, answers.values()))) == 1, answers
+    status, body = answers["unknown-id"]
+    assert status == 400 and body["error"] == "invalid_grant"
+
+
 def _client_form(device: Device, **changes: str | None) -> dict[str, str]:
     """A client_credentials form for ``device``; a change to None removes that parameter."""
     form = {
