@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
+import math
 import re
 import secrets
 import sqlite3
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +24,13 @@ from target.errors import RequestError
 __all__ = ["DEFAULT_SCOPE", "DeviceRegistry", "NewDevice", "parse_devices"]
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-# Device secrets are machine-made; a floor on length keeps a fast hash (SHA-256) safe to use.
+# Device secrets are machine-made: at least 24 characters, and refused when they look made by hand
+# (see _low_entropy). With that much entropy a fast keyed hash is as safe as a slow KDF.
 MIN_SECRET_CHARS = 24
+# Character-frequency entropy (bits over the whole secret) a secret must reach: 24 random hex
+# digits (96 bits) essentially never fall below it, "A" * 32 is 0 and "ab" * 16 is 32.
+MIN_SECRET_ENTROPY_BITS = 64
+_PATTERN_CHARS = 6
 MAX_SECRET_CHARS = 512
 MAX_DEVICES_PER_REQUEST = 10_000
 KNOWN_SCOPES = frozenset({"telemetry:write", "config:read"})
@@ -92,6 +99,12 @@ def _parse_one(index: int, entry: Any) -> NewDevice:
         raise _invalid(
             index, f"secret must be a string of {MIN_SECRET_CHARS}-{MAX_SECRET_CHARS} characters"
         )
+    if secret is not None and _low_entropy(secret):
+        raise _invalid(
+            index,
+            "secret looks made by hand (repeats, runs or too few distinct characters);"
+            " use random bytes, such as secrets.token_urlsafe(32)",
+        )
     public_jwk = entry.get("public_key")
     alg = entry.get("alg")
     if public_jwk is None:
@@ -144,8 +157,54 @@ def parse_devices(body: Any) -> list[NewDevice]:
     return [_parse_one(i, entry) for i, entry in enumerate(entries)]
 
 
-def _hash_secret(salt: bytes, secret: str) -> bytes:
-    return hashlib.sha256(salt + secret.encode()).digest()
+def _low_entropy(secret: str) -> bool:
+    """Whether ``secret`` looks made by hand rather than drawn at random: its character
+    frequencies carry under 64 bits, or it repeats a 6-character piece, or it holds a run of 6
+    consecutive characters ("abcdef", "987654"). Random secrets of 24+ characters pass."""
+    counts = Counter(secret)
+    n = len(secret)
+    bits = -sum(c * math.log2(c / n) for c in counts.values())
+    if bits < MIN_SECRET_ENTROPY_BITS:
+        return True
+    pieces = [secret[i : i + _PATTERN_CHARS] for i in range(n - _PATTERN_CHARS + 1)]
+    if len(set(pieces)) != len(pieces):
+        return True
+    run, last_step = 1, 0
+    for previous, current in itertools.pairwise(map(ord, secret)):
+        step = current - previous
+        run = run + 1 if step in (1, -1) and (run == 1 or step == last_step) else 1
+        last_step = step
+        if run >= _PATTERN_CHARS:
+            return True
+    return False
+
+
+# Stored secret hashes: HMAC-SHA256 keyed with the database's pepper over salt || secret, tagged
+# with a version byte. A hash without the tag is the earlier plain SHA-256(salt || secret), still
+# checked so devices registered before keep working.
+_HMAC_TAG = b"\x01"
+
+
+def _hash_secret(pepper: bytes, salt: bytes, secret: str) -> bytes:
+    return _HMAC_TAG + hmac.digest(pepper, salt + secret.encode(), "sha256")
+
+
+def _matches(pepper: bytes, salt: bytes, secret: str, stored: bytes) -> bool:
+    if stored[:1] == _HMAC_TAG and len(stored) == 33:
+        return hmac.compare_digest(_hash_secret(pepper, salt, secret), stored)
+    return hmac.compare_digest(hashlib.sha256(salt + secret.encode()).digest(), stored)
+
+
+def _pepper(conn: sqlite3.Connection) -> bytes:
+    """The database's secret-hash key: made by whichever worker gets there first, then shared."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS secret_pepper"
+        " (id INTEGER PRIMARY KEY CHECK (id = 1), pepper BLOB NOT NULL)"
+    )
+    conn.execute(
+        "INSERT OR IGNORE INTO secret_pepper (id, pepper) VALUES (1, ?)", (secrets.token_bytes(32),)
+    )
+    return bytes(conn.execute("SELECT pepper FROM secret_pepper WHERE id = 1").fetchone()[0])
 
 
 class DeviceRegistry:
@@ -159,6 +218,7 @@ class DeviceRegistry:
         self._active: dict[str, float] = {}
         self._keys: OrderedDict[str, SigningKey] = OrderedDict()
         self._dummy_salt = secrets.token_bytes(16)
+        self._pepper = _pepper(conn)
         self.reload()
 
     def reload(self) -> None:
@@ -205,7 +265,7 @@ class DeviceRegistry:
             salt = hash_ = None
             if device.secret is not None:
                 salt = secrets.token_bytes(16)
-                hash_ = _hash_secret(salt, device.secret)
+                hash_ = _hash_secret(self._pepper, salt, device.secret)
             jwk = json.dumps(device.public_jwk) if device.public_jwk is not None else None
             rows.append((device.id, salt, hash_, jwk, device.alg, device.scope, now))
         conn = self._conn
@@ -294,9 +354,9 @@ class DeviceRegistry:
             (device_id,),
         ).fetchone()
         if row is None or row[1] is None:
-            hmac.compare_digest(_hash_secret(self._dummy_salt, secret), bytes(32))
+            _matches(self._pepper, self._dummy_salt, secret, _HMAC_TAG + bytes(32))
             return None
-        matches = hmac.compare_digest(_hash_secret(row[0], secret), row[1])
+        matches = _matches(self._pepper, row[0], secret, row[1])
         return (str(row[2]), float(row[4])) if matches and row[3] else None
 
     def assertion_key(self, device_id: str) -> tuple[SigningKey, str, float] | None:

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import re
+import secrets
 import shutil
 import sqlite3
 import subprocess
@@ -86,7 +87,7 @@ def wrk_benchmark(alg: str, duration_s: float) -> dict[str, Any]:
     """One algorithm: a fresh target, healthz and api/data under wrk, the raw verify."""
     server_cpus, wrk_cpus = _cores()
     with EmbeddedTarget(alg, cpus=server_cpus) as target:
-        token = target.device_token("wrkbench-device", "wrkbench-" + os.urandom(24).hex())
+        token = target.device_token("wrkbench-device", secrets.token_urlsafe(32))
         run_wrk(f"{target.url}/api/data", 1, token=token, cpus=wrk_cpus)  # warm up
         healthz = run_wrk(f"{target.url}/healthz", duration_s, cpus=wrk_cpus)
         api = run_wrk(f"{target.url}/api/data", duration_s, token=token, cpus=wrk_cpus)

@@ -146,7 +146,7 @@ def test_already_registered_id_is_409_and_nothing_is_written(target: EmbeddedTar
     assert client_token(target, existing)
 
 
-S = "s" * 30  # a secret of valid length
+S = "kq3V9x-Lm2Pz7RtB_wY4nE8cJ0hG"  # a secret of valid length and randomness
 ED25519_JWK = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
 
 
@@ -248,7 +248,7 @@ def test_an_invalid_entry_does_not_echo_a_secret(target: EmbeddedTarget) -> None
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"devices": []}, {"devices": "dev"}, [], {"device": [{"id": "x", "secret": "s" * 30}]}],
+    [{}, {"devices": []}, {"devices": "dev"}, [], {"device": [{"id": "x", "secret": S}]}],
     ids=["empty-object", "empty-list", "not-a-list", "an-array", "misspelt"],
 )
 def test_body_of_the_wrong_shape_is_400(target: EmbeddedTarget, body: Any) -> None:

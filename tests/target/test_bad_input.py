@@ -36,6 +36,7 @@ ADMIN_CAP = 8 * 1024 * 1024
 READING_CAP = 16 * 1024
 FORM_CAP = 16 * 1024
 SEED = 20261127
+STRONG_SECRET = "kq3V9x-Lm2Pz7RtB_wY4nE8cJ0hG"  # random-looking, so only the case's fault counts
 
 
 @dataclass
@@ -92,7 +93,7 @@ class Bad:
 
 
 def _oversized_devices() -> bytes:
-    entry = {"id": "big", "secret": "s" * 500}
+    entry = {"id": "big", "secret": "s" * 500}  # refused for its size before any check
     body = json.dumps({"devices": [entry] * (ADMIN_CAP // 520 + 10)}).encode()
     assert len(body) > ADMIN_CAP
     return body
@@ -122,12 +123,12 @@ BAD_REQUESTS = [
     Bad("admin-over-8-MiB-chunked", "POST", "/admin/devices", 413, "payload_too_large",
         body=lambda: _chunks(ADMIN_CAP + 1)),
     Bad("admin-duplicate-registration", "POST", "/admin/devices", 409, "conflict",
-        body={"devices": [{"id": "{device}", "secret": "s" * 30}]}),
+        body={"devices": [{"id": "{device}", "secret": STRONG_SECRET}]}),
     Bad("admin-wrong-key", "POST", "/admin/devices", 401, "unauthorized",
         auth="Bearer not-the-admin-key-0123456789",
-        body={"devices": [{"id": "by-wrong-key", "secret": "s" * 30}]}),
+        body={"devices": [{"id": "by-wrong-key", "secret": STRONG_SECRET}]}),
     Bad("admin-no-key", "POST", "/admin/devices", 401, "unauthorized", auth="none",
-        body={"devices": [{"id": "by-no-key", "secret": "s" * 30}]}),
+        body={"devices": [{"id": "by-no-key", "secret": STRONG_SECRET}]}),
     Bad("admin-device-token", "POST", "/admin/keys/rotate", 401, "unauthorized", auth="device"),
     Bad("unknown-device-get", "GET", "/admin/devices/no-such-device", 404, "not_found"),
     Bad("unknown-device-revoke", "POST", "/admin/devices/no-such-device/revoke", 404, "not_found"),

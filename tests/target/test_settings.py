@@ -167,7 +167,7 @@ def test_the_database_files_are_private(own_server: tuple[Path, Path, int]) -> N
     key = Path(f"{db}.admin-key").read_text().strip()
     requests.post(
         f"http://127.0.0.1:{port}/admin/devices",
-        json={"devices": [{"id": "d1", "secret": "s" * 30}]},
+        json={"devices": [{"id": "d1", "secret": secrets.token_urlsafe(24)}]},
         headers={"Authorization": f"Bearer {key}"},
         timeout=TIMEOUT_S,
     ).raise_for_status()
