@@ -25,7 +25,7 @@ __all__ = [
 # RFC 8725 §3.11 suggests bounding what we parse; our own tokens are well under 1 KiB.
 MAX_TOKEN_BYTES = 8192
 
-_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PADDING = {0: b"", 2: b"==", 3: b"="}
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _SEXTET = {c: i for i, c in enumerate(_ALPHABET)}
@@ -51,20 +51,16 @@ def split_compact(token: str) -> tuple[str, str, str]:
 def b64url_decode(segment: str) -> bytes:
     """Decode unpadded base64url strictly: its own alphabet only, no padding, no stray bits."""
     remainder = len(segment) % 4
-    if (
-        remainder == 1
-        or not segment.isascii()
-        or "+" in segment
-        or "/" in segment
-        or "=" in segment
-    ):
+    if remainder == 1:
         raise MalformedTokenError("not base64url")
     try:
+        # One pass maps base64url onto base64 and base64's own "+", "/" and "=" onto characters
+        # strict mode refuses, so the alphabet is checked by a2b_base64 itself.
         data = binascii.a2b_base64(
             segment.encode("ascii").translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder],
             strict_mode=True,
         )
-    except binascii.Error as e:
+    except (binascii.Error, UnicodeEncodeError) as e:
         raise MalformedTokenError("not base64url") from e
     if remainder and _SEXTET[segment[-1]] & _UNUSED_BITS[remainder]:
         raise MalformedTokenError("non-canonical base64url")
