@@ -59,7 +59,7 @@ class AssertionChecker:
         self._audience = audience
         self._leeway_s = leeway_s
 
-    def check(self, assertion: str, now: float | None = None) -> tuple[str, str, float]:
+    def check(self, assertion: str, now: float | None = None) -> tuple[str, str, int]:
         """The device id, scope and registration the assertion proves, or ``invalid_grant``."""
         now = time.time() if now is None else now
         try:

@@ -21,7 +21,7 @@ from target.algorithms import ALGORITHMS, ASSERTION_ALGORITHMS, SigningKey
 from target.db import bump_revision
 from target.errors import RequestError
 
-__all__ = ["DEFAULT_SCOPE", "DeviceRegistry", "NewDevice", "parse_devices"]
+__all__ = ["DEFAULT_SCOPE", "DeviceRegistry", "NewDevice", "parse_devices", "registration_stamp"]
 
 DEVICE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 # Device secrets are machine-made: at least 24 characters, and refused when they look made by hand
@@ -81,6 +81,13 @@ def check_device_key(alg: str, key: Any) -> None:
         # since an invalid-curve point would leak nothing to us but must never be accepted.
         numbers = key.public_numbers()
         ec.EllipticCurvePublicNumbers(numbers.x, numbers.y, key.curve).public_key()
+
+
+def registration_stamp(created_at: float) -> int:
+    """A registration's identity as access tokens carry it (``reg``): its ``created_at`` in whole
+    microseconds. Deleting an id and registering it again takes far longer than a microsecond, and
+    an integer keeps every token the same size."""
+    return round(float(created_at) * 1_000_000)
 
 
 def _parse_one(index: int, entry: Any) -> NewDevice:
@@ -212,10 +219,10 @@ class DeviceRegistry:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        # Active device id -> its registration (``created_at``, full precision): tokens carry it as
-        # ``reg``, so an earlier device of the same id (deleted, then registered again, even in
-        # the same second) does not revive its tokens.
-        self._active: dict[str, float] = {}
+        # Active device id -> its registration stamp (``created_at`` in microseconds): tokens carry
+        # it as ``reg``, so an earlier device of the same id (deleted, then registered again, even
+        # in the same second) does not revive its tokens.
+        self._active: dict[str, int] = {}
         self._keys: OrderedDict[str, SigningKey] = OrderedDict()
         self._dummy_salt = secrets.token_bytes(16)
         self._pepper = _pepper(conn)
@@ -224,11 +231,11 @@ class DeviceRegistry:
     def reload(self) -> None:
         """Re-read which devices are active (after another worker changed it)."""
         rows = self._conn.execute("SELECT id, created_at FROM devices WHERE active = 1")
-        self._active = {row[0]: float(row[1]) for row in rows}
+        self._active = {row[0]: registration_stamp(row[1]) for row in rows}
         self._keys.clear()
 
-    def registered_at(self, device_id: str) -> float | None:
-        """An active device's registration (its ``created_at``), or None if it is not active."""
+    def registered_at(self, device_id: str) -> int | None:
+        """An active device's registration stamp, or None if it is not active."""
         since = self._active.get(device_id)
         if since is not None:
             return since
@@ -237,7 +244,7 @@ class DeviceRegistry:
         row = self._conn.execute(
             "SELECT created_at FROM devices WHERE id = ? AND active = 1", (device_id,)
         ).fetchone()
-        return None if row is None else float(row[0])
+        return None if row is None else registration_stamp(row[0])
 
     def is_active(self, device_id: str) -> bool:
         return self.registered_at(device_id) is not None
@@ -291,7 +298,7 @@ class DeviceRegistry:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self._active.update(dict.fromkeys(seen, now))
+        self._active.update(dict.fromkeys(seen, registration_stamp(now)))
         return len(rows)
 
     def _existing_ids(self, ids: list[str]) -> set[str]:
@@ -344,7 +351,7 @@ class DeviceRegistry:
         self._active.pop(device_id, None)
         self._keys.pop(device_id, None)
 
-    def check_secret(self, device_id: str, secret: str) -> tuple[str, float] | None:
+    def check_secret(self, device_id: str, secret: str) -> tuple[str, int] | None:
         """The device's scope and registration if ``secret`` is its secret and it is active.
 
         The comparison is constant-time, and an unknown device costs the same hash as a known one.
@@ -357,9 +364,9 @@ class DeviceRegistry:
             _matches(self._pepper, self._dummy_salt, secret, _HMAC_TAG + bytes(32))
             return None
         matches = _matches(self._pepper, row[0], secret, row[1])
-        return (str(row[2]), float(row[4])) if matches and row[3] else None
+        return (str(row[2]), registration_stamp(row[4])) if matches and row[3] else None
 
-    def assertion_key(self, device_id: str) -> tuple[SigningKey, str, float] | None:
+    def assertion_key(self, device_id: str) -> tuple[SigningKey, str, int] | None:
         """The active device's registered public key (parsed once, then cached), its scope and
         its registration."""
         key = self._keys.get(device_id)
@@ -380,4 +387,4 @@ class DeviceRegistry:
             self._keys[device_id] = key
             if len(self._keys) > _DEVICE_KEY_CACHE:
                 self._keys.popitem(last=False)
-        return key, str(row[2]), float(row[3])
+        return key, str(row[2]), registration_stamp(row[3])

@@ -25,10 +25,10 @@ class TokenIssuer:
         scope: str,
         now: float | None = None,
         *,
-        registration: float | None = None,
+        registration: int | None = None,
     ) -> str:
         """A signed access token for ``device_id`` with ``scope``, valid for ``ttl_s`` seconds;
-        ``registration`` (the device's ``created_at``) binds it to this registration of the id."""
+        ``registration`` (the device's registration stamp) binds it to this registration."""
         issued_at = int(time.time() if now is None else now)
         claims: dict[str, object] = {
             "iss": self.issuer,

@@ -38,8 +38,8 @@ class AccessClaims:
     claims: dict[str, Any]
     iat: float = 0.0
     nbf: float | None = None
-    # The registration the token was issued to (the device's ``created_at``): an id deleted and
-    # registered again is another registration, and the old one's tokens stay refused.
+    # The registration the token was issued to (the device's ``created_at`` in microseconds): an id
+    # deleted and registered again is another registration, and the old one's tokens stay refused.
     reg: float | None = None
 
 
@@ -61,11 +61,11 @@ class Verifier:
 
     ``keys`` is a ring of kid -> key, each bound to one algorithm; ``is_active`` answers whether a
     device may still use its tokens; ``registered_at``, where given, replaces it: it answers the
-    device's current registration (its ``created_at``), and a token must carry that same value as
-    its ``reg`` claim (an id deleted and registered again, even within the same second, does not
-    revive the old registration's tokens). With ``cache_size`` > 0, verified tokens are
-    remembered in an LRU so a repeat skips signature and parsing work, but expiry and revocation
-    are still checked on every hit.
+    device's current registration stamp (its ``created_at`` in microseconds), and a token must
+    carry that same value as its ``reg`` claim (an id deleted and registered again, even within
+    the same second, does not revive the old registration's tokens). With ``cache_size`` > 0,
+    verified tokens are remembered in an LRU so a repeat skips signature and parsing work, but
+    expiry and revocation are still checked on every hit.
     """
 
     def __init__(
@@ -78,7 +78,7 @@ class Verifier:
         leeway_s: float,
         is_active: Callable[[str], bool],
         cache_size: int = 0,
-        registered_at: Callable[[str], float | None] | None = None,
+        registered_at: Callable[[str], int | None] | None = None,
     ) -> None:
         self._algorithms = algorithms
         self._issuer = issuer

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from sim.embedded import EmbeddedTarget
+from target.registry import registration_stamp
 
 # The algorithms the suite runs against; HS384 shares all its code paths with HS256 and HS512.
 ALGS = ("HS256", "ES256", "EdDSA", "RS256", "PS256", "ES384", "HS512")
@@ -233,11 +234,11 @@ class ServerKey:
     db: str | None = None  # the target's database, to bind forged tokens to a registration
 
 
-def registration_of(db: str, device_id: str) -> float | None:
-    """A device's registration (``created_at``), which the target's tokens carry as ``reg``."""
+def registration_of(db: str, device_id: str) -> int | None:
+    """A device's registration stamp, which the target's tokens carry as ``reg``."""
     with contextlib.closing(sqlite3.connect(db)) as conn:
         row = conn.execute("SELECT created_at FROM devices WHERE id = ?", (device_id,)).fetchone()
-    return None if row is None else float(row[0])
+    return None if row is None else registration_stamp(row[0])
 
 
 def server_key(target: EmbeddedTarget) -> ServerKey:

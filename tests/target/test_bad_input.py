@@ -396,7 +396,7 @@ def test_a_lone_surrogate_anywhere_in_client_json_is_a_4xx(fleet: Fleet) -> None
         timeout=TIMEOUT_S,
     )
     assert reading.status_code == 400, reading.text
-    forged = forge(server_key(target), LONE_SURROGATE, reg=1.0)
+    forged = forge(server_key(target), LONE_SURROGATE, reg=1)
     assert_refused(
         requests.get(f"{target.url}/api/data", headers=bearer(forged), timeout=TIMEOUT_S),
         "malformed",
