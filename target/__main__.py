@@ -8,11 +8,15 @@ import tempfile
 
 import uvicorn
 
-from target.settings import parse_settings, resolve_admin_key
+from target.settings import AdminKeyFileError, parse_settings, resolve_admin_key
 
 
 def main(argv: list[str] | None = None) -> None:
-    settings, _ = resolve_admin_key(parse_settings(argv))
+    try:
+        settings, _ = resolve_admin_key(parse_settings(argv))
+    except (AdminKeyFileError, OSError) as e:
+        # Our own words for the key file; an OSError names only the path and what failed.
+        sys.exit(f"target: error: {e}")
     common = {
         "host": settings.host,
         "port": settings.port,

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from target.bodies import read_json
 from target.errors import RequestError
 from target.registry import parse_devices
+from target.settings import MIN_ADMIN_KEY_CHARS
 from target.state import TargetState
 
 __all__ = ["routes"]
@@ -27,6 +28,7 @@ def _state(request: Request) -> TargetState:
     scheme, _, key = given.partition(" ")
     if (
         admin_key is None
+        or len(str(admin_key)) < MIN_ADMIN_KEY_CHARS  # never let an empty key match an empty one
         or scheme.lower() != "bearer"
         or not hmac.compare_digest(key.encode(), str(admin_key).encode())
     ):

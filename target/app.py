@@ -45,10 +45,22 @@ async def jwks(request: Request) -> Response:
     return JSONResponse(state.keys.jwks(), headers={"Cache-Control": "max-age=60"})
 
 
+def _public_base(settings: Settings, request: Request) -> str:
+    """The base of the metadata's URLs: configured, never taken from the request's ``Host``
+    header (which the client chooses, and a cache in front would then serve to everyone)."""
+    if settings.public_url is not None:
+        return settings.public_url
+    if settings.issuer.startswith(("https://", "http://")):
+        return settings.issuer.rstrip("/")  # RFC 8414 §2: the issuer is the server's URL
+    host, port = request.scope.get("server") or (settings.host, settings.port)
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{port}"
+
+
 async def server_metadata(request: Request) -> Response:
     """RFC 8414 metadata, so a client can discover the issuer its assertions must name."""
     state: TargetState = request.app.state.target
-    base = str(request.base_url).rstrip("/")
+    base = _public_base(state.settings, request)
     return JSONResponse(
         {
             "issuer": state.settings.issuer,

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
 import sqlite3
 import time
 from typing import Any
 
+from target.algorithms import ALGORITHMS, ASSERTION_ALGORITHMS, SigningKey
 from target.errors import OAuthError, TokenError
 from target.jws import b64url_decode, decode_json_object, split_compact, verify_signature
 from target.registry import DeviceRegistry
@@ -15,6 +18,17 @@ __all__ = ["MAX_ASSERTION_LIFETIME_S", "AssertionChecker"]
 
 MAX_ASSERTION_LIFETIME_S = 600
 FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
+
+
+NOT_VERIFIED = "assertion is not signed by an active device's registered key"
+
+
+@functools.cache
+def _stand_in_key(alg: str) -> SigningKey:
+    """A key of ``alg`` no device has, to spend a signature check's work on when there is no
+    key to check against (made once per process, on first need)."""
+    spec = ALGORITHMS[alg]
+    return spec.make_key(spec.generate(), "stand-in")
 
 
 def _grant_error(description: str) -> OAuthError:
@@ -45,8 +59,8 @@ class AssertionChecker:
         self._audience = audience
         self._leeway_s = leeway_s
 
-    def check(self, assertion: str, now: float | None = None) -> tuple[str, str]:
-        """The device id and scope the assertion proves, or an ``invalid_grant`` error."""
+    def check(self, assertion: str, now: float | None = None) -> tuple[str, str, int]:
+        """The device id, scope and registration the assertion proves, or ``invalid_grant``."""
         now = time.time() if now is None else now
         try:
             header_segment, payload_segment, signature_segment = split_compact(assertion)
@@ -59,16 +73,23 @@ class AssertionChecker:
             raise _grant_error("assertion iss and sub must both be the device id")
         if any(name in header for name in FORBIDDEN_HEADERS):
             raise _grant_error("assertion header parameter not allowed")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in ASSERTION_ALGORITHMS:
+            raise _grant_error("assertion alg not allowed")
+        # From here to a good signature, an unknown id, a device without a key, a key of another
+        # algorithm and a wrong signature get the same answer after the same work (a signature
+        # check under the header's algorithm), so the grant cannot be used to list devices.
         found = self._registry.assertion_key(device_id)
-        if found is None:
-            raise _grant_error("no active device with a registered key for this assertion")
-        key, scope = found
-        if header.get("alg") != key.alg:
-            raise _grant_error("assertion alg does not match the device's registered alg")
+        signing_input = f"{header_segment}.{payload_segment}".encode()
+        if found is None or found[0].alg != alg:
+            with contextlib.suppress(TokenError):
+                verify_signature(signing_input, signature_segment, _stand_in_key(alg))
+            raise _grant_error(NOT_VERIFIED)
+        key, scope, registration = found
         try:
-            verify_signature(f"{header_segment}.{payload_segment}".encode(), signature_segment, key)
+            verify_signature(signing_input, signature_segment, key)
         except TokenError as e:
-            raise _grant_error("assertion signature does not verify") from e
+            raise _grant_error(NOT_VERIFIED) from e
         aud = claims.get("aud")
         if not (aud == self._audience or (isinstance(aud, list) and self._audience in aud)):
             raise _grant_error("assertion aud is not this issuer")
@@ -85,7 +106,7 @@ class AssertionChecker:
         if not isinstance(jti, str) or not 1 <= len(jti) <= 256:
             raise _grant_error("assertion jti missing")
         self._spend_jti(device_id, jti, exp + self._leeway_s, now)
-        return device_id, scope
+        return device_id, scope, registration
 
     def _spend_jti(self, device_id: str, jti: str, expires_at: float, now: float) -> None:
         try:

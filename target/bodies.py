@@ -9,6 +9,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 
 from target.errors import OAuthError, RequestError
+from target.jsontext import has_lone_surrogate
 
 __all__ = ["read_body", "read_form", "read_json"]
 
@@ -42,9 +43,13 @@ async def read_json(request: Request, limit: int) -> Any:
         raise RequestError(415, "unsupported_media_type", "content type must be application/json")
     body = await read_body(request, limit)
     try:
-        return json.loads(body.decode("utf-8"))
+        text = body.decode("utf-8")
+        value = json.loads(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         raise RequestError(400, "invalid_json", "body is not valid JSON") from e
+    if has_lone_surrogate(text, value):
+        raise RequestError(400, "invalid_json", "body holds a lone surrogate escape")
+    return value
 
 
 async def read_form(request: Request, limit: int) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from target.algorithms import SigningKey
 from target.errors import MalformedTokenError, SignatureError
+from target.jsontext import has_lone_surrogate
 
 __all__ = [
     "MAX_TOKEN_BYTES",
@@ -24,7 +25,7 @@ __all__ = [
 # RFC 8725 §3.11 suggests bounding what we parse; our own tokens are well under 1 KiB.
 MAX_TOKEN_BYTES = 8192
 
-_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PADDING = {0: b"", 2: b"==", 3: b"="}
 _ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _SEXTET = {c: i for i, c in enumerate(_ALPHABET)}
@@ -50,20 +51,16 @@ def split_compact(token: str) -> tuple[str, str, str]:
 def b64url_decode(segment: str) -> bytes:
     """Decode unpadded base64url strictly: its own alphabet only, no padding, no stray bits."""
     remainder = len(segment) % 4
-    if (
-        remainder == 1
-        or not segment.isascii()
-        or "+" in segment
-        or "/" in segment
-        or "=" in segment
-    ):
+    if remainder == 1:
         raise MalformedTokenError("not base64url")
     try:
+        # One pass maps base64url onto base64 and base64's own "+", "/" and "=" onto characters
+        # strict mode refuses, so the alphabet is checked by a2b_base64 itself.
         data = binascii.a2b_base64(
             segment.encode("ascii").translate(_TO_STANDARD_ALPHABET) + _PADDING[remainder],
             strict_mode=True,
         )
-    except binascii.Error as e:
+    except (binascii.Error, UnicodeEncodeError) as e:
         raise MalformedTokenError("not base64url") from e
     if remainder and _SEXTET[segment[-1]] & _UNUSED_BITS[remainder]:
         raise MalformedTokenError("non-canonical base64url")
@@ -84,12 +81,15 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys)
 def decode_json_object(data: bytes, what: str) -> dict[str, Any]:
     """Parse a JSON object as UTF-8, refusing duplicate member names and any other JSON value."""
     try:
-        obj = _DECODER.decode(data.decode("utf-8"))
+        text = data.decode("utf-8")
+        obj = _DECODER.decode(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         # ValueError covers JSONDecodeError; RecursionError a deeply nested document.
         raise MalformedTokenError(f"{what} is not JSON") from e
     if not isinstance(obj, dict):
         raise MalformedTokenError(f"{what} is not a JSON object")
+    if has_lone_surrogate(text, obj):
+        raise MalformedTokenError(f"{what} holds a lone surrogate escape")
     return obj
 
 

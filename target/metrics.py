@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -29,6 +30,7 @@ VERIFY_BUCKETS_S = (
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._flushes: list[Callable[[], None]] = []
         self._multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
         registry = None if self._multiprocess else self.registry
         self.tokens_issued = Counter(
@@ -60,7 +62,18 @@ class Metrics:
             multiprocess_mode="max",
         )
 
+    @property
+    def multiprocess(self) -> bool:
+        """Whether several worker processes share these metrics through files."""
+        return self._multiprocess
+
+    def before_exposition(self, flush: Callable[[], None]) -> None:
+        """Have ``flush`` called before each exposition (counts held back on the hot path)."""
+        self._flushes.append(flush)
+
     def exposition(self) -> bytes:
+        for flush in self._flushes:
+            flush()
         if self._multiprocess:
             registry = CollectorRegistry()
             multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

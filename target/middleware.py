@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -53,6 +55,59 @@ async def _send_401(send: Send, error: str | None, description: str | None) -> N
     await send({"type": "http.response.body", "body": body})
 
 
+# How long verified requests are tallied in plain integers before they reach Prometheus.
+METRICS_FLUSH_INTERVAL_S = 1.0
+
+
+class _VerifyTally:
+    """Successful verifications counted in plain integers and handed to Prometheus before every
+    scrape (and at least once a second).
+
+    A ``Histogram.observe`` and a ``Counter.inc`` take a lock each (and in multi-process mode write
+    to a memory-mapped file): about 1.5 µs a request, a tenth of what HS256 authentication costs.
+    Refusals are rare and still go to Prometheus directly. With several worker processes a scrape
+    reaches one of them only, so there every success goes to Prometheus at once (``batch=False``).
+    """
+
+    def __init__(self, histogram: Any, ok: Any, *, batch: bool) -> None:
+        self._histogram = histogram
+        self._ok = ok
+        # prometheus_client has no public call to add n observations at once; without these
+        # attributes (another version), every observation goes through observe().
+        self.batched = batch and all(
+            hasattr(histogram, name) for name in ("_upper_bounds", "_buckets", "_sum")
+        )
+        self._bounds: list[float] = list(getattr(histogram, "_upper_bounds", ()))
+        self._counts = [0] * len(self._bounds)
+        self._sum_s = 0.0
+        self._n = 0
+        self._flush_at = 0.0
+
+    def add(self, elapsed_s: float, now: float) -> None:
+        if not self.batched:
+            self._histogram.observe(elapsed_s)
+            self._ok.inc()
+            return
+        # Prometheus buckets are "less than or equal": the first bound >= the value.
+        self._counts[bisect.bisect_left(self._bounds, elapsed_s)] += 1
+        self._sum_s += elapsed_s
+        self._n += 1
+        if now >= self._flush_at:
+            self.flush()
+            self._flush_at = now + METRICS_FLUSH_INTERVAL_S
+
+    def flush(self) -> None:
+        if not self._n:
+            return
+        counts, self._counts = self._counts, [0] * len(self._bounds)
+        total_s, n, self._sum_s, self._n = self._sum_s, self._n, 0.0, 0
+        for index, count in enumerate(counts):
+            if count:
+                self._histogram._buckets[index].inc(count)
+        self._histogram._sum.inc(total_s)
+        self._ok.inc(n)
+
+
 class BearerAuthMiddleware:
     """Verifies the bearer token of requests under ``protected_prefixes``.
 
@@ -72,15 +127,23 @@ class BearerAuthMiddleware:
         self.app = app
         self._verify = verify
         self._prefixes = protected_prefixes
-        self._observe = metrics.verify_seconds.labels(alg=alg).observe
+        histogram = metrics.verify_seconds.labels(alg=alg)
+        self._observe = histogram.observe
         self._results = metrics.verifications
-        self._ok = metrics.verifications.labels(result="ok")
+        self._tally = _VerifyTally(
+            histogram, metrics.verifications.labels(result="ok"), batch=not metrics.multiprocess
+        )
+        metrics.before_exposition(self._tally.flush)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(self._prefixes):
             await self.app(scope, receive, send)
             return
-        raw = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+        raw = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                raw = value
+                break
         if raw is None:
             self._results.labels(result="missing").inc()
             await _send_401(send, None, None)
@@ -108,7 +171,7 @@ class BearerAuthMiddleware:
             self._results.labels(result=e.reason).inc()
             await _send_401(send, "invalid_token", e.description)
             return
-        self._observe(time.perf_counter() - started)
-        self._ok.inc()
+        finished = time.perf_counter()
+        self._tally.add(finished - started, finished)
         scope["auth"] = grant
         await self.app(scope, receive, send)

@@ -61,15 +61,16 @@ async def token(request: Request) -> Response:
             raise OAuthError("invalid_request", "grant_type required")
         if grant_type == "client_credentials":
             client_id, secret = _client_credentials(request, form)
-            scope = state.registry.check_secret(client_id, secret)
-            if scope is None:
+            found = state.registry.check_secret(client_id, secret)
+            if found is None:
                 raise OAuthError("invalid_client", "client authentication failed", 401)
+            scope, registration = found
             device_id, grant = client_id, "client_credentials"
         elif grant_type == JWT_BEARER:
             assertion = form.get("assertion")
             if not assertion:
                 raise OAuthError("invalid_request", "assertion required")
-            device_id, scope = state.assertions.check(assertion)
+            device_id, scope, registration = state.assertions.check(assertion)
             grant = "jwt_bearer"
         else:
             raise OAuthError("unsupported_grant_type", "grant_type not supported")
@@ -77,7 +78,7 @@ async def token(request: Request) -> Response:
     except OAuthError as e:
         state.metrics.token_errors.labels(error=e.error).inc()
         raise
-    access_token = state.issuer.mint(device_id, scope)
+    access_token = state.issuer.mint(device_id, scope, registration=registration)
     state.metrics.tokens_issued.labels(grant=grant, alg=state.settings.alg).inc()
     return JSONResponse(
         {

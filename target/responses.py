@@ -20,7 +20,9 @@ async def _request_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestError)
     body: dict[str, Any] = {"error": exc.error, "error_description": exc.description, **exc.extra}
     headers = {}
-    if exc.status_code == 403:
+    if exc.status_code == 401:  # RFC 7235 §3.1: a 401 names the scheme that would work
+        headers["WWW-Authenticate"] = challenge()
+    elif exc.status_code == 403:
         headers["WWW-Authenticate"] = challenge(
             "insufficient_scope", exc.description, str(exc.extra.get("scope", "")) or None
         )

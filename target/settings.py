@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import stat
 import sys
 import tempfile
 from dataclasses import dataclass, fields
@@ -18,7 +19,7 @@ from starlette.datastructures import Secret
 from target.algorithms import ALG_NAMES, ALGORITHMS, MIN_HMAC_SECRET_BYTES, AlgName
 from target.keys import load_signing_key_file
 
-__all__ = ["LogLevel", "Settings", "parse_settings", "resolve_admin_key"]
+__all__ = ["AdminKeyFileError", "LogLevel", "Settings", "parse_settings", "resolve_admin_key"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
 
@@ -32,6 +33,8 @@ class Settings:
     admin_key: Secret | None = None
     issuer: str = "urn:fleetbench:target"
     audience: str = "urn:fleetbench:api"
+    # Where clients reach this target (behind a proxy, say); the URLs in the RFC 8414 metadata.
+    public_url: str | None = None
     token_ttl: int = 3600
     leeway: int = 10
     signing_key: Path | None = None
@@ -99,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--issuer", default=env("TARGET_ISSUER", "urn:fleetbench:target"))
     p.add_argument("--audience", default=env("TARGET_AUDIENCE", "urn:fleetbench:api"))
+    p.add_argument(
+        "--public-url",
+        default=env("TARGET_PUBLIC_URL"),
+        help="base URL clients use (for the metadata's endpoint URLs); default: the issuer if it"
+        " is an http(s) URL, else the address the server listens on",
+    )
     p.add_argument("--token-ttl", type=_positive, default=env("TARGET_TOKEN_TTL", "3600"))
     p.add_argument("--leeway", type=_non_negative, default=env("TARGET_LEEWAY", "10"))
     p.add_argument("--signing-key", type=Path, default=env("TARGET_SIGNING_KEY"))
@@ -138,11 +147,15 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error("--leeway must be at most 300 seconds")
     if values["workers"] > 1 and values["db"] == ":memory:":
         parser.error("--workers > 1 needs a database file, not :memory:")
+    if values["public_url"] is not None:
+        if not values["public_url"].startswith(("http://", "https://")):
+            parser.error("--public-url must start with http:// or https://")
+        values["public_url"] = values["public_url"].rstrip("/")
     if values["signing_key"] is not None:
         _check_signing_key(parser, values["signing_key"], values["alg"])
     if values["admin_key"] is not None:
-        if len(values["admin_key"]) < 16:
-            parser.error("--admin-key must be at least 16 characters")
+        if len(values["admin_key"]) < MIN_ADMIN_KEY_CHARS:
+            parser.error(f"--admin-key must be at least {MIN_ADMIN_KEY_CHARS} characters")
         values["admin_key"] = Secret(values["admin_key"])
     return Settings(**values)
 
@@ -152,8 +165,53 @@ def settings_from_env() -> Settings:
     return parse_settings([])
 
 
+class AdminKeyFileError(ValueError):
+    """The stored admin key file cannot be trusted (too short, or readable by others)."""
+
+
+MIN_ADMIN_KEY_CHARS = 16
+
+
+def _read_admin_key_file(path: Path) -> str:
+    """The key in an existing file, refused if anyone but its owner may read or write it, or if
+    it is shorter than a key given by flag may be (an empty file opened the admin API)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise AdminKeyFileError(
+            f"admin key file {path} has mode {mode:04o}; make it 0600 (chmod 600) or remove it"
+        )
+    key = path.read_text(errors="replace").strip()
+    if len(key) < MIN_ADMIN_KEY_CHARS:
+        raise AdminKeyFileError(
+            f"admin key file {path} holds fewer than {MIN_ADMIN_KEY_CHARS} characters;"
+            " remove it to have a new key generated"
+        )
+    return key
+
+
+def _write_admin_key_file(path: Path, key: str) -> str:
+    """Create ``path`` holding ``key`` atomically: a crash leaves either no file or the whole
+    key, never an empty one. If another process made it first, its key is the one used."""
+    fd, temporary = tempfile.mkstemp(prefix=".admin-key-", dir=path.parent)  # 0600
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(key + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(temporary, path)  # fails if the name exists: never replaces a key in use
+        except FileExistsError:
+            return _read_admin_key_file(path)
+    finally:
+        os.unlink(temporary)
+    return key
+
+
 def resolve_admin_key(settings: Settings) -> tuple[Settings, Path | None]:
-    """Settings with an admin key; a generated key goes to a 0600 file whose path is returned."""
+    """Settings with an admin key; a generated key goes to a 0600 file whose path is returned.
+
+    Raises :class:`AdminKeyFileError` for an existing file that is short or not private.
+    """
     if settings.admin_key is not None:
         return settings, None
     if settings.db == ":memory:":
@@ -161,11 +219,9 @@ def resolve_admin_key(settings: Settings) -> tuple[Settings, Path | None]:
     else:
         path = Path(settings.db + ".admin-key")
     if path.exists():
-        key = path.read_text().strip()
+        key = _read_admin_key_file(path)
     else:
-        key = secrets.token_urlsafe(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key + "\n")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = _write_admin_key_file(path, secrets.token_urlsafe(32))
     print(f"target: admin key in {path}", file=sys.stderr)
     return Settings(**{**settings.__dict__, "admin_key": Secret(key)}), path

@@ -19,10 +19,18 @@ class TokenIssuer:
         self.audience = audience
         self.ttl_s = ttl_s
 
-    def mint(self, device_id: str, scope: str, now: float | None = None) -> str:
-        """A signed access token for ``device_id`` with ``scope``, valid for ``ttl_s`` seconds."""
+    def mint(
+        self,
+        device_id: str,
+        scope: str,
+        now: float | None = None,
+        *,
+        registration: int | None = None,
+    ) -> str:
+        """A signed access token for ``device_id`` with ``scope``, valid for ``ttl_s`` seconds;
+        ``registration`` (the device's registration stamp) binds it to this registration."""
         issued_at = int(time.time() if now is None else now)
-        claims = {
+        claims: dict[str, object] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": device_id,
@@ -33,6 +41,8 @@ class TokenIssuer:
             "jti": secrets.token_urlsafe(16),
             "scope": scope,
         }
+        if registration is not None:
+            claims["reg"] = registration
         key = self._keys.current
         return jwt.encode(
             claims, key.private, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"}

@@ -33,7 +33,7 @@ def _compare(*args: str, timeout_s: float = 120) -> dict[str, Any]:
 def _real_token_bytes(alg: str) -> int:
     """The size of an access token the real target issues for a device id as long as the bench's."""
     with EmbeddedTarget(alg) as target:
-        return len(target.device_token(DEVICE, "compare-test-secret-0123456789"))
+        return len(target.device_token(DEVICE, "compare-test-secret-q7Xk2mZ9vR4t"))
 
 
 def test_micro_only_measures_every_algorithm_and_token_sizes_match_real_tokens(

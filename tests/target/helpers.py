@@ -8,6 +8,7 @@ SQLite file where a test needs a correctly signed token that breaks a rule.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import re
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from sim.embedded import EmbeddedTarget
+from target.registry import registration_stamp
 
 # The algorithms the suite runs against; HS384 shares all its code paths with HS256 and HS512.
 ALGS = ("HS256", "ES256", "EdDSA", "RS256", "PS256", "ES384", "HS512")
@@ -229,6 +231,14 @@ class ServerKey:
     kid: str
     alg: str
     private: Any  # a cryptography private key, or the HMAC secret bytes
+    db: str | None = None  # the target's database, to bind forged tokens to a registration
+
+
+def registration_of(db: str, device_id: str) -> int | None:
+    """A device's registration stamp, which the target's tokens carry as ``reg``."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        row = conn.execute("SELECT created_at FROM devices WHERE id = ?", (device_id,)).fetchone()
+    return None if row is None else registration_stamp(row[0])
 
 
 def server_key(target: EmbeddedTarget) -> ServerKey:
@@ -241,8 +251,9 @@ def server_key(target: EmbeddedTarget) -> ServerKey:
         ).fetchone()
     conn.close()
     if target.alg.startswith("HS"):
-        return ServerKey(kid, target.alg, bytes(private))
-    return ServerKey(kid, target.alg, serialization.load_pem_private_key(private, password=None))
+        return ServerKey(kid, target.alg, bytes(private), target.db)
+    loaded = serialization.load_pem_private_key(private, password=None)
+    return ServerKey(kid, target.alg, loaded, target.db)
 
 
 def access_claims(sub: str, /, **overrides: Any) -> dict[str, Any]:
@@ -273,11 +284,16 @@ def forge(
     drop_claims: tuple[str, ...] = (),
     **claims: Any,
 ) -> str:
-    """A token signed with the server's real key, with header and claims changed as asked."""
+    """A token signed with the server's real key, with header and claims changed as asked;
+    bound to the device's current registration, as the target's own tokens are."""
     full_header: dict[str, Any] = {"alg": key.alg, "typ": "at+jwt", "kid": key.kid}
     full_header.update(header or {})
     for name in drop_header:
         full_header.pop(name, None)
+    if key.db is not None and "reg" not in claims:
+        registration = registration_of(key.db, sub)
+        if registration is not None:
+            claims["reg"] = registration
     payload = access_claims(sub, **claims)
     for name in drop_claims:
         payload.pop(name, None)

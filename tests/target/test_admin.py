@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import requests
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from sim.embedded import EmbeddedTarget
 from tests.target.conftest import SharedTarget
@@ -17,6 +18,8 @@ from tests.target.helpers import (
     TIMEOUT_S,
     admin_headers,
     assert_refused,
+    b64url,
+    b64url_decode,
     client_token,
     generate_key,
     get,
@@ -143,9 +146,39 @@ def test_already_registered_id_is_409_and_nothing_is_written(target: EmbeddedTar
     assert client_token(target, existing)
 
 
-S = "s" * 30  # a secret of valid length
+S = "kq3V9x-Lm2Pz7RtB_wY4nE8cJ0hG"  # a secret of valid length and randomness
 ED25519_JWK = {"kty": "OKP", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}
+
+
 # Each entry is wrong in one way; "x" stands for a fresh id.
+def _weak_jwk(alg: str, private: Any) -> dict[str, Any]:
+    return public_jwk(alg, private)
+
+
+def _off_curve_p256_jwk() -> dict[str, Any]:
+    """A P-256 JWK whose point is not on the curve (y moved by one)."""
+    jwk = public_jwk("ES256", generate_key("ES256"))
+    y = int.from_bytes(b64url_decode(jwk["y"]), "big") + 1
+    return {**jwk, "y": b64url(y.to_bytes(32, "big"))}
+
+
+# Issue 10 item 9: weak device keys were registered and got tokens.
+WEAK_KEYS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "rsa-1024",
+        _weak_jwk("RS256", rsa.generate_private_key(public_exponent=65537, key_size=1024)),
+        "RS256",
+    ),
+    (
+        "rsa-e-3",
+        _weak_jwk("RS256", rsa.generate_private_key(public_exponent=3, key_size=2048)),
+        "RS256",
+    ),
+    ("ec-p384-for-es256", public_jwk("ES384", generate_key("ES384")), "ES256"),
+    ("ec-point-off-the-curve", _off_curve_p256_jwk(), "ES256"),
+]
+
+
 INVALID_ENTRIES: list[tuple[str, Any]] = [
     ("not-an-object", "dev-1"),
     ("id-missing", {"secret": S}),
@@ -180,6 +213,7 @@ INVALID_ENTRIES: list[tuple[str, Any]] = [
         {"id": "x", "public_key": {**ED25519_JWK, "key_ops": [["verify"]]}, "alg": "EdDSA"},
     ),
     ("key-alg-other", {"id": "x", "public_key": {**ED25519_JWK, "alg": "ES256"}, "alg": "EdDSA"}),
+    *((f"key-{name}", {"id": "x", "public_key": jwk, "alg": alg}) for name, jwk, alg in WEAK_KEYS),
     ("scope-unknown", {"id": "x", "secret": S, "scope": "admin"}),
     ("scope-empty", {"id": "x", "secret": S, "scope": ""}),
     ("scope-not-a-string", {"id": "x", "secret": S, "scope": ["config:read"]}),
@@ -214,7 +248,7 @@ def test_an_invalid_entry_does_not_echo_a_secret(target: EmbeddedTarget) -> None
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"devices": []}, {"devices": "dev"}, [], {"device": [{"id": "x", "secret": "s" * 30}]}],
+    [{}, {"devices": []}, {"devices": "dev"}, [], {"device": [{"id": "x", "secret": S}]}],
     ids=["empty-object", "empty-list", "not-a-list", "an-array", "misspelt"],
 )
 def test_body_of_the_wrong_shape_is_400(target: EmbeddedTarget, body: Any) -> None:
@@ -277,6 +311,24 @@ def test_delete_removes_the_device_and_refuses_its_tokens(target: EmbeddedTarget
     assert requests.delete(url, headers=admin_headers(target), timeout=TIMEOUT_S).status_code == 404
 
 
+def test_an_id_deleted_and_registered_again_at_once_does_not_revive_old_tokens(
+    target: EmbeddedTarget,
+) -> None:
+    """Issue 10 item 8: tokens were bound to the whole second of registration, so an id deleted
+    and registered again within that second brought its old tokens back to life."""
+    device = new_device(target)
+    old_token = client_token(target, device)
+    url = f"{target.url}/admin/devices/{device.id}"
+    for _ in range(3):  # each round well inside one second
+        assert (
+            requests.delete(url, headers=admin_headers(target), timeout=TIMEOUT_S).status_code
+            == 204
+        )
+        response = register(target, [{"id": device.id, "secret": _secret()}])
+        assert response.status_code == 201, response.text
+        assert_refused(get(target, "/api/data", old_token), "revoked")
+
+
 ADMIN_ROUTES = [
     ("POST", "/admin/devices"),
     ("GET", "/admin/devices/{id}"),
@@ -312,6 +364,8 @@ def test_admin_routes_need_the_admin_key_and_change_nothing_without_it(
     )
     assert response.status_code == 401
     assert response.json()["error"] == "unauthorized"
+    # Issue 10 item 11: a 401 names the scheme that would work (RFC 7235 §3.1).
+    assert response.headers["WWW-Authenticate"].startswith('Bearer realm="fleetbench"')
     record = _device(target, device.id).json()
     assert record["active"] is True
     assert requests.get(f"{target.url}/.well-known/jwks.json", timeout=TIMEOUT_S).json() == (

@@ -22,15 +22,21 @@ from tests.target.helpers import (
     TIMEOUT_S,
     Device,
     admin_headers,
+    assert_refused,
     bearer,
     client_token,
+    device_assertion,
+    forge,
     new_device,
+    request_token,
+    server_key,
 )
 
 ADMIN_CAP = 8 * 1024 * 1024
 READING_CAP = 16 * 1024
 FORM_CAP = 16 * 1024
 SEED = 20261127
+STRONG_SECRET = "kq3V9x-Lm2Pz7RtB_wY4nE8cJ0hG"  # random-looking, so only the case's fault counts
 
 
 @dataclass
@@ -87,7 +93,7 @@ class Bad:
 
 
 def _oversized_devices() -> bytes:
-    entry = {"id": "big", "secret": "s" * 500}
+    entry = {"id": "big", "secret": "s" * 500}  # refused for its size before any check
     body = json.dumps({"devices": [entry] * (ADMIN_CAP // 520 + 10)}).encode()
     assert len(body) > ADMIN_CAP
     return body
@@ -117,12 +123,12 @@ BAD_REQUESTS = [
     Bad("admin-over-8-MiB-chunked", "POST", "/admin/devices", 413, "payload_too_large",
         body=lambda: _chunks(ADMIN_CAP + 1)),
     Bad("admin-duplicate-registration", "POST", "/admin/devices", 409, "conflict",
-        body={"devices": [{"id": "{device}", "secret": "s" * 30}]}),
+        body={"devices": [{"id": "{device}", "secret": STRONG_SECRET}]}),
     Bad("admin-wrong-key", "POST", "/admin/devices", 401, "unauthorized",
         auth="Bearer not-the-admin-key-0123456789",
-        body={"devices": [{"id": "by-wrong-key", "secret": "s" * 30}]}),
+        body={"devices": [{"id": "by-wrong-key", "secret": STRONG_SECRET}]}),
     Bad("admin-no-key", "POST", "/admin/devices", 401, "unauthorized", auth="none",
-        body={"devices": [{"id": "by-no-key", "secret": "s" * 30}]}),
+        body={"devices": [{"id": "by-no-key", "secret": STRONG_SECRET}]}),
     Bad("admin-device-token", "POST", "/admin/keys/rotate", 401, "unauthorized", auth="device"),
     Bad("unknown-device-get", "GET", "/admin/devices/no-such-device", 404, "not_found"),
     Bad("unknown-device-revoke", "POST", "/admin/devices/no-such-device/revoke", 404, "not_found"),
@@ -356,3 +362,43 @@ def test_non_http_bytes_on_the_socket_do_not_stop_the_server(fleet: Fleet) -> No
                 answer = b""
         assert not answer.startswith(b"HTTP/1.1 5"), answer[:100]
     assert requests.get(f"{fleet.target.url}/healthz", timeout=TIMEOUT_S).status_code == 200
+
+
+LONE_SURROGATE = "\ud800"  # json.dumps writes it as the escape "\ud800", as an attacker would
+
+
+def test_a_lone_surrogate_anywhere_in_client_json_is_a_4xx(fleet: Fleet) -> None:
+    """Issue 10 item 4: a JSON string holding a lone surrogate reached sqlite3, which raised
+    UnicodeEncodeError: a 500 with a traceback in the log."""
+    target, device = fleet.target, fleet.device
+    cases: list[dict[str, Any]] = [
+        {"iss": LONE_SURROGATE, "sub": LONE_SURROGATE},
+        {"jti": LONE_SURROGATE},
+        {"jti": "a" + LONE_SURROGATE + "b"},
+    ]
+    for claims in cases:
+        response = request_token(
+            target, {"grant_type": JWT_BEARER, "assertion": device_assertion(device, **claims)}
+        )
+        assert response.status_code == 400, (claims, response.text)
+        assert response.json()["error"] == "invalid_grant"
+    registration = requests.post(
+        f"{target.url}/admin/devices",
+        json={"devices": [{"id": "surrogate-1", "secret": LONE_SURROGATE * 32}]},
+        headers=admin_headers(target),
+        timeout=TIMEOUT_S,
+    )
+    assert registration.status_code == 400, registration.text
+    reading = requests.post(
+        f"{target.url}/devices/{device.id}/telemetry",
+        json={"seq": 1, "ts": time.time(), "values": {"note": LONE_SURROGATE}},
+        headers=bearer(fleet.token),
+        timeout=TIMEOUT_S,
+    )
+    assert reading.status_code == 400, reading.text
+    forged = forge(server_key(target), LONE_SURROGATE, reg=1)
+    assert_refused(
+        requests.get(f"{target.url}/api/data", headers=bearer(forged), timeout=TIMEOUT_S),
+        "malformed",
+    )
+    assert requests.get(f"{target.url}/healthz", timeout=TIMEOUT_S).status_code == 200

@@ -252,10 +252,11 @@ def test_a_worker_accepts_another_workers_new_key_at_once(tmp_path: Path) -> Non
     rotating, other = TargetState.build(settings), TargetState.build(settings)
     try:
         rotating.registry.register(
-            parse_devices({"devices": [{"id": "dev-1", "secret": "s" * 30}]})
+            parse_devices({"devices": [{"id": "dev-1", "secret": secrets.token_urlsafe(24)}]})
         )
         new_key, _ = rotating.keys.rotate()
-        token = rotating.issuer.mint("dev-1", "config:read")
+        registration = rotating.registry.registered_at("dev-1")
+        token = rotating.issuer.mint("dev-1", "config:read", registration=registration)
         assert header_of(token)["kid"] == new_key.kid
         assert other.verifier.verify(token).sub == "dev-1"
     finally:

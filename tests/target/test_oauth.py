@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import Callable
 from urllib.parse import quote
@@ -269,6 +270,29 @@ def test_assertion_for_a_secret_only_device_is_invalid_grant(shared_target: Shar
     assert_oauth_error(request_token(target, _bearer_grant(forged)), 400, "invalid_grant")
 
 
+def test_jwt_bearer_refusals_do_not_tell_which_devices_exist(shared_target: SharedTarget) -> None:
+    """Issue 10 item 7: a key device ("alg does not match", "signature does not verify"), a
+    secret-only device and an unknown id ("no active device ...") got different descriptions."""
+    target = shared_target("ES256")
+    holder = new_device(target, key_alg="ES256", secret=False)
+    eddsa = new_device(target, key_alg="EdDSA", secret=False)
+    secret_only = new_device(target)
+    stranger = generate_key("ES256")
+    attempts = {
+        "key-device-wrong-key": Device(holder.id, key=stranger, alg="ES256"),
+        "key-device-other-alg": Device(eddsa.id, key=stranger, alg="ES256"),
+        "secret-only-device": Device(secret_only.id, key=stranger, alg="ES256"),
+        "unknown-id": Device(unique_id("nobody"), key=stranger, alg="ES256"),
+    }
+    answers = {}
+    for name, impostor in attempts.items():
+        response = request_token(target, _bearer_grant(device_assertion(impostor)))
+        answers[name] = (response.status_code, response.json())
+    assert len(set(map(repr, answers.values()))) == 1, answers
+    status, body = answers["unknown-id"]
+    assert status == 400 and body["error"] == "invalid_grant"
+
+
 def _client_form(device: Device, **changes: str | None) -> dict[str, str]:
     """A client_credentials form for ``device``; a change to None removes that parameter."""
     form = {
@@ -448,6 +472,31 @@ def test_server_metadata_names_the_issuer_assertions_must_carry(
     assert set(meta["grant_types_supported"]) == {"client_credentials", JWT_BEARER}
     assert meta["access_token_signing_alg"] == "EdDSA"
     assert meta["audience"] == AUDIENCE
+
+
+def test_server_metadata_urls_never_come_from_the_host_header(
+    shared_target: SharedTarget, start_target: StartTarget
+) -> None:
+    """Issue 10 item 11: the endpoint URLs were built from the Host header the client sent."""
+    url = f"{shared_target('EdDSA').url}/.well-known/oauth-authorization-server"
+    meta = requests.get(url, headers={"Host": "evil.example"}, timeout=TIMEOUT_S).json()
+    assert "evil.example" not in json.dumps(meta)
+    assert meta["token_endpoint"] == url.replace(
+        "/.well-known/oauth-authorization-server", "/auth/token"
+    )
+    issuer = start_target("HS256", issuer="https://fleet.example/")
+    meta = requests.get(
+        f"{issuer.url}/.well-known/oauth-authorization-server",
+        headers={"Host": "evil.example"},
+        timeout=TIMEOUT_S,
+    ).json()
+    assert meta["token_endpoint"] == "https://fleet.example/auth/token"
+    assert meta["jwks_uri"] == "https://fleet.example/.well-known/jwks.json"
+    proxied = start_target("HS256", public_url="https://api.fleet.example/v1/")
+    meta = requests.get(
+        f"{proxied.url}/.well-known/oauth-authorization-server", timeout=TIMEOUT_S
+    ).json()
+    assert meta["token_endpoint"] == "https://api.fleet.example/v1/auth/token"
 
 
 def test_issuer_and_audience_flags_change_tokens_and_assertions(

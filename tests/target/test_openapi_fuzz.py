@@ -18,7 +18,7 @@ from target.openapi import openapi_schema
 schema = schemathesis.openapi.from_dict(openapi_schema())
 
 DEVICE_ID = "fuzz-device-1"
-SECRET = "fuzz-secret-0123456789abcdef"
+SECRET = "fuzz-secret-q7Xk2mZ9vR4tB8wN"  # random-looking: hand-made secrets are refused
 
 
 @pytest.fixture(scope="module")

@@ -167,7 +167,7 @@ def test_the_database_files_are_private(own_server: tuple[Path, Path, int]) -> N
     key = Path(f"{db}.admin-key").read_text().strip()
     requests.post(
         f"http://127.0.0.1:{port}/admin/devices",
-        json={"devices": [{"id": "d1", "secret": "s" * 30}]},
+        json={"devices": [{"id": "d1", "secret": secrets.token_urlsafe(24)}]},
         headers={"Authorization": f"Bearer {key}"},
         timeout=TIMEOUT_S,
     ).raise_for_status()
@@ -296,3 +296,40 @@ def test_a_valid_start_says_where_it_listens() -> None:
         stdout, stderr = process.communicate(timeout=10)
     assert f"EdDSA tokens on http://127.0.0.1:{port}" in stderr.decode()
     assert b"k" * 32 not in stdout + stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "mode", "words"),
+    [
+        ("", 0o600, ["fewer than 16"]),
+        ("\n", 0o600, ["fewer than 16"]),
+        ("short-key\n", 0o600, ["fewer than 16"]),
+        (secrets.token_urlsafe(32) + "\n", 0o644, ["mode 0644"]),
+        (secrets.token_urlsafe(32) + "\n", 0o660, ["mode 0660"]),
+    ],
+    ids=["empty", "blank", "short", "world-readable", "group-writable"],
+)
+def test_an_untrustworthy_admin_key_file_stops_the_start(
+    tmp_path: Path, content: str, mode: int, words: list[str]
+) -> None:
+    """Issue 10 item 3: an empty key file (what a crash between creating and writing it left)
+    was read as the key "", and ``Authorization: Bearer `` then opened the admin API."""
+    db = tmp_path / "fleet.db"
+    key_file = Path(f"{db}.admin-key")
+    key_file.write_text(content)
+    os.chmod(key_file, mode)
+    result = _run("--port", str(free_port()), "--db", str(db))
+    _assert_one_line_error(result, "admin key file", *words)
+    assert content.strip() == "" or content.strip() not in result.stderr
+
+
+def test_the_admin_key_file_is_written_whole_and_leaves_nothing_else(tmp_path: Path) -> None:
+    from target.settings import Settings, resolve_admin_key
+
+    settings, path = resolve_admin_key(Settings(db=str(tmp_path / "fleet.db")))
+    assert path is not None and settings.admin_key is not None
+    assert path.read_text() == f"{settings.admin_key}\n"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fleet.db.admin-key"]
+    again, _ = resolve_admin_key(Settings(db=str(tmp_path / "fleet.db")))
+    assert str(again.admin_key) == str(settings.admin_key)
