@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from target.db import DatabaseUnavailable
 from target.errors import MalformedTokenError, TokenError
 from target.jws import MAX_TOKEN_BYTES
 from target.metrics import Metrics
@@ -16,6 +17,7 @@ from target.verifier import AccessClaims
 __all__ = ["REALM", "BearerAuthMiddleware", "challenge"]
 
 REALM = "fleetbench"
+RETRY_AFTER_S = "1"
 
 
 def challenge(
@@ -50,6 +52,23 @@ async def _send_401(send: Send, error: str | None, description: str | None) -> N
         ],
     }
     await send(start)
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_503(send: Send) -> None:
+    """The database cannot answer now: the client should retry (never a 500 for this)."""
+    body = b'{"error":"temporarily_unavailable","error_description":"database unavailable"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"retry-after", RETRY_AFTER_S.encode()),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -107,6 +126,9 @@ class BearerAuthMiddleware:
             self._observe(time.perf_counter() - started)
             self._results.labels(result=e.reason).inc()
             await _send_401(send, "invalid_token", e.description)
+            return
+        except DatabaseUnavailable:
+            await send_503(send)
             return
         self._observe(time.perf_counter() - started)
         self._ok.inc()

@@ -61,15 +61,16 @@ async def token(request: Request) -> Response:
             raise OAuthError("invalid_request", "grant_type required")
         if grant_type == "client_credentials":
             client_id, secret = _client_credentials(request, form)
-            scope = state.registry.check_secret(client_id, secret)
-            if scope is None:
+            found = await state.db.run(state.registry.check_secret, client_id, secret)
+            if found is None:
                 raise OAuthError("invalid_client", "client authentication failed", 401)
+            scope = found
             device_id, grant = client_id, "client_credentials"
         elif grant_type == JWT_BEARER:
             assertion = form.get("assertion")
             if not assertion:
                 raise OAuthError("invalid_request", "assertion required")
-            device_id, scope = state.assertions.check(assertion)
+            device_id, scope = await state.db.run(state.assertions.check, assertion)
             grant = "jwt_bearer"
         else:
             raise OAuthError("unsupported_grant_type", "grant_type not supported")

@@ -21,6 +21,7 @@ from target.keys import load_signing_key_file
 __all__ = ["LogLevel", "Settings", "parse_settings", "resolve_admin_key"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+TelemetryAck = Literal["commit", "receipt"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,9 @@ class Settings:
     workers: int = 1
     log_level: LogLevel = "warning"
     access_log: bool = False
+    # "commit": a 202 means the reading is committed (group commit, synchronous=FULL);
+    # "receipt": answered on receipt, written within 0.1 s (the old, non-durable behaviour).
+    telemetry_ack: TelemetryAck = "commit"
 
     @property
     def key_grace_s(self) -> int:
@@ -110,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--access-log", action="store_true", default=_bool(env("TARGET_ACCESS_LOG", "false"))
+    )
+    p.add_argument(
+        "--telemetry-ack",
+        choices=get_args(TelemetryAck),
+        default=env("TARGET_TELEMETRY_ACK", "commit"),
+        help="answer 202 once the reading is committed (durable), or on receipt (not durable)",
     )
     return p
 
