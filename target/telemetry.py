@@ -33,11 +33,15 @@ FLUSH_INTERVAL_S = 0.1
 # How long a request waits for its batch to commit before it is answered 503 instead.
 ACK_DEADLINE_S = 5.0
 RETRY_BACKOFF_S = (0.1, 0.25, 0.5, 1.0)
-MAX_BATCH = 5000
 
 log = logging.getLogger("target.telemetry")
 
 Row = tuple[str, int, float, str]
+
+
+def _expire(group: asyncio.Future[bool]) -> None:
+    if not group.done():
+        group.set_result(False)
 
 
 def write_batch(conn: sqlite3.Connection, rows: list[Row]) -> None:
@@ -100,7 +104,9 @@ class TelemetryLog:
         self._db = db
         self.ack = ack
         self._pending: list[Row] = []
-        self._waiters: list[asyncio.Future[None]] = []
+        # One future per group of readings that arrived between two batches: True once they are
+        # committed, False once the deadline passed first (each waiter then answers 503).
+        self._group: asyncio.Future[bool] | None = None
         self._batch: list[Row] = []  # being written, or waiting to be retried
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -116,18 +122,20 @@ class TelemetryLog:
         self._idle.clear()
         if self.ack == "receipt":
             return
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(done)
-        self._wake.set()
-        try:
-            # shield: a timed-out request gives up waiting, the batch still commits.
-            await asyncio.wait_for(asyncio.shield(done), ACK_DEADLINE_S)
-        except TimeoutError as e:
-            raise DatabaseUnavailable("telemetry not committed in time") from e
+        group = self._group
+        if group is None:
+            loop = asyncio.get_running_loop()
+            group = self._group = loop.create_future()
+            # One timer per group, not one per request: the per-request cost stays small.
+            loop.call_later(ACK_DEADLINE_S, _expire, group)
+            self._wake.set()
+        # shield: a request whose client goes away must not cancel its neighbours' future.
+        if not await asyncio.shield(group):
+            raise DatabaseUnavailable("telemetry not committed in time")
 
     async def run(self) -> None:
         """Commit batches until cancelled; a failed batch is kept and retried after a pause."""
-        waiters: list[asyncio.Future[None]] = []
+        waiters: list[asyncio.Future[bool]] = []
         attempt = 0
         while True:
             batch = self._batch
@@ -136,12 +144,15 @@ class TelemetryLog:
                     await asyncio.sleep(FLUSH_INTERVAL_S)
                 elif not self._pending:
                     await self._wake.wait()
+                    # Let readings already received in this turn of the loop join the batch.
+                    await asyncio.sleep(0)
                 self._wake.clear()
             # A retried batch takes in what arrived meanwhile: one commit for all of it.
-            take = MAX_BATCH - len(batch)
-            batch += self._pending[:take]
-            waiters += self._waiters[:take]
-            del self._pending[:take], self._waiters[:take]
+            batch += self._pending
+            self._pending = []
+            if self._group is not None:
+                waiters.append(self._group)
+                self._group = None
             if not batch:
                 self._idle.set()
                 continue
@@ -169,7 +180,7 @@ class TelemetryLog:
             attempt = 0
             for waiter in waiters:
                 if not waiter.done():
-                    waiter.set_result(None)
+                    waiter.set_result(True)
             self._batch, waiters = [], []
             if not self._pending:
                 self._idle.set()
