@@ -36,8 +36,8 @@ def _state(request: Request) -> TargetState:
     return state
 
 
-def _device_or_404(state: TargetState, device_id: str) -> dict[str, object]:
-    record = state.registry.get(device_id)
+async def _device_or_404(state: TargetState, device_id: str) -> dict[str, object]:
+    record = await state.db.run(state.registry.get, device_id)
     if record is None:
         raise RequestError(404, "not_found", "no such device")
     return record
@@ -46,13 +46,13 @@ def _device_or_404(state: TargetState, device_id: str) -> dict[str, object]:
 async def register_devices(request: Request) -> Response:
     state = _state(request)
     devices = parse_devices(await read_json(request, MAX_REGISTRATION_BYTES))
-    created = state.registry.register(devices)
+    created = await state.db.run(state.registry.register, devices)
     return JSONResponse({"created": created}, status_code=201)
 
 
 async def get_device(request: Request) -> Response:
     state = _state(request)
-    return JSONResponse(_device_or_404(state, request.path_params["device_id"]))
+    return JSONResponse(await _device_or_404(state, request.path_params["device_id"]))
 
 
 async def device(request: Request) -> Response:
@@ -64,20 +64,20 @@ async def device(request: Request) -> Response:
 async def revoke_device(request: Request) -> Response:
     state = _state(request)
     device_id = request.path_params["device_id"]
-    _device_or_404(state, device_id)
-    return JSONResponse(state.registry.revoke(device_id))
+    await _device_or_404(state, device_id)
+    return JSONResponse(await state.db.run(state.registry.revoke, device_id))
 
 
 async def delete_device(request: Request) -> Response:
     state = _state(request)
-    if not state.registry.delete(request.path_params["device_id"]):
+    if not await state.db.run(state.registry.delete, request.path_params["device_id"]):
         raise RequestError(404, "not_found", "no such device")
     return Response(status_code=204)
 
 
 async def rotate_keys(request: Request) -> Response:
     state = _state(request)
-    new, old = state.keys.rotate()
+    new, old = await state.db.run(state.keys.rotate)
     state.verifier.set_keys(state.keys.verification_keys(time.time()))
     return JSONResponse(
         {"kid": new.kid, "alg": new.alg, "previous_kid": old.kid, "grace_s": state.keys.grace_s}
@@ -86,7 +86,7 @@ async def rotate_keys(request: Request) -> Response:
 
 async def stats(request: Request) -> Response:
     state = _state(request)
-    return JSONResponse(state.telemetry.stats())
+    return JSONResponse(await state.telemetry.stats())
 
 
 routes = [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,14 +22,16 @@ from target.openapi import openapi_schema
 from target.responses import EXCEPTION_HANDLERS
 from target.settings import Settings, settings_from_env
 from target.state import TargetState
-from target.telemetry import FLUSH_INTERVAL_S
 
 __all__ = ["REFRESH_INTERVAL_S", "create_app", "create_app_from_env"]
 
-# How often a worker looks for other workers' revocations and key rotations: the bound on how
-# long a revoked device's tokens can still be honoured by another worker process.
+# Other workers' revocations and rotations are picked up on the hot path (``ChangeWatch``); the
+# tick retires keys whose grace has ended and catches changes on a worker that gets no requests.
 REFRESH_INTERVAL_S = 1.0
 JTI_CLEANUP_INTERVAL_S = 60.0
+SHUTDOWN_DRAIN_S = 5.0
+
+log = logging.getLogger("target.app")
 
 
 async def healthz(request: Request) -> Response:
@@ -81,17 +84,24 @@ async def openapi(request: Request) -> Response:
 
 
 async def _upkeep(state: TargetState) -> None:
-    last_refresh = last_cleanup = time.monotonic()
+    """Each step survives its own failure: it is logged and tried again on its next turn.
+
+    (One ``database is locked`` used to end this task, and with it key retirement, the pick-up of
+    other workers' revocations and ``jti`` cleanup, silently.)
+    """
+    last_cleanup = time.monotonic()
     while True:
-        await asyncio.sleep(FLUSH_INTERVAL_S)
-        state.telemetry.flush()
-        now = time.monotonic()
-        if now - last_refresh >= REFRESH_INTERVAL_S:
-            last_refresh = now
+        await asyncio.sleep(REFRESH_INTERVAL_S)
+        try:
             state.refresh(time.time())
-        if now - last_cleanup >= JTI_CLEANUP_INTERVAL_S:
-            last_cleanup = now
-            state.assertions.forget_expired()
+        except Exception as e:
+            log.warning("upkeep: refresh failed (%s); retrying in %.0f s", e, REFRESH_INTERVAL_S)
+        if time.monotonic() - last_cleanup >= JTI_CLEANUP_INTERVAL_S:
+            try:
+                await state.db.run(state.assertions.forget_expired)
+                last_cleanup = time.monotonic()
+            except Exception as e:
+                log.warning("upkeep: jti cleanup failed (%s); retrying", e)
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -99,13 +109,16 @@ def create_app(settings: Settings) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(_upkeep(state))
+        tasks = [asyncio.create_task(_upkeep(state)), asyncio.create_task(state.telemetry.run())]
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            with contextlib.suppress(Exception):
+                await state.telemetry.drain(SHUTDOWN_DRAIN_S)
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             state.close()
 
     # Starlette tries routes in order: the per-request device routes go first, so the hot path

@@ -110,17 +110,15 @@ class AssertionChecker:
 
     def _spend_jti(self, device_id: str, jti: str, expires_at: float, now: float) -> None:
         try:
-            with self._conn:
-                self._conn.execute(
-                    "INSERT INTO used_jti (device_id, jti, expires_at) VALUES (?, ?, ?)",
-                    (device_id, jti, expires_at),
-                )
+            self._conn.execute(  # one statement: its own transaction
+                "INSERT INTO used_jti (device_id, jti, expires_at) VALUES (?, ?, ?)",
+                (device_id, jti, expires_at),
+            )
         except sqlite3.IntegrityError as e:
             raise _grant_error("assertion jti already used") from e
 
     def forget_expired(self, now: float | None = None) -> None:
         """Drop spent ``jti`` values whose assertions could no longer be replayed anyway."""
-        with self._conn:
-            self._conn.execute(
-                "DELETE FROM used_jti WHERE expires_at < ?", (time.time() if now is None else now,)
-            )
+        self._conn.execute(
+            "DELETE FROM used_jti WHERE expires_at < ?", (time.time() if now is None else now,)
+        )

@@ -60,7 +60,7 @@ async def telemetry(request: Request) -> Response:
     _grant(request, "telemetry:write", device_id)
     seq, ts, values = _reading(await read_json(request, MAX_READING_BYTES))
     state: TargetState = request.app.state.target
-    state.telemetry.add(device_id, seq, ts, values)
+    await state.telemetry.add(device_id, seq, ts, values)
     state.metrics.telemetry_accepted.inc()
     return JSONResponse({"seq": seq}, status_code=202)
 

@@ -75,3 +75,7 @@ class RequestError(TargetError):
         self.error = error
         self.description = description
         self.extra = extra
+
+
+class DatabaseUnavailable(TargetError):
+    """The database could not do what a request needed (locked, busy, I/O): a 503, retry later."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from target.algorithms import ALGORITHMS, SigningKey
-from target.db import bump_revision
+from target.db import bump_revision, transaction
 from target.errors import RequestError
 
 __all__ = ["KeyStore", "load_signing_key_file"]
@@ -33,9 +33,17 @@ def load_signing_key_file(path: Path, alg: str) -> SigningKey:
 
 class KeyStore:
     def __init__(
-        self, conn: sqlite3.Connection, alg: str, grace_s: float, pinned: SigningKey | None = None
+        self,
+        conn: sqlite3.Connection,
+        alg: str,
+        grace_s: float,
+        pinned: SigningKey | None = None,
+        reader: sqlite3.Connection | None = None,
     ) -> None:
+        # ``conn`` is the writer; ``reader`` serves reloads on the event loop, which must not wait
+        # for the write lock another process may hold.
         self._conn = conn
+        self._reader = conn if reader is None else reader
         self.alg = alg
         self.grace_s = grace_s
         self._pinned = pinned
@@ -45,39 +53,41 @@ class KeyStore:
 
     def _load_or_create(self) -> SigningKey:
         conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")  # two workers starting together must agree on one key
-        try:
-            rows = conn.execute(
-                "SELECT kid, private, retired_at FROM signing_keys WHERE alg = ?"
-                " ORDER BY created_at DESC",
-                (self.alg,),
-            ).fetchall()
-            current_rows = [r for r in rows if r[2] is None]
-            if current_rows:
-                kid, private, _ = current_rows[0]
-                current = self._spec.make_key(self._spec.load_private(private), kid=kid)
-            else:
+        with transaction(conn):  # two workers starting together must agree on one key
+            current = self._read_ring(conn)
+            if current is None:
                 current = self._spec.make_key(self._spec.generate())
                 conn.execute(
                     "INSERT INTO signing_keys (kid, alg, private, created_at) VALUES (?, ?, ?, ?)",
                     (current.kid, self.alg, self._spec.private_bytes(current.private), time.time()),
                 )
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+        return current
+
+    def _read_ring(self, conn: sqlite3.Connection) -> SigningKey | None:
+        """Load the retired keys still in grace; return the current key, if there is one."""
+        rows = conn.execute(
+            "SELECT kid, private, retired_at FROM signing_keys WHERE alg = ?"
+            " ORDER BY created_at DESC",
+            (self.alg,),
+        ).fetchall()
         cutoff = time.time() - self.grace_s
         self._retired = [
             (self._spec.make_key(self._spec.load_private(private), kid=kid), retired_at)
             for kid, private, retired_at in rows
             if retired_at is not None and retired_at > cutoff
         ]
-        return current
+        current_rows = [r for r in rows if r[2] is None]
+        if not current_rows:
+            return None
+        kid, private, _ = current_rows[0]
+        return self._spec.make_key(self._spec.load_private(private), kid=kid)
 
     def reload(self) -> None:
-        """Pick up a rotation made by another worker."""
+        """Pick up a rotation made by another worker (a read: it never waits for a lock)."""
         if self._pinned is None:
-            self.current = self._load_or_create()
+            current = self._read_ring(self._reader)
+            if current is not None:
+                self.current = current
 
     def verification_keys(self, now: float) -> dict[str, SigningKey]:
         """The keys a token may be signed with right now, by kid."""
@@ -93,7 +103,7 @@ class KeyStore:
             raise RequestError(409, "conflict", "the signing key is pinned by --signing-key")
         new = self._spec.make_key(self._spec.generate())
         now = time.time()
-        with self._conn:
+        with transaction(self._conn):  # retire, insert and bump as one change
             self._conn.execute(
                 "UPDATE signing_keys SET retired_at = ? WHERE alg = ? AND retired_at IS NULL",
                 (now, self.alg),

@@ -10,6 +10,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from target.db import DatabaseUnavailable
 from target.errors import MalformedTokenError, TokenError
 from target.jws import MAX_TOKEN_BYTES
 from target.metrics import Metrics
@@ -18,6 +19,7 @@ from target.verifier import AccessClaims
 __all__ = ["REALM", "BearerAuthMiddleware", "challenge"]
 
 REALM = "fleetbench"
+RETRY_AFTER_S = "1"
 
 
 def challenge(
@@ -108,6 +110,23 @@ class _VerifyTally:
         self._ok.inc(n)
 
 
+async def send_503(send: Send) -> None:
+    """The database cannot answer now: the client should retry (never a 500 for this)."""
+    body = b'{"error":"temporarily_unavailable","error_description":"database unavailable"}'
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"retry-after", RETRY_AFTER_S.encode()),
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 class BearerAuthMiddleware:
     """Verifies the bearer token of requests under ``protected_prefixes``.
 
@@ -170,6 +189,9 @@ class BearerAuthMiddleware:
             self._observe(time.perf_counter() - started)
             self._results.labels(result=e.reason).inc()
             await _send_401(send, "invalid_token", e.description)
+            return
+        except DatabaseUnavailable:
+            await send_503(send)
             return
         finished = time.perf_counter()
         self._tally.add(finished - started, finished)

@@ -61,7 +61,7 @@ async def token(request: Request) -> Response:
             raise OAuthError("invalid_request", "grant_type required")
         if grant_type == "client_credentials":
             client_id, secret = _client_credentials(request, form)
-            found = state.registry.check_secret(client_id, secret)
+            found = await state.db.run(state.registry.check_secret, client_id, secret)
             if found is None:
                 raise OAuthError("invalid_client", "client authentication failed", 401)
             scope, registration = found
@@ -70,7 +70,7 @@ async def token(request: Request) -> Response:
             assertion = form.get("assertion")
             if not assertion:
                 raise OAuthError("invalid_request", "assertion required")
-            device_id, scope, registration = state.assertions.check(assertion)
+            device_id, scope, registration = await state.db.run(state.assertions.check, assertion)
             grant = "jwt_bearer"
         else:
             raise OAuthError("unsupported_grant_type", "grant_type not supported")

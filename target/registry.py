@@ -18,7 +18,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from target.algorithms import ALGORITHMS, ASSERTION_ALGORITHMS, SigningKey
-from target.db import bump_revision
+from target.db import DatabaseUnavailable, bump_revision, transaction
 from target.errors import RequestError
 
 __all__ = ["DEFAULT_SCOPE", "DeviceRegistry", "NewDevice", "parse_devices", "registration_stamp"]
@@ -217,8 +217,10 @@ def _pepper(conn: sqlite3.Connection) -> bytes:
 class DeviceRegistry:
     """Devices in SQLite, with the set of active ids held in memory for the verifier."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, reader: sqlite3.Connection | None = None) -> None:
+        # ``conn`` is the writer (used off the event loop); ``reader`` serves the hot path's reads.
         self._conn = conn
+        self._reader = conn if reader is None else reader
         # Active device id -> its registration stamp (``created_at`` in microseconds): tokens carry
         # it as ``reg``, so an earlier device of the same id (deleted, then registered again, even
         # in the same second) does not revive its tokens.
@@ -230,7 +232,7 @@ class DeviceRegistry:
 
     def reload(self) -> None:
         """Re-read which devices are active (after another worker changed it)."""
-        rows = self._conn.execute("SELECT id, created_at FROM devices WHERE active = 1")
+        rows = self._reader.execute("SELECT id, created_at FROM devices WHERE active = 1")
         self._active = {row[0]: registration_stamp(row[1]) for row in rows}
         self._keys.clear()
 
@@ -241,9 +243,12 @@ class DeviceRegistry:
             return since
         # Another worker may have registered the device since our last reload (one upkeep tick);
         # without asking the database, its first tokens would be refused here as revoked.
-        row = self._conn.execute(
-            "SELECT created_at FROM devices WHERE id = ? AND active = 1", (device_id,)
-        ).fetchone()
+        try:
+            row = self._reader.execute(
+                "SELECT created_at FROM devices WHERE id = ? AND active = 1", (device_id,)
+            ).fetchone()
+        except sqlite3.Error as e:  # not the token's fault: 503, not a 401 or a 500
+            raise DatabaseUnavailable("device lookup failed") from e
         return None if row is None else registration_stamp(row[0])
 
     def is_active(self, device_id: str) -> bool:
@@ -329,7 +334,7 @@ class DeviceRegistry:
         }
 
     def revoke(self, device_id: str) -> dict[str, Any] | None:
-        with self._conn:
+        with transaction(self._conn):  # the flag and the bump other workers watch, together
             cursor = self._conn.execute(
                 "UPDATE devices SET active = 0, revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
                 (time.time(), device_id),
@@ -340,7 +345,7 @@ class DeviceRegistry:
         return self.get(device_id)
 
     def delete(self, device_id: str) -> bool:
-        with self._conn:
+        with transaction(self._conn):
             cursor = self._conn.execute("DELETE FROM devices WHERE id = ?", (device_id,))
             if cursor.rowcount:
                 bump_revision(self._conn, "devices")

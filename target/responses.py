@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from target.errors import OAuthError, RequestError
-from target.middleware import challenge
+from target.errors import DatabaseUnavailable, OAuthError, RequestError
+from target.middleware import RETRY_AFTER_S, challenge
 
 __all__ = ["EXCEPTION_HANDLERS", "NO_STORE"]
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+log = logging.getLogger("target.responses")
 
 
 async def _request_error(request: Request, exc: Exception) -> Response:
@@ -51,7 +55,20 @@ async def _http_exception(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    """A locked or failing database is the server's trouble, not the client's: 503, retry."""
+    reason = str(exc) if isinstance(exc, DatabaseUnavailable) else "database error"
+    log.warning("%s %s: 503 (%s)", request.method, request.url.path, reason)
+    return JSONResponse(
+        {"error": "temporarily_unavailable", "error_description": "database unavailable"},
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_S, **NO_STORE},
+    )
+
+
 EXCEPTION_HANDLERS = {
+    DatabaseUnavailable: _database_unavailable,
+    sqlite3.Error: _database_unavailable,
     RequestError: _request_error,
     OAuthError: _oauth_error,
     HTTPException: _http_exception,

@@ -22,6 +22,7 @@ from target.keys import load_signing_key_file
 __all__ = ["AdminKeyFileError", "LogLevel", "Settings", "parse_settings", "resolve_admin_key"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug"]
+TelemetryAck = Literal["commit", "receipt"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class Settings:
     workers: int = 1
     log_level: LogLevel = "warning"
     access_log: bool = False
+    # "commit": a 202 means the reading is committed (group commit, synchronous=FULL);
+    # "receipt": answered on receipt, written within 0.1 s (the old, non-durable behaviour).
+    telemetry_ack: TelemetryAck = "commit"
 
     @property
     def key_grace_s(self) -> int:
@@ -119,6 +123,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--access-log", action="store_true", default=_bool(env("TARGET_ACCESS_LOG", "false"))
+    )
+    p.add_argument(
+        "--telemetry-ack",
+        choices=get_args(TelemetryAck),
+        default=env("TARGET_TELEMETRY_ACK", "commit"),
+        help="answer 202 once the reading is committed (durable), or on receipt (not durable)",
     )
     return p
 
