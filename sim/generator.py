@@ -4,6 +4,7 @@ never taken for a slow target."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,11 +63,24 @@ class GeneratorSampler:
         self.peak_rss_total = max(self.peak_rss_total, total_rss)
         self.samples += 1
 
-    def run_until(self, done: Any, interval_s: float = 0.5, deadline: float | None = None) -> None:
-        """Sample every ``interval_s`` until ``done()`` is true or ``deadline`` (monotonic)."""
+    def run_until(
+        self,
+        done: Any,
+        interval_s: float = 0.5,
+        deadline: float | None = None,
+        tick: Callable[[], None] | None = None,
+    ) -> None:
+        """Sample every ``interval_s`` until ``done()`` is true or ``deadline`` (monotonic);
+        ``tick`` after each sample."""
         while not done() and (deadline is None or time.monotonic() < deadline):
             self.sample()
+            if tick is not None:
+                tick()
             time.sleep(interval_s)
+
+    def latest_cpu_percent(self) -> float:
+        """The whole tree's CPU at the last sample, in % of one core."""
+        return sum(track.cpu[-1] for track in self._tracks.values() if track.cpu)
 
     def summary(self) -> dict[str, Any]:
         processes = []
