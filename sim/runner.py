@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import FrameType
 from typing import Any, Protocol
@@ -147,7 +147,9 @@ class RunConfig:
 
     def parameters(self) -> dict[str, Any]:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
-        data = {k: v for k, v in asdict(self).items() if k not in {"admin_key", "log", "progress"}}
+        hidden = {"admin_key", "log", "progress"}  # a secret, and callables
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
+        data["scenarios"] = dict(self.scenarios)
         data["generator_cpus"] = sorted(self.generator_cpus) if self.generator_cpus else None
         data["fleet"] = str(self.fleet) if self.fleet else None
         data["results"] = str(self.results) if self.results else None
