@@ -117,9 +117,9 @@ def test_locust_files_count_what_the_summary_counts(tmp_path: Path) -> None:
     )
     assert int(aggregated["Failure Count"]) == not_ok
     assert all(row["Type"] != "MINT" for row in rows)
-    # Regression: keyed by raw Prometheus label text ('{alg=HS256,grant=jwt-bearer}').
+    # Regression: keyed by raw Prometheus label text ('{alg=HS256,grant=jwt_bearer}').
     issued = summary["server"]["tokens_issued"]
-    assert set(issued) == {"client_credentials", "jwt-bearer"}, issued
+    assert set(issued) == {"client_credentials", "jwt_bearer"}, issued
 
 
 def test_leeway_is_taken_with_an_external_target(start_target: StartTarget, tmp_path: Path) -> None:
