@@ -8,7 +8,7 @@ seconds apart, so a long step or a long run still shows that it is alive.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from types import TracebackType
 
 from rich.console import Console, RenderableType
@@ -16,9 +16,6 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
     TextColumn,
     TimeElapsedColumn,
 )
@@ -47,17 +44,15 @@ def live_line(figures: LiveFigures) -> str:
     )
 
 
-class _UnlessLive(ProgressColumn):
-    """A bar's column, blank on the live line (a line of text, not a step with a total)."""
+class _Progress(Progress):
+    """Rich's bars, then the live line as its own text (wrapped, not cut to a bar's column)."""
 
-    def __init__(self, column: ProgressColumn) -> None:
-        super().__init__()
-        self.column = column
+    live_line = ""
 
-    def render(self, task: Task) -> RenderableType:
-        if task.fields.get("live"):
-            return Text("")
-        return self.column.render(task)
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        if self.live_line:
+            yield Text(self.live_line)
 
 
 class ConsoleProgress:
@@ -65,17 +60,16 @@ class ConsoleProgress:
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self._progress: Progress | None = None
+        self._progress: _Progress | None = None
         if console.is_terminal:
-            self._progress = Progress(
+            self._progress = _Progress(
                 TextColumn("{task.description}"),
-                _UnlessLive(BarColumn()),
-                _UnlessLive(MofNCompleteColumn()),
-                _UnlessLive(TimeElapsedColumn()),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
                 console=console,
                 transient=True,
             )
-        self._live_task: TaskID | None = None
         self._last_line = 0.0
 
     def __enter__(self) -> ConsoleProgress:
@@ -118,10 +112,8 @@ class ConsoleProgress:
                 self._last_line = now
                 self._print(line)
             return
-        if self._live_task is None:
-            self._live_task = self._progress.add_task(line, total=None, live=True)
-        else:
-            self._progress.update(self._live_task, description=line)
+        self._progress.live_line = line
+        self._progress.refresh()
 
     def _print(self, line: str) -> None:
         self.console.print(f"fleetbench: {line}", highlight=False, markup=False, soft_wrap=True)
