@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import sys
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import NoReturn
 
@@ -61,6 +63,37 @@ def _seconds(text: str) -> float:
     return value
 
 
+@cache
+def _locust_timespan() -> Callable[[str], int]:
+    """Locust's own ``--run-time`` parser (``30``, ``30s``, ``2m``, ``1h30m``), loaded alone:
+    importing the ``locust`` package monkey-patches the standard library with gevent, which the
+    orchestrator (threads, subprocesses, signals) must not be."""
+    spec = importlib.util.find_spec("locust")
+    if spec is None or spec.origin is None:
+        raise ConfigError("Locust is not installed")
+    path = Path(spec.origin).parent / "util" / "timespan.py"
+    module_spec = importlib.util.spec_from_file_location("_fleetbench_locust_timespan", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"cannot load Locust's timespan parser from {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    parse: Callable[[str], int] = module.parse_timespan
+    return parse
+
+
+def _duration(text: str) -> float:
+    """A run time as Locust takes it: whole seconds, ``30``, ``30s``, ``2m``, ``1h30m``."""
+    try:
+        value = _locust_timespan()(text.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (whole seconds: 30, 30s, 2m, 1h30m)"
+        ) from e
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 second")
+    return float(value)
+
+
 def _ratio(text: str) -> float:
     try:
         value = float(text)
@@ -71,8 +104,10 @@ def _ratio(text: str) -> float:
     return value
 
 
-def _add_target_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--target", metavar="URL", help="a running target (default: start our own)")
+def _add_target_options(
+    p: argparse.ArgumentParser, target_help: str = "a running target (default: start our own)"
+) -> None:
+    p.add_argument("--target", metavar="URL", help=target_help)
     p.add_argument(
         "--admin-key",
         default=os.environ.get("FLEETBENCH_ADMIN_KEY"),
@@ -94,7 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--token-alg", choices=TOKEN_ALGS, default="ES256", help="embedded target's signing alg"
     )
     run.add_argument("--token-ttl", type=_positive_int, help="embedded target's token lifetime, s")
-    run.add_argument("--leeway", type=int, help="embedded target's clock leeway, s")
+    run.add_argument(
+        "--leeway",
+        type=int,
+        help="target's clock leeway, s: sets ours; with --target, what the judge allows past exp",
+    )
     run.add_argument(
         "--scenario",
         default="verification",
@@ -106,7 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--refresh", choices=REFRESH_MODES, default="on-expiry")
     run.add_argument("--bad-ratio", type=_ratio, default=0.5, help="forged share in rejection")
-    run.add_argument("--duration", type=_seconds, default=10.0, help="run time (30, 30s, 2m)")
+    run.add_argument(
+        "--duration", type=_duration, default=10.0, help="run time (30, 30s, 2m, 1h30m)"
+    )
     run.add_argument("--spawn-rate", type=float, help="devices started per second")
     run.add_argument("--workers", type=_positive_int, default=1, help="Locust worker processes")
     run.add_argument("--results", type=Path, help="results folder (default results/run-<time>)")
@@ -114,7 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
 
     provision = commands.add_parser("provision", help="make a fleet file and register it")
-    _add_target_options(provision)
+    _add_target_options(
+        provision, "register the fleet with this running target (default: only write the file)"
+    )
     provision.add_argument("--devices", type=_positive_int, default=100)
     provision.add_argument("--alg", choices=CREDENTIAL_KINDS, default="ES256")
     provision.add_argument(
@@ -122,8 +165,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     provision.add_argument("--fleet", type=Path, help="register this existing fleet file instead")
     provision.add_argument("--chunk", type=_positive_int, default=1000, help="devices per request")
-    add_compare_parser(commands, _positive_int, _seconds)
-    add_smoke_parser(commands, _positive_int, _seconds)
+    add_compare_parser(commands, _positive_int, _seconds, _duration)
+    add_smoke_parser(commands, _positive_int, _duration)
     add_attack_parser(commands)
     add_diff_parser(commands, _positive_int)
     return parser
@@ -175,6 +218,7 @@ def _provision(args: argparse.Namespace, console: Console) -> int:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
+    from sim.progress import ConsoleProgress
     from sim.runner import RunConfig, run_benchmark
     from sim.table import print_summary
 
@@ -205,7 +249,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     )
     if args.target is not None and not args.admin_key:
         raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
-    summary = run_benchmark(config)
+    with ConsoleProgress(console) as progress:
+        config.progress = None if args.quiet else progress
+        summary = run_benchmark(config)
     print_summary(summary, console)
     if summary["run"]["interrupted"]:
         return EXIT_INTERRUPTED

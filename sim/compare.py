@@ -245,7 +245,10 @@ def write_compare_outputs(result: dict[str, Any], folder: Path) -> dict[str, Pat
 
 
 def add_compare_parser(
-    commands: Any, positive_int: Callable[[str], int], seconds: Callable[[str], float]
+    commands: Any,
+    positive_int: Callable[[str], int],
+    seconds: Callable[[str], float],
+    duration: Callable[[str], float] | None = None,
 ) -> None:
     p = commands.add_parser(
         "compare", help="signing algorithms side by side: cost, size, throughput"
@@ -259,7 +262,9 @@ def add_compare_parser(
         "--micro-budget", type=seconds, default=0.25, help="seconds per micro figure / 5"
     )
     p.add_argument("--devices", type=positive_int, default=50, help="end-to-end fleet size")
-    p.add_argument("--duration", type=seconds, default=8.0, help="end-to-end run time per round")
+    p.add_argument(
+        "--duration", type=duration or seconds, default=8.0, help="end-to-end run time per round"
+    )
     p.add_argument("--interval", type=seconds, default=0.0, help="end-to-end pacing per device, s")
     p.add_argument("--endpoint", choices=("telemetry", "config", "data"), default="data")
     p.add_argument("--results", type=Path, help="results folder (default results/compare-<time>)")

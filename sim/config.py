@@ -41,6 +41,7 @@ class SimConfig:
     raw: str | None = None  # where the master writes the raw measurements at the end
     claim_file: str | None = None  # shared counter that hands each user its own device
     seq_base: dict[str, int] = field(default_factory=dict)  # last seq the target holds per device
+    progress: str | None = None  # where the master writes the live figures every second
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -141,10 +141,19 @@ class ProcessTreeSampler:
         self.samples += 1
 
     def run_until(
-        self, done: Callable[[], bool], interval_s: float = 0.5, deadline: float | None = None
+        self,
+        done: Callable[[], bool],
+        interval_s: float = 0.5,
+        deadline: float | None = None,
+        tick: Callable[[], None] | None = None,
     ) -> None:
-        """Sample every ``interval_s`` until ``done()`` is true or ``deadline`` (monotonic)."""
-        sample_until([self], done, interval_s, deadline)
+        """Sample every ``interval_s`` until ``done()`` is true or ``deadline`` (monotonic);
+        ``tick`` after each sample."""
+        sample_until([self], done, interval_s, deadline, tick)
+
+    def latest_cpu_percent(self) -> float:
+        """The whole tree's CPU at the last sample, in % of one core."""
+        return sum(track.cpu[-1][1] for track in self._tracks.values() if track.cpu)
 
     def summary(self, window: tuple[float, float] | None = None) -> dict[str, Any]:
         """Per process mean and max CPU inside ``window`` (epoch s), peak memory, and the rule's
@@ -198,9 +207,13 @@ def sample_until(
     done: Callable[[], bool],
     interval_s: float = 0.5,
     deadline: float | None = None,
+    tick: Callable[[], None] | None = None,
 ) -> None:
-    """Sample each of ``samplers`` every ``interval_s`` until ``done()`` or ``deadline``."""
+    """Sample each of ``samplers`` every ``interval_s`` until ``done()`` or ``deadline``;
+    ``tick`` after each round of samples."""
     while not done() and (deadline is None or time.monotonic() < deadline):
         for sampler in samplers:
             sampler.sample()
+        if tick is not None:
+            tick()
         time.sleep(interval_s)

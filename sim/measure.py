@@ -253,6 +253,28 @@ class Measurements:
         merged.merge_wire(wire)
         return merged
 
+    def progress(self) -> dict[str, Any]:
+        """The account so far in a few figures, for a live progress line: requests, outcome
+        counts, and p50/p99 in microseconds over every request so far."""
+        total = new_histogram()
+        outcomes: Counter[str] = Counter()
+        for key, hist in self.latency.items():
+            total.add(hist)
+            outcomes[key.rsplit(SEP, 1)[1]] += hist.get_total_count()
+        count = total.get_total_count()
+        return {
+            "t": time.time(),
+            "requests": count,
+            "outcomes": dict(outcomes),
+            "p50_us": total.get_value_at_percentile(50.0) if count else None,
+            "p99_us": total.get_value_at_percentile(99.0) if count else None,
+        }
+
+    def write_progress(self, path: Path, **extra: Any) -> None:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**extra, **self.progress()}))
+        os.replace(tmp, path)
+
     def write(self, path: Path, **extra: Any) -> None:
         """Write the account as JSON, atomically (a reader never sees half a file)."""
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -21,10 +21,10 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Protocol
 
 from sim import __version__
 from sim.config import SimConfig
@@ -39,16 +39,43 @@ from sim.scenarios import Endpoint, RefreshMode, Scenario
 from sim.server_view import MetricsCpuSampler, scrape_metrics, server_delta, telemetry_stats
 from sim.summary import build_summary, telemetry_account
 
-__all__ = ["Interrupted", "RunConfig", "run_benchmark"]
+__all__ = ["Interrupted", "LiveFigures", "RunConfig", "RunProgress", "run_benchmark"]
 
-REPO = Path(__file__).resolve().parents[1]
-LOCUSTFILE = REPO / "locustfile.py"
+# Inside the package: an installed fleetbench has no repository to find a locustfile in.
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfiles" / "devices.py"
 STOP_GRACE_S = 20.0  # after a stop request, how long Locust gets to write its account
 STARTUP_ALLOWANCE_S = 60.0  # fleet parse, worker start-up and shutdown around the run time
 
 
+LIVE_EVERY_S = 2.0  # how often a running benchmark reports its live figures
+
+
 class Interrupted(SimError):
     """The run was stopped by SIGINT or SIGTERM before load started."""
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """A running benchmark's figures so far, every ``LIVE_EVERY_S`` while Locust runs."""
+
+    elapsed_s: float
+    duration_s: float
+    requests: int
+    rps: float  # since the previous report
+    p50_us: float | None  # over every request so far
+    p99_us: float | None
+    not_ok: dict[str, int]  # outcome -> count, every outcome other than ok
+    generator_cpu_percent: float  # the Locust process tree, % of one core
+
+
+class RunProgress(Protocol):
+    """Where a run reports while it runs (the CLI draws bars and a live line)."""
+
+    def bar(self, description: str, total: int) -> Callable[[int], None]:
+        """Start a step of ``total`` units; the returned function advances it by n."""
+
+    def live(self, figures: LiveFigures) -> None:
+        """The load phase's figures so far."""
 
 
 @dataclass
@@ -62,7 +89,10 @@ class RunConfig:
     alg: CredentialKind = "ES256"
     token_alg: str = "ES256"
     token_ttl: int | None = None  # embedded target only; default 3600, or 10 with expiry
-    leeway: int | None = None  # embedded target only; default 10, or 1 with a short TTL
+    # The target's clock leeway: set on the embedded target (default 10, or 1 with a short TTL);
+    # with --target, what the judge allows past exp (default 10), since late acceptance depends
+    # on it.
+    leeway: int | None = None
     scenarios: dict[Scenario, int] = field(default_factory=lambda: {"verification": 1})
     endpoint: Endpoint = "telemetry"
     interval_s: float = 1.0
@@ -76,12 +106,16 @@ class RunConfig:
     # Cores for Locust when the target is not ours to pin (a benchmark that pins its own target).
     generator_cpus: set[int] | None = None
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
+    progress: RunProgress | None = field(default=None, repr=False)
 
     def check(self) -> None:
         if self.devices < 1 and self.fleet is None:
             raise ConfigError("--devices must be at least 1")
         if self.duration_s <= 0:
             raise ConfigError("--duration must be positive")
+        if self.duration_s != int(self.duration_s):
+            # Locust's --run-time takes whole seconds; rounding ran 2.5 s for 2 s.
+            raise ConfigError("--duration must be whole seconds (Locust's --run-time)")
         if self.interval_s < 0:
             raise ConfigError("--interval must be 0 or more")
         if not 0.0 <= self.bad_ratio <= 1.0:
@@ -90,8 +124,10 @@ class RunConfig:
             raise ConfigError("--workers must be at least 1")
         if self.target is not None and not self.target.startswith(("http://", "https://")):
             raise ConfigError("--target must be an http:// or https:// URL")
-        if self.target is not None and (self.token_ttl is not None or self.leeway is not None):
-            raise ConfigError("--token-ttl and --leeway set the embedded target; drop --target")
+        if self.target is not None and self.token_ttl is not None:
+            raise ConfigError("--token-ttl sets the embedded target's tokens; drop --target")
+        if self.leeway is not None and self.leeway < 0:
+            raise ConfigError("--leeway must be 0 or more")
         if self.token_ttl is not None and self.token_ttl < 1:
             raise ConfigError("--token-ttl must be at least 1 second")
 
@@ -105,17 +141,21 @@ class RunConfig:
     def effective_leeway(self) -> int:
         if self.leeway is not None:
             return self.leeway
+        if self.target is not None:
+            return 10
         return 1 if self.effective_token_ttl < 60 else 10
 
     def parameters(self) -> dict[str, Any]:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
-        data = {k: v for k, v in asdict(self).items() if k not in {"admin_key", "log"}}
+        hidden = {"admin_key", "log", "progress"}  # a secret, and callables
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
+        data["scenarios"] = dict(self.scenarios)
         data["generator_cpus"] = sorted(self.generator_cpus) if self.generator_cpus else None
         data["fleet"] = str(self.fleet) if self.fleet else None
         data["results"] = str(self.results) if self.results else None
         if self.target is None:
             data["token_ttl"] = self.effective_token_ttl
-            data["leeway"] = self.effective_leeway
+        data["leeway"] = self.effective_leeway
         return data
 
 
@@ -211,7 +251,10 @@ def _fleet(config: RunConfig, scratch: Path) -> tuple[Fleet, Path]:
     if config.fleet is not None:
         return load_fleet(config.fleet), config.fleet
     config.log(f"making {config.devices} {config.alg} devices")
-    fleet = make_fleet(config.devices, config.alg)
+    advance = (
+        config.progress.bar(f"keys ({config.alg})", config.devices) if config.progress else None
+    )
+    fleet = make_fleet(config.devices, config.alg, progress=advance)
     path = scratch / "fleet.json"  # secrets stay out of the results folder
     save_fleet(fleet, path)
     return fleet, path
@@ -219,6 +262,7 @@ def _fleet(config: RunConfig, scratch: Path) -> tuple[Fleet, Path]:
 
 def _locust_command(config: RunConfig, users: int, url: str, folder: Path) -> list[str]:
     spawn_rate = config.spawn_rate or float(min(users, 500))
+    folder = folder.resolve()  # Locust runs in the results folder
     command = [
         sys.executable,
         "-m",
@@ -259,6 +303,7 @@ def _run_locust(
     cpus: set[int] | None,
     stop: _Stop,
     also: list[ProcessTreeSampler],
+    progress_file: Path,
 ) -> tuple[int, GeneratorSampler]:
     """Run Locust to its end, sampling its process tree and ``also`` (the embedded target's)."""
 
@@ -269,15 +314,19 @@ def _run_locust(
     with open(folder / "locust.log", "wb") as log:
         process = subprocess.Popen(
             command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin,
-            start_new_session=True, cwd=REPO,
+            start_new_session=True, cwd=folder.resolve(),
         )  # fmt: skip
     stop.locust = process
     sampler = GeneratorSampler(process.pid)
     samplers = [sampler, *also]
     deadline = time.monotonic() + config.duration_s + STARTUP_ALLOWANCE_S
+    tick = _live_reporter(config, progress_file, sampler) if config.progress else None
     try:
         sample_until(
-            samplers, lambda: process.poll() is not None or stop.requested, deadline=deadline
+            samplers,
+            lambda: process.poll() is not None or stop.requested,
+            deadline=deadline,
+            tick=tick,
         )
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)  # interrupted, or past its deadline
@@ -294,6 +343,40 @@ def _run_locust(
             os.killpg(process.pid, signal.SIGKILL)  # workers left behind by a killed master
         stop.locust = None
     return process.returncode, sampler
+
+
+def _live_reporter(
+    config: RunConfig, progress_file: Path, sampler: GeneratorSampler
+) -> Callable[[], None]:
+    """Called after each generator sample: every ``LIVE_EVERY_S``, the live figures from the
+    file Locust's master rewrites every second."""
+    previous: dict[str, float] = {"at": time.monotonic(), "t": 0.0, "requests": 0.0}
+
+    def tick() -> None:
+        if config.progress is None or time.monotonic() - previous["at"] < LIVE_EVERY_S:
+            return
+        data = _read_raw(progress_file)
+        if not data.get("started") or data.get("t", 0.0) <= previous["t"]:
+            return
+        requests = int(data.get("requests", 0))
+        span_s = data["t"] - (previous["t"] or data["started"])
+        rps = (requests - previous["requests"]) / span_s if span_s > 0 else 0.0
+        previous.update(at=time.monotonic(), t=data["t"], requests=requests)
+        outcomes: dict[str, int] = data.get("outcomes", {})
+        config.progress.live(
+            LiveFigures(
+                elapsed_s=data["t"] - data["started"],
+                duration_s=config.duration_s,
+                requests=requests,
+                rps=rps,
+                p50_us=data.get("p50_us"),
+                p99_us=data.get("p99_us"),
+                not_ok={o: n for o, n in outcomes.items() if o != "ok" and n},
+                generator_cpu_percent=sampler.latest_cpu_percent(),
+            )
+        )
+
+    return tick
 
 
 def _read_raw(path: Path) -> dict[str, Any]:
@@ -340,10 +423,14 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             fleet, fleet_path = _fleet(config, scratch)
             config.log(f"registering {len(fleet)} devices")
             started = time.monotonic()
-            provisioned = register_fleet(client, fleet)
+            provisioned = register_fleet(
+                client,
+                fleet,
+                progress=config.progress.bar("register", len(fleet)) if config.progress else None,
+            )
             provision_s = time.monotonic() - started
             metrics_before = scrape_metrics(client)
-            leeway = config.effective_leeway if config.target is None else 10
+            leeway = config.effective_leeway
             sim_config = SimConfig(
                 fleet=str(fleet_path),
                 scenarios=config.scenarios,
@@ -355,6 +442,7 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 issuer=metadata.get("issuer"),
                 raw=str(scratch / "raw.json"),
                 claim_file=str(scratch / "claims"),
+                progress=str(scratch / "progress.json"),
                 seq_base={
                     d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s
                 },
@@ -375,7 +463,14 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             target_metrics = MetricsCpuSampler(url).start() if embedded is None else None
             try:
                 exit_code, generator_sampler = _run_locust(
-                    config, command, env, folder, locust_cpus, stop, target_tree
+                    config,
+                    command,
+                    env,
+                    folder,
+                    locust_cpus,
+                    stop,
+                    target_tree,
+                    scratch / "progress.json",
                 )
             finally:
                 if target_metrics is not None:
@@ -439,6 +534,7 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 interrupted=stop.requested,
                 interval_s=config.interval_s,
                 target_cpu=target_cpu,
+                weights={str(name): weight for name, weight in config.scenarios.items()},
             )
             _write_outputs(summary, folder)
             return summary

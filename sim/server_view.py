@@ -51,6 +51,18 @@ def _by_label(samples: Samples, name: str, label: str) -> dict[str, float]:
     return found
 
 
+def _summed_by(samples: Samples, name: str, label: str) -> dict[str, float]:
+    """``name``'s samples summed per value of ``label``, over every other label."""
+    found: defaultdict[str, float] = defaultdict(float)
+    prefix = name + "{"
+    for key, value in samples.items():
+        if key.startswith(prefix):
+            labels = dict(part.split("=", 1) for part in key[len(prefix) : -1].split(",") if part)
+            if label in labels:
+                found[labels[label]] += value
+    return dict(found)
+
+
 def server_delta(before: Samples | None, after: Samples | None) -> dict[str, Any]:
     """Verify time per algorithm and counters, as differences over the run."""
     if before is None or after is None:
@@ -71,12 +83,12 @@ def server_delta(before: Samples | None, after: Samples | None) -> dict[str, Any
                 "count": int(count),
                 "mean_us": round(sums.get(alg, 0.0) / count * 1e6, 2),
             }
-    issued: defaultdict[str, int] = defaultdict(int)
-    for key, value in after.items():
-        if key.startswith("fleetbench_tokens_issued_total{"):
-            issued[key[len("fleetbench_tokens_issued_total") :]] += int(
-                value - before.get(key, 0.0)
-            )
+    # By grant type (the target signs with one algorithm), not by raw Prometheus label text.
+    issued_before = _summed_by(before, "fleetbench_tokens_issued_total", "grant")
+    issued = {
+        grant: int(value - issued_before.get(grant, 0.0))
+        for grant, value in _summed_by(after, "fleetbench_tokens_issued_total", "grant").items()
+    }
     return {
         "available": True,
         "verify": verify,

@@ -24,7 +24,7 @@ from typing import Any
 
 from sim.errors import ConfigError
 from sim.report import write_smoke_report
-from sim.runner import RunConfig, run_benchmark
+from sim.runner import RunConfig, RunProgress, run_benchmark
 from sim.scenarios import MIXED, Scenario
 from sim.thresholds import Check, Thresholds, evaluate, load_thresholds, run_alg, unit
 from target.algorithms import ALG_NAMES
@@ -61,6 +61,7 @@ class SmokeConfig:
     results: Path | None = None
     pin: bool = True
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
+    progress: RunProgress | None = field(default=None, repr=False)
 
     def check(self) -> None:
         if not self.algs:
@@ -82,6 +83,7 @@ class SmokeConfig:
             "interval_s": self.interval_s,
             "duration_s": self.duration_s,
             "pin": self.pin,
+            "progress": self.progress,
         }
         if self.target is not None:
             config = RunConfig(
@@ -442,7 +444,11 @@ def smoke_command(args: Any, console: Any) -> int:
         pin=not args.no_pin,
         log=log,
     )
-    result = run_smoke(config, thresholds)
+    from sim.progress import ConsoleProgress
+
+    with ConsoleProgress(console) as progress:
+        config.progress = None if args.quiet else progress
+        result = run_smoke(config, thresholds)
     print_smoke(result, console)
     if result.interrupted:
         return EXIT_INTERRUPTED

@@ -239,6 +239,31 @@ def _events_timeline(measurements: Measurements) -> list[dict[str, Any]]:
     ]
 
 
+def _scenario_mix(measurements: Measurements, weights: dict[str, int]) -> dict[str, Any]:
+    """Per scenario: its weight and share of the weights, and how often devices ran it."""
+    runs = {name: measurements.counters.get(f"runs {name}", 0) for name in weights}
+    total_runs, total_weight = sum(runs.values()), sum(weights.values())
+    return {
+        name: {
+            "weight": weight,
+            "expected_share": round(weight / total_weight, 4) if total_weight else 0.0,
+            "runs": runs[name],
+            "share": round(runs[name] / total_runs, 4) if total_runs else 0.0,
+        }
+        for name, weight in weights.items()
+    }
+
+
+def _token_retries(measurements: Measurements) -> dict[str, Any]:
+    sets = measurements.device_sets
+    return {
+        "retries": measurements.counters.get("token_retries", 0),
+        "backoff_s": round(measurements.counters.get("token_backoff_ms", 0) / 1000, 3),
+        "devices_failed": len(sets["token_failed"]),
+        "devices_recovered": len(sets["token_recovered"]),
+    }
+
+
 def _corpus(measurements: Measurements) -> dict[str, Any] | None:
     if not measurements.corpus:
         return None
@@ -267,6 +292,7 @@ def build_summary(
     interrupted: bool,
     interval_s: float = 1.0,
     target_cpu: dict[str, Any] | None = None,
+    weights: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     elapsed_s = (stopped - started) if started and stopped else 0.0
     outcomes: Counter[str] = Counter({o: 0 for o in OUTCOMES})
@@ -329,6 +355,8 @@ def build_summary(
             )
         ],
         "mint_us": {alg: percentiles(h) for alg, h in sorted(measurements.mint.items())},
+        "scenarios": _scenario_mix(measurements, weights or {}),
+        "token_retries": _token_retries(measurements),
         "expiry": _expiry(measurements),
         "corpus": _corpus(measurements),
         "telemetry": telemetry,

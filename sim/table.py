@@ -20,30 +20,67 @@ def _n(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+# Short names so the table fits 80 columns; summary.json keeps the full ones.
+_SHORT = {
+    "token client_credentials": "token cc",
+    "token jwt-bearer": "token jwt",
+    "rejected_as_expected": "expected",
+    "refused_valid": "refused",
+    "accepted_invalid": "ACCEPTED",
+    "server_error": "5xx",
+    "transport_error": "no answer",
+}
+
+
+def _short(name: str) -> str:
+    return _SHORT.get(name, name)
+
+
 def _requests_table(summary: dict[str, Any]) -> Table:
-    table = Table(title="requests: client-side latency in µs, exact", title_justify="left")
-    table.add_column("scenario / endpoint")
-    for column in ("alg", "count", "rps", "p50", "p90", "p99", "p99.9", "max"):
-        table.add_column(column, justify="right")
-    table.add_column("not ok")
-    for row in summary["requests"]:
+    """Fits 80 columns: no borders, short names, the token algorithm in the title when the
+    run has one (a column only when it has several), outcome detail wrapped in the last column
+    (the whole run's outcomes follow on their own line)."""
+    rows = summary["requests"]
+    algs = sorted({row["alg"] for row in rows})
+    by_alg = len(algs) > 1
+    title = "requests: client-side latency in µs, exact"
+    if len(algs) == 1:
+        title = f"requests, {algs[0]} tokens: client-side latency in µs, exact"
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        padding=(0, 1),
+        header_style="bold",
+    )
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("endpoint", no_wrap=True)
+    if by_alg:
+        table.add_column("alg", no_wrap=True)
+    for column in ("count", "rps", "p50", "p99", "p99.9", "max"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("not ok", min_width=9)
+    for row in rows:
         latency = row["latency_us"]
-        others = ", ".join(f"{n} {o}" for o, n in row["outcomes"].items() if o != "ok")
+        others = ", ".join(f"{n} {_short(o)}" for o, n in row["outcomes"].items() if o != "ok")
         table.add_row(
-            f"{row['scenario']} {row['endpoint']}",
-            row["alg"],
+            row["scenario"],
+            _short(row["endpoint"]),
+            *([row["alg"]] if by_alg else []),
             str(row["count"]),
             f"{row['rps']:.1f}",
-            *(_n(latency.get(p)) for p in ("p50", "p90", "p99", "p99_9", "max")),
+            *(_n(latency.get(p)) for p in ("p50", "p99", "p99_9", "max")),
             others or "-",
         )
     for alg, mint in summary["mint_us"].items():
         table.add_row(
-            "client mint assertion",
-            alg,
+            "client",
+            f"mint {alg}",
+            *([""] if by_alg else []),
             str(mint["count"]),
             "",
-            *(_n(mint.get(p)) for p in ("p50", "p90", "p99", "p99_9", "max")),
+            *(_n(mint.get(p)) for p in ("p50", "p99", "p99_9", "max")),
             "-",
         )
     return table

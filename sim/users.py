@@ -8,9 +8,11 @@ Assertion minting is timed on its own line (``MINT``), never inside a request's 
 from __future__ import annotations
 
 import base64
+import csv
 import fcntl
 import json
 import logging
+import math
 import os
 import random
 import resource
@@ -54,6 +56,14 @@ PATHS = {
     "config": ("GET", "/devices/{id}/config"),
     "data": ("GET", "/api/data"),
 }
+
+# A token request that got no answer or a 5xx is retried after a jittered, growing pause.
+RETRIED_OUTCOMES: frozenset[Outcome] = frozenset({"transport_error", "server_error"})
+BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 5.0
+SETUP_ATTEMPTS = 3
+# How often the master writes the live figures that ``fleetbench run`` prints as progress.
+PROGRESS_INTERVAL_S = 1.0
 
 MEASUREMENTS = Measurements()
 _state: dict[str, Any] = {"claimed": 0}
@@ -157,11 +167,19 @@ class FleetDevice(FastHttpUser):
         self.tokens: dict[Scenario, HeldToken] = {}
         self.cases: tuple[Case, ...] = cases_for(self.config.endpoint != "data")
         self.next_case = self.rng.randrange(len(self.cases))
+        self.token_failures = 0
+        self.last_token_outcome: Outcome = "ok"
         MEASUREMENTS.counters["devices_started"] += 1
         started = MEASUREMENTS.device_started(time.time())
         for scenario in self.config.scenarios:
-            if scenario != "issuance":
-                self.tokens_for(scenario, "setup")
+            if scenario == "issuance":
+                continue
+            for _ in range(SETUP_ATTEMPTS):
+                if self.tokens_for(scenario, "setup") is not None:
+                    break
+                if self.last_token_outcome not in RETRIED_OUTCOMES:
+                    break  # refused: retrying the same credential would be refused again
+            # Still without a token: the scenario's task asks again, backing off as here.
         MEASUREMENTS.device_ready(time.time() - started)  # from here: one report per interval
         # Devices spawned together would otherwise report in lockstep, every one in the same
         # instant each interval: a burst that measures queueing, not the target.
@@ -193,16 +211,8 @@ class FleetDevice(FastHttpUser):
         }
         key: Any = self.key
         assertion = jwt.encode(claims, key, algorithm=alg)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        events.request.fire(  # type: ignore[no-untyped-call]
-            request_type="MINT",
-            name=f"assertion {alg}",
-            response_time=elapsed_ms,
-            response_length=len(assertion),
-            exception=None,
-            context={},
-        )
-        MEASUREMENTS.record_mint(alg, elapsed_ms * 1000)
+        # Timed into mint_us only: as a Locust "request" it inflated Locust's request totals.
+        MEASUREMENTS.record_mint(alg, (time.perf_counter() - started) * 1_000_000)
         return assertion
 
     def fetch_token(self, grant: str, scenario: str) -> HeldToken | None:
@@ -236,6 +246,7 @@ class FleetDevice(FastHttpUser):
                     outcome = "refused_valid"  # a 200 without a usable token is no token
             reason = "" if outcome == "ok" else self._token_error(response)
             self._settle(response, endpoint, scenario, outcome, status, reason)
+        self.last_token_outcome = outcome
         return held
 
     def _hold(self, token: str) -> HeldToken:
@@ -248,21 +259,40 @@ class FleetDevice(FastHttpUser):
 
     @staticmethod
     def _token_error(response: Any) -> str:
+        if not response.status_code:
+            return "connection"  # no answer at all: there is no body to read
         try:
             return str(response.json().get("error", ""))[:40]
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, TypeError):
             return ""
 
     def _grant(self) -> str:
         return "jwt-bearer" if self.key is not None else "client_credentials"
 
     def tokens_for(self, scenario: Scenario, recorded_as: str) -> HeldToken | None:
+        """A fresh token for ``scenario``; after a failure that is not a refusal, back off."""
         held = self.fetch_token(self._grant(), recorded_as)
         if held is not None:
             self.tokens[scenario] = held
+            if self.token_failures:
+                MEASUREMENTS.device_sets["token_recovered"].add(self.device.id)
+                self.token_failures = 0
         else:
             self.tokens.pop(scenario, None)
+            if self.last_token_outcome in RETRIED_OUTCOMES:
+                self._back_off()
         return held
+
+    def _back_off(self) -> None:
+        """Wait before the next token request: exponential with full jitter, capped, so a fleet
+        that lost its token endpoint neither dies nor comes back in one synchronised wave."""
+        self.token_failures += 1
+        MEASUREMENTS.device_sets["token_failed"].add(self.device.id)
+        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self.token_failures - 1))
+        delay_s = self.rng.uniform(0, ceiling)
+        MEASUREMENTS.counters["token_retries"] += 1
+        MEASUREMENTS.counters["token_backoff_ms"] += round(delay_s * 1000)
+        gevent.sleep(delay_s)
 
     def held(self, scenario: Scenario, *, proactive: bool) -> HeldToken | None:
         """The scenario's token, renewed first if it is missing or (``proactive``) due."""
@@ -415,6 +445,7 @@ class FleetDevice(FastHttpUser):
     # -- scenarios ------------------------------------------------------------------------------
 
     def issuance(self) -> None:
+        MEASUREMENTS.counters["runs issuance"] += 1
         grant = (
             "jwt-bearer"
             if self.key is not None and self.rng.random() < 0.5
@@ -423,6 +454,7 @@ class FleetDevice(FastHttpUser):
         self.fetch_token(grant, "issuance")
 
     def verification(self) -> None:
+        MEASUREMENTS.counters["runs verification"] += 1
         held = self.held("verification", proactive=True)
         if held is None:
             return
@@ -431,6 +463,7 @@ class FleetDevice(FastHttpUser):
             self.tokens.pop("verification", None)  # renew before the next reading
 
     def expiry(self) -> None:
+        MEASUREMENTS.counters["runs expiry"] += 1
         MEASUREMENTS.device_sets["expiry"].add(self.device.id)
         proactive = self.config.refresh == "proactive"
         held = self.held("expiry", proactive=proactive)
@@ -448,6 +481,7 @@ class FleetDevice(FastHttpUser):
             self.tokens.pop("expiry", None)
 
     def rejection(self) -> None:
+        MEASUREMENTS.counters["runs rejection"] += 1
         held = self.held("rejection", proactive=True)
         if held is None:
             return
@@ -486,14 +520,54 @@ def _raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def _write_locust_csv(environment: Any) -> None:
+    """Locust writes its CSV once a second and not at shutdown, so its last rows missed the
+    requests of the final second; write them again from the final stats, atomically."""
+    prefix = getattr(environment.parsed_options, "csv_prefix", None)
+    if not prefix:
+        return
+    from locust.stats import PERCENTILES_TO_REPORT, StatsCSV
+
+    writer = StatsCSV(environment, PERCENTILES_TO_REPORT)
+    for suffix, write in (
+        ("_stats.csv", writer.requests_csv),
+        ("_failures.csv", writer.failures_csv),
+    ):
+        path = Path(prefix + suffix)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", newline="") as f:
+            write(csv.writer(f))
+        os.replace(tmp, path)
+
+
+def _progress_writer(path: Path, started: dict[str, float]) -> None:
+    """Every ``PROGRESS_INTERVAL_S``: the account so far, for the orchestrator's progress line."""
+    while True:
+        gevent.sleep(PROGRESS_INTERVAL_S)
+        MEASUREMENTS.write_progress(path, started=started.get("started"))
+
+
 def _on_init(environment: Any, **_: Any) -> None:
     _raise_open_files_limit()
     runner = environment.runner
     started: dict[str, float] = {}
+    progress: list[gevent.Greenlet] = []
 
     def on_test_start(**_: Any) -> None:
-        started.setdefault("started", time.time())
+        # Each test start (the web UI's Start after Stop, too) hands the devices out afresh and
+        # starts a fresh account; a headless run starts once.
+        _state["claimed"] = 0
+        MEASUREMENTS.reset()
+        started.clear()
+        started["started"] = time.time()
         _state["stopping"] = False  # the web UI starts again after a stop
+        claim_file = _config().claim_file
+        if claim_file and not isinstance(runner, WorkerRunner):
+            # The master resets before it tells any worker to spawn.
+            Path(claim_file).write_text("0")
+        progress_file = _config().progress
+        if progress_file and not isinstance(runner, WorkerRunner) and not progress:
+            progress.append(gevent.spawn(_progress_writer, Path(progress_file), started))
 
     def on_test_stopping(**_: Any) -> None:
         _state["stopping"] = True
@@ -512,8 +586,13 @@ def _on_init(environment: Any, **_: Any) -> None:
             MEASUREMENTS.merge_wire(data["fleetbench"])
 
     def on_quit(**_: Any) -> None:
+        for greenlet in progress:
+            greenlet.kill(block=False)
+        if isinstance(runner, WorkerRunner):
+            return
+        _write_locust_csv(environment)
         raw = _config().raw
-        if raw and not isinstance(runner, WorkerRunner):
+        if raw:
             MEASUREMENTS.write(
                 Path(raw),
                 started=started.get("started"),
@@ -531,12 +610,22 @@ def _on_init(environment: Any, **_: Any) -> None:
     environment.events.quit.add_listener(on_quit)
 
 
+def scenario_tasks(weights: dict[Scenario, int]) -> list[Callable[[FleetDevice], None]]:
+    """Locust's own form of weighted tasks: a list with each task repeated by its weight
+    (reduced by their common divisor). A dict set after the class exists is not weighted:
+    every runner rebuilds ``tasks`` from its keys (``Environment._filter_tasks_by_tags``)."""
+    divisor = math.gcd(*weights.values())
+    return [
+        SCENARIO_TASKS[name] for name, weight in weights.items() for _ in range(weight // divisor)
+    ]
+
+
 def configure(config: SimConfig | None = None) -> type[FleetDevice]:
     """Set the device's task weights and pacing from the run configuration, and hook the
     measurement into Locust's events. Call once, from the locustfile."""
     config = config or _config()
-    weights = {SCENARIO_TASKS[name]: weight for name, weight in config.scenarios.items()}
-    FleetDevice.tasks = weights  # type: ignore[assignment]  # Locust takes a dict of weights
+    tasks: list[Any] = scenario_tasks(config.scenarios)
+    FleetDevice.tasks = tasks
     FleetDevice.wait_time = constant_pacing(config.interval_s)
     events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
     return FleetDevice

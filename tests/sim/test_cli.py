@@ -121,3 +121,59 @@ def test_sigterm_stops_everything_and_writes_a_partial_summary(tmp_path: Path) -
     assert summary["run"]["interrupted"] is True
     assert summary["totals"]["requests"] > 0
     assert not [c for c in children if c.is_running() and c.status() != psutil.STATUS_ZOMBIE]
+
+
+def test_duration_is_parsed_as_locust_parses_run_time() -> None:
+    """Regression: ``--duration 2.5`` ran 2 s and ``1h30m`` was refused."""
+    from sim.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["run", "--duration", "1h30m"]).duration == 5400
+    assert parser.parse_args(["run", "--duration", "45"]).duration == 45
+    assert parser.parse_args(["smoke", "--duration", "2m"]).duration == 120
+    assert "whole seconds" in one_line_error(fleetbench("run", "--duration", "2.5"))
+    assert "--duration" in one_line_error(fleetbench("smoke", "--duration", "0"))
+
+
+def test_provision_help_says_what_target_does() -> None:
+    """Regression: it said --target defaults to "start our own"; provision only writes the file."""
+    shown = fleetbench("provision", "--help")
+    assert shown.returncode == 0
+    text = " ".join(shown.stdout.split())
+    assert "start our own" not in text
+    assert "default: only write the file" in text
+
+
+def test_a_run_shows_progress_and_a_table_that_fits_80_columns(tmp_path: Path) -> None:
+    result = fleetbench(
+        "run", "--devices", "5", "--duration", "7", "--interval", "0.2",
+        "--results", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    # Not a terminal: each step and the live figures as plain lines.
+    assert "fleetbench: keys (ES256): 5/5" in "\n".join(lines)
+    assert any(line.startswith("fleetbench: register: 5/5") for line in lines)
+    live = [line for line in lines if " req/s, p50 " in line]
+    assert live, result.stdout
+    assert "/7 s: " in live[0] and "generator CPU" in live[0]
+
+    from rich.console import Console
+
+    from sim.table import print_summary
+
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    console = Console(width=80, record=True, force_terminal=False)
+    print_summary(summary, console)
+    shown = console.export_text().splitlines()
+    assert max(len(line) for line in shown) <= 80
+    assert not any("…" in line for line in shown)  # nothing cut short
+    # One line per row: its scenario, count and percentiles side by side.
+    for row in summary["requests"]:
+        latency = row["latency_us"]
+        figures = [str(row["count"]), *(f"{latency[p]:.0f}" for p in ("p50", "p99", "max"))]
+        assert any(
+            line.split()[0] == row["scenario"] and set(figures) <= set(line.split())
+            for line in shown
+            if line.strip()
+        ), row

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
 
 from sim.runner import RunConfig, run_benchmark
+from sim.scenarios import MIXED
+from tests.conftest import StartTarget
 
 
 def _run(tmp_path: Path, **options: Any) -> dict[str, Any]:
@@ -98,3 +101,36 @@ def test_one_and_two_workers_account_exactly(tmp_path: Path) -> None:
         totals = summary["totals"]
         assert totals["started"] == totals["requests"] + totals["in_flight_at_stop"]
         assert 0 <= totals["in_flight_at_stop"] <= 10
+
+
+def test_locust_files_count_what_the_summary_counts(tmp_path: Path) -> None:
+    """Regression: Locust's CSV was last written up to a second before the end (120 in
+    summary.json, 100 in the CSV), and MINT pseudo-requests inflated Locust's totals."""
+    summary = _run(tmp_path, scenarios=dict(MIXED), token_alg="HS256", devices=10, interval_s=0.05)
+    folder = tmp_path / "results"
+    assert summary["mint_us"]["ES256"]["count"] > 0  # devices minted assertions
+    entries = json.loads((folder / "locust_stats.json").read_text())
+    assert all(e["method"] != "MINT" for e in entries)
+    with open(folder / "locust_stats.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    (aggregated,) = [row for row in rows if row["Name"] == "Aggregated"]
+    assert int(aggregated["Request Count"]) == summary["totals"]["requests"]
+    assert sum(e["num_requests"] for e in entries) == summary["totals"]["requests"]
+    not_ok = sum(
+        n for o, n in summary["outcomes"].items() if o not in ("ok", "rejected_as_expected")
+    )
+    assert int(aggregated["Failure Count"]) == not_ok
+    assert all(row["Type"] != "MINT" for row in rows)
+    # Regression: keyed by raw Prometheus label text ('{alg=HS256,grant=jwt_bearer}').
+    issued = summary["server"]["tokens_issued"]
+    assert set(issued) == {"client_credentials", "jwt_bearer"}, issued
+
+
+def test_leeway_is_taken_with_an_external_target(start_target: StartTarget, tmp_path: Path) -> None:
+    """Regression: an external target's leeway was fixed at 10 s and --leeway was refused with
+    --target, though judging a late acceptance depends on it."""
+    target = start_target("HS256", leeway=3)
+    summary = _run(tmp_path, target=target.url, admin_key=target.admin_key, leeway=3, alg="secret")
+    assert summary["run"]["parameters"]["leeway"] == 3
+    assert summary["verdict"]["passed"]
+    assert RunConfig(target=target.url).effective_leeway == 10  # the default, stated

@@ -11,6 +11,8 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from sim.embedded import free_port
+from sim.scenarios import MIXED
+from tests.sim.test_users import assert_mix
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,6 +34,10 @@ def test_smoke_end_to_end(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert wall_s < 70
     assert "PASS" in result.stdout and "BREACH" not in result.stdout
+    # Not a terminal: the live figures come as plain lines while each run is under load.
+    live = [line for line in result.stdout.splitlines() if " req/s, p50 " in line]
+    assert len(live) >= 2, result.stdout
+    assert all("generator CPU" in line and "not ok:" in line for line in live)
     summary = json.loads((results / "summary.json").read_text())
     assert summary["schema"] == "fleetbench.smoke/1" and summary["passed"]
     assert set(summary["runs"]) == {"HS256", "ES256"}
@@ -41,6 +47,8 @@ def test_smoke_end_to_end(tmp_path: Path) -> None:
             "issuance", "verification", "expiry", "rejection",
         }  # fmt: skip
         assert run["expiry"]["expirations"] > 0  # the short token lifetime did its job
+        # Regression: every scenario ran at weight 1, so the smoke profile was 1:1:1:1.
+        assert_mix({n: e["runs"] for n, e in run["scenarios"].items()}, MIXED)
         assert run["corpus"]
         assert (results / alg / "summary.json").exists()
         assert (results / alg / "report.html").exists()

@@ -1,0 +1,5 @@
+"""Locustfiles shipped inside the package, so an installed fleetbench can hand Locust a path.
+
+Locust puts a locustfile's folder on ``sys.path`` while importing it; this folder holds nothing
+else, so no module of ``sim`` can shadow another (``sim/http.py`` would shadow ``http``).
+"""
