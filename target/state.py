@@ -105,7 +105,10 @@ class TargetState:
             audience=settings.audience,
             leeway_s=settings.leeway,
             is_active=registry.is_active,
-            registered_at=watch.registered_at,
+            # Other workers' commits are looked for on every request (``ChangeWatch``); a single
+            # worker makes every change itself, in memory at once, so it skips that query (about
+            # 18 µs a request under wrk) and leaves outside writers to the 1 s upkeep tick.
+            registered_at=watch.registered_at if settings.workers > 1 else registry.registered_at,
             cache_size=settings.verify_cache,
         )
         issuer = TokenIssuer(
