@@ -1,6 +1,6 @@
 """``python -m target.telemetry_bench``: what durable telemetry costs, measured in one run.
 
-Starts ``python -m target`` (HS256, one worker, a fresh database file) once per acknowledgement
+Starts the embedded target (HS256, one worker, a fresh database file) once per acknowledgement
 mode, registers ``--devices`` devices and drives each from its own keep-alive connection, one
 reading after another, as fast as they are answered, for ``--duration`` seconds after a warm-up:
 
@@ -20,19 +20,15 @@ import contextlib
 import json
 import os
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
+
+from sim.embedded import EmbeddedTarget, TargetStartError
 
 __all__ = ["GOAL_RATIO", "ModeResult", "main"]
 
@@ -53,63 +49,11 @@ class ModeResult:
     duration_s: float
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _call(url: str, *, data: bytes, headers: dict[str, str]) -> dict[str, Any]:
     request = urllib.request.Request(url, data=data, headers=headers, method="POST")  # noqa: S310
     with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:  # noqa: S310 - loopback
         body: dict[str, Any] = json.loads(response.read())
         return body
-
-
-@contextlib.contextmanager
-def _server(mode: str, workdir: Path, admin_key: str, cpus: set[int] | None) -> Iterator[str]:
-    port = _free_port()
-    log = open(workdir / f"target-{mode}.log", "wb")  # noqa: SIM115 - closed below
-    env = {**os.environ, "TARGET_ADMIN_KEY": admin_key}
-    command = [
-        sys.executable, "-m", "target", "--alg", "HS256", "--port", str(port),
-        "--db", str(workdir / f"{mode}-{port}.db"), "--telemetry-ack", mode,
-    ]  # fmt: skip
-
-    def pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
-    process = subprocess.Popen(
-        command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        preexec_fn=pin,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while True:
-            if process.poll() is not None:
-                raise SystemExit(f"telemetry_bench: error: the {mode} target exited at start")
-            try:
-                with urllib.request.urlopen(f"{url}/healthz", timeout=1):  # noqa: S310 - loopback
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise SystemExit(
-                        f"telemetry_bench: error: the {mode} target did not start"
-                    ) from None
-                time.sleep(0.05)
-        yield url
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        log.close()
 
 
 def _provision(url: str, admin_key: str, devices: int) -> list[tuple[str, str]]:
@@ -208,13 +152,18 @@ def measure(
     devices: int,
     warmup_s: float,
     duration_s: float,
-    workdir: Path,
     server_cpus: set[int] | None,
 ) -> ModeResult:
-    admin_key = secrets.token_urlsafe(32)
-    with _server(mode, workdir, admin_key, server_cpus) as url:
-        fleet = _provision(url, admin_key, devices)
-        ok, errors, latencies = asyncio.run(_drive(url, fleet, warmup_s, duration_s))
+    target = EmbeddedTarget("HS256", cpus=server_cpus, startup_timeout_s=STARTUP_TIMEOUT_S,
+                            telemetry_ack=mode)  # fmt: skip
+    try:
+        target.start()
+        fleet = _provision(target.url, target.admin_key, devices)
+        ok, errors, latencies = asyncio.run(_drive(target.url, fleet, warmup_s, duration_s))
+    except TargetStartError as e:
+        raise SystemExit(f"telemetry_bench: error: the {mode} target: {e}") from None
+    finally:
+        target.stop()
     return ModeResult(
         mode=mode,
         readings_per_s=ok / duration_s,
@@ -254,14 +203,11 @@ def main(argv: list[str] | None = None) -> None:
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
     best: dict[str, ModeResult] = {}
-    with tempfile.TemporaryDirectory(prefix="fleetbench-telemetry-bench-") as tmp:
-        for _ in range(args.rounds):
-            for mode in MODES:
-                result = measure(
-                    mode, args.devices, args.warmup, args.duration, Path(tmp), server_cpus
-                )
-                if mode not in best or result.readings_per_s > best[mode].readings_per_s:
-                    best[mode] = result
+    for _ in range(args.rounds):
+        for mode in MODES:
+            result = measure(mode, args.devices, args.warmup, args.duration, server_cpus)
+            if mode not in best or result.readings_per_s > best[mode].readings_per_s:
+                best[mode] = result
     ratio = best["commit"].readings_per_s / max(best["receipt"].readings_per_s, 1e-9)
     verdict = "meets" if ratio >= GOAL_RATIO else "MISSES"
     if args.json:
