@@ -29,6 +29,7 @@ __all__ = [
     "AlgName",
     "AlgorithmSpec",
     "SigningKey",
+    "algorithm_list",
     "jwk_thumbprint",
 ]
 
@@ -241,3 +242,15 @@ def jwk_thumbprint(jwk: dict[str, Any]) -> str:
     canonical = json.dumps({m: jwk[m] for m in members}, separators=(",", ":"), sort_keys=True)
     digest = hashlib.sha256(canonical.encode()).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def algorithm_list(text: str) -> list[str]:
+    """``"HS256, ES256"`` as algorithm names; ValueError naming the first unknown one."""
+    algs = [a.strip() for a in text.split(",") if a.strip()]
+    unknown = [a for a in algs if a not in ALG_NAMES]
+    if unknown or not algs:
+        raise ValueError(
+            f"unknown algorithm {unknown[0] if unknown else '(none)'}; "
+            f"choose from {', '.join(ALG_NAMES)}"
+        )
+    return algs

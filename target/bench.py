@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from target.algorithms import ALG_NAMES, ALGORITHMS, SigningKey
+from target.algorithms import ALG_NAMES, SigningKey, algorithm_list
 from target.db import connect
 from target.jws import b64url_decode
 from target.keys import KeyStore
@@ -186,13 +186,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=0.5, help="seconds per figure / 5")
     parser.add_argument("--json", action="store_true", help="print JSON to stdout")
     args = parser.parse_args(argv)
-    algs = [a.strip() for a in args.algs.split(",") if a.strip()]
-    unknown = [a for a in algs if a not in ALGORITHMS]
-    if unknown or not algs:
-        sys.exit(
-            f"target.bench: error: unknown algorithm {unknown[0] if unknown else '(none)'}; "
-            f"choose from {', '.join(ALG_NAMES)}"
-        )
+    try:
+        algs = algorithm_list(args.algs)
+    except ValueError as e:
+        sys.exit(f"target.bench: error: {e}")
     results = {alg: micro_benchmark(alg, args.budget) for alg in algs}
     if args.json:
         print(json.dumps({"algorithms": results}, indent=2))

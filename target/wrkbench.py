@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from sim.embedded import EmbeddedTarget
-from target.algorithms import ALG_NAMES, ALGORITHMS
+from target.algorithms import ALGORITHMS, algorithm_list
 from target.bench import _per_call_us, _raw_verifier
 from target.jws import b64url_decode
 
@@ -171,13 +171,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("target.wrkbench: error: --duration must be 1-120 seconds")
     if not 1 <= args.rounds <= 10:
         sys.exit("target.wrkbench: error: --rounds must be 1-10")
-    algs = [a.strip() for a in args.algs.split(",") if a.strip()]
-    unknown = [a for a in algs if a not in ALG_NAMES]
-    if unknown or not algs:
-        sys.exit(
-            f"target.wrkbench: error: unknown algorithm {unknown[0] if unknown else '(none)'}; "
-            f"choose from {', '.join(ALG_NAMES)}"
-        )
+    try:
+        algs = algorithm_list(args.algs)
+    except ValueError as e:
+        sys.exit(f"target.wrkbench: error: {e}")
     started = time.monotonic()
     try:
         results = {alg: wrk_benchmark(alg, args.duration, args.rounds) for alg in algs}
