@@ -1,3 +1,5 @@
 """The fleetbench virtual device fleet."""
 
-__version__ = "0.1.0"
+from target import __version__
+
+__all__ = ["__version__"]

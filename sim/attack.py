@@ -56,6 +56,8 @@ from sim.http import TargetClient
 from sim.outcomes import refusal_reason
 from sim.provision import register_fleet
 from sim.report import write_attack_report
+from target.jose import ALG_NAMES as TOKEN_ALGS
+from target.jose import client_credentials_form
 
 __all__ = [
     "ATTACK_SCHEMA",
@@ -70,7 +72,6 @@ __all__ = [
 
 ATTACK_SCHEMA = "fleetbench.attack/1"
 DEFAULT_ALGS = ("HS256", "ES256", "EdDSA")
-TOKEN_ALGS = ("HS256", "HS384", "HS512", "ES256", "ES384", "EdDSA", "RS256", "PS256")
 DEFAULT_ISSUER = "urn:fleetbench:target"
 REQUEST_TIMEOUT_S = 10.0
 EXIT_FAILED = 1
@@ -334,11 +335,7 @@ def _secret_strength(token: str, alg: str) -> CaseResult:
 
 
 def _token(session: _Session, device: Device, scope: str | None = None) -> str:
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": device.id,
-        "client_secret": device.secret,
-    }
+    form = client_credentials_form(device.id, device.secret)
     if scope is not None:
         form["scope"] = scope
     status, response = session.token(form)

@@ -25,13 +25,13 @@ from sim.http import TargetClient
 from sim.provision import register_fleet
 from sim.scenarios import ENDPOINTS, REFRESH_MODES, parse_scenarios
 from sim.smoke import add_smoke_parser, smoke_command
+from target.jose import ALG_NAMES as TOKEN_ALGS
 
 __all__ = ["main"]
 
 EXIT_FAILED = 1  # the run finished and its verdict is FAIL
 EXIT_ERROR = 2  # bad input, unreachable target, refused key, mismatched fleet
 EXIT_INTERRUPTED = 130
-TOKEN_ALGS = ("HS256", "HS384", "HS512", "ES256", "ES384", "EdDSA", "RS256", "PS256")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -39,12 +39,13 @@ from typing import Any, Literal
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.x509.oid import NameOID
 from jwt.algorithms import get_default_algorithms
 
 from sim.fleet import Device
+from target.jose import JWT_BEARER, client_credentials_form, generate_private_key
 
 __all__ = [
     "CASES",
@@ -63,7 +64,6 @@ __all__ = [
 ]
 
 _PYJWT = get_default_algorithms()
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_TOKEN_BYTES = 8192
 # The P-256 group order n: r or s equal to n (or 0) must never verify.
 P256_ORDER = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -156,13 +156,7 @@ def _bearer(ctx: ForgeContext, token: str) -> Forged:
 @cache
 def _stranger_key(alg: str) -> Any:
     """A key of ``alg`` that the target has never seen (one per process)."""
-    if alg.startswith("HS"):
-        return secrets.token_bytes(64)
-    if alg == "EdDSA":
-        return ed25519.Ed25519PrivateKey.generate()
-    if alg.startswith("ES"):
-        return ec.generate_private_key(ec.SECP384R1() if alg == "ES384" else ec.SECP256R1())
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return generate_private_key(alg)
 
 
 def _stranger_kid(alg: str) -> str:
@@ -1159,8 +1153,7 @@ def _assertion_embedded_jwk(ctx: TokenContext) -> TokenForged:
 
 
 def _client_credentials(client_id: str, secret: str) -> TokenForged:
-    form = {"grant_type": "client_credentials", "client_id": client_id, "client_secret": secret}
-    return TokenForged(form)
+    return TokenForged(client_credentials_form(client_id, secret))
 
 
 INVALID_CLIENT = frozenset({"invalid_client"})

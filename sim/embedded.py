@@ -16,6 +16,8 @@ from types import TracebackType
 
 import requests
 
+from target.jose import client_credentials_form
+
 __all__ = ["EmbeddedTarget", "TargetStartError", "free_port"]
 
 
@@ -114,11 +116,7 @@ class EmbeddedTarget:
         ).raise_for_status()
         response = requests.post(
             f"{self.url}/auth/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": device_id,
-                "client_secret": secret,
-            },
+            data=client_credentials_form(device_id, secret),
             timeout=10,
         )
         response.raise_for_status()

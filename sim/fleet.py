@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from sim.errors import FleetError
+from target.jose import generate_private_key as _generate
 
 __all__ = [
     "CREDENTIAL_KINDS",
@@ -43,15 +43,6 @@ CredentialKind = Literal["ES256", "EdDSA", "RS256", "secret"]
 CREDENTIAL_KINDS: tuple[CredentialKind, ...] = get_args(CredentialKind)
 
 _PYJWT = get_default_algorithms()
-
-
-def _generate(kind: str) -> Any:
-    makers: dict[str, Callable[[], Any]] = {
-        "ES256": lambda: ec.generate_private_key(ec.SECP256R1()),
-        "EdDSA": ed25519.Ed25519PrivateKey.generate,
-        "RS256": lambda: rsa.generate_private_key(public_exponent=65537, key_size=2048),
-    }
-    return makers[kind]()
 
 
 @dataclass(frozen=True)

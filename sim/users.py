@@ -39,12 +39,12 @@ from sim.fleet import Device, Fleet, load_fleet
 from sim.measure import Measurements
 from sim.outcomes import Outcome, judge_forged, judge_held, judge_issuance, refusal_reason
 from sim.scenarios import Scenario
+from target.jose import JWT_BEARER
 
 __all__ = ["FleetDevice", "configure"]
 
 log = logging.getLogger("fleetbench")
 
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 DEFAULT_ISSUER = "urn:fleetbench:target"
 ASSERTION_LIFETIME_S = 300
 # Proactive refresh happens at a random point in this share of a token's lifetime, so a fleet

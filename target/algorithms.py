@@ -14,8 +14,8 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Literal, get_args
+from functools import cached_property, partial
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -23,8 +23,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jwt.algorithms import Algorithm, get_default_algorithms
 
+from target.jose import ALG_NAMES, AlgName, generate_private_key
+
 __all__ = [
     "ALGORITHMS",
+    "ALG_NAMES",
     "ASSERTION_ALGORITHMS",
     "AlgName",
     "AlgorithmSpec",
@@ -33,14 +36,10 @@ __all__ = [
     "jwk_thumbprint",
 ]
 
-AlgName = Literal["HS256", "HS384", "HS512", "ES256", "ES384", "EdDSA", "RS256", "PS256"]
-ALG_NAMES: tuple[AlgName, ...] = get_args(AlgName)
 # Algorithms a device may sign its RFC 7523 assertion with.
 ASSERTION_ALGORITHMS: tuple[str, ...] = ("ES256", "EdDSA", "RS256")
 
-HMAC_SECRET_BYTES = 64
 MIN_HMAC_SECRET_BYTES = 32
-RSA_BITS = 2048
 
 _PYJWT = get_default_algorithms()
 
@@ -198,35 +197,13 @@ class AlgorithmSpec:
         return jwk
 
 
-def _hmac_secret() -> bytes:
-    return secrets.token_bytes(HMAC_SECRET_BYTES)
-
-
+# Key making comes from the shared vocabulary, so the simulator makes its keys the same way.
 ALGORITHMS: dict[str, AlgorithmSpec] = {
-    "HS256": AlgorithmSpec("HS256", _PYJWT["HS256"], _hmac_secret, True),
-    "HS384": AlgorithmSpec("HS384", _PYJWT["HS384"], _hmac_secret, True),
-    "HS512": AlgorithmSpec("HS512", _PYJWT["HS512"], _hmac_secret, True),
-    "ES256": AlgorithmSpec(
-        "ES256", _PYJWT["ES256"], lambda: ec.generate_private_key(ec.SECP256R1()), False
-    ),
-    "ES384": AlgorithmSpec(
-        "ES384", _PYJWT["ES384"], lambda: ec.generate_private_key(ec.SECP384R1()), False
-    ),
-    "EdDSA": AlgorithmSpec("EdDSA", _PYJWT["EdDSA"], ed25519.Ed25519PrivateKey.generate, False),
-    "RS256": AlgorithmSpec(
-        "RS256",
-        _PYJWT["RS256"],
-        lambda: rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS),
-        False,
-    ),
-    "PS256": AlgorithmSpec(
-        "PS256",
-        _PYJWT["PS256"],
-        lambda: rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS),
-        False,
-    ),
+    name: AlgorithmSpec(
+        name, _PYJWT[name], partial(generate_private_key, name), name.startswith("HS")
+    )
+    for name in ALG_NAMES
 }
-assert set(ALGORITHMS) == set(ALG_NAMES)
 
 # RFC 7638 §3.2: the required members of each key type, in lexicographic order.
 _THUMBPRINT_MEMBERS = {

@@ -16,6 +16,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from target import admin, devices, oauth
+from target.algorithms import ASSERTION_ALGORITHMS
+from target.jose import CLIENT_CREDENTIALS, JWT_BEARER
 from target.metrics import CONTENT_TYPE_LATEST
 from target.middleware import BearerAuthMiddleware
 from target.openapi import openapi_schema
@@ -69,9 +71,9 @@ async def server_metadata(request: Request) -> Response:
             "issuer": state.settings.issuer,
             "token_endpoint": f"{base}/auth/token",
             "jwks_uri": f"{base}/.well-known/jwks.json",
-            "grant_types_supported": ["client_credentials", oauth.JWT_BEARER],
+            "grant_types_supported": [CLIENT_CREDENTIALS, JWT_BEARER],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-            "token_endpoint_auth_signing_alg_values_supported": ["ES256", "EdDSA", "RS256"],
+            "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
             "scopes_supported": ["telemetry:write", "config:read"],
             "access_token_signing_alg": state.settings.alg,
             "audience": state.settings.audience,

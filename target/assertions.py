@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import sqlite3
 import time
-from typing import Any
 
 from target.algorithms import ALGORITHMS, ASSERTION_ALGORITHMS, SigningKey
 from target.errors import OAuthError, TokenError
+from target.jose import numeric_claim
 from target.jws import b64url_decode, decode_json_object, split_compact, verify_signature
 from target.registry import DeviceRegistry
 
@@ -35,17 +34,8 @@ def _grant_error(description: str) -> OAuthError:
     return OAuthError("invalid_grant", description)
 
 
-def _number(claims: dict[str, Any], name: str) -> float:
-    value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _grant_error(f"assertion {name} missing or not a number")
-    try:
-        number = float(value)
-    except OverflowError as e:  # a JSON integer too large for a float
-        raise _grant_error(f"assertion {name} is not a finite number") from e
-    if not math.isfinite(number):  # NaN passes every comparison, so it slipped past the 600 s bound
-        raise _grant_error(f"assertion {name} is not a finite number")
-    return number
+def _claim_error(reason: str) -> OAuthError:
+    return _grant_error(f"assertion {reason}")
 
 
 class AssertionChecker:
@@ -93,14 +83,15 @@ class AssertionChecker:
         aud = claims.get("aud")
         if not (aud == self._audience or (isinstance(aud, list) and self._audience in aud)):
             raise _grant_error("assertion aud is not this issuer")
-        exp, iat = _number(claims, "exp"), _number(claims, "iat")
+        exp = numeric_claim(claims, "exp", _claim_error)
+        iat = numeric_claim(claims, "iat", _claim_error)
         if exp <= now - self._leeway_s:
             raise _grant_error("assertion has expired")
         if iat > now + self._leeway_s:
             raise _grant_error("assertion iat is in the future")
         if exp - iat > MAX_ASSERTION_LIFETIME_S:
             raise _grant_error("assertion lifetime exceeds 600 s")
-        if "nbf" in claims and _number(claims, "nbf") > now + self._leeway_s:
+        if "nbf" in claims and numeric_claim(claims, "nbf", _claim_error) > now + self._leeway_s:
             raise _grant_error("assertion not yet valid")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 1 <= len(jti) <= 256:

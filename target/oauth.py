@@ -11,12 +11,12 @@ from starlette.routing import Route
 
 from target.bodies import read_form
 from target.errors import OAuthError
+from target.jose import CLIENT_CREDENTIALS, JWT_BEARER
 from target.responses import NO_STORE
 from target.state import TargetState
 
-__all__ = ["JWT_BEARER", "routes"]
+__all__ = ["routes"]
 
-JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 MAX_FORM_BYTES = 16 * 1024
 
 
@@ -59,13 +59,13 @@ async def token(request: Request) -> Response:
         grant_type = form.get("grant_type")
         if not grant_type:
             raise OAuthError("invalid_request", "grant_type required")
-        if grant_type == "client_credentials":
+        if grant_type == CLIENT_CREDENTIALS:
             client_id, secret = _client_credentials(request, form)
             found = await state.db.run(state.registry.check_secret, client_id, secret)
             if found is None:
                 raise OAuthError("invalid_client", "client authentication failed", 401)
             scope, registration = found
-            device_id, grant = client_id, "client_credentials"
+            device_id, grant = client_id, CLIENT_CREDENTIALS
         elif grant_type == JWT_BEARER:
             assertion = form.get("assertion")
             if not assertion:

@@ -6,6 +6,8 @@ from functools import cache
 from typing import Any
 
 from target import __version__
+from target.algorithms import ASSERTION_ALGORITHMS
+from target.jose import CLIENT_CREDENTIALS, JWT_BEARER
 
 __all__ = ["openapi_schema"]
 
@@ -50,7 +52,7 @@ _SCHEMAS: dict[str, Any] = {
             "id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
             "secret": {"type": "string", "minLength": 24, "maxLength": 512},
             "public_key": _ref("Jwk"),
-            "alg": {"type": "string", "enum": ["ES256", "EdDSA", "RS256"]},
+            "alg": {"type": "string", "enum": list(ASSERTION_ALGORITHMS)},
             "scope": {"type": "string"},
         },
     },
@@ -142,8 +144,8 @@ def openapi_schema() -> dict[str, Any]:
                                     "grant_type": {
                                         "type": "string",
                                         "enum": [
-                                            "client_credentials",
-                                            "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                                            CLIENT_CREDENTIALS,
+                                            JWT_BEARER,
                                         ],
                                     },
                                     "client_id": {"type": "string"},

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sim.embedded import EmbeddedTarget, TargetStartError
+from target.jose import client_credentials_form
 
 __all__ = ["GOAL_RATIO", "ModeResult", "main"]
 
@@ -66,7 +67,7 @@ def _provision(url: str, admin_key: str, devices: int) -> list[tuple[str, str]]:
     )
     tokens = []
     for device_id, secret in fleet:
-        form = {"grant_type": "client_credentials", "client_id": device_id, "client_secret": secret}
+        form = client_credentials_form(device_id, secret)
         answer = _call(
             f"{url}/auth/token",
             data=urllib.parse.urlencode(form).encode(),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -11,6 +10,7 @@ from typing import Any
 
 from target.algorithms import SigningKey
 from target.errors import ClaimsError, ExpiredTokenError, RevokedError, SignatureError
+from target.jose import numeric_claim
 from target.jws import b64url_decode, decode_json_object, split_compact, verify_signature
 
 __all__ = ["REQUIRED_CLAIMS", "AccessClaims", "Verifier"]
@@ -41,19 +41,6 @@ class AccessClaims:
     # The registration the token was issued to (the device's ``created_at`` in microseconds): an id
     # deleted and registered again is another registration, and the old one's tokens stay refused.
     reg: float | None = None
-
-
-def _number(claims: dict[str, Any], name: str) -> float:
-    value = claims[name]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ClaimsError(f"{name} is not a number")
-    try:
-        number = float(value)
-    except OverflowError as e:  # a JSON integer too large for a float
-        raise ClaimsError(f"{name} is not a finite number") from e
-    if not math.isfinite(number):  # NaN passes every comparison: an exp of NaN would never expire
-        raise ClaimsError(f"{name} is not a finite number")
-    return number
 
 
 class Verifier:
@@ -189,10 +176,10 @@ class Verifier:
         for name in REQUIRED_CLAIMS:
             if name not in claims:
                 raise ClaimsError(f"missing claim {name}")
-        exp = _number(claims, "exp")
-        iat = _number(claims, "iat")
-        nbf = _number(claims, "nbf") if "nbf" in claims else None
-        reg = _number(claims, "reg") if "reg" in claims else None
+        exp = numeric_claim(claims, "exp", ClaimsError)
+        iat = numeric_claim(claims, "iat", ClaimsError)
+        nbf = numeric_claim(claims, "nbf", ClaimsError) if "nbf" in claims else None
+        reg = numeric_claim(claims, "reg", ClaimsError) if "reg" in claims else None
         if claims["iss"] != self._issuer:
             raise ClaimsError("wrong issuer")
         aud = claims["aud"]

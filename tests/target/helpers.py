@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from sim.embedded import EmbeddedTarget
+from target.jose import client_credentials_form
 from target.registry import registration_stamp
 
 # The algorithms the suite runs against; HS384 shares all its code paths with HS256 and HS512.
@@ -169,11 +170,7 @@ def request_token(target: EmbeddedTarget, form: dict[str, str], **kwargs: Any) -
 def client_token(target: EmbeddedTarget, device: Device, scope: str | None = None) -> str:
     """An access token for ``device`` by client_credentials in the form body."""
     assert device.secret is not None
-    form = {
-        "grant_type": "client_credentials",
-        "client_id": device.id,
-        "client_secret": device.secret,
-    }
+    form = client_credentials_form(device.id, device.secret)
     if scope is not None:
         form["scope"] = scope
     response = request_token(target, form)
