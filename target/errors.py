@@ -79,3 +79,60 @@ class RequestError(TargetError):
 
 class DatabaseUnavailable(TargetError):
     """The database could not do what a request needed (locked, busy, I/O): a 503, retry later."""
+
+
+# -- storage ---------------------------------------------------------------------------------------
+# The registry and the key store say what went wrong in their own terms; target/responses.py is the
+# one place that turns these into HTTP answers.
+
+
+class StorageError(TargetError):
+    """A change the registry or key store refuses; ``description`` is safe to show a client."""
+
+    description: str = ""
+
+    def details(self) -> dict[str, object]:
+        """Members an answer may carry beside the description (never a secret)."""
+        return {}
+
+
+class InvalidRegistrationError(StorageError):
+    """A registration body that is not ``{"devices": [...]}`` of an acceptable count."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
+class InvalidDeviceError(StorageError):
+    """One registration entry is not acceptable; ``index`` names it and ``reason`` says why."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        self.index, self.reason = index, reason
+        self.description = f"devices[{index}]: {reason}"
+        super().__init__(self.description)
+
+    def details(self) -> dict[str, object]:
+        return {"index": self.index}
+
+
+class DuplicateDeviceError(StorageError):
+    """An id repeats an earlier entry (``first_index``) or one already registered (None)."""
+
+    def __init__(self, index: int, device_id: str, first_index: int | None = None) -> None:
+        self.index, self.device_id, self.first_index = index, device_id, first_index
+        where = "already registered" if first_index is None else f"repeats devices[{first_index}]"
+        self.description = f"devices[{index}]: id {where}"
+        super().__init__(self.description)
+
+    def details(self) -> dict[str, object]:
+        return {"index": self.index, "id": self.device_id}
+
+
+class KeyPinnedError(StorageError):
+    """The signing key comes from ``--signing-key`` and cannot be rotated."""
+
+    description = "the signing key is pinned by --signing-key"
+
+    def __init__(self) -> None:
+        super().__init__(self.description)

@@ -15,7 +15,7 @@ from typing import Any
 
 from target.algorithms import ALGORITHMS, SigningKey
 from target.db import bump_revision, transaction
-from target.errors import RequestError
+from target.errors import KeyPinnedError
 
 __all__ = ["KeyStore", "load_signing_key_file"]
 
@@ -100,7 +100,7 @@ class KeyStore:
     def rotate(self) -> tuple[SigningKey, SigningKey]:
         """Make a new current key; the old one verifies for ``grace_s`` more seconds."""
         if self._pinned is not None:
-            raise RequestError(409, "conflict", "the signing key is pinned by --signing-key")
+            raise KeyPinnedError
         new = self._spec.make_key(self._spec.generate())
         now = time.time()
         with transaction(self._conn):  # retire, insert and bump as one change

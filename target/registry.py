@@ -19,7 +19,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from target.algorithms import ALGORITHMS, ASSERTION_ALGORITHMS, SigningKey
 from target.db import DatabaseUnavailable, bump_revision, transaction
-from target.errors import RequestError
+from target.errors import (
+    DuplicateDeviceError,
+    InvalidDeviceError,
+    InvalidRegistrationError,
+)
 
 __all__ = ["DEFAULT_SCOPE", "DeviceRegistry", "NewDevice", "parse_devices", "registration_stamp"]
 
@@ -48,10 +52,6 @@ class NewDevice:
 
     def __repr__(self) -> str:  # the secret never reaches a log line
         return f"NewDevice(id={self.id!r}, alg={self.alg!r}, scope={self.scope!r})"
-
-
-def _invalid(index: int, description: str) -> RequestError:
-    return RequestError(422, "invalid_device", f"devices[{index}]: {description}", index=index)
 
 
 # RFC 7518 §3.3: RSA keys of at least 2048 bits; e = 65537 is what every sound key uses, and a
@@ -92,22 +92,22 @@ def registration_stamp(created_at: float) -> int:
 
 def _parse_one(index: int, entry: Any) -> NewDevice:
     if not isinstance(entry, dict):
-        raise _invalid(index, "must be an object")
+        raise InvalidDeviceError(index, "must be an object")
     unknown = set(entry) - {"id", "secret", "public_key", "alg", "scope"}
     if unknown:
-        raise _invalid(index, f"unknown member {sorted(unknown)[0][:40]!r}")
+        raise InvalidDeviceError(index, f"unknown member {sorted(unknown)[0][:40]!r}")
     device_id = entry.get("id")
     if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
-        raise _invalid(index, "id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+        raise InvalidDeviceError(index, "id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
     secret = entry.get("secret")
     if secret is not None and (
         not isinstance(secret, str) or not MIN_SECRET_CHARS <= len(secret) <= MAX_SECRET_CHARS
     ):
-        raise _invalid(
+        raise InvalidDeviceError(
             index, f"secret must be a string of {MIN_SECRET_CHARS}-{MAX_SECRET_CHARS} characters"
         )
     if secret is not None and _low_entropy(secret):
-        raise _invalid(
+        raise InvalidDeviceError(
             index,
             "secret looks made by hand (repeats, runs or too few distinct characters);"
             " use random bytes, such as secrets.token_urlsafe(32)",
@@ -116,37 +116,37 @@ def _parse_one(index: int, entry: Any) -> NewDevice:
     alg = entry.get("alg")
     if public_jwk is None:
         if alg is not None:
-            raise _invalid(index, "alg given without public_key")
+            raise InvalidDeviceError(index, "alg given without public_key")
         if secret is None:
-            raise _invalid(index, "needs a secret, a public_key, or both")
+            raise InvalidDeviceError(index, "needs a secret, a public_key, or both")
     else:
         alg = "ES256" if alg is None else alg
         if alg not in ASSERTION_ALGORITHMS:
-            raise _invalid(index, f"alg must be one of {', '.join(ASSERTION_ALGORITHMS)}")
+            raise InvalidDeviceError(index, f"alg must be one of {', '.join(ASSERTION_ALGORITHMS)}")
         if not isinstance(public_jwk, dict) or "d" in public_jwk or "k" in public_jwk:
-            raise _invalid(index, "public_key must be a public JWK object")
+            raise InvalidDeviceError(index, "public_key must be a public JWK object")
         # RFC 7517 §4.2-4.4: a key marked for another use, or for another algorithm, is not
         # one to check this device's signatures with (RFC 8725 §3.1: one key, one algorithm).
         key_ops = public_jwk.get("key_ops", ["verify"])
         if public_jwk.get("use", "sig") != "sig" or not (
             isinstance(key_ops, list) and "verify" in key_ops
         ):
-            raise _invalid(index, "public_key is not marked for verifying signatures")
+            raise InvalidDeviceError(index, "public_key is not marked for verifying signatures")
         if public_jwk.get("alg", alg) != alg:
-            raise _invalid(index, f"public_key names another alg than {alg}")
+            raise InvalidDeviceError(index, f"public_key names another alg than {alg}")
         try:
             key = ALGORITHMS[alg].pyjwt.from_jwk(public_jwk)
             ALGORITHMS[alg].verify_only_key(key, device_id)
         except Exception as e:  # PyJWT raises several types for a bad JWK
-            raise _invalid(index, f"public_key is not a valid {alg} public JWK") from e
+            raise InvalidDeviceError(index, f"public_key is not a valid {alg} public JWK") from e
         try:
             check_device_key(alg, key)
         except ValueError as e:  # WeakKeyError, or cryptography's own for a point off the curve
             reason = str(e) if isinstance(e, WeakKeyError) else "EC point is not on the curve"
-            raise _invalid(index, f"public_key refused: {reason}") from e
+            raise InvalidDeviceError(index, f"public_key refused: {reason}") from e
     scope = entry.get("scope", DEFAULT_SCOPE)
     if not isinstance(scope, str) or not scope.split() or not set(scope.split()) <= KNOWN_SCOPES:
-        raise _invalid(
+        raise InvalidDeviceError(
             index, f"scope must be a space-separated subset of {' '.join(sorted(KNOWN_SCOPES))}"
         )
     return NewDevice(device_id, secret, public_jwk, alg, " ".join(scope.split()))
@@ -155,12 +155,10 @@ def _parse_one(index: int, entry: Any) -> NewDevice:
 def parse_devices(body: Any) -> list[NewDevice]:
     """Validate a bulk registration body; the first wrong entry is named by index."""
     if not isinstance(body, dict) or not isinstance(body.get("devices"), list):
-        raise RequestError(400, "invalid_request", 'body must be {"devices": [...]}')
+        raise InvalidRegistrationError('body must be {"devices": [...]}')
     entries = body["devices"]
     if not 1 <= len(entries) <= MAX_DEVICES_PER_REQUEST:
-        raise RequestError(
-            400, "invalid_request", f"1 to {MAX_DEVICES_PER_REQUEST} devices per request"
-        )
+        raise InvalidRegistrationError(f"1 to {MAX_DEVICES_PER_REQUEST} devices per request")
     return [_parse_one(i, entry) for i, entry in enumerate(entries)]
 
 
@@ -263,13 +261,7 @@ class DeviceRegistry:
         seen: dict[str, int] = {}
         for index, device in enumerate(devices):
             if device.id in seen:
-                raise RequestError(
-                    409,
-                    "conflict",
-                    f"devices[{index}]: id repeats devices[{seen[device.id]}]",
-                    index=index,
-                    id=device.id,
-                )
+                raise DuplicateDeviceError(index, device.id, seen[device.id])
             seen[device.id] = index
         now = time.time()
         rows = []
@@ -286,13 +278,7 @@ class DeviceRegistry:
             existing = self._existing_ids([d.id for d in devices])
             if existing:
                 index = next(i for i, d in enumerate(devices) if d.id in existing)
-                raise RequestError(
-                    409,
-                    "conflict",
-                    f"devices[{index}]: id already registered",
-                    index=index,
-                    id=devices[index].id,
-                )
+                raise DuplicateDeviceError(index, devices[index].id)
             conn.executemany(
                 "INSERT INTO devices (id, secret_salt, secret_hash, public_jwk, alg, scope, active,"
                 " created_at) VALUES (?, ?, ?, ?, ?, ?, 1, ?)",

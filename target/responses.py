@@ -10,7 +10,16 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from target.errors import DatabaseUnavailable, OAuthError, RequestError
+from target.errors import (
+    DatabaseUnavailable,
+    DuplicateDeviceError,
+    InvalidDeviceError,
+    InvalidRegistrationError,
+    KeyPinnedError,
+    OAuthError,
+    RequestError,
+    StorageError,
+)
 from target.middleware import RETRY_AFTER_S, challenge
 
 __all__ = ["EXCEPTION_HANDLERS", "NO_STORE"]
@@ -31,6 +40,22 @@ async def _request_error(request: Request, exc: Exception) -> Response:
             "insufficient_scope", exc.description, str(exc.extra.get("scope", "")) or None
         )
     return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
+# Storage speaks in domain errors; this table is where each becomes an answer (status, error code).
+STORAGE_ANSWERS: dict[type[StorageError], tuple[int, str]] = {
+    InvalidRegistrationError: (400, "invalid_request"),
+    InvalidDeviceError: (422, "invalid_device"),
+    DuplicateDeviceError: (409, "conflict"),
+    KeyPinnedError: (409, "conflict"),
+}
+
+
+async def _storage_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StorageError)
+    status_code, error = STORAGE_ANSWERS[type(exc)]
+    body = {"error": error, "error_description": exc.description, **exc.details()}
+    return JSONResponse(body, status_code=status_code)
 
 
 async def _oauth_error(request: Request, exc: Exception) -> Response:
@@ -70,6 +95,7 @@ EXCEPTION_HANDLERS = {
     DatabaseUnavailable: _database_unavailable,
     sqlite3.Error: _database_unavailable,
     RequestError: _request_error,
+    StorageError: _storage_error,
     OAuthError: _oauth_error,
     HTTPException: _http_exception,
 }
