@@ -17,7 +17,7 @@ from typing import Any
 
 from sim.errors import SimError
 from target.algorithms import ALG_NAMES, ALGORITHMS
-from target.bench import micro_benchmark
+from target.costs import micro_benchmark
 
 __all__ = [
     "MICRO_FIGURES",

@@ -34,7 +34,7 @@ from typing import Any
 
 from sim.embedded import EmbeddedTarget
 from target.algorithms import ALGORITHMS, algorithm_list
-from target.bench import _per_call_us, _raw_verifier
+from target.costs import per_call_us, raw_verifier
 from target.jws import b64url_decode
 
 __all__ = ["GOALS", "run_wrk", "wrk_benchmark"]
@@ -130,7 +130,7 @@ def wrk_benchmark(alg: str, duration_s: float, rounds: int = 3) -> dict[str, Any
     spec = ALGORITHMS[alg]
     key = spec.make_key(spec.load_private(bytes(private)), kid)
     header, payload, signature = token.split(".")
-    check = _raw_verifier(key, f"{header}.{payload}".encode(), b64url_decode(signature))
+    check = raw_verifier(key, f"{header}.{payload}".encode(), b64url_decode(signature))
     # The raw check runs on the server's core twice: with wrk's core idle, and with it kept busy
     # as wrk kept it during the runs (on a shared or virtual machine a busy neighbour core slows
     # the signature check measurably, so only the second is like for like).
@@ -138,9 +138,9 @@ def wrk_benchmark(alg: str, duration_s: float, rounds: int = 3) -> dict[str, Any
     if server_cpus:
         os.sched_setaffinity(0, server_cpus)
     try:
-        raw_idle_us = _per_call_us(check, 1.0)
+        raw_idle_us = per_call_us(check, 1.0)
         with _busy(wrk_cpus, seconds=8.0):
-            raw_us = _per_call_us(check, 1.0)
+            raw_us = per_call_us(check, 1.0)
     finally:
         os.sched_setaffinity(0, previous)
     auth_us = (1 / api - 1 / healthz) * 1e6

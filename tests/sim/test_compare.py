@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from sim.embedded import EmbeddedTarget
-from target.bench import DEVICE
+from target.costs import DEVICE
 
 MICRO = ("sign_us", "verify_us", "raw_verify_us", "cached_verify_us", "token_bytes")
 E2E = ("e2e_rps", "e2e_p50_us", "e2e_p99_us", "server_verify_us")

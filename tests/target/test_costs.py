@@ -1,0 +1,62 @@
+"""The shared micro-measurement core, and the thin command over it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from target.algorithms import ALGORITHMS
+from target.costs import micro_benchmark, per_call_us, raw_verifier
+
+FIGURES = {"sign_us", "verify_us", "raw_verify_us", "naive_verify_us", "cached_verify_us"}
+
+
+def test_micro_benchmark_measures_every_figure() -> None:
+    figures = micro_benchmark("HS256", budget_s=0.02)
+    assert set(figures) == FIGURES | {"token_bytes"}
+    assert all(figures[name] > 0 for name in FIGURES)
+    assert 200 < figures["token_bytes"] < 1000
+
+
+def test_raw_verifier_checks_a_real_signature() -> None:
+    spec = ALGORITHMS["ES256"]
+    key = spec.make_key(spec.generate())
+    signature = spec.pyjwt.sign(b"message", key.private)  # the JWS r || s form
+    check = raw_verifier(key, b"message", signature)
+    check()  # raises InvalidSignature if the ceiling checked the wrong thing
+    assert per_call_us(check, 0.01) > 0
+
+
+def test_the_simulator_does_not_import_the_benchmark_command() -> None:
+    code = "import sys, sim.compare; print('target.bench' in sys.modules)"
+    imported = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert imported.stdout.strip() == "False"
+
+
+def test_bench_command_prints_its_figures() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "target.bench", "--algs", "HS256", "--budget", "0.02", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    figures = json.loads(result.stdout)["algorithms"]["HS256"]
+    assert set(figures) == FIGURES | {"token_bytes"}
+
+
+def test_bench_command_refuses_an_unknown_algorithm_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "target.bench", "--algs", "HS999"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [
+        "target.bench: error: unknown algorithm HS999; choose from "
+        "HS256, HS384, HS512, ES256, ES384, EdDSA, RS256, PS256"
+    ]
