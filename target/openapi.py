@@ -1,4 +1,8 @@
-"""The OpenAPI 3.1 description of every route, kept beside the code it describes."""
+"""The OpenAPI 3.1 description of every route, kept beside the code it describes.
+
+Every limit in it (id pattern, secret length, batch size, reading bounds, algorithms, grant types)
+is the constant the handlers validate with, imported rather than retyped.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,15 @@ from typing import Any
 
 from target import __version__
 from target.algorithms import ASSERTION_ALGORITHMS
+from target.devices import MAX_SEQ, MAX_VALUES
 from target.jose import CLIENT_CREDENTIALS, JWT_BEARER
+from target.registry import (
+    DEVICE_ID,
+    MAX_DEVICES_PER_REQUEST,
+    MAX_SECRET_CHARS,
+    MIN_SECRET_CHARS,
+    REGISTRATION_MEMBERS,
+)
 
 __all__ = ["openapi_schema"]
 
@@ -31,11 +43,14 @@ _BEARER_ERRORS = {
     "403": _error("valid token without the scope, or for another device"),
 }
 _ADMIN_ERRORS = {"401": _error("admin key missing or wrong")}
-_DEVICE_ID = {
-    "name": "device_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+_ID = {"type": "string", "pattern": f"^{DEVICE_ID.pattern}$"}
+_DEVICE_ID = {"name": "device_id", "in": "path", "required": True, "schema": _ID}
+_REGISTRATION_MEMBERS: dict[str, Any] = {
+    "id": _ID,
+    "secret": {"type": "string", "minLength": MIN_SECRET_CHARS, "maxLength": MAX_SECRET_CHARS},
+    "public_key": _ref("Jwk"),
+    "alg": {"type": "string", "enum": list(ASSERTION_ALGORITHMS)},
+    "scope": {"type": "string"},
 }
 _SCHEMAS: dict[str, Any] = {
     "Error": {
@@ -48,13 +63,8 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["id"],
         "additionalProperties": False,
-        "properties": {
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
-            "secret": {"type": "string", "minLength": 24, "maxLength": 512},
-            "public_key": _ref("Jwk"),
-            "alg": {"type": "string", "enum": list(ASSERTION_ALGORITHMS)},
-            "scope": {"type": "string"},
-        },
+        # A member the registry accepts but this file does not describe fails here, at import.
+        "properties": {member: _REGISTRATION_MEMBERS[member] for member in REGISTRATION_MEMBERS},
     },
     "Device": {
         "type": "object",
@@ -84,19 +94,17 @@ _SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["seq", "ts"],
         "properties": {
-            "seq": {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+            "seq": {"type": "integer", "minimum": 0, "maximum": MAX_SEQ},
             "ts": {"type": "number"},
-            "values": {"type": "object", "maxProperties": 64},
+            "values": {"type": "object", "maxProperties": MAX_VALUES},
         },
     },
 }
 
 
-@cache
-def openapi_schema() -> dict[str, Any]:
-    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
-    admin: list[dict[str, list[str]]] = [{"adminKey": []}]
-    paths: dict[str, Any] = {
+def _public_paths() -> dict[str, Any]:
+    """Liveness, metrics, this document and discovery: no credentials."""
+    return {
         "/healthz": {
             "get": {"summary": "Liveness", "responses": {"200": _json({"type": "object"}, "alive")}}
         },
@@ -129,6 +137,12 @@ def openapi_schema() -> dict[str, Any]:
                 "responses": {"200": _json({"type": "object", "required": ["issuer"]}, "metadata")},
             }
         },
+    }
+
+
+def _token_paths() -> dict[str, Any]:
+    """The OAuth 2.0 token endpoint and the grants it takes."""
+    return {
         "/auth/token": {
             "post": {
                 "summary": "OAuth 2.0 token endpoint (client_credentials, jwt-bearer)",
@@ -167,6 +181,13 @@ def openapi_schema() -> dict[str, Any]:
                 },
             }
         },
+    }
+
+
+def _admin_paths() -> dict[str, Any]:
+    """Registration, revocation, key rotation and accounting: the admin key."""
+    admin: list[dict[str, list[str]]] = [{"adminKey": []}]
+    return {
         "/admin/devices": {
             "post": {
                 "summary": "Register devices, all or none",
@@ -182,7 +203,7 @@ def openapi_schema() -> dict[str, Any]:
                                     "devices": {
                                         "type": "array",
                                         "minItems": 1,
-                                        "maxItems": 10000,
+                                        "maxItems": MAX_DEVICES_PER_REQUEST,
                                         "items": _ref("NewDevice"),
                                     }
                                 },
@@ -267,6 +288,13 @@ def openapi_schema() -> dict[str, Any]:
                 },
             }
         },
+    }
+
+
+def _device_paths() -> dict[str, Any]:
+    """What a device calls with its access token."""
+    bearer: list[dict[str, list[str]]] = [{"bearer": []}]
+    return {
         "/devices/{device_id}/telemetry": {
             "parameters": [_DEVICE_ID],
             "post": {
@@ -308,6 +336,11 @@ def openapi_schema() -> dict[str, Any]:
             }
         },
     }
+
+
+@cache
+def openapi_schema() -> dict[str, Any]:
+    paths = {**_public_paths(), **_token_paths(), **_admin_paths(), **_device_paths()}
     return {
         "openapi": "3.1.0",
         "info": {"title": "fleetbench reference device API", "version": __version__},

@@ -37,6 +37,8 @@ MIN_SECRET_ENTROPY_BITS = 64
 _PATTERN_CHARS = 6
 MAX_SECRET_CHARS = 512
 MAX_DEVICES_PER_REQUEST = 10_000
+# The members a registration entry may have; target/openapi.py documents each of them.
+REGISTRATION_MEMBERS = ("id", "secret", "public_key", "alg", "scope")
 KNOWN_SCOPES = frozenset({"telemetry:write", "config:read"})
 DEFAULT_SCOPE = "telemetry:write config:read"
 _DEVICE_KEY_CACHE = 50_000
@@ -93,7 +95,7 @@ def registration_stamp(created_at: float) -> int:
 def _parse_one(index: int, entry: Any) -> NewDevice:
     if not isinstance(entry, dict):
         raise InvalidDeviceError(index, "must be an object")
-    unknown = set(entry) - {"id", "secret", "public_key", "alg", "scope"}
+    unknown = set(entry).difference(REGISTRATION_MEMBERS)
     if unknown:
         raise InvalidDeviceError(index, f"unknown member {sorted(unknown)[0][:40]!r}")
     device_id = entry.get("id")
