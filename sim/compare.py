@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.errors import SimError
+from sim.errors import CompareError, Interrupted
+from sim.machine import cpu_model, versions
+from sim.scenarios import Endpoint
 from target.algorithms import ALG_NAMES, ALGORITHMS
 from target.costs import micro_benchmark
 
@@ -39,18 +41,16 @@ CAPACITY_RATES_PER_S = (10_000, 100_000)
 EndToEnd = Callable[[str], dict[str, Any]]
 
 
-class CompareError(SimError):
-    """A compare run that cannot be done as asked (bad algorithm list, options)."""
-
-
-@dataclass
+@dataclass(frozen=True)
 class CompareConfig:
+    """The algorithms (the first is the baseline), the rounds, and the end-to-end load if any."""
+
     algs: list[str]
     repeat: int = 3
     micro_budget_s: float = 0.25
     end_to_end: EndToEnd | None = None  # None means --micro-only
     parameters: dict[str, Any] = field(default_factory=dict)  # the end-to-end load, for the report
-    log: Callable[[str], None] = field(default=lambda message: None)
+    log: Callable[[str], None] = field(default=lambda message: None, repr=False)
 
 
 def parse_algs(text: str) -> list[str]:
@@ -78,7 +78,7 @@ def end_to_end_runner(
     devices: int,
     duration_s: float,
     interval_s: float,
-    endpoint: str,
+    endpoint: Endpoint,
     results: Path,
     pin: bool = True,
     log: Callable[[str], None] = lambda message: None,
@@ -97,7 +97,7 @@ def end_to_end_runner(
                 alg="secret",  # the device credential only matters for issuance
                 token_alg=alg,
                 scenarios={"verification": 1},
-                endpoint=endpoint,  # type: ignore[arg-type]  # checked by argparse choices
+                endpoint=endpoint,
                 interval_s=interval_s,
                 duration_s=duration_s,
                 results=results / f"e2e-{alg}-{rounds[alg]}",
@@ -106,7 +106,7 @@ def end_to_end_runner(
             )
         )
         if summary["run"]["interrupted"]:
-            raise CompareError("interrupted")
+            raise Interrupted("interrupted")
         if not summary["verdict"]["passed"]:
             raise CompareError(
                 f"the {alg} run failed its own verdict: {'; '.join(summary['verdict']['failures'])}"
@@ -173,12 +173,10 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
         }
         algorithms[alg] = entry
     # The same machine and versions facts a run's summary.json carries, for the report's header.
-    from sim.runner import _cpu_model, _versions
-
     return {
         "schema": SCHEMA,
-        "machine": {"model": _cpu_model(), "count": os.cpu_count()},
-        "versions": _versions(),
+        "machine": {"model": cpu_model(), "count": os.cpu_count()},
+        "versions": versions(),
         "parameters": config.parameters,
         "baseline": baseline,
         "repeat": config.repeat,
@@ -242,90 +240,3 @@ def write_compare_outputs(result: dict[str, Any], folder: Path) -> dict[str, Pat
     paths["json"].write_text(json.dumps(result, indent=2) + "\n")
     write_compare_report(result, paths["html"], table_rows(result), capacity_lines(result))
     return paths
-
-
-def add_compare_parser(
-    commands: Any,
-    positive_int: Callable[[str], int],
-    seconds: Callable[[str], float],
-    duration: Callable[[str], float] | None = None,
-) -> None:
-    p = commands.add_parser(
-        "compare", help="signing algorithms side by side: cost, size, throughput"
-    )
-    p.add_argument(
-        "--algs", default="HS256,ES256", help="comma-separated; the first is the baseline"
-    )
-    p.add_argument("--repeat", type=positive_int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--micro-only", action="store_true", help="in-process figures only, no HTTP")
-    p.add_argument(
-        "--micro-budget", type=seconds, default=0.25, help="seconds per micro figure / 5"
-    )
-    p.add_argument("--devices", type=positive_int, default=50, help="end-to-end fleet size")
-    p.add_argument(
-        "--duration", type=duration or seconds, default=8.0, help="end-to-end run time per round"
-    )
-    p.add_argument("--interval", type=seconds, default=0.0, help="end-to-end pacing per device, s")
-    p.add_argument("--endpoint", choices=("telemetry", "config", "data"), default="data")
-    p.add_argument("--results", type=Path, help="results folder (default results/compare-<time>)")
-    p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
-    p.add_argument("--json", action="store_true", help="print compare.json to stdout")
-
-
-def compare_command(args: Any, console: Any) -> int:
-    """``fleetbench compare``: returns the exit code."""
-    from rich.table import Table
-
-    algs = parse_algs(args.algs)
-    folder = args.results or Path("results") / time.strftime("compare-%Y%m%d-%H%M%S")
-    quiet = args.json
-
-    def log(message: str) -> None:
-        if not quiet:
-            console.print(f"[dim]fleetbench: {message}[/dim]", highlight=False)
-
-    end_to_end = None
-    if not args.micro_only:
-        end_to_end = end_to_end_runner(
-            devices=args.devices,
-            duration_s=args.duration,
-            interval_s=args.interval,
-            endpoint=args.endpoint,
-            results=folder,
-            pin=not args.no_pin,
-            log=log,
-        )
-    parameters = {"micro_budget_s": args.micro_budget}
-    if end_to_end is not None:
-        parameters.update(
-            devices=args.devices,
-            duration_s=args.duration,
-            interval_s=args.interval,
-            endpoint=args.endpoint,
-        )
-    result = run_compare(
-        CompareConfig(
-            algs, args.repeat, args.micro_budget, end_to_end, log=log, parameters=parameters
-        )
-    )
-    paths = write_compare_outputs(result, folder)
-    if args.json:
-        print(json.dumps(result, indent=2))
-        return 0
-    table = Table(title=f"median of {args.repeat} interleaved rounds (min-max); ratio to {algs[0]}")
-    table.add_column("figure")
-    for alg in algs:
-        table.add_column(alg, justify="right")
-    for row in table_rows(result):
-        table.add_row(*row)
-    console.print(table)
-    for line in capacity_lines(result):
-        console.print(line, highlight=False)
-    for alg, entry in result["algorithms"].items():
-        if entry.get("generator_saturated"):
-            console.print(
-                f"[bold red]{alg}: the load generator was saturated (see its saturation_rule): its"
-                " end-to-end figures are a floor on the target's capacity, not a measure of it[/]"
-            )
-    console.print(f"results: {paths['html']} (data {paths['json'].name})")
-    return 0

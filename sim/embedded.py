@@ -16,13 +16,11 @@ from types import TracebackType
 
 import requests
 
+from sim.errors import TargetStartError
+from sim.processes import pin_to
 from target.jose import client_credentials_form
 
 __all__ = ["EmbeddedTarget", "TargetStartError", "free_port"]
-
-
-class TargetStartError(RuntimeError):
-    """The embedded target did not come up."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,17 +80,12 @@ class EmbeddedTarget:
 
     def start(self) -> EmbeddedTarget:
         env = {**os.environ, "TARGET_ADMIN_KEY": self.admin_key}  # never on the command line
-        cpus = self.cpus
-
-        def pin() -> None:
-            if cpus:
-                os.sched_setaffinity(0, cpus)
-
         with open(self._log, "wb") as log:
             self.process = subprocess.Popen(
-                self.command(), env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin,
+                self.command(), env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
+        pin_to(self.process.pid, self.cpus)
         deadline = time.monotonic() + self._startup_timeout_s
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

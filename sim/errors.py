@@ -1,15 +1,24 @@
-"""The simulator's exception tree: one root; each message is one readable line, never a secret."""
+"""The simulator's exception tree: one root; each message is one readable line, never a secret.
+
+The command line turns every :class:`SimError` into one line on stderr and an exit code
+(:mod:`sim.cli.exits`); nothing outside this tree should reach a user.
+"""
 
 from __future__ import annotations
 
 __all__ = [
     "AdminKeyRejected",
+    "CompareError",
     "ConfigError",
+    "DiffError",
     "FleetError",
     "FleetMismatch",
+    "Interrupted",
     "SimError",
-    "TargetError",
+    "TargetStartError",
     "TargetUnreachable",
+    "TargetUnusable",
+    "ThresholdsError",
 ]
 
 
@@ -21,6 +30,10 @@ class ConfigError(SimError):
     """An option or option combination that cannot work."""
 
 
+class ThresholdsError(ConfigError):
+    """A thresholds file that cannot be read, with the line at fault when known."""
+
+
 class FleetError(SimError):
     """A fleet file that is missing, unreadable or not a fleet."""
 
@@ -29,13 +42,32 @@ class FleetMismatch(FleetError):
     """The fleet file and the target's device registry disagree."""
 
 
-class TargetError(SimError):
-    """The target answered something the simulator cannot go on with."""
+class TargetUnusable(SimError):
+    """The target cannot be used: not started, not reachable, or answering what we cannot use.
+
+    (Not :class:`target.errors.TargetError`, which is the reference target's own refusal tree.)
+    """
 
 
-class TargetUnreachable(TargetError):
+class TargetStartError(TargetUnusable):
+    """The embedded target did not come up."""
+
+
+class TargetUnreachable(TargetUnusable):
     """No HTTP answer from the target at all."""
 
 
-class AdminKeyRejected(TargetError):
+class AdminKeyRejected(TargetUnusable):
     """The target refused the admin key."""
+
+
+class CompareError(SimError):
+    """A compare run that cannot be done as asked, or one of its runs that failed."""
+
+
+class DiffError(SimError):
+    """A file that is not a fleetbench summary."""
+
+
+class Interrupted(SimError):
+    """The work was stopped by SIGINT or SIGTERM before it could finish."""

@@ -6,7 +6,7 @@ from typing import Any
 
 import requests
 
-from sim.errors import AdminKeyRejected, TargetError, TargetUnreachable
+from sim.errors import AdminKeyRejected, TargetUnreachable, TargetUnusable
 
 __all__ = ["TargetClient"]
 
@@ -54,11 +54,11 @@ class TargetClient:
     def json(self, method: str, path: str, *, admin: bool = False, **kwargs: Any) -> Any:
         response = self.request(method, path, admin=admin, **kwargs)
         if response.status_code >= 400:
-            raise TargetError(f"{method} {path} answered {response.status_code}")
+            raise TargetUnusable(f"{method} {path} answered {response.status_code}")
         try:
             return response.json()
         except ValueError as e:
-            raise TargetError(f"{method} {path} did not answer JSON") from e
+            raise TargetUnusable(f"{method} {path} did not answer JSON") from e
 
     def check_alive(self) -> None:
         """Fail with one line unless the target answers HTTP at all."""

@@ -1,23 +1,39 @@
-"""Register a fleet with a target through the bulk admin API, resuming over a known fleet."""
+"""Provisioning: make a fleet file and register it with a target through the bulk admin API,
+resuming over a fleet the target already knows."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sim.errors import FleetMismatch, TargetError
-from sim.fleet import Device, Fleet
+from sim.errors import ConfigError, FleetMismatch, TargetUnusable
+from sim.fleet import CredentialKind, Device, Fleet, load_fleet, make_fleet, save_fleet
 from sim.http import TargetClient
 
-__all__ = ["DEFAULT_CHUNK", "ProvisionResult", "register_fleet"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "ProvisionConfig",
+    "ProvisionResult",
+    "Provisioned",
+    "provision",
+    "register_fleet",
+]
 
 DEFAULT_CHUNK = 1000
 MISMATCH = "fleet file does not match the target"
 
 
+# Start a step of ``total`` units (description, total); the returned function advances it by n.
+StepBar = Callable[[str, int], Callable[[int], None]]
+
+
 @dataclass(frozen=True)
 class ProvisionResult:
+    """How a registration went: devices new to the target, and devices it already had."""
+
     created: int
     already_registered: int
 
@@ -38,7 +54,7 @@ def _post(client: TargetClient, devices: list[Device]) -> int:
         reason = str(response.json().get("error_description", ""))[:200]
     except ValueError:
         reason = ""
-    raise TargetError(f"device registration answered {response.status_code} {reason}".strip())
+    raise TargetUnusable(f"device registration answered {response.status_code} {reason}".strip())
 
 
 def _resolve_conflict(client: TargetClient, chunk: list[Device]) -> tuple[int, int]:
@@ -54,7 +70,7 @@ def _resolve_conflict(client: TargetClient, chunk: list[Device]) -> tuple[int, i
                 raise FleetMismatch(f"{MISMATCH} (device {device.id})")
             known += 1
         else:
-            raise TargetError(f"GET /admin/devices/{{id}} answered {response.status_code}")
+            raise TargetUnusable(f"GET /admin/devices/{{id}} answered {response.status_code}")
     if missing and _post(client, missing) == 409:
         raise FleetMismatch(f"{MISMATCH} (devices appeared while registering)")
     return len(missing), known
@@ -81,3 +97,53 @@ def register_fleet(
         if progress is not None:
             progress(len(part))
     return ProvisionResult(created, known)
+
+
+@dataclass(frozen=True)
+class ProvisionConfig:
+    """Make ``devices`` devices into ``out`` (or reuse ``fleet``); register them if ``target``."""
+
+    target: str | None = None
+    admin_key: str | None = field(default=None, repr=False)
+    devices: int = 100
+    alg: CredentialKind = "ES256"
+    out: Path = Path("fleet.json")
+    fleet: Path | None = None
+    chunk: int = DEFAULT_CHUNK
+    bar: StepBar | None = field(default=None, repr=False)
+
+    def check(self) -> None:
+        if self.target is not None and not self.target.startswith(("http://", "https://")):
+            raise ConfigError("--target must be an http:// or https:// URL")
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """The fleet file written or reused, and its registration (None: not registered)."""
+
+    fleet: Fleet
+    path: Path
+    registered: ProvisionResult | None
+    elapsed_s: float
+
+
+def provision(config: ProvisionConfig) -> Provisioned:
+    """``fleetbench provision``: the fleet file (mode 0600), registered with the target if one."""
+    config.check()
+    started = time.monotonic()
+    if config.fleet is not None:
+        fleet, path = load_fleet(config.fleet), config.fleet
+    else:
+        advance = config.bar(f"keys ({config.alg})", config.devices) if config.bar else None
+        fleet, path = make_fleet(config.devices, config.alg, progress=advance), config.out
+        save_fleet(fleet, path)
+    registered = None
+    if config.target is not None:
+        client = TargetClient(config.target, config.admin_key)
+        try:
+            client.check_alive()
+            advance = config.bar("register", len(fleet)) if config.bar else None
+            registered = register_fleet(client, fleet, chunk=config.chunk, progress=advance)
+        finally:
+            client.close()
+    return Provisioned(fleet, path, registered, time.monotonic() - started)

@@ -8,11 +8,8 @@ with the target's ``/metrics`` and ``/admin/stats`` and the generator's CPU into
 from __future__ import annotations
 
 import contextlib
-import datetime
 import json
 import os
-import platform
-import resource
 import shutil
 import signal
 import subprocess
@@ -28,13 +25,16 @@ from typing import Any, Protocol
 
 from sim import __version__
 from sim.config import SimConfig
-from sim.embedded import EmbeddedTarget, TargetStartError
-from sim.errors import ConfigError, SimError, TargetError
+from sim.embedded import EmbeddedTarget
+from sim.errors import ConfigError, Interrupted, SimError
 from sim.fleet import CredentialKind, Fleet, load_fleet, make_fleet, save_fleet
 from sim.generator import GeneratorSampler, ProcessTreeSampler, sample_until
 from sim.http import TargetClient
+from sim.machine import cpu_model, versions
 from sim.measure import Measurements
-from sim.provision import register_fleet
+from sim.processes import pin_to, raise_open_files_limit, split_cores
+from sim.provision import ProvisionResult, register_fleet
+from sim.results import results_folder
 from sim.scenarios import Endpoint, RefreshMode, Scenario
 from sim.server_view import MetricsCpuSampler, scrape_metrics, server_delta, telemetry_stats
 from sim.summary import build_summary, telemetry_account
@@ -48,10 +48,6 @@ STARTUP_ALLOWANCE_S = 60.0  # fleet parse, worker start-up and shutdown around t
 
 
 LIVE_EVERY_S = 2.0  # how often a running benchmark reports its live figures
-
-
-class Interrupted(SimError):
-    """The run was stopped by SIGINT or SIGTERM before load started."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +74,7 @@ class RunProgress(Protocol):
         """The load phase's figures so far."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
     """Everything ``fleetbench run`` takes. ``target`` None: start the embedded target."""
 
@@ -186,55 +182,6 @@ class _Stop:
                 signal.signal(sig, handler)
 
 
-def _raise_open_files_limit() -> None:
-    """Children inherit it: the target and Locust each hold one connection per device."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _cpu_split(pin: bool) -> tuple[set[int] | None, set[int] | None]:
-    """Target on the first core, Locust on the others, when there are at least two."""
-    if not pin or not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None
-    return {cpus[0]}, set(cpus[1:])
-
-
-def _cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    found = {"fleetbench": __version__, "python": platform.python_version()}
-    for package in ("locust", "hdrhistogram", "pyjwt", "cryptography", "starlette", "uvicorn"):
-        with contextlib.suppress(PackageNotFoundError):
-            found[package] = version(package)
-    return found
-
-
-def _results_folder(config: RunConfig) -> Path:
-    if config.results is not None:
-        folder = config.results
-    else:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder = Path("results") / f"run-{stamp}"
-        suffix = 1
-        while folder.exists():
-            suffix += 1
-            folder = Path("results") / f"run-{stamp}-{suffix}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def _discover(client: TargetClient) -> dict[str, Any]:
     """The target's issuer and token algorithm, if it publishes RFC 8414 metadata."""
     response = client.request("GET", "/.well-known/oauth-authorization-server")
@@ -307,15 +254,12 @@ def _run_locust(
 ) -> tuple[int, GeneratorSampler]:
     """Run Locust to its end, sampling its process tree and ``also`` (the embedded target's)."""
 
-    def pin() -> None:
-        if cpus:
-            os.sched_setaffinity(0, cpus)
-
     with open(folder / "locust.log", "wb") as log:
         process = subprocess.Popen(
-            command, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=pin,
+            command, env=env, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, cwd=folder.resolve(),
         )  # fmt: skip
+    pin_to(process.pid, cpus)
     stop.locust = process
     sampler = GeneratorSampler(process.pid)
     samplers = [sampler, *also]
@@ -387,115 +331,164 @@ def _read_raw(path: Path) -> dict[str, Any]:
     return data
 
 
+@dataclass(frozen=True)
+class _Target:
+    """The target a run measures: ours (``embedded``) or the user's."""
+
+    url: str
+    admin_key: str | None = field(repr=False)
+    embedded: EmbeddedTarget | None
+
+
+@contextlib.contextmanager
+def _target(config: RunConfig, cpus: set[int] | None) -> Iterator[_Target]:
+    if config.target is not None:
+        yield _Target(config.target.rstrip("/"), config.admin_key or None, None)
+        return
+    config.log(f"starting the embedded {config.token_alg} target")
+    embedded = EmbeddedTarget(
+        config.token_alg, cpus=cpus, token_ttl=config.effective_token_ttl,
+        leeway=config.effective_leeway,
+    )  # fmt: skip
+    try:
+        embedded.start()
+        yield _Target(embedded.url, embedded.admin_key, embedded)
+    finally:
+        embedded.stop()
+
+
+@dataclass(frozen=True)
+class _Provisioned:
+    fleet: Fleet
+    path: Path
+    result: ProvisionResult
+    elapsed_s: float
+
+    def facts(self) -> dict[str, Any]:
+        return {
+            "devices": len(self.fleet),
+            "kind": self.fleet.kind,
+            "created": self.result.created,
+            "already_registered": self.result.already_registered,
+            "provision_s": round(self.elapsed_s, 3),
+        }
+
+
+def _provision(config: RunConfig, client: TargetClient, scratch: Path) -> _Provisioned:
+    fleet, path = _fleet(config, scratch)
+    config.log(f"registering {len(fleet)} devices")
+    started = time.monotonic()
+    advance = config.progress.bar("register", len(fleet)) if config.progress else None
+    result = register_fleet(client, fleet, progress=advance)
+    return _Provisioned(fleet, path, result, time.monotonic() - started)
+
+
+def _locust_env(
+    config: RunConfig,
+    fleet_path: Path,
+    metadata: dict[str, Any],
+    stats_before: dict[str, Any] | None,
+    scratch: Path,
+) -> dict[str, str]:
+    """The environment Locust runs in: its run described in a file, and no admin key."""
+    sim_config = SimConfig(
+        fleet=str(fleet_path),
+        scenarios=config.scenarios,
+        endpoint=config.endpoint,
+        interval_s=config.interval_s,
+        refresh=config.refresh,
+        bad_ratio=config.bad_ratio,
+        leeway_s=float(config.effective_leeway),
+        issuer=metadata.get("issuer"),
+        raw=str(scratch / "raw.json"),
+        claim_file=str(scratch / "claims"),
+        progress=str(scratch / "progress.json"),
+        seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
+    )
+    sim_config.write(scratch / "sim-config.json")
+    env = {**os.environ, "FLEETBENCH_CONFIG": str(scratch / "sim-config.json")}
+    env.pop("FLEETBENCH_ADMIN_KEY", None)
+    env.pop("TARGET_ADMIN_KEY", None)
+    return env
+
+
+@dataclass(frozen=True)
+class _Load:
+    """What the load phase left: Locust's account and the CPU both sides used."""
+
+    raw: dict[str, Any]
+    generator: dict[str, Any]
+    target_cpu: dict[str, Any]
+
+
+def _load(
+    config: RunConfig,
+    target: _Target,
+    users: int,
+    env: dict[str, str],
+    folder: Path,
+    scratch: Path,
+    locust_cpus: set[int] | None,
+    stop: _Stop,
+) -> _Load:
+    config.log(f"running {users} devices for {config.duration_s:g} s")
+    command = _locust_command(config, users, target.url, folder)
+    embedded = target.embedded
+    target_tree = (
+        [ProcessTreeSampler(embedded.pid, ("server", "worker"))]
+        if embedded is not None and embedded.pid is not None
+        else []
+    )
+    # An external target's CPU, if its /metrics exports it; the embedded one's by psutil.
+    target_metrics = MetricsCpuSampler(target.url).start() if embedded is None else None
+    try:
+        exit_code, generator_sampler = _run_locust(
+            config, command, env, folder, locust_cpus, stop, target_tree, scratch / "progress.json"
+        )
+    finally:
+        if target_metrics is not None:
+            target_metrics.stop()
+    raw = _read_raw(scratch / "raw.json")
+    window = (
+        (float(raw["started"]), float(raw["stopped"]))
+        if raw.get("started") and raw.get("stopped")
+        else None
+    )
+    generator = {"exit_code": exit_code, **generator_sampler.summary(window)}
+    target_cpu: dict[str, Any] = {"available": False}
+    if target_tree:
+        target_cpu = {"available": True, "source": "psutil", **target_tree[0].summary(window)}
+    elif target_metrics is not None:
+        target_cpu = target_metrics.summary(window)
+    if not raw and not stop.requested:
+        raise SimError(f"Locust wrote no measurements; see {folder / 'locust.log'}")
+    return _Load(raw, generator, target_cpu)
+
+
 def run_benchmark(config: RunConfig) -> dict[str, Any]:
     """Run one benchmark end to end and return its summary (also written to the results folder)."""
     config.check()
-    _raise_open_files_limit()
-    folder = _results_folder(config)
+    raise_open_files_limit()
+    folder = results_folder(config.results, "run")
     scratch = Path(tempfile.mkdtemp(prefix="fleetbench-run-"))
-    target_cpus, locust_cpus = _cpu_split(config.pin and config.target is None)
+    target_cpus, locust_cpus = split_cores(config.pin and config.target is None)
     if config.generator_cpus:
         locust_cpus = config.generator_cpus
-    embedded: EmbeddedTarget | None = None
     stop = _Stop()
     try:
-        with stop.installed():
-            admin_key: str | None
-            if config.target is None:
-                config.log(f"starting the embedded {config.token_alg} target")
-                embedded = EmbeddedTarget(
-                    config.token_alg,
-                    cpus=target_cpus,
-                    token_ttl=config.effective_token_ttl,
-                    leeway=config.effective_leeway,
-                )
-                try:
-                    embedded.start()
-                except TargetStartError as e:
-                    raise TargetError(str(e)) from e
-                url, admin_key = embedded.url, embedded.admin_key
-            else:
-                url, admin_key = config.target.rstrip("/"), config.admin_key or None
-            client = TargetClient(url, admin_key)
+        with stop.installed(), _target(config, target_cpus) as target:
+            client = TargetClient(target.url, target.admin_key)
             client.check_alive()
             metadata = _discover(client)
             stats_before = telemetry_stats(client)  # also proves the admin key
-            fleet, fleet_path = _fleet(config, scratch)
-            config.log(f"registering {len(fleet)} devices")
-            started = time.monotonic()
-            provisioned = register_fleet(
-                client,
-                fleet,
-                progress=config.progress.bar("register", len(fleet)) if config.progress else None,
-            )
-            provision_s = time.monotonic() - started
+            provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
-            leeway = config.effective_leeway
-            sim_config = SimConfig(
-                fleet=str(fleet_path),
-                scenarios=config.scenarios,
-                endpoint=config.endpoint,
-                interval_s=config.interval_s,
-                refresh=config.refresh,
-                bad_ratio=config.bad_ratio,
-                leeway_s=float(leeway),
-                issuer=metadata.get("issuer"),
-                raw=str(scratch / "raw.json"),
-                claim_file=str(scratch / "claims"),
-                progress=str(scratch / "progress.json"),
-                seq_base={
-                    d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s
-                },
+            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
+            load = _load(
+                config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
             )
-            sim_config.write(scratch / "sim-config.json")
-            env = {**os.environ, "FLEETBENCH_CONFIG": str(scratch / "sim-config.json")}
-            env.pop("FLEETBENCH_ADMIN_KEY", None)
-            env.pop("TARGET_ADMIN_KEY", None)
-            users = len(fleet)
-            config.log(f"running {users} devices for {config.duration_s:g} s")
-            command = _locust_command(config, users, url, folder)
-            target_tree = (
-                [ProcessTreeSampler(embedded.pid, ("server", "worker"))]
-                if embedded is not None and embedded.pid is not None
-                else []
-            )
-            # An external target's CPU, if its /metrics exports it; the embedded one's by psutil.
-            target_metrics = MetricsCpuSampler(url).start() if embedded is None else None
-            try:
-                exit_code, generator_sampler = _run_locust(
-                    config,
-                    command,
-                    env,
-                    folder,
-                    locust_cpus,
-                    stop,
-                    target_tree,
-                    scratch / "progress.json",
-                )
-            finally:
-                if target_metrics is not None:
-                    target_metrics.stop()
-            raw = _read_raw(scratch / "raw.json")
-            window = (
-                (float(raw["started"]), float(raw["stopped"]))
-                if raw.get("started") and raw.get("stopped")
-                else None
-            )
-            generator = {"exit_code": exit_code, **generator_sampler.summary(window)}
-            if target_tree:
-                target_cpu = {
-                    "available": True,
-                    "source": "psutil",
-                    **target_tree[0].summary(window),
-                }
-            elif target_metrics is not None:
-                target_cpu = target_metrics.summary(window)
-            else:
-                target_cpu = {"available": False}
-            if not raw and not stop.requested:
-                raise SimError(f"Locust wrote no measurements; see {folder / 'locust.log'}")
-            measurements = Measurements.from_wire(raw.get("measurements", {}))
-            if embedded is not None:
+            measurements = Measurements.from_wire(load.raw.get("measurements", {}))
+            if target.embedded is not None:
                 time.sleep(0.2)  # one telemetry flush tick
             server = server_delta(metrics_before, scrape_metrics(client))
             stats_after = telemetry_stats(client)
@@ -503,44 +496,36 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 measurements,
                 run={
                     "fleetbench": __version__,
-                    "versions": _versions(),
+                    "versions": versions(),
                     "cpu": {
-                        "model": _cpu_model(),
+                        "model": cpu_model(),
                         "count": os.cpu_count(),
                         "target_cpus": sorted(target_cpus) if target_cpus else None,
                         "generator_cpus": sorted(locust_cpus) if locust_cpus else None,
                     },
                     "target": {
-                        "url": url,
-                        "embedded": embedded is not None,
+                        "url": target.url,
+                        "embedded": target.embedded is not None,
                         "token_alg": metadata.get("access_token_signing_alg"),
                         "issuer": metadata.get("issuer"),
                     },
                     "parameters": config.parameters(),
-                    "fleet": {
-                        "devices": len(fleet),
-                        "kind": fleet.kind,
-                        "created": provisioned.created,
-                        "already_registered": provisioned.already_registered,
-                        "provision_s": round(provision_s, 3),
-                    },
-                    "locust_workers": raw.get("workers", 0),
+                    "fleet": provisioned.facts(),
+                    "locust_workers": load.raw.get("workers", 0),
                 },
-                started=raw.get("started"),
-                stopped=raw.get("stopped"),
+                started=load.raw.get("started"),
+                stopped=load.raw.get("stopped"),
                 server=server,
                 telemetry=telemetry_account(measurements, stats_before, stats_after),
-                generator=generator,
+                generator=load.generator,
                 interrupted=stop.requested,
                 interval_s=config.interval_s,
-                target_cpu=target_cpu,
+                target_cpu=load.target_cpu,
                 weights={str(name): weight for name, weight in config.scenarios.items()},
             )
             _write_outputs(summary, folder)
             return summary
     finally:
-        if embedded is not None:
-            embedded.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
 

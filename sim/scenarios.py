@@ -8,6 +8,7 @@ from sim.errors import ConfigError
 
 __all__ = [
     "ENDPOINTS",
+    "ENDPOINT_PATHS",
     "MIXED",
     "REFRESH_MODES",
     "SCENARIOS",
@@ -21,6 +22,12 @@ Scenario = Literal["issuance", "verification", "expiry", "rejection"]
 SCENARIOS: tuple[Scenario, ...] = get_args(Scenario)
 Endpoint = Literal["telemetry", "config", "data"]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
+# Method and path of each endpoint a device calls (``{id}`` is the device's id).
+ENDPOINT_PATHS: dict[Endpoint, tuple[str, str]] = {
+    "telemetry": ("POST", "/devices/{id}/telemetry"),
+    "config": ("GET", "/devices/{id}/config"),
+    "data": ("GET", "/api/data"),
+}
 RefreshMode = Literal["on-expiry", "proactive"]
 REFRESH_MODES: tuple[RefreshMode, ...] = get_args(RefreshMode)
 

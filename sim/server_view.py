@@ -10,7 +10,7 @@ from typing import Any
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from sim.errors import TargetError
+from sim.errors import TargetUnusable
 from sim.generator import SATURATED_CPU_PERCENT, SATURATION_RULE, cpu_saturated
 from sim.http import TargetClient
 
@@ -25,7 +25,7 @@ def scrape_metrics(client: TargetClient) -> Samples | None:
     """Every sample of ``/metrics`` as ``name{label=value,...}`` -> value; None if unavailable."""
     try:
         response = client.request("GET", "/metrics")
-    except TargetError:
+    except TargetUnusable:
         return None
     if response.status_code != 200:
         return None

@@ -1,0 +1,35 @@
+"""The bad-token corpus against a target, one verdict per case (``fleetbench attack``).
+
+:mod:`sim.attack.engine` runs it, :mod:`sim.attack.cases` plays one case,
+:mod:`sim.attack.verdicts` says what the answer means, :mod:`sim.attack.session` and
+:mod:`sim.attack.listener` are its two network ends; :mod:`sim.corpus` holds the cases.
+"""
+
+from __future__ import annotations
+
+from sim.attack.engine import (
+    ATTACK_SCHEMA,
+    DEFAULT_ALGS,
+    AttackConfig,
+    AttackReport,
+    attack_json,
+    attack_target,
+    run_attack,
+    write_attack_outputs,
+)
+from sim.attack.verdicts import PASSING, VERDICTS, CaseResult, Verdict
+
+__all__ = [
+    "ATTACK_SCHEMA",
+    "DEFAULT_ALGS",
+    "PASSING",
+    "VERDICTS",
+    "AttackConfig",
+    "AttackReport",
+    "CaseResult",
+    "Verdict",
+    "attack_json",
+    "attack_target",
+    "run_attack",
+    "write_attack_outputs",
+]

@@ -1,0 +1,219 @@
+"""The attack as a function: the corpus against one target, or against our own per algorithm.
+
+The attack uses only what an outside attacker has. It registers three devices of its own through
+the admin API (``attack-*``: one to forge from, one whose path it trespasses on, one it revokes),
+takes genuine tokens from the token endpoint, reads the public keys the target publishes, and
+forges from those (:mod:`sim.corpus`). Traffic goes to the target URL and to one loopback listener
+the attack opens itself (:mod:`sim.attack.listener`). Every verdict other than ``refused`` and
+``mismatch`` fails the run (:mod:`sim.attack.verdicts`), as do a weak HMAC secret and a target
+that no longer serves a valid device after the corpus.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+from sim.attack.cases import run_case, run_token_case, secret_strength
+from sim.attack.listener import listening
+from sim.attack.session import AttackSession, issuer_of, public_key_for
+from sim.attack.verdicts import PASSING, STRICT_PASSING, VERDICTS, CaseResult
+from sim.corpus import CASES, TOKEN_CASES, ForgeContext, TokenContext
+from sim.embedded import EmbeddedTarget
+from sim.errors import ConfigError, TargetUnusable
+from sim.fleet import Device, make_fleet
+from sim.http import TargetClient
+from sim.provision import register_fleet
+from sim.report import write_attack_report
+from target.jose import ALG_NAMES
+
+__all__ = [
+    "ATTACK_SCHEMA",
+    "DEFAULT_ALGS",
+    "AttackConfig",
+    "AttackReport",
+    "attack_json",
+    "attack_target",
+    "run_attack",
+    "write_attack_outputs",
+]
+
+ATTACK_SCHEMA = "fleetbench.attack/1"
+DEFAULT_ALGS = ("HS256", "ES256", "EdDSA")
+
+
+@dataclass
+class AttackReport:
+    """The corpus against one target (one algorithm)."""
+
+    target: str
+    embedded: bool
+    token_alg: str
+    results: list[CaseResult] = field(default_factory=list)
+    still_serving: bool = False
+    listener_requests: int = 0
+    elapsed_s: float = 0.0
+
+    def counts(self) -> dict[str, int]:
+        counted = Counter(result.verdict for result in self.results)
+        return {verdict: counted[verdict] for verdict in VERDICTS}
+
+    def failures(self, strict: bool = False) -> list[str]:
+        allowed = STRICT_PASSING if strict else PASSING
+        failed = [
+            f"{r.name}: {r.verdict} ({r.got})" for r in self.results if r.verdict not in allowed
+        ]
+        if self.listener_requests:
+            failed.append(f"the target fetched the jku/x5u listener {self.listener_requests} times")
+        if not self.still_serving:
+            failed.append("the target no longer serves a valid device after the corpus")
+        return failed
+
+    def to_json(self, strict: bool = False) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "embedded": self.embedded,
+            "token_alg": self.token_alg,
+            "passed": not self.failures(strict),
+            "failures": self.failures(strict),
+            "counts": {"cases": len(self.results), **self.counts()},
+            "still_serving": self.still_serving,
+            "listener_requests": self.listener_requests,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "cases": [asdict(result) for result in self.results],
+        }
+
+
+def _still_serving(session: AttackSession, token: str, device: Device, other: Device) -> bool:
+    """A valid device's token still works, and another device still gets a working token."""
+    status, _ = session.resource("config", device.id, f"Bearer {token}")
+    if status != 200:
+        return False
+    try:
+        fresh = session.access_token(other)
+    except TargetUnusable:
+        return False
+    return session.resource("config", other.id, f"Bearer {fresh}")[0] == 200
+
+
+def attack_target(
+    url: str,
+    admin_key: str,
+    *,
+    embedded: bool = False,
+    on_result: Callable[[CaseResult], None] = lambda result: None,
+) -> AttackReport:
+    """Every corpus case against the target at ``url``; the attack devices are deleted after."""
+    started = time.monotonic()
+    client = TargetClient(url, admin_key)
+    session = AttackSession(url)
+    fleet = make_fleet(3, "ES256", prefix="attack")
+    device, other, revoked = fleet.devices
+    try:
+        client.check_alive()
+        register_fleet(client, fleet)
+        token = session.access_token(device)
+        alg = str(jwt.get_unverified_header(token).get("alg"))
+        report = AttackReport(url, embedded, alg)
+        scoped = session.access_token(device, scope="config:read")
+        revoked_token = session.access_token(revoked)
+        response = client.request("POST", f"/admin/devices/{revoked.id}/revoke", admin=True)
+        if response.status_code != 200:
+            raise TargetUnusable(f"revoking an attack device answered {response.status_code}")
+        public_key = public_key_for(client, token, device)
+        issuer = issuer_of(client)
+
+        def record(result: CaseResult) -> None:
+            report.results.append(result)
+            on_result(result)
+
+        with listening(alg) as listener:
+            ctx = ForgeContext(
+                token, alg, device.id, other.id, public_key=public_key,
+                listener_url=listener.url, revoked_token=revoked_token,
+                revoked_device_id=revoked.id, scoped_token=scoped,
+            )  # fmt: skip
+            for case in CASES:
+                record(run_case(session, case, ctx, listener))
+            token_ctx = TokenContext(issuer, device, other, revoked, token)
+            for token_case in TOKEN_CASES:
+                record(run_token_case(session, token_case, token_ctx))
+            if alg.startswith("HS"):
+                record(secret_strength(token, alg))
+            time.sleep(0.2)  # a fetch the target made in the background still counts
+            report.listener_requests = listener.count()
+        report.still_serving = _still_serving(session, token, device, other)
+    finally:
+        for attacker in fleet.devices:
+            with suppress(TargetUnusable):
+                client.request("DELETE", f"/admin/devices/{attacker.id}", admin=True)
+        session.close()
+        client.close()
+    report.elapsed_s = time.monotonic() - started
+    return report
+
+
+@dataclass(frozen=True)
+class AttackConfig:
+    """``target`` None: one embedded target per algorithm of ``algs``."""
+
+    target: str | None = None
+    admin_key: str | None = field(default=None, repr=False)
+    algs: tuple[str, ...] = DEFAULT_ALGS
+    strict: bool = False
+    on_result: Callable[[CaseResult], None] = field(default=lambda result: None, repr=False)
+    log: Callable[[str], None] = field(default=lambda message: None, repr=False)
+
+    def check(self) -> None:
+        unknown = [alg for alg in self.algs if alg not in ALG_NAMES]
+        if unknown or not self.algs:
+            raise ConfigError(f"--algs: unknown algorithm {','.join(unknown) or '(none)'}")
+        if self.target is not None:
+            if not self.admin_key:
+                raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
+            if not self.target.startswith(("http://", "https://")):
+                raise ConfigError("--target must be an http:// or https:// URL")
+
+
+def run_attack(config: AttackConfig) -> list[AttackReport]:
+    """The corpus against ``config.target``, or against an embedded target per algorithm."""
+    config.check()
+    if config.target is not None:
+        assert config.admin_key is not None  # checked above
+        config.log(f"attacking {config.target}")
+        return [attack_target(config.target, config.admin_key, on_result=config.on_result)]
+    reports = []
+    for alg in config.algs:
+        config.log(f"starting the embedded {alg} target")
+        with EmbeddedTarget(alg) as target:
+            reports.append(
+                attack_target(
+                    target.url, target.admin_key, embedded=True, on_result=config.on_result
+                )
+            )
+    return reports
+
+
+def attack_json(reports: list[AttackReport], strict: bool) -> dict[str, Any]:
+    """The ``attack.json`` document."""
+    return {
+        "schema": ATTACK_SCHEMA,
+        "created_at": time.time(),
+        "strict": strict,
+        "passed": all(not report.failures(strict) for report in reports),
+        "runs": [report.to_json(strict) for report in reports],
+    }
+
+
+def write_attack_outputs(body: dict[str, Any], folder: Path) -> None:
+    """``attack.json`` and ``report.html`` in ``folder``."""
+    (folder / "attack.json").write_text(json.dumps(body, indent=2) + "\n")
+    write_attack_report(body, folder / "report.html")

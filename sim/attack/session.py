@@ -1,0 +1,96 @@
+"""The attack's HTTP side: every request to the one target URL, each with a timeout, and what it
+learns from the target the way an outside attacker would (tokens, issuer, public keys)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+import requests
+
+from sim.errors import TargetUnusable
+from sim.fleet import Device
+from sim.http import TargetClient
+from sim.scenarios import ENDPOINT_PATHS, Endpoint
+from target.jose import client_credentials_form
+
+__all__ = ["AttackSession", "issuer_of", "public_key_for"]
+
+DEFAULT_ISSUER = "urn:fleetbench:target"
+REQUEST_TIMEOUT_S = 10.0
+
+
+class AttackSession:
+    """Every request of an attack, to the one target URL, each with a timeout."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self._session = requests.Session()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def send(self, method: str, path: str, **kwargs: Any) -> tuple[int, requests.Response | None]:
+        """(status, response); (0, None) when no HTTP answer came."""
+        try:
+            response = self._session.request(
+                method, self.url + path, timeout=REQUEST_TIMEOUT_S, **kwargs
+            )
+        except requests.RequestException:
+            return 0, None
+        return response.status_code, response
+
+    def resource(
+        self, endpoint: Endpoint, device_id: str, authorization: str | None
+    ) -> tuple[int, requests.Response | None]:
+        method, path = ENDPOINT_PATHS[endpoint]
+        headers = {} if authorization is None else {"Authorization": authorization}
+        body = {"seq": 0, "ts": time.time(), "values": {"temp_c": 21.5}}
+        extra: dict[str, Any] = {"json": body} if method == "POST" else {}
+        return self.send(method, path.format(id=device_id), headers=headers, **extra)
+
+    def token(
+        self, form: dict[str, str], basic: tuple[str, str] | None = None
+    ) -> tuple[int, requests.Response | None]:
+        return self.send("POST", "/auth/token", data=form, auth=basic)
+
+    def access_token(self, device: Device, scope: str | None = None) -> str:
+        """A genuine access token for one of the attack's registered devices."""
+        form = client_credentials_form(device.id, device.secret)
+        if scope is not None:
+            form["scope"] = scope
+        status, response = self.token(form)
+        if response is None or status != 200:
+            raise TargetUnusable(
+                f"the token endpoint refused a registered attack device ({status})"
+            )
+        token = response.json().get("access_token")
+        if not isinstance(token, str) or token.count(".") != 2:
+            raise TargetUnusable("the token endpoint did not answer an access_token JWS")
+        return token
+
+
+def issuer_of(client: TargetClient) -> str:
+    """The issuer the target publishes (RFC 8414), or ours."""
+    response = client.request("GET", "/.well-known/oauth-authorization-server")
+    try:
+        issuer = response.json().get("issuer") if response.status_code == 200 else None
+    except ValueError:
+        issuer = None
+    return issuer if isinstance(issuer, str) else DEFAULT_ISSUER
+
+
+def public_key_for(client: TargetClient, token: str, device: Device) -> Any:
+    """The target's verification key for ``token`` from its JWKS; for an HMAC target (no public
+    keys), a public key the target holds for one of our devices."""
+    kid = jwt.get_unverified_header(token).get("kid")
+    response = client.request("GET", "/.well-known/jwks.json")
+    try:
+        keys = response.json().get("keys", []) if response.status_code == 200 else []
+        for jwk in keys:
+            if isinstance(jwk, dict) and jwk.get("kid") == kid:
+                return jwt.PyJWK(jwk).key
+    except (ValueError, AttributeError, jwt.PyJWTError):
+        pass
+    return device.private_key().public_key()

@@ -1,0 +1,93 @@
+"""``fleetbench attack``: the bad-token corpus against a target, one verdict line per case."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from sim.attack import (
+    DEFAULT_ALGS,
+    AttackConfig,
+    AttackReport,
+    CaseResult,
+    attack_json,
+    run_attack,
+    write_attack_outputs,
+)
+from sim.cli.exits import verdict_exit
+from sim.cli.options import add_embedded_algs, add_target_options, embedded_algs, target_and_key
+from sim.results import results_folder
+
+__all__ = ["add_parser", "command", "summary_line", "verdict_line"]
+
+_MARKS: dict[str, str] = {"refused": "ok  ", "mismatch": "WARN", "skipped": "skip"}
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "attack", help="the bad-token corpus against a target, one verdict each"
+    )
+    p.set_defaults(handler=command)
+    add_target_options(p)
+    add_embedded_algs(p, DEFAULT_ALGS, "")
+    p.add_argument("--json", action="store_true", help="print attack.json to stdout")
+    p.add_argument("--strict", action="store_true", help="a refusal with another answer fails too")
+    p.add_argument("--results", type=Path, help="results folder (default results/attack-<time>)")
+    p.add_argument("--quiet", action="store_true", help="no verdict lines, only the summary")
+
+
+def verdict_line(result: CaseResult) -> str:
+    mark = _MARKS.get(result.verdict, "FAIL")
+    return (
+        f"{mark} {result.name:<28} expected {result.expected:<28} got {result.got}"
+        f"{'' if result.verdict in _MARKS else f'  [{result.verdict}]'}"
+    )
+
+
+def summary_line(report: AttackReport, strict: bool) -> str:
+    counts = report.counts()
+    refused = counts["refused"] + counts["mismatch"]
+    other = len(report.results) - refused - counts["skipped"] - counts["accepted"]
+    skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
+    return (
+        f"{'FAIL' if report.failures(strict) else 'PASS'} {report.token_alg} {report.target}: "
+        f"{len(report.results)} cases, {refused} refused ({counts['mismatch']} with another "
+        f"answer than expected){skipped}, {counts['accepted']} accepted, {other} other "
+        f"failures; key URL fetches {report.listener_requests}; still serving valid devices: "
+        f"{'yes' if report.still_serving else 'NO'} ({report.elapsed_s:.1f} s)"
+    )
+
+
+def command(args: argparse.Namespace, console: Console) -> int:
+    """0 every case refused, 1 any accepted (or another failure)."""
+    algs = embedded_algs(args, DEFAULT_ALGS)
+    target, admin_key = target_and_key(args)
+    text = not args.json
+
+    def show(result: CaseResult) -> None:
+        if text and (not args.quiet or result.verdict != "refused"):
+            print(verdict_line(result), flush=True)
+
+    def log(message: str) -> None:
+        if text and not args.quiet:
+            print(f"fleetbench: {message}", flush=True)
+
+    config = AttackConfig(target, admin_key, algs, args.strict, on_result=show, log=log)
+    config.check()  # before a results folder is made
+    reports = run_attack(config)
+    body = attack_json(reports, args.strict)
+    folder = results_folder(args.results, "attack")
+    write_attack_outputs(body, folder)
+    if args.json:
+        json.dump(body, sys.stdout, indent=2)
+        print()
+    else:
+        for report in reports:
+            print(summary_line(report, args.strict))
+        print(f"fleetbench: attack.json and report.html in {folder}")
+    return verdict_exit(body["passed"])

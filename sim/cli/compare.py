@@ -1,0 +1,103 @@
+"""``fleetbench compare``: signing algorithms side by side: cost, size, throughput."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sim.cli.exits import ExitCode
+from sim.cli.options import duration, logger, positive_int, seconds
+from sim.compare import (
+    CompareConfig,
+    capacity_lines,
+    end_to_end_runner,
+    parse_algs,
+    run_compare,
+    table_rows,
+    write_compare_outputs,
+)
+from sim.results import results_folder
+from sim.scenarios import ENDPOINTS
+
+__all__ = ["add_parser", "command"]
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "compare", help="signing algorithms side by side: cost, size, throughput"
+    )
+    p.set_defaults(handler=command)
+    p.add_argument(
+        "--algs", default="HS256,ES256", help="comma-separated; the first is the baseline"
+    )
+    p.add_argument("--repeat", type=positive_int, default=3, help="interleaved rounds (default 3)")
+    p.add_argument("--micro-only", action="store_true", help="in-process figures only, no HTTP")
+    p.add_argument(
+        "--micro-budget", type=seconds, default=0.25, help="seconds per micro figure / 5"
+    )
+    p.add_argument("--devices", type=positive_int, default=50, help="end-to-end fleet size")
+    p.add_argument("--duration", type=duration, default=8.0, help="end-to-end run time per round")
+    p.add_argument("--interval", type=seconds, default=0.0, help="end-to-end pacing per device, s")
+    p.add_argument("--endpoint", choices=ENDPOINTS, default="data")
+    p.add_argument("--results", type=Path, help="results folder (default results/compare-<time>)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
+    p.add_argument("--json", action="store_true", help="print compare.json to stdout")
+
+
+def command(args: argparse.Namespace, console: Console) -> int:
+    algs = parse_algs(args.algs)
+    folder = results_folder(args.results, "compare")
+    log = logger(console, quiet=args.json)
+    end_to_end = None
+    parameters: dict[str, Any] = {"micro_budget_s": args.micro_budget}
+    if not args.micro_only:
+        end_to_end = end_to_end_runner(
+            devices=args.devices,
+            duration_s=args.duration,
+            interval_s=args.interval,
+            endpoint=args.endpoint,
+            results=folder,
+            pin=not args.no_pin,
+            log=log,
+        )
+        parameters.update(
+            devices=args.devices,
+            duration_s=args.duration,
+            interval_s=args.interval,
+            endpoint=args.endpoint,
+        )
+    result = run_compare(
+        CompareConfig(
+            algs, args.repeat, args.micro_budget, end_to_end, log=log, parameters=parameters
+        )
+    )
+    paths = write_compare_outputs(result, folder)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return ExitCode.OK
+    _print_compare(result, algs, args.repeat, console)
+    console.print(f"results: {paths['html']} (data {paths['json'].name})")
+    return ExitCode.OK
+
+
+def _print_compare(result: dict[str, Any], algs: list[str], repeat: int, console: Console) -> None:
+    table = Table(title=f"median of {repeat} interleaved rounds (min-max); ratio to {algs[0]}")
+    table.add_column("figure")
+    for alg in algs:
+        table.add_column(alg, justify="right")
+    for row in table_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    for line in capacity_lines(result):
+        console.print(line, highlight=False)
+    for alg, entry in result["algorithms"].items():
+        if entry.get("generator_saturated"):
+            console.print(
+                f"[bold red]{alg}: the load generator was saturated (see its saturation_rule): its"
+                " end-to-end figures are a floor on the target's capacity, not a measure of it[/]"
+            )

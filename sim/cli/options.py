@@ -1,0 +1,162 @@
+"""Argument types and option groups shared by the ``fleetbench`` commands.
+
+The admin key is read here and nowhere else: ``--admin-key``, or ``FLEETBENCH_ADMIN_KEY`` (better:
+flags show in ``ps``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+
+from sim.cli.exits import ExitCode
+from sim.errors import ConfigError
+
+__all__ = [
+    "ADMIN_KEY_ENV",
+    "Parser",
+    "add_embedded_algs",
+    "add_target_options",
+    "duration",
+    "embedded_algs",
+    "logger",
+    "positive_int",
+    "ratio",
+    "seconds",
+    "target_and_key",
+    "tolerance",
+]
+
+ADMIN_KEY_ENV = "FLEETBENCH_ADMIN_KEY"
+
+
+class Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one readable line, not a usage dump
+        self.exit(ExitCode.ERROR, f"fleetbench: error: {message}\n")
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from e
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """``30``, ``30s``, ``2m`` or ``1h`` as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    scale = units.get(text[-1:], 1)
+    number = text[:-1] if text[-1:] in units else text
+    try:
+        value = float(number) * scale
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (say 30, 30s or 2m)") from e
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+@cache
+def _locust_timespan() -> Callable[[str], int]:
+    """Locust's own ``--run-time`` parser (``30``, ``30s``, ``2m``, ``1h30m``), loaded alone:
+    importing the ``locust`` package monkey-patches the standard library with gevent, which the
+    orchestrator (threads, subprocesses, signals) must not be."""
+    spec = importlib.util.find_spec("locust")
+    if spec is None or spec.origin is None:
+        raise ConfigError("Locust is not installed")
+    path = Path(spec.origin).parent / "util" / "timespan.py"
+    module_spec = importlib.util.spec_from_file_location("_fleetbench_locust_timespan", path)
+    if module_spec is None or module_spec.loader is None:
+        raise ConfigError(f"cannot load Locust's timespan parser from {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    parse: Callable[[str], int] = module.parse_timespan
+    return parse
+
+
+def duration(text: str) -> float:
+    """A run time as Locust takes it: whole seconds, ``30``, ``30s``, ``2m``, ``1h30m``."""
+    try:
+        value = _locust_timespan()(text.strip())
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(
+            f"not a duration: {text!r} (whole seconds: 30, 30s, 2m, 1h30m)"
+        ) from e
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1 second")
+    return float(value)
+
+
+def ratio(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def tolerance(text: str) -> float:
+    """``10%`` or ``10`` -> 0.10."""
+    number = text.strip().removesuffix("%")
+    try:
+        value = float(number) / 100
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (say 10%)") from e
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage of 0 or more, not {text!r}")
+    return value
+
+
+def add_target_options(
+    p: argparse.ArgumentParser, target_help: str = "a running target (default: start our own)"
+) -> None:
+    p.add_argument("--target", metavar="URL", help=target_help)
+    p.add_argument(
+        "--admin-key",
+        default=os.environ.get(ADMIN_KEY_ENV),
+        help=f"the target's admin key (prefer {ADMIN_KEY_ENV}: flags show in ps)",
+    )
+
+
+def target_and_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``--target`` and its admin key; a target without a key is a one-line error."""
+    if args.target is not None and not args.admin_key:
+        raise ConfigError(f"--target needs --admin-key (or {ADMIN_KEY_ENV})")
+    return args.target, args.admin_key
+
+
+def add_embedded_algs(p: argparse.ArgumentParser, default: tuple[str, ...], what: str) -> None:
+    p.add_argument(
+        "--algs", help=f"embedded target's algorithms{what} (default {','.join(default)})"
+    )
+
+
+def embedded_algs(args: argparse.Namespace, default: tuple[str, ...]) -> tuple[str, ...]:
+    """``--algs`` as a tuple; it picks the embedded target's algorithms, so not with --target."""
+    if args.algs is None:
+        return default
+    if args.target is not None:
+        raise ConfigError("--algs picks the embedded target's algorithms; drop it with --target")
+    return tuple(a.strip() for a in args.algs.split(",") if a.strip())
+
+
+def logger(console: Console, quiet: bool) -> Callable[[str], None]:
+    """A command's progress messages: dim lines on the console, none when quiet."""
+
+    def log(message: str) -> None:
+        if not quiet:
+            console.print(f"[dim]fleetbench: {message}[/dim]", highlight=False)
+
+    return log

@@ -1,0 +1,98 @@
+"""``fleetbench run``: provision a fleet and run it against a target."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from sim.cli.exits import verdict_exit
+from sim.cli.options import (
+    add_target_options,
+    duration,
+    logger,
+    positive_int,
+    ratio,
+    seconds,
+    target_and_key,
+)
+from sim.fleet import CREDENTIAL_KINDS
+from sim.scenarios import ENDPOINTS, REFRESH_MODES, parse_scenarios
+from target.jose import ALG_NAMES as TOKEN_ALGS
+
+__all__ = ["add_parser", "command"]
+
+
+def add_parser(commands: Any) -> None:
+    run = commands.add_parser("run", help="provision a fleet and run it against a target")
+    run.set_defaults(handler=command)
+    add_target_options(run)
+    run.add_argument("--fleet", type=Path, help="reuse this fleet file (fleetbench provision)")
+    run.add_argument("--devices", type=positive_int, default=100, help="fleet size (default 100)")
+    run.add_argument("--alg", choices=CREDENTIAL_KINDS, default="ES256", help="device credential")
+    run.add_argument(
+        "--token-alg", choices=TOKEN_ALGS, default="ES256", help="embedded target's signing alg"
+    )
+    run.add_argument("--token-ttl", type=positive_int, help="embedded target's token lifetime, s")
+    run.add_argument(
+        "--leeway",
+        type=int,
+        help="target's clock leeway, s: sets ours; with --target, what the judge allows past exp",
+    )
+    run.add_argument(
+        "--scenario",
+        default="verification",
+        help="issuance, verification, expiry, rejection, mixed, or weights (issuance=1,expiry=4)",
+    )
+    run.add_argument("--endpoint", choices=ENDPOINTS, default="telemetry")
+    run.add_argument(
+        "--interval", type=seconds, default=1.0, help="seconds between a device's requests"
+    )
+    run.add_argument("--refresh", choices=REFRESH_MODES, default="on-expiry")
+    run.add_argument("--bad-ratio", type=ratio, default=0.5, help="forged share in rejection")
+    run.add_argument(
+        "--duration", type=duration, default=10.0, help="run time (30, 30s, 2m, 1h30m)"
+    )
+    run.add_argument("--spawn-rate", type=float, help="devices started per second")
+    run.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes")
+    run.add_argument("--results", type=Path, help="results folder (default results/run-<time>)")
+    run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
+    run.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+def command(args: argparse.Namespace, console: Console) -> int:
+    """0 the run passed its verdict, 1 it failed it, 130 interrupted."""
+    from sim.progress import ConsoleProgress
+    from sim.runner import RunConfig, run_benchmark
+    from sim.table import print_summary
+
+    target, admin_key = target_and_key(args)
+    scenarios = parse_scenarios(args.scenario)
+    with ConsoleProgress(console) as progress:
+        config = RunConfig(
+            target=target,
+            admin_key=admin_key,
+            fleet=args.fleet,
+            devices=args.devices,
+            alg=args.alg,
+            token_alg=args.token_alg,
+            token_ttl=args.token_ttl,
+            leeway=args.leeway,
+            scenarios=scenarios,
+            endpoint=args.endpoint,
+            interval_s=args.interval,
+            refresh=args.refresh,
+            bad_ratio=args.bad_ratio,
+            duration_s=args.duration,
+            spawn_rate=args.spawn_rate,
+            workers=args.workers,
+            results=args.results,
+            pin=not args.no_pin,
+            log=logger(console, args.quiet),
+            progress=None if args.quiet else progress,
+        )
+        summary = run_benchmark(config)
+    print_summary(summary, console)
+    return verdict_exit(summary["verdict"]["passed"], summary["run"]["interrupted"])
