@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+
 import pytest
 
 from sim.errors import AdminKeyRejected, FleetMismatch, TargetUnreachable
-from sim.fleet import make_fleet
+from sim.fleet import load_fleet, make_fleet
 from sim.http import TargetClient
-from sim.provision import register_fleet
+from sim.provision import ProvisionConfig, provision, register_fleet
 from tests.conftest import StartTarget
 
 
@@ -42,3 +46,25 @@ def test_wrong_admin_key_and_no_target(start_target: StartTarget) -> None:
     target.stop()
     with pytest.raises(TargetUnreachable):
         register_fleet(TargetClient(target.url, "x"), make_fleet(1, "secret"))
+
+
+def test_the_provision_engine_writes_the_fleet_and_prints_nothing(
+    start_target: StartTarget, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = start_target("HS256")
+    steps: list[tuple[str, int]] = []
+
+    def bar(description: str, total: int) -> Callable[[int], None]:
+        steps.append((description, total))
+        return lambda n: None
+
+    config = ProvisionConfig(
+        target=target.url, admin_key=target.admin_key, devices=3, alg="secret",
+        out=tmp_path / "fleet.json", bar=bar,
+    )  # fmt: skip
+    done = provision(config)
+    assert capsys.readouterr() == ("", "")  # output is the CLI's job
+    assert done.registered is not None and done.registered.created == 3
+    assert len(load_fleet(done.path)) == 3 and steps == [("keys (secret)", 3), ("register", 3)]
+    with pytest.raises(FrozenInstanceError):
+        config.devices = 4  # type: ignore[misc]

@@ -1,0 +1,196 @@
+"""What a threshold is: metrics, row selectors, limits, and a check measured against a run."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict, get_args
+
+from sim.outcomes import Outcome
+
+LatencyMetric = Literal["p50_us", "p95_us", "p99_us", "max_us"]
+CountMetric = Literal[
+    "rejected_as_expected",
+    "refused_valid",
+    "accepted_invalid",
+    "server_error",
+    "transport_error",
+    "telemetry_lost",
+]
+# Limits on the load the run delivered (sim.load): on the whole run only.
+LoadMetric = Literal["max_shortfall", "max_in_flight"]
+Metric = Literal[LatencyMetric, "error_ratio", "min_rps", CountMetric, LoadMetric]
+LATENCY_METRICS: tuple[LatencyMetric, ...] = get_args(LatencyMetric)
+COUNT_METRICS: tuple[CountMetric, ...] = get_args(CountMetric)
+LOAD_METRICS: tuple[LoadMetric, ...] = get_args(LoadMetric)
+METRICS: tuple[Metric, ...] = get_args(Metric)
+METRIC_NAMES: dict[str, Metric] = {m: m for m in METRICS}
+# Outcomes that are a failure of the target or the path to it (a refusal of a forgery, or of an
+# expired token, is what we want).
+ERROR_OUTCOMES: tuple[Outcome, ...] = (
+    "refused_valid",
+    "accepted_invalid",
+    "server_error",
+    "transport_error",
+)
+# Security and integrity: on for every run, at 0, whatever a thresholds file says.
+ALWAYS_ON: tuple[CountMetric, ...] = ("accepted_invalid", "server_error", "telemetry_lost")
+
+
+class CheckRecord(TypedDict):
+    """One check as written to the smoke's ``summary.json`` (``checks[]``)."""
+
+    alg: str
+    threshold: str
+    metric: Metric
+    limit: float
+    bound: Literal["max", "min"]
+    passed: bool
+    always_on: bool
+    note: str
+    measured: list[dict[str, Any]]
+
+
+def _bound(metric: Metric) -> Literal["max", "min"]:
+    return "min" if metric == "min_rps" else "max"
+
+
+def unit(metric: Metric) -> str:
+    if metric in LATENCY_METRICS:
+        return " µs"
+    return " req/s" if metric == "min_rps" else ""
+
+
+def is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Which request rows a threshold measures; each pattern list matches if any pattern does."""
+
+    endpoint: tuple[str, ...] = ("*",)
+    scenario: tuple[str, ...] = ("*",)
+    alg: tuple[str, ...] = ("*",)
+    outcome: Outcome | None = None  # latency of, or rate of, only this outcome's requests
+
+    def matches(self, row: dict[str, Any]) -> bool:
+        return all(
+            any(fnmatch.fnmatchcase(str(row[key]), p) for p in patterns)
+            for key, patterns in (
+                ("endpoint", self.endpoint),
+                ("scenario", self.scenario),
+                ("alg", self.alg),
+            )
+        )
+
+    def describe(self) -> str:
+        parts = [
+            f"{key}={','.join(patterns)}"
+            for key, patterns in (
+                ("scenario", self.scenario),
+                ("endpoint", self.endpoint),
+                ("alg", self.alg),
+            )
+            if patterns != ("*",)
+        ]
+        if self.outcome:
+            parts.append(f"outcome={self.outcome}")
+        return " ".join(parts) or "every row"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """One limit: ``metric`` at most (or, for ``min_rps``, at least) ``limit``."""
+
+    name: str
+    metric: Metric
+    limit: float
+    selector: Selector | None = None  # None: the whole run
+    line: int = 0  # where in the file (0: built in)
+    always_on: bool = False
+
+    @property
+    def bound(self) -> Literal["max", "min"]:
+        return _bound(self.metric)
+
+    @property
+    def rule(self) -> str:
+        """``p99_us <= 500000``"""
+        op = ">=" if self.bound == "min" else "<="
+        return f"{self.metric} {op} {_number(self.limit)}"
+
+    @property
+    def title(self) -> str:
+        return f"{self.name}: {self.rule}"
+
+    def passes(self, value: float) -> bool:
+        return value >= self.limit if self.bound == "min" else value <= self.limit
+
+
+@dataclass(frozen=True)
+class Measured:
+    """One measured value: ``where`` is ``run`` or a row's ``scenario endpoint``."""
+
+    where: str
+    value: float
+    passed: bool
+
+
+@dataclass(frozen=True)
+class Check:
+    """A threshold evaluated against one run's summary."""
+
+    threshold: Threshold
+    alg: str
+    measured: tuple[Measured, ...]
+    note: str = ""  # why nothing was measured
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.measured) and all(m.passed for m in self.measured)
+
+    @property
+    def worst(self) -> Measured | None:
+        if not self.measured:
+            return None
+        pick = min if self.threshold.bound == "min" else max
+        return pick(self.measured, key=lambda m: m.value)
+
+    def breaches(self) -> list[str]:
+        """One line per breach: measured value, limit and where."""
+        if not self.measured:
+            return [f"{self.threshold.title}: {self.note}"]
+        t = self.threshold
+        op = "<" if t.bound == "min" else ">"
+        return [
+            f"{t.name}: {t.metric} {_number(m.value)}{unit(t.metric)} {op} {_number(t.limit)}"
+            f"{unit(t.metric)} at {m.where}"
+            for m in self.measured
+            if not m.passed
+        ]
+
+    def record(self) -> CheckRecord:
+        return {
+            "alg": self.alg,
+            "threshold": self.threshold.title,
+            "metric": self.threshold.metric,
+            "limit": self.threshold.limit,
+            "bound": self.threshold.bound,
+            "passed": self.passed,
+            "always_on": self.threshold.always_on,
+            "note": self.note,
+            "measured": [
+                {"where": m.where, "value": m.value, "passed": m.passed} for m in self.measured
+            ],
+        }
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, float) and not value.is_integer() else f"{value:.0f}"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    source: str
+    thresholds: tuple[Threshold, ...] = field(default_factory=tuple)
