@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -24,7 +23,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from sim.cli.exits import ExitCode
 from sim.embedded import EmbeddedTarget
+from sim.processes import split_cores
 from sim.runner import RunConfig, run_benchmark
 
 __all__ = ["main", "wrk_rps"]
@@ -68,9 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             "loadbench: error: wrk not found; install it with: apt-get install wrk", file=sys.stderr
         )
-        return 2
-    cpus = sorted(os.sched_getaffinity(0))
-    target_cpus, load_cpus = ({cpus[0]}, set(cpus[1:])) if len(cpus) > 1 else (None, None)
+        return ExitCode.ERROR
+    target_cpus, load_cpus = split_cores(True)
     figures: dict[str, Any] = {"connections": args.connections, "duration_s": args.duration}
     with EmbeddedTarget("HS256", cpus=target_cpus) as target:
         token = target.device_token(DEVICE, SECRET)

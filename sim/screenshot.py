@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sim.cli.exits import ExitCode
+
 __all__ = ["CHROMIUM_ARGS", "PageCheck", "chromium_path", "open_report"]
 
 CHROMIUM_ARGS = (
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     folders = [Path(a) for a in (sys.argv[1:] if argv is None else argv)]
     if not folders:
         print("usage: python -m sim.screenshot FOLDER...", file=sys.stderr)
-        return 2
+        return ExitCode.ERROR
     if chromium_path() is None:
         print("sim.screenshot: no chromium on PATH; no report.png written", file=sys.stderr)
         return 0
