@@ -25,6 +25,7 @@ __all__ = [
     "MICRO_FIGURES",
     "CompareConfig",
     "CompareError",
+    "EndToEndLoad",
     "capacity_lines",
     "parse_algs",
     "run_compare",
@@ -37,20 +38,43 @@ MICRO_FIGURES = ("sign_us", "verify_us", "raw_verify_us", "cached_verify_us", "t
 E2E_FIGURES = ("e2e_rps", "e2e_p50_us", "e2e_p99_us", "server_verify_us", "generator_cpu_percent")
 CAPACITY_RATES_PER_S = (10_000, 100_000)
 
-# One end-to-end run for one algorithm: returns the E2E_FIGURES (and may add more keys).
-EndToEnd = Callable[[str], dict[str, Any]]
+
+@dataclass(frozen=True)
+class EndToEndLoad:
+    """The verification load every algorithm's end-to-end round runs: a fresh embedded target
+    signing with the algorithm, ``devices`` secret devices, one ``fleetbench run`` each round."""
+
+    devices: int = 50
+    duration_s: float = 8.0
+    interval_s: float = 0.0
+    endpoint: Endpoint = "data"
+    pin: bool = True  # the target and Locust on cores of their own
 
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """The algorithms (the first is the baseline), the rounds, and the end-to-end load if any."""
+    """The algorithms (the first is the baseline), the rounds, and the end-to-end load if any
+    (None: in-process figures only), whose runs keep their results under ``results``."""
 
     algs: list[str]
     repeat: int = 3
     micro_budget_s: float = 0.25
-    end_to_end: EndToEnd | None = None  # None means --micro-only
-    parameters: dict[str, Any] = field(default_factory=dict)  # the end-to-end load, for the report
+    end_to_end: EndToEndLoad | None = None
+    results: Path = Path("results")
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
+
+    def parameters(self) -> dict[str, Any]:
+        """What was measured how, for compare.json and its report."""
+        found: dict[str, Any] = {"micro_budget_s": self.micro_budget_s}
+        if self.end_to_end is not None:
+            load = self.end_to_end
+            found.update(
+                devices=load.devices,
+                duration_s=load.duration_s,
+                interval_s=load.interval_s,
+                endpoint=load.endpoint,
+            )
+        return found
 
 
 def parse_algs(text: str) -> list[str]:
@@ -73,18 +97,9 @@ def parse_algs(text: str) -> list[str]:
     return algs
 
 
-def end_to_end_runner(
-    *,
-    devices: int,
-    duration_s: float,
-    interval_s: float,
-    endpoint: Endpoint,
-    results: Path,
-    pin: bool = True,
-    log: Callable[[str], None] = lambda message: None,
-) -> EndToEnd:
+def _end_to_end(config: CompareConfig, load: EndToEndLoad) -> Callable[[str], dict[str, Any]]:
     """One ``fleetbench run`` per call: a fresh embedded target signing with ``alg``, the same
-    verification load every time, each run's results kept in its own folder under ``results``."""
+    verification load every time, each run's results in its own folder under ``config.results``."""
     from sim.runner import RunConfig, run_benchmark
 
     rounds: dict[str, int] = {}
@@ -93,16 +108,16 @@ def end_to_end_runner(
         rounds[alg] = rounds.get(alg, 0) + 1
         summary = run_benchmark(
             RunConfig(
-                devices=devices,
+                devices=load.devices,
                 alg="secret",  # the device credential only matters for issuance
                 token_alg=alg,
                 scenarios={"verification": 1},
-                endpoint=endpoint,
-                interval_s=interval_s,
-                duration_s=duration_s,
-                results=results / f"e2e-{alg}-{rounds[alg]}",
-                pin=pin,
-                log=log,
+                endpoint=load.endpoint,
+                interval_s=load.interval_s,
+                duration_s=load.duration_s,
+                results=config.results / f"e2e-{alg}-{rounds[alg]}",
+                pin=load.pin,
+                log=config.log,
             )
         )
         if summary["run"]["interrupted"]:
@@ -139,13 +154,14 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
     samples: dict[str, dict[str, list[float]]] = {alg: {} for alg in config.algs}
     saturated: dict[str, bool] = dict.fromkeys(config.algs, False)
     started = time.time()
+    end_to_end = None if config.end_to_end is None else _end_to_end(config, config.end_to_end)
     for round_index in range(config.repeat):
         for alg in config.algs:
             config.log(f"round {round_index + 1}/{config.repeat}: {alg} micro")
             figures: dict[str, Any] = micro_benchmark(alg, config.micro_budget_s)
-            if config.end_to_end is not None:
+            if end_to_end is not None:
                 config.log(f"round {round_index + 1}/{config.repeat}: {alg} end to end")
-                figures.update(config.end_to_end(alg))
+                figures.update(end_to_end(alg))
             saturated[alg] |= bool(figures.pop("generator_saturated", False))
             for name, value in figures.items():
                 if isinstance(value, int | float):
@@ -177,7 +193,7 @@ def run_compare(config: CompareConfig) -> dict[str, Any]:
         "schema": SCHEMA,
         "machine": {"model": cpu_model(), "count": os.cpu_count()},
         "versions": versions(),
-        "parameters": config.parameters,
+        "parameters": config.parameters(),
         "baseline": baseline,
         "repeat": config.repeat,
         "interleaved": True,

@@ -14,8 +14,8 @@ from sim.cli.exits import ExitCode
 from sim.cli.options import duration, logger, positive_int, seconds
 from sim.compare import (
     CompareConfig,
+    EndToEndLoad,
     capacity_lines,
-    end_to_end_runner,
     parse_algs,
     run_compare,
     table_rows,
@@ -53,29 +53,17 @@ def command(args: argparse.Namespace, console: Console) -> int:
     algs = parse_algs(args.algs)
     folder = results_folder(args.results, "compare")
     log = logger(console, quiet=args.json)
-    end_to_end = None
-    parameters: dict[str, Any] = {"micro_budget_s": args.micro_budget}
+    load = None
     if not args.micro_only:
-        end_to_end = end_to_end_runner(
+        load = EndToEndLoad(
             devices=args.devices,
             duration_s=args.duration,
             interval_s=args.interval,
             endpoint=args.endpoint,
-            results=folder,
             pin=not args.no_pin,
-            log=log,
         )
-        parameters.update(
-            devices=args.devices,
-            duration_s=args.duration,
-            interval_s=args.interval,
-            endpoint=args.endpoint,
-        )
-    result = run_compare(
-        CompareConfig(
-            algs, args.repeat, args.micro_budget, end_to_end, log=log, parameters=parameters
-        )
-    )
+    config = CompareConfig(algs, args.repeat, args.micro_budget, load, folder, log)
+    result = run_compare(config)
     paths = write_compare_outputs(result, folder)
     if args.json:
         print(json.dumps(result, indent=2))
