@@ -120,6 +120,8 @@ class RunConfig:
             raise ConfigError("--workers must be at least 1")
         if self.target is not None and not self.target.startswith(("http://", "https://")):
             raise ConfigError("--target must be an http:// or https:// URL")
+        if self.target is not None and not self.admin_key:
+            raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
         if self.target is not None and self.token_ttl is not None:
             raise ConfigError("--token-ttl sets the embedded target's tokens; drop --target")
         if self.leeway is not None and self.leeway < 0:

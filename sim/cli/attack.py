@@ -20,7 +20,7 @@ from sim.attack import (
     write_attack_outputs,
 )
 from sim.cli.exits import verdict_exit
-from sim.cli.options import add_embedded_algs, add_target_options, embedded_algs, target_and_key
+from sim.cli.options import add_embedded_algs, add_target_options, embedded_algs
 from sim.results import results_folder
 
 __all__ = ["add_parser", "command", "summary_line", "verdict_line"]
@@ -66,7 +66,6 @@ def summary_line(report: AttackReport, strict: bool) -> str:
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 every case refused, 1 any accepted (or another failure)."""
     algs = embedded_algs(args, DEFAULT_ALGS)
-    target, admin_key = target_and_key(args)
     text = not args.json
 
     def show(result: CaseResult) -> None:
@@ -77,7 +76,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
         if text and not args.quiet:
             print(f"fleetbench: {message}", flush=True)
 
-    config = AttackConfig(target, admin_key, algs, args.strict, on_result=show, log=log)
+    config = AttackConfig(args.target, args.admin_key, algs, args.strict, on_result=show, log=log)
     config.check()  # before a results folder is made
     reports = run_attack(config)
     body = attack_json(reports, args.strict)

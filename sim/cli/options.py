@@ -30,7 +30,6 @@ __all__ = [
     "positive_int",
     "ratio",
     "seconds",
-    "target_and_key",
 ]
 
 ADMIN_KEY_ENV = "FLEETBENCH_ADMIN_KEY"
@@ -115,13 +114,6 @@ def add_target_options(
         default=os.environ.get(ADMIN_KEY_ENV),
         help=f"the target's admin key (prefer {ADMIN_KEY_ENV}: flags show in ps)",
     )
-
-
-def target_and_key(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """``--target`` and its admin key; a target without a key is a one-line error."""
-    if args.target is not None and not args.admin_key:
-        raise ConfigError(f"--target needs --admin-key (or {ADMIN_KEY_ENV})")
-    return args.target, args.admin_key
 
 
 def add_embedded_algs(p: argparse.ArgumentParser, default: tuple[str, ...], what: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from sim.cli.exits import ExitCode
-from sim.cli.options import add_target_options, positive_int, target_and_key
+from sim.cli.options import add_target_options, positive_int
 from sim.fleet import CREDENTIAL_KINDS
 from sim.progress import ConsoleProgress
 from sim.provision import DEFAULT_CHUNK, ProvisionConfig, provision
@@ -31,12 +31,11 @@ def add_parser(commands: Any) -> None:
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
-    target, admin_key = target_and_key(args)
     with ConsoleProgress(console) as progress:
         done = provision(
             ProvisionConfig(
-                target=target,
-                admin_key=admin_key,
+                target=args.target,
+                admin_key=args.admin_key,
                 devices=args.devices,
                 alg=args.alg,
                 out=args.out,

@@ -16,7 +16,6 @@ from sim.cli.options import (
     positive_int,
     ratio,
     seconds,
-    target_and_key,
 )
 from sim.fleet import CREDENTIAL_KINDS
 from sim.scenarios import ENDPOINTS, REFRESH_MODES, parse_scenarios
@@ -68,12 +67,11 @@ def command(args: argparse.Namespace, console: Console) -> int:
     from sim.runner import RunConfig, run_benchmark
     from sim.table import print_summary
 
-    target, admin_key = target_and_key(args)
     scenarios = parse_scenarios(args.scenario)
     with ConsoleProgress(console) as progress:
         config = RunConfig(
-            target=target,
-            admin_key=admin_key,
+            target=args.target,
+            admin_key=args.admin_key,
             fleet=args.fleet,
             devices=args.devices,
             alg=args.alg,

@@ -17,7 +17,6 @@ from sim.cli.options import (
     embedded_algs,
     logger,
     positive_int,
-    target_and_key,
 )
 from sim.progress import ConsoleProgress
 from sim.smoke import DEFAULT_ALGS, SmokeConfig, SmokeResult, run_smoke
@@ -45,12 +44,11 @@ def add_parser(commands: Any) -> None:
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 every threshold met, 1 one breached, 130 interrupted."""
     algs = embedded_algs(args, DEFAULT_ALGS)
-    target, admin_key = target_and_key(args)
     thresholds = load_thresholds(args.thresholds)  # a bad file fails before anything starts
     with ConsoleProgress(console) as progress:
         config = SmokeConfig(
-            target=target,
-            admin_key=admin_key,
+            target=args.target,
+            admin_key=args.admin_key,
             algs=algs,
             devices=args.devices,
             duration_s=args.duration,

@@ -53,6 +53,8 @@ class SmokeConfig:
                 raise ConfigError(f"unknown algorithm {alg!r}; choose from {', '.join(ALG_NAMES)}")
         if len(set(self.algs)) != len(self.algs):
             raise ConfigError("--algs names an algorithm twice")
+        for _, run in self.runs(Path("results")):
+            run.check()  # each run's own rules, before anything starts
 
     def _log_as(self, name: str) -> Callable[[str], None]:
         return lambda message: self.log(f"{name}: {message}")

@@ -7,6 +7,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from sim.errors import ConfigError
 from sim.runner import RunConfig, run_benchmark
 from sim.scenarios import MIXED
 from tests.conftest import StartTarget
@@ -134,3 +137,15 @@ def test_leeway_is_taken_with_an_external_target(start_target: StartTarget, tmp_
     assert summary["run"]["parameters"]["leeway"] == 3
     assert summary["verdict"]["passed"]
     assert RunConfig(target=target.url).effective_leeway == 10  # the default, stated
+
+
+def test_the_engines_refuse_a_target_without_an_admin_key() -> None:
+    """The rule lives in the engines' configs (the CLI only parses), so a library caller gets it
+    too, before anything starts."""
+    from sim.smoke import SmokeConfig
+
+    with pytest.raises(ConfigError, match="--target needs --admin-key"):
+        RunConfig(target="http://127.0.0.1:9").check()
+    with pytest.raises(ConfigError, match="--target needs --admin-key"):
+        SmokeConfig(target="http://127.0.0.1:9").check()
+    RunConfig(target="http://127.0.0.1:9", admin_key="k").check()
