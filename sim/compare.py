@@ -1,4 +1,4 @@
-"""``fleetbench compare``: signing algorithms side by side, in process (micro) and end to end.
+"""Signing algorithms side by side, in process (micro) and end to end (``fleetbench compare``).
 
 Runs are interleaved (A B A B ...) and repeated, so drift on a noisy machine does not favour one
 algorithm; each figure is the median over the repeats, with its spread (min and max).

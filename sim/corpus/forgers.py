@@ -35,6 +35,9 @@ from sim.corpus.strangers import stranger_certificate, stranger_jwk_text, strang
 ED25519_ORDER = 2**252 + 27742317777372353535851937790883648493
 
 
+# -- format and encoding
+
+
 def segments(count: int) -> Callable[[ForgeContext], Forged]:
     def forge(ctx: ForgeContext) -> Forged:
         parts = ctx.token.split(".")
@@ -115,6 +118,9 @@ def garbage(ctx: ForgeContext) -> Forged:
     return bearer(ctx, binascii.hexlify(secrets.token_bytes(96)).decode())
 
 
+# -- algorithm
+
+
 def alg_forgery(name: str, keep_signature: bool) -> Callable[[ForgeContext], Forged]:
     def forge(ctx: ForgeContext) -> Forged:
         header, claims, signature = token_parts(ctx.token)
@@ -158,6 +164,9 @@ def hmac_with_public_key(form: str) -> Callable[[ForgeContext], Forged]:
         return bearer(ctx, hmac_token(secret, {**header, "alg": "HS256"}, claims))
 
     return forge
+
+
+# -- signature
 
 
 def stripped(ctx: ForgeContext) -> Forged:
@@ -233,6 +242,9 @@ def eddsa_s_plus_l(ctx: ForgeContext) -> Forged:
     return with_signature(ctx, raw[:half] + s.to_bytes(width, "little"))
 
 
+# -- key headers
+
+
 def with_kid(kid: Any) -> Callable[[ForgeContext], Forged]:
     return lambda ctx: with_header(ctx, kid=kid)
 
@@ -282,6 +294,9 @@ def embedded_x5c(ctx: ForgeContext) -> Forged:
     return _attacker_header(ctx, x5c=[base64.b64encode(der).decode()])
 
 
+# -- size
+
+
 def exactly(length: int) -> Callable[[ForgeContext], Forged]:
     def forge(ctx: ForgeContext) -> Forged:
         header, claims, signature = token_parts(ctx.token)
@@ -292,6 +307,9 @@ def exactly(length: int) -> Callable[[ForgeContext], Forged]:
         return bearer(ctx, token + "A" * (length - len(token)))
 
     return forge
+
+
+# -- claims
 
 
 def other_device(ctx: ForgeContext) -> Forged:
