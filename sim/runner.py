@@ -39,7 +39,7 @@ from sim.scenarios import Endpoint, RefreshMode, Scenario
 from sim.server_view import MetricsCpuSampler, scrape_metrics, server_delta, telemetry_stats
 from sim.summary import build_summary, telemetry_account
 
-__all__ = ["Interrupted", "LiveFigures", "RunConfig", "RunProgress", "run_benchmark"]
+__all__ = ["LiveFigures", "RunConfig", "RunProgress", "run_benchmark"]
 
 # Inside the package: an installed fleetbench has no repository to find a locustfile in.
 LOCUSTFILE = Path(__file__).resolve().parent / "locustfiles" / "devices.py"
