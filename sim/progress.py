@@ -21,7 +21,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from sim.runner import LiveFigures
+from sim.locust_child import LiveFigures
 
 __all__ = ["ConsoleProgress", "live_line"]
 
@@ -56,7 +56,7 @@ class _Progress(Progress):
 
 
 class ConsoleProgress:
-    """A :class:`sim.runner.RunProgress` on a rich console; use as a context manager."""
+    """A :class:`sim.locust_child.RunProgress` on a rich console; use as a context manager."""
 
     def __init__(self, console: Console) -> None:
         self.console = console

@@ -1,0 +1,223 @@
+"""Locust as the orchestrator's child process: its command line, its run under sampling and
+signals, and the live figures read from the file its master rewrites every second.
+
+The orchestrator never imports Locust or gevent (which patches the standard library); it starts
+``python -m locust`` on the locustfile shipped in the package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from sim.errors import Interrupted
+from sim.generator import GeneratorSampler, ProcessTreeSampler, sample_until
+from sim.processes import pin_to
+
+if TYPE_CHECKING:
+    from sim.runner import RunConfig
+
+__all__ = [
+    "LIVE_EVERY_S",
+    "LOCUSTFILE",
+    "LiveFigures",
+    "RunProgress",
+    "Stop",
+    "locust_command",
+    "read_raw",
+    "run_locust",
+]
+
+# Inside the package: an installed fleetbench has no repository to find a locustfile in.
+LOCUSTFILE = Path(__file__).resolve().parent / "locustfiles" / "devices.py"
+STOP_GRACE_S = 20.0  # after a stop request, how long Locust gets to write its account
+STARTUP_ALLOWANCE_S = 60.0  # fleet parse, worker start-up and shutdown around the run time
+
+
+LIVE_EVERY_S = 2.0  # how often a running benchmark reports its live figures
+
+
+@dataclass(frozen=True)
+class LiveFigures:
+    """A running benchmark's figures so far, every ``LIVE_EVERY_S`` while Locust runs."""
+
+    elapsed_s: float
+    duration_s: float
+    requests: int
+    rps: float  # since the previous report
+    p50_us: float | None  # over every request so far
+    p99_us: float | None
+    not_ok: dict[str, int]  # outcome -> count, every outcome other than ok
+    generator_cpu_percent: float  # the Locust process tree, % of one core
+
+
+class RunProgress(Protocol):
+    """Where a run reports while it runs (the CLI draws bars and a live line)."""
+
+    def bar(self, description: str, total: int) -> Callable[[int], None]:
+        """Start a step of ``total`` units; the returned function advances it by n."""
+
+    def live(self, figures: LiveFigures) -> None:
+        """The load phase's figures so far."""
+
+
+class Stop:
+    """SIGINT/SIGTERM while running: remember it, and stop Locust if it is running."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.locust: subprocess.Popen[bytes] | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.requested = True
+        if self.locust is None:
+            raise Interrupted(f"interrupted by {signal.Signals(signum).name}")
+        with contextlib.suppress(ProcessLookupError):
+            self.locust.send_signal(signal.SIGTERM)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[Stop]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        old = {sig: signal.signal(sig, self) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
+
+
+def locust_command(config: RunConfig, users: int, url: str, folder: Path) -> list[str]:
+    spawn_rate = config.spawn_rate or float(min(users, 500))
+    folder = folder.resolve()  # Locust runs in the results folder
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--users",
+        str(users),
+        "--spawn-rate",
+        str(spawn_rate),
+        "--run-time",
+        f"{max(1, round(config.duration_s))}s",
+        "--host",
+        url,
+        "--csv",
+        str(folder / "locust"),
+        "--html",
+        str(folder / "locust.html"),
+        "--json-file",
+        str(folder / "locust_stats"),  # Locust's final merged stats, as locust_stats.json
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--exit-code-on-error",
+        "0",
+    ]
+    if config.workers > 1:
+        command += ["--processes", str(config.workers)]
+    return command
+
+
+def run_locust(
+    config: RunConfig,
+    command: list[str],
+    env: dict[str, str],
+    folder: Path,
+    cpus: set[int] | None,
+    stop: Stop,
+    also: list[ProcessTreeSampler],
+    progress_file: Path,
+) -> tuple[int, GeneratorSampler]:
+    """Run Locust to its end, sampling its process tree and ``also`` (the embedded target's)."""
+
+    with open(folder / "locust.log", "wb") as log:
+        process = subprocess.Popen(
+            command, env=env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True, cwd=folder.resolve(),
+        )  # fmt: skip
+    pin_to(process.pid, cpus)
+    stop.locust = process
+    sampler = GeneratorSampler(process.pid)
+    samplers = [sampler, *also]
+    deadline = time.monotonic() + config.duration_s + STARTUP_ALLOWANCE_S
+    tick = _live_reporter(config, progress_file, sampler) if config.progress else None
+    try:
+        sample_until(
+            samplers,
+            lambda: process.poll() is not None or stop.requested,
+            deadline=deadline,
+            tick=tick,
+        )
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)  # interrupted, or past its deadline
+            stop.requested = True
+        # Locust writes the account on its way out: give it a bounded time, sampling on.
+        sample_until(
+            samplers, lambda: process.poll() is not None, deadline=time.monotonic() + STOP_GRACE_S
+        )
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # workers left behind by a killed master
+        stop.locust = None
+    return process.returncode, sampler
+
+
+def _live_reporter(
+    config: RunConfig, progress_file: Path, sampler: GeneratorSampler
+) -> Callable[[], None]:
+    """Called after each generator sample: every ``LIVE_EVERY_S``, the live figures from the
+    file Locust's master rewrites every second."""
+    previous: dict[str, float] = {"at": time.monotonic(), "t": 0.0, "requests": 0.0}
+
+    def tick() -> None:
+        if config.progress is None or time.monotonic() - previous["at"] < LIVE_EVERY_S:
+            return
+        data = read_raw(progress_file)
+        if not data.get("started") or data.get("t", 0.0) <= previous["t"]:
+            return
+        requests = int(data.get("requests", 0))
+        span_s = data["t"] - (previous["t"] or data["started"])
+        rps = (requests - previous["requests"]) / span_s if span_s > 0 else 0.0
+        previous.update(at=time.monotonic(), t=data["t"], requests=requests)
+        outcomes: dict[str, int] = data.get("outcomes", {})
+        config.progress.live(
+            LiveFigures(
+                elapsed_s=data["t"] - data["started"],
+                duration_s=config.duration_s,
+                requests=requests,
+                rps=rps,
+                p50_us=data.get("p50_us"),
+                p99_us=data.get("p99_us"),
+                not_ok={o: n for o, n in outcomes.items() if o != "ok" and n},
+                generator_cpu_percent=sampler.latest_cpu_percent(),
+            )
+        )
+
+    return tick
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
