@@ -592,7 +592,7 @@ def counts_of(row: TimelineRow | ExpiryEvents) -> dict[str, int]:
 
 def figure_of(entry: CompareAlgorithm, name: str, default: float = 0.0) -> float:
     """One of an algorithm's figures by name (the figure lists are data: MICRO_FIGURES, ...)."""
-    return float(cast(Mapping[str, float], entry).get(name, default))
+    return cast(Mapping[str, float], entry).get(name, default)
 
 
 # -- reading and writing -----------------------------------------------------------------------
@@ -608,35 +608,39 @@ ARTEFACTS: dict[str, type] = {
 
 T = TypeVar("T")
 
+# Each artefact's schema name and what a person calls it, for the one-line errors.
+_KINDS: dict[type, tuple[str, str]] = {
+    Summary: (SUMMARY_SCHEMA, "fleetbench summary.json"),
+    SmokeFile: (SMOKE_SCHEMA, "fleetbench smoke summary.json"),
+    AttackFile: (ATTACK_SCHEMA, "fleetbench attack.json"),
+    CompareFile: (COMPARE_SCHEMA, "fleetbench compare.json"),
+    FleetFile: (FLEET_SCHEMA, "fleet file"),
+}
+
 
 def decode_artefact(data: bytes, kind: type[T], name: str) -> T:
     """Parse and validate one artefact; ``name`` (a path) goes in the one-line error."""
+    schema, noun = _KINDS.get(kind, (kind.__name__, "file"))
     try:
         return msgspec.json.decode(data, type=kind)
     except msgspec.ValidationError as e:
-        raise ArtefactError(f"{name} is not a valid {_schema_of(kind)} file: {e}") from e
+        # Another file altogether is named as such, not by its first odd field.
+        head = msgspec.json.decode(data)
+        if not isinstance(head, dict) or head.get("schema") != schema:
+            raise ArtefactError(f"{name} is not a {noun} (schema {schema})") from e
+        raise ArtefactError(f"{name} is not a valid {schema} file: {e}") from e
     except msgspec.DecodeError as e:
-        raise ArtefactError(f"{name} is not readable JSON: {e}") from e
-
-
-def _schema_of(kind: type) -> str:
-    names = {
-        Summary: SUMMARY_SCHEMA,
-        SmokeFile: SMOKE_SCHEMA,
-        AttackFile: ATTACK_SCHEMA,
-        CompareFile: COMPARE_SCHEMA,
-        FleetFile: FLEET_SCHEMA,
-    }
-    return names.get(kind, kind.__name__)
+        raise ArtefactError(f"{noun} {name} is not readable JSON: {e}") from e
 
 
 def _read(path: Path, kind: type[T]) -> T:
+    noun = _KINDS.get(kind, ("", "file"))[1]
     try:
         data = path.read_bytes()
     except FileNotFoundError as e:
-        raise ArtefactError(f"{path} not found") from e
+        raise ArtefactError(f"{noun} {path} not found") from e
     except OSError as e:
-        raise ArtefactError(f"{path} cannot be read: {e.strerror}") from e
+        raise ArtefactError(f"{noun} {path} cannot be read: {e.strerror}") from e
     return decode_artefact(data, kind, str(path))
 
 
@@ -680,13 +684,13 @@ def read_summary_or_smoke(path: Path) -> Summary | SmokeFile:
     try:
         data = path.read_bytes()
     except FileNotFoundError as e:
-        raise ArtefactError(f"{path} not found") from e
+        raise ArtefactError(f"summary {path} not found") from e
     except OSError as e:
-        raise ArtefactError(f"{path} cannot be read: {e.strerror}") from e
+        raise ArtefactError(f"summary {path} cannot be read: {e.strerror}") from e
     try:
         head = msgspec.json.decode(data)
     except msgspec.DecodeError as e:
-        raise ArtefactError(f"{path} is not readable JSON: {e}") from e
+        raise ArtefactError(f"summary {path} is not readable JSON: {e}") from e
     schema = head.get("schema") if isinstance(head, dict) else None
     if schema == SMOKE_SCHEMA:
         return decode_artefact(data, SmokeFile, str(path))

@@ -9,14 +9,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 import pytest
 
 from sim.artefacts import (
     ARTEFACTS,
+    SUMMARY_SCHEMA,
     ArtefactError,
+    Summary,
     read_attack,
     read_compare,
     read_fleet,
@@ -67,7 +69,7 @@ def test_real_run_summary_matches_its_type(mixed_summary: dict[str, Any], tmp_pa
     assert summary["expiry"] is not None and summary["corpus"] is not None
     assert read_summary_or_smoke(path) == summary
     # the one writer writes what the run wrote
-    write_summary(mixed_summary, tmp_path / "summary.json")  # type: ignore[arg-type]
+    write_summary(cast(Summary, mixed_summary), tmp_path / "summary.json")
     assert (tmp_path / "summary.json").read_text() == path.read_text()
 
 
@@ -147,3 +149,24 @@ def test_unreadable_and_foreign_files_are_one_line_errors(tmp_path: Path) -> Non
         read_summary_or_smoke(foreign)
     with pytest.raises(ArtefactError, match=r"fleetbench\.fleet/1 file: Object missing"):
         read_fleet(foreign)
+    with pytest.raises(ArtefactError) as other:
+        read_summary(foreign)
+    assert (
+        str(other.value) == f"{foreign} is not a fleetbench summary.json (schema {SUMMARY_SCHEMA})"
+    )
+
+
+def test_diff_refuses_a_summary_with_a_wrong_type_in_one_line(
+    mixed_summary: dict[str, Any], tmp_path: Path
+) -> None:
+    good = Path(mixed_summary["run"]["results"]) / "summary.json"
+    body = json.loads(good.read_text())
+    body["requests"][0]["latency_us"]["p99"] = "slow"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(body))
+    done = fleetbench("diff", str(good), str(bad))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"fleetbench: error: {bad} is not a valid fleetbench.summary/1 file: "
+        "Expected `float`, got `str` - at `$.requests[0].latency_us.p99`"
+    ]
