@@ -580,7 +580,7 @@ class FleetFile(TypedDict):
 
     schema: Literal["fleetbench.fleet/1"]
     kind: str
-    created_at: float
+    created_at: NotRequired[float]  # files written before it was kept still load
     devices: list[FleetDeviceEntry]
 
 
