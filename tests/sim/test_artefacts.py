@@ -107,6 +107,17 @@ def test_real_compare_matches_its_type(tmp_path: Path) -> None:
     assert list(compare["algorithms"]) == ["HS256", "EdDSA"]
 
 
+def test_real_end_to_end_compare_matches_its_type(tmp_path: Path) -> None:
+    done = fleetbench(
+        "compare", "--algs", "HS256", "--repeat", "1", "--micro-budget", "0.02",
+        "--devices", "5", "--duration", "2", "--results", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    compare = read_compare(tmp_path / "compare.json")
+    _same_as_written(tmp_path / "compare.json", compare)
+    assert compare["end_to_end"] and "e2e_rps" in compare["algorithms"]["HS256"]
+
+
 @pytest.mark.parametrize("alg", ["ES256", "secret"])
 def test_real_fleet_file_matches_its_type(tmp_path: Path, alg: str) -> None:
     out = tmp_path / "fleet.json"
