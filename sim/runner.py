@@ -24,9 +24,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from sim import __version__
+from sim.artefacts import GeneratorCpu, RunParameters, Summary, TargetCpu, write_summary
 from sim.config import SimConfig
 from sim.embedded import EmbeddedTarget, TargetStartError
 from sim.errors import ConfigError, SimError, TargetError
@@ -145,7 +146,7 @@ class RunConfig:
             return 10
         return 1 if self.effective_token_ttl < 60 else 10
 
-    def parameters(self) -> dict[str, Any]:
+    def parameters(self) -> RunParameters:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
         hidden = {"admin_key", "log", "progress"}  # a secret, and callables
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
@@ -156,7 +157,7 @@ class RunConfig:
         if self.target is None:
             data["token_ttl"] = self.effective_token_ttl
         data["leeway"] = self.effective_leeway
-        return data
+        return cast(RunParameters, data)
 
 
 class _Stop:
@@ -388,7 +389,10 @@ def _read_raw(path: Path) -> dict[str, Any]:
 
 
 def run_benchmark(config: RunConfig) -> dict[str, Any]:
-    """Run one benchmark end to end and return its summary (also written to the results folder)."""
+    """Run one benchmark end to end and return its summary (also written to the results folder).
+
+    The summary is a :class:`sim.artefacts.Summary`; it is returned untyped until its callers
+    (smoke, compare, the CLI: issue 14, being split apart) take the type."""
     config.check()
     _raise_open_files_limit()
     folder = _results_folder(config)
@@ -481,7 +485,8 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 if raw.get("started") and raw.get("stopped")
                 else None
             )
-            generator = {"exit_code": exit_code, **generator_sampler.summary(window)}
+            generator: GeneratorCpu = {"exit_code": exit_code, **generator_sampler.summary(window)}
+            target_cpu: TargetCpu
             if target_tree:
                 target_cpu = {
                     "available": True,
@@ -537,16 +542,16 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 weights={str(name): weight for name, weight in config.scenarios.items()},
             )
             _write_outputs(summary, folder)
-            return summary
+            return cast(dict[str, Any], summary)
     finally:
         if embedded is not None:
             embedded.stop()
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _write_outputs(summary: dict[str, Any], folder: Path) -> None:
+def _write_outputs(summary: Summary, folder: Path) -> None:
     summary["run"]["results"] = str(folder)
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(summary, folder / "summary.json")
     try:
         from sim.report import write_report
     except ImportError:
