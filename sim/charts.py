@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict
+
+from sim.artefacts import AttackFile, AttackRun, CompareFile, Summary, counts_of, figure_of
 
 __all__ = [
     "OUTCOME_COLOURS",
@@ -32,7 +34,12 @@ OUTCOME_COLOURS = {
     "transport_error": "#6c757d",
 }
 SETUP_COLOUR = "#9aa5b1"
-PERCENTILE_COLOURS = {"p50": "#264653", "p90": "#2a9d8f", "p99": "#e9c46a", "max": "#e76f51"}
+PERCENTILE_COLOURS: dict[Literal["p50", "p90", "p99", "max"], str] = {
+    "p50": "#264653",
+    "p90": "#2a9d8f",
+    "p99": "#e9c46a",
+    "max": "#e76f51",
+}
 EVENT_COLOURS = {"expirations": "#e76f51", "refreshes": "#2a9d8f", "recoveries": "#264653"}
 VERDICT_COLOURS = {
     "refused": "#2a9d8f",
@@ -94,7 +101,7 @@ def _log_ticks(values: list[float]) -> dict[str, Any]:
     return {"tickvals": ticks, "ticktext": [f"{t:,}" for t in ticks]}
 
 
-def _start(summary: dict[str, Any]) -> float:
+def _start(summary: Summary) -> float:
     seconds = [row["t"] for row in summary["timeline"]]
     started = summary["run"].get("started_at")
     return float(min(seconds)) if seconds else float(started or 0)
@@ -103,16 +110,19 @@ def _start(summary: dict[str, Any]) -> float:
 # -- run ----------------------------------------------------------------------------------------
 
 
-def _throughput(summary: dict[str, Any], chart_id: str) -> Chart | None:
+def _throughput(summary: Summary, chart_id: str) -> Chart | None:
     timeline = summary["timeline"]
     if not timeline:
         return None
     start = _start(summary)
-    setup = {row["t"]: row for row in summary.get("setup_timeline", [])}
+    setup = {row["t"]: counts_of(row) for row in summary.get("setup_timeline", [])}
     xs = [row["t"] - start for row in timeline]
     data: list[dict[str, Any]] = []
     for outcome, colour in OUTCOME_COLOURS.items():
-        counts = [row.get(outcome, 0) - setup.get(row["t"], {}).get(outcome, 0) for row in timeline]
+        counts = [
+            counts_of(row).get(outcome, 0) - setup.get(row["t"], {}).get(outcome, 0)
+            for row in timeline
+        ]
         if any(counts):
             data.append(
                 {
@@ -124,9 +134,7 @@ def _throughput(summary: dict[str, Any], chart_id: str) -> Chart | None:
                     "hovertemplate": "%{y:,} req/s",
                 }
             )
-    setup_counts = [
-        sum(v for k, v in setup.get(row["t"], {}).items() if k != "t") for row in timeline
-    ]
+    setup_counts = [sum(setup.get(row["t"], {}).values()) for row in timeline]
     if any(setup_counts):
         data.append(
             {
@@ -152,7 +160,7 @@ def _throughput(summary: dict[str, Any], chart_id: str) -> Chart | None:
     }
 
 
-def _latency_over_time(summary: dict[str, Any]) -> list[Chart]:
+def _latency_over_time(summary: Summary) -> list[Chart]:
     start = _start(summary)
     charts: list[Chart] = []
     for index, series in enumerate(summary.get("latency_timeline", [])):
@@ -189,7 +197,7 @@ def _latency_over_time(summary: dict[str, Any]) -> list[Chart]:
     return charts
 
 
-def _distribution(summary: dict[str, Any], chart_id: str) -> Chart | None:
+def _distribution(summary: Summary, chart_id: str) -> Chart | None:
     rows = summary.get("latency_distribution", [])
     if not rows:
         return None
@@ -241,11 +249,11 @@ def _distribution(summary: dict[str, Any], chart_id: str) -> Chart | None:
     }
 
 
-def _verify_beside_client(summary: dict[str, Any]) -> Chart | None:
+def _verify_beside_client(summary: Summary) -> Chart | None:
     verify = summary.get("server", {}).get("verify", {})
     if not verify:
         return None
-    data = []
+    data: list[dict[str, Any]] = []
     for alg, figures in verify.items():
         names = ["target: verify (mean)"]
         values = [figures["mean_us"]]
@@ -295,13 +303,13 @@ def _verify_beside_client(summary: dict[str, Any]) -> Chart | None:
     }
 
 
-def _expiry(summary: dict[str, Any]) -> Chart | None:
+def _expiry(summary: Summary) -> Chart | None:
     events = summary.get("expiry_timeline", [])
     if not summary.get("expiry") or not events:
         return None
     start = _start(summary)
     # Every second of the run, so quiet seconds show as quiet rather than vanishing.
-    by_second = {row["t"]: row for row in events}
+    by_second = {row["t"]: counts_of(row) for row in events}
     seconds = sorted({row["t"] for row in summary["timeline"]} | set(by_second))
     xs = [second - start for second in seconds]
     data = [
@@ -323,7 +331,7 @@ def _expiry(summary: dict[str, Any]) -> Chart | None:
     }
 
 
-def run_charts(summary: dict[str, Any]) -> list[Chart]:
+def run_charts(summary: Summary) -> list[Chart]:
     """Every chart of a run's report, in reading order."""
     charts: list[Chart | None] = [
         _throughput(summary, "throughput"),
@@ -335,7 +343,7 @@ def run_charts(summary: dict[str, Any]) -> list[Chart]:
     return [chart for chart in charts if chart is not None]
 
 
-def smoke_run_charts(alg: str, summary: dict[str, Any]) -> list[Chart]:
+def smoke_run_charts(alg: str, summary: Summary) -> list[Chart]:
     """The two charts the smoke report shows per run; its own report has the rest."""
     charts = [
         _throughput(summary, f"throughput-{alg}"),
@@ -348,7 +356,7 @@ def smoke_run_charts(alg: str, summary: dict[str, Any]) -> list[Chart]:
 
 
 def _spread_bars(
-    result: dict[str, Any],
+    result: CompareFile,
     figures: tuple[tuple[str, str], ...],
     y_title: str,
     chart_id: str,
@@ -358,7 +366,7 @@ def _spread_bars(
     data = []
     for index, (name, label) in enumerate(figures):
         entries = [result["algorithms"][alg] for alg in algs]
-        medians = [entry.get(name, 0.0) for entry in entries]
+        medians = [figure_of(entry, name) for entry in entries]
         spreads = [
             entry["spread"].get(name, {"min": m, "max": m})
             for entry, m in zip(entries, medians, strict=True)
@@ -388,7 +396,7 @@ def _spread_bars(
     }
 
 
-def compare_charts(result: dict[str, Any]) -> list[Chart]:
+def compare_charts(result: CompareFile) -> list[Chart]:
     repeat = result["repeat"]
     note = f"median of {repeat}, whiskers min to max"
     charts = [
@@ -435,7 +443,7 @@ def compare_charts(result: dict[str, Any]) -> list[Chart]:
 # -- attack -------------------------------------------------------------------------------------
 
 
-def family_counts(run: dict[str, Any]) -> dict[str, dict[str, int]]:
+def family_counts(run: AttackRun) -> dict[str, dict[str, int]]:
     """One attack run's cases counted by family, then verdict (every verdict, zeros included)."""
     by_family: defaultdict[str, dict[str, int]] = defaultdict(
         lambda: dict.fromkeys(VERDICT_COLOURS, 0)
@@ -445,7 +453,7 @@ def family_counts(run: dict[str, Any]) -> dict[str, dict[str, int]]:
     return dict(sorted(by_family.items()))
 
 
-def attack_charts(body: dict[str, Any]) -> list[Chart]:
+def attack_charts(body: AttackFile) -> list[Chart]:
     charts: list[Chart] = []
     for index, run in enumerate(body["runs"]):
         by_family = family_counts(run)

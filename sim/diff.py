@@ -11,12 +11,19 @@ by its share of the row's requests, so runs of different lengths compare fairly;
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict, cast
 
+from sim.artefacts import (
+    SMOKE_SCHEMA,
+    ArtefactError,
+    OutcomeCounts,
+    Percentiles,
+    Summary,
+    read_summary_or_smoke,
+)
 from sim.errors import SimError
 from sim.outcomes import OUTCOMES
 from sim.thresholds import ERROR_OUTCOMES
@@ -24,6 +31,7 @@ from sim.thresholds import ERROR_OUTCOMES
 __all__ = [
     "Change",
     "DiffError",
+    "DiffRow",
     "add_diff_parser",
     "compare_runs",
     "diff_command",
@@ -39,6 +47,15 @@ TOTAL = ("run", "total")  # scenario, endpoint of the per-run totals row
 
 class DiffError(SimError):
     """A file that is not a fleetbench summary."""
+
+
+class DiffRow(TypedDict):
+    """One row of one run: a request row of its summary, or the run's totals (no latency)."""
+
+    count: int
+    rps: float
+    outcomes: OutcomeCounts
+    latency_us: Percentiles | None
 
 
 @dataclass(frozen=True)
@@ -70,32 +87,35 @@ def parse_tolerance(text: str) -> float:
     return value
 
 
-def load_rows(path: Path) -> dict[RowKey, dict[str, Any]]:
+def load_rows(path: Path) -> dict[RowKey, DiffRow]:
     """Request rows by (alg, scenario, endpoint), plus a ``run total`` row per run."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise DiffError(f"cannot read {path}: {e}") from e
-    schema = data.get("schema") if isinstance(data, dict) else None
-    if schema == "fleetbench.summary/1":
-        summaries = [data]
-    elif schema == "fleetbench.smoke/1":
-        summaries = list(data.get("runs", {}).values())
-    else:
-        raise DiffError(f"{path} is not a fleetbench summary.json (schema {schema!r})")
-    rows: dict[RowKey, dict[str, Any]] = {}
+        data = read_summary_or_smoke(path)
+    except ArtefactError as e:
+        raise DiffError(str(e)) from e
+    summaries: list[Summary] = (
+        list(data["runs"].values()) if data["schema"] == SMOKE_SCHEMA else [data]
+    )
+    rows: dict[RowKey, DiffRow] = {}
     for summary in summaries:
         algs = set()
         for row in summary["requests"]:
-            rows[(str(row["alg"]), row["scenario"], row["endpoint"])] = row
-            algs.add(str(row["alg"]))
-        alg = (summary["run"].get("target") or {}).get("token_alg") or ",".join(sorted(algs))
-        totals = summary["totals"]
+            rows[(row["alg"], row["scenario"], row["endpoint"])] = {
+                "count": row["count"],
+                "rps": row["rps"],
+                "outcomes": row["outcomes"],
+                "latency_us": row["latency_us"],
+            }
+            algs.add(row["alg"])
+        alg = summary["run"]["target"]["token_alg"] or ",".join(sorted(algs))
+        totals, outcomes = summary["totals"], summary["outcomes"]
         rows[(alg, *TOTAL)] = {
             "count": totals["requests"],
             "rps": totals["rps"],
-            "outcomes": {o: n for o, n in summary["outcomes"].items() if n},
-            "latency_us": {},
+            "outcomes": cast(
+                OutcomeCounts, {o: outcomes.get(o, 0) for o in OUTCOMES if outcomes.get(o, 0)}
+            ),
+            "latency_us": None,
         }
     return rows
 
@@ -109,17 +129,25 @@ def _judge(base: float, new: float, tolerance: float, higher_is_worse: bool) -> 
     return "same"
 
 
+def _p50(row: DiffRow) -> float | None:
+    latency = row["latency_us"]
+    return None if latency is None else latency.get("p50")
+
+
+def _p99(row: DiffRow) -> float | None:
+    latency = row["latency_us"]
+    return None if latency is None else latency.get("p99")
+
+
 def _row_changes(
-    name: str, base: dict[str, Any], new: dict[str, Any], tolerance: float, min_count: int
+    name: str, base: DiffRow, new: DiffRow, tolerance: float, min_count: int
 ) -> list[Change]:
     changes = []
     judged = base["count"] >= min_count and new["count"] >= min_count
     figures: list[tuple[str, float | None, float | None, bool]] = [
         ("rps", base["rps"], new["rps"], False),
-        *(
-            (f"{p}_us", base["latency_us"].get(p), new["latency_us"].get(p), True)
-            for p in ("p50", "p99")
-        ),
+        ("p50_us", _p50(base), _p50(new), True),
+        ("p99_us", _p99(base), _p99(new), True),
     ]
     for metric, was, now, higher_is_worse in figures:
         if was is None and now is None:
@@ -144,8 +172,8 @@ def _row_changes(
 
 
 def compare_runs(
-    base: dict[RowKey, dict[str, Any]],
-    new: dict[RowKey, dict[str, Any]],
+    base: dict[RowKey, DiffRow],
+    new: dict[RowKey, DiffRow],
     tolerance: float,
     min_count: int = 20,
 ) -> list[Change]:

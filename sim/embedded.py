@@ -48,7 +48,8 @@ class EmbeddedTarget:
     ) -> None:
         self.alg = alg
         self.cpus = cpus
-        self.admin_key = secrets.token_urlsafe(32)
+        # Hex: a key starting with '-' would read as a flag in `--admin-key KEY`.
+        self.admin_key = secrets.token_hex(32)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._tmp = tempfile.mkdtemp(prefix="fleetbench-embedded-")

@@ -24,6 +24,14 @@ from typing import Any, Literal, get_args
 from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import get_default_algorithms
 
+from sim.artefacts import (
+    FLEET_SCHEMA,
+    ArtefactError,
+    FleetDeviceEntry,
+    FleetFile,
+    fleet_json,
+    read_fleet,
+)
 from sim.errors import FleetError
 from target.jose import generate_private_key as _generate
 
@@ -38,7 +46,6 @@ __all__ = [
     "save_fleet",
 ]
 
-FLEET_SCHEMA = "fleetbench.fleet/1"
 CredentialKind = Literal["ES256", "EdDSA", "RS256", "secret"]
 CREDENTIAL_KINDS: tuple[CredentialKind, ...] = get_args(CredentialKind)
 
@@ -69,10 +76,12 @@ class Device:
             entry["alg"] = self.alg
         return entry
 
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {"id": self.id, "secret": self.secret}
+    def to_json(self) -> FleetDeviceEntry:
+        data: FleetDeviceEntry = {"id": self.id, "secret": self.secret}
         if self.alg is not None:
-            data.update(alg=self.alg, private_key=self.private_pem, public_key=self.public_jwk)
+            data["alg"] = self.alg
+            data["private_key"] = self.private_pem
+            data["public_key"] = self.public_jwk
         return data
 
 
@@ -123,7 +132,7 @@ def make_fleet(
 
 def save_fleet(fleet: Fleet, path: Path) -> None:
     """Write the fleet file, mode 0600 from its first byte (it holds secrets and private keys)."""
-    body = {
+    body: FleetFile = {
         "schema": FLEET_SCHEMA,
         "kind": fleet.kind,
         "created_at": fleet.created_at,
@@ -133,20 +142,16 @@ def save_fleet(fleet: Fleet, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        json.dump(body, f, separators=(",", ":"))
+        f.write(fleet_json(body))
     os.replace(tmp, path)
 
 
 def load_fleet(path: Path) -> Fleet:
     try:
-        body = json.loads(path.read_text())
-    except FileNotFoundError as e:
-        raise FleetError(f"fleet file {path} not found") from e
-    except (OSError, ValueError) as e:
-        raise FleetError(f"fleet file {path} is not readable JSON") from e
-    if not isinstance(body, dict) or body.get("schema") != FLEET_SCHEMA:
-        raise FleetError(f"{path} is not a fleet file (schema {FLEET_SCHEMA})")
-    kind = body.get("kind")
+        body = read_fleet(path)
+    except ArtefactError as e:
+        raise FleetError(str(e)) from e
+    kind = body["kind"]
     if kind not in CREDENTIAL_KINDS:
         raise FleetError(f"fleet file {path}: unknown kind")
     try:

@@ -8,9 +8,10 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import psutil
+
+from sim.artefacts import ProcessCpu, ProcessTreeCpu
 
 __all__ = [
     "SATURATED_CPU_PERCENT",
@@ -155,10 +156,10 @@ class ProcessTreeSampler:
         """The whole tree's CPU at the last sample, in % of one core."""
         return sum(track.cpu[-1][1] for track in self._tracks.values() if track.cpu)
 
-    def summary(self, window: tuple[float, float] | None = None) -> dict[str, Any]:
+    def summary(self, window: tuple[float, float] | None = None) -> ProcessTreeCpu:
         """Per process mean and max CPU inside ``window`` (epoch s), peak memory, and the rule's
         verdict per process and for the tree as a whole (its CPU per core it may run on)."""
-        processes = []
+        processes: list[ProcessCpu] = []
         for pid, track in sorted(self._tracks.items()):
             cpu = _in(window, track.cpu)
             wait = _in(window, track.wait)

@@ -19,10 +19,9 @@ offered_rps * delivered / offered``, the rate the fleet got in the terms it aske
 
 from __future__ import annotations
 
-from typing import Any
-
+from sim.artefacts import GeneratorCpu, Load, Saturated, TargetCpu
 from sim.generator import SATURATION_RULE
-from sim.measure import SEP, Measurements
+from sim.measure import Measurements
 
 __all__ = ["IN_FLIGHT_SHARE", "MAX_SHORTFALL", "load_account", "load_line", "paced"]
 
@@ -46,8 +45,7 @@ def paced(endpoint: str, scenario: str) -> bool:
 def _paced_counts(measurements: Measurements) -> tuple[int, int]:
     """(answered paced requests, paced transport errors)."""
     answered = failed = 0
-    for key, hist in measurements.latency.items():
-        endpoint, scenario, _, outcome = key.split(SEP)
+    for (endpoint, scenario, _, outcome), hist in measurements.latency.items():
         if not paced(endpoint, scenario):
             continue
         if outcome == "transport_error":
@@ -57,7 +55,7 @@ def _paced_counts(measurements: Measurements) -> tuple[int, int]:
     return answered, failed
 
 
-def _cpu(side: dict[str, Any]) -> float | None:
+def _cpu(side: GeneratorCpu | TargetCpu) -> float | None:
     """A side's CPU in % of one core: its busiest process, or its tree per core if higher."""
     processes = side.get("processes") or []
     if not processes:
@@ -66,14 +64,14 @@ def _cpu(side: dict[str, Any]) -> float | None:
     return max(busiest, float(side.get("cpu_percent_per_core_mean") or 0.0))
 
 
-def _wait(side: dict[str, Any]) -> float:
+def _wait(side: GeneratorCpu | TargetCpu) -> float:
     """The longest a process of the side waited for a core, in % of wall time."""
     return max(
         (float(p.get("cpu_wait_percent_mean", 0.0)) for p in side.get("processes", [])), default=0.0
     )
 
 
-def _starved(name: str, side: dict[str, Any], notes: list[str]) -> bool:
+def _starved(name: str, side: GeneratorCpu | TargetCpu, notes: list[str]) -> bool:
     """Whether the side wanted a whole core and did not get it (the machine was busy)."""
     if side.get("saturated") or not side.get("starved"):
         return False
@@ -86,8 +84,8 @@ def _starved(name: str, side: dict[str, Any], notes: list[str]) -> bool:
 
 
 def _side(
-    generator: dict[str, Any], target_cpu: dict[str, Any], overloaded: bool, notes: list[str]
-) -> str | None:
+    generator: GeneratorCpu, target_cpu: TargetCpu, overloaded: bool, notes: list[str]
+) -> Saturated | None:
     generator_busy = bool(generator.get("saturated")) or _starved("generator", generator, notes)
     target_known = bool(target_cpu.get("available"))
     target_busy = target_known and (
@@ -125,10 +123,10 @@ def load_account(
     *,
     interval_s: float,
     stopped: float | None,
-    generator: dict[str, Any],
-    target_cpu: dict[str, Any],
+    generator: GeneratorCpu,
+    target_cpu: TargetCpu,
     answered: int,
-) -> dict[str, Any]:
+) -> Load:
     """The summary's ``load`` section. ``answered`` is the outcome account's total."""
     devices = measurements.counters.get("devices_started", 0)
     delivered, transport_errors = _paced_counts(measurements)
@@ -165,7 +163,7 @@ def load_account(
             "exports no process_cpu_seconds_total"
         )
     saturated = _side(generator, target_cpu, overloaded, notes)
-    load: dict[str, Any] = {
+    load: Load = {
         "offered_rps": None if offered_rps is None else round(offered_rps, 2),
         "delivered_rps": round(delivered_rps, 2),
         "shortfall": None if shortfall is None else round(shortfall, 4),
@@ -198,10 +196,11 @@ def _thousands(value: float) -> str:
     return f"{value:,.0f}"
 
 
-def load_line(load: dict[str, Any]) -> str:
+def load_line(load: Load) -> str:
     """One plain sentence: asked, served, short by, unanswered at stop, the busy side's CPU."""
     parts = []
-    if load.get("offered_rps") is None:
+    offered_rps = load.get("offered_rps")
+    if offered_rps is None:
         parts.append(
             f"served {_thousands(load['delivered_rps'])} req/s as fast as answers came "
             "(--interval 0: no offered rate)"
@@ -210,7 +209,7 @@ def load_line(load: dict[str, Any]) -> str:
         shortfall = load.get("shortfall") or 0.0
         short = f"{shortfall * 100:.0f} % short" if shortfall >= 0.005 else "none short"
         parts.append(
-            f"asked {_thousands(load['offered_rps'])} req/s, "
+            f"asked {_thousands(offered_rps)} req/s, "
             f"served {_thousands(load['delivered_rps'])} ({short})"
         )
     in_flight = load.get("in_flight_at_stop", 0)
@@ -224,12 +223,12 @@ def load_line(load: dict[str, Any]) -> str:
     if generator is not None:
         cpu.append(f"the generator's at {generator:.0f} %")
     waits = [
-        f"the {name} waited for a core {load[key]:.0f} % of the time"
-        for name, key in (
-            ("target", "target_cpu_wait_percent"),
-            ("generator", "generator_cpu_wait_percent"),
+        f"the {name} waited for a core {wait:.0f} % of the time"
+        for name, wait in (
+            ("target", load.get("target_cpu_wait_percent")),
+            ("generator", load.get("generator_cpu_wait_percent")),
         )
-        if (load.get(key) or 0.0) >= NOTABLE_WAIT_PERCENT
+        if wait is not None and wait >= NOTABLE_WAIT_PERCENT
     ]
     cpu += waits
     if cpu:

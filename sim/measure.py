@@ -12,17 +12,21 @@ import os
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
-from sim.outcomes import Outcome
+from sim.artefacts import Percentiles
+from sim.outcomes import OUTCOMES, Outcome
 
 __all__ = [
     "LATENCY_PERCENTILES",
     "SETUP_SCENARIO",
     "TIMED_EVENTS",
     "Measurements",
+    "ReasonKey",
+    "RowKey",
+    "SeriesKey",
     "new_histogram",
     "new_second_histogram",
     "percentiles",
@@ -31,7 +35,13 @@ __all__ = [
 LOWEST_US = 1
 HIGHEST_US = 120_000_000  # two minutes: longer than any request timeout
 SIGNIFICANT_DIGITS = 3
-LATENCY_PERCENTILES = {"p50": 50.0, "p90": 90.0, "p95": 95.0, "p99": 99.0, "p99_9": 99.9}
+LATENCY_PERCENTILES: dict[Literal["p50", "p90", "p95", "p99", "p99_9"], float] = {
+    "p50": 50.0,
+    "p90": 90.0,
+    "p95": 95.0,
+    "p99": 99.0,
+    "p99_9": 99.9,
+}
 SEP = "|"
 SETUP_SCENARIO = "setup"  # first tokens, fetched before a device's first task: not the measured run
 # Counters and device sets whose every increment is also counted per second (``events``), so a
@@ -40,6 +50,56 @@ TIMED_EVENTS = {"expirations": "expirations", "refreshes": "refreshes", "recover
 # Latency over time needs one histogram per endpoint per second: two significant digits (1%) are
 # plenty for a chart, and keep each one about a tenth of the size of an exact one.
 SECOND_SIGNIFICANT_DIGITS = 2
+
+
+class RowKey(NamedTuple):
+    """What a latency histogram counts: one outcome of one endpoint, scenario and algorithm."""
+
+    endpoint: str
+    scenario: str
+    alg: str
+    outcome: Outcome
+
+
+class SeriesKey(NamedTuple):
+    """What a per-second latency series counts: one endpoint in one scenario."""
+
+    endpoint: str
+    scenario: str
+
+
+class ReasonKey(NamedTuple):
+    """What a refusal count counts: one status and reason of one endpoint and scenario."""
+
+    endpoint: str
+    scenario: str
+    status: int
+    reason: str
+
+
+# On the wire between processes a key is its fields joined by ``|`` (JSON object keys are
+# strings); these are the only places that join or split them.
+
+
+def _wire_key(key: tuple[object, ...]) -> str:
+    return SEP.join(str(part) for part in key)
+
+
+def _row_key(wire: str) -> RowKey:
+    endpoint, scenario, alg, outcome = wire.split(SEP)
+    if outcome not in OUTCOMES:
+        raise ValueError(f"unknown outcome {outcome!r} in a shipped measurement")
+    return RowKey(endpoint, scenario, alg, outcome)
+
+
+def _series_key(wire: str) -> SeriesKey:
+    endpoint, scenario = wire.split(SEP)
+    return SeriesKey(endpoint, scenario)
+
+
+def _reason_key(wire: str) -> ReasonKey:
+    endpoint, scenario, status, reason = wire.split(SEP)
+    return ReasonKey(endpoint, scenario, int(status), reason)
 
 
 def new_histogram() -> HdrHistogram:
@@ -93,11 +153,11 @@ class _DeviceSets(defaultdict[str, set[str]]):
         return made
 
 
-def percentiles(hist: HdrHistogram) -> dict[str, float]:
+def percentiles(hist: HdrHistogram) -> Percentiles:
     """Count, percentiles, min, mean and max of a latency histogram, in microseconds."""
     if hist.get_total_count() == 0:
         return {"count": 0}
-    summary: dict[str, float] = {"count": hist.get_total_count()}
+    summary: Percentiles = {"count": hist.get_total_count()}
     for name, pct in LATENCY_PERCENTILES.items():
         summary[name] = hist.get_value_at_percentile(pct)
     summary["min"] = hist.get_min_value()
@@ -107,7 +167,8 @@ def percentiles(hist: HdrHistogram) -> dict[str, float]:
 
 
 class Measurements:
-    """Everything one process saw. Keys are ``endpoint|scenario|alg|outcome`` strings."""
+    """Everything one process saw, keyed by :class:`RowKey`, :class:`SeriesKey` and
+    :class:`ReasonKey`."""
 
     def __init__(self) -> None:
         # Requests this process has started and not yet recorded: a gauge, never shipped or reset.
@@ -115,14 +176,14 @@ class Measurements:
         self.reset()
 
     def reset(self) -> None:
-        self.latency: dict[str, HdrHistogram] = {}
+        self.latency: dict[RowKey, HdrHistogram] = {}
         self.mint: dict[str, HdrHistogram] = {}  # by device algorithm
         self.timeline: defaultdict[int, Counter[str]] = defaultdict(Counter)  # second -> outcome
-        self.reasons: Counter[str] = Counter()  # endpoint|scenario|status|reason
+        self.reasons: Counter[ReasonKey] = Counter()
         self.corpus: defaultdict[str, Counter[str]] = defaultdict(Counter)  # case -> verdict
         self.setup_timeline: defaultdict[int, Counter[str]] = defaultdict(Counter)
-        # endpoint|scenario -> second -> latency histogram (setup kept as its own scenario)
-        self.latency_seconds: defaultdict[str, dict[int, HdrHistogram]] = defaultdict(dict)
+        # second -> latency histogram (setup kept as its own scenario)
+        self.latency_seconds: defaultdict[SeriesKey, dict[int, HdrHistogram]] = defaultdict(dict)
         self.events: defaultdict[int, Counter[str]] = defaultdict(Counter)  # second -> event
         self.counters = _EventCounter(self.events)
         self.telemetry: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])  # sent, acked
@@ -161,7 +222,7 @@ class Measurements:
         reason: str = "",
     ) -> None:
         self.waiting -= 1
-        key = SEP.join((endpoint, scenario, alg, outcome))
+        key = RowKey(endpoint, scenario, alg, outcome)
         hist = self.latency.get(key)
         if hist is None:
             hist = self.latency[key] = new_histogram()
@@ -171,13 +232,13 @@ class Measurements:
         self.timeline[second][outcome] += 1
         if scenario == SETUP_SCENARIO:
             self.setup_timeline[second][outcome] += 1
-        by_second = self.latency_seconds[SEP.join((endpoint, scenario))]
+        by_second = self.latency_seconds[SeriesKey(endpoint, scenario)]
         second_hist = by_second.get(second)
         if second_hist is None:
             second_hist = by_second[second] = new_second_histogram()
         second_hist.record_value(value)
         if outcome != "ok":
-            self.reasons[SEP.join((endpoint, scenario, str(status), reason))] += 1
+            self.reasons[ReasonKey(endpoint, scenario, status, reason)] += 1
 
     def record_mint(self, alg: str, elapsed_us: float) -> None:
         hist = self.mint.get(alg)
@@ -190,17 +251,17 @@ class Measurements:
     def to_wire(self) -> dict[str, Any]:
         """A JSON- and msgpack-safe copy (histograms HdrHistogram-encoded)."""
         return {
-            "latency": {k: h.encode().decode() for k, h in self.latency.items()},
+            "latency": {_wire_key(k): h.encode().decode() for k, h in self.latency.items()},
             "mint": {k: h.encode().decode() for k, h in self.mint.items()},
             "timeline": {str(s): dict(c) for s, c in self.timeline.items()},
-            "reasons": dict(self.reasons),
+            "reasons": {_wire_key(k): count for k, count in self.reasons.items()},
             "corpus": {case: dict(c) for case, c in self.corpus.items()},
             "counters": dict(self.counters),
             "telemetry": {device: list(sa) for device, sa in self.telemetry.items()},
             "device_sets": {name: sorted(ids) for name, ids in self.device_sets.items()},
             "setup_timeline": {str(s): dict(c) for s, c in self.setup_timeline.items()},
             "latency_seconds": {
-                key: {str(s): h.encode().decode() for s, h in seconds.items()}
+                _wire_key(key): {str(s): h.encode().decode() for s, h in seconds.items()}
                 for key, seconds in self.latency_seconds.items()
             },
             "events": {str(s): dict(c) for s, c in self.events.items()},
@@ -217,12 +278,13 @@ class Measurements:
 
     def merge_wire(self, wire: dict[str, Any]) -> None:
         for key, encoded in wire.get("latency", {}).items():
-            self.latency.setdefault(key, new_histogram()).decode_and_add(encoded)
+            self.latency.setdefault(_row_key(key), new_histogram()).decode_and_add(encoded)
         for key, encoded in wire.get("mint", {}).items():
             self.mint.setdefault(key, new_histogram()).decode_and_add(encoded)
         for second, counts in wire.get("timeline", {}).items():
             self.timeline[int(second)].update(counts)
-        self.reasons.update(wire.get("reasons", {}))
+        for key, count in wire.get("reasons", {}).items():
+            self.reasons[_reason_key(key)] += count
         for case, counts in wire.get("corpus", {}).items():
             self.corpus[case].update(counts)
         self.counters.merge(wire.get("counters", {}))
@@ -235,7 +297,7 @@ class Measurements:
         for second, counts in wire.get("setup_timeline", {}).items():
             self.setup_timeline[int(second)].update(counts)
         for key, seconds in wire.get("latency_seconds", {}).items():
-            by_second = self.latency_seconds[key]
+            by_second = self.latency_seconds[_series_key(key)]
             for second, encoded in seconds.items():
                 hist = by_second.get(int(second))
                 if hist is None:
@@ -260,7 +322,7 @@ class Measurements:
         outcomes: Counter[str] = Counter()
         for key, hist in self.latency.items():
             total.add(hist)
-            outcomes[key.rsplit(SEP, 1)[1]] += hist.get_total_count()
+            outcomes[key.outcome] += hist.get_total_count()
         count = total.get_total_count()
         return {
             "t": time.time(),

@@ -11,11 +11,12 @@ from __future__ import annotations
 import datetime
 import functools
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import jinja2
 
 from sim import __version__
+from sim.artefacts import AttackFile, CompareFile, SmokeFile, Summary, counts_of
 from sim.charts import attack_charts, compare_charts, family_counts, run_charts, smoke_run_charts
 
 __all__ = [
@@ -86,54 +87,60 @@ def render(template: str, **context: Any) -> str:
     return _environment().get_template(template).render(**context)
 
 
-def _seconds(summary: dict[str, Any]) -> list[dict[str, Any]]:
+def _seconds(summary: Summary) -> list[dict[str, Any]]:
     """The throughput chart's figures as table rows: per second, measured outcomes and setup."""
     timeline = summary["timeline"]
     start = min((row["t"] for row in timeline), default=0)
-    setup = {row["t"]: row for row in summary.get("setup_timeline", [])}
+    setup = {row["t"]: counts_of(row) for row in summary.get("setup_timeline", [])}
     rows = []
     for row in timeline:
         first = setup.get(row["t"], {})
         rows.append(
             {
                 "second": row["t"] - start,
-                "measured": {k: v - first.get(k, 0) for k, v in row.items() if k != "t"},
-                "setup": sum(v for k, v in first.items() if k != "t"),
+                "measured": {k: v - first.get(k, 0) for k, v in counts_of(row).items()},
+                "setup": sum(first.values()),
             }
         )
     return rows
 
 
-def run_context(summary: dict[str, Any]) -> dict[str, Any]:
+def run_context(summary: Summary) -> dict[str, Any]:
     """What ``_run.html.j2`` needs for one run: the summary, its charts and per-second rows."""
     charts = run_charts(summary)
     return {"s": summary, "charts": charts, "seconds": _seconds(summary)}
 
 
-def write_report(summary: dict[str, Any], path: Path) -> None:
+def write_report(summary: Summary, path: Path) -> None:
     """The report of one ``fleetbench run``."""
     context = run_context(summary)
     path.write_text(render("run.html.j2", all_charts=context["charts"], **context))
 
 
-def write_smoke_report(record: dict[str, Any], path: Path) -> None:
+def write_smoke_report(untyped: SmokeFile | dict[str, Any], path: Path) -> None:
     """The report of ``fleetbench smoke``: ``record`` is its top-level ``summary.json``."""
+    record = cast(SmokeFile, untyped)  # a plain dict until sim/smoke.py builds a SmokeFile
     charts = {alg: smoke_run_charts(alg, summary) for alg, summary in record["runs"].items()}
     flat = [chart for run in charts.values() for chart in run]
     path.write_text(render("smoke.html.j2", r=record, charts=charts, all_charts=flat))
 
 
 def write_compare_report(
-    result: dict[str, Any], path: Path, rows: list[tuple[str, ...]], capacity: list[str]
+    untyped: CompareFile | dict[str, Any],
+    path: Path,
+    rows: list[tuple[str, ...]],
+    capacity: list[str],
 ) -> None:
     """The report of ``fleetbench compare``: ``result`` is ``compare.json``, with its table rows."""
+    result = cast(CompareFile, untyped)  # a plain dict until sim/compare.py builds a CompareFile
     charts = compare_charts(result)
     context = {"c": result, "rows": rows, "capacity": capacity}
     path.write_text(render("compare.html.j2", charts=charts, all_charts=charts, **context))
 
 
-def write_attack_report(body: dict[str, Any], path: Path) -> None:
+def write_attack_report(untyped: AttackFile | dict[str, Any], path: Path) -> None:
     """The report of ``fleetbench attack``: ``body`` is ``attack.json``."""
+    body = cast(AttackFile, untyped)  # a plain dict until sim/attack.py builds an AttackFile
     charts = attack_charts(body)
     families = [family_counts(run) for run in body["runs"]]
     path.write_text(

@@ -8,7 +8,6 @@ with the target's ``/metrics`` and ``/admin/stats`` and the generator's CPU into
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -16,9 +15,17 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sim import __version__
+from sim.artefacts import (
+    FleetFacts,
+    GeneratorCpu,
+    RunParameters,
+    Summary,
+    TargetCpu,
+    write_summary,
+)
 from sim.config import SimConfig
 from sim.embedded import EmbeddedTarget
 from sim.errors import ConfigError, SimError
@@ -32,7 +39,13 @@ from sim.processes import raise_open_files_limit, split_cores
 from sim.provision import ProvisionResult, register_fleet
 from sim.results import results_folder
 from sim.scenarios import Endpoint, RefreshMode, Scenario
-from sim.server_view import MetricsCpuSampler, scrape_metrics, server_delta, telemetry_stats
+from sim.server_view import (
+    DeviceStats,
+    MetricsCpuSampler,
+    scrape_metrics,
+    server_delta,
+    telemetry_stats,
+)
 from sim.summary import build_summary, telemetry_account
 
 __all__ = ["LiveFigures", "RunConfig", "RunProgress", "run_benchmark"]
@@ -107,7 +120,7 @@ class RunConfig:
             return 10
         return 1 if self.effective_token_ttl < 60 else 10
 
-    def parameters(self) -> dict[str, Any]:
+    def parameters(self) -> RunParameters:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
         hidden = {"admin_key", "log", "progress"}  # a secret, and callables
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
@@ -118,7 +131,7 @@ class RunConfig:
         if self.target is None:
             data["token_ttl"] = self.effective_token_ttl
         data["leeway"] = self.effective_leeway
-        return data
+        return cast(RunParameters, data)
 
 
 def _discover(client: TargetClient) -> dict[str, Any]:
@@ -179,7 +192,7 @@ class _Provisioned:
     result: ProvisionResult
     elapsed_s: float
 
-    def facts(self) -> dict[str, Any]:
+    def facts(self) -> FleetFacts:
         return {
             "devices": len(self.fleet),
             "kind": self.fleet.kind,
@@ -202,7 +215,7 @@ def _locust_env(
     config: RunConfig,
     fleet_path: Path,
     metadata: dict[str, Any],
-    stats_before: dict[str, Any] | None,
+    stats_before: DeviceStats | None,
     scratch: Path,
 ) -> dict[str, str]:
     """The environment Locust runs in: its run described in a file, and no admin key."""
@@ -232,8 +245,8 @@ class _Load:
     """What the load phase left: Locust's account and the CPU both sides used."""
 
     raw: dict[str, Any]
-    generator: dict[str, Any]
-    target_cpu: dict[str, Any]
+    generator: GeneratorCpu
+    target_cpu: TargetCpu
 
 
 def _load(
@@ -269,8 +282,8 @@ def _load(
         if raw.get("started") and raw.get("stopped")
         else None
     )
-    generator = {"exit_code": exit_code, **generator_sampler.summary(window)}
-    target_cpu: dict[str, Any] = {"available": False}
+    generator: GeneratorCpu = {"exit_code": exit_code, **generator_sampler.summary(window)}
+    target_cpu: TargetCpu = {"available": False}
     if target_tree:
         target_cpu = {"available": True, "source": "psutil", **target_tree[0].summary(window)}
     elif target_metrics is not None:
@@ -281,7 +294,10 @@ def _load(
 
 
 def run_benchmark(config: RunConfig) -> dict[str, Any]:
-    """Run one benchmark end to end and return its summary (also written to the results folder)."""
+    """Run one benchmark end to end and return its summary (also written to the results folder).
+
+    The summary is a :class:`sim.artefacts.Summary`; it is returned untyped until its callers
+    (smoke, compare, the CLI: issue 14, being split apart) take the type."""
     config.check()
     raise_open_files_limit()
     folder = results_folder(config.results, "run")
@@ -339,14 +355,14 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 weights={str(name): weight for name, weight in config.scenarios.items()},
             )
             _write_outputs(summary, folder)
-            return summary
+            return cast(dict[str, Any], summary)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _write_outputs(summary: dict[str, Any], folder: Path) -> None:
+def _write_outputs(summary: Summary, folder: Path) -> None:
     summary["run"]["results"] = str(folder)
-    (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(summary, folder / "summary.json")
     try:
         from sim.report import write_report
     except ImportError:

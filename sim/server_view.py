@@ -5,20 +5,23 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from typing import Any
+from collections.abc import Mapping
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from sim.artefacts import Server, TargetCpu, VerifyCost
 from sim.errors import TargetUnusable
 from sim.generator import SATURATED_CPU_PERCENT, SATURATION_RULE, cpu_saturated
 from sim.http import TargetClient
 
-__all__ = ["MetricsCpuSampler", "scrape_metrics", "server_delta", "telemetry_stats"]
+__all__ = ["DeviceStats", "MetricsCpuSampler", "scrape_metrics", "server_delta", "telemetry_stats"]
 
 SCRAPE_TIMEOUT_S = 5.0
 
 Samples = dict[str, float]
+# ``/admin/stats`` per device: ``received``, ``distinct``, ``duplicates``, ``max_seq``.
+DeviceStats = Mapping[str, Mapping[str, int]]
 
 
 def scrape_metrics(client: TargetClient) -> Samples | None:
@@ -63,7 +66,7 @@ def _summed_by(samples: Samples, name: str, label: str) -> dict[str, float]:
     return dict(found)
 
 
-def server_delta(before: Samples | None, after: Samples | None) -> dict[str, Any]:
+def server_delta(before: Samples | None, after: Samples | None) -> Server:
     """Verify time per algorithm and counters, as differences over the run."""
     if before is None or after is None:
         return {"available": False}
@@ -72,7 +75,7 @@ def server_delta(before: Samples | None, after: Samples | None) -> dict[str, Any
         old = _by_label(before, name, label)
         return {k: v - old.get(k, 0.0) for k, v in _by_label(after, name, label).items()}
 
-    verify: dict[str, Any] = {}
+    verify: dict[str, VerifyCost] = {}
     sums, counts = (
         delta("fleetbench_verify_seconds_sum", "alg"),
         delta("fleetbench_verify_seconds_count", "alg"),
@@ -102,14 +105,14 @@ def server_delta(before: Samples | None, after: Samples | None) -> dict[str, Any
     }
 
 
-def telemetry_stats(client: TargetClient) -> dict[str, Any] | None:
+def telemetry_stats(client: TargetClient) -> DeviceStats | None:
     """``/admin/stats`` per device, or None if the target has no such endpoint."""
     response = client.request("GET", "/admin/stats", admin=True)
     if response.status_code != 200:
         return None
     try:
         body = response.json()
-        devices: dict[str, Any] = body["devices"]
+        devices: DeviceStats = body["devices"]
     except (ValueError, KeyError, TypeError):
         return None
     return devices
@@ -174,7 +177,7 @@ class MetricsCpuSampler:
         self._thread.join(timeout=SCRAPE_TIMEOUT_S + 1)
         self._session.close()
 
-    def summary(self, window: tuple[float, float] | None) -> dict[str, Any]:
+    def summary(self, window: tuple[float, float] | None) -> TargetCpu:
         if not self.exported:
             return {"available": False, "source": "metrics"}
         cpu = [c for t, c in self.samples if window is None or window[0] <= t <= window[1]]

@@ -6,13 +6,39 @@ Documented field by field in the README. Latencies are microseconds, from exact 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from typing import Any
+from collections.abc import Mapping
+from typing import Literal, cast
 
 from hdrh.histogram import HdrHistogram
 
+from sim.artefacts import (
+    SUMMARY_SCHEMA,
+    DistributionPoint,
+    Expiry,
+    ExpiryEvents,
+    GeneratorCpu,
+    LatencyDistribution,
+    LatencyPoint,
+    LatencySeries,
+    Load,
+    OutcomeCounts,
+    Phase,
+    PhaseFigures,
+    Phases,
+    RequestRow,
+    RunFacts,
+    RunSection,
+    ScenarioMix,
+    Server,
+    Summary,
+    TargetCpu,
+    Telemetry,
+    TimelineRow,
+    TokenRetries,
+    Verdict,
+)
 from sim.load import load_account
 from sim.measure import (
-    SEP,
     SETUP_SCENARIO,
     TIMED_EVENTS,
     Measurements,
@@ -20,11 +46,10 @@ from sim.measure import (
     new_second_histogram,
     percentiles,
 )
-from sim.outcomes import FATAL_OUTCOMES, OUTCOMES
+from sim.outcomes import FATAL_OUTCOMES, OUTCOMES, Outcome
+from sim.server_view import DeviceStats
 
 __all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account", "verdict"]
-
-SUMMARY_SCHEMA = "fleetbench.summary/1"
 
 
 def _merged(hists: list[HdrHistogram]) -> HdrHistogram:
@@ -34,13 +59,21 @@ def _merged(hists: list[HdrHistogram]) -> HdrHistogram:
     return total
 
 
-def _requests(measurements: Measurements, elapsed_s: float) -> list[dict[str, Any]]:
+def _outcome_counts(counts: Mapping[Outcome, int]) -> OutcomeCounts:
+    # Built in the order given, as the JSON always was; the keys are outcomes by their type.
+    return cast(OutcomeCounts, dict(counts))
+
+
+def _timeline_row(second: int, counts: Mapping[str, int]) -> TimelineRow:
+    return cast(TimelineRow, {"t": second, **counts})
+
+
+def _requests(measurements: Measurements, elapsed_s: float) -> list[RequestRow]:
     """One row per endpoint x scenario x algorithm, with its outcomes and latencies."""
-    groups: defaultdict[tuple[str, str, str], dict[str, HdrHistogram]] = defaultdict(dict)
-    for key, hist in measurements.latency.items():
-        endpoint, scenario, alg, outcome = key.split(SEP)
+    groups: defaultdict[tuple[str, str, str], dict[Outcome, HdrHistogram]] = defaultdict(dict)
+    for (endpoint, scenario, alg, outcome), hist in measurements.latency.items():
         groups[(endpoint, scenario, alg)][outcome] = hist
-    rows = []
+    rows: list[RequestRow] = []
     for (endpoint, scenario, alg), by_outcome in sorted(groups.items()):
         total = _merged(list(by_outcome.values()))
         count = total.get_total_count()
@@ -51,9 +84,9 @@ def _requests(measurements: Measurements, elapsed_s: float) -> list[dict[str, An
                 "alg": alg,
                 "count": count,
                 "rps": round(count / elapsed_s, 2) if elapsed_s > 0 else 0.0,
-                "outcomes": {
-                    o: by_outcome[o].get_total_count() for o in OUTCOMES if o in by_outcome
-                },
+                "outcomes": _outcome_counts(
+                    {o: by_outcome[o].get_total_count() for o in OUTCOMES if o in by_outcome}
+                ),
                 "latency_us": percentiles(total),
                 "latency_by_outcome_us": {o: percentiles(h) for o, h in sorted(by_outcome.items())},
             }
@@ -63,9 +96,9 @@ def _requests(measurements: Measurements, elapsed_s: float) -> list[dict[str, An
 
 def telemetry_account(
     measurements: Measurements,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-) -> dict[str, Any]:
+    before: DeviceStats | None,
+    after: DeviceStats | None,
+) -> Telemetry:
     """Readings the fleet sent and saw acknowledged, against what the target says it received.
 
     ``lost``: acknowledged (202) readings the target does not hold. ``unacknowledged``: readings
@@ -73,7 +106,7 @@ def telemetry_account(
     """
     sent = sum(s for s, _ in measurements.telemetry.values())
     acknowledged = sum(a for _, a in measurements.telemetry.values())
-    account: dict[str, Any] = {
+    account: Telemetry = {
         "available": after is not None,
         "devices": sum(1 for s, _ in measurements.telemetry.values() if s),
         "sent": sent,
@@ -92,27 +125,29 @@ def telemetry_account(
         duplicated += now.get("duplicates", 0) - then.get("duplicates", 0)
         lost += max(0, acked - new)
         unacknowledged += max(0, new - acked)
-    account.update(
-        received=received,
-        distinct=distinct,
-        lost=lost,
-        duplicated=duplicated,
-        unacknowledged=unacknowledged,
-    )
+    account["received"] = received
+    account["distinct"] = distinct
+    account["lost"] = lost
+    account["duplicated"] = duplicated
+    account["unacknowledged"] = unacknowledged
     return account
 
 
-def _expiry(measurements: Measurements) -> dict[str, Any] | None:
-    expiry_rows = [k for k in measurements.latency if k.split(SEP)[1] == "expiry"]
+def _expiry(measurements: Measurements) -> Expiry | None:
+    expiry_rows = [k for k in measurements.latency if k.scenario == "expiry"]
     if not expiry_rows:
         return None
     refresh = _merged(
-        [h for k, h in measurements.latency.items() if k.startswith("token ") and "|expiry|" in k]
+        [
+            h
+            for k, h in measurements.latency.items()
+            if k.endpoint.startswith("token ") and k.scenario == "expiry"
+        ]
     )
     refused_valid = sum(
         h.get_total_count()
         for k, h in measurements.latency.items()
-        if "|expiry|" in k and k.endswith("|refused_valid")
+        if k.scenario == "expiry" and k.outcome == "refused_valid"
     )
     sets = measurements.device_sets
     return {
@@ -126,26 +161,25 @@ def _expiry(measurements: Measurements) -> dict[str, Any] | None:
     }
 
 
-PHASES = ("measured", "setup")
+PHASES: tuple[Phase, ...] = ("measured", "setup")
 TICKS_PER_HALF_DISTANCE = 5  # HdrHistogram's own percentile distribution output uses 5
 
 
-def _phase(scenario: str) -> str:
+def _phase(scenario: str) -> Phase:
     return "setup" if scenario == SETUP_SCENARIO else "measured"
 
 
-def _latency_timeline(measurements: Measurements) -> list[dict[str, Any]]:
+def _latency_timeline(measurements: Measurements) -> list[LatencySeries]:
     """Per endpoint and phase, per second: count, p50, p90, p99 and max latency (µs, 1%)."""
-    groups: defaultdict[tuple[str, str], defaultdict[int, list[HdrHistogram]]] = defaultdict(
+    groups: defaultdict[tuple[str, Phase], defaultdict[int, list[HdrHistogram]]] = defaultdict(
         lambda: defaultdict(list)
     )
-    for key, seconds in measurements.latency_seconds.items():
-        endpoint, scenario = key.split(SEP)
+    for (endpoint, scenario), seconds in measurements.latency_seconds.items():
         for second, hist in seconds.items():
             groups[(endpoint, _phase(scenario))][second].append(hist)
-    series = []
+    series: list[LatencySeries] = []
     for (endpoint, phase), seconds in sorted(groups.items()):
-        points = []
+        points: list[LatencyPoint] = []
         for second, hists in sorted(seconds.items()):
             total = new_second_histogram()
             for hist in hists:
@@ -164,10 +198,10 @@ def _latency_timeline(measurements: Measurements) -> list[dict[str, Any]]:
     return series
 
 
-def _distribution(hist: HdrHistogram) -> list[dict[str, float]]:
+def _distribution(hist: HdrHistogram) -> list[DistributionPoint]:
     """The percentile distribution as HdrHistogram prints it: ticks halving the distance to 100%."""
     count = hist.get_total_count()
-    points = []
+    points: list[DistributionPoint] = []
     tick = 0
     while True:
         percentile = 100.0 * (1.0 - 0.5 ** (tick / TICKS_PER_HALF_DISTANCE))
@@ -184,13 +218,12 @@ def _distribution(hist: HdrHistogram) -> list[dict[str, float]]:
     return points
 
 
-def _latency_distribution(measurements: Measurements) -> list[dict[str, Any]]:
+def _latency_distribution(measurements: Measurements) -> list[LatencyDistribution]:
     """Per endpoint and phase, the exact latency distribution (all outcomes, scenarios, algs)."""
-    groups: defaultdict[tuple[str, str], list[HdrHistogram]] = defaultdict(list)
+    groups: defaultdict[tuple[str, Phase], list[HdrHistogram]] = defaultdict(list)
     for key, hist in measurements.latency.items():
-        endpoint, scenario, _, _ = key.split(SEP)
-        groups[(endpoint, _phase(scenario))].append(hist)
-    rows = []
+        groups[(key.endpoint, _phase(key.scenario))].append(hist)
+    rows: list[LatencyDistribution] = []
     for (endpoint, phase), hists in sorted(groups.items()):
         total = _merged(hists)
         if total.get_total_count():
@@ -205,41 +238,46 @@ def _latency_distribution(measurements: Measurements) -> list[dict[str, Any]]:
     return rows
 
 
-def _phases(measurements: Measurements, elapsed_s: float) -> dict[str, Any]:
+def _phases(measurements: Measurements, elapsed_s: float) -> Phases:
     """Setup (first tokens) and the measured run, apart: requests, outcomes, seconds spanned."""
-    outcomes: dict[str, Counter[str]] = {phase: Counter() for phase in PHASES}
+    outcomes: dict[Phase, Counter[Outcome]] = {phase: Counter() for phase in PHASES}
     for key, hist in measurements.latency.items():
-        _, scenario, _, outcome = key.split(SEP)
-        outcomes[_phase(scenario)][outcome] += hist.get_total_count()
+        outcomes[_phase(key.scenario)][key.outcome] += hist.get_total_count()
     setup_seconds = sorted(measurements.setup_timeline)
     measured_seconds = sorted(
         second
         for second, counts in measurements.timeline.items()
         if sum(counts.values()) > sum(measurements.setup_timeline.get(second, Counter()).values())
     )
-    result: dict[str, Any] = {}
-    for phase, seconds in (("measured", measured_seconds), ("setup", setup_seconds)):
-        requests = sum(outcomes[phase].values())
-        result[phase] = {
-            "requests": requests,
-            "outcomes": {o: outcomes[phase][o] for o in OUTCOMES if outcomes[phase][o]},
+
+    def figures(phase: Phase, seconds: list[int]) -> PhaseFigures:
+        return {
+            "requests": sum(outcomes[phase].values()),
+            "outcomes": _outcome_counts(
+                {o: outcomes[phase][o] for o in OUTCOMES if outcomes[phase][o]}
+            ),
             "first_t": seconds[0] if seconds else None,
             "last_t": seconds[-1] if seconds else None,
         }
+
+    result: Phases = {
+        "measured": figures("measured", measured_seconds),
+        "setup": figures("setup", setup_seconds),
+    }
     measured = result["measured"]["requests"]
     result["measured"]["rps"] = round(measured / elapsed_s, 2) if elapsed_s > 0 else 0.0
     return result
 
 
-def _events_timeline(measurements: Measurements) -> list[dict[str, Any]]:
+def _events_timeline(measurements: Measurements) -> list[ExpiryEvents]:
     names = sorted(set(TIMED_EVENTS.values()))
     return [
-        {"t": second, **{name: counts.get(name, 0) for name in names}}
+        cast(ExpiryEvents, {"t": second, **{name: counts.get(name, 0) for name in names}})
         for second, counts in sorted(measurements.events.items())
     ]
 
 
-def _scenario_mix(measurements: Measurements, weights: dict[str, int]) -> dict[str, Any]:
+def _scenario_mix(measurements: Measurements, weights: dict[str, int]) -> dict[str, ScenarioMix]:
     """Per scenario: its weight and share of the weights, and how often devices ran it."""
     runs = {name: measurements.counters.get(f"runs {name}", 0) for name in weights}
     total_runs, total_weight = sum(runs.values()), sum(weights.values())
@@ -254,7 +292,7 @@ def _scenario_mix(measurements: Measurements, weights: dict[str, int]) -> dict[s
     }
 
 
-def _token_retries(measurements: Measurements) -> dict[str, Any]:
+def _token_retries(measurements: Measurements) -> TokenRetries:
     sets = measurements.device_sets
     return {
         "retries": measurements.counters.get("token_retries", 0),
@@ -264,7 +302,7 @@ def _token_retries(measurements: Measurements) -> dict[str, Any]:
     }
 
 
-def _corpus(measurements: Measurements) -> dict[str, Any] | None:
+def _corpus(measurements: Measurements) -> dict[str, dict[str, int]] | None:
     if not measurements.corpus:
         return None
     return {
@@ -272,32 +310,34 @@ def _corpus(measurements: Measurements) -> dict[str, Any] | None:
     }
 
 
-def verdict(failures: list[str], load: dict[str, Any]) -> dict[str, Any]:
+def verdict(failures: list[str], load: Load) -> Verdict:
     """PASS, PASS (overloaded) or FAIL. Overload alone never fails a run (thresholds can)."""
     passed = not failures
     overloaded = bool(load.get("overloaded"))
-    label = "FAIL" if not passed else "PASS (overloaded)" if overloaded else "PASS"
+    label: Literal["PASS", "PASS (overloaded)", "FAIL"] = (
+        "FAIL" if not passed else "PASS (overloaded)" if overloaded else "PASS"
+    )
     return {"passed": passed, "overloaded": overloaded, "label": label, "failures": failures}
 
 
 def build_summary(
     measurements: Measurements,
     *,
-    run: dict[str, Any],
+    run: RunFacts,
     started: float | None,
     stopped: float | None,
-    server: dict[str, Any],
-    telemetry: dict[str, Any],
-    generator: dict[str, Any],
+    server: Server,
+    telemetry: Telemetry,
+    generator: GeneratorCpu,
     interrupted: bool,
     interval_s: float = 1.0,
-    target_cpu: dict[str, Any] | None = None,
+    target_cpu: TargetCpu | None = None,
     weights: dict[str, int] | None = None,
-) -> dict[str, Any]:
+) -> Summary:
     elapsed_s = (stopped - started) if started and stopped else 0.0
-    outcomes: Counter[str] = Counter({o: 0 for o in OUTCOMES})
+    outcomes: Counter[Outcome] = Counter({o: 0 for o in OUTCOMES})
     for key, hist in measurements.latency.items():
-        outcomes[key.rsplit(SEP, 1)[1]] += hist.get_total_count()
+        outcomes[key.outcome] += hist.get_total_count()
     total = sum(outcomes.values())
     failures = []
     for outcome in sorted(FATAL_OUTCOMES):
@@ -319,17 +359,20 @@ def build_summary(
         answered=total,
     )
     timeline = [
-        {"t": second, **dict(counts)} for second, counts in sorted(measurements.timeline.items())
+        _timeline_row(second, counts) for second, counts in sorted(measurements.timeline.items())
     ]
     return {
         "schema": SUMMARY_SCHEMA,
-        "run": {
-            **run,
-            "started_at": started,
-            "stopped_at": stopped,
-            "elapsed_s": round(elapsed_s, 3),
-            "interrupted": interrupted,
-        },
+        "run": cast(
+            RunSection,
+            {
+                **run,
+                "started_at": started,
+                "stopped_at": stopped,
+                "elapsed_s": round(elapsed_s, 3),
+                "interrupted": interrupted,
+            },
+        ),
         "verdict": verdict(failures, load),
         "totals": {
             "requests": total,
@@ -340,18 +383,20 @@ def build_summary(
             "devices": measurements.counters.get("devices_started", 0),
             "users_without_device": measurements.counters.get("users_without_device", 0),
         },
-        "outcomes": dict(outcomes),
+        "outcomes": _outcome_counts(outcomes),
         "requests": _requests(measurements, elapsed_s),
         "refusals": [
             {
-                "endpoint": endpoint,
-                "scenario": scenario,
-                "status": int(status),
-                "reason": reason,
+                "endpoint": key.endpoint,
+                "scenario": key.scenario,
+                "status": key.status,
+                "reason": key.reason,
                 "count": count,
             }
-            for (endpoint, scenario, status, reason), count in sorted(
-                (tuple(k.split(SEP)), v) for k, v in measurements.reasons.items()
+            # ordered as the wire's "endpoint|scenario|status|reason" text always was
+            for key, count in sorted(
+                measurements.reasons.items(),
+                key=lambda item: (*item[0][:2], str(item[0].status), item[0].reason),
             )
         ],
         "mint_us": {alg: percentiles(h) for alg, h in sorted(measurements.mint.items())},
@@ -368,7 +413,7 @@ def build_summary(
         # Additive keys for the HTML report (README, "summary.json"): setup apart from the
         # measured run, latency over time and its distribution per endpoint, expiry over time.
         "setup_timeline": [
-            {"t": second, **dict(counts)}
+            _timeline_row(second, counts)
             for second, counts in sorted(measurements.setup_timeline.items())
         ],
         "phases": _phases(measurements, elapsed_s),

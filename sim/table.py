@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
+
+from sim.artefacts import Percentiles, Summary
 
 __all__ = ["print_summary"]
 
@@ -18,6 +20,16 @@ def _us(value: float | None) -> str:
 
 def _n(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
+
+
+def _tail(latency: Percentiles) -> list[str]:
+    """p50, p99, p99.9 and max, as the table's columns show them."""
+    return [
+        _n(latency.get("p50")),
+        _n(latency.get("p99")),
+        _n(latency.get("p99_9")),
+        _n(latency.get("max")),
+    ]
 
 
 # Short names so the table fits 80 columns; summary.json keeps the full ones.
@@ -36,7 +48,7 @@ def _short(name: str) -> str:
     return _SHORT.get(name, name)
 
 
-def _requests_table(summary: dict[str, Any]) -> Table:
+def _requests_table(summary: Summary) -> Table:
     """Fits 80 columns: no borders, short names, the token algorithm in the title when the
     run has one (a column only when it has several), outcome detail wrapped in the last column
     (the whole run's outcomes follow on their own line)."""
@@ -70,7 +82,7 @@ def _requests_table(summary: dict[str, Any]) -> Table:
             *([row["alg"]] if by_alg else []),
             str(row["count"]),
             f"{row['rps']:.1f}",
-            *(_n(latency.get(p)) for p in ("p50", "p99", "p99_9", "max")),
+            *_tail(latency),
             others or "-",
         )
     for alg, mint in summary["mint_us"].items():
@@ -80,13 +92,13 @@ def _requests_table(summary: dict[str, Any]) -> Table:
             *([""] if by_alg else []),
             str(mint["count"]),
             "",
-            *(_n(mint.get(p)) for p in ("p50", "p99", "p99_9", "max")),
+            *_tail(mint),
             "-",
         )
     return table
 
 
-def _lines(summary: dict[str, Any]) -> list[str]:
+def _lines(summary: Summary) -> list[str]:
     lines = []
     totals, outcomes = summary["totals"], summary["outcomes"]
     lines.append(
@@ -151,18 +163,18 @@ def _lines(summary: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _load_lines(summary: dict[str, Any]) -> list[str]:
+def _load_lines(summary: Summary) -> list[str]:
     """Offered against delivered, in one plain line, and why when the load was not delivered."""
-    load = summary.get("load")
-    if not load:
-        return []
+    load = summary["load"]
     lines = [f"load: {load['line']}"]
     if load.get("overloaded") or load.get("saturated"):
         lines += [f"  {note}" for note in load.get("notes", [])]
     return lines
 
 
-def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+def print_summary(untyped: Summary | dict[str, Any], console: Console | None = None) -> None:
+    # A plain dict is accepted until the CLI passes run_benchmark's typed summary (issue 14).
+    summary = cast(Summary, untyped)
     console = console or Console()
     console.print(_requests_table(summary))
     for line in _lines(summary) + _load_lines(summary):

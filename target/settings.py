@@ -232,6 +232,7 @@ def resolve_admin_key(settings: Settings) -> tuple[Settings, Path | None]:
         key = _read_admin_key_file(path)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-        key = _write_admin_key_file(path, secrets.token_urlsafe(32))
+        # Hex, not base64url: a key starting with '-' would read as a flag in `--admin-key KEY`.
+        key = _write_admin_key_file(path, secrets.token_hex(32))
     print(f"target: admin key in {path}", file=sys.stderr)
     return Settings(**{**settings.__dict__, "admin_key": Secret(key)}), path

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from sim.measure import Measurements, percentiles
+from sim.measure import Measurements, RowKey, SeriesKey, percentiles
 
 
 def test_shipped_deltas_merge_exactly() -> None:
@@ -16,7 +16,7 @@ def test_shipped_deltas_merge_exactly() -> None:
         if i % 500 == 0:  # a report every so often, through JSON as it would travel
             master.merge_wire(json.loads(json.dumps(worker_a.take_wire())))
             master.merge_wire(json.loads(json.dumps(worker_b.take_wire())))
-    key = "telemetry|verification|ES256|ok"
+    key = RowKey("telemetry", "verification", "ES256", "ok")
     assert percentiles(master.latency[key]) == percentiles(whole.latency[key])
     assert master.telemetry == whole.telemetry
     assert master.device_sets == whole.device_sets
@@ -27,7 +27,7 @@ def test_percentiles_are_microseconds() -> None:
     m = Measurements()
     for us in (100, 200, 300, 400, 10_000):
         m.record("data", "verification", "HS256", "ok", us)
-    p = percentiles(m.latency["data|verification|HS256|ok"])
+    p = percentiles(m.latency[RowKey("data", "verification", "HS256", "ok")])
     assert p["count"] == 5
     assert p["p50"] == 300
     assert 9_990 <= p["max"] <= 10_010
@@ -51,10 +51,13 @@ def test_latency_per_second_and_expiry_events_ship_exactly() -> None:
     assert sum(c["refreshes"] for c in master.events.values()) == 2
     assert sum(c["recoveries"] for c in master.events.values()) == 2
     assert sum(sum(c.values()) for c in master.setup_timeline.values()) == 1
-    seconds = master.latency_seconds["telemetry|expiry"]
+    seconds = master.latency_seconds[SeriesKey("telemetry", "expiry")]
     assert sum(h.get_total_count() for h in seconds.values()) == 300
     assert 2970 <= max(h.get_max_value() for h in seconds.values()) <= 3030  # to 1 %
     assert (
-        sum(h.get_total_count() for h in master.latency_seconds["token jwt-bearer|setup"].values())
+        sum(
+            h.get_total_count()
+            for h in master.latency_seconds[SeriesKey("token jwt-bearer", "setup")].values()
+        )
         == 1
     )

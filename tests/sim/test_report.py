@@ -16,6 +16,7 @@ from typing import Any
 import markupsafe
 import pytest
 
+from sim.artefacts import Summary
 from sim.attack import AttackConfig, attack_json, run_attack
 from sim.compare import CompareConfig, run_compare, write_compare_outputs
 from sim.report import human, write_attack_report
@@ -199,7 +200,7 @@ def test_attack_report_in_a_browser(tmp_path: Path) -> None:
 
 
 def test_load_section_and_overloaded_verdict_show_at_the_top(
-    mixed_summary: dict[str, Any], tmp_path: Path
+    mixed_summary: Summary, tmp_path: Path
 ) -> None:
     """``load`` (offered against delivered) is rendered in its own plain words, and an overloaded
     run's verdict reads ``PASS (overloaded)``, not a bare ``PASS``."""
@@ -209,7 +210,7 @@ def test_load_section_and_overloaded_verdict_show_at_the_top(
     page = (tmp_path / "report.html").read_text()
     assert str(markupsafe.escape(mixed_summary["load"]["line"])) in page
 
-    overloaded = {
+    overloaded: Summary = {
         **mixed_summary,
         "verdict": {**mixed_summary["verdict"], "overloaded": True, "label": "PASS (overloaded)"},
         "load": {**mixed_summary["load"], "saturated": "target", "notes": ["the target is slow"]},

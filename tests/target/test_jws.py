@@ -10,7 +10,12 @@ from typing import Any
 
 import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 
 from target.algorithms import ALGORITHMS, SigningKey
 from target.errors import MalformedTokenError, SignatureError
@@ -251,3 +256,35 @@ def test_signatures_of_json_tokens_made_by_pyjwt_verify() -> None:
     claims: dict[str, Any] = decode_json_object(b64url_decode(payload), "payload")
     assert claims == {"sub": "d"}
     assert json.loads(b64url_decode(header))["alg"] == "ES256"
+
+
+@pytest.mark.parametrize(
+    ("alg", "size", "hash_alg"), [("ES256", 32, hashes.SHA256), ("ES384", 48, hashes.SHA384)]
+)
+def test_ecdsa_signatures_with_short_or_high_bit_halves_verify(
+    alg: str, size: int, hash_alg: type[hashes.HashAlgorithm]
+) -> None:
+    """r || s is turned into DER by hand on the hot path: halves with leading zero bytes (a
+    shorter INTEGER) or with the top bit set (a zero byte in front) must come out as the same
+    DER as cryptography's own encoder makes, or a valid signature would be refused."""
+    key = _key(alg)
+    rng = random.Random(10)
+    shapes = {"short r": False, "short s": False, "high r": False, "high s": False}
+    for attempt in range(3000):
+        message = b"header.payload-%d" % attempt
+        der = key.private.sign(message, ec.ECDSA(hash_alg()))
+        r, s = decode_dss_signature(der)
+        raw = r.to_bytes(size, "big") + s.to_bytes(size, "big")
+        found = {
+            "short r": raw[0] == 0,
+            "short s": raw[size] == 0,
+            "high r": raw[0] >= 0x80,
+            "high s": raw[size] >= 0x80,
+        }
+        if not any(found[k] and not shapes[k] for k in found) and rng.random() > 0.01:
+            continue
+        verify_signature(message, b64url(raw), key)  # raises if refused
+        shapes.update({k: True for k, v in found.items() if v})
+        if all(shapes.values()):
+            break
+    assert all(shapes.values()), shapes

@@ -1,0 +1,699 @@
+"""The product's JSON artefacts, typed: ``summary.json``, the smoke's ``summary.json``,
+``attack.json``, ``compare.json`` and the fleet file, read and written here and nowhere else.
+
+Each artefact is a ``TypedDict``: the producers build plain dicts that mypy checks key by key,
+and :mod:`msgspec` validates a file against the same type when it is read back
+(:func:`read_summary`, ...) and generates its JSON Schema (``python -m sim.schemas`` writes them
+to ``docs/schemas/``). Field meanings are in the README, section by section. Latencies are
+microseconds; times are Unix seconds.
+
+A reader ignores keys it does not know (msgspec's rule for ``TypedDict``), so adding a key to an
+artefact keeps old readers working; a key of the wrong type is refused with the path to it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Final, Literal, NotRequired, TypedDict, TypeVar, cast
+
+import msgspec
+
+from sim.errors import SimError
+from sim.outcomes import Outcome
+
+__all__ = [
+    "ARTEFACTS",
+    "ATTACK_SCHEMA",
+    "COMPARE_SCHEMA",
+    "FLEET_SCHEMA",
+    "SMOKE_SCHEMA",
+    "SUMMARY_SCHEMA",
+    "ArtefactError",
+    "AttackFile",
+    "AttackVerdict",
+    "CompareFile",
+    "FleetFile",
+    "SmokeFile",
+    "Summary",
+    "counts_of",
+    "decode_artefact",
+    "figure_of",
+    "fleet_json",
+    "read_attack",
+    "read_compare",
+    "read_fleet",
+    "read_smoke",
+    "read_summary",
+    "read_summary_or_smoke",
+    "write_artefact",
+    "write_summary",
+]
+
+SUMMARY_SCHEMA: Final = "fleetbench.summary/1"
+SMOKE_SCHEMA: Final = "fleetbench.smoke/1"
+ATTACK_SCHEMA: Final = "fleetbench.attack/1"
+COMPARE_SCHEMA: Final = "fleetbench.compare/1"
+FLEET_SCHEMA: Final = "fleetbench.fleet/1"
+
+Phase = Literal["measured", "setup"]
+Saturated = Literal["target", "generator", "both"]
+
+
+class ArtefactError(SimError):
+    """A JSON artefact that cannot be read, is not JSON, or does not match its type."""
+
+
+# -- summary.json: shared pieces ---------------------------------------------------------------
+
+
+class Percentiles(TypedDict):
+    """A latency histogram's figures in µs; only ``count`` when it is empty."""
+
+    count: int
+    p50: NotRequired[float]
+    p90: NotRequired[float]
+    p95: NotRequired[float]
+    p99: NotRequired[float]
+    p99_9: NotRequired[float]
+    min: NotRequired[float]
+    mean: NotRequired[float]
+    max: NotRequired[float]
+
+
+class OutcomeCounts(TypedDict, total=False):
+    """A count per outcome (``outcomes``: all six; elsewhere only those that occurred)."""
+
+    ok: int
+    rejected_as_expected: int
+    refused_valid: int
+    accepted_invalid: int
+    server_error: int
+    transport_error: int
+
+
+class ProcessCpu(TypedDict):
+    """One process of a sampled tree. ``pid``, the wait and memory come from psutil only."""
+
+    role: str
+    cpu_percent_mean: float
+    cpu_percent_max: float
+    saturated: bool
+    pid: NotRequired[int]
+    cpu_wait_percent_mean: NotRequired[float]
+    peak_rss_bytes: NotRequired[int]
+    starved: NotRequired[bool]
+
+
+class ProcessTreeCpu(TypedDict):
+    """A process tree's CPU over the load window (``sim.generator.ProcessTreeSampler``)."""
+
+    processes: list[ProcessCpu]
+    samples: int
+    cores: int
+    cpu_percent_per_core_mean: float
+    saturated: bool
+    starved: bool
+    saturation_threshold_percent: float
+    saturation_rule: str
+    peak_rss_bytes: int
+
+
+class GeneratorCpu(ProcessTreeCpu):
+    """The Locust process tree, and Locust's exit code."""
+
+    exit_code: int | None
+
+
+class TargetCpu(TypedDict):
+    """The target's CPU: by psutil (embedded), from its ``/metrics``, or not available."""
+
+    available: bool
+    source: NotRequired[Literal["psutil", "metrics"]]
+    processes: NotRequired[list[ProcessCpu]]
+    samples: NotRequired[int]
+    cores: NotRequired[int]
+    cpu_percent_per_core_mean: NotRequired[float]
+    saturated: NotRequired[bool]
+    starved: NotRequired[bool]
+    saturation_threshold_percent: NotRequired[float]
+    saturation_rule: NotRequired[str]
+    peak_rss_bytes: NotRequired[int]
+
+
+# -- summary.json: sections --------------------------------------------------------------------
+
+
+class CpuFacts(TypedDict):
+    model: str
+    count: int | None
+    target_cpus: list[int] | None
+    generator_cpus: list[int] | None
+
+
+class TargetFacts(TypedDict):
+    url: str
+    embedded: bool
+    token_alg: str | None
+    issuer: str | None
+
+
+class RunParameters(TypedDict):
+    """Every ``fleetbench run`` option (``RunConfig.parameters``); never the admin key."""
+
+    target: str | None
+    fleet: str | None
+    devices: int
+    alg: str
+    token_alg: str
+    token_ttl: int | None
+    leeway: int
+    scenarios: dict[str, int]
+    endpoint: str
+    interval_s: float
+    refresh: str
+    bad_ratio: float
+    duration_s: float
+    spawn_rate: float | None
+    workers: int
+    results: str | None
+    pin: bool
+    generator_cpus: list[int] | None
+
+
+class FleetFacts(TypedDict):
+    devices: int
+    kind: str
+    created: int
+    already_registered: int
+    provision_s: float
+
+
+class RunFacts(TypedDict):
+    """What the runner knows of a run before its figures (``build_summary(run=...)``)."""
+
+    fleetbench: str
+    versions: dict[str, str]
+    cpu: CpuFacts
+    target: TargetFacts
+    parameters: RunParameters
+    fleet: FleetFacts
+    locust_workers: int
+
+
+class RunSection(RunFacts):
+    started_at: float | None
+    stopped_at: float | None
+    elapsed_s: float
+    interrupted: bool
+    results: NotRequired[str]  # the results folder, once written
+
+
+class Verdict(TypedDict):
+    passed: bool
+    overloaded: bool
+    label: Literal["PASS", "PASS (overloaded)", "FAIL"]
+    failures: list[str]
+
+
+class Totals(TypedDict):
+    requests: int
+    started: int
+    in_flight_at_stop: int
+    rps: float
+    devices: int
+    users_without_device: int
+
+
+class RequestRow(TypedDict):
+    endpoint: str
+    scenario: str
+    alg: str
+    count: int
+    rps: float
+    outcomes: OutcomeCounts
+    latency_us: Percentiles
+    latency_by_outcome_us: dict[Outcome, Percentiles]
+
+
+class Refusal(TypedDict):
+    endpoint: str
+    scenario: str
+    status: int
+    reason: str
+    count: int
+
+
+class ScenarioMix(TypedDict):
+    weight: int
+    expected_share: float
+    runs: int
+    share: float
+
+
+class TokenRetries(TypedDict):
+    retries: int
+    backoff_s: float
+    devices_failed: int
+    devices_recovered: int
+
+
+class Expiry(TypedDict):
+    expirations: int
+    refreshes: int
+    devices: int
+    devices_expired: int
+    devices_recovered: int
+    refused_valid: int
+    refresh_latency_us: Percentiles
+
+
+class Telemetry(TypedDict):
+    """Readings sent and acknowledged; the target's own count when it has ``/admin/stats``."""
+
+    available: bool
+    devices: int
+    sent: int
+    acknowledged: int
+    received: NotRequired[int]
+    distinct: NotRequired[int]
+    lost: NotRequired[int]
+    duplicated: NotRequired[int]
+    unacknowledged: NotRequired[int]
+
+
+class VerifyCost(TypedDict):
+    count: int
+    mean_us: float
+
+
+class Server(TypedDict):
+    """The target's ``/metrics`` over the run (only ``available`` when it has none)."""
+
+    available: bool
+    verify: NotRequired[dict[str, VerifyCost]]
+    verifications: NotRequired[dict[str, int]]
+    token_errors: NotRequired[dict[str, int]]
+    tokens_issued: NotRequired[dict[str, int]]
+
+
+class Load(TypedDict):
+    offered_rps: float | None
+    delivered_rps: float
+    shortfall: float | None
+    in_flight_at_stop: int
+    in_flight_when_stopping: int
+    saturated: Saturated | None
+    overloaded: bool
+    notes: list[str]
+    offered_requests: float | None
+    delivered_requests: int
+    mean_device_active_s: float
+    devices_ready: int
+    target_cpu_percent: float | None
+    generator_cpu_percent: float | None
+    target_cpu_wait_percent: float | None
+    generator_cpu_wait_percent: float
+    rule: str
+    line: NotRequired[str]  # set from the rest by sim.load.load_line
+
+
+class TimelineRow(OutcomeCounts):
+    """One second: ``t`` and a count per outcome seen in it."""
+
+    t: int
+
+
+class PhaseFigures(TypedDict):
+    requests: int
+    outcomes: OutcomeCounts
+    first_t: int | None
+    last_t: int | None
+    rps: NotRequired[float]  # measured only
+
+
+class Phases(TypedDict):
+    measured: PhaseFigures
+    setup: PhaseFigures
+
+
+class LatencyPoint(TypedDict):
+    t: int
+    count: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+
+class LatencySeries(TypedDict):
+    endpoint: str
+    phase: Phase
+    points: list[LatencyPoint]
+
+
+class DistributionPoint(TypedDict):
+    percentile: float
+    latency_us: float
+
+
+class LatencyDistribution(TypedDict):
+    endpoint: str
+    phase: Phase
+    count: int
+    points: list[DistributionPoint]
+
+
+class ExpiryEvents(TypedDict):
+    t: int
+    expirations: int
+    recoveries: int
+    refreshes: int
+
+
+class Summary(TypedDict):
+    """``summary.json`` of ``fleetbench run`` (``fleetbench.summary/1``)."""
+
+    schema: Literal["fleetbench.summary/1"]
+    run: RunSection
+    verdict: Verdict
+    totals: Totals
+    outcomes: OutcomeCounts
+    requests: list[RequestRow]
+    refusals: list[Refusal]
+    mint_us: dict[str, Percentiles]
+    scenarios: dict[str, ScenarioMix]
+    token_retries: TokenRetries
+    expiry: Expiry | None
+    corpus: dict[str, dict[str, int]] | None
+    telemetry: Telemetry
+    server: Server
+    generator: GeneratorCpu
+    target_cpu: TargetCpu
+    load: Load
+    timeline: list[TimelineRow]
+    setup_timeline: list[TimelineRow]
+    phases: Phases
+    latency_timeline: list[LatencySeries]
+    latency_distribution: list[LatencyDistribution]
+    expiry_timeline: list[ExpiryEvents]
+
+
+# -- the smoke's summary.json ------------------------------------------------------------------
+
+
+class MeasuredValue(TypedDict):
+    where: str
+    value: float
+    passed: bool
+
+
+class SmokeCheck(TypedDict):
+    """One threshold checked against one run (``sim.thresholds.Check.record``)."""
+
+    alg: str
+    threshold: str
+    metric: str  # one of sim.thresholds.METRICS
+    limit: float
+    bound: Literal["max", "min"]
+    passed: bool
+    always_on: bool
+    note: str
+    measured: list[MeasuredValue]
+
+
+class ThresholdsSource(TypedDict):
+    source: str
+    count: int
+
+
+class SmokeFile(TypedDict):
+    """The top-level ``summary.json`` of ``fleetbench smoke`` (``fleetbench.smoke/1``)."""
+
+    schema: Literal["fleetbench.smoke/1"]
+    passed: bool
+    interrupted: bool
+    elapsed_s: float
+    thresholds: ThresholdsSource
+    checks: list[SmokeCheck]
+    failures: list[str]
+    runs: dict[str, Summary]  # by algorithm
+
+
+# -- attack.json -------------------------------------------------------------------------------
+
+AttackVerdict = Literal[
+    "refused",
+    "mismatch",
+    "skipped",
+    "accepted",
+    "server_error",
+    "transport_error",
+    "fetched",
+    "weak_secret",
+]
+
+
+class AttackCase(TypedDict):
+    name: str
+    family: str
+    description: str
+    expected: str
+    got: str
+    verdict: AttackVerdict
+    status: int
+    reason: str
+
+
+class AttackCounts(TypedDict):
+    cases: int
+    refused: int
+    mismatch: int
+    skipped: int
+    accepted: int
+    server_error: int
+    transport_error: int
+    fetched: int
+    weak_secret: int
+
+
+class AttackRun(TypedDict):
+    """The corpus against one target."""
+
+    target: str
+    embedded: bool
+    token_alg: str
+    passed: bool
+    failures: list[str]
+    counts: AttackCounts
+    still_serving: bool
+    listener_requests: int
+    elapsed_s: float
+    cases: list[AttackCase]
+
+
+class AttackFile(TypedDict):
+    """``attack.json`` of ``fleetbench attack`` (``fleetbench.attack/1``)."""
+
+    schema: Literal["fleetbench.attack/1"]
+    created_at: float
+    strict: bool
+    passed: bool
+    runs: list[AttackRun]
+
+
+# -- compare.json ------------------------------------------------------------------------------
+
+
+class Spread(TypedDict):
+    median: float
+    min: float
+    max: float
+
+
+class CompareAlgorithm(TypedDict):
+    """One algorithm's medians over the rounds, their spread, and what they mean for capacity.
+    The end-to-end figures are there only with ``end_to_end``."""
+
+    sign_us: float
+    verify_us: float
+    raw_verify_us: float
+    naive_verify_us: NotRequired[float]
+    cached_verify_us: float
+    token_bytes: int
+    e2e_rps: NotRequired[float]
+    e2e_p50_us: NotRequired[float]
+    e2e_p99_us: NotRequired[float]
+    server_verify_us: NotRequired[float]
+    generator_cpu_percent: NotRequired[float]
+    generator_saturated: NotRequired[bool]
+    spread: dict[str, Spread]
+    capacity_cores: dict[str, float]
+    ratio_to_baseline: dict[str, float]
+
+
+class Machine(TypedDict):
+    model: str
+    count: int | None
+
+
+class CompareParameters(TypedDict):
+    micro_budget_s: float
+    devices: NotRequired[int]
+    duration_s: NotRequired[float]
+    interval_s: NotRequired[float]
+    endpoint: NotRequired[str]
+
+
+class CompareFile(TypedDict):
+    """``compare.json`` of ``fleetbench compare`` (``fleetbench.compare/1``)."""
+
+    schema: Literal["fleetbench.compare/1"]
+    machine: Machine
+    versions: dict[str, str]
+    parameters: CompareParameters
+    baseline: str
+    repeat: int
+    interleaved: bool
+    end_to_end: bool
+    started_at: float
+    duration_s: float
+    algorithms: dict[str, CompareAlgorithm]
+
+
+# -- the fleet file ----------------------------------------------------------------------------
+
+
+class FleetDeviceEntry(TypedDict):
+    """One device; ``secret`` devices have only ``id`` and ``secret``."""
+
+    id: str
+    secret: str
+    alg: NotRequired[str]
+    private_key: NotRequired[str | None]  # PEM
+    public_key: NotRequired[dict[str, str] | None]  # JWK
+
+
+class FleetFile(TypedDict):
+    """A fleet file of ``fleetbench provision`` (``fleetbench.fleet/1``), mode 0600."""
+
+    schema: Literal["fleetbench.fleet/1"]
+    kind: str
+    created_at: NotRequired[float]  # files written before it was kept still load
+    devices: list[FleetDeviceEntry]
+
+
+def counts_of(row: TimelineRow | ExpiryEvents) -> dict[str, int]:
+    """A per-second row's counts by name, ``t`` left out (a chart draws them by name)."""
+    counts = cast(Mapping[str, int], row)
+    return {name: count for name, count in counts.items() if name != "t"}
+
+
+def figure_of(entry: CompareAlgorithm, name: str, default: float = 0.0) -> float:
+    """One of an algorithm's figures by name (the figure lists are data: MICRO_FIGURES, ...)."""
+    return cast(Mapping[str, float], entry).get(name, default)
+
+
+# -- reading and writing -----------------------------------------------------------------------
+
+# Schema file name (docs/schemas/<name>.schema.json) -> the type it is generated from.
+ARTEFACTS: dict[str, type] = {
+    "summary": Summary,
+    "smoke": SmokeFile,
+    "attack": AttackFile,
+    "compare": CompareFile,
+    "fleet": FleetFile,
+}
+
+T = TypeVar("T")
+
+# Each artefact's schema name and what a person calls it, for the one-line errors.
+_KINDS: dict[type, tuple[str, str]] = {
+    Summary: (SUMMARY_SCHEMA, "fleetbench summary.json"),
+    SmokeFile: (SMOKE_SCHEMA, "fleetbench smoke summary.json"),
+    AttackFile: (ATTACK_SCHEMA, "fleetbench attack.json"),
+    CompareFile: (COMPARE_SCHEMA, "fleetbench compare.json"),
+    FleetFile: (FLEET_SCHEMA, "fleet file"),
+}
+
+
+def decode_artefact(data: bytes, kind: type[T], name: str) -> T:
+    """Parse and validate one artefact; ``name`` (a path) goes in the one-line error."""
+    schema, noun = _KINDS.get(kind, (kind.__name__, "file"))
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except msgspec.ValidationError as e:
+        # Another file altogether is named as such, not by its first odd field.
+        head = msgspec.json.decode(data)
+        if not isinstance(head, dict) or head.get("schema") != schema:
+            raise ArtefactError(f"{name} is not a {noun} (schema {schema})") from e
+        raise ArtefactError(f"{name} is not a valid {schema} file: {e}") from e
+    except msgspec.DecodeError as e:
+        raise ArtefactError(f"{noun} {name} is not readable JSON: {e}") from e
+
+
+def _read(path: Path, kind: type[T]) -> T:
+    noun = _KINDS.get(kind, ("", "file"))[1]
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ArtefactError(f"{noun} {path} not found") from e
+    except OSError as e:
+        raise ArtefactError(f"{noun} {path} cannot be read: {e.strerror}") from e
+    return decode_artefact(data, kind, str(path))
+
+
+def write_artefact(body: object, path: Path) -> None:
+    """Write an artefact as the product always has: indented JSON and a final newline."""
+    path.write_text(json.dumps(body, indent=2) + "\n")
+
+
+def read_summary(path: Path) -> Summary:
+    return _read(path, Summary)
+
+
+def write_summary(summary: Summary, path: Path) -> None:
+    write_artefact(summary, path)
+
+
+def read_smoke(path: Path) -> SmokeFile:
+    return _read(path, SmokeFile)
+
+
+def read_attack(path: Path) -> AttackFile:
+    return _read(path, AttackFile)
+
+
+def read_compare(path: Path) -> CompareFile:
+    return _read(path, CompareFile)
+
+
+def read_fleet(path: Path) -> FleetFile:
+    return _read(path, FleetFile)
+
+
+def fleet_json(body: FleetFile) -> str:
+    """A fleet file's text: compact, as it may hold 100,000 devices. The caller writes it, to a
+    file it created mode 0600 (the file holds every device's secret and private key)."""
+    return json.dumps(body, separators=(",", ":"))
+
+
+def read_summary_or_smoke(path: Path) -> Summary | SmokeFile:
+    """A run's ``summary.json`` or a smoke's, told apart by its ``schema``."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as e:
+        raise ArtefactError(f"summary {path} not found") from e
+    except OSError as e:
+        raise ArtefactError(f"summary {path} cannot be read: {e.strerror}") from e
+    try:
+        head = msgspec.json.decode(data)
+    except msgspec.DecodeError as e:
+        raise ArtefactError(f"summary {path} is not readable JSON: {e}") from e
+    schema = head.get("schema") if isinstance(head, dict) else None
+    if schema == SMOKE_SCHEMA:
+        return decode_artefact(data, SmokeFile, str(path))
+    if schema == SUMMARY_SCHEMA:
+        return decode_artefact(data, Summary, str(path))
+    raise ArtefactError(f"{path} is not a fleetbench summary.json (schema {schema!r})")

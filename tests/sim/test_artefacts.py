@@ -1,0 +1,183 @@
+"""The JSON artefacts against their types: the committed JSON Schemas are the ones the types
+generate, and real outputs of every command (run, smoke, attack, compare, provision) decode to
+exactly what was written: every key is typed, every value has its declared type."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, cast
+
+import msgspec
+import pytest
+
+from sim.artefacts import (
+    ARTEFACTS,
+    SUMMARY_SCHEMA,
+    ArtefactError,
+    Summary,
+    read_attack,
+    read_compare,
+    read_fleet,
+    read_smoke,
+    read_summary,
+    read_summary_or_smoke,
+    write_summary,
+)
+from sim.schemas import SCHEMA_DIR, main, schema_text
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def fleetbench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "sim", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def _same_as_written(path: Path, decoded: object) -> None:
+    """msgspec drops keys a TypedDict does not declare: equality proves none were dropped."""
+    assert decoded == json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("name", sorted(ARTEFACTS))
+def test_committed_schema_is_what_the_types_generate(name: str) -> None:
+    committed = SCHEMA_DIR / f"{name}.schema.json"
+    assert committed.read_text() == schema_text(name), "run: python -m sim.schemas"
+
+
+def test_schemas_command_writes_one_file_per_artefact(tmp_path: Path) -> None:
+    assert main([str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        f"{name}.schema.json" for name in ARTEFACTS
+    )
+    for name in ARTEFACTS:
+        schema = json.loads((tmp_path / f"{name}.schema.json").read_text())
+        assert schema["title"] == name and "$defs" in schema
+
+
+def test_real_run_summary_matches_its_type(mixed_summary: dict[str, Any], tmp_path: Path) -> None:
+    path = Path(mixed_summary["run"]["results"]) / "summary.json"
+    summary = read_summary(path)
+    _same_as_written(path, summary)
+    # the mixed run fills the optional sections too
+    assert summary["expiry"] is not None and summary["corpus"] is not None
+    assert read_summary_or_smoke(path) == summary
+    # the one writer writes what the run wrote
+    write_summary(cast(Summary, mixed_summary), tmp_path / "summary.json")
+    assert (tmp_path / "summary.json").read_text() == path.read_text()
+
+
+def test_real_smoke_and_its_runs_match_their_types(tmp_path: Path) -> None:
+    results = tmp_path / "smoke"
+    done = fleetbench(
+        "smoke", "--algs", "HS256", "--devices", "20", "--duration", "3",
+        "--results", str(results), "--quiet",
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stderr  # a breach on a busy machine is still a record
+    smoke = read_smoke(results / "summary.json")
+    _same_as_written(results / "summary.json", smoke)
+    assert list(smoke["runs"]) == ["HS256"]
+    assert read_summary_or_smoke(results / "summary.json") == smoke
+    run = read_summary(results / "HS256" / "summary.json")
+    _same_as_written(results / "HS256" / "summary.json", run)
+
+
+def test_real_attack_matches_its_type(tmp_path: Path) -> None:
+    done = fleetbench("attack", "--algs", "ES256", "--quiet", "--results", str(tmp_path))
+    assert done.returncode == 0, done.stderr
+    attack = read_attack(tmp_path / "attack.json")
+    _same_as_written(tmp_path / "attack.json", attack)
+    assert attack["runs"][0]["counts"]["cases"] == len(attack["runs"][0]["cases"])
+
+
+def test_real_compare_matches_its_type(tmp_path: Path) -> None:
+    done = fleetbench(
+        "compare", "--micro-only", "--algs", "HS256,EdDSA", "--repeat", "1",
+        "--micro-budget", "0.02", "--results", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    compare = read_compare(tmp_path / "compare.json")
+    _same_as_written(tmp_path / "compare.json", compare)
+    assert list(compare["algorithms"]) == ["HS256", "EdDSA"]
+
+
+def test_real_end_to_end_compare_matches_its_type(tmp_path: Path) -> None:
+    done = fleetbench(
+        "compare", "--algs", "HS256", "--repeat", "1", "--micro-budget", "0.02",
+        "--devices", "5", "--duration", "2", "--results", str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    compare = read_compare(tmp_path / "compare.json")
+    _same_as_written(tmp_path / "compare.json", compare)
+    assert compare["end_to_end"] and "e2e_rps" in compare["algorithms"]["HS256"]
+
+
+@pytest.mark.parametrize("alg", ["ES256", "secret"])
+def test_real_fleet_file_matches_its_type(tmp_path: Path, alg: str) -> None:
+    out = tmp_path / "fleet.json"
+    done = fleetbench("provision", "--devices", "3", "--alg", alg, "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    fleet = read_fleet(out)
+    _same_as_written(out, fleet)
+    assert len(fleet["devices"]) == 3
+    assert ("private_key" in fleet["devices"][0]) == (alg != "secret")
+
+
+def test_a_wrong_field_type_is_refused_with_its_path(
+    mixed_summary: dict[str, Any], tmp_path: Path
+) -> None:
+    body = json.loads((Path(mixed_summary["run"]["results"]) / "summary.json").read_text())
+    body["totals"]["requests"] = "many"
+    path = tmp_path / "summary.json"
+    path.write_text(json.dumps(body))
+    with pytest.raises(ArtefactError) as refused:
+        read_summary(path)
+    message = str(refused.value)
+    assert message == (
+        f"{path} is not a valid fleetbench.summary/1 file: "
+        "Expected `int`, got `str` - at `$.totals.requests`"
+    )
+    assert isinstance(refused.value.__cause__, msgspec.ValidationError)
+
+
+def test_unreadable_and_foreign_files_are_one_line_errors(tmp_path: Path) -> None:
+    missing = tmp_path / "none.json"
+    with pytest.raises(ArtefactError, match=r"none\.json not found$"):
+        read_summary(missing)
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    with pytest.raises(ArtefactError, match="is not readable JSON"):
+        read_summary_or_smoke(garbage)
+    foreign = tmp_path / "fleet.json"
+    foreign.write_text(json.dumps({"schema": "fleetbench.fleet/1"}))
+    with pytest.raises(ArtefactError, match=r"not a fleetbench summary\.json \(schema 'fleetbench"):
+        read_summary_or_smoke(foreign)
+    with pytest.raises(ArtefactError, match=r"fleetbench\.fleet/1 file: Object missing"):
+        read_fleet(foreign)
+    with pytest.raises(ArtefactError) as other:
+        read_summary(foreign)
+    assert (
+        str(other.value) == f"{foreign} is not a fleetbench summary.json (schema {SUMMARY_SCHEMA})"
+    )
+
+
+def test_diff_refuses_a_summary_with_a_wrong_type_in_one_line(
+    mixed_summary: dict[str, Any], tmp_path: Path
+) -> None:
+    good = Path(mixed_summary["run"]["results"]) / "summary.json"
+    body = json.loads(good.read_text())
+    body["requests"][0]["latency_us"]["p99"] = "slow"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(body))
+    done = fleetbench("diff", str(good), str(bad))
+    assert done.returncode == 2
+    assert done.stderr.splitlines() == [
+        f"fleetbench: error: {bad} is not a valid fleetbench.summary/1 file: "
+        "Expected `float`, got `str` - at `$.requests[0].latency_us.p99`"
+    ]
