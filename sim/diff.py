@@ -10,11 +10,9 @@ by its share of the row's requests, so runs of different lengths compare fairly;
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, TypedDict, cast
+from typing import Literal, TypedDict, cast
 
 from sim.artefacts import (
     SMOKE_SCHEMA,
@@ -24,7 +22,7 @@ from sim.artefacts import (
     Summary,
     read_summary_or_smoke,
 )
-from sim.errors import SimError
+from sim.errors import DiffError
 from sim.outcomes import OUTCOMES
 from sim.thresholds import ERROR_OUTCOMES
 
@@ -32,21 +30,13 @@ __all__ = [
     "Change",
     "DiffError",
     "DiffRow",
-    "add_diff_parser",
     "compare_runs",
-    "diff_command",
     "load_rows",
-    "parse_tolerance",
 ]
 
-EXIT_REGRESSED = 1
 Verdict = Literal["regression", "better", "same", "new", "missing", "shown"]
 RowKey = tuple[str, str, str]  # alg, scenario, endpoint
 TOTAL = ("run", "total")  # scenario, endpoint of the per-run totals row
-
-
-class DiffError(SimError):
-    """A file that is not a fleetbench summary."""
 
 
 class DiffRow(TypedDict):
@@ -73,18 +63,6 @@ class Change:
         if self.base is None or self.new is None or self.base == 0:
             return None
         return (self.new - self.base) / self.base
-
-
-def parse_tolerance(text: str) -> float:
-    """``10%`` or ``10`` -> 0.10."""
-    number = text.strip().removesuffix("%")
-    try:
-        value = float(number) / 100
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (say 10%)") from e
-    if not 0 <= value < 100:
-        raise argparse.ArgumentTypeError(f"must be a percentage of 0 or more, not {text!r}")
-    return value
 
 
 def load_rows(path: Path) -> dict[RowKey, DiffRow]:
@@ -190,88 +168,3 @@ def compare_runs(
         else:
             changes += _row_changes(name, base[key], new[key], tolerance, min_count)
     return changes
-
-
-def _figure(metric: str, value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"{value:.1f}" if metric == "rps" else f"{value:.0f}"
-
-
-def _relative(change: Change) -> str:
-    relative = change.relative
-    if relative is None:
-        if change.base == 0 and change.new:
-            return "from 0"
-        return "-"
-    return f"{relative * 100:+.1f}%"
-
-
-# -- command line -------------------------------------------------------------------------------
-
-
-def add_diff_parser(commands: Any, positive_int: Callable[[str], int]) -> None:
-    p = commands.add_parser("diff", help="compare two summary.json files; exit 1 on a regression")
-    p.add_argument("base", type=Path, metavar="BASE.json", help="the baseline summary.json")
-    p.add_argument("new", type=Path, metavar="NEW.json", help="the summary.json to judge")
-    p.add_argument(
-        "--tolerance",
-        type=parse_tolerance,
-        default=0.10,
-        help="allowed change before it is a regression (default 10%%)",
-    )
-    p.add_argument(
-        "--min-count",
-        type=positive_int,
-        default=20,
-        help="judge rps and latency only on rows with this many requests in both (default 20)",
-    )
-
-
-def diff_command(args: Any, console: Any) -> int:
-    """``fleetbench diff``: 0 no regression beyond the tolerance, 1 a regression."""
-    from rich.table import Table
-
-    base, new = load_rows(args.base), load_rows(args.new)
-    changes = compare_runs(base, new, args.tolerance, args.min_count)
-    table = Table(
-        title=f"{args.base} -> {args.new} (latency in µs; tolerance {args.tolerance * 100:g}%)",
-        title_justify="left",
-    )
-    table.add_column("alg scenario endpoint")
-    table.add_column("figure")
-    for column in ("base", "new", "change"):
-        table.add_column(column, justify="right")
-    table.add_column("verdict")
-    styles = {"regression": "red", "better": "green", "missing": "red", "new": "cyan"}
-    previous = ""
-    for change in changes:
-        style = styles.get(change.verdict)
-        verdict = "" if change.verdict in ("same", "shown") else change.verdict.upper()
-        table.add_row(
-            "" if change.row == previous else change.row,
-            change.metric,
-            _figure(change.metric, change.base),
-            _figure(change.metric, change.new),
-            _relative(change),
-            f"[{style}]{verdict}[/{style}]" if style else verdict,
-        )
-        previous = change.row
-    console.print(table)
-    regressions = [c for c in changes if c.verdict in ("regression", "missing")]
-    for change in regressions:
-        console.print(
-            f"[red]REGRESSION[/red] {change.row} {change.metric}: "
-            f"{_figure(change.metric, change.base)} -> {_figure(change.metric, change.new)} "
-            f"({_relative(change)})",
-            highlight=False,
-        )
-    if regressions:
-        console.print(
-            f"[red]FAIL[/red] {len(regressions)} figures regressed beyond "
-            f"{args.tolerance * 100:g}%",
-            highlight=False,
-        )
-        return EXIT_REGRESSED
-    console.print(f"[green]PASS[/green] no regression beyond {args.tolerance * 100:g}%")
-    return 0

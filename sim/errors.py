@@ -10,6 +10,7 @@ __all__ = [
     "AdminKeyRejected",
     "CompareError",
     "ConfigError",
+    "DiffError",
     "FleetError",
     "FleetMismatch",
     "Interrupted",
@@ -62,6 +63,10 @@ class AdminKeyRejected(TargetUnusable):
 
 class CompareError(SimError):
     """A compare run that cannot be done as asked, or one of its runs that failed."""
+
+
+class DiffError(SimError):
+    """A file that is not a fleetbench summary."""
 
 
 class Interrupted(SimError):

@@ -30,6 +30,7 @@ __all__ = [
     "positive_int",
     "ratio",
     "seconds",
+    "tolerance",
 ]
 
 ADMIN_KEY_ENV = "FLEETBENCH_ADMIN_KEY"
@@ -102,6 +103,18 @@ def ratio(text: str) -> float:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from e
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return value
+
+
+def tolerance(text: str) -> float:
+    """``10%`` or ``10`` -> 0.10."""
+    number = text.strip().removesuffix("%")
+    try:
+        value = float(number) / 100
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"not a percentage: {text!r} (say 10%)") from e
+    if not 0 <= value < 100:
+        raise argparse.ArgumentTypeError(f"must be a percentage of 0 or more, not {text!r}")
     return value
 
 
