@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", type=Path, help="results folder (default results/run-<time>)")
     run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument(
+        "--profile",
+        default="fleetbench",
+        metavar="NAME|FILE",
+        help="how to talk to the target: a shipped profile or a .toml file (default fleetbench)",
+    )
 
     provision = commands.add_parser("provision", help="make a fleet file and register it")
     _add_target_options(
@@ -246,9 +252,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         results=args.results,
         pin=not args.no_pin,
         log=log,
+        profile=args.profile,
     )
-    if args.target is not None and not args.admin_key:
-        raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
     with ConsoleProgress(console) as progress:
         config.progress = None if args.quiet else progress
         summary = run_benchmark(config)

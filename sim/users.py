@@ -2,12 +2,13 @@
 
 Each user claims its own device, parses that device's key once in ``on_start``, holds one access
 token per scenario, and judges every answer into the outcome account (:mod:`sim.outcomes`).
-Assertion minting is timed on its own line (``MINT``), never inside a request's latency.
+How it talks to the API (token call or minted tokens, presentation, endpoints, refusal classes)
+comes from the run's target profile (:mod:`sim.profiles`); ``fleetbench`` is our own target's.
+Assertion and token minting is timed on its own line (``MINT``), never inside a request's latency.
 """
 
 from __future__ import annotations
 
-import base64
 import csv
 import fcntl
 import json
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import gevent
 import jwt
@@ -37,9 +37,20 @@ from sim.config import SimConfig
 from sim.corpus import Case, ForgeContext, cases_for
 from sim.fleet import Device, Fleet, load_fleet
 from sim.measure import Measurements
-from sim.outcomes import Outcome, judge_forged, judge_held, judge_issuance, refusal_reason
+from sim.outcomes import Outcome, judge_forged
+from sim.profiles import Profile, load_profile
+from sim.profiles.http import (
+    Request,
+    TokenAnswer,
+    classify,
+    endpoint_request,
+    judge_answer,
+    mint_token,
+    read_token,
+    token_request,
+)
+from sim.profiles.model import Endpoint
 from sim.scenarios import Scenario
-from target.jose import JWT_BEARER
 
 __all__ = ["FleetDevice", "configure"]
 
@@ -50,12 +61,6 @@ ASSERTION_LIFETIME_S = 300
 # Proactive refresh happens at a random point in this share of a token's lifetime, so a fleet
 # does not renew in lockstep.
 PROACTIVE_WINDOW = (0.5, 0.8)
-FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-PATHS = {
-    "telemetry": ("POST", "/devices/{id}/telemetry"),
-    "config": ("GET", "/devices/{id}/config"),
-    "data": ("GET", "/api/data"),
-}
 
 # A token request that got no answer or a 5xx is retried after a jittered, growing pause.
 RETRIED_OUTCOMES: frozenset[Outcome] = frozenset({"transport_error", "server_error"})
@@ -77,23 +82,26 @@ class HeldToken:
     refresh_at: float
 
 
-def _claims(token: str) -> dict[str, Any]:
-    payload = token.split(".")[1]
-    decoded: dict[str, Any] = json.loads(
-        base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    )
-    return decoded
-
-
-def _header_alg(token: str) -> str:
-    header = token.split(".")[0]
-    alg = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4))).get("alg")
-    return str(alg)
-
-
 @cache
 def _config() -> SimConfig:
     return SimConfig.from_env()
+
+
+@cache
+def _profile() -> Profile:
+    """The run's profile; ``${VAR}`` from this process's environment (secrets stay there)."""
+    return load_profile(_config().profile, os.environ)
+
+
+@cache
+def _signing_key() -> Any:
+    """The key minted tokens are signed with: the shared secret, or the private key file's."""
+    token = _profile().token
+    if token.private_key_file:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        return load_pem_private_key(Path(token.private_key_file).read_bytes(), password=None)
+    return token.secret
 
 
 @cache
@@ -156,16 +164,27 @@ class FleetDevice(FastHttpUser):
         self.device_index = index
         self.device = fleet.devices[index]
         self.other_device_id = fleet.devices[(index + 1) % len(fleet)].id
+        self.profile = _profile()
         self.key = self.device.private_key() if self.device.private_pem else None
+        if self.profile.token.assertion_form is None:
+            self.key = None  # the profile's token call takes no device-signed assertion
         # The HTTPClient behind self.client: the same pool, so still one connection per device.
         self._http = self.client.client.clientpool.get_client(URL(self.host or ""))
         self.config = _config()
-        self.issuer = _issuer(self.host or "")
+        self.issuer = _issuer(self.host or "") if self.key is not None else DEFAULT_ISSUER
+        self.endpoints = self._endpoints()
+        refusals = self.profile.refusals
+        self.reads_body = any(
+            r is not None and r.body is not None
+            for r in (refusals.missing, refusals.expired, refusals.invalid, refusals.forbidden)
+        )
         self.rng = random.Random()
         self.seq = self.config.seq_base.get(self.device.id, 0)
         self.token_alg = "?"
         self.tokens: dict[Scenario, HeldToken] = {}
-        self.cases: tuple[Case, ...] = cases_for(self.config.endpoint != "data")
+        self.cases: tuple[Case, ...] = cases_for(
+            any("{device_id}" in e.path for e in self.endpoints)
+        )
         self.next_case = self.rng.randrange(len(self.cases))
         self.token_failures = 0
         self.last_token_outcome: Outcome = "ok"
@@ -173,6 +192,9 @@ class FleetDevice(FastHttpUser):
         started = MEASUREMENTS.device_started(time.time())
         for scenario in self.config.scenarios:
             if scenario == "issuance":
+                continue
+            if self.profile.minted:
+                self.tokens[scenario] = self._mint_held(scenario)
                 continue
             for _ in range(SETUP_ATTEMPTS):
                 if self.tokens_for(scenario, "setup") is not None:
@@ -215,47 +237,77 @@ class FleetDevice(FastHttpUser):
         MEASUREMENTS.record_mint(alg, (time.perf_counter() - started) * 1_000_000)
         return assertion
 
+    def _values(self, **more: Any) -> dict[str, Any]:
+        """What the profile's templates may name, for this device now."""
+        now = time.time()
+        return {
+            "device_id": self.device.id,
+            "other_device_id": self.other_device_id,
+            "secret": self.device.secret,
+            "n": self.device_index,
+            "now": int(now),
+            "ts": now,
+            "ttl": self.profile.token.ttl_s,
+            **more,
+        }
+
+    def _mint_held(self, scenario: str) -> HeldToken:
+        """A token this device signs itself (the profile's claims and key): no request, timed
+        into ``mint_us``; the expiry scenario's live ``short_ttl_s``."""
+        spec = self.profile.token
+        ttl = spec.short_ttl_s if scenario == "expiry" else spec.ttl_s
+        started = time.perf_counter()
+        token = mint_token(self.profile, _signing_key(), self._values(ttl=ttl))
+        MEASUREMENTS.record_mint(spec.alg, (time.perf_counter() - started) * 1_000_000)
+        now = time.time()
+        return self._hold(TokenAnswer(token, now + ttl, now, spec.alg))
+
     def fetch_token(self, grant: str, scenario: str) -> HeldToken | None:
         """One token request by ``grant`` (client_credentials or jwt-bearer), judged and timed."""
         self._start()
-        if grant == "jwt-bearer":
-            form = {"grant_type": JWT_BEARER, "assertion": self._mint_assertion()}
-        else:
-            form = {
-                "grant_type": "client_credentials",
-                "client_id": self.device.id,
-                "client_secret": self.device.secret,
-            }
+        assertion = grant == "jwt-bearer"
+        values = self._values(assertion=self._mint_assertion() if assertion else "")
+        request = token_request(self.profile, values, assertion=assertion)
         endpoint = f"token {grant}"
         with self.client.request(
-            "POST",
-            "/auth/token",
+            request.method,
+            request.path,
             name=f"{scenario} {endpoint}",
-            data=urlencode(form),
-            headers=FORM,
+            data=request.body.decode() if request.body else None,
+            headers=request.headers,
             catch_response=True,
         ) as response:
             status = response.status_code or 0
-            outcome = judge_issuance(status)
+            outcome = self._judge_issuance(status)
             held = None
             if outcome == "ok":
                 try:
-                    token = response.json()["access_token"]
-                    held = self._hold(token)
-                except (ValueError, KeyError, TypeError, IndexError):
+                    body = response.json()
+                except (ValueError, TypeError):
+                    body = None
+                answer = read_token(self.profile, response.headers, body, time.time())
+                if answer is None:
                     outcome = "refused_valid"  # a 200 without a usable token is no token
+                else:
+                    held = self._hold(answer)
             reason = "" if outcome == "ok" else self._token_error(response)
             self._settle(response, endpoint, scenario, outcome, status, reason)
         self.last_token_outcome = outcome
         return held
 
-    def _hold(self, token: str) -> HeldToken:
-        claims = _claims(token)
-        exp = float(claims["exp"])
-        iat = float(claims.get("iat", time.time()))
-        self.token_alg = _header_alg(token)
+    def _judge_issuance(self, status: int) -> Outcome:
+        """A token request with the device's genuine credential."""
+        if status == 0:
+            return "transport_error"
+        if status >= 500:
+            return "server_error"
+        return "ok" if status in self.profile.token.ok else "refused_valid"
+
+    def _hold(self, answer: TokenAnswer) -> HeldToken:
+        self.token_alg = answer.alg
         share = self.rng.uniform(*PROACTIVE_WINDOW)
-        return HeldToken(token, self.token_alg, exp, iat + share * (exp - iat))
+        exp, iat = answer.exp, answer.iat
+        return HeldToken(answer.token, answer.alg, exp, iat + share * (exp - iat))
 
     @staticmethod
     def _token_error(response: Any) -> str:
@@ -271,6 +323,9 @@ class FleetDevice(FastHttpUser):
 
     def tokens_for(self, scenario: Scenario, recorded_as: str) -> HeldToken | None:
         """A fresh token for ``scenario``; after a failure that is not a refusal, back off."""
+        if self.profile.minted:
+            self.tokens[scenario] = self._mint_held(scenario)
+            return self.tokens[scenario]
         held = self.fetch_token(self._grant(), recorded_as)
         if held is not None:
             self.tokens[scenario] = held
@@ -305,45 +360,76 @@ class FleetDevice(FastHttpUser):
 
     # -- resource requests ----------------------------------------------------------------------
 
+    def _endpoints(self) -> tuple[Endpoint, ...]:
+        """The endpoints this run calls: the one ``--endpoint`` names if the profile has it
+        (our target's telemetry/config/data), else all of the profile's, by weight."""
+        chosen = self.profile.endpoint(self.config.endpoint)
+        if chosen is not None:
+            return (chosen,)
+        return tuple(e for e in self.profile.endpoints for _ in range(e.weight))
+
+    def _request(
+        self, endpoint: Endpoint, token: str | None, authorization: str | None, values: Any
+    ) -> Request:
+        """The endpoint's request carrying ``token`` the profile's way, or a forged credential
+        (``authorization``, written for a Bearer header) adapted to the profile's header."""
+        request = endpoint_request(self.profile, endpoint, values, token)
+        if authorization is None:
+            return request
+        present = self.profile.present
+        if present.query is None and present.format == "Bearer {token}":
+            headers = {**request.headers, present.header: authorization}
+            return Request(request.method, request.path, headers, request.body)
+        forged = authorization.removeprefix("Bearer ")
+        return endpoint_request(self.profile, endpoint, values, forged)
+
     def call(
         self,
         scenario: str,
-        authorization: str | None,
+        token: str | None,
         device_id: str,
         judge: Callable[[int, str], Outcome],
         *,
         reading: bool,
         lean: bool = False,
+        authorization: str | None = None,
     ) -> tuple[Outcome, str]:
-        """One request to the chosen endpoint; ``reading`` sends the device's next seq."""
+        """One request to an endpoint of the profile carrying ``token`` (or a forged
+        ``authorization``, or nothing); ``reading`` sends the device's next seq."""
         self._start()
-        endpoint = self.config.endpoint
-        method, path = PATHS[endpoint]
-        headers = {} if authorization is None else {"Authorization": authorization}
-        body: dict[str, Any] | None = None
-        if method == "POST":
-            seq = self.seq + 1 if reading else 0
-            body = {"seq": seq, "ts": time.time(), "values": {"temp_c": 21.5, "battery": 0.93}}
-            if reading:
-                MEASUREMENTS.telemetry[self.device.id][0] += 1
-        if lean:
+        spec = self.endpoints[0] if len(self.endpoints) == 1 else self.rng.choice(self.endpoints)
+        endpoint = spec.name
+        seq = self.seq + 1 if reading else 0
+        values = self._values(seq=seq, device_id=device_id)
+        request = self._request(spec, token, authorization, values)
+        sends_seq = spec.body is not None and "{seq}" in json.dumps(spec.body)
+        if reading and sends_seq:
+            MEASUREMENTS.telemetry[self.device.id][0] += 1
+        body = request.body if sends_seq or spec.body is not None else None
+        if lean and self.profile.refusals.read == "rfc6750":
             return self._call_lean(
-                method, path.format(id=device_id), scenario, endpoint, headers, body, judge, reading
+                request.method,
+                request.path,
+                scenario,
+                endpoint,
+                request.headers,
+                body,
+                judge,
+                reading and sends_seq,
             )
         with self.client.request(
-            method,
-            path.format(id=device_id),
+            request.method,
+            request.path,
             name=f"{scenario} {endpoint}",
-            headers=headers,
-            json=body,
+            headers=request.headers,
+            data=body.decode() if body else None,
             catch_response=True,
         ) as response:
             status = response.status_code or 0
-            reason = refusal_reason(
-                status, response.headers.get("www-authenticate") if status else None
-            )
+            text = (response.text or "") if status and self.reads_body else ""
+            reason = classify(self.profile, status, response.headers if status else {}, text)
             outcome = judge(status, reason)
-            if reading and body is not None and status == 202:
+            if reading and sends_seq and status in spec.ok:
                 self.seq += 1
                 MEASUREMENTS.telemetry[self.device.id][1] += 1
             self._settle(response, endpoint, scenario, outcome, status, reason)
@@ -356,7 +442,7 @@ class FleetDevice(FastHttpUser):
         scenario: str,
         endpoint: str,
         headers: dict[str, str],
-        body: dict[str, Any] | None,
+        body: bytes | None,
         judge: Callable[[int, str], Outcome],
         reading: bool,
     ) -> tuple[Outcome, str]:
@@ -364,10 +450,7 @@ class FleetDevice(FastHttpUser):
         per-request wrapping (redirects, cookies, response objects): about a third of the
         generator's CPU per request, which decides how close one core of Locust gets to wrk.
         Timing, judging and Locust's statistics are the same as on the ``catch_response`` path."""
-        payload = None
-        if body is not None:
-            payload = json.dumps(body).encode()
-            headers = {**headers, "Content-Type": "application/json"}
+        payload = body
         status, www_authenticate, length, error = 0, None, 0, None
         started = time.perf_counter()
         try:
@@ -382,9 +465,10 @@ class FleetDevice(FastHttpUser):
         except Exception as e:  # any failure to get an answer is a transport error
             error = e
         latency_ms = (time.perf_counter() - started) * 1000
-        reason = refusal_reason(status, www_authenticate if status else None)
+        challenge = {"www-authenticate": www_authenticate} if www_authenticate else {}
+        reason = classify(self.profile, status, challenge)
         outcome = judge(status, reason)
-        if reading and body is not None and status == 202:
+        if reading and status == 202:
             self.seq += 1
             MEASUREMENTS.telemetry[self.device.id][1] += 1
         MEASUREMENTS.record(
@@ -430,11 +514,14 @@ class FleetDevice(FastHttpUser):
         leeway = self.config.leeway_s
 
         def judge(status: int, reason: str) -> Outcome:
-            return judge_held(status, reason, exp=held.exp, now=time.time(), leeway_s=leeway)
+            now = time.time()
+            return judge_answer(
+                self.profile, status, reason, exp=held.exp, now=now, leeway_s=leeway
+            )
 
         return self.call(
             scenario,
-            f"Bearer {held.token}",
+            held.token,
             self.device.id,
             judge,
             reading=True,
@@ -445,6 +532,8 @@ class FleetDevice(FastHttpUser):
     # -- scenarios ------------------------------------------------------------------------------
 
     def issuance(self) -> None:
+        if self.profile.minted:
+            return  # no token endpoint: ``fleetbench run`` refuses or drops this scenario
         MEASUREMENTS.counters["runs issuance"] += 1
         grant = (
             "jwt-bearer"
@@ -469,8 +558,10 @@ class FleetDevice(FastHttpUser):
         held = self.held("expiry", proactive=proactive)
         if held is None:
             return
-        outcome, reason = self.use_held("expiry", held)
-        if outcome == "rejected_as_expected" and reason == "expired":
+        outcome, _ = self.use_held("expiry", held)
+        # Our target names the class (only "expired" is expected); a foreign API's refusal of a
+        # token past its exp is expected whatever class it reads as (403 for all, say).
+        if outcome == "rejected_as_expected":
             MEASUREMENTS.counters["expirations"] += 1
             MEASUREMENTS.device_sets["expired"].add(self.device.id)
             MEASUREMENTS.counters["refreshes"] += 1
@@ -502,7 +593,14 @@ class FleetDevice(FastHttpUser):
                 MEASUREMENTS.corpus[case.name][verdict] += 1
             return verdict
 
-        self.call("rejection", forged.authorization, forged.device_id, judge, reading=False)
+        self.call(
+            "rejection",
+            None,
+            forged.device_id,
+            judge,
+            reading=False,
+            authorization=forged.authorization,
+        )
 
 
 SCENARIO_TASKS: dict[Scenario, Callable[[FleetDevice], None]] = {
