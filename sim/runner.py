@@ -534,7 +534,7 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             if embedded is not None:
                 time.sleep(0.2)  # one telemetry flush tick
             server = server_delta(metrics_before, scrape_metrics(client))
-            stats_after = telemetry_stats(client)
+            stats_after = telemetry_stats(client) if via == "admin" else None
             summary = build_summary(
                 measurements,
                 run={

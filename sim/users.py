@@ -579,10 +579,17 @@ class FleetDevice(FastHttpUser):
         if self.rng.random() >= self.config.bad_ratio:
             self.use_held("rejection", held)
             return
-        case = self.cases[self.next_case % len(self.cases)]
-        self.next_case += 1
         context = ForgeContext(held.token, held.alg, self.device.id, self.other_device_id)
-        forged = case.forge(context)
+        while True:
+            case = self.cases[self.next_case % len(self.cases)]
+            self.next_case += 1
+            forged = case.forge(context)
+            # A case that leaves this profile's token as it was (removing a claim the token
+            # does not carry: no sub in a seed-express token) forges nothing: not for this API.
+            genuine = forged.authorization == f"Bearer {held.token}"
+            if not (genuine and forged.device_id == self.device.id) or len(self.cases) == 1:
+                break
+            self.cases = tuple(c for c in self.cases if c is not case)
 
         def judge(status: int, reason: str) -> Outcome:
             verdict = judge_forged(status)
