@@ -134,3 +134,25 @@ def test_line_of_finds_nested_tables() -> None:
     assert line_of(text, ("t", "b")) == 3
     assert line_of(text, ("e", 1, "c")) == 7
     assert line_of(text, ("t", "r", "d", "x")) == 9
+
+
+@pytest.mark.parametrize("command", ["run", "smoke", "provision"])
+def test_a_bad_profile_is_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    path = write(tmp_path, GOOD.replace("weight = 3", "weight = 3\nwieght = 1"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
+    env["MY_SECRET"] = SECRET
+    result = subprocess.run(
+        [sys.executable, "-m", "sim", command, "--profile", str(path),
+         "--target", "http://127.0.0.1:9", "--out", str(tmp_path / "f.json")][
+            : None if command == "provision" else -2
+        ],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"fleetbench: error: {path}:20: unknown key 'wieght'"
+    ]
