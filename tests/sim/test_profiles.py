@@ -156,3 +156,26 @@ def test_a_bad_profile_is_one_line_and_exit_2(tmp_path: Path, command: str) -> N
     assert result.stderr.strip().splitlines() == [
         f"fleetbench: error: {path}:20: unknown key 'wieght'"
     ]
+
+
+def test_profile_fleets_and_device_files(tmp_path: Path) -> None:
+    from sim.errors import FleetError
+    from sim.fleet import make_fleet, save_fleet
+    from sim.profiles.provision import profile_fleet, read_devices_file
+
+    seed = load_profile("seed-express", {"JWT_SECRET": SECRET})
+    fleet = profile_fleet(seed, 3)
+    assert [d.id for d in fleet] == ["device-00000", "device-00001", "device-00002"]
+    assert fleet.kind == "secret" and all(d.private_pem is None for d in fleet)
+    csv_file = tmp_path / "devices.csv"
+    csv_file.write_text("id,secret\nmeter-1,pw1\nmeter-2,pw2\n")
+    assert [(d.id, d.secret) for d in read_devices_file(csv_file)] == [
+        ("meter-1", "pw1"),
+        ("meter-2", "pw2"),
+    ]
+    csv_file.write_text("meter-1\n")
+    with pytest.raises(FleetError, match="row 1 is not id,secret"):
+        read_devices_file(csv_file)
+    ours = make_fleet(2, "secret")
+    save_fleet(ours, tmp_path / "fleet.json")
+    assert [d.id for d in read_devices_file(tmp_path / "fleet.json")] == [d.id for d in ours]
