@@ -60,7 +60,9 @@ def test_seed_express_takes_its_secret_from_the_environment() -> None:
 
 
 def test_shipped_profiles_are_listed() -> None:
-    assert {"fleetbench", "seed-express"} <= set(builtin_names())
+    assert {"fleetbench", "seed-express", "flask-jwt-extended"} <= set(builtin_names())
+    for name in builtin_names():
+        assert load_profile(name, {"JWT_SECRET": SECRET}).name == name
 
 
 def test_a_file_substitutes_variables(tmp_path: Path) -> None:
