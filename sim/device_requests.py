@@ -35,6 +35,7 @@ class DeviceRequests:
     rng: random.Random
     endpoints: tuple[Endpoint, ...]
     reads_body: bool
+    lean_ok: bool
     token_alg: str
     seq: int
     _http: Any
@@ -106,7 +107,7 @@ class DeviceRequests:
         if reading and sends_seq:
             MEASUREMENTS.telemetry[self.device.id][0] += 1
         body = request.body if sends_seq or spec.body is not None else None
-        if lean and self.profile.refusals.read == "rfc6750":
+        if lean and self.lean_ok:
             return self._call_lean(
                 request.method,
                 request.path,

@@ -84,9 +84,12 @@ class FleetDevice(TokenHolder, FastHttpUser):
         self.issuer = issuer(self.host or "") if self.key is not None else DEFAULT_ISSUER
         self.endpoints = self._endpoints()
         refusals = self.profile.refusals
-        self.reads_body = any(
-            r is not None and r.body is not None
-            for r in (refusals.missing, refusals.expired, refusals.invalid, refusals.forbidden)
+        classes = (refusals.missing, refusals.expired, refusals.invalid, refusals.forbidden)
+        self.reads_body = any(r is not None and r.body is not None for r in classes)
+        # The lean path reads only the status and WWW-Authenticate: enough for RFC 6750 and for
+        # refusal classes told apart by status alone (seed-express).
+        self.lean_ok = refusals.read == "rfc6750" or not any(
+            r is not None and (r.body is not None or r.header is not None) for r in classes
         )
         self.rng = random.Random()
         self.seq = self.config.seq_base.get(self.device.id, 0)
