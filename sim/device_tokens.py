@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
@@ -14,7 +14,14 @@ import jwt
 from sim.device_requests import DeviceRequests
 from sim.device_run import MEASUREMENTS, signing_key
 from sim.outcomes import Outcome
-from sim.profiles.http import TokenAnswer, judge_answer, mint_token, read_token, token_request
+from sim.profiles.http import (
+    TokenAnswer,
+    judge_answer,
+    mint_token,
+    read_token,
+    refresh_request,
+    token_request,
+)
 from sim.scenarios import Scenario
 
 __all__ = ["RETRIED_OUTCOMES", "HeldToken", "TokenHolder"]
@@ -35,6 +42,7 @@ class HeldToken:
     alg: str
     exp: float
     refresh_at: float
+    refresh_token: str | None = field(default=None, repr=False)
 
 
 class TokenHolder(DeviceRequests):
@@ -75,13 +83,21 @@ class TokenHolder(DeviceRequests):
         now = time.time()
         return self._hold(TokenAnswer(token, now + ttl, now, spec.alg))
 
-    def fetch_token(self, grant: str, scenario: str) -> HeldToken | None:
-        """One token request by ``grant`` (client_credentials or jwt-bearer), judged and timed."""
+    def fetch_token(
+        self, grant: str, scenario: str, refresh_of: HeldToken | None = None
+    ) -> HeldToken | None:
+        """One token request by ``grant`` (client_credentials or jwt-bearer), or the profile's
+        refresh call with ``refresh_of``'s refresh token, judged and timed."""
         self._start()
         assertion = grant == "jwt-bearer"
-        values = self._values(assertion=self._mint_assertion() if assertion else "")
-        request = token_request(self.profile, values, assertion=assertion)
-        endpoint = f"token {grant}"
+        if refresh_of is not None:
+            values = self._values(refresh_token=refresh_of.refresh_token)
+            request = refresh_request(self.profile, values)
+            endpoint = "token refresh"
+        else:
+            values = self._values(assertion=self._mint_assertion() if assertion else "")
+            request = token_request(self.profile, values, assertion=assertion)
+            endpoint = f"token {grant}"
         with self.client.request(
             request.method,
             request.path,
@@ -98,11 +114,19 @@ class TokenHolder(DeviceRequests):
                     body = response.json()
                 except (ValueError, TypeError):
                     body = None
-                answer = read_token(self.profile, response.headers, body, time.time())
+                answer = read_token(
+                    self.profile,
+                    response.headers,
+                    body,
+                    time.time(),
+                    refreshed=refresh_of is not None,
+                )
                 if answer is None:
                     outcome = "refused_valid"  # a 200 without a usable token is no token
                 else:
                     held = self._hold(answer)
+                    if held.refresh_token is None and refresh_of is not None:
+                        held.refresh_token = refresh_of.refresh_token  # not rotated: keep it
             reason = "" if outcome == "ok" else self._token_error(response)
             self._settle(response, endpoint, scenario, outcome, status, reason)
         self.last_token_outcome = outcome
@@ -120,7 +144,8 @@ class TokenHolder(DeviceRequests):
         self.token_alg = answer.alg
         share = self.rng.uniform(*PROACTIVE_WINDOW)
         exp, iat = answer.exp, answer.iat
-        return HeldToken(answer.token, answer.alg, exp, iat + share * (exp - iat))
+        due = iat + share * (exp - iat)
+        return HeldToken(answer.token, answer.alg, exp, due, answer.refresh_token)
 
     @staticmethod
     def _token_error(response: Any) -> str:
@@ -134,12 +159,22 @@ class TokenHolder(DeviceRequests):
     def _grant(self) -> str:
         return "jwt-bearer" if self.key is not None else "client_credentials"
 
-    def tokens_for(self, scenario: Scenario, recorded_as: str) -> HeldToken | None:
-        """A fresh token for ``scenario``; after a failure that is not a refusal, back off."""
+    def tokens_for(
+        self, scenario: Scenario, recorded_as: str, refresh_of: HeldToken | None = None
+    ) -> HeldToken | None:
+        """A fresh token for ``scenario`` (by the refresh call when ``refresh_of`` holds a
+        refresh token and the profile has one; refused there, by the token call); after a
+        failure that is not a refusal, back off."""
         if self.profile.minted:
             self.tokens[scenario] = self._mint_held(scenario)
             return self.tokens[scenario]
-        held = self.fetch_token(self._grant(), recorded_as)
+        held = None
+        refreshing = bool(refresh_of and refresh_of.refresh_token and self.profile.token.refresh)
+        if refreshing:
+            held = self.fetch_token(self._grant(), recorded_as, refresh_of)
+        # A refused refresh falls back to the token call at once; an unanswered one backs off.
+        if held is None and not (refreshing and self.last_token_outcome in RETRIED_OUTCOMES):
+            held = self.fetch_token(self._grant(), recorded_as)
         if held is not None:
             self.tokens[scenario] = held
             if self.token_failures:
@@ -168,7 +203,7 @@ class TokenHolder(DeviceRequests):
         if held is None or (proactive and time.time() >= held.refresh_at):
             if held is not None and scenario == "expiry":
                 MEASUREMENTS.counters["refreshes"] += 1
-            held = self.tokens_for(scenario, scenario)
+            held = self.tokens_for(scenario, scenario, refresh_of=held)
         return held
 
     def use_held(self, scenario: Scenario, held: HeldToken) -> tuple[Outcome, str]:
