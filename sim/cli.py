@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--results", type=Path, help="results folder (default results/run-<time>)")
     run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument(
+        "--profile",
+        default="fleetbench",
+        metavar="NAME|FILE",
+        help="how to talk to the target: a shipped profile or a .toml file (default fleetbench)",
+    )
 
     provision = commands.add_parser("provision", help="make a fleet file and register it")
     _add_target_options(
@@ -165,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     provision.add_argument("--fleet", type=Path, help="register this existing fleet file instead")
     provision.add_argument("--chunk", type=_positive_int, default=1000, help="devices per request")
+    provision.add_argument(
+        "--profile", default="fleetbench", metavar="NAME|FILE", help="target profile (sim/profiles)"
+    )
     add_compare_parser(commands, _positive_int, _seconds, _duration)
     add_smoke_parser(commands, _positive_int, _duration)
     add_attack_parser(commands)
@@ -184,6 +193,11 @@ def _progress(console: Console) -> Progress:
 
 
 def _provision(args: argparse.Namespace, console: Console) -> int:
+    from sim.profiles import load_profile
+    from sim.profiles.provision import profile_fleet, register_by_call
+
+    profile = load_profile(args.profile, os.environ)
+    via = profile.provision.via
     started = time.monotonic()
     with _progress(console) as progress:
         if args.fleet is not None:
@@ -192,18 +206,31 @@ def _provision(args: argparse.Namespace, console: Console) -> int:
         else:
             task = progress.add_task(f"keys ({args.alg})", total=args.devices)
             advance: Callable[[int], None] = lambda n: progress.advance(task, n)  # noqa: E731
-            fleet = make_fleet(args.devices, args.alg, progress=advance)
+            if profile.name == "fleetbench":
+                fleet = make_fleet(args.devices, args.alg, progress=advance)
+            else:
+                fleet = profile_fleet(profile, args.devices, progress=advance)
             path = args.out
             save_fleet(fleet, path)
-        if args.target is not None:
+        if args.target is not None and via in ("admin", "call"):
             client = TargetClient(args.target, args.admin_key)
             client.check_alive()
             task = progress.add_task("register", total=len(fleet))
-            result = register_fleet(
-                client, fleet, chunk=args.chunk, progress=lambda n: progress.advance(task, n)
-            )
+            if via == "call":
+                result = register_by_call(client, profile, fleet)
+            else:
+                result = register_fleet(
+                    client, fleet, chunk=args.chunk, progress=lambda n: progress.advance(task, n)
+                )
     elapsed = time.monotonic() - started
-    if args.target is None:
+    if args.target is not None and via not in ("admin", "call"):
+        console.print(
+            f"{len(fleet)} {fleet.kind} devices written to {path} (mode 0600); profile "
+            f"{profile.name} registers none (provision via {via})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif args.target is None:
         console.print(
             f"{len(fleet)} {fleet.kind} devices written to {path} (mode 0600), not registered"
         )
@@ -246,9 +273,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         results=args.results,
         pin=not args.no_pin,
         log=log,
+        profile=args.profile,
     )
-    if args.target is not None and not args.admin_key:
-        raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
     with ConsoleProgress(console) as progress:
         config.progress = None if args.quiet else progress
         summary = run_benchmark(config)

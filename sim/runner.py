@@ -35,8 +35,10 @@ from sim.fleet import CredentialKind, Fleet, load_fleet, make_fleet, save_fleet
 from sim.generator import GeneratorSampler, ProcessTreeSampler, sample_until
 from sim.http import TargetClient
 from sim.measure import Measurements
-from sim.provision import register_fleet
-from sim.scenarios import Endpoint, RefreshMode, Scenario
+from sim.profiles import Profile, load_profile
+from sim.profiles.provision import profile_fleet, register_by_call
+from sim.provision import ProvisionResult, register_fleet
+from sim.scenarios import MIXED, Endpoint, RefreshMode, Scenario
 from sim.server_view import MetricsCpuSampler, scrape_metrics, server_delta, telemetry_stats
 from sim.summary import build_summary, telemetry_account
 
@@ -108,8 +110,29 @@ class RunConfig:
     generator_cpus: set[int] | None = None
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     progress: RunProgress | None = field(default=None, repr=False)
+    profile: str = "fleetbench"  # the target profile, by name or file (sim/profiles)
+    _profile: Profile | None = field(default=None, init=False, repr=False)
+
+    @property
+    def loaded_profile(self) -> Profile:
+        if self._profile is None:
+            self._profile = load_profile(self.profile, os.environ)
+        return self._profile
 
     def check(self) -> None:
+        profile = self.loaded_profile
+        if self.target is None and profile.name != "fleetbench":
+            raise ConfigError(f"profile {profile.name} describes another API: give --target URL")
+        if self.target is not None and not self.admin_key and profile.provision.via == "admin":
+            raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
+        if profile.minted and "issuance" in self.scenarios:
+            if self.scenarios != MIXED:
+                raise ConfigError(
+                    f"the issuance scenario needs a token endpoint: profile {profile.name} "
+                    "mints its tokens (token.source = minted)"
+                )
+            self.scenarios = {k: v for k, v in self.scenarios.items() if k != "issuance"}
+            self.log(f"profile {profile.name} mints its tokens: mixed runs without issuance")
         if self.devices < 1 and self.fleet is None:
             raise ConfigError("--devices must be at least 1")
         if self.duration_s <= 0:
@@ -143,12 +166,12 @@ class RunConfig:
         if self.leeway is not None:
             return self.leeway
         if self.target is not None:
-            return 10
+            return round(self.loaded_profile.leeway_s)  # 10 for our own contract
         return 1 if self.effective_token_ttl < 60 else 10
 
     def parameters(self) -> RunParameters:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
-        hidden = {"admin_key", "log", "progress"}  # a secret, and callables
+        hidden = {"admin_key", "log", "progress", "_profile"}  # a secret, callables, a cache
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
         data["scenarios"] = dict(self.scenarios)
         data["generator_cpus"] = sorted(self.generator_cpus) if self.generator_cpus else None
@@ -251,6 +274,12 @@ def _discover(client: TargetClient) -> dict[str, Any]:
 def _fleet(config: RunConfig, scratch: Path) -> tuple[Fleet, Path]:
     if config.fleet is not None:
         return load_fleet(config.fleet), config.fleet
+    profile = config.loaded_profile
+    if profile.name != "fleetbench":
+        fleet = profile_fleet(profile, config.devices)
+        path = scratch / "fleet.json"
+        save_fleet(fleet, path)
+        return fleet, path
     config.log(f"making {config.devices} {config.alg} devices")
     advance = (
         config.progress.bar(f"keys ({config.alg})", config.devices) if config.progress else None
@@ -423,15 +452,21 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             client = TargetClient(url, admin_key)
             client.check_alive()
             metadata = _discover(client)
-            stats_before = telemetry_stats(client)  # also proves the admin key
+            profile = config.loaded_profile
+            via = profile.provision.via
+            # /admin/stats (also proves the admin key) is our own contract's.
+            stats_before = telemetry_stats(client) if via == "admin" else None
             fleet, fleet_path = _fleet(config, scratch)
-            config.log(f"registering {len(fleet)} devices")
             started = time.monotonic()
-            provisioned = register_fleet(
-                client,
-                fleet,
-                progress=config.progress.bar("register", len(fleet)) if config.progress else None,
-            )
+            if via == "admin":
+                config.log(f"registering {len(fleet)} devices")
+                bar = config.progress.bar("register", len(fleet)) if config.progress else None
+                provisioned = register_fleet(client, fleet, progress=bar)
+            elif via == "call":
+                config.log(f"registering {len(fleet)} devices ({profile.name} profile)")
+                provisioned = register_by_call(client, profile, fleet)
+            else:  # none, file: the API knows its devices already
+                provisioned = ProvisionResult(0, 0)
             provision_s = time.monotonic() - started
             metrics_before = scrape_metrics(client)
             leeway = config.effective_leeway
@@ -447,6 +482,7 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 raw=str(scratch / "raw.json"),
                 claim_file=str(scratch / "claims"),
                 progress=str(scratch / "progress.json"),
+                profile=config.profile,
                 seq_base={
                     d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s
                 },
@@ -503,7 +539,7 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             if embedded is not None:
                 time.sleep(0.2)  # one telemetry flush tick
             server = server_delta(metrics_before, scrape_metrics(client))
-            stats_after = telemetry_stats(client)
+            stats_after = telemetry_stats(client) if via == "admin" else None
             summary = build_summary(
                 measurements,
                 run={
@@ -522,6 +558,7 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                         "issuer": metadata.get("issuer"),
                     },
                     "parameters": config.parameters(),
+                    "profile": {"name": profile.name, "source": profile.source},
                     "fleet": {
                         "devices": len(fleet),
                         "kind": fleet.kind,

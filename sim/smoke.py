@@ -62,6 +62,7 @@ class SmokeConfig:
     pin: bool = True
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     progress: RunProgress | None = field(default=None, repr=False)
+    profile: str = "fleetbench"  # the target profile (sim/profiles), for --target
 
     def check(self) -> None:
         if not self.algs:
@@ -84,6 +85,7 @@ class SmokeConfig:
             "duration_s": self.duration_s,
             "pin": self.pin,
             "progress": self.progress,
+            "profile": self.profile,
         }
         if self.target is not None:
             config = RunConfig(
@@ -413,6 +415,9 @@ def add_smoke_parser(
     p.add_argument("--results", type=Path, help="results folder (default results/smoke-<time>)")
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--profile", default="fleetbench", metavar="NAME|FILE", help="target profile (--target)"
+    )
 
 
 def smoke_command(args: Any, console: Any) -> int:
@@ -423,7 +428,7 @@ def smoke_command(args: Any, console: Any) -> int:
             raise ConfigError(
                 "--algs picks the embedded target's algorithms; drop it with --target"
             )
-        if not admin_key:
+        if not admin_key and args.profile == "fleetbench":  # other profiles: RunConfig.check
             raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
     thresholds = load_thresholds(args.thresholds)  # a bad file fails before anything starts
 
@@ -443,6 +448,7 @@ def smoke_command(args: Any, console: Any) -> int:
         results=args.results,
         pin=not args.no_pin,
         log=log,
+        profile=args.profile,
     )
     from sim.progress import ConsoleProgress
 
