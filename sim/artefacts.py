@@ -180,6 +180,7 @@ class RunParameters(TypedDict):
     results: str | None
     pin: bool
     generator_cpus: list[int] | None
+    profile: NotRequired[str]  # the target profile as asked for: a shipped name or a file
 
 
 class FleetFacts(TypedDict):
@@ -188,6 +189,13 @@ class FleetFacts(TypedDict):
     created: int
     already_registered: int
     provision_s: float
+
+
+class ProfileFacts(TypedDict):
+    """The target profile a run spoke through (``sim/profiles``)."""
+
+    name: str
+    source: str
 
 
 class RunFacts(TypedDict):
@@ -200,6 +208,7 @@ class RunFacts(TypedDict):
     parameters: RunParameters
     fleet: FleetFacts
     locust_workers: int
+    profile: NotRequired[ProfileFacts]
 
 
 class RunSection(RunFacts):

@@ -3,7 +3,8 @@
 ``fleetbench run`` writes the file and points ``FLEETBENCH_CONFIG`` at it. Standalone
 ``locust -f locustfile.py --host URL`` reads ``FLEETBENCH_FLEET`` (required),
 ``FLEETBENCH_SCENARIO``, ``FLEETBENCH_ENDPOINT``, ``FLEETBENCH_INTERVAL``,
-``FLEETBENCH_REFRESH``, ``FLEETBENCH_BAD_RATIO``, ``FLEETBENCH_LEEWAY`` and ``FLEETBENCH_RAW``.
+``FLEETBENCH_REFRESH``, ``FLEETBENCH_BAD_RATIO``, ``FLEETBENCH_LEEWAY``, ``FLEETBENCH_RAW`` and
+``FLEETBENCH_PROFILE``.
 No secret is ever in this configuration: the fleet file holds them.
 """
 
@@ -42,6 +43,7 @@ class SimConfig:
     claim_file: str | None = None  # shared counter that hands each user its own device
     seq_base: dict[str, int] = field(default_factory=dict)  # last seq the target holds per device
     progress: str | None = None  # where the master writes the live figures every second
+    profile: str = "fleetbench"  # the target profile, by name or path (secrets: ${VAR} only)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -75,4 +77,5 @@ class SimConfig:
             leeway_s=float(env.get("FLEETBENCH_LEEWAY", "10")),
             issuer=env.get("FLEETBENCH_ISSUER"),
             raw=env.get("FLEETBENCH_RAW"),
+            profile=env.get("FLEETBENCH_PROFILE", "fleetbench"),
         )

@@ -3,6 +3,7 @@ resuming over a fleet the target already knows."""
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -111,6 +112,7 @@ class ProvisionConfig:
     fleet: Path | None = None
     chunk: int = DEFAULT_CHUNK
     bar: StepBar | None = field(default=None, repr=False)
+    profile: str = "fleetbench"  # the target profile (sim/profiles): ids, registration
 
     def check(self) -> None:
         if self.target is not None and not self.target.startswith(("http://", "https://")):
@@ -119,31 +121,47 @@ class ProvisionConfig:
 
 @dataclass(frozen=True)
 class Provisioned:
-    """The fleet file written or reused, and its registration (None: not registered)."""
+    """The fleet file written or reused, and its registration (None: not registered: no target,
+    or a profile that registers none, ``via``)."""
 
     fleet: Fleet
     path: Path
     registered: ProvisionResult | None
     elapsed_s: float
+    profile: str = "fleetbench"
+    via: str = "admin"
 
 
 def provision(config: ProvisionConfig) -> Provisioned:
-    """``fleetbench provision``: the fleet file (mode 0600), registered with the target if one."""
+    """``fleetbench provision``: the fleet file (mode 0600), registered with the target if one
+    and if the profile registers devices (``provision.via`` admin or call)."""
+    from sim.profiles import load_profile
+    from sim.profiles.provision import profile_fleet, register_by_call
+
     config.check()
+    profile = load_profile(config.profile, os.environ)
+    via = profile.provision.via
     started = time.monotonic()
     if config.fleet is not None:
         fleet, path = load_fleet(config.fleet), config.fleet
     else:
         advance = config.bar(f"keys ({config.alg})", config.devices) if config.bar else None
-        fleet, path = make_fleet(config.devices, config.alg, progress=advance), config.out
+        if profile.name == "fleetbench":
+            fleet = make_fleet(config.devices, config.alg, progress=advance)
+        else:
+            fleet = profile_fleet(profile, config.devices, progress=advance)
+        path = config.out
         save_fleet(fleet, path)
     registered = None
-    if config.target is not None:
+    if config.target is not None and via in ("admin", "call"):
         client = TargetClient(config.target, config.admin_key)
         try:
             client.check_alive()
-            advance = config.bar("register", len(fleet)) if config.bar else None
-            registered = register_fleet(client, fleet, chunk=config.chunk, progress=advance)
+            if via == "call":
+                registered = register_by_call(client, profile, fleet)
+            else:
+                advance = config.bar("register", len(fleet)) if config.bar else None
+                registered = register_fleet(client, fleet, chunk=config.chunk, progress=advance)
         finally:
             client.close()
-    return Provisioned(fleet, path, registered, time.monotonic() - started)
+    return Provisioned(fleet, path, registered, time.monotonic() - started, profile.name, via)

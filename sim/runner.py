@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -36,9 +37,11 @@ from sim.locust_child import LiveFigures, RunProgress, Stop, locust_command, rea
 from sim.machine import cpu_model, versions
 from sim.measure import Measurements
 from sim.processes import raise_open_files_limit, split_cores
+from sim.profiles import Profile, load_profile
+from sim.profiles.provision import profile_fleet, register_by_call
 from sim.provision import ProvisionResult, register_fleet
 from sim.results import results_folder
-from sim.scenarios import Endpoint, RefreshMode, Scenario
+from sim.scenarios import MIXED, Endpoint, RefreshMode, Scenario
 from sim.server_view import (
     DeviceStats,
     MetricsCpuSampler,
@@ -80,8 +83,30 @@ class RunConfig:
     generator_cpus: set[int] | None = None
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     progress: RunProgress | None = field(default=None, repr=False)
+    profile: str = "fleetbench"  # the target profile, by name or file (sim/profiles)
+
+    @cached_property
+    def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
+        return load_profile(self.profile, os.environ)
+
+    @property
+    def effective_scenarios(self) -> dict[Scenario, int]:
+        """The scenarios run: a mixed run without issuance when the profile mints its tokens."""
+        if self.loaded_profile.minted and self.scenarios == MIXED:
+            return {k: v for k, v in self.scenarios.items() if k != "issuance"}
+        return self.scenarios
 
     def check(self) -> None:
+        profile = self.loaded_profile
+        if self.target is None and profile.name != "fleetbench":
+            raise ConfigError(f"profile {profile.name} describes another API: give --target URL")
+        if self.target is not None and not self.admin_key and profile.provision.via == "admin":
+            raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
+        if profile.minted and "issuance" in self.scenarios and self.scenarios != MIXED:
+            raise ConfigError(
+                f"the issuance scenario needs a token endpoint: profile {profile.name} "
+                "mints its tokens (token.source = minted)"
+            )
         if self.devices < 1 and self.fleet is None:
             raise ConfigError("--devices must be at least 1")
         if self.duration_s <= 0:
@@ -97,8 +122,6 @@ class RunConfig:
             raise ConfigError("--workers must be at least 1")
         if self.target is not None and not self.target.startswith(("http://", "https://")):
             raise ConfigError("--target must be an http:// or https:// URL")
-        if self.target is not None and not self.admin_key:
-            raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
         if self.target is not None and self.token_ttl is not None:
             raise ConfigError("--token-ttl sets the embedded target's tokens; drop --target")
         if self.leeway is not None and self.leeway < 0:
@@ -117,14 +140,14 @@ class RunConfig:
         if self.leeway is not None:
             return self.leeway
         if self.target is not None:
-            return 10
+            return round(self.loaded_profile.leeway_s)  # 10 for our own contract
         return 1 if self.effective_token_ttl < 60 else 10
 
     def parameters(self) -> RunParameters:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
         hidden = {"admin_key", "log", "progress"}  # a secret, and callables
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
-        data["scenarios"] = dict(self.scenarios)
+        data["scenarios"] = dict(self.effective_scenarios)
         data["generator_cpus"] = sorted(self.generator_cpus) if self.generator_cpus else None
         data["fleet"] = str(self.fleet) if self.fleet else None
         data["results"] = str(self.results) if self.results else None
@@ -149,6 +172,12 @@ def _discover(client: TargetClient) -> dict[str, Any]:
 def _fleet(config: RunConfig, scratch: Path) -> tuple[Fleet, Path]:
     if config.fleet is not None:
         return load_fleet(config.fleet), config.fleet
+    profile = config.loaded_profile
+    if profile.name != "fleetbench":
+        fleet = profile_fleet(profile, config.devices)
+        path = scratch / "fleet.json"
+        save_fleet(fleet, path)
+        return fleet, path
     config.log(f"making {config.devices} {config.alg} devices")
     advance = (
         config.progress.bar(f"keys ({config.alg})", config.devices) if config.progress else None
@@ -203,11 +232,20 @@ class _Provisioned:
 
 
 def _provision(config: RunConfig, client: TargetClient, scratch: Path) -> _Provisioned:
+    """The fleet made or loaded, and registered as the profile says (``provision.via``)."""
     fleet, path = _fleet(config, scratch)
-    config.log(f"registering {len(fleet)} devices")
+    profile = config.loaded_profile
+    via = profile.provision.via
     started = time.monotonic()
-    advance = config.progress.bar("register", len(fleet)) if config.progress else None
-    result = register_fleet(client, fleet, progress=advance)
+    if via == "admin":
+        config.log(f"registering {len(fleet)} devices")
+        advance = config.progress.bar("register", len(fleet)) if config.progress else None
+        result = register_fleet(client, fleet, progress=advance)
+    elif via == "call":
+        config.log(f"registering {len(fleet)} devices ({profile.name} profile)")
+        result = register_by_call(client, profile, fleet)
+    else:  # none, file: the API knows its devices already
+        result = ProvisionResult(0, 0)
     return _Provisioned(fleet, path, result, time.monotonic() - started)
 
 
@@ -221,7 +259,7 @@ def _locust_env(
     """The environment Locust runs in: its run described in a file, and no admin key."""
     sim_config = SimConfig(
         fleet=str(fleet_path),
-        scenarios=config.scenarios,
+        scenarios=config.effective_scenarios,
         endpoint=config.endpoint,
         interval_s=config.interval_s,
         refresh=config.refresh,
@@ -231,6 +269,7 @@ def _locust_env(
         raw=str(scratch / "raw.json"),
         claim_file=str(scratch / "claims"),
         progress=str(scratch / "progress.json"),
+        profile=config.profile,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")
@@ -299,6 +338,9 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
     The summary is a :class:`sim.artefacts.Summary`; it is returned untyped until its callers
     (smoke, compare, the CLI: issue 14, being split apart) take the type."""
     config.check()
+    if config.effective_scenarios != config.scenarios:
+        profile = config.loaded_profile.name
+        config.log(f"profile {profile} mints its tokens: mixed runs without issuance")
     raise_open_files_limit()
     folder = results_folder(config.results, "run")
     scratch = Path(tempfile.mkdtemp(prefix="fleetbench-run-"))
@@ -311,7 +353,9 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             client = TargetClient(target.url, target.admin_key)
             client.check_alive()
             metadata = _discover(client)
-            stats_before = telemetry_stats(client)  # also proves the admin key
+            via = config.loaded_profile.provision.via
+            # /admin/stats (also proves the admin key) is our own contract's.
+            stats_before = telemetry_stats(client) if via == "admin" else None
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
             env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
@@ -322,7 +366,7 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             if target.embedded is not None:
                 time.sleep(0.2)  # one telemetry flush tick
             server = server_delta(metrics_before, scrape_metrics(client))
-            stats_after = telemetry_stats(client)
+            stats_after = telemetry_stats(client) if via == "admin" else None
             summary = build_summary(
                 measurements,
                 run={
@@ -341,6 +385,10 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                         "issuer": metadata.get("issuer"),
                     },
                     "parameters": config.parameters(),
+                    "profile": {
+                        "name": config.loaded_profile.name,
+                        "source": config.loaded_profile.source,
+                    },
                     "fleet": provisioned.facts(),
                     "locust_workers": load.raw.get("workers", 0),
                 },
@@ -352,7 +400,7 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 interrupted=stop.requested,
                 interval_s=config.interval_s,
                 target_cpu=load.target_cpu,
-                weights={str(name): weight for name, weight in config.scenarios.items()},
+                weights={str(n): weight for n, weight in config.effective_scenarios.items()},
             )
             _write_outputs(summary, folder)
             return cast(dict[str, Any], summary)

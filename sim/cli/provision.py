@@ -28,6 +28,9 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--out", type=Path, default=Path("fleet.json"), help="fleet file to write")
     p.add_argument("--fleet", type=Path, help="register this existing fleet file instead")
     p.add_argument("--chunk", type=positive_int, default=DEFAULT_CHUNK, help="devices per request")
+    p.add_argument(
+        "--profile", default="fleetbench", metavar="NAME|FILE", help="target profile (sim/profiles)"
+    )
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
@@ -42,10 +45,18 @@ def command(args: argparse.Namespace, console: Console) -> int:
                 fleet=args.fleet,
                 chunk=args.chunk,
                 bar=progress.bar,
+                profile=args.profile,
             )
         )
     fleet, registered = done.fleet, done.registered
-    if registered is None:
+    if args.target is not None and registered is None:
+        console.print(
+            f"{len(fleet)} {fleet.kind} devices written to {done.path} (mode 0600); profile "
+            f"{done.profile} registers none (provision via {done.via})",
+            highlight=False,
+            soft_wrap=True,
+        )
+    elif registered is None:
         console.print(
             f"{len(fleet)} {fleet.kind} devices written to {done.path} (mode 0600), not registered"
         )

@@ -59,6 +59,12 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--results", type=Path, help="results folder (default results/run-<time>)")
     run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument(
+        "--profile",
+        default="fleetbench",
+        metavar="NAME|FILE",
+        help="how to talk to the target: a shipped profile or a .toml file (default fleetbench)",
+    )
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
@@ -90,6 +96,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
             pin=not args.no_pin,
             log=logger(console, args.quiet),
             progress=None if args.quiet else progress,
+            profile=args.profile,
         )
         summary = run_benchmark(config)
     print_summary(summary, console)

@@ -39,6 +39,9 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--results", type=Path, help="results folder (default results/smoke-<time>)")
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument(
+        "--profile", default="fleetbench", metavar="NAME|FILE", help="target profile (--target)"
+    )
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
@@ -56,6 +59,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
             pin=not args.no_pin,
             log=logger(console, args.quiet),
             progress=None if args.quiet else progress,
+            profile=args.profile,
         )
         result = run_smoke(config, thresholds)
     print_smoke(result, console)

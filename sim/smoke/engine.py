@@ -44,6 +44,7 @@ class SmokeConfig:
     pin: bool = True
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     progress: RunProgress | None = field(default=None, repr=False)
+    profile: str = "fleetbench"  # the target profile (sim/profiles), for --target
 
     def check(self) -> None:
         if not self.algs:
@@ -68,6 +69,7 @@ class SmokeConfig:
             "duration_s": self.duration_s,
             "pin": self.pin,
             "progress": self.progress,
+            "profile": self.profile,
         }
         if self.target is not None:
             config = RunConfig(

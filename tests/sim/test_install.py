@@ -15,7 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SKIP = shutil.ignore_patterns(".venv", ".git", "build", "results", "*.egg-info", "__pycache__",
-                              ".mypy_cache", ".ruff_cache", ".pytest_cache")  # fmt: skip
+                              ".mypy_cache", ".ruff_cache", ".pytest_cache",
+                              "node_modules")  # fmt: skip
 
 
 def _run(command: list[str], cwd: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
@@ -53,3 +54,12 @@ def test_the_built_wheel_runs_from_an_empty_folder(tmp_path: Path) -> None:
     assert summary["totals"]["requests"] > 0
     # The installed package ran, not this checkout.
     assert str(REPO) not in (empty / "out" / "locust.log").read_text()
+    # The shipped profiles are package data: addressable by name once installed.
+    _run(
+        ["env", "JWT_SECRET=only-for-this-test", str(venv / "bin" / "fleetbench"), "provision",
+         "--profile", "seed-express",
+         "--devices", "2", "--out", "seed.json"],
+        empty, 60,
+    )  # fmt: skip
+    ids = [d["id"] for d in json.loads((empty / "seed.json").read_text())["devices"]]
+    assert ids == ["device-00000", "device-00001"]

@@ -1,0 +1,205 @@
+"""Load a profile by name (shipped) or path, substitute ``${VAR}``, validate; every complaint
+is one line ``FILE:LINE: what is wrong`` and never carries a substituted value."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from sim.errors import SimError
+from sim.profiles.model import PLACEHOLDER, Profile, placeholders
+
+__all__ = ["BUILTIN", "ProfileError", "builtin_names", "line_of", "load_profile"]
+
+BUILTIN = "builtin"  # sim/profiles/builtin/*.toml, package data
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$")
+_PATH_PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
+Path_ = tuple[str | int, ...]
+
+
+class ProfileError(SimError):
+    """A profile that cannot be used: one line naming the file and line."""
+
+
+def builtin_names() -> list[str]:
+    folder = resources.files("sim.profiles") / BUILTIN
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
+
+
+def _key_of(line: str) -> str | None:
+    match = re.match(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*=""", line)
+    if not match:
+        return None
+    return next(g for g in match.groups() if g is not None)
+
+
+def line_of(text: str, path: Path_) -> int:
+    """The 1-based line that writes ``path`` (table, array-of-tables index, key), or of its
+    nearest written ancestor (an inline table's key); 1 if nothing matches."""
+    for depth in range(len(path), 0, -1):
+        want = path[:depth]
+        current: Path_ = ()
+        counts: dict[str, int] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = _HEADER.match(line)
+            if header:
+                names = tuple(part.strip().strip("\"'") for part in header.group(2).split("."))
+                if header.group(1) == "[[":
+                    dotted = ".".join(names)
+                    counts[dotted] = counts.get(dotted, -1) + 1
+                    current = (*names, counts[dotted])
+                else:
+                    current = names
+                if current == want or (header.group(1) == "[[" and current[:-1] == want):
+                    return number
+                continue
+            key = _key_of(line)
+            if key is not None and (*current, key) == want:
+                return number
+    return 1
+
+
+def _resolve(name_or_path: str) -> tuple[str, str]:
+    """(label for messages, text)."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or "/" in name_or_path or path.exists():
+        try:
+            return str(path), path.read_text(encoding="utf-8")
+        except OSError as e:
+            raise ProfileError(f"{path}: cannot read the profile ({e.strerror})") from e
+        except UnicodeDecodeError as e:
+            raise ProfileError(f"{path}: not a UTF-8 text file") from e
+    shipped = resources.files("sim.profiles") / BUILTIN / f"{name_or_path}.toml"
+    if not shipped.is_file():
+        names = ", ".join(builtin_names())
+        raise ProfileError(f"unknown profile {name_or_path!r}: use one of {names}, or a .toml file")
+    return f"{name_or_path} (built in)", shipped.read_text(encoding="utf-8")
+
+
+def _path(at: str) -> Path_:
+    return tuple(int(index) if index else key for key, index in _PATH_PART.findall(at))
+
+
+def _strings(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, str]]:
+    if isinstance(value, str):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _strings(item, (*path, index))
+
+
+def _substitute(value: Any, env: Mapping[str, str], fail: Any) -> Any:
+    if isinstance(value, str):
+
+        def one(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in env:
+                raise fail(name)
+            return env[name]
+
+        return _VAR.sub(one, value)
+    if isinstance(value, dict):
+        return {key: _substitute(item, env, fail) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_substitute(item, env, fail) for item in value]
+    return value
+
+
+# Keys whose strings are templates (placeholders checked at load); the rest are plain values.
+_TEMPLATES = ("provision", "token", "present", "endpoints", "devices")
+_NOT_TEMPLATES = {"method", "via", "source", "alg", "token_field", "token_header", "ok"}
+_NOT_TEMPLATES |= {"expires_in_field", "refresh_token_field", "header", "query", "name", "file"}
+_NOT_TEMPLATES |= {"secret", "private_key_file", "pattern"}
+
+
+def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
+    """The profile ``name_or_path`` with ``${VAR}`` taken from ``env``, validated."""
+    label, text = _resolve(name_or_path)
+
+    def error(path: Path_, message: str) -> ProfileError:
+        return ProfileError(f"{label}:{line_of(text, path)}: {message}")
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        found = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        line = found.group(1) if found else "1"
+        raise ProfileError(f"{label}:{line}: not valid TOML ({str(e).split(' (at')[0]})") from e
+    if "source" in data:
+        raise error(("source",), "unknown key 'source'")
+    try:
+        msgspec.convert(data, Profile)  # the shape, before any value comes from the environment
+    except msgspec.ValidationError as e:
+        message, at = _AT.match(str(e)).groups()  # type: ignore[union-attr]
+        path = _path(at or "")
+        unknown = re.match(r"Object contains unknown field `(.+)`", message)
+        if unknown:
+            raise error((*path, unknown.group(1)), f"unknown key {unknown.group(1)!r}") from None
+        where = ".".join(str(p) for p in path) or "profile"
+        raise error(path, f"{where}: {message[0].lower()}{message[1:]}") from None
+    for path, value in _strings(data):
+        if path[0] not in _TEMPLATES or set(map(str, path)) & _NOT_TEMPLATES:
+            continue
+        for field in placeholders(value):
+            if not PLACEHOLDER.match(field):
+                raise error(path, f"unknown placeholder {{{field}}} in a template")
+
+    def missing(name: str) -> ProfileError:
+        needle = "${" + name + "}"
+        line = next((n for n, t in enumerate(text.splitlines(), 1) if needle in t), 1)
+        return ProfileError(f"{label}:{line}: environment variable {name} is not set")
+
+    data = _substitute(data, env, missing)
+    try:
+        profile = msgspec.convert(data, Profile)
+    except msgspec.ValidationError as e:  # only a substituted value can fail here: never show it
+        at = _AT.match(str(e)).group(2) or ""  # type: ignore[union-attr]
+        raise error(_path(at), "a value from the environment does not fit this key") from None
+    _check(profile, error)
+    return msgspec.structs.replace(profile, source=label)
+
+
+def _check(profile: Profile, error: Any) -> None:
+    token = profile.token
+    if token.source == "minted" and not (token.secret or token.private_key_file):
+        raise error(("token", "source"), "minted tokens need token.secret or private_key_file")
+    if token.source == "minted" and "exp" not in token.claims:
+        raise error(("token", "claims"), 'minted claims need an exp, e.g. "{now + ttl}"')
+    if token.source == "endpoint" and not (token.token_field or token.token_header):
+        raise error(("token",), "say where the token is: token_field or token_header")
+    if token.refresh is not None and not token.refresh_token_field:
+        raise error(("token", "refresh"), "token.refresh needs token.refresh_token_field")
+    if not profile.endpoints:
+        raise error(("endpoints",), "at least one [[endpoints]] table is needed")
+    for index, endpoint in enumerate(profile.endpoints):
+        if endpoint.weight < 1:
+            raise error(("endpoints", index, "weight"), "weight must be 1 or more")
+    provision = profile.provision
+    if provision.via == "call" and not provision.path:
+        raise error(("provision", "via"), "provision via call needs a path")
+    if provision.via == "file" and not provision.file:
+        raise error(("provision", "via"), "provision via file needs file = PATH")
+    if profile.present.query is None and "{token}" not in profile.present.format:
+        raise error(("present", "format"), "present.format must contain {token}")
+    for name in ("missing", "expired", "invalid", "forbidden"):
+        refusal = getattr(profile.refusals, name)
+        for key in ("pattern", "body"):
+            regex = getattr(refusal, key, None) if refusal else None
+            try:
+                if regex is not None:
+                    re.compile(regex)
+            except re.error as e:
+                raise error(("refusals", name, key), f"not a valid regex ({e.msg})") from None

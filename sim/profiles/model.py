@@ -1,0 +1,156 @@
+"""The profile's shape: frozen msgspec Structs that refuse unknown keys.
+
+Templates are strings with ``{placeholder}`` fields (see :data:`PLACEHOLDER`); a string that is
+exactly one placeholder of a number (``"{now + ttl}"``) renders as that number.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import msgspec
+
+__all__ = [
+    "PLACEHOLDER",
+    "Devices",
+    "Endpoint",
+    "Metrics",
+    "Present",
+    "Profile",
+    "Provision",
+    "Refusal",
+    "Refusals",
+    "Token",
+    "placeholders",
+]
+
+# What a template may name: the device, its credentials, the token, time, the reading's seq.
+PLACEHOLDER = re.compile(
+    r"^(?:device_id|other_device_id|secret|token|assertion|refresh_token|seq|ts|now|exp|ttl"
+    r"|n(?::0?\d+d)?|now\s*[+-]\s*(?:ttl|\d+))$"
+)
+_FIELD = re.compile(r"\{([^{}]*)\}")
+
+
+def placeholders(template: str) -> list[str]:
+    """The ``{...}`` fields of one template string."""
+    return [m.group(1).strip() for m in _FIELD.finditer(template)]
+
+
+class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+CredentialKind = Literal["secret", "key", "none"]
+
+
+class Devices(_Struct, frozen=True):
+    id_pattern: str = "dev-{n:05d}"
+    credentials: CredentialKind = "key"
+    alg: str = "ES256"  # the per-device key's algorithm when credentials = "key"
+
+
+class Provision(_Struct, frozen=True):
+    via: Literal["admin", "call", "none", "file"] = "admin"
+    method: str = "POST"
+    path: str = ""
+    json: dict[str, Any] | None = None
+    form: dict[str, str] | None = None
+    batch: int = 1
+    ok: list[int] = msgspec.field(default_factory=lambda: [201])
+    exists: list[int] = msgspec.field(default_factory=lambda: [409])
+    file: str | None = None  # via = "file": a fleet JSON or a CSV of id,secret
+
+
+class Refresh(_Struct, frozen=True):
+    path: str
+    method: str = "POST"
+    json: dict[str, Any] | None = None
+    form: dict[str, str] | None = None
+    token_field: str = "access_token"
+
+
+class Token(_Struct, frozen=True):
+    source: Literal["endpoint", "minted"] = "endpoint"
+    # endpoint: the request and where the answer keeps the token and its lifetime
+    method: str = "POST"
+    path: str = "/auth/token"
+    json: dict[str, Any] | None = None
+    form: dict[str, str] | None = None
+    # Used instead of form/json when the device holds a key: an RFC 7523 assertion it signs.
+    assertion_form: dict[str, str] | None = None
+    token_field: str | None = "access_token"
+    token_header: str | None = None
+    expires_in_field: str | None = None  # else the token's own exp
+    refresh_token_field: str | None = None
+    refresh: Refresh | None = None
+    ok: list[int] = msgspec.field(default_factory=lambda: [200])
+    # minted: the key and the claims template
+    alg: str = "HS256"
+    secret: str | None = None
+    private_key_file: str | None = None
+    claims: dict[str, Any] = msgspec.field(default_factory=dict)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)  # extra JOSE header fields
+    ttl_s: int = 3600
+    short_ttl_s: int = 10  # minted tokens of the expiry scenario
+
+    def __repr__(self) -> str:  # the secret (from ${VAR}) never reaches a log or a traceback
+        return f"Token(source={self.source!r}, path={self.path!r}, alg={self.alg!r})"
+
+
+class Present(_Struct, frozen=True):
+    header: str = "Authorization"
+    format: str = "Bearer {token}"
+    query: str | None = None  # send the token as this query parameter instead of a header
+
+
+class Endpoint(_Struct, frozen=True):
+    name: str
+    path: str
+    method: str = "GET"
+    body: dict[str, Any] | None = None
+    weight: int = 1
+    ok: list[int] = msgspec.field(default_factory=lambda: [200])
+
+
+class Refusal(_Struct, frozen=True):
+    status: list[int]
+    header: str | None = None  # a header whose value must match ``pattern``
+    pattern: str | None = None
+    body: str | None = None  # a regex the body must match
+
+
+class Refusals(_Struct, frozen=True):
+    # rfc6750: the class is read from WWW-Authenticate error/error_description (our target);
+    # classes: from the tables below, first match wins in the order missing, expired,
+    # invalid, forbidden.
+    read: Literal["rfc6750", "classes"] = "classes"
+    missing: Refusal | None = None
+    expired: Refusal | None = None
+    invalid: Refusal | None = None
+    forbidden: Refusal | None = None
+
+
+class Metrics(_Struct, frozen=True):
+    verify_time: str | None = None  # a Prometheus histogram name (its _sum and _count)
+
+
+class Profile(_Struct, frozen=True):
+    name: str
+    leeway_s: float = 0.0
+    devices: Devices = msgspec.field(default_factory=Devices)
+    provision: Provision = msgspec.field(default_factory=Provision)
+    token: Token = msgspec.field(default_factory=Token)
+    present: Present = msgspec.field(default_factory=Present)
+    endpoints: list[Endpoint] = msgspec.field(default_factory=list)
+    refusals: Refusals = msgspec.field(default_factory=Refusals)
+    metrics: Metrics = msgspec.field(default_factory=Metrics)
+    source: str = ""  # where it was loaded from (set by the loader, not the file)
+
+    @property
+    def minted(self) -> bool:
+        return self.token.source == "minted"
+
+    def endpoint(self, name: str) -> Endpoint | None:
+        return next((e for e in self.endpoints if e.name == name), None)

@@ -1,0 +1,66 @@
+"""A login API the way a flask-jwt-extended tutorial builds it: ``POST /register``,
+``POST /login`` answering ``{"access_token": JWT}``, ``GET /protected`` with
+``@jwt_required()``. flask-jwt-extended's own answers: a missing header 401, an expired token 401
+("Token has expired"), a bad signature or malformed token 422.
+
+``JWT_SECRET`` and ``JWT_TTL_S`` from the environment. Serve with
+``python -m tests.apis.flask_jwt.app PORT`` (0: a free port; prints ``listening PORT``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from datetime import timedelta
+
+from flask import Flask, jsonify, request
+from flask.typing import ResponseReturnValue
+from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, jwt_required
+from werkzeug.serving import make_server
+
+app = Flask(__name__)
+app.config["JWT_SECRET_KEY"] = os.environ["JWT_SECRET"]
+app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(seconds=int(os.environ.get("JWT_TTL_S", "900")))
+JWTManager(app)
+USERS: dict[str, str] = {}
+
+
+@app.post("/register")
+def register() -> ResponseReturnValue:
+    body = request.get_json(silent=True) or {}
+    name, password = str(body.get("username", "")), str(body.get("password", ""))
+    if not name or not password:
+        return jsonify(msg="username and password required"), 400
+    if name in USERS:
+        return jsonify(msg="exists"), 409
+    USERS[name] = password
+    return jsonify(msg="created"), 201
+
+
+@app.post("/login")
+def login() -> ResponseReturnValue:
+    body = request.get_json(silent=True) or {}
+    name = str(body.get("username", ""))
+    if name not in USERS or not secrets.compare_digest(USERS[name], str(body.get("password"))):
+        return jsonify(msg="Bad username or password"), 401
+    return jsonify(access_token=create_access_token(identity=name))
+
+
+@app.get("/protected")
+@jwt_required()  # type: ignore[untyped-decorator]
+def protected() -> ResponseReturnValue:
+    return jsonify(logged_in_as=get_jwt_identity())
+
+
+@app.get("/healthz")
+def healthz() -> ResponseReturnValue:
+    return "ok"
+
+
+if __name__ == "__main__":
+    server = make_server(
+        "127.0.0.1", int(sys.argv[1]) if len(sys.argv) > 1 else 5000, app, threaded=True
+    )
+    print(f"listening {server.server_port}", flush=True)
+    server.serve_forever()
