@@ -14,6 +14,7 @@ from sim.http import TargetClient
 from sim.profiles.http import render
 from sim.profiles.model import Profile
 from sim.provision import ProvisionResult
+from target.algorithms import ASSERTION_ALGORITHMS
 
 __all__ = ["profile_fleet", "read_devices_file", "register_by_call"]
 
@@ -48,7 +49,7 @@ def profile_fleet(
     if profile.provision.via == "file" and profile.provision.file:
         return read_devices_file(Path(profile.provision.file))
     if spec.credentials == "key":
-        kind = spec.alg if spec.alg in ("ES256", "EdDSA", "RS256") else "ES256"
+        kind = spec.alg if spec.alg in ASSERTION_ALGORITHMS else "ES256"
     else:
         kind = "secret"
     if profile.name == "fleetbench":
