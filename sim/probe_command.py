@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 __all__ = ["add_probe_parser", "probe_command"]
@@ -57,15 +58,17 @@ def probe_command(args: argparse.Namespace, console: Console) -> int:
     for step in result.steps:
         mark = "[green]ok[/green]" if step.consistent else "[red]MISMATCH[/red]"
         table.add_row(
-            step.name, step.request, str(step.status), step.excerpt, step.classified,
+            step.name, step.request, str(step.status), escape(step.excerpt), step.classified,
             step.expected, mark,
         )  # fmt: skip
     console.print(table)
     for skipped in result.skipped:
-        console.print(f"skipped {skipped}", highlight=False)
+        console.print(f"skipped {escape(skipped)}", highlight=False, soft_wrap=True)
     for step in result.steps:
         if not step.consistent:
-            console.print(f"[red]{step.name}:[/red] {step.fix}", highlight=False)
+            console.print(
+                f"[red]{step.name}:[/red] {escape(step.fix)}", highlight=False, soft_wrap=True
+            )
     if result.consistent:
         console.print(f"profile {result.profile} reads this API consistently", highlight=False)
         return 0
