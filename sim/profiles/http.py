@@ -30,6 +30,7 @@ __all__ = [
     "mint_token",
     "present",
     "read_token",
+    "refresh_request",
     "render",
     "token_exp",
     "token_request",
@@ -60,6 +61,7 @@ class TokenAnswer:
     exp: float
     iat: float
     alg: str  # the JOSE alg, or "opaque"
+    refresh_token: str | None = field(default=None, repr=False)
 
 
 def _value(name: str, values: Mapping[str, Any]) -> Any:
@@ -107,6 +109,15 @@ def token_request(profile: Profile, values: Mapping[str, Any], *, assertion: boo
     return Request(token.method, render(token.path, values), headers, body)
 
 
+def refresh_request(profile: Profile, values: Mapping[str, Any]) -> Request:
+    """The refresh call (``values`` has the held ``refresh_token``)."""
+    refresh = profile.token.refresh
+    if refresh is None:
+        raise ValueError("the profile has no token.refresh")
+    headers, body = _body(refresh.json, refresh.form, values)
+    return Request(refresh.method, render(refresh.path, values), headers, body)
+
+
 def token_exp(token: str) -> tuple[float, float, str]:
     """(exp, iat, alg) of a JWT, read without verifying (we are not its audience)."""
     header = jwt.get_unverified_header(token)
@@ -116,27 +127,33 @@ def token_exp(token: str) -> tuple[float, float, str]:
 
 
 def read_token(
-    profile: Profile, headers: Mapping[str, str], body: Any, now: float
+    profile: Profile, headers: Mapping[str, str], body: Any, now: float, *, refreshed: bool = False
 ) -> TokenAnswer | None:
-    """The token (and its lifetime) from a token answer; None when it holds no usable token."""
+    """The token (and its lifetime, and a refresh token if the profile names one) from a token
+    answer (``refreshed``: the refresh call's); None when it holds no usable token."""
     spec = profile.token
+    field_name = spec.refresh.token_field if refreshed and spec.refresh else spec.token_field
     try:
-        if spec.token_header:
+        if spec.token_header and not refreshed:
             raw = headers.get(spec.token_header) or headers.get(spec.token_header.lower())
             token = raw.split()[-1] if raw else None
         else:
-            token = body.get(spec.token_field) if isinstance(body, dict) else None
+            token = body.get(field_name) if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             return None
+        refresh = None
+        if spec.refresh_token_field and isinstance(body, dict):
+            found = body.get(spec.refresh_token_field)
+            refresh = found if isinstance(found, str) and found else None
         if spec.expires_in_field and isinstance(body, dict) and spec.expires_in_field in body:
             lifetime = float(body[spec.expires_in_field])
             try:
                 alg = str(jwt.get_unverified_header(token).get("alg"))
             except jwt.PyJWTError:
                 alg = "opaque"
-            return TokenAnswer(token, now + lifetime, now, alg)
+            return TokenAnswer(token, now + lifetime, now, alg, refresh)
         exp, iat, alg = token_exp(token)
-        return TokenAnswer(token, exp, iat, alg)
+        return TokenAnswer(token, exp, iat, alg, refresh)
     except (jwt.PyJWTError, KeyError, ValueError, TypeError, AttributeError):
         return None
 

@@ -180,8 +180,8 @@ def _check(profile: Profile, error: Any) -> None:
         raise error(("token", "claims"), 'minted claims need an exp, e.g. "{now + ttl}"')
     if token.source == "endpoint" and not (token.token_field or token.token_header):
         raise error(("token",), "say where the token is: token_field or token_header")
-    if token.refresh is not None:  # shape agreed, calls not made yet: say so, do not ignore it
-        raise error(("token", "refresh"), "token.refresh is not supported yet: remove it")
+    if token.refresh is not None and not token.refresh_token_field:
+        raise error(("token", "refresh"), "token.refresh needs token.refresh_token_field")
     if not profile.endpoints:
         raise error(("endpoints",), "at least one [[endpoints]] table is needed")
     for index, endpoint in enumerate(profile.endpoints):

@@ -1,10 +1,12 @@
 """A login-style API in the manner of DRF SimpleJWT, for profile tests: its own registration
-call, a JSON login answering ``{"access": JWT, "expires_in": s}``, ``Bearer`` tokens, 401 with a
-JSON ``code`` for every bad token. Serve with ``python -m uvicorn tests.sim.login_target:app``.
+call, a JSON login answering ``{"access": JWT, "refresh": JWT, "expires_in": s}`` (``LOGIN_TTL_S``,
+default 3600), a refresh call, ``Bearer`` tokens, 401 with a JSON ``code`` for every bad token.
+Serve with ``python -m uvicorn tests.sim.login_target:app``.
 """
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from typing import Any
@@ -16,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 SECRET = secrets.token_bytes(32)
-TTL_S = 3600
+TTL_S = int(os.environ.get("LOGIN_TTL_S", "3600"))
 USERS: dict[str, str] = {}
 
 
@@ -39,11 +41,28 @@ async def login(request: Request) -> Response:
     name, password = body.get("username"), body.get("password")
     if name not in USERS or not secrets.compare_digest(USERS[name], str(password)):
         return JSONResponse({"detail": "No active account"}, status_code=401)
-    now = int(time.time())
-    claims = {"user_id": name, "iat": now, "exp": now + TTL_S, "token_type": "access"}
-    return JSONResponse(
-        {"access": jwt.encode(claims, SECRET, algorithm="HS256"), "expires_in": TTL_S}
-    )
+    return JSONResponse({**_access(name), "refresh": _token(name, "refresh", 86400)})
+
+
+def _token(name: str, kind: str, ttl_s: int) -> str:
+    now = time.time()  # float: two tokens in one second still differ
+    claims = {"user_id": name, "iat": now, "exp": now + ttl_s, "token_type": kind}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def _access(name: str) -> dict[str, Any]:
+    return {"access": _token(name, "access", TTL_S), "expires_in": TTL_S}
+
+
+async def refresh(request: Request) -> Response:
+    body: Any = await request.json()
+    try:
+        claims = jwt.decode(str(body.get("refresh")), SECRET, algorithms=["HS256"])
+    except jwt.PyJWTError:
+        return JSONResponse({"detail": "invalid", "code": "token_not_valid"}, status_code=401)
+    if claims.get("token_type") != "refresh":
+        return JSONResponse({"detail": "wrong type", "code": "token_not_valid"}, status_code=401)
+    return JSONResponse(_access(str(claims["user_id"])))
 
 
 async def data(request: Request) -> Response:
@@ -57,6 +76,8 @@ async def data(request: Request) -> Response:
         return JSONResponse({"detail": "expired", "code": "token_expired"}, status_code=401)
     except jwt.PyJWTError:
         return JSONResponse({"detail": "invalid", "code": "token_not_valid"}, status_code=401)
+    if claims.get("token_type") != "access":
+        return JSONResponse({"detail": "wrong type", "code": "token_not_valid"}, status_code=401)
     if claims.get("user_id") != request.path_params["device"]:
         return JSONResponse({"detail": "not yours"}, status_code=403)
     return JSONResponse({"ok": True})
@@ -67,6 +88,7 @@ app = Starlette(
         Route("/healthz", healthz),
         Route("/api/register", register, methods=["POST"]),
         Route("/api/login", login, methods=["POST"]),
+        Route("/api/refresh", refresh, methods=["POST"]),
         Route("/api/devices/{device}/data", data),
     ]
 )

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.sim.conftest import REPO, serve_broken_target
 
 PROFILE = """\
@@ -73,3 +75,34 @@ def test_a_login_api_run_through_a_profile_file(tmp_path: Path) -> None:
     assert ("issuance", "token client_credentials") in rows
     assert ("verification", "data") in rows
     assert any(r["scenario"] == "rejection" for r in summary["requests"])
+
+
+REFRESH = PROFILE.replace(
+    'expires_in_field = "expires_in"',
+    'expires_in_field = "expires_in"\nrefresh_token_field = "refresh"\n\n'
+    '[token.refresh]\npath = "/api/refresh"\njson = { refresh = "{refresh_token}" }\n'
+    'token_field = "access"',
+)
+
+
+def test_short_tokens_are_renewed_by_the_refresh_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    profile = tmp_path / "login.toml"
+    profile.write_text(REFRESH)
+    monkeypatch.setenv("LOGIN_TTL_S", "2")  # the served API's access-token lifetime
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
+    with serve_broken_target("tests.sim.login_target:app") as url:
+        result = subprocess.run(
+            [sys.executable, "-m", "sim", "run", "--profile", str(profile), "--target", url,
+             "--scenario", "verification", "--devices", "3", "--duration", "6",
+             "--interval", "0.2", "--results", str(tmp_path / "r"), "--quiet"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    rows = {
+        r["endpoint"]: r["outcomes"] for r in summary["requests"] if r["scenario"] == "verification"
+    }
+    assert rows["token refresh"].get("ok", 0) > 0, rows
+    assert summary["outcomes"]["refused_valid"] == summary["outcomes"]["accepted_invalid"] == 0

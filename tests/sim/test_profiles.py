@@ -94,7 +94,11 @@ def test_missing_variable_names_it_and_its_line(tmp_path: Path) -> None:
         (GOOD.replace('source = "minted"', 'source = "magic"'), 5, "token.source"),
         (GOOD + "[[endpoints]]\nname = 'x'\npath = '/x'\nweight = 0\n", 23, "weight must be"),
         (GOOD.replace("[present]", "[present"), 9, "not valid TOML"),
-        (GOOD.replace("[present]", "[token.refresh]\npath = '/r'\n[present]"), 9, "not supported"),
+        (
+            GOOD.replace("[present]", "[token.refresh]\npath = '/r'\n[present]"),
+            9,
+            "refresh_token_field",
+        ),
     ],
 )
 def test_errors_are_one_line_with_file_and_line(
