@@ -1,9 +1,10 @@
 """``fleetbench probe``: does a profile read an API the way the API answers?
 
-One device, a handful of requests (a valid token, no token, a forged token, an expired token, a
-token on another device's path), each classified through the profile
-(:mod:`sim.profiles.http`) and set against what a correct API does. Typed config in, typed
-result out; the CLI prints and picks the exit code. Secrets and whole tokens never reach a step.
+One device, a handful of requests (a valid token, no token, a forged signature, an unsigned
+token, a malformed one, an expired token, a token on another device's path), each classified
+through the profile (:mod:`sim.profiles.http`) and set against what a correct API does. Typed
+config in, typed result out; the CLI prints and picks the exit code. Secrets and whole tokens
+never reach a step.
 """
 
 from __future__ import annotations
@@ -113,6 +114,7 @@ def run_probe(config: ProbeConfig) -> ProbeResult:
             _step("valid", profile, endpoint, values, token, send, lines),
             _step("missing", profile, endpoint, values, None, send, lines),
             _step("forged", profile, endpoint, values, _forge(token), send, lines),
+            _step("malformed", profile, endpoint, values, "not-a-token", send, lines),
         ]
         unsigned = _unsigned(token)
         if unsigned is not None:
@@ -262,6 +264,7 @@ _EXPECTED = {
     "missing": "missing",
     "forged": "invalid",
     "alg-none": "invalid",
+    "malformed": "invalid",
     "expired": "expired",
     "wrong-device": "forbidden",
 }
@@ -269,13 +272,14 @@ _WHAT = {
     "missing": "request without a token",
     "forged": "token with a forged signature",
     "alg-none": "unsigned token (alg none)",
+    "malformed": "malformed token",
     "expired": "expired token",
     "wrong-device": "token on another device's path",
 }
 # RFC 6750 profiles read the class from error_description: the names our target uses.
 _RFC6750 = {
     "missing": {"missing"},
-    "invalid": {"signature", "malformed", "invalid_token"},
+    "invalid": {"signature", "malformed", "claims", "invalid_token"},
     "expired": {"expired"},
     "forbidden": {"insufficient_scope", "forbidden", "device_mismatch", "http_403", "http_404"},
 }

@@ -58,3 +58,5 @@ def test_mixed_run_against_flask_jwt_extended_adds_up(flask_api: str, tmp_path: 
     assert summary["expiry"]["devices_recovered"] > 0
     forged = [r for r in rows if r["scenario"] == "rejection"]
     assert sum(r["outcomes"].get("rejected_as_expected", 0) for r in forged) > 0
+    # Renewal through flask-jwt-extended's refresh token (POST /refresh, JSON location).
+    assert any(r["endpoint"] == "token refresh" and r["outcomes"].get("ok") for r in rows), rows

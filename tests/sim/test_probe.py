@@ -54,7 +54,7 @@ def test_probe_reads_our_target_consistently(start_target: StartTarget) -> None:
                    FLEETBENCH_ADMIN_KEY=target.admin_key)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     found = rows(result.stdout)
-    for name in ("valid", "missing", "forged", "alg-none", "wrong-device"):
+    for name in ("valid", "missing", "forged", "alg-none", "malformed", "wrong-device"):
         assert name in found and "MISMATCH" not in found[name], result.stdout
     assert "skipped expired" in result.stdout  # an hour's token: not waited out
     assert target.admin_key not in result.stdout + result.stderr
@@ -78,7 +78,7 @@ def test_probe_reads_flask_jwt_extended_consistently(flask_api: str) -> None:  #
     result = probe("--profile", "flask-jwt-extended", "--target", flask_api)
     assert result.returncode == 0, result.stdout + result.stderr
     found = rows(result.stdout)
-    assert "422" in found["forged"] and "422" in found["alg-none"], result.stdout
+    assert all("422" in found[n] for n in ("forged", "alg-none", "malformed")), result.stdout
     # The API's own 4 s token, waited out: 401 "Token has expired", read as expired.
     assert "Token has expired" in found["expired"], result.stdout
     assert "wrong-device: the protected path names no device" in result.stdout
