@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from sim.probe import ProbeConfig, run_probe
+from sim.profiles import load_profile
 from tests.conftest import StartTarget
 from tests.sim.conftest import serve_broken_target
 from tests.sim.test_flask_jwt import flask_api  # noqa: F401 (a fixture)
@@ -118,3 +120,17 @@ def test_probe_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
         result = probe(*args, JWT_SECRET="x")
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
+
+
+def test_run_probe_returns_typed_steps_without_tokens(lax_api: str) -> None:
+    profile = load_profile(str(LAX_PROFILE), {})
+    result = run_probe(ProbeConfig(profile, lax_api))
+    assert not result.consistent
+    by_name = {step.name: step for step in result.steps}
+    assert set(by_name) == {
+        "valid", "missing", "forged", "alg-none", "malformed", "expired", "wrong-device"
+    }  # fmt: skip
+    assert by_name["valid"].consistent and by_name["missing"].classified == "missing"
+    assert not by_name["forged"].consistent and "the API must" in by_name["forged"].fix
+    for step in result.steps:  # the lax API echoes claims, never a whole token or the key
+        assert step.excerpt.count(".") < 2 and "lax-api-test-secret" not in step.excerpt
