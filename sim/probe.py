@@ -10,6 +10,7 @@ never reach a step.
 from __future__ import annotations
 
 import base64
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from sim.provision import register_fleet
 
 __all__ = ["ProbeConfig", "ProbeError", "ProbeResult", "ProbeStep", "run_probe"]
 
-EXCERPT_CHARS = 80
+EXCERPT_CHARS = 100
 # Headers worth showing: they carry the refusal class (never Authorization: we sent that).
 _SHOWN_HEADERS = ("www-authenticate",)
 
@@ -120,16 +121,17 @@ def run_probe(config: ProbeConfig) -> ProbeResult:
         if unsigned is not None:
             steps.append(_step("alg-none", profile, endpoint, values, unsigned, send, lines))
         skipped: list[str] = []
-        expired = _expired_token(config, device, send, token, exp)
-        if isinstance(expired, str) and expired.startswith("skip:"):
-            skipped.append(f"expired: {expired.removeprefix('skip:')}")
-        elif expired is not None:
-            steps.append(_step("expired", profile, endpoint, values, expired, send, lines))
         if "{device_id}" in endpoint.path:
             others = {**values, "device_id": other}
             steps.append(_step("wrong-device", profile, endpoint, others, token, send, lines))
         else:
             skipped.append(f"wrong-device: the {endpoint.name} path names no device")
+        # Last: waiting out the API's own token leaves the device with no valid one.
+        expired = _expired_token(config, device, send, token, exp)
+        if isinstance(expired, str) and expired.startswith("skip:"):
+            skipped.append(f"expired: {expired.removeprefix('skip:')}")
+        elif expired is not None:
+            steps.append(_step("expired", profile, endpoint, values, expired, send, lines))
         return ProbeResult(profile.name, base, steps, skipped)
     finally:
         session.close()
@@ -363,7 +365,8 @@ def _judge(
 def _excerpt(response: requests.Response, token: str) -> str:
     for header in _SHOWN_HEADERS:
         value = response.headers.get(header)
-        if value:
+        if value:  # the realm says nothing about the refusal: the error fields do
+            value = re.sub(r'realm="[^"]*",?\s*', "", value)
             return _clean(f"{header}: {value}", token)
     return _clean(response.text, token)
 

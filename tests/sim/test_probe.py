@@ -51,14 +51,14 @@ def lax_api() -> Iterator[str]:
 
 
 def test_probe_reads_our_target_consistently(start_target: StartTarget) -> None:
-    target = start_target()
+    target = start_target(token_ttl=2)  # its own 2 s token, waited out (+ the profile's 10 s)
     result = probe("--profile", "fleetbench", "--target", target.url,
                    FLEETBENCH_ADMIN_KEY=target.admin_key)  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     found = rows(result.stdout)
-    for name in ("valid", "missing", "forged", "alg-none", "malformed", "wrong-device"):
+    for name in ("valid", "missing", "forged", "alg-none", "malformed", "expired", "wrong-device"):
         assert name in found and "MISMATCH" not in found[name], result.stdout
-    assert "skipped expired" in result.stdout  # an hour's token: not waited out
+    assert 'error_description="expired' in result.stdout  # the RFC 6750 challenge shown
     assert target.admin_key not in result.stdout + result.stderr
 
 
@@ -108,6 +108,7 @@ def test_probe_names_the_profile_line_to_change(flask_api: str, tmp_path: Path) 
     )
     result = probe("--profile", str(wrong), "--target", flask_api, "--expiry-wait", "0")
     assert result.returncode == 1, result.stdout + result.stderr
+    assert "skipped expired: the API's token lives" in result.stdout  # 4 s > --expiry-wait 0
     assert f"add 422 to [refusals] invalid ({wrong}:{line})" in result.stdout
 
 
