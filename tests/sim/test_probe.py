@@ -17,6 +17,7 @@ from sim.profiles import load_profile
 from tests.conftest import StartTarget
 from tests.sim.conftest import serve_broken_target
 from tests.sim.test_flask_jwt import flask_api  # noqa: F401 (a fixture)
+from tests.sim.test_profile_run import PROFILE as LOGIN_PROFILE
 from tests.sim.test_seed_express import APP as SEED_APP
 from tests.sim.test_seed_express import SECRET as SEED_SECRET
 from tests.sim.test_seed_express import seed_express  # noqa: F401 (a fixture)
@@ -135,3 +136,20 @@ def test_run_probe_returns_typed_steps_without_tokens(lax_api: str) -> None:
     assert not by_name["forged"].consistent and "the API must" in by_name["forged"].fix
     for step in result.steps:  # the lax API echoes claims, never a whole token or the key
         assert step.excerpt.count(".") < 2 and "lax-api-test-secret" not in step.excerpt
+
+
+def test_probe_reads_body_classes_and_expires_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A login API that names every refusal in a JSON code, registers in batches and gives the
+    # lifetime as expires_in (2 s here: the expired probe waits it out).
+    profile = tmp_path / "login.toml"
+    profile.write_text(LOGIN_PROFILE)
+    monkeypatch.setenv("LOGIN_TTL_S", "2")
+    with serve_broken_target("tests.sim.login_target:app") as url:
+        result = probe("--profile", str(profile), "--target", url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    found = rows(result.stdout)
+    reads = {name: [c.strip() for c in line.split("│")][5] for name, line in found.items()}
+    assert reads["forged"] == reads["alg-none"] == reads["malformed"] == "invalid", result.stdout
+    assert reads["wrong-device"] == "forbidden" and reads["expired"] == "expired", result.stdout
