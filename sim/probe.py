@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from sim.errors import SimError
+from sim.errors import AdminKeyRejected, SimError, TargetError, TargetUnreachable
 from sim.fleet import Device, Fleet, make_device, make_fleet
 from sim.http import TargetClient
 from sim.profiles.http import (
@@ -107,9 +107,12 @@ def run_probe(config: ProbeConfig) -> ProbeResult:
             raise ProbeError(f"no answer from {base} to {request!r} ({type(e).__name__})") from None
 
     try:
-        device, other = _devices(config)
         lines = _Lines(profile)
-        token, exp = _valid_token(config, device, send)
+        try:
+            device, other = _devices(config, lines)
+            token, exp = _valid_token(config, device, send, lines)
+        except _Unusable as e:
+            return ProbeResult(profile.name, base, [e.step], ["the other probes: no valid token"])
         values = _values(profile, device, other)
         steps = [
             _step("valid", profile, endpoint, values, token, send, lines),
@@ -161,7 +164,7 @@ def _values(profile: Profile, device: Device, other: str) -> dict[str, Any]:
 # -- the device -----------------------------------------------------------------------------------
 
 
-def _devices(config: ProbeConfig) -> tuple[Device, str]:
+def _devices(config: ProbeConfig, lines: _Lines) -> tuple[Device, str]:
     """The probe's device, registered the profile's way, and another device's id."""
     profile = config.profile
     spec = profile.provision
@@ -183,28 +186,62 @@ def _devices(config: ProbeConfig) -> tuple[Device, str]:
         if spec.via == "call":
             register_by_call(client, profile, Fleet(kind, pair))
         return pair[0], pair[1].id
+    except (TargetUnreachable, AdminKeyRejected) as e:
+        raise ProbeError(f"cannot register a probe device: {e}") from None
+    except TargetError as e:  # the registration call answered what the profile did not expect
+        answered = re.search(r"answered (\d+)", str(e))
+        status = int(answered.group(1)) if answered else 0
+        fix = (
+            f"the registration call answered {status}: check [provision] path, json/form, ok "
+            f"and exists ({lines.at('provision', 'path')})"
+        )
+        label = f"{spec.method} {spec.path}"
+        step = ProbeStep("register", label, status, "", f"http_{status}", "ok", False, fix)
+        raise _Unusable(step) from None
     except SimError as e:
         raise ProbeError(f"cannot register a probe device: {e}") from None
     finally:
         client.close()
 
 
-def _valid_token(config: ProbeConfig, device: Device, send: Send) -> tuple[str, float]:
+class _Unusable(Exception):
+    """The profile's own setup calls (registration, token) do not fit the API: one step."""
+
+    def __init__(self, step: ProbeStep) -> None:
+        super().__init__(step.fix)
+        self.step = step
+
+
+def _valid_token(
+    config: ProbeConfig, device: Device, send: Send, lines: _Lines
+) -> tuple[str, float]:
     profile = config.profile
     values = _values(profile, device, "")
     if profile.minted:
         return mint_token(profile, _signing_key(profile), values), values["now"] + values["ttl"]
     request = token_request(profile, values, assertion=False)
     response = send(request)
-    if response.status_code not in profile.token.ok:
-        raise ProbeError(
-            f"{request!r} answered {response.status_code} to the probe device's genuine "
-            f"credentials ({_excerpt(response, '')})"
+    label = f"{request.method} {request.path.split('?')[0]}"
+    status = response.status_code
+    if status not in profile.token.ok:
+        fix = (
+            f"the token call answered {status} to the probe device's genuine credentials: "
+            f"check [token] path, json/form and ok ({lines.at('token', 'path')})"
+        )
+        excerpt = _excerpt(response, "")
+        raise _Unusable(
+            ProbeStep("token", label, status, excerpt, f"http_{status}", "ok", False, fix)
         )
     answer = read_token(profile, response.headers, _json(response), time.time())
     if answer is None:
+        key = "token_header" if profile.token.token_header else "token_field"
         where = profile.token.token_header or profile.token.token_field
-        raise ProbeError(f"{request!r} answered {response.status_code} without a token in {where}")
+        fix = (
+            f"the token call answered {status} without a usable token in {where!r}: check [token] "
+            f"{key} ({lines.at('token', key)})"
+        )
+        excerpt = _excerpt(response, "")
+        raise _Unusable(ProbeStep("token", label, status, excerpt, "no token", "ok", False, fix))
     return answer.token, answer.exp
 
 

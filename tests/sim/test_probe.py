@@ -153,3 +153,14 @@ def test_probe_reads_body_classes_and_expires_in(
     reads = {name: [c.strip() for c in line.split("│")][5] for name, line in found.items()}
     assert reads["forged"] == reads["alg-none"] == reads["malformed"] == "invalid", result.stdout
     assert reads["wrong-device"] == "forbidden" and reads["expired"] == "expired", result.stdout
+
+
+def test_probe_names_a_wrong_token_or_registration_path(flask_api: str, tmp_path: Path) -> None:  # noqa: F811
+    shipped = (REPO / "sim" / "profiles" / "builtin" / "flask-jwt-extended.toml").read_text()
+    for wrong_line, key in (('path = "/login"', "token"), ('path = "/register"', "provision")):
+        wrong = tmp_path / f"{key}.toml"
+        wrong.write_text(shipped.replace(wrong_line, 'path = "/nowhere"'))
+        line = wrong.read_text().splitlines().index('path = "/nowhere"') + 1
+        result = probe("--profile", str(wrong), "--target", flask_api)
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert f"check [{key}] path" in result.stdout and f"({wrong}:{line})" in result.stdout
