@@ -53,8 +53,11 @@ def probe_command(args: argparse.Namespace, console: Console) -> int:
         ProbeConfig(profile, args.target, args.admin_key, expiry_wait_s=args.expiry_wait)
     )
     table = Table(title=f"probe: profile {result.profile} against {result.target}")
-    for column in ("probe", "request", "status", "answer", "profile reads", "correct API", ""):
-        table.add_column(column, overflow="fold")
+    for column in ("probe", "request", "status"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("answer", overflow="fold", ratio=1)
+    for column in ("profile reads", "correct API", ""):
+        table.add_column(column, no_wrap=True)
     for step in result.steps:
         mark = "[green]ok[/green]" if step.consistent else "[red]MISMATCH[/red]"
         table.add_row(
