@@ -90,6 +90,17 @@ def run_probe(config: ProbeConfig) -> ProbeResult:
     """Probe ``config.target`` through ``config.profile``; raises :class:`ProbeError`."""
     profile = config.profile
     endpoint = _endpoint(profile)
+    token_spec = profile.token
+    if (
+        not profile.minted
+        and token_spec.assertion_form
+        and not (token_spec.form or token_spec.json)
+    ):
+        # The probe's device holds a secret, not a key pair: it signs no RFC 7523 assertion.
+        raise ProbeError(
+            f"profile {profile.name}: probe needs a token call with a secret (token.form or "
+            "token.json); assertion_form alone is not probed yet"
+        )
     session = requests.Session()
     base = config.target.rstrip("/")
 
