@@ -22,6 +22,7 @@ from sim.diff import add_diff_parser, diff_command
 from sim.errors import ConfigError, SimError
 from sim.fleet import CREDENTIAL_KINDS, load_fleet, make_fleet, save_fleet
 from sim.http import TargetClient
+from sim.probe_command import add_probe_parser, probe_command
 from sim.provision import register_fleet
 from sim.scenarios import ENDPOINTS, REFRESH_MODES, parse_scenarios
 from sim.smoke import add_smoke_parser, smoke_command
@@ -178,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_smoke_parser(commands, _positive_int, _duration)
     add_attack_parser(commands)
     add_diff_parser(commands, _positive_int)
+    add_probe_parser(commands)
     return parser
 
 
@@ -290,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     console = Console(width=None if sys.stdout.isatty() else 140)
     commands = {"run": _run, "provision": _provision, "compare": compare_command}
     commands |= {"smoke": smoke_command, "diff": diff_command, "attack": attack_command}
+    commands["probe"] = probe_command
     try:
         return commands[args.command](args, console)
     except SimError as e:
