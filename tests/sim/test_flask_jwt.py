@@ -13,24 +13,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.apis.serve import serve_listening
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
 def flask_api() -> Iterator[str]:
     env = {**os.environ, "JWT_SECRET": secrets.token_hex(32), "JWT_TTL_S": "4"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "tests.apis.flask_jwt.app", "0"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline().split()
-        assert line[:1] == ["listening"], line
-        yield f"http://127.0.0.1:{line[1]}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with serve_listening([sys.executable, "-m", "tests.apis.flask_jwt.app", "0"], env) as url:
+        yield url
 
 
 def test_mixed_run_against_flask_jwt_extended_adds_up(flask_api: str, tmp_path: Path) -> None:
@@ -58,3 +50,5 @@ def test_mixed_run_against_flask_jwt_extended_adds_up(flask_api: str, tmp_path: 
     assert summary["expiry"]["devices_recovered"] > 0
     forged = [r for r in rows if r["scenario"] == "rejection"]
     assert sum(r["outcomes"].get("rejected_as_expected", 0) for r in forged) > 0
+    # Renewal through flask-jwt-extended's refresh token (POST /refresh, JSON location).
+    assert any(r["endpoint"] == "token refresh" and r["outcomes"].get("ok") for r in rows), rows

@@ -1,7 +1,9 @@
 """A login API the way a flask-jwt-extended tutorial builds it: ``POST /register``,
-``POST /login`` answering ``{"access_token": JWT}``, ``GET /protected`` with
-``@jwt_required()``. flask-jwt-extended's own answers: a missing header 401, an expired token 401
-("Token has expired"), a bad signature or malformed token 422.
+``POST /login`` answering ``{"access_token": JWT, "refresh_token": JWT}``, ``POST /refresh``
+taking ``{"refresh_token": JWT}`` (flask-jwt-extended's JSON token location) and answering a new
+``access_token``, ``GET /protected`` with ``@jwt_required()``. flask-jwt-extended's own
+answers: a missing header 401, an expired token 401 ("Token has expired"), a bad signature,
+an unsigned (alg none) or a malformed token 422.
 
 ``JWT_SECRET`` and ``JWT_TTL_S`` from the environment. Serve with
 ``python -m tests.apis.flask_jwt.app PORT`` (0: a free port; prints ``listening PORT``).
@@ -16,12 +18,19 @@ from datetime import timedelta
 
 from flask import Flask, jsonify, request
 from flask.typing import ResponseReturnValue
-from flask_jwt_extended import JWTManager, create_access_token, get_jwt_identity, jwt_required
+from flask_jwt_extended import (
+    JWTManager,
+    create_access_token,
+    create_refresh_token,
+    get_jwt_identity,
+    jwt_required,
+)
 from werkzeug.serving import make_server
 
 app = Flask(__name__)
 app.config["JWT_SECRET_KEY"] = os.environ["JWT_SECRET"]
 app.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(seconds=int(os.environ.get("JWT_TTL_S", "900")))
+app.config["JWT_REFRESH_JSON_KEY"] = "refresh_token"
 JWTManager(app)
 USERS: dict[str, str] = {}
 
@@ -44,7 +53,16 @@ def login() -> ResponseReturnValue:
     name = str(body.get("username", ""))
     if name not in USERS or not secrets.compare_digest(USERS[name], str(body.get("password"))):
         return jsonify(msg="Bad username or password"), 401
-    return jsonify(access_token=create_access_token(identity=name))
+    return jsonify(
+        access_token=create_access_token(identity=name),
+        refresh_token=create_refresh_token(identity=name),
+    )
+
+
+@app.post("/refresh")
+@jwt_required(refresh=True, locations=["json"])  # type: ignore[untyped-decorator]
+def refresh() -> ResponseReturnValue:
+    return jsonify(access_token=create_access_token(identity=get_jwt_identity()))
 
 
 @app.get("/protected")

@@ -1,0 +1,454 @@
+"""``fleetbench probe``: does a profile read an API the way the API answers?
+
+One device, a handful of requests (a valid token, no token, a forged signature, an unsigned
+token, a malformed one, an expired token, a token on another device's path), each classified
+through the profile (:mod:`sim.profiles.http`) and set against what a correct API does. Typed
+config in, typed result out; the CLI prints and picks the exit code. Secrets and whole tokens
+never reach a step.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from sim.errors import AdminKeyRejected, SimError, TargetUnreachable, TargetUnusable
+from sim.fleet import Device, Fleet, make_device, make_fleet
+from sim.http import TargetClient
+from sim.profiles.http import (
+    REFUSAL_CLASSES,
+    Request,
+    classify,
+    endpoint_request,
+    mint_token,
+    read_token,
+    render,
+    token_request,
+)
+from sim.profiles.load import line_of
+from sim.profiles.model import Endpoint, Profile
+from sim.profiles.provision import read_devices_file, register_by_call
+from sim.provision import register_fleet
+
+__all__ = ["ProbeConfig", "ProbeError", "ProbeResult", "ProbeStep", "run_probe"]
+
+EXCERPT_CHARS = 100
+# Headers worth showing: they carry the refusal class (never Authorization: we sent that).
+_SHOWN_HEADERS = ("www-authenticate",)
+
+
+class ProbeError(SimError):
+    """The probe could not start: target unreachable, no device, no valid token."""
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    profile: Profile
+    target: str
+    admin_key: str | None = None  # profiles that register through our admin API
+    expiry_wait_s: float = 20.0  # longest wait for an endpoint token to expire
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class ProbeStep:
+    name: str  # valid, missing, forged, expired, wrong-device
+    request: str  # "GET /devices/dev-1/config" (no query string: it may carry the token)
+    status: int
+    excerpt: str  # the relevant header or the body's start, with any token cut out
+    classified: str  # the profile's class: ok, missing, invalid, expired, forbidden, http_<n>
+    expected: str  # what a correct API does, in the profile's words
+    consistent: bool
+    fix: str = ""  # when not consistent: the profile line to change, or the API's fault
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    profile: str
+    target: str
+    steps: list[ProbeStep]
+    skipped: list[str] = field(default_factory=list)  # steps that could not be made, and why
+
+    @property
+    def consistent(self) -> bool:
+        return all(step.consistent for step in self.steps)
+
+
+Send = Callable[[Request], requests.Response]
+
+
+def run_probe(config: ProbeConfig) -> ProbeResult:
+    """Probe ``config.target`` through ``config.profile``; raises :class:`ProbeError`."""
+    profile = config.profile
+    endpoint = _endpoint(profile)
+    token_spec = profile.token
+    if (
+        not profile.minted
+        and token_spec.assertion_form
+        and not (token_spec.form or token_spec.json)
+    ):
+        # The probe's device holds a secret, not a key pair: it signs no RFC 7523 assertion.
+        raise ProbeError(
+            f"profile {profile.name}: probe needs a token call with a secret (token.form or "
+            "token.json); assertion_form alone is not probed yet"
+        )
+    session = requests.Session()
+    base = config.target.rstrip("/")
+
+    def send(request: Request) -> requests.Response:
+        try:
+            return session.request(
+                request.method,
+                base + request.path,
+                headers=request.headers,
+                data=request.body,
+                timeout=config.timeout_s,
+                allow_redirects=False,
+            )
+        except requests.RequestException as e:
+            raise ProbeError(f"no answer from {base} to {request!r} ({type(e).__name__})") from None
+
+    try:
+        lines = _Lines(profile)
+        try:
+            device, other = _devices(config, lines)
+            token, exp = _valid_token(config, device, send, lines)
+        except _Unusable as e:
+            return ProbeResult(profile.name, base, [e.step], ["the other probes: no valid token"])
+        values = _values(profile, device, other)
+        steps = [
+            _step("valid", profile, endpoint, values, token, send, lines),
+            _step("missing", profile, endpoint, values, None, send, lines),
+            _step("forged", profile, endpoint, values, _forge(token), send, lines),
+            _step("malformed", profile, endpoint, values, "not-a-token", send, lines),
+        ]
+        unsigned = _unsigned(token)
+        if unsigned is not None:
+            steps.append(_step("alg-none", profile, endpoint, values, unsigned, send, lines))
+        skipped: list[str] = []
+        if "{device_id}" in endpoint.path:
+            others = {**values, "device_id": other}
+            steps.append(_step("wrong-device", profile, endpoint, others, token, send, lines))
+        else:
+            skipped.append(f"wrong-device: the {endpoint.name} path names no device")
+        # Last: waiting out the API's own token leaves the device with no valid one.
+        expired = _expired_token(config, device, send, token, exp)
+        if isinstance(expired, str) and expired.startswith("skip:"):
+            skipped.append(f"expired: {expired.removeprefix('skip:')}")
+        elif expired is not None:
+            steps.append(_step("expired", profile, endpoint, values, expired, send, lines))
+        return ProbeResult(profile.name, base, steps, skipped)
+    finally:
+        session.close()
+
+
+def _endpoint(profile: Profile) -> Endpoint:
+    if not profile.endpoints:
+        raise ProbeError(f"profile {profile.name} has no [[endpoints]] to probe")
+    # A device's own path shows the wrong-device answer too; otherwise the first endpoint.
+    return next((e for e in profile.endpoints if "{device_id}" in e.path), profile.endpoints[0])
+
+
+def _values(profile: Profile, device: Device, other: str) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "device_id": device.id,
+        "other_device_id": other,
+        "secret": device.secret,
+        "n": 0,
+        "now": int(now),
+        "ts": now,
+        "ttl": profile.token.ttl_s,
+        "seq": 1,
+    }
+
+
+# -- the device -----------------------------------------------------------------------------------
+
+
+def _devices(config: ProbeConfig, lines: _Lines) -> tuple[Device, str]:
+    """The probe's device, registered the profile's way, and another device's id."""
+    profile = config.profile
+    spec = profile.provision
+    client = TargetClient(config.target, config.admin_key)
+    tag = secrets.randbelow(90_000) + 10_000  # fresh ids: never a device a run left behind
+    try:
+        client.check_alive()
+        if spec.via == "file" and spec.file:
+            fleet = read_devices_file(Path(spec.file))
+            other = fleet.devices[1].id if len(fleet.devices) > 1 else fleet.devices[0].id + "x"
+            return fleet.devices[0], other
+        kind: Any = "secret"  # the probe needs no key: the token call takes a secret
+        if spec.via == "admin":
+            fleet = make_fleet(2, kind)
+            register_fleet(client, fleet)
+            return fleet.devices[0], fleet.devices[1].id
+        ids = [str(render(profile.devices.id_pattern, {"n": tag + i})) for i in range(2)]
+        pair = [make_device(device_id, kind) for device_id in ids]
+        if spec.via == "call":
+            register_by_call(client, profile, Fleet(kind, pair))
+        return pair[0], pair[1].id
+    except (TargetUnreachable, AdminKeyRejected) as e:
+        raise ProbeError(f"cannot register a probe device: {e}") from None
+    except TargetUnusable as e:  # the registration call answered what the profile did not expect
+        answered = re.search(r"answered (\d+)", str(e))
+        status = int(answered.group(1)) if answered else 0
+        fix = (
+            f"the registration call answered {status}: check [provision] path, json/form, ok "
+            f"and exists ({lines.at('provision', 'path')})"
+        )
+        label = f"{spec.method} {spec.path}"
+        step = ProbeStep("register", label, status, "", f"http_{status}", "ok", False, fix)
+        raise _Unusable(step) from None
+    except SimError as e:
+        raise ProbeError(f"cannot register a probe device: {e}") from None
+    finally:
+        client.close()
+
+
+class _Unusable(Exception):
+    """The profile's own setup calls (registration, token) do not fit the API: one step."""
+
+    def __init__(self, step: ProbeStep) -> None:
+        super().__init__(step.fix)
+        self.step = step
+
+
+def _valid_token(
+    config: ProbeConfig, device: Device, send: Send, lines: _Lines
+) -> tuple[str, float]:
+    profile = config.profile
+    values = _values(profile, device, "")
+    if profile.minted:
+        return mint_token(profile, _signing_key(profile), values), values["now"] + values["ttl"]
+    request = token_request(profile, values, assertion=False)
+    response = send(request)
+    label = f"{request.method} {request.path.split('?')[0]}"
+    status = response.status_code
+    if status not in profile.token.ok:
+        fix = (
+            f"the token call answered {status} to the probe device's genuine credentials: "
+            f"check [token] path, json/form and ok ({lines.at('token', 'path')})"
+        )
+        excerpt = _excerpt(response, "")
+        raise _Unusable(
+            ProbeStep("token", label, status, excerpt, f"http_{status}", "ok", False, fix)
+        )
+    answer = read_token(profile, response.headers, _json(response), time.time())
+    if answer is None:
+        key = "token_header" if profile.token.token_header else "token_field"
+        where = profile.token.token_header or profile.token.token_field
+        fix = (
+            f"the token call answered {status} without a usable token in {where!r}: check [token] "
+            f"{key} ({lines.at('token', key)})"
+        )
+        excerpt = _excerpt(response, "")
+        raise _Unusable(ProbeStep("token", label, status, excerpt, "no token", "ok", False, fix))
+    return answer.token, answer.exp
+
+
+def _signing_key(profile: Profile) -> Any:
+    if profile.token.private_key_file:
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        return load_pem_private_key(Path(profile.token.private_key_file).read_bytes(), None)
+    return profile.token.secret
+
+
+def _expired_token(
+    config: ProbeConfig, device: Device, send: Send, token: str, exp: float
+) -> str | None:
+    """A token past its exp (+ leeway): minted in the past, or the API's own waited out.
+    ``"skip:why"`` when none can be had within ``expiry_wait_s``."""
+    profile = config.profile
+    if profile.minted:
+        values = _values(profile, device, "")
+        ttl = profile.token.short_ttl_s
+        values["now"] = int(time.time()) - ttl - int(profile.leeway_s) - 60
+        values["ttl"] = ttl
+        return mint_token(profile, _signing_key(profile), values)
+    wait_s = exp + profile.leeway_s + 1 - time.time()
+    if wait_s > config.expiry_wait_s:
+        return (
+            f"skip:the API's token lives {wait_s:.0f} s more (leeway included), longer than "
+            f"--expiry-wait {config.expiry_wait_s:.0f} s"
+        )
+    time.sleep(max(wait_s, 0.0))
+    return token
+
+
+def _forge(token: str) -> str:
+    """The token with its signature's first byte flipped (a JWT); an opaque token altered."""
+    parts = token.split(".")
+    if len(parts) == 3 and parts[2]:
+        raw = bytearray(base64.urlsafe_b64decode(parts[2] + "=" * (-len(parts[2]) % 4)))
+        raw[0] ^= 0xFF
+        signature = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+        return ".".join([parts[0], parts[1], signature])
+    return token[:-1] + ("A" if token[-1:] != "A" else "B")
+
+
+def _unsigned(token: str) -> str | None:
+    """The token's claims under ``{"alg": "none"}`` with no signature; None for an opaque one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    header = base64.urlsafe_b64encode(b'{"alg":"none","typ":"JWT"}').rstrip(b"=").decode()
+    return f"{header}.{parts[1]}."
+
+
+# -- one request, judged --------------------------------------------------------------------------
+
+# What a correct API answers to each probe, in the profile's classes.
+_EXPECTED = {
+    "valid": "ok",
+    "missing": "missing",
+    "forged": "invalid",
+    "alg-none": "invalid",
+    "malformed": "invalid",
+    "expired": "expired",
+    "wrong-device": "forbidden",
+}
+_WHAT = {
+    "missing": "request without a token",
+    "forged": "token with a forged signature",
+    "alg-none": "unsigned token (alg none)",
+    "malformed": "malformed token",
+    "expired": "expired token",
+    "wrong-device": "token on another device's path",
+}
+# RFC 6750 profiles read the class from error_description: the names our target uses.
+_RFC6750 = {
+    "missing": {"missing"},
+    "invalid": {"signature", "malformed", "claims", "invalid_token"},
+    "expired": {"expired"},
+    "forbidden": {"insufficient_scope", "forbidden", "device_mismatch", "http_403", "http_404"},
+}
+
+
+def _step(
+    name: str,
+    profile: Profile,
+    endpoint: Endpoint,
+    values: dict[str, Any],
+    token: str | None,
+    send: Send,
+    lines: _Lines,
+) -> ProbeStep:
+    request = endpoint_request(profile, endpoint, values, token)
+    response = send(request)
+    status = response.status_code
+    body = response.text[:4096]
+    accepted = status in endpoint.ok
+    classified = "ok" if accepted else classify(profile, status, response.headers, body)
+    expected = _EXPECTED[name]
+    label = f"{request.method} {request.path.split('?')[0]}"
+    excerpt = _excerpt(response, token or "")
+    consistent, fix = _judge(name, profile, endpoint, status, accepted, classified, lines)
+    return ProbeStep(name, label, status, excerpt, classified, expected, consistent, fix)
+
+
+def _judge(
+    name: str,
+    profile: Profile,
+    endpoint: Endpoint,
+    status: int,
+    accepted: bool,
+    classified: str,
+    lines: _Lines,
+) -> tuple[bool, str]:
+    index = profile.endpoints.index(endpoint)
+    if status >= 500:
+        return False, f"the API failed ({status}): a correct API answers a 2xx or 4xx"
+    if name == "valid":
+        if accepted:
+            return True, ""
+        return False, (
+            f"a genuine token was refused ({status}, {classified}): check the token call, "
+            f"[present] ({lines.at('present')}) or endpoints[{index}].ok "
+            f"({lines.at('endpoints', index, 'ok')})"
+        )
+    if accepted:
+        return False, (
+            f"the API accepted the {_WHAT[name]} ({status}): a correct API refuses it; no "
+            "profile line fixes that, the API must"
+        )
+    if profile.refusals.read == "rfc6750":
+        wanted = _RFC6750[_EXPECTED[name]]
+        if name == "expired":
+            wanted = wanted | _RFC6750["invalid"]
+        if classified in wanted:
+            return True, ""
+        return False, (
+            f"the refusal reads as {classified!r}, not as {_EXPECTED[name]}: this API does not "
+            f'answer RFC 6750 classes; set [refusals] read = "classes" '
+            f"({lines.at('refusals', 'read')}) with status tables"
+        )
+    wanted_class = _EXPECTED[name]
+    # An API may answer every bad token alike: an expired token refused as invalid is fine
+    # (the simulator counts it rejected_as_expected), so is another device's path answered as
+    # an invalid token or an unnamed 403/404.
+    if classified == wanted_class:
+        return True, ""
+    if name == "expired" and classified == "invalid":
+        return True, ""
+    if name == "wrong-device" and (classified == "invalid" or status in (403, 404)):
+        return True, ""
+    table = wanted_class if wanted_class in REFUSAL_CLASSES else "invalid"
+    return False, (
+        f"a {name} token was refused {status} but the profile reads it as {classified!r}: "
+        f"add {status} to [refusals] {table} ({lines.at('refusals', table)})"
+    )
+
+
+def _excerpt(response: requests.Response, token: str) -> str:
+    for header in _SHOWN_HEADERS:
+        value = response.headers.get(header)
+        if value:  # the realm says nothing about the refusal: the error fields do
+            value = re.sub(r'realm="[^"]*",?\s*', "", value)
+            return _clean(f"{header}: {value}", token)
+    return _clean(response.text, token)
+
+
+def _clean(text: str, token: str) -> str:
+    """One line, short, no token: neither the one sent nor any JWT-shaped string answered."""
+    if token:
+        text = text.replace(token, "<token>")
+    words = ["<token>" if w.count(".") == 2 and len(w) > 40 else w for w in text.split()]
+    text = " ".join(words)
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def _json(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+class _Lines:
+    """Where a key sits in the profile's file, for ``file:line`` in a fix."""
+
+    def __init__(self, profile: Profile) -> None:
+        self.label = profile.source or profile.name
+        builtin = self.label.removesuffix(" (built in)")
+        try:
+            if builtin != self.label:
+                folder = resources.files("sim.profiles") / "builtin"
+                self.text = (folder / f"{builtin}.toml").read_text(encoding="utf-8")
+            else:
+                self.text = Path(self.label).read_text(encoding="utf-8")
+        except OSError:
+            self.text = ""
+
+    def at(self, *path: str | int) -> str:
+        return f"{self.label}:{line_of(self.text, path) if self.text else 1}"
