@@ -12,20 +12,13 @@ called the ``jku``/``x5u`` listener; ``weak_secret`` when an HMAC target signs w
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import get_args
+
+from sim.artefacts import AttackVerdict
 
 __all__ = ["PASSING", "VERDICTS", "CaseResult", "Verdict", "expected_text", "judge"]
 
-Verdict = Literal[
-    "refused",
-    "mismatch",
-    "skipped",
-    "accepted",
-    "server_error",
-    "transport_error",
-    "fetched",
-    "weak_secret",
-]
+Verdict = AttackVerdict  # written once, with attack.json's other types
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
 PASSING: frozenset[Verdict] = frozenset({"refused", "mismatch", "skipped"})
 STRICT_PASSING: frozenset[Verdict] = frozenset({"refused", "skipped"})
