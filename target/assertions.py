@@ -9,14 +9,13 @@ import time
 
 from target.algorithms import ALGORITHMS, ASSERTION_ALGORITHMS, SigningKey
 from target.errors import OAuthError, TokenError
-from target.jose import numeric_claim
+from target.jose import FORBIDDEN_HEADERS, numeric_claim
 from target.jws import b64url_decode, decode_json_object, split_compact, verify_signature
 from target.registry import DeviceRegistry
 
 __all__ = ["MAX_ASSERTION_LIFETIME_S", "AssertionChecker"]
 
 MAX_ASSERTION_LIFETIME_S = 600
-FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 
 
 NOT_VERIFIED = "assertion is not signed by an active device's registered key"

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 __all__ = [
     "ALG_NAMES",
     "CLIENT_CREDENTIALS",
+    "FORBIDDEN_HEADERS",
     "HMAC_SECRET_BYTES",
     "JWT_BEARER",
     "RSA_BITS",
@@ -25,6 +26,12 @@ __all__ = [
     "generate_private_key",
     "numeric_claim",
 ]
+
+# -- header parameters both verifiers refuse (RFC 8725 §3.10, RFC 7515 §4.1.11) --------------------
+
+# They would let a token choose its own key (jku, x5u, jwk, x5c) or demand extensions nobody here
+# understands (crit). Both verifiers, access tokens and device assertions, refuse them.
+FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 
 # -- algorithms (RFC 7518 §3.1, RFC 8037 §3.1) ---------------------------------------------------
 

@@ -10,14 +10,12 @@ from typing import Any
 
 from target.algorithms import SigningKey
 from target.errors import ClaimsError, ExpiredTokenError, RevokedError, SignatureError
-from target.jose import numeric_claim
+from target.jose import FORBIDDEN_HEADERS, numeric_claim
 from target.jws import b64url_decode, decode_json_object, split_compact, verify_signature
 
 __all__ = ["REQUIRED_CLAIMS", "AccessClaims", "Verifier"]
 
 REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub")
-# Header parameters that would let a token choose its own key, or demand extensions we don't know.
-FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _HEADER_CACHE_SIZE = 64
 # Parsed payloads of tokens whose signature verified, by payload segment: a device sends the same
