@@ -11,10 +11,17 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# The seed Express API that the profile tests drive (tests/apis/seed_express); without npm they skip.
+SEED := tests/apis/seed_express
+$(SEED)/node_modules/.installed: $(SEED)/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix $(SEED) --no-audit --no-fund && touch $@; \
+	else echo "make: no npm: the seed Express API tests will be skipped"; fi
+
 run: install
 	$(VENV)/bin/fleetbench run
 
-test: install
+test: install $(SEED)/node_modules/.installed
 	PY=$(PY) scripts/check
 
 bench: install
