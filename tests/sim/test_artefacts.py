@@ -5,9 +5,6 @@ exactly what was written: every key is typed, every value has its declared type.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,16 +25,9 @@ from sim.artefacts import (
     write_summary,
 )
 from sim.schemas import SCHEMA_DIR, main, schema_text
+from tests.commands import fleetbench
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def fleetbench(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sim", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def _same_as_written(path: Path, decoded: object) -> None:

@@ -14,17 +14,10 @@ import psutil
 
 from sim.embedded import free_port
 from sim.fleet import make_fleet, save_fleet
+from tests.commands import fleetbench
 from tests.conftest import StartTarget
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def fleetbench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sim", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from sim.diff import compare_runs, load_rows
+from tests.commands import fleetbench
 from tests.sim.conftest import mixed_run
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def fleetbench(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sim", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
 
 
 def _path(summary: dict[str, Any]) -> Path:

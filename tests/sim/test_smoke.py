@@ -3,26 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from sim.embedded import free_port
 from sim.scenarios import MIXED
+from tests.commands import fleetbench
 from tests.sim.test_users import assert_mix
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def fleetbench(*args: str, timeout: float = 70) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "sim", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 def test_smoke_end_to_end(tmp_path: Path) -> None:
