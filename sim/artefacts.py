@@ -196,6 +196,8 @@ class ProfileFacts(TypedDict):
 
     name: str
     source: str
+    endpoints: NotRequired[list[str]]  # the protected endpoints' names
+    token_endpoint: NotRequired[bool]  # False: the devices mint their own tokens
 
 
 class RunFacts(TypedDict):

@@ -388,6 +388,8 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                     "profile": {
                         "name": config.loaded_profile.name,
                         "source": config.loaded_profile.source,
+                        "endpoints": [e.name for e in config.loaded_profile.endpoints],
+                        "token_endpoint": not config.loaded_profile.minted,
                     },
                     "fleet": provisioned.facts(),
                     "locust_workers": load.raw.get("workers", 0),

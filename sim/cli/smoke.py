@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from sim.cli.options import (
     logger,
     positive_int,
 )
+from sim.profiles import load_profile
 from sim.progress import ConsoleProgress
 from sim.smoke import DEFAULT_ALGS, SmokeConfig, SmokeResult, run_smoke
 from sim.smoke.result import measured_text
@@ -47,7 +49,10 @@ def add_parser(commands: Any) -> None:
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 every threshold met, 1 one breached, 130 interrupted."""
     algs = embedded_algs(args, DEFAULT_ALGS)
-    thresholds = load_thresholds(args.thresholds)  # a bad file fails before anything starts
+    # A bad profile or thresholds file fails before anything starts; a team's thresholds may name
+    # the profile's own endpoints.
+    profile = load_profile(args.profile, os.environ)
+    thresholds = load_thresholds(args.thresholds, tuple(e.name for e in profile.endpoints))
     with ConsoleProgress(console) as progress:
         config = SmokeConfig(
             target=args.target,

@@ -64,12 +64,35 @@ def run_alg(summary: dict[str, Any]) -> str:
     return ",".join(algs) or "?"
 
 
+# Token calls a profile with a token endpoint makes, as request rows name them.
+TOKEN_ROWS = ("token client_credentials", "token jwt-bearer", "token refresh")
+
+
+def _what_the_run_could_send(summary: dict[str, Any]) -> tuple[set[str] | None, set[str] | None]:
+    """The scenarios the run asked for, and the endpoints its target profile has; None where the
+    summary does not say (an older one)."""
+    mix = summary.get("scenarios")
+    scenarios = {"setup", *(name for name, m in mix.items() if m.get("weight"))} if mix else None
+    profile = summary["run"].get("profile") or {}
+    endpoints = None
+    if "endpoints" in profile:
+        endpoints = set(profile["endpoints"])
+        if profile.get("token_endpoint"):
+            endpoints.update(TOKEN_ROWS)
+    return scenarios, endpoints
+
+
 def evaluate(thresholds: Thresholds, summary: dict[str, Any]) -> list[Check]:
-    """Every threshold that applies to this run, measured. A threshold whose ``alg`` patterns match
-    none of the run's rows does not apply (it is for another algorithm's run); one that applies but
-    matches no row fails, so a typo or a scenario that sent nothing cannot pass unseen."""
+    """Every threshold that applies to this run, measured.
+
+    A threshold does not apply when its ``alg`` patterns match none of the run's rows (it is for
+    another algorithm's run), its scenarios none the run asked for, or its endpoints none the
+    target profile has (a token-endpoint limit on an API whose devices mint their own tokens). One
+    that applies but matches no row fails, so a typo or a scenario that sent nothing cannot pass
+    unseen."""
     alg = run_alg(summary)
     rows: list[dict[str, Any]] = summary["requests"]
+    scenarios, endpoints = _what_the_run_could_send(summary)
     checks = []
     for t in thresholds.thresholds:
         if t.selector is None:
@@ -80,6 +103,10 @@ def evaluate(thresholds: Thresholds, summary: dict[str, Any]) -> list[Check]:
         if selector.alg != ("*",) and not any(
             fnmatch.fnmatchcase(str(r["alg"]), p) for r in rows for p in selector.alg
         ):
+            continue
+        if scenarios is not None and not any(selector.names_scenario(s) for s in scenarios):
+            continue
+        if endpoints is not None and not any(selector.names_endpoint(e) for e in endpoints):
             continue
         measured = []
         for row in rows:

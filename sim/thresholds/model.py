@@ -65,6 +65,20 @@ def is_glob(text: str) -> bool:
     return any(c in text for c in "*?[")
 
 
+# An endpoint class, not a name: every endpoint the profile protects with a token (any row that is
+# not a token call), whatever the API calls them. The shipped thresholds use it, so they fit any
+# target profile.
+PROTECTED = "protected"
+TOKEN_CALLS = "token *"
+
+
+def endpoint_matches(endpoint: str, pattern: str) -> bool:
+    """``pattern`` is the class ``protected``, a name or a glob."""
+    if pattern == PROTECTED:
+        return not fnmatch.fnmatchcase(endpoint, TOKEN_CALLS)
+    return fnmatch.fnmatchcase(endpoint, pattern)
+
+
 @dataclass(frozen=True)
 class Selector:
     """Which request rows a threshold measures; each pattern list matches if any pattern does."""
@@ -75,14 +89,16 @@ class Selector:
     outcome: Outcome | None = None  # latency of, or rate of, only this outcome's requests
 
     def matches(self, row: dict[str, Any]) -> bool:
-        return all(
+        return self.names_endpoint(str(row["endpoint"])) and all(
             any(fnmatch.fnmatchcase(str(row[key]), p) for p in patterns)
-            for key, patterns in (
-                ("endpoint", self.endpoint),
-                ("scenario", self.scenario),
-                ("alg", self.alg),
-            )
+            for key, patterns in (("scenario", self.scenario), ("alg", self.alg))
         )
+
+    def names_endpoint(self, endpoint: str) -> bool:
+        return any(endpoint_matches(endpoint, p) for p in self.endpoint)
+
+    def names_scenario(self, scenario: str) -> bool:
+        return any(fnmatch.fnmatchcase(scenario, p) for p in self.scenario)
 
     def describe(self) -> str:
         parts = [

@@ -17,6 +17,7 @@ from sim.thresholds.model import (
     LOAD_METRICS,
     METRIC_NAMES,
     METRICS,
+    PROTECTED,
     Selector,
     Threshold,
     Thresholds,
@@ -27,16 +28,24 @@ from target.algorithms import ALG_NAMES
 
 SELECTORS = ("name", "endpoint", "scenario", "alg", "outcome")
 KNOWN_SCENARIOS = (*SCENARIOS, "setup")
-KNOWN_ENDPOINTS = (*ENDPOINTS, "token client_credentials", "token jwt-bearer")
+KNOWN_ENDPOINTS = (
+    PROTECTED,
+    *ENDPOINTS,
+    "token client_credentials",
+    "token jwt-bearer",
+    "token refresh",
+)
 DEFAULT_FILE = "default_thresholds.toml"
 
 
 class _Reader:
     """Turns one parsed file into thresholds; every complaint names the file and the line."""
 
-    def __init__(self, document: TomlFile) -> None:
+    def __init__(self, document: TomlFile, endpoints: tuple[str, ...] = ()) -> None:
         self.document = document
         self.source = document.source
+        # The target profile's own endpoint names are known names too.
+        self.endpoints = (*KNOWN_ENDPOINTS, *(e for e in endpoints if e not in KNOWN_ENDPOINTS))
 
     def fail(self, message: str, table: str | None, index: int, key: str) -> ThresholdsError:
         return ThresholdsError(f"{self.document.where(table, index, key)}: {message}")
@@ -144,7 +153,7 @@ class _Reader:
                 "outcome",
             )
         selector = Selector(
-            endpoint=self._patterns("endpoint", table.get("endpoint", "*"), index, KNOWN_ENDPOINTS),
+            endpoint=self._patterns("endpoint", table.get("endpoint", "*"), index, self.endpoints),
             scenario=self._patterns("scenario", table.get("scenario", "*"), index, KNOWN_SCENARIOS),
             alg=self._patterns("alg", table.get("alg", "*"), index, ALG_NAMES),
             outcome=outcome,
@@ -190,8 +199,9 @@ def default_thresholds() -> Thresholds:
     return parse_thresholds(text, f"(default) {DEFAULT_FILE}")
 
 
-def load_thresholds(path: Path | None) -> Thresholds:
-    """A team's file, or the defaults when ``path`` is None."""
+def load_thresholds(path: Path | None, endpoints: tuple[str, ...] = ()) -> Thresholds:
+    """A team's file, or the defaults when ``path`` is None. ``endpoints``: the target profile's
+    endpoint names, which a team's file may select besides ours."""
     if path is None:
         return default_thresholds()
-    return _Reader(read_toml(path, ThresholdsError, "thresholds")).read()
+    return _Reader(read_toml(path, ThresholdsError, "thresholds"), endpoints).read()

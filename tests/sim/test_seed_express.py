@@ -113,3 +113,21 @@ def test_a_missing_secret_names_the_variable_and_line(seed_express: str) -> None
     assert result.stderr.strip() == (
         "fleetbench: error: seed-express (built in):17: environment variable JWT_SECRET is not set"
     )
+
+
+def test_smoke_with_the_shipped_thresholds_fits_the_seed_api(
+    seed_express: str, tmp_path: Path
+) -> None:
+    """The shipped thresholds select endpoints by class (``protected``) and skip what a profile
+    cannot send (no token endpoint, no issuance), so they judge another API as they judge ours."""
+    result = fleetbench(
+        "smoke", "--profile", "seed-express", "--target", seed_express, "--devices", "40",
+        "--duration", "8", "--results", str(tmp_path), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no requests matched" not in result.stdout
+    smoke = json.loads((tmp_path / "summary.json").read_text())
+    names = {c["threshold"].split(":")[0] for c in smoke["checks"]}
+    assert "protected endpoint latency" in names and "forged tokens refused" in names
+    assert "token endpoint latency" not in names and "issuance" not in names
+    assert SECRET not in result.stdout + result.stderr

@@ -3,6 +3,7 @@ always-on security rules cannot be switched off, and a bad file is one line nami
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -280,3 +281,63 @@ def test_smoke_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> No
         "scenario, alg, outcome"
     ]
     assert not (tmp_path / "r").exists()
+
+
+def test_protected_selects_every_row_but_the_token_calls(mixed_summary: dict[str, Any]) -> None:
+    checks = _checks(
+        """
+        [[threshold]]
+        endpoint = "protected"
+        max_us = 60_000_000
+        """,
+        mixed_summary,
+    )
+    (check,) = checks[len(ALWAYS_ON) :]
+    measured = {m.where for m in check.measured}
+    expected = {
+        f"{r['scenario']} {r['endpoint']}"
+        for r in mixed_summary["requests"]
+        if not r["endpoint"].startswith("token ")
+    }
+    assert measured == expected and expected
+    assert mixed_summary["run"]["profile"]["endpoints"] == ["telemetry", "config", "data"]
+    assert mixed_summary["run"]["profile"]["token_endpoint"] is True
+
+
+def test_limits_on_what_a_profile_cannot_send_do_not_apply(mixed_summary: dict[str, Any]) -> None:
+    """A minted-token profile (seed-express) has no token endpoint and runs no issuance: the
+    shipped token-endpoint and issuance limits do not apply; a file naming an endpoint the profile
+    has, with nothing measured on it, still fails."""
+    minted = json.loads(json.dumps(mixed_summary))
+    minted["run"]["profile"] = {
+        "name": "seed-express",
+        "source": "(shipped)",
+        "endpoints": ["data", "telemetry"],
+        "token_endpoint": False,
+    }
+    minted["requests"] = [r for r in minted["requests"] if not r["endpoint"].startswith("token ")]
+    minted["requests"] = [r for r in minted["requests"] if r["scenario"] != "issuance"]
+    del minted["scenarios"]["issuance"]
+    names = {c.threshold.name for c in evaluate(default_thresholds(), minted)}
+    assert "token endpoint latency" not in names and "issuance" not in names
+    assert {"protected endpoint latency", "forged tokens refused"} <= names
+    # Still measured on our own profile's run, which has a token endpoint and issuance:
+    ours = {c.threshold.name for c in evaluate(default_thresholds(), mixed_summary)}
+    assert {"token endpoint latency", "issuance"} <= ours
+    issuance_only = '[[threshold]]\nendpoint = "data"\nscenario = "issuance"\nmax_us = 1'
+    assert _checks(issuance_only, minted)[len(ALWAYS_ON) :] == []  # not asked for: not applicable
+    (check,) = _checks('[[threshold]]\nendpoint = "config"\nmax_us = 1', mixed_summary)[
+        len(ALWAYS_ON) :
+    ]
+    assert not check.passed and check.note
+
+
+def test_a_team_file_may_name_the_profile_s_own_endpoints(tmp_path: Path) -> None:
+    from sim.thresholds import load_thresholds
+
+    path = tmp_path / "team.toml"
+    path.write_text('[[threshold]]\nendpoint = "items"\np99_us = 50_000\n')
+    (threshold,) = load_thresholds(path, ("items", "orders")).thresholds[len(ALWAYS_ON) :]
+    assert threshold.selector is not None and threshold.selector.endpoint == ("items",)
+    with pytest.raises(ThresholdsError, match=r"team.toml line 2: unknown endpoint 'items'"):
+        load_thresholds(path)
