@@ -19,7 +19,43 @@ __all__ = ["TomlFile", "parse_toml", "read_toml"]
 # Makes the exception a complaint is raised as (a one-line SimError subclass, say).
 ErrorClass = Callable[[str], Exception]
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.\"' -]+?)\s*\]\]?")
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
+_KEY = re.compile(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*=""")
+# Where a value sits: table names, array-of-tables indexes and a key, ("threshold", 2, "p99_us").
+KeyPath = tuple[str | int, ...]
+
+
+def _key_of(line: str) -> str | None:
+    match = _KEY.match(line)
+    if not match:
+        return None
+    return next(g for g in match.groups() if g is not None)
+
+
+def path_line(text: str, path: KeyPath) -> int:
+    """The 1-based line that writes ``path`` (a table's header, or a key's line), or 0 when no line
+    does (a key inside an inline table, say)."""
+    current: KeyPath = ()
+    counts: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _HEADER.match(line)
+        if header:
+            names = tuple(part.strip().strip("\"'") for part in header.group(2).split("."))
+            if header.group(1) == "[[":
+                dotted = ".".join(names)
+                counts[dotted] = counts.get(dotted, -1) + 1
+                current = (*names, counts[dotted])
+            else:
+                current = names
+            if current == path or (header.group(1) == "[[" and current[:-1] == path):
+                return number
+            continue
+        key = _key_of(line)
+        if key is not None and (*current, key) == path:
+            return number
+    return 0
+
+
 _AT = re.compile(
     r"^(?P<message>.*) \(at (?:line (?P<line>\d+), column (?P<column>\d+)|end of document)\)$"
 )
@@ -36,24 +72,11 @@ class TomlFile:
     def line_of(self, table: str | None, index: int, key: str) -> int:
         """The 1-based line of ``key = ...`` in the ``index``-th ``[table]``/``[[table]]`` (None:
         top level), or 0 when it is not written that way (an inline table, say)."""
-        key_line = re.compile(rf"""^\s*(["']?){re.escape(key)}\1\s*=""")
-        current: str | None = None
-        seen: dict[str, int] = {}
-        for number, line in enumerate(self.text.splitlines(), start=1):
-            header = _HEADER.match(line)
-            if header and "=" not in line.split("]", 1)[0]:
-                current = header.group(2).strip("\"'")
-                if table is None and current == key:  # an unknown table: its header
-                    return number
-                seen[current] = seen.get(current, -1) + 1
-                continue
-            if (
-                current == table
-                and (table is None or seen[table] == index)
-                and key_line.match(line)
-            ):
-                return number
-        return 0
+        if table is None:
+            return path_line(self.text, (key,))
+        if isinstance(self.data.get(table), list):
+            return path_line(self.text, (table, index, key))
+        return path_line(self.text, (table, key))
 
     def where(self, table: str | None, index: int, key: str) -> str:
         """``<source> line <n>``, or just the source when the key's line is not known."""

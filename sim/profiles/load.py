@@ -14,15 +14,14 @@ import msgspec
 
 from sim.errors import SimError
 from sim.profiles.model import PLACEHOLDER, Profile, placeholders
+from sim.tomlfile import KeyPath, path_line
 
 __all__ = ["BUILTIN", "ProfileError", "builtin_names", "line_of", "load_profile"]
 
 BUILTIN = "builtin"  # sim/profiles/builtin/*.toml, package data
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?\s*(?:#.*)?$")
 _AT = re.compile(r"^(.*?)(?: - at `\$(.*)`)?$")
 _PATH_PART = re.compile(r"\.([A-Za-z0-9_-]+)|\[(\d+)\]")
-Path_ = tuple[str | int, ...]
 
 
 class ProfileError(SimError):
@@ -36,36 +35,13 @@ def builtin_names() -> list[str]:
     )
 
 
-def _key_of(line: str) -> str | None:
-    match = re.match(r"""^\s*(?:"([^"]+)"|'([^']+)'|([A-Za-z0-9_-]+))\s*=""", line)
-    if not match:
-        return None
-    return next(g for g in match.groups() if g is not None)
-
-
-def line_of(text: str, path: Path_) -> int:
-    """The 1-based line that writes ``path`` (table, array-of-tables index, key), or of its
-    nearest written ancestor (an inline table's key); 1 if nothing matches."""
+def line_of(text: str, path: KeyPath) -> int:
+    """The 1-based line that writes ``path``, or of its nearest written ancestor (an inline
+    table's key); 1 if nothing matches."""
     for depth in range(len(path), 0, -1):
-        want = path[:depth]
-        current: Path_ = ()
-        counts: dict[str, int] = {}
-        for number, line in enumerate(text.splitlines(), start=1):
-            header = _HEADER.match(line)
-            if header:
-                names = tuple(part.strip().strip("\"'") for part in header.group(2).split("."))
-                if header.group(1) == "[[":
-                    dotted = ".".join(names)
-                    counts[dotted] = counts.get(dotted, -1) + 1
-                    current = (*names, counts[dotted])
-                else:
-                    current = names
-                if current == want or (header.group(1) == "[[" and current[:-1] == want):
-                    return number
-                continue
-            key = _key_of(line)
-            if key is not None and (*current, key) == want:
-                return number
+        line = path_line(text, path[:depth])
+        if line:
+            return line
     return 1
 
 
@@ -86,11 +62,11 @@ def _resolve(name_or_path: str) -> tuple[str, str]:
     return f"{name_or_path} (built in)", shipped.read_text(encoding="utf-8")
 
 
-def _path(at: str) -> Path_:
+def _path(at: str) -> KeyPath:
     return tuple(int(index) if index else key for key, index in _PATH_PART.findall(at))
 
 
-def _strings(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, str]]:
+def _strings(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
     if isinstance(value, str):
         yield path, value
     elif isinstance(value, dict):
@@ -129,7 +105,7 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
     """The profile ``name_or_path`` with ``${VAR}`` taken from ``env``, validated."""
     label, text = _resolve(name_or_path)
 
-    def error(path: Path_, message: str) -> ProfileError:
+    def error(path: KeyPath, message: str) -> ProfileError:
         return ProfileError(f"{label}:{line_of(text, path)}: {message}")
 
     try:
