@@ -10,6 +10,7 @@ from sim.thresholds.model import (
     ERROR_OUTCOMES,
     LATENCY_METRICS,
     LOAD_METRICS,
+    TOKEN_ROWS,
     Check,
     Measured,
     Metric,
@@ -62,10 +63,6 @@ def run_alg(summary: dict[str, Any]) -> str:
         return str(alg)
     algs = sorted({str(r["alg"]) for r in summary["requests"] if r["alg"] != "?"})
     return ",".join(algs) or "?"
-
-
-# Token calls a profile with a token endpoint makes, as request rows name them.
-TOKEN_ROWS = ("token client_credentials", "token jwt-bearer", "token refresh")
 
 
 def _what_the_run_could_send(summary: dict[str, Any]) -> tuple[set[str] | None, set[str] | None]:

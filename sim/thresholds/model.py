@@ -70,6 +70,8 @@ def is_glob(text: str) -> bool:
 # target profile.
 PROTECTED = "protected"
 TOKEN_CALLS = "token *"
+# The token calls a profile with a token endpoint makes, as request rows name them.
+TOKEN_ROWS = ("token client_credentials", "token jwt-bearer", "token refresh")
 
 
 def endpoint_matches(endpoint: str, pattern: str) -> bool:

@@ -18,6 +18,7 @@ from sim.thresholds.model import (
     METRIC_NAMES,
     METRICS,
     PROTECTED,
+    TOKEN_ROWS,
     Selector,
     Threshold,
     Thresholds,
@@ -28,13 +29,7 @@ from target.algorithms import ALG_NAMES
 
 SELECTORS = ("name", "endpoint", "scenario", "alg", "outcome")
 KNOWN_SCENARIOS = (*SCENARIOS, "setup")
-KNOWN_ENDPOINTS = (
-    PROTECTED,
-    *ENDPOINTS,
-    "token client_credentials",
-    "token jwt-bearer",
-    "token refresh",
-)
+KNOWN_ENDPOINTS = (PROTECTED, *ENDPOINTS, *TOKEN_ROWS)
 DEFAULT_FILE = "default_thresholds.toml"
 
 
