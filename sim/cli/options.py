@@ -129,6 +129,15 @@ def add_target_options(
     )
 
 
+def add_profile_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--profile",
+        default="fleetbench",
+        metavar="NAME|FILE",
+        help="how to talk to the target: a shipped profile or a .toml file (default fleetbench)",
+    )
+
+
 def add_embedded_algs(p: argparse.ArgumentParser, default: tuple[str, ...], what: str) -> None:
     p.add_argument(
         "--algs", help=f"embedded target's algorithms{what} (default {','.join(default)})"

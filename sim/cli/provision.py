@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 
 from sim.cli.exits import ExitCode
-from sim.cli.options import add_target_options, positive_int
+from sim.cli.options import add_profile_option, add_target_options, positive_int
 from sim.fleet import CREDENTIAL_KINDS
 from sim.progress import ConsoleProgress
 from sim.provision import DEFAULT_CHUNK, ProvisionConfig, provision
@@ -28,9 +28,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--out", type=Path, default=Path("fleet.json"), help="fleet file to write")
     p.add_argument("--fleet", type=Path, help="register this existing fleet file instead")
     p.add_argument("--chunk", type=positive_int, default=DEFAULT_CHUNK, help="devices per request")
-    p.add_argument(
-        "--profile", default="fleetbench", metavar="NAME|FILE", help="target profile (sim/profiles)"
-    )
+    add_profile_option(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:

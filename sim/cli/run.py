@@ -10,6 +10,7 @@ from rich.console import Console
 
 from sim.cli.exits import verdict_exit
 from sim.cli.options import (
+    add_profile_option,
     add_target_options,
     duration,
     logger,
@@ -59,12 +60,7 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--results", type=Path, help="results folder (default results/run-<time>)")
     run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
-    run.add_argument(
-        "--profile",
-        default="fleetbench",
-        metavar="NAME|FILE",
-        help="how to talk to the target: a shipped profile or a .toml file (default fleetbench)",
-    )
+    add_profile_option(run)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:

@@ -13,6 +13,7 @@ from rich.table import Table
 from sim.cli.exits import verdict_exit
 from sim.cli.options import (
     add_embedded_algs,
+    add_profile_option,
     add_target_options,
     duration,
     embedded_algs,
@@ -41,9 +42,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--results", type=Path, help="results folder (default results/smoke-<time>)")
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
-    p.add_argument(
-        "--profile", default="fleetbench", metavar="NAME|FILE", help="target profile (--target)"
-    )
+    add_profile_option(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
