@@ -21,7 +21,8 @@ from typing import Final, Literal, NotRequired, TypedDict, TypeVar, cast
 import msgspec
 
 from sim.errors import SimError
-from sim.outcomes import Outcome
+from sim.outcomes import OUTCOMES, Outcome
+from sim.scenarios import Scenario
 
 __all__ = [
     "ARTEFACTS",
@@ -41,6 +42,7 @@ __all__ = [
     "decode_artefact",
     "figure_of",
     "fleet_json",
+    "outcome_counts",
     "read_attack",
     "read_compare",
     "read_fleet",
@@ -394,7 +396,7 @@ class Summary(TypedDict):
     requests: list[RequestRow]
     refusals: list[Refusal]
     mint_us: dict[str, Percentiles]
-    scenarios: dict[str, ScenarioMix]
+    scenarios: dict[Scenario, ScenarioMix]
     token_retries: TokenRetries
     expiry: Expiry | None
     corpus: dict[str, dict[str, int]] | None
@@ -599,6 +601,11 @@ def counts_of(row: TimelineRow | ExpiryEvents) -> dict[str, int]:
     """A per-second row's counts by name, ``t`` left out (a chart draws them by name)."""
     counts = cast(Mapping[str, int], row)
     return {name: count for name, count in counts.items() if name != "t"}
+
+
+def outcome_counts(counts: OutcomeCounts) -> dict[Outcome, int]:
+    """The counts present as a plain mapping (to sum, or go through), in OUTCOMES order."""
+    return {o: counts[o] for o in OUTCOMES if o in counts}
 
 
 def figure_of(entry: CompareAlgorithm, name: str, default: float = 0.0) -> float:

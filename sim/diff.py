@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, TypedDict, cast
+from typing import Literal, TypedDict
 
 from sim.artefacts import (
     SMOKE_SCHEMA,
@@ -65,6 +65,15 @@ class Change:
         return (self.new - self.base) / self.base
 
 
+def _occurred(outcomes: OutcomeCounts) -> OutcomeCounts:
+    """The outcomes that occurred, as a request row lists them."""
+    counts: OutcomeCounts = {}
+    for outcome in OUTCOMES:
+        if outcomes.get(outcome, 0):
+            counts[outcome] = outcomes.get(outcome, 0)
+    return counts
+
+
 def load_rows(path: Path) -> dict[RowKey, DiffRow]:
     """Request rows by (alg, scenario, endpoint), plus a ``run total`` row per run."""
     try:
@@ -90,9 +99,7 @@ def load_rows(path: Path) -> dict[RowKey, DiffRow]:
         rows[(alg, *TOTAL)] = {
             "count": totals["requests"],
             "rps": totals["rps"],
-            "outcomes": cast(
-                OutcomeCounts, {o: outcomes.get(o, 0) for o in OUTCOMES if outcomes.get(o, 0)}
-            ),
+            "outcomes": _occurred(outcomes),
             "latency_us": None,
         }
     return rows

@@ -117,9 +117,8 @@ def write_report(summary: Summary, path: Path) -> None:
     path.write_text(render("run.html.j2", all_charts=context["charts"], **context))
 
 
-def write_smoke_report(untyped: SmokeFile | dict[str, Any], path: Path) -> None:
+def write_smoke_report(record: SmokeFile, path: Path) -> None:
     """The report of ``fleetbench smoke``: ``record`` is its top-level ``summary.json``."""
-    record = cast(SmokeFile, untyped)  # a plain dict until sim/smoke.py builds a SmokeFile
     charts = {alg: smoke_run_charts(alg, summary) for alg, summary in record["runs"].items()}
     flat = [chart for run in charts.values() for chart in run]
     path.write_text(render("smoke.html.j2", r=record, charts=charts, all_charts=flat))

@@ -332,11 +332,8 @@ def _load(
     return _Load(raw, generator, target_cpu)
 
 
-def run_benchmark(config: RunConfig) -> dict[str, Any]:
-    """Run one benchmark end to end and return its summary (also written to the results folder).
-
-    The summary is a :class:`sim.artefacts.Summary`; it is returned untyped until its callers
-    (smoke, compare, the CLI: issue 14, being split apart) take the type."""
+def run_benchmark(config: RunConfig) -> Summary:
+    """Run one benchmark end to end and return its summary (also written to the results folder)."""
     config.check()
     if config.effective_scenarios != config.scenarios:
         profile = config.loaded_profile.name
@@ -402,10 +399,10 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 interrupted=stop.requested,
                 interval_s=config.interval_s,
                 target_cpu=load.target_cpu,
-                weights={str(n): weight for n, weight in config.effective_scenarios.items()},
+                weights=dict(config.effective_scenarios),
             )
             _write_outputs(summary, folder)
-            return cast(dict[str, Any], summary)
+            return summary
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

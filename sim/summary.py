@@ -47,6 +47,7 @@ from sim.measure import (
     percentiles,
 )
 from sim.outcomes import FATAL_OUTCOMES, OUTCOMES, Outcome
+from sim.scenarios import Scenario
 from sim.server_view import DeviceStats
 
 __all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account", "verdict"]
@@ -277,7 +278,9 @@ def _events_timeline(measurements: Measurements) -> list[ExpiryEvents]:
     ]
 
 
-def _scenario_mix(measurements: Measurements, weights: dict[str, int]) -> dict[str, ScenarioMix]:
+def _scenario_mix(
+    measurements: Measurements, weights: dict[Scenario, int]
+) -> dict[Scenario, ScenarioMix]:
     """Per scenario: its weight and share of the weights, and how often devices ran it."""
     runs = {name: measurements.counters.get(f"runs {name}", 0) for name in weights}
     total_runs, total_weight = sum(runs.values()), sum(weights.values())
@@ -332,7 +335,7 @@ def build_summary(
     interrupted: bool,
     interval_s: float = 1.0,
     target_cpu: TargetCpu | None = None,
-    weights: dict[str, int] | None = None,
+    weights: dict[Scenario, int] | None = None,
 ) -> Summary:
     elapsed_s = (stopped - started) if started and stopped else 0.0
     outcomes: Counter[Outcome] = Counter({o: 0 for o in OUTCOMES})

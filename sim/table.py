@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 from rich.console import Console
 from rich.table import Table
 
@@ -172,9 +170,7 @@ def _load_lines(summary: Summary) -> list[str]:
     return lines
 
 
-def print_summary(untyped: Summary | dict[str, Any], console: Console | None = None) -> None:
-    # A plain dict is accepted until the CLI passes run_benchmark's typed summary (issue 14).
-    summary = cast(Summary, untyped)
+def print_summary(summary: Summary, console: Console | None = None) -> None:
     console = console or Console()
     console.print(_requests_table(summary))
     for line in _lines(summary) + _load_lines(summary):

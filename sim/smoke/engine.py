@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from sim.errors import ConfigError
 from sim.results import results_folder
@@ -62,33 +61,33 @@ class SmokeConfig:
 
     def runs(self, folder: Path) -> list[tuple[str, RunConfig]]:
         """(folder name, run) per run: one per algorithm, or the one ``--target``."""
-        common: dict[str, Any] = {
-            "devices": self.devices,
-            "scenarios": self.scenarios,
-            "interval_s": self.interval_s,
-            "duration_s": self.duration_s,
-            "pin": self.pin,
-            "progress": self.progress,
-            "profile": self.profile,
-        }
+        shared = RunConfig(
+            devices=self.devices,
+            scenarios=self.scenarios,
+            interval_s=self.interval_s,
+            duration_s=self.duration_s,
+            pin=self.pin,
+            progress=self.progress,
+            profile=self.profile,
+        )
         if self.target is not None:
-            config = RunConfig(
+            config = replace(
+                shared,
                 target=self.target,
                 admin_key=self.admin_key,
                 results=folder / "target",
                 log=self._log_as("target"),
-                **common,
             )
             return [("target", config)]
         return [
             (
                 alg,
-                RunConfig(
+                replace(
+                    shared,
                     token_alg=alg,
                     token_ttl=self.token_ttl,
                     results=folder / alg,
                     log=self._log_as(alg),
-                    **common,
                 ),
             )
             for alg in self.algs

@@ -9,9 +9,9 @@ the CI job's page). Each run keeps its own ``<alg>/summary.json``, ``report.html
 
 from __future__ import annotations
 
-import json
 import os
 
+from sim.artefacts import write_artefact
 from sim.report import write_smoke_report
 from sim.smoke.junit import write_junit
 from sim.smoke.markdown import smoke_markdown
@@ -22,9 +22,10 @@ __all__ = ["write_smoke_outputs"]
 
 def write_smoke_outputs(result: SmokeResult) -> None:
     folder = result.folder
-    (folder / "summary.json").write_text(json.dumps(smoke_record(result), indent=2) + "\n")
+    record = smoke_record(result)
+    write_artefact(record, folder / "summary.json")
     write_junit(result, folder / "junit.xml")
-    write_smoke_report(smoke_record(result), folder / "report.html")
+    write_smoke_report(record, folder / "report.html")
     markdown = smoke_markdown(result)
     (folder / "summary.md").write_text(markdown)
     step_summary = os.environ.get("GITHUB_STEP_SUMMARY")

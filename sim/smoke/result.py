@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from sim.artefacts import SMOKE_SCHEMA, SmokeFile, Summary
 from sim.thresholds import Check, Thresholds, unit
 
 __all__ = ["SMOKE_SCHEMA", "SmokeResult", "measured_text", "smoke_record"]
-
-SMOKE_SCHEMA = "fleetbench.smoke/1"
 
 
 @dataclass
@@ -19,7 +17,7 @@ class SmokeResult:
 
     folder: Path
     thresholds: Thresholds
-    runs: dict[str, dict[str, Any]] = field(default_factory=dict)  # by the run's token alg
+    runs: dict[str, Summary] = field(default_factory=dict)  # by the run's token alg
     checks: dict[str, list[Check]] = field(default_factory=dict)
     elapsed_s: float = 0.0
 
@@ -51,7 +49,7 @@ def measured_text(check: Check) -> str:
     return f"{shown}{unit(check.threshold.metric)}"
 
 
-def smoke_record(result: SmokeResult) -> dict[str, Any]:
+def smoke_record(result: SmokeResult) -> SmokeFile:
     """The top-level ``summary.json``: verdict, checks, and each run's summary."""
     return {
         "schema": SMOKE_SCHEMA,

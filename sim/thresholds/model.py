@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypedDict, get_args
+from typing import Literal, get_args
 
+from sim.artefacts import RequestRow, SmokeCheck
 from sim.outcomes import Outcome
 
 LatencyMetric = Literal["p50_us", "p95_us", "p99_us", "max_us"]
@@ -35,20 +36,6 @@ ERROR_OUTCOMES: tuple[Outcome, ...] = (
 )
 # Security and integrity: on for every run, at 0, whatever a thresholds file says.
 ALWAYS_ON: tuple[CountMetric, ...] = ("accepted_invalid", "server_error", "telemetry_lost")
-
-
-class CheckRecord(TypedDict):
-    """One check as written to the smoke's ``summary.json`` (``checks[]``)."""
-
-    alg: str
-    threshold: str
-    metric: Metric
-    limit: float
-    bound: Literal["max", "min"]
-    passed: bool
-    always_on: bool
-    note: str
-    measured: list[dict[str, Any]]
 
 
 def _bound(metric: Metric) -> Literal["max", "min"]:
@@ -90,10 +77,10 @@ class Selector:
     alg: tuple[str, ...] = ("*",)
     outcome: Outcome | None = None  # latency of, or rate of, only this outcome's requests
 
-    def matches(self, row: dict[str, Any]) -> bool:
-        return self.names_endpoint(str(row["endpoint"])) and all(
-            any(fnmatch.fnmatchcase(str(row[key]), p) for p in patterns)
-            for key, patterns in (("scenario", self.scenario), ("alg", self.alg))
+    def matches(self, row: RequestRow) -> bool:
+        return self.names_endpoint(row["endpoint"]) and all(
+            any(fnmatch.fnmatchcase(value, p) for p in patterns)
+            for value, patterns in ((row["scenario"], self.scenario), (row["alg"], self.alg))
         )
 
     def names_endpoint(self, endpoint: str) -> bool:
@@ -188,7 +175,8 @@ class Check:
             if not m.passed
         ]
 
-    def record(self) -> CheckRecord:
+    def record(self) -> SmokeCheck:
+        """The check as the smoke's ``summary.json`` lists it (``checks[]``)."""
         return {
             "alg": self.alg,
             "threshold": self.threshold.title,

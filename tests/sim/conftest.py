@@ -9,11 +9,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
 
+from sim.artefacts import Summary
 from sim.embedded import free_port
 from sim.runner import RunConfig, run_benchmark
 from sim.scenarios import MIXED
@@ -52,7 +52,7 @@ def broken_target() -> Iterator[str]:
         yield url
 
 
-def mixed_run(folder: Path, interval_s: float = 0.1) -> dict[str, Any]:
+def mixed_run(folder: Path, interval_s: float = 0.1) -> Summary:
     """A real 5 s run of all four scenarios (HS256, 10 devices, 2 s tokens); summary.json in
     ``folder``."""
     config = RunConfig(
@@ -69,6 +69,6 @@ def mixed_run(folder: Path, interval_s: float = 0.1) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
     """One real mixed run for the whole session; its summary.json is at ``run.results``."""
     return mixed_run(tmp_path_factory.mktemp("mixed"))

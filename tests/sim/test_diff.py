@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from sim.artefacts import Summary
 from sim.diff import compare_runs, load_rows
 from tests.commands import fleetbench
 from tests.sim.conftest import mixed_run
@@ -14,17 +14,17 @@ from tests.sim.conftest import mixed_run
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _path(summary: dict[str, Any]) -> Path:
+def _path(summary: Summary) -> Path:
     return Path(summary["run"]["results"]) / "summary.json"
 
 
 @pytest.fixture(scope="module")
-def slow_summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def slow_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
     """The same run with each device pacing 0.5 s instead of 0.1 s: about a fifth of the rps."""
     return mixed_run(tmp_path_factory.mktemp("slow"), interval_s=0.5)
 
 
-def test_a_run_against_itself_has_no_regression(mixed_summary: dict[str, Any]) -> None:
+def test_a_run_against_itself_has_no_regression(mixed_summary: Summary) -> None:
     path = _path(mixed_summary)
     changes = compare_runs(load_rows(path), load_rows(path), tolerance=0.0)
     assert {c.verdict for c in changes} <= {"same", "shown"}
@@ -35,9 +35,7 @@ def test_a_run_against_itself_has_no_regression(mixed_summary: dict[str, Any]) -
     assert "HS256 verification telemetry" in result.stdout
 
 
-def test_a_slower_run_is_a_regression(
-    mixed_summary: dict[str, Any], slow_summary: dict[str, Any]
-) -> None:
+def test_a_slower_run_is_a_regression(mixed_summary: Summary, slow_summary: Summary) -> None:
     base, new = _path(mixed_summary), _path(slow_summary)
     # --min-count 1: on a loaded machine the slow row can fall under the default 20 requests,
     # and then it is shown but not judged (that rule has its own place; this test is about rps).
@@ -60,7 +58,7 @@ def test_a_slower_run_is_a_regression(
     assert rps.verdict == "better"
 
 
-def test_diff_usage_errors_are_one_line(tmp_path: Path, mixed_summary: dict[str, Any]) -> None:
+def test_diff_usage_errors_are_one_line(tmp_path: Path, mixed_summary: Summary) -> None:
     other = tmp_path / "other.json"
     other.write_text('{"schema": "something/else"}')
     result = fleetbench("diff", str(_path(mixed_summary)), str(other))

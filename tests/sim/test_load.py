@@ -10,10 +10,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
+from sim.artefacts import Summary
 from sim.runner import RunConfig, run_benchmark
 from sim.table import print_summary
 from sim.thresholds import evaluate, parse_thresholds
@@ -24,7 +24,7 @@ DEVICES = 20
 SLOW_S = 0.5  # the slow target's answer time, five times the fleet's 0.1 s interval
 
 
-def _printed(summary: dict[str, Any]) -> str:
+def _printed(summary: Summary) -> str:
     out = io.StringIO()
     print_summary(summary, Console(file=out, width=200))
     return out.getvalue()
@@ -86,6 +86,7 @@ def test_a_run_that_keeps_up_reports_no_shortfall(tmp_path: Path) -> None:
     )
     load, totals = summary["load"], summary["totals"]
     assert load["offered_rps"] == 20.0
+    assert load["shortfall"] is not None
     assert load["shortfall"] <= 0.05, load
     assert 18 <= load["delivered_rps"] <= 24, load
     assert 0 <= load["in_flight_at_stop"] <= 1  # at 0.5 s pacing, answers take milliseconds

@@ -9,13 +9,14 @@ from typing import Any
 
 import pytest
 
+from sim.artefacts import RequestRow, Summary, outcome_counts
 from sim.errors import ConfigError
 from sim.runner import RunConfig, run_benchmark
 from sim.scenarios import MIXED
 from tests.conftest import StartTarget
 
 
-def _run(tmp_path: Path, **options: Any) -> dict[str, Any]:
+def _run(tmp_path: Path, **options: Any) -> Summary:
     options.setdefault("devices", 8)
     options.setdefault("duration_s", 5)
     options.setdefault("interval_s", 0.1)
@@ -32,7 +33,7 @@ def _locust_requests(folder: Path) -> int:
     return sum(e["num_requests"] for e in entries)
 
 
-def _rows(summary: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]:
+def _rows(summary: Summary, scenario: str) -> dict[str, RequestRow]:
     return {r["endpoint"]: r for r in summary["requests"] if r["scenario"] == scenario}
 
 
@@ -65,6 +66,7 @@ def test_expiry_every_device_refreshes_and_continues(tmp_path: Path) -> None:
         tmp_path, scenarios={"expiry": 1}, token_ttl=2, leeway=0, duration_s=6, interval_s=0.25
     )
     expiry = summary["expiry"]
+    assert expiry is not None
     assert expiry["devices"] == 8
     assert expiry["devices_expired"] == 8
     assert expiry["devices_recovered"] == 8
@@ -84,6 +86,7 @@ def test_rejection_refuses_every_corpus_case(tmp_path: Path) -> None:
     assert outcomes["ok"] > 0  # the valid share
     assert outcomes["accepted_invalid"] == 0 and outcomes["refused_valid"] == 0
     corpus = summary["corpus"]
+    assert corpus is not None
     assert len(corpus) >= 10
     assert all(set(counts) == {"refused"} for counts in corpus.values()), corpus
     assert summary["verdict"]["passed"]
@@ -120,7 +123,9 @@ def test_locust_files_count_what_the_summary_counts(tmp_path: Path) -> None:
     assert int(aggregated["Request Count"]) == summary["totals"]["requests"]
     assert sum(e["num_requests"] for e in entries) == summary["totals"]["requests"]
     not_ok = sum(
-        n for o, n in summary["outcomes"].items() if o not in ("ok", "rejected_as_expected")
+        n
+        for o, n in outcome_counts(summary["outcomes"]).items()
+        if o not in ("ok", "rejected_as_expected")
     )
     assert int(aggregated["Failure Count"]) == not_ok
     assert all(row["Type"] != "MINT" for row in rows)

@@ -8,10 +8,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from sim.artefacts import Summary
 from sim.runner import RunConfig, run_benchmark
 from sim.thresholds import (
     ALWAYS_ON,
@@ -26,7 +26,7 @@ from tests.sim.conftest import serve_broken_target
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _checks(text: str, summary: dict[str, Any]) -> list[Check]:
+def _checks(text: str, summary: Summary) -> list[Check]:
     return evaluate(parse_thresholds(text, "team.toml"), summary)
 
 
@@ -34,7 +34,7 @@ def _failed(checks: list[Check]) -> list[Check]:
     return [c for c in checks if not c.passed]
 
 
-def test_shipped_defaults_pass_on_a_real_run(mixed_summary: dict[str, Any]) -> None:
+def test_shipped_defaults_pass_on_a_real_run(mixed_summary: Summary) -> None:
     checks = evaluate(default_thresholds(), mixed_summary)
     assert not _failed(checks), [c.breaches() for c in _failed(checks)]
     assert {c.alg for c in checks} == {"HS256"}
@@ -49,7 +49,7 @@ def test_shipped_defaults_pass_on_a_real_run(mixed_summary: dict[str, Any]) -> N
 
 
 def test_latency_breach_names_the_measured_value_and_the_limit(
-    mixed_summary: dict[str, Any],
+    mixed_summary: Summary,
 ) -> None:
     checks = _checks(
         """
@@ -77,7 +77,7 @@ def test_latency_breach_names_the_measured_value_and_the_limit(
     ]
 
 
-def test_rps_breach_on_the_run_and_on_rows(mixed_summary: dict[str, Any]) -> None:
+def test_rps_breach_on_the_run_and_on_rows(mixed_summary: Summary) -> None:
     checks = _checks(
         """
         [run]
@@ -105,7 +105,7 @@ def test_rps_breach_on_the_run_and_on_rows(mixed_summary: dict[str, Any]) -> Non
     )
 
 
-def test_count_breach(mixed_summary: dict[str, Any]) -> None:
+def test_count_breach(mixed_summary: Summary) -> None:
     checks = _checks(
         """
         [run]
@@ -133,7 +133,7 @@ def test_count_breach(mixed_summary: dict[str, Any]) -> None:
 
 
 def test_a_threshold_that_matches_nothing_fails_unless_it_is_for_another_alg(
-    mixed_summary: dict[str, Any],
+    mixed_summary: Summary,
 ) -> None:
     checks = _checks(
         """
@@ -153,7 +153,7 @@ def test_a_threshold_that_matches_nothing_fails_unless_it_is_for_another_alg(
 
 
 @pytest.fixture(scope="module")
-def forged_accepted_summary(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def forged_accepted_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
     """A real run against a target that accepts every token: all forgeries get through."""
     with serve_broken_target() as url:
         config = RunConfig(
@@ -169,7 +169,7 @@ def forged_accepted_summary(tmp_path_factory: pytest.TempPathFactory) -> dict[st
         return run_benchmark(config)
 
 
-def test_error_ratio_breach(forged_accepted_summary: dict[str, Any]) -> None:
+def test_error_ratio_breach(forged_accepted_summary: Summary) -> None:
     summary = forged_accepted_summary
     checks = _checks(
         """
@@ -190,7 +190,7 @@ def test_error_ratio_breach(forged_accepted_summary: dict[str, Any]) -> None:
 
 
 def test_always_on_rules_hold_whatever_the_file_says(
-    forged_accepted_summary: dict[str, Any], mixed_summary: dict[str, Any]
+    forged_accepted_summary: Summary, mixed_summary: Summary
 ) -> None:
     accepted = forged_accepted_summary["outcomes"]["accepted_invalid"]
     assert accepted > 0
@@ -283,7 +283,7 @@ def test_smoke_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> No
     assert not (tmp_path / "r").exists()
 
 
-def test_protected_selects_every_row_but_the_token_calls(mixed_summary: dict[str, Any]) -> None:
+def test_protected_selects_every_row_but_the_token_calls(mixed_summary: Summary) -> None:
     checks = _checks(
         """
         [[threshold]]
@@ -304,7 +304,7 @@ def test_protected_selects_every_row_but_the_token_calls(mixed_summary: dict[str
     assert mixed_summary["run"]["profile"]["token_endpoint"] is True
 
 
-def test_limits_on_what_a_profile_cannot_send_do_not_apply(mixed_summary: dict[str, Any]) -> None:
+def test_limits_on_what_a_profile_cannot_send_do_not_apply(mixed_summary: Summary) -> None:
     """A minted-token profile (seed-express) has no token endpoint and runs no issuance: the
     shipped token-endpoint and issuance limits do not apply; a file naming an endpoint the profile
     has, with nothing measured on it, still fails."""

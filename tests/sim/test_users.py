@@ -10,10 +10,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from sim.artefacts import Summary, outcome_counts
 from sim.fleet import make_fleet, save_fleet
 from sim.http import TargetClient
 from sim.provision import register_fleet
@@ -25,7 +25,7 @@ from tests.sim.resetting_target import serve_resetting_target
 REPO = Path(__file__).resolve().parents[2]
 
 
-def sent_by_scenario(summary: dict[str, Any], endpoint: str = "telemetry") -> dict[str, int]:
+def sent_by_scenario(summary: Summary, endpoint: str = "telemetry") -> dict[str, int]:
     """What the run sent, per scenario: token requests for issuance, resource requests for the
     others (their token requests are renewals, not the scenario's own traffic)."""
     sent: dict[str, int] = {}
@@ -71,7 +71,7 @@ def test_the_realised_mix_of_a_real_run_matches_the_weights(
         )
     )
     assert_mix(sent_by_scenario(summary), weights)
-    runs = {name: entry["runs"] for name, entry in summary["scenarios"].items()}
+    runs: dict[str, int] = {name: entry["runs"] for name, entry in summary["scenarios"].items()}
     assert_mix(runs, weights)
     for name, entry in summary["scenarios"].items():
         assert entry["weight"] == weights[name]
@@ -101,7 +101,7 @@ def test_a_token_endpoint_that_drops_connections_is_accounted_and_survived(
             )
         )
         resets = target.counts["token_reset"]
-    outcomes = summary["outcomes"]
+    outcomes = outcome_counts(summary["outcomes"])
     transport = outcomes["transport_error"]
     assert 0 < transport <= resets
     # The account adds up: every request one outcome, the same count Locust itself made.
