@@ -31,7 +31,11 @@ __all__ = [
     "SMOKE_SCHEMA",
     "SUMMARY_SCHEMA",
     "ArtefactError",
+    "AttackCase",
+    "AttackCounts",
     "AttackFile",
+    "AttackRun",
+    "AttackSeverity",
     "AttackVerdict",
     "CompareFile",
     "FleetFile",
@@ -463,7 +467,10 @@ AttackVerdict = Literal[
     "transport_error",
     "fetched",
     "weak_secret",
+    "finding",
 ]
+# How bad an accepted case is (through a profile; "" when the case passed or is not graded).
+AttackSeverity = Literal["", "info", "low", "medium", "high", "critical"]
 
 
 class AttackCase(TypedDict):
@@ -475,6 +482,8 @@ class AttackCase(TypedDict):
     verdict: AttackVerdict
     status: int
     reason: str
+    severity: NotRequired[AttackSeverity]
+    impact: NotRequired[str]  # what an acceptance lets an attacker do
 
 
 class AttackCounts(TypedDict):
@@ -487,12 +496,14 @@ class AttackCounts(TypedDict):
     transport_error: int
     fetched: int
     weak_secret: int
+    finding: NotRequired[int]
 
 
 class AttackRun(TypedDict):
     """The corpus against one target."""
 
     target: str
+    profile: NotRequired[str]  # the target profile's name (absent: fleetbench, before profiles)
     embedded: bool
     token_alg: str
     passed: bool
