@@ -30,7 +30,7 @@ from sim.cli.options import (
 from sim.profiles import load_profile
 from sim.results import results_folder
 
-__all__ = ["add_parser", "command", "summary_line", "verdict_line"]
+__all__ = ["add_parser", "command", "findings_lines", "summary_line", "verdict_line"]
 
 _MARKS: dict[str, str] = {
     "refused": "ok  ",
@@ -83,6 +83,16 @@ def summary_line(report: AttackReport, strict: bool) -> str:
     )
 
 
+def findings_lines(report: AttackReport) -> list[str]:
+    """One line per severity, the worst first: how many graded acceptances, and which."""
+    by_severity: dict[str, list[str]] = {}
+    for result in report.findings():
+        by_severity.setdefault(result.severity, []).append(f"{result.name} ({result.verdict})")
+    return [
+        f"  {severity} {len(names)}: {', '.join(names)}" for severity, names in by_severity.items()
+    ]
+
+
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 every case refused, 1 any accepted (or another failure), 2 bad input (a SimError)."""
     algs = embedded_algs(args, DEFAULT_ALGS)
@@ -111,7 +121,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     else:
         for report in reports:
             print(summary_line(report, args.strict))
-            for result in report.findings():
-                print(f"  {result.severity:<8} {result.name}: {result.verdict}")
+            for line in findings_lines(report):
+                print(line)
         print(f"fleetbench: attack.json and report.html in {folder}")
     return verdict_exit(body["passed"])
