@@ -29,7 +29,7 @@ from typing import Any
 
 import jwt
 import requests
-from jwt.warnings import InsecureKeyLengthWarning
+from jwt import warnings as jwt_warnings
 
 from sim.attack.cases import WEAK_SECRET_IMPACT, secret_strength
 from sim.attack.listener import Listener, listening
@@ -69,6 +69,8 @@ _FORGED_IMPACT = "a forged token is honoured: anyone can get in without the key"
 _OTHER_DEVICE_IMPACT = (
     "a device reads or writes another device's data (broken object-level authorization)"
 )
+# PyJWT warns when it signs with an HMAC key shorter than the hash (newer versions only).
+_SHORT_KEY_WARNING: type[Warning] = getattr(jwt_warnings, "InsecureKeyLengthWarning", UserWarning)
 _FETCHED_IMPACT = "the API fetches keys from a URL the token names: the attacker picks the key"
 
 
@@ -248,7 +250,7 @@ def attack_profile(
 
     def token_for(device: Any) -> str:
         with warnings.catch_warnings():  # a short HMAC key: reported by the attack itself
-            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
+            warnings.simplefilter("ignore", _SHORT_KEY_WARNING)
             return genuine_token(config, device, send, lines)[0]
 
     try:

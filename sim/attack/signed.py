@@ -27,6 +27,7 @@ another device's path): it fails the attack, for minted and issued tokens alike.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -84,11 +85,19 @@ class SignedContext:
         return dict(render(self.profile.token.headers, self.values))
 
 
+_HMAC = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
+
+
 def sign_with(key: Any, alg: str, claims: dict[str, Any], header: dict[str, Any]) -> str:
-    """A JWS as PyJWT's ``encode`` makes it, without its warning about a short HMAC key: the
-    attack signs with whatever key the API uses, and reports a weak one itself."""
-    algorithm = PYJWT_ALGORITHMS[alg]
-    return sign_jws(alg, algorithm.prepare_key(key), {"alg": alg, "typ": "JWT", **header}, claims)
+    """A JWS as PyJWT's ``encode`` makes it. An HMAC key goes straight through :mod:`hmac`:
+    PyJWT warns about a short key and refuses an empty one, and the attack must sign with
+    whatever key the API uses (it reports a weak one itself)."""
+    full = {"alg": alg, "typ": "JWT", **header}
+    if alg in _HMAC:
+        secret = key.encode() if isinstance(key, str) else bytes(key)
+        unsigned = f"{b64url(json_bytes(full))}.{b64url(json_bytes(claims))}"
+        return f"{unsigned}.{b64url(hmac.digest(secret, unsigned.encode(), _HMAC[alg]))}"
+    return sign_jws(alg, PYJWT_ALGORITHMS[alg].prepare_key(key), full, claims)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from sim.results import results_folder
 
 __all__ = ["add_parser", "command", "findings_lines", "summary_line", "verdict_line"]
 
+FINDINGS_SHOWN = 8  # names per severity line; attack.json and report.html list them all
 _MARKS: dict[str, str] = {
     "refused": "ok  ",
     "mismatch": "WARN",
@@ -88,9 +89,12 @@ def findings_lines(report: AttackReport) -> list[str]:
     by_severity: dict[str, list[str]] = {}
     for result in report.findings():
         by_severity.setdefault(result.severity, []).append(f"{result.name} ({result.verdict})")
-    return [
-        f"  {severity} {len(names)}: {', '.join(names)}" for severity, names in by_severity.items()
-    ]
+    lines = []
+    for severity, names in by_severity.items():
+        shown = ", ".join(names[:FINDINGS_SHOWN])
+        more = f" and {len(names) - FINDINGS_SHOWN} more" if len(names) > FINDINGS_SHOWN else ""
+        lines.append(f"  {severity} {len(names)}: {shown}{more}")
+    return lines
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
