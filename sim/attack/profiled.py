@@ -226,6 +226,35 @@ def _weak_secret(
     return secret_strength(token, alg, index, impact)
 
 
+_HASH_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+
+
+def _short_secret(profile: Profile) -> CaseResult | None:
+    """A profile's HMAC secret shorter than its hash (RFC 7518 3.2 asks for at least as many
+    bytes): a finding, its length given, the secret never. None: no HMAC secret in hand."""
+    token = profile.token
+    size = _HASH_BYTES.get(token.alg)
+    if not (profile.minted and token.secret and size):
+        return None
+    length = len(token.secret.encode())
+    short = length < size
+    return CaseResult(
+        "short_hmac_secret",
+        "secret_strength",
+        f"the profile's {token.alg} secret is at least {size} bytes (RFC 7518 3.2)",
+        f">= {size} bytes",
+        f"{length} bytes",
+        "finding" if short else "refused",
+        severity="medium" if short else "",
+        impact=(
+            f"a {length}-byte key for {token.alg} (RFC 7518 3.2 asks for {size}): an offline "
+            "brute force of one captured token is cheaper the shorter it is"
+            if short
+            else ""
+        ),
+    )
+
+
 def attack_profile(
     profile: Profile,
     url: str,
@@ -294,6 +323,9 @@ def attack_profile(
             weak = _weak_secret(target, profile, token, alg, device.id)
             if weak is not None:
                 record(weak)
+            short = _short_secret(profile)
+            if short is not None:
+                record(short)
             time.sleep(0.2)  # a fetch the target made in the background still counts
             report.listener_requests = listener.count()
         try:  # a fresh genuine token still works after the corpus

@@ -86,6 +86,9 @@ def test_seed_express_with_a_common_secret_fails_naming_it(
     # Nothing else is accepted: the weak secret alone fails this API.
     assert [n for n, c in found.items() if c["verdict"] == "accepted"] == []
     assert "secret_key" in (tmp_path / "report.html").read_text()
+    # 10 bytes for HS256 (RFC 7518 3.2 asks for 32): a finding of its own, the length only.
+    short = found["short_hmac_secret"]
+    assert (short["verdict"], short["severity"], short["got"]) == ("finding", "medium", "10 bytes")
 
 
 @no_node
@@ -112,7 +115,7 @@ def test_seed_express_with_a_strong_secret_passes_with_findings(
     assert verdicts["signed_exp_far_future"] == verdicts["signed_iat_future"] == "finding"
     # No registry: any device id signed with the key passes, by design (info).
     assert found["signed_unknown_device"]["severity"] == "info"
-    assert verdicts["weak_hmac_secret"] == "refused"
+    assert verdicts["weak_hmac_secret"] == verdicts["short_hmac_secret"] == "refused"
     assert "critical" not in {case.get("severity") for case in found.values()}
     # The secret is not on the list: it appears nowhere.
     for path in [*tmp_path.iterdir()]:
