@@ -7,9 +7,11 @@ profile's way, its genuine token from the API's token call or minted with the pr
    header and format, or its query parameter) on the profile's endpoint (one whose path names
    ``{device_id}`` if any). The token-endpoint corpus speaks our OAuth contract and is not sent;
    cases that need what only our target gives (a revoked device, a narrower scope) are skipped;
-2. with the profile's signing key (minted tokens), correctly signed tokens that break one rule at
+2. for an API that issues tokens, its own token call with credentials that must get no token,
+   and (with a refresh call) the access and refresh tokens each sent where the other goes;
+3. with the profile's signing key (minted tokens), correctly signed tokens that break one rule at
    a time (:mod:`sim.attack.signed`);
-3. for an HMAC key, the common-secrets check: the profile's own secret, or the API's, cracked
+4. for an HMAC key, the common-secrets check: the profile's own secret, or the API's, cracked
    offline from a genuine token. A common secret is named and its use is shown: a token minted
    with it for a device id of the attacker's choosing, sent to the API.
 
@@ -57,7 +59,14 @@ from sim.probe import (
     request_values,
     signing_key,
 )
-from sim.profiles.http import Request, classify, endpoint_request
+from sim.profiles.http import (
+    Request,
+    classify,
+    endpoint_request,
+    read_token,
+    refresh_request,
+    token_request,
+)
 from sim.profiles.model import Endpoint, Profile
 from target.jose import ALG_NAMES
 
@@ -226,6 +235,120 @@ def _weak_secret(
     return secret_strength(token, alg, index, impact)
 
 
+# -- the API's own token call ---------------------------------------------------------------------
+
+_LOGIN_IMPACT = "the API hands out a token for a wrong credential: anyone can act as any device"
+_LOGIN_CASES = (
+    ("login_wrong_secret", "the device's id with a wrong secret"),
+    ("login_empty_secret", "the device's id with an empty secret"),
+    ("login_unknown_device", "an id never registered, with a random secret"),
+    ("login_other_device", "another registered device's id with this device's secret"),
+)
+
+_REFRESH_CASES = (
+    ("refresh_with_access_token", "the access token sent to the refresh call"),
+    ("refresh_token_as_access", "the refresh token presented as an access token"),
+)
+
+
+def _json_body(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _token_call(
+    target: _Target, request: Request, *, refreshed: bool = False
+) -> tuple[int, str, Verdict]:
+    """(status, what came, verdict) of a token or refresh call that must hand out no token."""
+    status, response = target.send(request)
+    if response is None:
+        return 0, "no HTTP answer", "transport_error"
+    if status >= 500:
+        return status, f"{status}", "server_error"
+    answer = read_token(
+        target.profile, response.headers, _json_body(response), time.time(), refreshed=refreshed
+    )
+    if answer is not None and status < 400:
+        return status, f"{status} with a token", "accepted"
+    if 400 <= status < 500:
+        return status, f"{status}", "refused"
+    return status, f"{status} without a token", "mismatch"
+
+
+def _uses_secret(profile: Profile) -> bool:
+    spec = profile.token
+    template = spec.form if spec.form is not None else spec.json
+    return template is not None and "{secret}" in json.dumps(template)
+
+
+def _token_call_cases(target: _Target, device_secret: str, other_id: str) -> list[CaseResult]:
+    """The profile's token call with credentials that must get no token; with a refresh call,
+    each of the pair where the other belongs (token-type confusion)."""
+    profile = target.profile
+    results: list[CaseResult] = []
+    expected = "4xx, no token"
+
+    def result(
+        name: str, description: str, answer: tuple[int, str, Verdict], severity: Severity,
+        impact: str,
+    ) -> CaseResult:  # fmt: skip
+        status, got, verdict = answer
+        graded = verdict == "accepted"
+        return CaseResult(
+            name, "token_call", description, expected, got, verdict, status, "",
+            severity if graded else "", impact if graded else "",
+        )  # fmt: skip
+
+    if _uses_secret(profile):
+        own = target.values["device_id"]
+        credentials = {
+            "login_wrong_secret": (own, f"wrong-{secrets.token_hex(8)}"),
+            "login_empty_secret": (own, ""),
+            "login_unknown_device": (f"unknown-{secrets.token_hex(4)}", secrets.token_hex(8)),
+            "login_other_device": (other_id, device_secret),
+        }
+        for name, description in _LOGIN_CASES:
+            device_id, secret = credentials[name]
+            values = {**target.values, "device_id": device_id, "secret": secret}
+            request = token_request(profile, values, assertion=False)
+            answer = _token_call(target, request)
+            results.append(result(name, description, answer, "critical", _LOGIN_IMPACT))
+    if profile.token.refresh is None:
+        return results
+    # A fresh pair: the genuine access token may be near its end by now.
+    status, response = target.send(token_request(profile, target.values, assertion=False))
+    pair = (
+        read_token(profile, response.headers, _json_body(response), time.time())
+        if response is not None and status in profile.token.ok
+        else None
+    )
+    if pair is None or pair.refresh_token is None:
+        why = "not sent: the token call gave no refresh token"
+        for name, description in _REFRESH_CASES:
+            results.append(CaseResult(name, "token_call", description, expected, why, "skipped"))
+        return results
+    (access_name, access_what), (refresh_name, refresh_what) = _REFRESH_CASES
+    request = refresh_request(profile, {**target.values, "refresh_token": pair.token})
+    results.append(
+        result(
+            access_name, access_what, _token_call(target, request, refreshed=True), "high",
+            "an access token renews itself: a leaked one never lapses",
+        )
+    )  # fmt: skip
+    status, reason, verdict = target.answer(
+        target.request(str(target.values["device_id"]), pair.refresh_token)
+    )
+    results.append(
+        result(
+            refresh_name, refresh_what, (status, f"{status} {reason}", verdict), "medium",
+            "the long-lived refresh token opens the API's endpoints too",
+        )
+    )  # fmt: skip
+    return results
+
+
 _HASH_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
 
 
@@ -320,6 +443,9 @@ def attack_profile(
                 signed = SignedContext(profile, key, values)
                 for signed_case in SIGNED_CASES:
                     record(_signed_case(target, signed_case, signed))
+            if not profile.minted:
+                for result in _token_call_cases(target, device.secret, other_id):
+                    record(result)
             weak = _weak_secret(target, profile, token, alg, device.id)
             if weak is not None:
                 record(weak)

@@ -143,6 +143,13 @@ def test_flask_jwt_extended_refuses_every_forgery(tmp_path: Path) -> None:
     assert found["tampered_signature"]["got"] == "422 invalid"
     assert found["alg_none"]["got"] == "422 invalid"
     assert set(verdicts.values()) <= {"refused", "skipped"}
+    # Its login refuses wrong credentials, and each of the pair is refused where the other goes.
+    token_calls = [name for name, case in found.items() if case["family"] == "token_call"]
+    assert len(token_calls) == 6 and "refresh_token_as_access" in token_calls
+    for name in token_calls:
+        assert verdicts[name] == "refused", (name, found[name])
+    assert found["login_wrong_secret"]["got"] == "401"
+    assert found["refresh_token_as_access"]["got"] == "422 invalid"
     # Our target's own cases are skipped, with the reason.
     assert found["revoked_device"]["got"].startswith("not sent:")
     assert read_attack(tmp_path / "attack.json")["runs"][0]["still_serving"]
@@ -165,6 +172,23 @@ def test_the_lax_api_fails_for_what_it_accepts(tmp_path: Path) -> None:
     body = read_attack(tmp_path / "attack.json")
     assert body["passed"] is False and body["runs"][0]["profile"] == "lax"
     assert any("signed_expired: accepted, high" in f for f in body["runs"][0]["failures"])
+
+
+def test_a_login_that_ignores_the_password_fails(tmp_path: Path) -> None:
+    profile = REPO / "tests" / "apis" / "lax" / "login-profile.toml"
+    with serve_broken_target("tests.apis.lax.app:app") as url:
+        done = attack("--profile", str(profile), "--target", url, "--results", str(tmp_path),
+                      "--quiet")  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    found = cases(tmp_path)
+    for name in ("login_wrong_secret", "login_empty_secret", "login_unknown_device",
+                 "login_other_device"):  # fmt: skip
+        assert found[name]["verdict"] == "accepted", (name, found[name])
+        assert found[name]["severity"] == "critical"
+        assert found[name]["got"] == "200 with a token"
+    # No refresh call in this profile; issued tokens: no signed cases.
+    assert "refresh_with_access_token" not in found
+    assert not any(name.startswith("signed_") for name in found)
 
 
 def test_profile_errors_are_one_line_exit_2(tmp_path: Path) -> None:
