@@ -4,9 +4,9 @@ The attack uses only what an outside attacker has. It registers three devices of
 the admin API (``attack-*``: one to forge from, one whose path it trespasses on, one it revokes),
 takes genuine tokens from the token endpoint, reads the public keys the target publishes, and
 forges from those (:mod:`sim.corpus`). Traffic goes to the target URL and to one loopback listener
-the attack opens itself (:mod:`sim.attack.listener`). Every verdict other than ``refused`` and
-``mismatch`` fails the run (:mod:`sim.attack.verdicts`), as do a weak HMAC secret and a target
-that no longer serves a valid device after the corpus.
+the attack opens itself (:mod:`sim.attack.listener`). Every verdict other than ``refused``,
+``mismatch``, ``skipped`` and ``finding`` fails the run (:mod:`sim.attack.verdicts`), as do a
+weak HMAC secret and a target that no longer serves a valid device after the corpus.
 
 Through a profile other than ``fleetbench`` the attack plays by that profile's contract instead
 (:mod:`sim.attack.profiled`).
