@@ -32,7 +32,11 @@ __all__ = [
     "SMOKE_SCHEMA",
     "SUMMARY_SCHEMA",
     "ArtefactError",
+    "AttackCase",
+    "AttackCounts",
     "AttackFile",
+    "AttackRun",
+    "AttackSeverity",
     "AttackVerdict",
     "CompareFile",
     "FleetFile",
@@ -465,7 +469,10 @@ AttackVerdict = Literal[
     "transport_error",
     "fetched",
     "weak_secret",
+    "finding",
 ]
+# How bad an accepted case is (through a profile; "" when the case passed or is not graded).
+AttackSeverity = Literal["", "info", "low", "medium", "high", "critical"]
 
 
 class AttackCase(TypedDict):
@@ -477,6 +484,8 @@ class AttackCase(TypedDict):
     verdict: AttackVerdict
     status: int
     reason: str
+    severity: NotRequired[AttackSeverity]
+    impact: NotRequired[str]  # what an acceptance lets an attacker do
 
 
 class AttackCounts(TypedDict):
@@ -489,12 +498,14 @@ class AttackCounts(TypedDict):
     transport_error: int
     fetched: int
     weak_secret: int
+    finding: NotRequired[int]
 
 
 class AttackRun(TypedDict):
     """The corpus against one target."""
 
     target: str
+    profile: NotRequired[str]  # the target profile's name (absent: fleetbench, before profiles)
     embedded: bool
     token_alg: str
     passed: bool

@@ -4,7 +4,8 @@ One device, a handful of requests (a valid token, no token, a forged signature, 
 token, a malformed one, an expired token, a token on another device's path), each classified
 through the profile (:mod:`sim.profiles.http`) and set against what a correct API does. Typed
 config in, typed result out; the CLI prints and picks the exit code. Secrets and whole tokens
-never reach a step.
+never reach a step. ``fleetbench attack`` through a profile sets up its device, its genuine
+token and its endpoint with the same functions (:mod:`sim.attack.profiled`).
 """
 
 from __future__ import annotations
@@ -39,7 +40,20 @@ from sim.profiles.model import Endpoint, Profile
 from sim.profiles.provision import read_devices_file, register_by_call
 from sim.provision import register_fleet
 
-__all__ = ["ProbeConfig", "ProbeError", "ProbeResult", "ProbeStep", "run_probe"]
+__all__ = [
+    "ProbeConfig",
+    "ProbeError",
+    "ProbeResult",
+    "ProbeStep",
+    "ProfileLines",
+    "Unusable",
+    "genuine_token",
+    "probe_devices",
+    "probe_endpoint",
+    "request_values",
+    "run_probe",
+    "signing_key",
+]
 
 EXCERPT_CHARS = 100
 # Headers worth showing: they carry the refusal class (never Authorization: we sent that).
@@ -89,7 +103,7 @@ Send = Callable[[Request], requests.Response]
 def run_probe(config: ProbeConfig) -> ProbeResult:
     """Probe ``config.target`` through ``config.profile``; raises :class:`ProbeError`."""
     profile = config.profile
-    endpoint = _endpoint(profile)
+    endpoint = probe_endpoint(profile)
     token_spec = profile.token
     if (
         not profile.minted
@@ -118,13 +132,13 @@ def run_probe(config: ProbeConfig) -> ProbeResult:
             raise ProbeError(f"no answer from {base} to {request!r} ({type(e).__name__})") from None
 
     try:
-        lines = _Lines(profile)
+        lines = ProfileLines(profile)
         try:
-            device, other = _devices(config, lines)
-            token, exp = _valid_token(config, device, send, lines)
-        except _Unusable as e:
+            device, other = probe_devices(config, lines)
+            token, exp = genuine_token(config, device, send, lines)
+        except Unusable as e:
             return ProbeResult(profile.name, base, [e.step], ["the other probes: no valid token"])
-        values = _values(profile, device, other)
+        values = request_values(profile, device, other)
         steps = [
             _step("valid", profile, endpoint, values, token, send, lines),
             _step("missing", profile, endpoint, values, None, send, lines),
@@ -151,14 +165,15 @@ def run_probe(config: ProbeConfig) -> ProbeResult:
         session.close()
 
 
-def _endpoint(profile: Profile) -> Endpoint:
+def probe_endpoint(profile: Profile) -> Endpoint:
     if not profile.endpoints:
         raise ProbeError(f"profile {profile.name} has no [[endpoints]] to probe")
     # A device's own path shows the wrong-device answer too; otherwise the first endpoint.
     return next((e for e in profile.endpoints if "{device_id}" in e.path), profile.endpoints[0])
 
 
-def _values(profile: Profile, device: Device, other: str) -> dict[str, Any]:
+def request_values(profile: Profile, device: Device, other: str) -> dict[str, Any]:
+    """What the profile's templates may name, for ``device`` now (``other``: another id)."""
     now = time.time()
     return {
         "device_id": device.id,
@@ -175,7 +190,7 @@ def _values(profile: Profile, device: Device, other: str) -> dict[str, Any]:
 # -- the device -----------------------------------------------------------------------------------
 
 
-def _devices(config: ProbeConfig, lines: _Lines) -> tuple[Device, str]:
+def probe_devices(config: ProbeConfig, lines: ProfileLines) -> tuple[Device, str]:
     """The probe's device, registered the profile's way, and another device's id."""
     profile = config.profile
     spec = profile.provision
@@ -208,14 +223,14 @@ def _devices(config: ProbeConfig, lines: _Lines) -> tuple[Device, str]:
         )
         label = f"{spec.method} {spec.path}"
         step = ProbeStep("register", label, status, "", f"http_{status}", "ok", False, fix)
-        raise _Unusable(step) from None
+        raise Unusable(step) from None
     except SimError as e:
         raise ProbeError(f"cannot register a probe device: {e}") from None
     finally:
         client.close()
 
 
-class _Unusable(Exception):
+class Unusable(Exception):
     """The profile's own setup calls (registration, token) do not fit the API: one step."""
 
     def __init__(self, step: ProbeStep) -> None:
@@ -223,13 +238,13 @@ class _Unusable(Exception):
         self.step = step
 
 
-def _valid_token(
-    config: ProbeConfig, device: Device, send: Send, lines: _Lines
+def genuine_token(
+    config: ProbeConfig, device: Device, send: Send, lines: ProfileLines
 ) -> tuple[str, float]:
     profile = config.profile
-    values = _values(profile, device, "")
+    values = request_values(profile, device, "")
     if profile.minted:
-        return mint_token(profile, _signing_key(profile), values), values["now"] + values["ttl"]
+        return mint_token(profile, signing_key(profile), values), values["now"] + values["ttl"]
     request = token_request(profile, values, assertion=False)
     response = send(request)
     label = f"{request.method} {request.path.split('?')[0]}"
@@ -240,7 +255,7 @@ def _valid_token(
             f"check [token] path, json/form and ok ({lines.at('token', 'path')})"
         )
         excerpt = _excerpt(response, "")
-        raise _Unusable(
+        raise Unusable(
             ProbeStep("token", label, status, excerpt, f"http_{status}", "ok", False, fix)
         )
     answer = read_token(profile, response.headers, _json(response), time.time())
@@ -252,11 +267,11 @@ def _valid_token(
             f"{key} ({lines.at('token', key)})"
         )
         excerpt = _excerpt(response, "")
-        raise _Unusable(ProbeStep("token", label, status, excerpt, "no token", "ok", False, fix))
+        raise Unusable(ProbeStep("token", label, status, excerpt, "no token", "ok", False, fix))
     return answer.token, answer.exp
 
 
-def _signing_key(profile: Profile) -> Any:
+def signing_key(profile: Profile) -> Any:
     if profile.token.private_key_file:
         from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
@@ -271,11 +286,11 @@ def _expired_token(
     ``"skip:why"`` when none can be had within ``expiry_wait_s``."""
     profile = config.profile
     if profile.minted:
-        values = _values(profile, device, "")
+        values = request_values(profile, device, "")
         ttl = profile.token.short_ttl_s
         values["now"] = int(time.time()) - ttl - int(profile.leeway_s) - 60
         values["ttl"] = ttl
-        return mint_token(profile, _signing_key(profile), values)
+        return mint_token(profile, signing_key(profile), values)
     wait_s = exp + profile.leeway_s + 1 - time.time()
     if wait_s > config.expiry_wait_s:
         return (
@@ -342,7 +357,7 @@ def _step(
     values: dict[str, Any],
     token: str | None,
     send: Send,
-    lines: _Lines,
+    lines: ProfileLines,
 ) -> ProbeStep:
     request = endpoint_request(profile, endpoint, values, token)
     response = send(request)
@@ -364,7 +379,7 @@ def _judge(
     status: int,
     accepted: bool,
     classified: str,
-    lines: _Lines,
+    lines: ProfileLines,
 ) -> tuple[bool, str]:
     index = profile.endpoints.index(endpoint)
     if status >= 500:
@@ -435,7 +450,7 @@ def _json(response: requests.Response) -> Any:
         return None
 
 
-class _Lines:
+class ProfileLines:
     """Where a key sits in the profile's file, for ``file:line`` in a fix."""
 
     def __init__(self, profile: Profile) -> None:

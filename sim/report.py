@@ -137,9 +137,8 @@ def write_compare_report(
     path.write_text(render("compare.html.j2", charts=charts, all_charts=charts, **context))
 
 
-def write_attack_report(untyped: AttackFile | dict[str, Any], path: Path) -> None:
+def write_attack_report(body: AttackFile, path: Path) -> None:
     """The report of ``fleetbench attack``: ``body`` is ``attack.json``."""
-    body = cast(AttackFile, untyped)  # a plain dict until sim/attack.py builds an AttackFile
     charts = attack_charts(body)
     families = [family_counts(run) for run in body["runs"]]
     path.write_text(

@@ -1,8 +1,10 @@
 """The bad-token corpus against a target, one verdict per case (``fleetbench attack``).
 
-:mod:`sim.attack.engine` runs it, :mod:`sim.attack.cases` plays one case,
-:mod:`sim.attack.verdicts` says what the answer means, :mod:`sim.attack.session` and
-:mod:`sim.attack.listener` are its two network ends; :mod:`sim.corpus` holds the cases.
+:mod:`sim.attack.engine` runs it (through a foreign target profile:
+:mod:`sim.attack.profiled`, with :mod:`sim.attack.signed` when the profile holds the signing
+key), :mod:`sim.attack.cases` plays one case, :mod:`sim.attack.verdicts` says what the answer
+means, :mod:`sim.attack.session` and :mod:`sim.attack.listener` are its two network ends;
+:mod:`sim.corpus` holds the cases.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from sim.attack.engine import (
     run_attack,
     write_attack_outputs,
 )
+from sim.attack.profiled import attack_profile
 from sim.attack.verdicts import PASSING, VERDICTS, CaseResult, Verdict
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "CaseResult",
     "Verdict",
     "attack_json",
+    "attack_profile",
     "attack_target",
     "run_attack",
     "write_attack_outputs",

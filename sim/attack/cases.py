@@ -12,6 +12,7 @@ from sim.corpus import (
     ForgeContext,
     TokenCase,
     TokenContext,
+    common_secret_name,
     common_secrets,
     find_common_secret,
 )
@@ -80,15 +81,27 @@ def run_token_case(session: AttackSession, case: TokenCase, ctx: TokenContext) -
     return result(f"{status} {error}", verdict, status, error)
 
 
-def secret_strength(token: str, alg: str) -> CaseResult:
-    """An HMAC token checked offline against the common-secrets list."""
+WEAK_SECRET_IMPACT = (
+    "anyone who tries the public list has the signing key: they can mint a valid token for any "
+    "device, with any claims and any lifetime"
+)
+
+
+def secret_strength(
+    token: str, alg: str, index: int | None = None, impact: str = WEAK_SECRET_IMPACT
+) -> CaseResult:
+    """An HMAC token checked offline against the common-secrets list (``index``: already found
+    there, e.g. a profile's own secret). A common secret is named: it is public knowledge."""
     tried = len(common_secrets())
-    index = find_common_secret(token)
-    got = (
-        f"not signed by any of {tried} common secrets"
-        if index is None
-        else f"signed with common secret #{index} of sim/common_secrets.txt"
-    )
+    if index is None:
+        index = find_common_secret(token)
+    if index is None:
+        got = f"not signed by any of {tried} common secrets"
+    else:
+        got = (
+            f"signed with common secret #{index} of sim/common_secrets.txt: "
+            f"{common_secret_name(index)}"
+        )
     return CaseResult(
         "weak_hmac_secret",
         "secret_strength",
@@ -96,4 +109,6 @@ def secret_strength(token: str, alg: str) -> CaseResult:
         "no common secret",
         got,
         "refused" if index is None else "weak_secret",
+        severity="" if index is None else "critical",
+        impact="" if index is None else impact,
     )

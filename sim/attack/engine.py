@@ -4,33 +4,36 @@ The attack uses only what an outside attacker has. It registers three devices of
 the admin API (``attack-*``: one to forge from, one whose path it trespasses on, one it revokes),
 takes genuine tokens from the token endpoint, reads the public keys the target publishes, and
 forges from those (:mod:`sim.corpus`). Traffic goes to the target URL and to one loopback listener
-the attack opens itself (:mod:`sim.attack.listener`). Every verdict other than ``refused`` and
-``mismatch`` fails the run (:mod:`sim.attack.verdicts`), as do a weak HMAC secret and a target
-that no longer serves a valid device after the corpus.
+the attack opens itself (:mod:`sim.attack.listener`). Every verdict other than ``refused``,
+``mismatch``, ``skipped`` and ``finding`` fails the run (:mod:`sim.attack.verdicts`), as do a
+weak HMAC secret and a target that no longer serves a valid device after the corpus.
+
+Through a profile other than ``fleetbench`` the attack plays by that profile's contract instead
+(:mod:`sim.attack.profiled`).
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections import Counter
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import jwt
 
+from sim.artefacts import ATTACK_SCHEMA, AttackFile, write_artefact
 from sim.attack.cases import run_case, run_token_case, secret_strength
 from sim.attack.listener import listening
+from sim.attack.profiled import attack_profile
 from sim.attack.session import AttackSession, issuer_of, public_key_for
-from sim.attack.verdicts import PASSING, STRICT_PASSING, VERDICTS, CaseResult
+from sim.attack.verdicts import AttackReport, CaseResult
 from sim.corpus import CASES, TOKEN_CASES, ForgeContext, TokenContext
 from sim.embedded import EmbeddedTarget
 from sim.errors import ConfigError, TargetUnusable
 from sim.fleet import Device, make_fleet
 from sim.http import TargetClient
+from sim.profiles import Profile
 from sim.provision import register_fleet
 from sim.report import write_attack_report
 from target.jose import ALG_NAMES
@@ -46,50 +49,7 @@ __all__ = [
     "write_attack_outputs",
 ]
 
-ATTACK_SCHEMA = "fleetbench.attack/1"
 DEFAULT_ALGS = ("HS256", "ES256", "EdDSA")
-
-
-@dataclass
-class AttackReport:
-    """The corpus against one target (one algorithm)."""
-
-    target: str
-    embedded: bool
-    token_alg: str
-    results: list[CaseResult] = field(default_factory=list)
-    still_serving: bool = False
-    listener_requests: int = 0
-    elapsed_s: float = 0.0
-
-    def counts(self) -> dict[str, int]:
-        counted = Counter(result.verdict for result in self.results)
-        return {verdict: counted[verdict] for verdict in VERDICTS}
-
-    def failures(self, strict: bool = False) -> list[str]:
-        allowed = STRICT_PASSING if strict else PASSING
-        failed = [
-            f"{r.name}: {r.verdict} ({r.got})" for r in self.results if r.verdict not in allowed
-        ]
-        if self.listener_requests:
-            failed.append(f"the target fetched the jku/x5u listener {self.listener_requests} times")
-        if not self.still_serving:
-            failed.append("the target no longer serves a valid device after the corpus")
-        return failed
-
-    def to_json(self, strict: bool = False) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "embedded": self.embedded,
-            "token_alg": self.token_alg,
-            "passed": not self.failures(strict),
-            "failures": self.failures(strict),
-            "counts": {"cases": len(self.results), **self.counts()},
-            "still_serving": self.still_serving,
-            "listener_requests": self.listener_requests,
-            "elapsed_s": round(self.elapsed_s, 3),
-            "cases": [asdict(result) for result in self.results],
-        }
 
 
 def _still_serving(session: AttackSession, token: str, device: Device, other: Device) -> bool:
@@ -163,7 +123,8 @@ def attack_target(
 
 @dataclass(frozen=True)
 class AttackConfig:
-    """``target`` None: one embedded target per algorithm of ``algs``."""
+    """``target`` None: one embedded target per algorithm of ``algs``. ``profile`` None (or
+    ``fleetbench``): our own contract; another profile needs ``target``."""
 
     target: str | None = None
     admin_key: str | None = field(default=None, repr=False)
@@ -171,13 +132,25 @@ class AttackConfig:
     strict: bool = False
     on_result: Callable[[CaseResult], None] = field(default=lambda result: None, repr=False)
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
+    profile: Profile | None = None
+
+    @property
+    def foreign(self) -> Profile | None:
+        """The profile when it is not our own contract."""
+        return None if self.profile is None or self.profile.name == "fleetbench" else self.profile
 
     def check(self) -> None:
         unknown = [alg for alg in self.algs if alg not in ALG_NAMES]
         if unknown or not self.algs:
             raise ConfigError(f"--algs: unknown algorithm {','.join(unknown) or '(none)'}")
+        foreign = self.foreign
+        if foreign is not None and self.target is None:
+            raise ConfigError(
+                f"--profile {foreign.name} needs --target URL (only our own target is embedded)"
+            )
         if self.target is not None:
-            if not self.admin_key:
+            needs_key = foreign is None or foreign.provision.via == "admin"
+            if needs_key and not self.admin_key:
                 raise ConfigError("--target needs --admin-key (or FLEETBENCH_ADMIN_KEY)")
             if not self.target.startswith(("http://", "https://")):
                 raise ConfigError("--target must be an http:// or https:// URL")
@@ -186,6 +159,12 @@ class AttackConfig:
 def run_attack(config: AttackConfig) -> list[AttackReport]:
     """The corpus against ``config.target``, or against an embedded target per algorithm."""
     config.check()
+    foreign = config.foreign
+    if foreign is not None and config.target is not None:
+        config.log(f"attacking {config.target} through profile {foreign.name}")
+        return [
+            attack_profile(foreign, config.target, config.admin_key, on_result=config.on_result)
+        ]
     if config.target is not None:
         assert config.admin_key is not None  # checked above
         config.log(f"attacking {config.target}")
@@ -202,7 +181,7 @@ def run_attack(config: AttackConfig) -> list[AttackReport]:
     return reports
 
 
-def attack_json(reports: list[AttackReport], strict: bool) -> dict[str, Any]:
+def attack_json(reports: list[AttackReport], strict: bool) -> AttackFile:
     """The ``attack.json`` document."""
     return {
         "schema": ATTACK_SCHEMA,
@@ -213,7 +192,7 @@ def attack_json(reports: list[AttackReport], strict: bool) -> dict[str, Any]:
     }
 
 
-def write_attack_outputs(body: dict[str, Any], folder: Path) -> None:
+def write_attack_outputs(body: AttackFile, folder: Path) -> None:
     """``attack.json`` and ``report.html`` in ``folder``."""
-    (folder / "attack.json").write_text(json.dumps(body, indent=2) + "\n")
+    write_artefact(body, folder / "attack.json")
     write_attack_report(body, folder / "report.html")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,24 @@ from sim.attack import (
     write_attack_outputs,
 )
 from sim.cli.exits import verdict_exit
-from sim.cli.options import add_embedded_algs, add_target_options, embedded_algs
+from sim.cli.options import (
+    add_embedded_algs,
+    add_profile_option,
+    add_target_options,
+    embedded_algs,
+)
+from sim.profiles import load_profile
 from sim.results import results_folder
 
-__all__ = ["add_parser", "command", "summary_line", "verdict_line"]
+__all__ = ["add_parser", "command", "findings_lines", "summary_line", "verdict_line"]
 
-_MARKS: dict[str, str] = {"refused": "ok  ", "mismatch": "WARN", "skipped": "skip"}
+FINDINGS_SHOWN = 8  # names per severity line; attack.json and report.html list them all
+_MARKS: dict[str, str] = {
+    "refused": "ok  ",
+    "mismatch": "WARN",
+    "skipped": "skip",
+    "finding": "NOTE",
+}
 
 
 def add_parser(commands: Any) -> None:
@@ -34,6 +47,7 @@ def add_parser(commands: Any) -> None:
     )
     p.set_defaults(handler=command)
     add_target_options(p)
+    add_profile_option(p)
     add_embedded_algs(p, DEFAULT_ALGS, "")
     p.add_argument("--json", action="store_true", help="print attack.json to stdout")
     p.add_argument("--strict", action="store_true", help="a refusal with another answer fails too")
@@ -43,28 +57,48 @@ def add_parser(commands: Any) -> None:
 
 def verdict_line(result: CaseResult) -> str:
     mark = _MARKS.get(result.verdict, "FAIL")
-    return (
+    graded = f", {result.severity}" if result.severity else ""
+    line = (
         f"{mark} {result.name:<28} expected {result.expected:<28} got {result.got}"
-        f"{'' if result.verdict in _MARKS else f'  [{result.verdict}]'}"
+        f"{f'  [{result.verdict}{graded}]' if result.verdict not in _MARKS or graded else ''}"
     )
+    return f"{line}\n     {result.impact}" if result.impact else line
 
 
 def summary_line(report: AttackReport, strict: bool) -> str:
     counts = report.counts()
     refused = counts["refused"] + counts["mismatch"]
-    other = len(report.results) - refused - counts["skipped"] - counts["accepted"]
+    other = (
+        len(report.results) - refused - counts["skipped"] - counts["accepted"] - counts["finding"]
+    )
     skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
+    profile = "" if report.profile == "fleetbench" else f" (profile {report.profile})"
+    findings = f", {counts['finding']} findings" if counts["finding"] else ""
     return (
-        f"{'FAIL' if report.failures(strict) else 'PASS'} {report.token_alg} {report.target}: "
+        f"{'FAIL' if report.failures(strict) else 'PASS'} {report.token_alg} {report.target}"
+        f"{profile}: "
         f"{len(report.results)} cases, {refused} refused ({counts['mismatch']} with another "
-        f"answer than expected){skipped}, {counts['accepted']} accepted, {other} other "
+        f"answer than expected){skipped}, {counts['accepted']} accepted{findings}, {other} other "
         f"failures; key URL fetches {report.listener_requests}; still serving valid devices: "
         f"{'yes' if report.still_serving else 'NO'} ({report.elapsed_s:.1f} s)"
     )
 
 
+def findings_lines(report: AttackReport) -> list[str]:
+    """One line per severity, the worst first: how many graded acceptances, and which."""
+    by_severity: dict[str, list[str]] = {}
+    for result in report.findings():
+        by_severity.setdefault(result.severity, []).append(f"{result.name} ({result.verdict})")
+    lines = []
+    for severity, names in by_severity.items():
+        shown = ", ".join(names[:FINDINGS_SHOWN])
+        more = f" and {len(names) - FINDINGS_SHOWN} more" if len(names) > FINDINGS_SHOWN else ""
+        lines.append(f"  {severity} {len(names)}: {shown}{more}")
+    return lines
+
+
 def command(args: argparse.Namespace, console: Console) -> int:
-    """0 every case refused, 1 any accepted (or another failure)."""
+    """0 every case refused, 1 any accepted (or another failure), 2 bad input (a SimError)."""
     algs = embedded_algs(args, DEFAULT_ALGS)
     text = not args.json
 
@@ -76,7 +110,10 @@ def command(args: argparse.Namespace, console: Console) -> int:
         if text and not args.quiet:
             print(f"fleetbench: {message}", flush=True)
 
-    config = AttackConfig(args.target, args.admin_key, algs, args.strict, on_result=show, log=log)
+    profile = load_profile(args.profile, os.environ)
+    config = AttackConfig(
+        args.target, args.admin_key, algs, args.strict, on_result=show, log=log, profile=profile
+    )
     config.check()  # before a results folder is made
     reports = run_attack(config)
     body = attack_json(reports, args.strict)
@@ -88,5 +125,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     else:
         for report in reports:
             print(summary_line(report, args.strict))
+            for line in findings_lines(report):
+                print(line)
         print(f"fleetbench: attack.json and report.html in {folder}")
     return verdict_exit(body["passed"])

@@ -29,7 +29,12 @@ segments, signing, header and claim edits), :mod:`~sim.corpus.strangers` (the at
 from __future__ import annotations
 
 from sim.corpus.bearer_cases import CASES, cases_for
-from sim.corpus.cracking import common_secrets, find_common_secret
+from sim.corpus.cracking import (
+    common_secret_index,
+    common_secret_name,
+    common_secrets,
+    find_common_secret,
+)
 from sim.corpus.model import (
     Case,
     Endpoint,
@@ -55,6 +60,8 @@ __all__ = [
     "TokenContext",
     "TokenForged",
     "cases_for",
+    "common_secret_index",
+    "common_secret_name",
     "common_secrets",
     "find_common_secret",
     "stranger_certificate",

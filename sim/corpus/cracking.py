@@ -17,6 +17,23 @@ def common_secrets() -> tuple[bytes, ...]:
     return (b"", *(line.encode() for line in lines if line and not line.startswith("#")))
 
 
+def common_secret_name(index: int) -> str:
+    """Common secret ``index`` as a report names it. It is on a public list, so naming it tells
+    an attacker nothing new and tells the team exactly what to replace; a secret that is not on
+    the list is never named."""
+    secret = common_secrets()[index]
+    return repr(secret.decode()) if secret else "the empty secret"
+
+
+def common_secret_index(secret: str | bytes) -> int | None:
+    """Where ``secret`` (a profile's own HMAC secret) sits in :func:`common_secrets`, if at all."""
+    raw = secret.encode() if isinstance(secret, str) else secret
+    found = [
+        index for index, known in enumerate(common_secrets()) if hmac.compare_digest(known, raw)
+    ]
+    return found[0] if found else None
+
+
 _HMAC_DIGESTS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 
 

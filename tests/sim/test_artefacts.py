@@ -26,6 +26,7 @@ from sim.artefacts import (
 )
 from sim.schemas import SCHEMA_DIR, main, schema_text
 from tests.commands import fleetbench
+from tests.sim.conftest import serve_broken_target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -84,6 +85,20 @@ def test_real_attack_matches_its_type(tmp_path: Path) -> None:
     attack = read_attack(tmp_path / "attack.json")
     _same_as_written(tmp_path / "attack.json", attack)
     assert attack["runs"][0]["counts"]["cases"] == len(attack["runs"][0]["cases"])
+
+
+def test_real_attack_through_a_profile_matches_its_type(tmp_path: Path) -> None:
+    lax = REPO / "tests" / "apis" / "lax" / "profile.toml"
+    with serve_broken_target("tests.apis.lax.app:app") as url:
+        done = fleetbench(
+            "attack", "--profile", str(lax), "--target", url, "--quiet", "--results", str(tmp_path)
+        )
+    assert done.returncode == 1, done.stderr  # the lax API accepts forgeries
+    attack = read_attack(tmp_path / "attack.json")
+    _same_as_written(tmp_path / "attack.json", attack)
+    run = attack["runs"][0]
+    assert run.get("profile") == "lax" and run["counts"].get("finding", 0) > 0
+    assert {case.get("severity") for case in run["cases"]} >= {"critical", "high", "low"}
 
 
 def test_real_compare_matches_its_type(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def _open(html: Path) -> PageCheck:
     return check
 
 
-def _figures_equal(check: PageCheck, document: dict[str, Any], minimum: int) -> None:
+def _figures_equal(check: PageCheck, document: Mapping[str, Any], minimum: int) -> None:
     """Every figure whose path names a value in ``document`` shows exactly that value."""
     compared = 0
     for figure in check.figures:
