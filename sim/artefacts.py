@@ -300,9 +300,12 @@ class VerifyCost(TypedDict):
 
 
 class Server(TypedDict):
-    """The target's ``/metrics`` over the run (only ``available`` when it has none)."""
+    """The target's ``/metrics`` over the run. Not ``available`` (with the ``reason``) when the
+    profile names no ``[metrics] verify_time`` or ``/metrics`` has no such histogram."""
 
     available: bool
+    reason: NotRequired[str]
+    verify_metric: NotRequired[str]  # the histogram read (the profile's [metrics] verify_time)
     verify: NotRequired[dict[str, VerifyCost]]
     verifications: NotRequired[dict[str, int]]
     token_errors: NotRequired[dict[str, int]]

@@ -365,7 +365,12 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             measurements = Measurements.from_wire(load.raw.get("measurements", {}))
             if target.embedded is not None:
                 time.sleep(0.2)  # one telemetry flush tick
-            server = server_delta(metrics_before, scrape_metrics(client))
+            server = server_delta(
+                metrics_before,
+                scrape_metrics(client),
+                config.loaded_profile.metrics.verify_time,
+                _token_alg(measurements),
+            )
             stats_after = telemetry_stats(client) if via == "admin" else None
             summary = build_summary(
                 measurements,
@@ -408,6 +413,17 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
             return cast(dict[str, Any], summary)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _token_alg(measurements: Measurements) -> str:
+    """The one algorithm of the tokens the API honoured, to name a verify-time histogram that
+    has no ``alg`` label by; ``all`` when there were several or none."""
+    algs = {
+        key.alg
+        for key in measurements.latency
+        if key.outcome == "ok" and not key.endpoint.startswith("token ")
+    }
+    return algs.pop() if len(algs) == 1 else "all"
 
 
 def _write_outputs(summary: Summary, folder: Path) -> None:
