@@ -34,6 +34,7 @@ __all__ = [
     "AttackFile",
     "AttackVerdict",
     "CompareFile",
+    "CompareTarget",
     "FleetFile",
     "SmokeFile",
     "Summary",
@@ -170,7 +171,7 @@ class RunParameters(TypedDict):
     token_ttl: int | None
     leeway: int
     scenarios: dict[str, int]
-    endpoint: str
+    endpoint: str | None  # None: all of the profile's endpoints, by weight
     interval_s: float
     refresh: str
     bad_ratio: float
@@ -557,7 +558,17 @@ class CompareParameters(TypedDict):
     devices: NotRequired[int]
     duration_s: NotRequired[float]
     interval_s: NotRequired[float]
-    endpoint: NotRequired[str]
+    # The endpoint of the end-to-end rounds; None: each profile's default_endpoint, else all.
+    endpoint: NotRequired[str | None]
+
+
+class CompareTarget(TypedDict):
+    """Where one algorithm's end-to-end rounds ran: a fresh embedded target (``url`` None), or
+    the service given by ``--target ALG=URL``, spoken to through ``profile``."""
+
+    url: str | None
+    embedded: bool
+    profile: str
 
 
 class CompareFile(TypedDict):
@@ -571,6 +582,10 @@ class CompareFile(TypedDict):
     repeat: int
     interleaved: bool
     end_to_end: bool
+    # The micro figures (sign_us ... token_bytes, capacity_cores) are local: this machine's
+    # cryptography under our own verifier (target/), whatever service the end-to-end rounds hit.
+    micro_scope: NotRequired[Literal["local"]]
+    targets: NotRequired[dict[str, CompareTarget]]  # per algorithm, with end_to_end
     started_at: float
     duration_s: float
     algorithms: dict[str, CompareAlgorithm]
