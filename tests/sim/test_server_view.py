@@ -14,19 +14,9 @@ from typing import Any
 
 import pytest
 
-from sim.profiles.load import BUILTIN
+from tests.apis.flask_jwt import metrics_profile
 from tests.apis.serve import serve_listening
-from tests.commands import REPO, fleetbench
-
-FLASK_PROFILE = REPO / "sim" / "profiles" / BUILTIN / "flask-jwt-extended.toml"
-
-
-def metrics_profile(folder: Path) -> Path:
-    """The shipped flask-jwt-extended profile, plus the test API's verify-time histogram."""
-    path = folder / "flask-metrics.toml"
-    text = FLASK_PROFILE.read_text()
-    path.write_text(f'{text}\n[metrics]\nverify_time = "api_verify_seconds"\n')
-    return path
+from tests.commands import fleetbench
 
 
 @pytest.fixture
