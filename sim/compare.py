@@ -50,6 +50,7 @@ __all__ = [
     "parse_per_alg",
     "run_compare",
     "table_rows",
+    "targets_of",
     "write_compare_outputs",
 ]
 
