@@ -39,6 +39,7 @@ __all__ = [
     "AttackSeverity",
     "AttackVerdict",
     "CompareFile",
+    "CompareTarget",
     "FleetFile",
     "SmokeFile",
     "Summary",
@@ -176,7 +177,7 @@ class RunParameters(TypedDict):
     token_ttl: int | None
     leeway: int
     scenarios: dict[str, int]
-    endpoint: str
+    endpoint: str | None  # None: all of the profile's endpoints, by weight
     interval_s: float
     refresh: str
     bad_ratio: float
@@ -306,9 +307,12 @@ class VerifyCost(TypedDict):
 
 
 class Server(TypedDict):
-    """The target's ``/metrics`` over the run (only ``available`` when it has none)."""
+    """The target's ``/metrics`` over the run. Not ``available`` (with the ``reason``) when the
+    profile names no ``[metrics] verify_time`` or ``/metrics`` has no such histogram."""
 
     available: bool
+    reason: NotRequired[str]
+    verify_metric: NotRequired[str]  # the histogram read (the profile's [metrics] verify_time)
     verify: NotRequired[dict[str, VerifyCost]]
     verifications: NotRequired[dict[str, int]]
     token_errors: NotRequired[dict[str, int]]
@@ -567,7 +571,17 @@ class CompareParameters(TypedDict):
     devices: NotRequired[int]
     duration_s: NotRequired[float]
     interval_s: NotRequired[float]
-    endpoint: NotRequired[str]
+    # The endpoint of the end-to-end rounds; None: each profile's default_endpoint, else all.
+    endpoint: NotRequired[str | None]
+
+
+class CompareTarget(TypedDict):
+    """Where one algorithm's end-to-end rounds ran: a fresh embedded target (``url`` None), or
+    the service given by ``--target ALG=URL``, spoken to through ``profile``."""
+
+    url: str | None
+    embedded: bool
+    profile: str
 
 
 class CompareFile(TypedDict):
@@ -581,6 +595,10 @@ class CompareFile(TypedDict):
     repeat: int
     interleaved: bool
     end_to_end: bool
+    # The micro figures (sign_us ... token_bytes, capacity_cores) are local: this machine's
+    # cryptography under our own verifier (target/), whatever service the end-to-end rounds hit.
+    micro_scope: NotRequired[Literal["local"]]
+    targets: NotRequired[dict[str, CompareTarget]]  # per algorithm, with end_to_end
     started_at: float
     duration_s: float
     algorithms: dict[str, CompareAlgorithm]

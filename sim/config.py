@@ -17,23 +17,29 @@ from pathlib import Path
 from typing import Any
 
 from sim.errors import ConfigError
-from sim.scenarios import (
-    ENDPOINTS,
-    REFRESH_MODES,
-    Endpoint,
-    RefreshMode,
-    Scenario,
-    parse_scenarios,
-)
+from sim.profiles import Profile, load_profile
+from sim.scenarios import REFRESH_MODES, RefreshMode, Scenario, parse_scenarios
 
-__all__ = ["SimConfig"]
+__all__ = ["SimConfig", "choose_endpoint"]
+
+
+def choose_endpoint(profile: Profile, name: str | None, option: str = "--endpoint") -> str | None:
+    """The endpoint a run calls: ``name`` if the profile has it (else one line listing the
+    profile's), or the profile's ``default_endpoint``; None: all of them, by weight."""
+    if name is None:
+        return profile.default_endpoint
+    if profile.endpoint(name) is None:
+        names = ", ".join(profile.endpoint_names())
+        raise ConfigError(f"{option} {name!r}: profile {profile.name} has the endpoints {names}")
+    return name
 
 
 @dataclass(frozen=True)
 class SimConfig:
     fleet: str
     scenarios: dict[Scenario, int] = field(default_factory=lambda: {"verification": 1})
-    endpoint: Endpoint = "telemetry"
+    # One of the profile's [[endpoints]] by name; None: all of them, by weight.
+    endpoint: str | None = "telemetry"
     interval_s: float = 1.0  # pacing of each device's requests
     refresh: RefreshMode = "on-expiry"  # how the expiry scenario renews its token
     bad_ratio: float = 0.5  # share of rejection-scenario requests that carry a forged credential
@@ -63,10 +69,13 @@ class SimConfig:
             raise ConfigError(
                 "set FLEETBENCH_FLEET to a fleet file (fleetbench provision makes one)"
             )
-        endpoint = env.get("FLEETBENCH_ENDPOINT", "telemetry")
         refresh = env.get("FLEETBENCH_REFRESH", "on-expiry")
-        if endpoint not in ENDPOINTS or refresh not in REFRESH_MODES:
-            raise ConfigError("FLEETBENCH_ENDPOINT or FLEETBENCH_REFRESH has an unknown value")
+        if refresh not in REFRESH_MODES:
+            raise ConfigError("FLEETBENCH_REFRESH has an unknown value")
+        profile_name = env.get("FLEETBENCH_PROFILE", "fleetbench")
+        endpoint = choose_endpoint(
+            load_profile(profile_name, env), env.get("FLEETBENCH_ENDPOINT"), "FLEETBENCH_ENDPOINT"
+        )
         return cls(
             fleet=fleet,
             scenarios=parse_scenarios(env.get("FLEETBENCH_SCENARIO", "verification")),
@@ -77,5 +86,5 @@ class SimConfig:
             leeway_s=float(env.get("FLEETBENCH_LEEWAY", "10")),
             issuer=env.get("FLEETBENCH_ISSUER"),
             raw=env.get("FLEETBENCH_RAW"),
-            profile=env.get("FLEETBENCH_PROFILE", "fleetbench"),
+            profile=profile_name,
         )

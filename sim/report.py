@@ -125,13 +125,9 @@ def write_smoke_report(record: SmokeFile, path: Path) -> None:
 
 
 def write_compare_report(
-    untyped: CompareFile | dict[str, Any],
-    path: Path,
-    rows: list[tuple[str, ...]],
-    capacity: list[str],
+    result: CompareFile, path: Path, rows: list[tuple[str, ...]], capacity: list[str]
 ) -> None:
     """The report of ``fleetbench compare``: ``result`` is ``compare.json``, with its table rows."""
-    result = cast(CompareFile, untyped)  # a plain dict until sim/compare.py builds a CompareFile
     charts = compare_charts(result)
     context = {"c": result, "rows": rows, "capacity": capacity}
     path.write_text(render("compare.html.j2", charts=charts, all_charts=charts, **context))

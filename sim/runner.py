@@ -27,7 +27,7 @@ from sim.artefacts import (
     TargetCpu,
     write_summary,
 )
-from sim.config import SimConfig
+from sim.config import SimConfig, choose_endpoint
 from sim.embedded import EmbeddedTarget
 from sim.errors import ConfigError, SimError
 from sim.fleet import CredentialKind, Fleet, load_fleet, make_fleet, save_fleet
@@ -41,7 +41,7 @@ from sim.profiles import Profile, load_profile
 from sim.profiles.provision import profile_fleet, register_by_call
 from sim.provision import ProvisionResult, register_fleet
 from sim.results import results_folder
-from sim.scenarios import MIXED, Endpoint, RefreshMode, Scenario
+from sim.scenarios import MIXED, RefreshMode, Scenario
 from sim.server_view import (
     DeviceStats,
     MetricsCpuSampler,
@@ -51,7 +51,7 @@ from sim.server_view import (
 )
 from sim.summary import build_summary, telemetry_account
 
-__all__ = ["LiveFigures", "RunConfig", "RunProgress", "run_benchmark"]
+__all__ = ["LiveFigures", "RunConfig", "RunProgress", "fleet_file", "run_benchmark"]
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,9 @@ class RunConfig:
     # on it.
     leeway: int | None = None
     scenarios: dict[Scenario, int] = field(default_factory=lambda: {"verification": 1})
-    endpoint: Endpoint = "telemetry"
+    # One of the profile's [[endpoints]] by name (ours: telemetry, config, data); None: the
+    # profile's default_endpoint (ours: telemetry), or all of its endpoints by weight.
+    endpoint: str | None = None
     interval_s: float = 1.0
     refresh: RefreshMode = "on-expiry"
     bad_ratio: float = 0.5
@@ -96,8 +98,14 @@ class RunConfig:
             return {k: v for k, v in self.scenarios.items() if k != "issuance"}
         return self.scenarios
 
+    @property
+    def effective_endpoint(self) -> str | None:
+        """The endpoint the devices call (checked against the profile); None: all, by weight."""
+        return choose_endpoint(self.loaded_profile, self.endpoint)
+
     def check(self) -> None:
         profile = self.loaded_profile
+        choose_endpoint(profile, self.endpoint)  # an unknown --endpoint: one line, before any work
         if self.target is None and profile.name != "fleetbench":
             raise ConfigError(f"profile {profile.name} describes another API: give --target URL")
         if self.target is not None and not self.admin_key and profile.provision.via == "admin":
@@ -154,6 +162,7 @@ class RunConfig:
         if self.target is None:
             data["token_ttl"] = self.effective_token_ttl
         data["leeway"] = self.effective_leeway
+        data["endpoint"] = self.effective_endpoint
         return cast(RunParameters, data)
 
 
@@ -186,6 +195,12 @@ def _fleet(config: RunConfig, scratch: Path) -> tuple[Fleet, Path]:
     path = scratch / "fleet.json"  # secrets stay out of the results folder
     save_fleet(fleet, path)
     return fleet, path
+
+
+def fleet_file(config: RunConfig, folder: Path) -> Path:
+    """The fleet ``config`` would make, written to ``folder`` (secrets: keep it out of results),
+    for runs that must reuse one fleet (compare's rounds against one service)."""
+    return _fleet(config, folder)[1]
 
 
 @dataclass(frozen=True)
@@ -260,7 +275,7 @@ def _locust_env(
     sim_config = SimConfig(
         fleet=str(fleet_path),
         scenarios=config.effective_scenarios,
-        endpoint=config.endpoint,
+        endpoint=config.effective_endpoint,
         interval_s=config.interval_s,
         refresh=config.refresh,
         bad_ratio=config.bad_ratio,
@@ -362,7 +377,12 @@ def run_benchmark(config: RunConfig) -> Summary:
             measurements = Measurements.from_wire(load.raw.get("measurements", {}))
             if target.embedded is not None:
                 time.sleep(0.2)  # one telemetry flush tick
-            server = server_delta(metrics_before, scrape_metrics(client))
+            server = server_delta(
+                metrics_before,
+                scrape_metrics(client),
+                config.loaded_profile.metrics.verify_time,
+                _token_alg(measurements),
+            )
             stats_after = telemetry_stats(client) if via == "admin" else None
             summary = build_summary(
                 measurements,
@@ -405,6 +425,17 @@ def run_benchmark(config: RunConfig) -> Summary:
             return summary
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _token_alg(measurements: Measurements) -> str:
+    """The one algorithm of the tokens the API honoured, to name a verify-time histogram that
+    has no ``alg`` label by; ``all`` when there were several or none."""
+    algs = {
+        key.alg
+        for key in measurements.latency
+        if key.outcome == "ok" and not key.endpoint.startswith("token ")
+    }
+    return algs.pop() if len(algs) == 1 else "all"
 
 
 def _write_outputs(summary: Summary, folder: Path) -> None:

@@ -66,26 +66,63 @@ def _summed_by(samples: Samples, name: str, label: str) -> dict[str, float]:
     return dict(found)
 
 
-def server_delta(before: Samples | None, after: Samples | None) -> Server:
-    """Verify time per algorithm and counters, as differences over the run."""
-    if before is None or after is None:
-        return {"available": False}
+def _verify_costs(
+    before: Samples, after: Samples, histogram: str, unlabelled_as: str
+) -> dict[str, VerifyCost]:
+    """The histogram's mean over the run per ``alg`` label (summed over any other label); a
+    histogram without an ``alg`` label is one figure, named ``unlabelled_as``."""
 
-    def delta(name: str, label: str) -> dict[str, float]:
-        old = _by_label(before, name, label)
-        return {k: v - old.get(k, 0.0) for k, v in _by_label(after, name, label).items()}
+    def per_alg(samples: Samples, name: str) -> dict[str, float]:
+        found: defaultdict[str, float] = defaultdict(float)
+        prefix = name + "{"
+        for key, value in samples.items():
+            if key.startswith(prefix):
+                labels = dict(
+                    part.split("=", 1) for part in key[len(prefix) : -1].split(",") if part
+                )
+                found[labels.get("alg", unlabelled_as)] += value
+        return dict(found)
 
+    sums_before = per_alg(before, f"{histogram}_sum")
+    counts_before = per_alg(before, f"{histogram}_count")
+    sums = {k: v - sums_before.get(k, 0.0) for k, v in per_alg(after, f"{histogram}_sum").items()}
     verify: dict[str, VerifyCost] = {}
-    sums, counts = (
-        delta("fleetbench_verify_seconds_sum", "alg"),
-        delta("fleetbench_verify_seconds_count", "alg"),
-    )
-    for alg, count in counts.items():
+    for alg, total in per_alg(after, f"{histogram}_count").items():
+        count = total - counts_before.get(alg, 0.0)
         if count > 0:
             verify[alg] = {
                 "count": int(count),
                 "mean_us": round(sums.get(alg, 0.0) / count * 1e6, 2),
             }
+    return verify
+
+
+def server_delta(
+    before: Samples | None,
+    after: Samples | None,
+    verify_time: str | None,
+    unlabelled_as: str = "all",
+) -> Server:
+    """Verify time per algorithm and counters, as differences over the run.
+
+    ``verify_time`` is the profile's ``[metrics] verify_time`` histogram: none configured, or no
+    ``/metrics``, and the server view is not available (never a verify time of zero); a
+    histogram with no samples yet (a labelled one before its first observation) is no
+    verifications."""
+    if verify_time is None:
+        return {"available": False, "reason": "the profile names no [metrics] verify_time"}
+    if before is None or after is None:
+        return {
+            "available": False,
+            "reason": "/metrics not available",
+            "verify_metric": verify_time,
+        }
+
+    def delta(name: str, label: str) -> dict[str, float]:
+        old = _by_label(before, name, label)
+        return {k: v - old.get(k, 0.0) for k, v in _by_label(after, name, label).items()}
+
+    verify = _verify_costs(before, after, verify_time, unlabelled_as)
     # By grant type (the target signs with one algorithm), not by raw Prometheus label text.
     issued_before = _summed_by(before, "fleetbench_tokens_issued_total", "grant")
     issued = {
@@ -94,6 +131,7 @@ def server_delta(before: Samples | None, after: Samples | None) -> Server:
     }
     return {
         "available": True,
+        "verify_metric": verify_time,
         "verify": verify,
         "verifications": {
             k: int(v) for k, v in delta("fleetbench_verifications_total", "result").items() if v

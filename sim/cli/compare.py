@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from sim.artefacts import CompareFile
 from sim.cli.exits import ExitCode
-from sim.cli.options import duration, logger, positive_int, seconds
+from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_int, seconds
 from sim.compare import (
     CompareConfig,
     EndToEndLoad,
@@ -19,10 +21,10 @@ from sim.compare import (
     parse_algs,
     run_compare,
     table_rows,
+    targets_of,
     write_compare_outputs,
 )
 from sim.results import results_folder
-from sim.scenarios import ENDPOINTS
 
 __all__ = ["add_parser", "command"]
 
@@ -43,7 +45,32 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--devices", type=positive_int, default=50, help="end-to-end fleet size")
     p.add_argument("--duration", type=duration, default=8.0, help="end-to-end run time per round")
     p.add_argument("--interval", type=seconds, default=0.0, help="end-to-end pacing per device, s")
-    p.add_argument("--endpoint", choices=ENDPOINTS, default="data")
+    p.add_argument(
+        "--endpoint",
+        help="one of the profile's [[endpoints]] by name (default: data on the embedded target,"
+        " the profile's default_endpoint, else all, on a --target)",
+    )
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="[ALG=]URL",
+        help="the service signing with ALG, for its end-to-end rounds (repeat per algorithm; a"
+        " bare URL: every algorithm); default: a fresh embedded target per algorithm",
+    )
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="[ALG=]NAME|FILE",
+        help="how to talk to ALG's --target (repeat per algorithm; bare: every algorithm;"
+        " default fleetbench)",
+    )
+    p.add_argument(
+        "--admin-key",
+        default=os.environ.get(ADMIN_KEY_ENV),
+        help=f"the targets' admin key, for profiles that register by it (prefer {ADMIN_KEY_ENV})",
+    )
     p.add_argument("--results", type=Path, help="results folder (default results/compare-<time>)")
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--json", action="store_true", help="print compare.json to stdout")
@@ -51,6 +78,7 @@ def add_parser(commands: Any) -> None:
 
 def command(args: argparse.Namespace, console: Console) -> int:
     algs = parse_algs(args.algs)
+    targets = targets_of(algs, args.target, args.profile)
     folder = results_folder(args.results, "compare")
     log = logger(console, quiet=args.json)
     load = None
@@ -62,7 +90,9 @@ def command(args: argparse.Namespace, console: Console) -> int:
             endpoint=args.endpoint,
             pin=not args.no_pin,
         )
-    config = CompareConfig(algs, args.repeat, args.micro_budget, load, folder, log)
+    config = CompareConfig(
+        algs, args.repeat, args.micro_budget, load, folder, log, targets, args.admin_key
+    )
     result = run_compare(config)
     paths = write_compare_outputs(result, folder)
     if args.json:
@@ -73,7 +103,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     return ExitCode.OK
 
 
-def _print_compare(result: dict[str, Any], algs: list[str], repeat: int, console: Console) -> None:
+def _print_compare(result: CompareFile, algs: list[str], repeat: int, console: Console) -> None:
     table = Table(title=f"median of {repeat} interleaved rounds (min-max); ratio to {algs[0]}")
     table.add_column("figure")
     for alg in algs:
@@ -83,6 +113,14 @@ def _print_compare(result: dict[str, Any], algs: list[str], repeat: int, console
     console.print(table)
     for line in capacity_lines(result):
         console.print(line, highlight=False)
+    targets = result.get("targets", {})
+    if any(not t["embedded"] for t in targets.values()):
+        console.print(
+            "(local): figures measured in this process with our own verifier, not the targets';"
+            " end to end: "
+            + "; ".join(f"{a} {t['url']} ({t['profile']})" for a, t in targets.items()),
+            highlight=False,
+        )
     for alg, entry in result["algorithms"].items():
         if entry.get("generator_saturated"):
             console.print(

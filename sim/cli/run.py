@@ -19,7 +19,7 @@ from sim.cli.options import (
     seconds,
 )
 from sim.fleet import CREDENTIAL_KINDS
-from sim.scenarios import ENDPOINTS, REFRESH_MODES, parse_scenarios
+from sim.scenarios import REFRESH_MODES, parse_scenarios
 from target.jose import ALG_NAMES as TOKEN_ALGS
 
 __all__ = ["add_parser", "command"]
@@ -46,7 +46,11 @@ def add_parser(commands: Any) -> None:
         default="verification",
         help="issuance, verification, expiry, rejection, mixed, or weights (issuance=1,expiry=4)",
     )
-    run.add_argument("--endpoint", choices=ENDPOINTS, default="telemetry")
+    run.add_argument(
+        "--endpoint",
+        help="one of the profile's [[endpoints]] by name (ours: telemetry, the default, config,"
+        " data); default: the profile's default_endpoint, else all of them by weight",
+    )
     run.add_argument(
         "--interval", type=seconds, default=1.0, help="seconds between a device's requests"
     )

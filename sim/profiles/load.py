@@ -163,6 +163,15 @@ def _check(profile: Profile, error: Any) -> None:
     for index, endpoint in enumerate(profile.endpoints):
         if endpoint.weight < 1:
             raise error(("endpoints", index, "weight"), "weight must be 1 or more")
+    names = profile.endpoint_names()
+    if len(set(names)) != len(names):
+        raise error(("endpoints",), "two [[endpoints]] have the same name")
+    if profile.default_endpoint is not None and profile.default_endpoint not in names:
+        raise error(
+            ("default_endpoint",),
+            f"default_endpoint {profile.default_endpoint!r} is not one of the endpoints"
+            f" ({', '.join(names)})",
+        )
     provision = profile.provision
     if provision.via == "call" and not provision.path:
         raise error(("provision", "via"), "provision via call needs a path")

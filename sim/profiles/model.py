@@ -139,6 +139,8 @@ class Metrics(_Struct, frozen=True):
 class Profile(_Struct, frozen=True):
     name: str
     leeway_s: float = 0.0
+    # The endpoint a run calls when --endpoint names none; none: all of them, by weight.
+    default_endpoint: str | None = None
     devices: Devices = msgspec.field(default_factory=Devices)
     provision: Provision = msgspec.field(default_factory=Provision)
     token: Token = msgspec.field(default_factory=Token)
@@ -152,5 +154,8 @@ class Profile(_Struct, frozen=True):
     def minted(self) -> bool:
         return self.token.source == "minted"
 
-    def endpoint(self, name: str) -> Endpoint | None:
+    def endpoint(self, name: str | None) -> Endpoint | None:
         return next((e for e in self.endpoints if e.name == name), None)
+
+    def endpoint_names(self) -> list[str]:
+        return [e.name for e in self.endpoints]

@@ -181,7 +181,7 @@ def test_compare_report_in_a_browser(tmp_path: Path) -> None:
     result = run_compare(CompareConfig(["HS256", "ES256"], repeat=2, micro_budget_s=0.02))
     paths = write_compare_outputs(result, tmp_path)
     page = _open(paths["html"])
-    _figures_equal(page, result, minimum=2)
+    _figures_equal(page, dict(result), minimum=2)
     micro = _sums(page, "micro")
     assert micro["target verifier"] == pytest.approx(
         sum(result["algorithms"][a]["verify_us"] for a in ("HS256", "ES256"))

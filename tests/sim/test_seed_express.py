@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -12,6 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.apis.flask_jwt import metrics_profile
+from tests.apis.serve import serve_listening
 
 REPO = Path(__file__).resolve().parents[2]
 APP = REPO / "tests" / "apis" / "seed_express"
@@ -131,3 +135,30 @@ def test_smoke_with_the_shipped_thresholds_fits_the_seed_api(
     assert "protected endpoint latency" in names and "forged tokens refused" in names
     assert "token endpoint latency" not in names and "issuance" not in names
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_compare_hs256_on_the_seed_api_with_es256_on_another_service(
+    seed_express: str, tmp_path: Path
+) -> None:
+    """One algorithm per service, each through its own profile: HS256 tokens the devices mint
+    for the seed API, ES256 ones a flask-jwt-extended service issues (its verify histogram named
+    by the profile); the seed API has no such figure: absent, not zero."""
+    env = {**os.environ, "JWT_SECRET": secrets.token_hex(32), "JWT_ALG": "ES256"}
+    flask = [sys.executable, "-m", "tests.apis.flask_jwt.app", "0"]
+    with serve_listening(flask, env) as es256:
+        result = fleetbench(
+            "compare", "--algs", "HS256,ES256", "--repeat", "1", "--micro-budget", "0.02",
+            "--duration", "2", "--devices", "3", "--json",
+            "--target", f"HS256={seed_express}", "--profile", "HS256=seed-express",
+            "--target", f"ES256={es256}", "--profile", f"ES256={metrics_profile(tmp_path)}",
+            "--results", str(tmp_path / "c"),
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    compare = json.loads(result.stdout)
+    assert compare["targets"]["HS256"]["profile"] == "seed-express"
+    hs256, es256_entry = compare["algorithms"]["HS256"], compare["algorithms"]["ES256"]
+    assert hs256["e2e_rps"] > 0 and es256_entry["e2e_rps"] > 0
+    assert "server_verify_us" not in hs256
+    assert es256_entry["server_verify_us"] > 0
+    summary = json.loads((tmp_path / "c" / "e2e-HS256-1" / "summary.json").read_text())
+    assert summary["server"]["reason"] == "the profile names no [metrics] verify_time"
