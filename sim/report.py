@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 import functools
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import jinja2
 

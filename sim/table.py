@@ -112,7 +112,7 @@ def _lines(summary: Summary) -> list[str]:
         )
         lines.append(f"server verify time: {verify or 'no verifications'}")
     else:
-        lines.append("server view: /metrics not available")
+        lines.append(f"server view: {server.get('reason') or '/metrics not available'}")
     telemetry = summary["telemetry"]
     if telemetry.get("sent"):
         if telemetry.get("available"):
