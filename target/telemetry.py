@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any, Literal
 
 from target.db import Database, DatabaseUnavailable, transaction
@@ -46,7 +46,61 @@ def _settle(waiters: list[asyncio.Future[bool]], committed: bool) -> None:
 
 
 def write_batch(conn: sqlite3.Connection, rows: list[Row]) -> None:
-    """Write ``rows`` and their counts in one transaction (on the writer thread)."""
+    """Write ``rows`` and their counts in one transaction (on the writer thread).
+
+    The batch goes to SQLite as one JSON text in a few statements, not one statement per row:
+    every statement releases the GIL, and getting it back from a busy event loop can take a whole
+    switch interval (5 ms). Row by row, a 50-reading batch took 6 ms (median) on the writer
+    thread while another thread ran Python, against 0.8 ms alone, and every reading's 202 waited
+    for it. A batch that repeats a stored reading (a client's retry) is counted row by row."""
+    if not _write_all_new(conn, rows):
+        _write_row_by_row(conn, rows)
+
+
+class _Repeated(Exception):
+    """The batch holds a reading already stored (or one twice): roll back and count row by row."""
+
+
+_INSERT_ALL = (
+    "INSERT OR IGNORE INTO readings (device_id, seq, ts, body)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+    " json_extract(value, '$[2]'), json_extract(value, '$[3]') FROM json_each(?)"
+)
+_ADD_COUNTS = (
+    "INSERT INTO telemetry_counts (device_id, received, duplicates, last_seq) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (device_id) DO UPDATE SET"
+    " received = received + excluded.received,"
+    " duplicates = duplicates + excluded.duplicates, last_seq = excluded.last_seq"
+)
+_ADD_ALL_COUNTS = (
+    "INSERT INTO telemetry_counts (device_id, received, duplicates, last_seq)"
+    " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), 0,"
+    " json_extract(value, '$[2]') FROM json_each(?) WHERE true"  # WHERE: SQLite's upsert rule
+    " ON CONFLICT (device_id) DO UPDATE SET"
+    " received = received + excluded.received, last_seq = excluded.last_seq"
+)
+
+
+def _write_all_new(conn: sqlite3.Connection, rows: list[Row]) -> bool:
+    """The common case in three statements; False (nothing written) if a reading repeats one."""
+    received: Counter[str] = Counter(row[0] for row in rows)
+    last_seq = {row[0]: row[1] for row in rows}  # the last of each device's in the batch
+    # ensure_ascii=False: characters outside the BMP go as UTF-8, not as surrogate-pair escapes.
+    batch = json.dumps(rows, ensure_ascii=False, separators=(",", ":"))
+    counts = [[d, n, last_seq[d]] for d, n in received.items()]
+    try:
+        with transaction(conn):
+            before = conn.total_changes
+            conn.execute(_INSERT_ALL, (batch,))
+            if conn.total_changes - before != len(rows):
+                raise _Repeated
+            conn.execute(_ADD_ALL_COUNTS, (json.dumps(counts, ensure_ascii=False),))
+    except _Repeated:
+        return False
+    return True
+
+
+def _write_row_by_row(conn: sqlite3.Connection, rows: list[Row]) -> None:
     received: defaultdict[str, int] = defaultdict(int)
     duplicates: defaultdict[str, int] = defaultdict(int)
     last_seq: dict[str, int] = {}
@@ -61,11 +115,7 @@ def write_batch(conn: sqlite3.Connection, rows: list[Row]) -> None:
             duplicates[device_id] += 1 - cursor.rowcount
             last_seq[device_id] = row[1]
         conn.executemany(
-            "INSERT INTO telemetry_counts (device_id, received, duplicates, last_seq)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (device_id) DO UPDATE SET"
-            " received = received + excluded.received,"
-            " duplicates = duplicates + excluded.duplicates, last_seq = excluded.last_seq",
-            [(d, n, duplicates[d], last_seq[d]) for d, n in received.items()],
+            _ADD_COUNTS, [(d, n, duplicates[d], last_seq[d]) for d, n in received.items()]
         )
 
 

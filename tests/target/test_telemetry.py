@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import requests
 
 from sim.embedded import EmbeddedTarget
+from target.db import connect
+from target.telemetry import Row, _write_all_new, _write_row_by_row, read_stats, write_batch
 from tests.conftest import StartTarget
 from tests.target.helpers import (
     TIMEOUT_S,
@@ -118,3 +121,55 @@ def test_readings_are_kept_across_a_restart(start_target: StartTarget, tmp_path:
     assert send_reading(second, device.id, token, 3).status_code == 202
     counts = _stats(second)["devices"][device.id]
     assert (counts["received"], counts["distinct"], counts["duplicates"]) == (4, 3, 1)
+
+
+def _batches_written(path: Path, batches: list[list[Row]]) -> tuple[dict[str, Any], list[Any]]:
+    conn = connect(str(path))
+    for rows in batches:
+        write_batch(conn, rows)
+    stored = conn.execute("SELECT device_id, seq, ts, body FROM readings ORDER BY 1, 2").fetchall()
+    stats = read_stats(conn)
+    conn.close()
+    return stats, stored
+
+
+def test_a_batch_is_written_exactly_as_row_by_row_duplicates_and_all(tmp_path: Path) -> None:
+    """The whole-batch statement (one GIL release, not one per row) stores the same readings and
+    counts as writing each row: within-batch and across-batch repeats, and text beyond ASCII."""
+    body = '{"t":21.5,"note":"caf\\u00e9 \U0001f321 \\"q\\""}'
+    batches: list[list[Row]] = [
+        [("dev-a", 1, 1.5, body), ("dev-b", 7, 2.25, "{}"), ("dev-\u00e9\U0001f600", 1, 3.0, body)],
+        [("dev-a", 2, 4.0, "{}"), ("dev-a", 2, 4.5, '{"again":1}'), ("dev-b", 6, 5.0, "{}")],
+        [("dev-a", 1, 6.0, "{}"), ("dev-c", 1, 7.0, "{}")],
+        [("dev-c", 3, 8.0, "{}"), ("dev-a", 3, 9.0, "{}")],
+    ]
+    stats, stored = _batches_written(tmp_path / "batch.db", batches)
+
+    conn = connect(str(tmp_path / "rows.db"))
+    for rows in batches:
+        _write_row_by_row(conn, rows)
+    assert stats == read_stats(conn)
+    assert (
+        stored
+        == conn.execute("SELECT device_id, seq, ts, body FROM readings ORDER BY 1, 2").fetchall()
+    )
+    conn.close()
+
+    assert stats["devices"]["dev-a"] == {
+        "received": 5, "distinct": 3, "duplicates": 2, "gaps": 0, "last_seq": 3, "max_seq": 3,
+    }  # fmt: skip
+    assert stats["devices"]["dev-b"]["last_seq"] == 6  # the last to arrive, not the highest
+    assert ("dev-a", 1, 1.5, body) in stored  # the first of a repeated reading is the one kept
+    assert ("dev-\u00e9\U0001f600", 1, 3.0, body) in stored
+
+
+def test_only_a_batch_that_repeats_a_reading_is_written_row_by_row(tmp_path: Path) -> None:
+    conn = connect(str(tmp_path / "t.db"))
+    assert _write_all_new(conn, [("dev-a", 1, 1.0, "{}"), ("dev-b", 1, 1.0, "{}")])
+    assert not _write_all_new(conn, [("dev-c", 1, 1.0, "{}"), ("dev-a", 1, 2.0, "{}")])
+    assert not _write_all_new(conn, [("dev-d", 1, 1.0, "{}"), ("dev-d", 1, 2.0, "{}")])
+    # A refused fast path leaves nothing behind: dev-c and dev-d are not stored.
+    assert read_stats(conn)["totals"] == {
+        "devices": 2, "received": 2, "distinct": 2, "duplicates": 0, "gaps": 0,
+    }  # fmt: skip
+    conn.close()
