@@ -181,6 +181,7 @@ class RunParameters(TypedDict):
     pin: bool
     generator_cpus: list[int] | None
     profile: NotRequired[str]  # the target profile as asked for: a shipped name or a file
+    rate_rps: NotRequired[float]  # the open model's asked rate (--rate); absent: closed model
 
 
 class FleetFacts(TypedDict):
@@ -219,6 +220,8 @@ class RunSection(RunFacts):
     elapsed_s: float
     interrupted: bool
     results: NotRequired[str]  # the results folder, once written
+    # closed: each device waits for its answer, then its interval; open: --rate, on a schedule
+    model: NotRequired[Literal["closed", "open"]]
 
 
 class Verdict(TypedDict):
@@ -246,6 +249,8 @@ class RequestRow(TypedDict):
     outcomes: OutcomeCounts
     latency_us: Percentiles
     latency_by_outcome_us: dict[Outcome, Percentiles]
+    # Open model only: from each paced request's intended send time (its count: those requests)
+    corrected_latency_us: NotRequired[Percentiles]
 
 
 class Refusal(TypedDict):
@@ -330,6 +335,26 @@ class Load(TypedDict):
     line: NotRequired[str]  # set from the rest by sim.load.load_line
 
 
+class OpenModel(TypedDict):
+    """The open model's account (``--rate``, ``sim.open_model``)."""
+
+    rate_rps: float
+    rate_per_device_rps: float
+    asked_requests: float
+    sent_requests: int
+    sent_rps: float
+    shortfall: float
+    mean_device_active_s: float
+    corrected_latency_us: Percentiles
+    service_latency_us: Percentiles
+    send_lag_us: Percentiles
+    generator_lag_us: Percentiles
+    generator_lag_limit_us: int
+    limit: Saturated | None
+    notes: list[str]
+    line: NotRequired[str]  # set from the rest by sim.open_model.open_line
+
+
 class TimelineRow(OutcomeCounts):
     """One second: ``t`` and a count per outcome seen in it."""
 
@@ -409,6 +434,8 @@ class Summary(TypedDict):
     latency_timeline: list[LatencySeries]
     latency_distribution: list[LatencyDistribution]
     expiry_timeline: list[ExpiryEvents]
+    open_model: NotRequired[OpenModel]  # the open model's runs only (--rate)
+    corrected_latency_distribution: NotRequired[list[LatencyDistribution]]  # the same
 
 
 # -- the smoke's summary.json ------------------------------------------------------------------

@@ -84,6 +84,8 @@ class RunConfig:
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     progress: RunProgress | None = field(default=None, repr=False)
     profile: str = "fleetbench"  # the target profile, by name or file (sim/profiles)
+    # The open model (sim.schedule): fleet-wide requests per second instead of interval_s.
+    rate_rps: float | None = None
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -116,6 +118,8 @@ class RunConfig:
             raise ConfigError("--duration must be whole seconds (Locust's --run-time)")
         if self.interval_s < 0:
             raise ConfigError("--interval must be 0 or more")
+        if self.rate_rps is not None and not 0 < self.rate_rps < float("inf"):
+            raise ConfigError("--rate must be a number of requests per second above 0")
         if not 0.0 <= self.bad_ratio <= 1.0:
             raise ConfigError("--bad-ratio must be between 0 and 1")
         if self.workers < 1:
@@ -154,6 +158,8 @@ class RunConfig:
         if self.target is None:
             data["token_ttl"] = self.effective_token_ttl
         data["leeway"] = self.effective_leeway
+        if self.rate_rps is None:
+            del data["rate_rps"]  # a closed run's parameters stay as they always were
         return cast(RunParameters, data)
 
 
@@ -270,6 +276,7 @@ def _locust_env(
         claim_file=str(scratch / "claims"),
         progress=str(scratch / "progress.json"),
         profile=config.profile,
+        rate_rps=config.rate_rps,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")
@@ -400,7 +407,13 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 telemetry=telemetry_account(measurements, stats_before, stats_after),
                 generator=load.generator,
                 interrupted=stop.requested,
-                interval_s=config.interval_s,
+                # The open model's devices each send once per fleet / rate seconds.
+                interval_s=(
+                    config.interval_s
+                    if config.rate_rps is None
+                    else len(provisioned.fleet) / config.rate_rps
+                ),
+                rate_rps=config.rate_rps,
                 target_cpu=load.target_cpu,
                 weights={str(n): weight for n, weight in config.effective_scenarios.items()},
             )

@@ -42,10 +42,12 @@ from sim.measure import (
     SETUP_SCENARIO,
     TIMED_EVENTS,
     Measurements,
+    RowKey,
     new_histogram,
     new_second_histogram,
     percentiles,
 )
+from sim.open_model import open_account
 from sim.outcomes import FATAL_OUTCOMES, OUTCOMES, Outcome
 from sim.server_view import DeviceStats
 
@@ -91,6 +93,13 @@ def _requests(measurements: Measurements, elapsed_s: float) -> list[RequestRow]:
                 "latency_by_outcome_us": {o: percentiles(h) for o, h in sorted(by_outcome.items())},
             }
         )
+        corrected = [
+            measurements.corrected[RowKey(endpoint, scenario, alg, o)]
+            for o in by_outcome
+            if RowKey(endpoint, scenario, alg, o) in measurements.corrected
+        ]
+        if corrected:  # the open model's paced requests (closed runs: no such key)
+            rows[-1]["corrected_latency_us"] = percentiles(_merged(corrected))
     return rows
 
 
@@ -218,10 +227,14 @@ def _distribution(hist: HdrHistogram) -> list[DistributionPoint]:
     return points
 
 
-def _latency_distribution(measurements: Measurements) -> list[LatencyDistribution]:
-    """Per endpoint and phase, the exact latency distribution (all outcomes, scenarios, algs)."""
+def _latency_distribution(
+    measurements: Measurements, corrected: bool = False
+) -> list[LatencyDistribution]:
+    """Per endpoint and phase, the exact latency distribution (all outcomes, scenarios, algs);
+    ``corrected``: of the open model's corrected latency."""
     groups: defaultdict[tuple[str, Phase], list[HdrHistogram]] = defaultdict(list)
-    for key, hist in measurements.latency.items():
+    source = measurements.corrected if corrected else measurements.latency
+    for key, hist in source.items():
         groups[(key.endpoint, _phase(key.scenario))].append(hist)
     rows: list[LatencyDistribution] = []
     for (endpoint, phase), hists in sorted(groups.items()):
@@ -333,6 +346,7 @@ def build_summary(
     interval_s: float = 1.0,
     target_cpu: TargetCpu | None = None,
     weights: dict[str, int] | None = None,
+    rate_rps: float | None = None,
 ) -> Summary:
     elapsed_s = (stopped - started) if started and stopped else 0.0
     outcomes: Counter[Outcome] = Counter({o: 0 for o in OUTCOMES})
@@ -358,10 +372,15 @@ def build_summary(
         target_cpu=target_cpu,
         answered=total,
     )
+    open_model = (
+        None
+        if rate_rps is None
+        else open_account(measurements, load, rate_rps=rate_rps, interval_s=interval_s)
+    )
     timeline = [
         _timeline_row(second, counts) for second, counts in sorted(measurements.timeline.items())
     ]
-    return {
+    summary: Summary = {
         "schema": SUMMARY_SCHEMA,
         "run": cast(
             RunSection,
@@ -371,6 +390,7 @@ def build_summary(
                 "stopped_at": stopped,
                 "elapsed_s": round(elapsed_s, 3),
                 "interrupted": interrupted,
+                "model": "closed" if rate_rps is None else "open",
             },
         ),
         "verdict": verdict(failures, load),
@@ -421,3 +441,7 @@ def build_summary(
         "latency_distribution": _latency_distribution(measurements),
         "expiry_timeline": _events_timeline(measurements),
     }
+    if open_model is not None:
+        summary["open_model"] = open_model
+        summary["corrected_latency_distribution"] = _latency_distribution(measurements, True)
+    return summary

@@ -44,6 +44,7 @@ from sim.fleet import Device
 from sim.outcomes import Outcome, judge_forged
 from sim.processes import raise_open_files_limit
 from sim.scenarios import Scenario
+from sim.schedule import SendSchedule, open_pacing
 
 __all__ = ["MEASUREMENTS", "FleetDevice", "configure"]
 
@@ -116,6 +117,14 @@ class FleetDevice(TokenHolder, FastHttpUser):
                     break  # refused: retrying the same credential would be refused again
             # Still without a token: the scenario's task asks again, backing off as here.
         MEASUREMENTS.device_ready(time.time() - started)  # from here: one report per interval
+        if self.config.rate_rps:
+            # The open model: this device's share of the rate on its own clock, from a random
+            # phase, so the fleet's sends are spread over each period (sim.schedule).
+            period_s = len(fleet) / self.config.rate_rps
+            now = time.perf_counter()
+            self.schedule = SendSchedule(period_s, now + self.rng.uniform(0, period_s), free_s=now)
+            gevent.sleep(self.schedule.first_s - now)
+            return
         # Devices spawned together would otherwise report in lockstep, every one in the same
         # instant each interval: a burst that measures queueing, not the target.
         gevent.sleep(self.rng.uniform(0, self.config.interval_s))
@@ -318,6 +327,6 @@ def configure(config: SimConfig | None = None) -> type[FleetDevice]:
     config = config or run_config()
     tasks: list[Any] = scenario_tasks(config.scenarios)
     FleetDevice.tasks = tasks
-    FleetDevice.wait_time = constant_pacing(config.interval_s)
+    FleetDevice.wait_time = open_pacing if config.rate_rps else constant_pacing(config.interval_s)
     events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
     return FleetDevice

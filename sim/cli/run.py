@@ -14,6 +14,7 @@ from sim.cli.options import (
     add_target_options,
     duration,
     logger,
+    positive_float,
     positive_int,
     ratio,
     seconds,
@@ -47,8 +48,17 @@ def add_parser(commands: Any) -> None:
         help="issuance, verification, expiry, rejection, mixed, or weights (issuance=1,expiry=4)",
     )
     run.add_argument("--endpoint", choices=ENDPOINTS, default="telemetry")
-    run.add_argument(
-        "--interval", type=seconds, default=1.0, help="seconds between a device's requests"
+    pacing = run.add_mutually_exclusive_group()  # both given: one line, exit 2
+    pacing.add_argument(
+        "--interval",
+        type=seconds,
+        help="closed model: seconds between a device's requests (default 1)",
+    )
+    pacing.add_argument(
+        "--rate",
+        type=positive_float,
+        metavar="R",
+        help="open model: fleet-wide requests/s, each device R/devices on its own schedule",
     )
     run.add_argument("--refresh", choices=REFRESH_MODES, default="on-expiry")
     run.add_argument("--bad-ratio", type=ratio, default=0.5, help="forged share in rejection")
@@ -82,7 +92,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
             leeway=args.leeway,
             scenarios=scenarios,
             endpoint=args.endpoint,
-            interval_s=args.interval,
+            interval_s=1.0 if args.interval is None else args.interval,
+            rate_rps=args.rate,
             refresh=args.refresh,
             bad_ratio=args.bad_ratio,
             duration_s=args.duration,
