@@ -275,7 +275,11 @@ def _locust_env(
         raw=str(scratch / "raw.json"),
         claim_file=str(scratch / "claims"),
         progress=str(scratch / "progress.json"),
-        profile=config.profile,
+        # Locust runs in the results folder: a profile file named relative to here must still
+        # be found there.
+        profile=str(Path(config.profile).resolve())
+        if Path(config.profile).is_file()
+        else config.profile,
         rate_rps=config.rate_rps,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )

@@ -1,0 +1,114 @@
+"""The open model (``fleetbench run --rate``): a stalled target shows as corrected latency while
+the sent rate holds, and the fleet sends the rate it was asked for, counted by the target."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from sim.runner import RunConfig, run_benchmark
+from sim.schedule import SendSchedule
+from tests.commands import fleetbench
+from tests.sim.conftest import serve_broken_target
+
+REPO = Path(__file__).resolve().parents[2]
+STALL_PROFILE = REPO / "tests" / "apis" / "stall" / "profile.toml"
+STALL_S = 2.0
+# The sent count against the target's own count and against rate x time on the schedule: a
+# device's last request may still be on its way at stop, and the schedule's phase is random.
+SENT_TOLERANCE = 0.05
+
+
+@pytest.fixture
+def stalling_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("STALL_AFTER_S", "3")
+    monkeypatch.setenv("STALL_S", str(STALL_S))
+    with serve_broken_target("tests.apis.stall.app:app") as url:
+        yield url
+
+
+def test_a_stall_shows_as_corrected_latency_and_the_sent_rate_holds(
+    stalling_api: str, tmp_path: Path
+) -> None:
+    # 5 devices at 20 req/s each: the 2 s stall holds one request per device (0.5 % of ~1,000),
+    # so service-time p99 stays fast, while ~200 requests were due during it (about 20 %).
+    result = fleetbench(
+        "run", "--profile", str(STALL_PROFILE), "--target", stalling_api, "--devices", "5",
+        "--rate", "100", "--duration", "10", "--results", str(tmp_path), "--quiet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "open model: corrected latency" in result.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["run"]["model"] == "open"
+    account = summary["open_model"]
+    corrected, service = account["corrected_latency_us"], account["service_latency_us"]
+    assert corrected["p99"] >= 0.5 * STALL_S * 1_000_000, account
+    assert corrected["p99"] > 5 * service["p99"], account
+    assert corrected["max"] <= (STALL_S + 1.0) * 1_000_000, account
+    # The sent rate held: after the stall every device caught up on its schedule.
+    assert account["shortfall"] <= SENT_TOLERANCE, account
+    received = requests.get(f"{stalling_api}/stats", timeout=5).json()["requests"]
+    assert received == pytest.approx(account["asked_requests"], rel=SENT_TOLERANCE)
+    assert account["limit"] is None, account
+    (row,) = [r for r in summary["requests"] if r["scenario"] == "verification"]
+    assert row["corrected_latency_us"]["p99"] == corrected["p99"]
+    (distribution,) = summary["corrected_latency_distribution"]
+    assert distribution["points"][-1]["latency_us"] == corrected["max"]
+
+
+def test_the_fleet_sends_the_rate_asked_over_two_processes(tmp_path: Path) -> None:
+    rate, duration_s = 40.0, 6.0
+    summary = run_benchmark(
+        RunConfig(
+            devices=8,
+            alg="secret",
+            token_alg="HS256",
+            rate_rps=rate,
+            duration_s=duration_s,
+            workers=2,  # each process's devices send their share of the rate
+            results=tmp_path,
+        )
+    )
+    assert summary["run"]["locust_workers"] == 2
+    account = summary["open_model"]
+    assert account["rate_per_device_rps"] == pytest.approx(rate / 8)
+    # Counted by the target itself (/admin/stats): every reading it received over the run.
+    received = summary["telemetry"]["received"]
+    asked = rate * account["mean_device_active_s"]
+    assert received == pytest.approx(asked, rel=SENT_TOLERANCE), account
+    # Rate x duration, less each device's setup and Locust's start (under a second here).
+    assert rate * (duration_s - 1.5) <= received <= rate * duration_s, account
+    assert account["sent_requests"] == pytest.approx(received, abs=8)  # one in flight a device
+
+
+def test_rate_and_interval_together_are_one_line_exit_2() -> None:
+    result = fleetbench("run", "--rate", "100", "--interval", "1")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "--rate" in result.stderr and "--interval" in result.stderr
+    bad = fleetbench("run", "--rate", "0")
+    assert bad.returncode == 2 and "--rate" in bad.stderr and bad.stderr.count("\n") == 1
+
+
+def test_a_device_behind_its_schedule_sends_at_once_and_the_lag_is_the_targets() -> None:
+    start = time.perf_counter()
+    schedule = SendSchedule(period_s=0.1, first_s=start, free_s=start)
+    assert schedule.send(start + 0.002) == pytest.approx((0.002, 0.002))
+    assert schedule.send(start + 0.003) is None  # a second request of the same task
+    schedule.answered(start + 0.35)  # the target took 350 ms: slots 1 to 3 came meanwhile
+    assert schedule.next_wait_s(start + 0.35) == 0.0  # behind: no sleep
+    lag, generator_lag = schedule.send(start + 0.351) or (0.0, 0.0)
+    assert lag == pytest.approx(0.251) and generator_lag == pytest.approx(0.001)
+    schedule.answered(start + 0.352)
+    assert schedule.next_wait_s(start + 0.352) == 0.0  # slot 2, still behind
+    schedule.send(start + 0.352)
+    schedule.answered(start + 0.353)
+    schedule.next_wait_s(start + 0.353)
+    schedule.send(start + 0.353)
+    schedule.answered(start + 0.354)
+    assert schedule.next_wait_s(start + 0.354) == pytest.approx(0.046)  # caught up at slot 4
