@@ -203,7 +203,12 @@ def _distribution(summary: Summary, chart_id: str) -> Chart | None:
         return None
     data = []
     widest = 10.0
-    for index, row in enumerate(rows):
+    # The open model's corrected latency (from each intended send time), dashed beside the
+    # service time of the same endpoint in its colour.
+    colour_of = {row["endpoint"]: index for index, row in enumerate(rows)}
+    corrected = [(colour_of.get(row["endpoint"], 0), row, True) for row in
+                 summary.get("corrected_latency_distribution", [])]  # fmt: skip
+    for index, row, is_corrected in [(i, r, False) for i, r in enumerate(rows)] + corrected:
         points = [p for p in row["points"] if p["percentile"] < 100.0]
         xs = [1.0 / (1.0 - p["percentile"] / 100.0) for p in points]
         ys = [p["latency_us"] for p in points]
@@ -214,17 +219,20 @@ def _distribution(summary: Summary, chart_id: str) -> Chart | None:
         labels.append("max")
         widest = max(widest, xs[-1])
         setup = row["phase"] == "setup"
+        name = row["endpoint"] + (" (setup)" if setup else "")
+        if corrected:  # an open-model run: say which latency each line is
+            name += " corrected" if is_corrected else " service time"
         data.append(
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": row["endpoint"] + (" (setup)" if setup else ""),
+                "name": name,
                 "x": xs,
                 "y": ys,
                 "customdata": labels,
                 "line": {
                     "color": SETUP_COLOUR if setup else SERIES_COLOURS[index % len(SERIES_COLOURS)],
-                    "dash": "dot" if setup else "solid",
+                    "dash": "dot" if setup else "dash" if is_corrected else "solid",
                     "width": 2,
                 },
                 "hovertemplate": "%{customdata}: %{y:,} µs",
@@ -243,7 +251,8 @@ def _distribution(summary: Summary, chart_id: str) -> Chart | None:
     )
     return {
         "id": chart_id,
-        "title": "Latency distribution per endpoint (HDR percentile plot, exact)",
+        "title": "Latency distribution per endpoint (HDR percentile plot, exact)"
+        + ("; open model: corrected latency dashed" if corrected else ""),
         "data": data,
         "layout": layout,
     }

@@ -59,6 +59,8 @@ def test_a_stall_shows_as_corrected_latency_and_the_sent_rate_holds(
     assert row["corrected_latency_us"]["p99"] == corrected["p99"]
     (distribution,) = summary["corrected_latency_distribution"]
     assert distribution["points"][-1]["latency_us"] == corrected["max"]
+    report = (tmp_path / "report.html").read_text()
+    assert 'id="open-model-latency"' in report and "data corrected" in report
 
 
 def test_the_fleet_sends_the_rate_asked_over_two_processes(tmp_path: Path) -> None:
