@@ -13,6 +13,7 @@ import requests
 
 from sim.runner import RunConfig, run_benchmark
 from sim.schedule import SendSchedule
+from sim.thresholds import ThresholdsError, evaluate, parse_thresholds
 from tests.commands import fleetbench
 from tests.sim.conftest import serve_broken_target
 
@@ -61,6 +62,26 @@ def test_a_stall_shows_as_corrected_latency_and_the_sent_rate_holds(
     assert distribution["points"][-1]["latency_us"] == corrected["max"]
     report = (tmp_path / "report.html").read_text()
     assert 'id="open-model-latency"' in report and "data corrected" in report
+    # A threshold may read the corrected latency: the stall breaks it, the service time does not.
+    limits = """
+[[threshold]]
+name = "as the fleet saw it"
+endpoint = "data"
+latency = "corrected"
+p99_us = 500_000
+
+[[threshold]]
+name = "as the target served it"
+endpoint = "data"
+p99_us = 500_000
+"""
+    checks = {c.threshold.name: c for c in evaluate(parse_thresholds(limits, "t.toml"), summary)}
+    corrected_check, service_check = (
+        checks["as the fleet saw it"],
+        checks["as the target served it"],
+    )
+    assert not corrected_check.passed and service_check.passed
+    assert "latency=corrected" in corrected_check.threshold.selector.describe()  # type: ignore[union-attr]
 
 
 def test_the_fleet_sends_the_rate_asked_over_two_processes(tmp_path: Path) -> None:
@@ -86,6 +107,14 @@ def test_the_fleet_sends_the_rate_asked_over_two_processes(tmp_path: Path) -> No
     # Rate x duration, less each device's setup and Locust's start (under a second here).
     assert rate * (duration_s - 1.5) <= received <= rate * duration_s, account
     assert account["sent_requests"] == pytest.approx(received, abs=8)  # one in flight a device
+
+
+def test_corrected_latency_with_an_outcome_is_a_one_line_error() -> None:
+    limits = '[[threshold]]\nlatency = "corrected"\noutcome = "ok"\np99_us = 1\n'
+    with pytest.raises(ThresholdsError, match="line 2: latency = corrected"):
+        parse_thresholds(limits, "t.toml")
+    with pytest.raises(ThresholdsError, match="latency must be one of service, corrected"):
+        parse_thresholds('[[threshold]]\nlatency = "intended"\np99_us = 1\n', "t.toml")
 
 
 def test_rate_and_interval_together_are_one_line_exit_2() -> None:
