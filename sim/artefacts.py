@@ -182,6 +182,7 @@ class RunParameters(TypedDict):
     generator_cpus: list[int] | None
     profile: NotRequired[str]  # the target profile as asked for: a shipped name or a file
     rate_rps: NotRequired[float]  # the open model's asked rate (--rate); absent: closed model
+    stages: NotRequired[str]  # --stages as given; absent: none
 
 
 class FleetFacts(TypedDict):
@@ -355,6 +356,29 @@ class OpenModel(TypedDict):
     line: NotRequired[str]  # set from the rest by sim.open_model.open_line
 
 
+class StageStep(TypedDict):
+    start_t: float  # Unix s
+    end_t: float
+    duration_s: float
+    start: float  # devices, or req/s fleet-wide, at the step's start
+    end: float  # at its end (the step's target)
+
+
+class StageSecond(TypedDict):
+    t: int
+    stage: int  # index into steps
+    asked: float  # devices reporting, or req/s, the stages asked for at that second
+
+
+class StagesSection(TypedDict):
+    """Load stages (``--stages``, ``sim.stages``)."""
+
+    kind: Literal["devices", "rate"]
+    text: str
+    steps: list[StageStep]
+    timeline: list[StageSecond]
+
+
 class TimelineRow(OutcomeCounts):
     """One second: ``t`` and a count per outcome seen in it."""
 
@@ -436,6 +460,7 @@ class Summary(TypedDict):
     expiry_timeline: list[ExpiryEvents]
     open_model: NotRequired[OpenModel]  # the open model's runs only (--rate)
     corrected_latency_distribution: NotRequired[list[LatencyDistribution]]  # the same
+    stages: NotRequired[StagesSection]  # staged runs only (--stages)
 
 
 # -- the smoke's summary.json ------------------------------------------------------------------

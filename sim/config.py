@@ -4,7 +4,8 @@
 ``locust -f locustfile.py --host URL`` reads ``FLEETBENCH_FLEET`` (required),
 ``FLEETBENCH_SCENARIO``, ``FLEETBENCH_ENDPOINT``, ``FLEETBENCH_INTERVAL``,
 ``FLEETBENCH_REFRESH``, ``FLEETBENCH_BAD_RATIO``, ``FLEETBENCH_LEEWAY``, ``FLEETBENCH_RAW``,
-``FLEETBENCH_PROFILE`` and ``FLEETBENCH_RATE`` (the open model's fleet-wide requests per second).
+``FLEETBENCH_PROFILE``, ``FLEETBENCH_RATE`` (the open model's fleet-wide requests per second)
+and ``FLEETBENCH_STAGES`` (as ``--stages``).
 No secret is ever in this configuration: the fleet file holds them.
 """
 
@@ -47,6 +48,8 @@ class SimConfig:
     # The open model (sim.schedule): fleet-wide requests per second, each device sending
     # rate / fleet size on its own schedule; None: the closed model, paced by interval_s.
     rate_rps: float | None = None
+    # Load stages (sim.stages), as given to --stages: devices reporting, or rates; None: none.
+    stages: str | None = None
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -82,4 +85,5 @@ class SimConfig:
             raw=env.get("FLEETBENCH_RAW"),
             profile=env.get("FLEETBENCH_PROFILE", "fleetbench"),
             rate_rps=float(env["FLEETBENCH_RATE"]) if env.get("FLEETBENCH_RATE") else None,
+            stages=env.get("FLEETBENCH_STAGES") or None,
         )

@@ -49,6 +49,7 @@ from sim.server_view import (
     server_delta,
     telemetry_stats,
 )
+from sim.stages import Stages, parse_stages
 from sim.summary import build_summary, telemetry_account
 
 __all__ = ["LiveFigures", "RunConfig", "RunProgress", "run_benchmark"]
@@ -86,6 +87,18 @@ class RunConfig:
     profile: str = "fleetbench"  # the target profile, by name or file (sim/profiles)
     # The open model (sim.schedule): fleet-wide requests per second instead of interval_s.
     rate_rps: float | None = None
+    # Load stages (sim.stages), as given: "30s:100,60s:1000,30s:0" (devices) or "...:500r" (rates)
+    stages: str | None = None
+
+    @cached_property
+    def parsed_stages(self) -> Stages | None:
+        return parse_stages(self.stages) if self.stages else None
+
+    @property
+    def open_model(self) -> bool:
+        """--rate, or rate stages: each device on its own schedule (sim.schedule)."""
+        stages = self.parsed_stages
+        return self.rate_rps is not None or (stages is not None and stages.kind == "rate")
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -120,6 +133,14 @@ class RunConfig:
             raise ConfigError("--interval must be 0 or more")
         if self.rate_rps is not None and not 0 < self.rate_rps < float("inf"):
             raise ConfigError("--rate must be a number of requests per second above 0")
+        stages = self.parsed_stages
+        if stages is not None:
+            if self.rate_rps is not None:
+                raise ConfigError("--stages gives the load: drop --rate (rate steps: 30s:500r)")
+            if self.duration_s != stages.total_s:
+                raise ConfigError("--stages sets the run time: drop --duration")
+            if stages.kind == "devices" and self.devices < stages.peak:
+                raise ConfigError(f"--stages asks for {stages.peak:.0f} devices: --devices too few")
         if not 0.0 <= self.bad_ratio <= 1.0:
             raise ConfigError("--bad-ratio must be between 0 and 1")
         if self.workers < 1:
@@ -158,8 +179,9 @@ class RunConfig:
         if self.target is None:
             data["token_ttl"] = self.effective_token_ttl
         data["leeway"] = self.effective_leeway
-        if self.rate_rps is None:
-            del data["rate_rps"]  # a closed run's parameters stay as they always were
+        for optional in ("rate_rps", "stages"):
+            if data[optional] is None:
+                del data[optional]  # a run without them keeps its parameters as they always were
         return cast(RunParameters, data)
 
 
@@ -281,6 +303,7 @@ def _locust_env(
         if Path(config.profile).is_file()
         else config.profile,
         rate_rps=config.rate_rps,
+        stages=config.stages,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")
@@ -418,6 +441,7 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                     else len(provisioned.fleet) / config.rate_rps
                 ),
                 rate_rps=config.rate_rps,
+                stages=config.parsed_stages,
                 target_cpu=load.target_cpu,
                 weights={str(n): weight for n, weight in config.effective_scenarios.items()},
             )

@@ -20,11 +20,18 @@ generator, not the target, was the limit.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["SendSchedule", "open_pacing"]
+from sim.stages import Stages
+
+__all__ = ["SendSchedule", "StagedSchedule", "open_pacing"]
+
+# The longest a device sleeps at once: past the end of a rate stage at 0 it has no next send, and
+# the run's stop ends the sleep.
+LONGEST_WAIT_S = 1e6
 
 
 @dataclass
@@ -46,7 +53,7 @@ class SendSchedule:
         the device is behind its schedule)."""
         self.slot += 1
         self.consumed = False
-        return max(0.0, self.intended_s - now_s)
+        return min(max(0.0, self.intended_s - now_s), LONGEST_WAIT_S)
 
     def send(self, now_s: float) -> tuple[float, float] | None:
         """The current slot's request goes out now: its lag behind the intended time and the
@@ -63,6 +70,26 @@ class SendSchedule:
     def answered(self, now_s: float) -> None:
         """An answer (or a failure to get one) came: the device is free to send again."""
         self.free_s = now_s
+
+
+class StagedSchedule(SendSchedule):
+    """A schedule whose fleet-wide rate follows rate stages (``--stages 30s:500r,...``): the
+    device's k-th send is due when the stages have asked the fleet for ``(k + phase) * devices``
+    requests, so each device keeps its share of a changing rate, still from a random phase."""
+
+    def __init__(
+        self, stages: Stages, devices: int, origin_s: float, phase: float, now_s: float
+    ) -> None:
+        super().__init__(period_s=0.0, first_s=origin_s, free_s=now_s)
+        self.stages, self.devices, self.phase = stages, devices, phase
+        # The first slot due from now: none owed for the time before the device was ready.
+        owed = stages.cumulative(now_s - origin_s) / devices - phase
+        self.slot = max(0, math.ceil(owed))
+
+    @property
+    def intended_s(self) -> float:
+        at = self.stages.time_of_cumulative((self.slot + self.phase) * self.devices)
+        return math.inf if at is None else self.first_s + at
 
 
 def open_pacing(user: Any) -> float:

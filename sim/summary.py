@@ -30,6 +30,8 @@ from sim.artefacts import (
     RunSection,
     ScenarioMix,
     Server,
+    StageSecond,
+    StagesSection,
     Summary,
     TargetCpu,
     Telemetry,
@@ -50,6 +52,7 @@ from sim.measure import (
 from sim.open_model import open_account
 from sim.outcomes import FATAL_OUTCOMES, OUTCOMES, Outcome
 from sim.server_view import DeviceStats
+from sim.stages import Stages
 
 __all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account", "verdict"]
 
@@ -323,6 +326,51 @@ def _corpus(measurements: Measurements) -> dict[str, dict[str, int]] | None:
     }
 
 
+def _stages_asked(
+    measurements: Measurements,
+    stages: Stages | None,
+    started: float | None,
+    stopped: float | None,
+    interval_s: float,
+) -> float | None:
+    """What the stages asked for between the devices' mean end of setup and the stop: requests
+    (rate steps), or device-seconds over the interval (device steps); None without stages."""
+    devices = measurements.counters.get("devices_started", 0)
+    if stages is None or not started or not stopped or not devices:
+        return None
+    if stages.kind == "devices" and interval_s <= 0:
+        return None
+    setup_sum = measurements.device_start_sum_s + measurements.device_setup_sum_s
+    ready_s = max(0.0, setup_sum / devices - started)
+    amount = stages.cumulative(stopped - started) - stages.cumulative(ready_s)
+    return amount if stages.kind == "rate" else amount / interval_s
+
+
+def _stages_section(stages: Stages, started: float, stopped: float) -> StagesSection:
+    """Each step's span in Unix time, and per second of the run the step and the load asked."""
+    spans = stages.spans()
+    timeline: list[StageSecond] = []
+    for second in range(int(started), int(stopped) + 1):
+        at = second + 0.5 - started
+        index = next((i for i, span in enumerate(spans) if at < span[1]), len(spans) - 1)
+        timeline.append({"t": second, "stage": index, "asked": round(stages.value_at(at), 2)})
+    return {
+        "kind": stages.kind,
+        "text": stages.text,
+        "steps": [
+            {
+                "start_t": round(started + start, 3),
+                "end_t": round(started + end, 3),
+                "duration_s": end - start,
+                "start": before,
+                "end": after,
+            }
+            for start, end, before, after in spans
+        ],
+        "timeline": timeline,
+    }
+
+
 def verdict(failures: list[str], load: Load) -> Verdict:
     """PASS, PASS (overloaded) or FAIL. Overload alone never fails a run (thresholds can)."""
     passed = not failures
@@ -347,6 +395,7 @@ def build_summary(
     target_cpu: TargetCpu | None = None,
     weights: dict[str, int] | None = None,
     rate_rps: float | None = None,
+    stages: Stages | None = None,
 ) -> Summary:
     elapsed_s = (stopped - started) if started and stopped else 0.0
     outcomes: Counter[Outcome] = Counter({o: 0 for o in OUTCOMES})
@@ -364,6 +413,7 @@ def build_summary(
     if interrupted:
         failures.append("interrupted before the end")
     target_cpu = target_cpu or {"available": False}
+    asked = _stages_asked(measurements, stages, started, stopped, interval_s)
     load = load_account(
         measurements,
         interval_s=interval_s,
@@ -371,7 +421,13 @@ def build_summary(
         generator=generator,
         target_cpu=target_cpu,
         answered=total,
+        asked_requests=asked,
     )
+    if stages is not None and stages.kind == "rate":
+        # Rate stages are the open model at a changing rate: its account at their mean.
+        rate_rps = load.get("offered_rps") or 0.0
+        fleet = run["fleet"]["devices"]
+        interval_s = fleet / rate_rps if rate_rps else 0.0
     open_model = (
         None
         if rate_rps is None
@@ -390,7 +446,7 @@ def build_summary(
                 "stopped_at": stopped,
                 "elapsed_s": round(elapsed_s, 3),
                 "interrupted": interrupted,
-                "model": "closed" if rate_rps is None else "open",
+                "model": "closed" if open_model is None else "open",
             },
         ),
         "verdict": verdict(failures, load),
@@ -441,6 +497,8 @@ def build_summary(
         "latency_distribution": _latency_distribution(measurements),
         "expiry_timeline": _events_timeline(measurements),
     }
+    if stages is not None and started and stopped:
+        summary["stages"] = _stages_section(stages, started, stopped)
     if open_model is not None:
         summary["open_model"] = open_model
         summary["corrected_latency_distribution"] = _latency_distribution(measurements, True)
