@@ -130,6 +130,15 @@ def _corrected_table(summary: Summary) -> Table:
     return table
 
 
+def _stage_lines(summary: Summary) -> list[str]:
+    stages = summary.get("stages")
+    if stages is None:
+        return []
+    unit = "devices reporting" if stages["kind"] == "devices" else "req/s asked"
+    steps = ", ".join(f"{step['duration_s']:g} s to {step['end']:,.0f}" for step in stages["steps"])
+    return [f"stages ({unit}, each ramping from the last): {steps}"]
+
+
 def _open_lines(summary: Summary) -> list[str]:
     account = summary.get("open_model")
     if account is None:
@@ -227,7 +236,8 @@ def print_summary(untyped: Summary | dict[str, Any], console: Console | None = N
     console.print(_requests_table(summary))
     if "open_model" in summary:
         console.print(_corrected_table(summary))
-    for line in _lines(summary) + _load_lines(summary) + _open_lines(summary):
+    lines = _lines(summary) + _stage_lines(summary) + _load_lines(summary) + _open_lines(summary)
+    for line in lines:
         console.print(line, highlight=False, markup=False)
     verdict = summary["verdict"]
     if verdict["passed"] and verdict.get("overloaded"):
