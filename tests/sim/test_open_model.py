@@ -11,6 +11,10 @@ from pathlib import Path
 import pytest
 import requests
 
+from sim.artefacts import GeneratorCpu, Load, OpenModel
+from sim.load import load_account
+from sim.measure import Measurements
+from sim.open_model import open_account
 from sim.runner import RunConfig, run_benchmark
 from sim.schedule import SendSchedule
 from sim.thresholds import ThresholdsError, evaluate, parse_thresholds
@@ -143,3 +147,29 @@ def test_a_device_behind_its_schedule_sends_at_once_and_the_lag_is_the_targets()
     schedule.send(start + 0.353)
     schedule.answered(start + 0.354)
     assert schedule.next_wait_s(start + 0.354) == pytest.approx(0.046)  # caught up at slot 4
+
+
+def _account(generator_lag_us: float, service_us: float) -> tuple[OpenModel, Load]:
+    """The open-model account of 200 paced requests sent 50 ms late, of which
+    ``generator_lag_us`` the generator's own delay, each served in ``service_us``."""
+    measurements = Measurements()
+    measurements.counters["devices_started"] = 10
+    for _ in range(200):
+        measurements.request_started()
+        measurements.record_send(50_000, generator_lag_us)
+        measurements.record("data", "verification", "HS256", "ok", service_us,
+                            corrected_us=service_us + 50_000)  # fmt: skip
+    generator: GeneratorCpu = {"saturated": False, "processes": []}  # type: ignore[typeddict-item]
+    load = load_account(measurements, interval_s=0.1, stopped=None, generator=generator,
+                        target_cpu={"available": False}, answered=200)  # fmt: skip
+    return open_account(measurements, load, rate_rps=100.0, interval_s=0.1), load
+
+
+def test_late_sends_to_a_fast_target_name_the_generator_as_the_limit() -> None:
+    account, load = _account(generator_lag_us=45_000, service_us=2_000)
+    assert account["limit"] == "generator" and load["saturated"] == "generator"
+    assert "the generator sent late on its own" in account["notes"][0]
+    assert "the limit: the generator" in load["line"]
+    # Late because the device waited on slow answers: the generator is not blamed.
+    account, load = _account(generator_lag_us=500, service_us=60_000)
+    assert account["limit"] is None and not account["notes"]
