@@ -16,6 +16,7 @@ its devices report (device ``i`` reports while the target is above ``i``) or at 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -113,13 +114,23 @@ class Stages:
         return None
 
 
-def _duration(text: str) -> float:
-    from sim.cli.options import duration  # Locust's own parser, loaded without gevent
+# Locust's run-time form (``locust.util.timespan``), read here without importing Locust: the
+# orchestrator must not be monkey-patched by gevent.
+_TIMESPAN = re.compile(r"(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?")
 
-    try:
-        return duration(text)
-    except Exception as e:  # argparse.ArgumentTypeError: its message is the reason
-        raise ConfigError(f"--stages: {e}") from e
+
+def _duration(text: str) -> float:
+    found = _TIMESPAN.fullmatch(text)
+    if text.isdigit():
+        value = int(text)
+    elif found and any(found.groupdict().values()):
+        parts = {k: int(v or 0) for k, v in found.groupdict().items()}
+        value = parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    else:
+        raise ConfigError(f"--stages: not a duration: {text!r} (whole seconds: 30, 30s, 2m, 1h30m)")
+    if value < 1:
+        raise ConfigError(f"--stages: a step lasts at least 1 second, not {text!r}")
+    return float(value)
 
 
 def parse_stages(text: str) -> Stages:
