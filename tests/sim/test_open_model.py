@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -173,3 +174,15 @@ def test_late_sends_to_a_fast_target_name_the_generator_as_the_limit() -> None:
     # Late because the device waited on slow answers: the generator is not blamed.
     account, load = _account(generator_lag_us=500, service_us=60_000)
     assert account["limit"] is None and not account["notes"]
+
+
+def test_a_closed_run_says_its_model_and_gains_nothing_else(
+    mixed_summary: dict[str, Any],
+) -> None:
+    assert mixed_summary["run"]["model"] == "closed"
+    for key in ("open_model", "corrected_latency_distribution", "stages"):
+        assert key not in mixed_summary
+    assert not any("corrected_latency_us" in row for row in mixed_summary["requests"])
+    assert "rate_rps" not in mixed_summary["run"]["parameters"]
+    assert "stages" not in mixed_summary["run"]["parameters"]
+    assert mixed_summary["load"]["offered_rps"] == 10 / 0.1  # devices / interval, as before
