@@ -93,6 +93,8 @@ def test_device_stages_ramp_the_devices_reporting(tmp_path: Path) -> None:
     asked = summary["load"]["offered_requests"]
     assert received == pytest.approx(asked, rel=STAGE_TOLERANCE)
     assert asked == pytest.approx(350, rel=0.1)  # 15 + 40 + 15 device-seconds at 5 req/s
+    report = (tmp_path / "report.html").read_text()
+    assert 'id="stages"' in report and "asked by the stages" in report
 
 
 def test_rate_stages_are_the_open_model_at_a_changing_rate(tmp_path: Path) -> None:
