@@ -84,7 +84,8 @@ def test_device_stages_ramp_the_devices_reporting(tmp_path: Path) -> None:
     )
     stages = summary["stages"]
     assert [(s["start"], s["end"]) for s in stages["steps"]] == [(0, 10), (10, 10), (10, 0)]
-    assert [p["stage"] for p in stages["timeline"]][:4] == [0, 0, 0, 1]
+    marks = [p["stage"] for p in stages["timeline"]]  # per second: the step it falls in
+    assert marks == sorted(marks) and set(marks) == {0, 1, 2} and 3 <= marks.count(1) <= 5
     # The flat stage: all 10 devices at 5 req/s each; the first second: about one device.
     assert 40 <= _per_second(summary, 5) <= 60
     assert _per_second(summary, 0) - 10 <= 15  # less the 10 setup token requests
