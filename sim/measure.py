@@ -350,13 +350,19 @@ class Measurements:
             total.add(hist)
             outcomes[key.outcome] += hist.get_total_count()
         count = total.get_total_count()
-        return {
+        figures = {
             "t": time.time(),
             "requests": count,
             "outcomes": dict(outcomes),
             "p50_us": total.get_value_at_percentile(50.0) if count else None,
             "p99_us": total.get_value_at_percentile(99.0) if count else None,
         }
+        if self.corrected:  # the open model's, from each paced request's intended send time
+            corrected = new_histogram()
+            for hist in self.corrected.values():
+                corrected.add(hist)
+            figures["corrected_p99_us"] = corrected.get_value_at_percentile(99.0)
+        return figures
 
     def write_progress(self, path: Path, **extra: Any) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
