@@ -188,6 +188,8 @@ class RunParameters(TypedDict):
     pin: bool
     generator_cpus: list[int] | None
     profile: NotRequired[str]  # the target profile as asked for: a shipped name or a file
+    rate_rps: NotRequired[float]  # the open model's asked rate (--rate); absent: closed model
+    stages: NotRequired[str]  # --stages as given; absent: none
 
 
 class FleetFacts(TypedDict):
@@ -226,6 +228,8 @@ class RunSection(RunFacts):
     elapsed_s: float
     interrupted: bool
     results: NotRequired[str]  # the results folder, once written
+    # closed: each device waits for its answer, then its interval; open: --rate, on a schedule
+    model: NotRequired[Literal["closed", "open"]]
 
 
 class Verdict(TypedDict):
@@ -253,6 +257,8 @@ class RequestRow(TypedDict):
     outcomes: OutcomeCounts
     latency_us: Percentiles
     latency_by_outcome_us: dict[Outcome, Percentiles]
+    # Open model only: from each paced request's intended send time (its count: those requests)
+    corrected_latency_us: NotRequired[Percentiles]
 
 
 class Refusal(TypedDict):
@@ -340,6 +346,49 @@ class Load(TypedDict):
     line: NotRequired[str]  # set from the rest by sim.load.load_line
 
 
+class OpenModel(TypedDict):
+    """The open model's account (``--rate``, ``sim.open_model``)."""
+
+    rate_rps: float
+    rate_per_device_rps: float
+    asked_requests: float
+    sent_requests: int
+    sent_rps: float
+    shortfall: float
+    mean_device_active_s: float
+    corrected_latency_us: Percentiles
+    service_latency_us: Percentiles
+    send_lag_us: Percentiles
+    generator_lag_us: Percentiles
+    generator_lag_limit_us: int
+    limit: Saturated | None
+    notes: list[str]
+    line: NotRequired[str]  # set from the rest by sim.open_model.open_line
+
+
+class StageStep(TypedDict):
+    start_t: float  # Unix s
+    end_t: float
+    duration_s: float
+    start: float  # devices, or req/s fleet-wide, at the step's start
+    end: float  # at its end (the step's target)
+
+
+class StageSecond(TypedDict):
+    t: int
+    stage: int  # index into steps
+    asked: float  # devices reporting, or req/s, the stages asked for at that second
+
+
+class StagesSection(TypedDict):
+    """Load stages (``--stages``, ``sim.stages``)."""
+
+    kind: Literal["devices", "rate"]
+    text: str
+    steps: list[StageStep]
+    timeline: list[StageSecond]
+
+
 class TimelineRow(OutcomeCounts):
     """One second: ``t`` and a count per outcome seen in it."""
 
@@ -419,6 +468,9 @@ class Summary(TypedDict):
     latency_timeline: list[LatencySeries]
     latency_distribution: list[LatencyDistribution]
     expiry_timeline: list[ExpiryEvents]
+    open_model: NotRequired[OpenModel]  # the open model's runs only (--rate)
+    corrected_latency_distribution: NotRequired[list[LatencyDistribution]]  # the same
+    stages: NotRequired[StagesSection]  # staged runs only (--stages)
 
 
 # -- the smoke's summary.json ------------------------------------------------------------------

@@ -153,12 +153,69 @@ def _throughput(summary: Summary, chart_id: str) -> Chart | None:
         barmode="stack",
         bargap=0.05,
     )
+    staged = _stage_marks(summary, start, data, layout)
     return {
         "id": chart_id,
-        "title": "Requests per second, by outcome (setup apart)",
+        "title": "Requests per second, by outcome (setup apart)"
+        + ("; the stages' asked load as a line, their steps marked" if staged else ""),
         "data": data,
         "layout": layout,
     }
+
+
+def _stage_marks(
+    summary: Summary, start: float, data: list[dict[str, Any]], layout: dict[str, Any]
+) -> bool:
+    """A staged run (``--stages``): the load the stages asked for, in req/s, as a line over the
+    bars, and a dotted line at each step's start, labelled. False (nothing drawn) without."""
+    stages = summary.get("stages")
+    if not stages:
+        return False
+    per_request = 1.0
+    if stages["kind"] == "devices":
+        interval = float(summary["run"]["parameters"].get("interval_s") or 0.0)
+        per_request = 1.0 / interval if interval > 0 else 0.0
+    if per_request:
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": "asked by the stages",
+                "x": [point["t"] + 0.5 - start for point in stages["timeline"]],
+                "y": [point["asked"] * per_request for point in stages["timeline"]],
+                "line": {"color": "#333333", "dash": "dash", "width": 2},
+                "hovertemplate": "%{y:,.0f} req/s asked",
+            }
+        )
+    unit = "" if stages["kind"] == "devices" else " req/s"
+    layout["shapes"] = [
+        {
+            "type": "line",
+            "xref": "x",
+            "yref": "paper",
+            "x0": step["start_t"] - start,
+            "x1": step["start_t"] - start,
+            "y0": 0,
+            "y1": 1,
+            "line": {"color": "#888888", "dash": "dot", "width": 1},
+        }
+        for step in stages["steps"]
+    ]
+    layout["annotations"] = [
+        {
+            "xref": "x",
+            "yref": "paper",
+            "x": step["start_t"] - start,
+            "y": 1.0,
+            "xanchor": "left",
+            "yanchor": "bottom",
+            "showarrow": False,
+            "text": f"stage {index + 1}: to {step['end']:,.0f}{unit}",
+            "font": {"size": 10},
+        }
+        for index, step in enumerate(stages["steps"])
+    ]
+    return True
 
 
 def _latency_over_time(summary: Summary) -> list[Chart]:
@@ -204,7 +261,12 @@ def _distribution(summary: Summary, chart_id: str) -> Chart | None:
         return None
     data = []
     widest = 10.0
-    for index, row in enumerate(rows):
+    # The open model's corrected latency (from each intended send time), dashed beside the
+    # service time of the same endpoint in its colour.
+    colour_of = {row["endpoint"]: index for index, row in enumerate(rows)}
+    corrected = [(colour_of.get(row["endpoint"], 0), row, True) for row in
+                 summary.get("corrected_latency_distribution", [])]  # fmt: skip
+    for index, row, is_corrected in [(i, r, False) for i, r in enumerate(rows)] + corrected:
         points = [p for p in row["points"] if p["percentile"] < 100.0]
         xs = [1.0 / (1.0 - p["percentile"] / 100.0) for p in points]
         ys = [p["latency_us"] for p in points]
@@ -215,17 +277,20 @@ def _distribution(summary: Summary, chart_id: str) -> Chart | None:
         labels.append("max")
         widest = max(widest, xs[-1])
         setup = row["phase"] == "setup"
+        name = row["endpoint"] + (" (setup)" if setup else "")
+        if corrected:  # an open-model run: say which latency each line is
+            name += " corrected" if is_corrected else " service time"
         data.append(
             {
                 "type": "scatter",
                 "mode": "lines",
-                "name": row["endpoint"] + (" (setup)" if setup else ""),
+                "name": name,
                 "x": xs,
                 "y": ys,
                 "customdata": labels,
                 "line": {
                     "color": SETUP_COLOUR if setup else SERIES_COLOURS[index % len(SERIES_COLOURS)],
-                    "dash": "dot" if setup else "solid",
+                    "dash": "dot" if setup else "dash" if is_corrected else "solid",
                     "width": 2,
                 },
                 "hovertemplate": "%{customdata}: %{y:,} µs",
@@ -244,7 +309,8 @@ def _distribution(summary: Summary, chart_id: str) -> Chart | None:
     )
     return {
         "id": chart_id,
-        "title": "Latency distribution per endpoint (HDR percentile plot, exact)",
+        "title": "Latency distribution per endpoint (HDR percentile plot, exact)"
+        + ("; open model: corrected latency dashed" if corrected else ""),
         "data": data,
         "layout": layout,
     }

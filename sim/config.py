@@ -3,8 +3,9 @@
 ``fleetbench run`` writes the file and points ``FLEETBENCH_CONFIG`` at it. Standalone
 ``locust -f locustfile.py --host URL`` reads ``FLEETBENCH_FLEET`` (required),
 ``FLEETBENCH_SCENARIO``, ``FLEETBENCH_ENDPOINT``, ``FLEETBENCH_INTERVAL``,
-``FLEETBENCH_REFRESH``, ``FLEETBENCH_BAD_RATIO``, ``FLEETBENCH_LEEWAY``, ``FLEETBENCH_RAW`` and
-``FLEETBENCH_PROFILE``.
+``FLEETBENCH_REFRESH``, ``FLEETBENCH_BAD_RATIO``, ``FLEETBENCH_LEEWAY``, ``FLEETBENCH_RAW``,
+``FLEETBENCH_PROFILE``, ``FLEETBENCH_RATE`` (the open model's fleet-wide requests per second)
+and ``FLEETBENCH_STAGES`` (as ``--stages``).
 No secret is ever in this configuration: the fleet file holds them.
 """
 
@@ -50,6 +51,11 @@ class SimConfig:
     seq_base: dict[str, int] = field(default_factory=dict)  # last seq the target holds per device
     progress: str | None = None  # where the master writes the live figures every second
     profile: str = "fleetbench"  # the target profile, by name or path (secrets: ${VAR} only)
+    # The open model (sim.schedule): fleet-wide requests per second, each device sending
+    # rate / fleet size on its own schedule; None: the closed model, paced by interval_s.
+    rate_rps: float | None = None
+    # Load stages (sim.stages), as given to --stages: devices reporting, or rates; None: none.
+    stages: str | None = None
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))
@@ -87,4 +93,6 @@ class SimConfig:
             issuer=env.get("FLEETBENCH_ISSUER"),
             raw=env.get("FLEETBENCH_RAW"),
             profile=profile_name,
+            rate_rps=float(env["FLEETBENCH_RATE"]) if env.get("FLEETBENCH_RATE") else None,
+            stages=env.get("FLEETBENCH_STAGES") or None,
         )

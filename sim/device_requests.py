@@ -18,6 +18,7 @@ from sim.outcomes import Outcome
 from sim.profiles import Profile
 from sim.profiles.http import Request, classify, endpoint_request
 from sim.profiles.model import Endpoint
+from sim.schedule import SendSchedule
 
 __all__ = ["DeviceRequests"]
 
@@ -39,6 +40,8 @@ class DeviceRequests:
     token_alg: str
     seq: int
     _http: Any
+    schedule: SendSchedule | None = None  # the open model's (--rate); None: the closed model
+    _lag_s: float | None = None  # how late the request in flight went out, open model only
 
     def _values(self, **more: Any) -> dict[str, Any]:
         """What the profile's templates may name, for this device now."""
@@ -54,12 +57,29 @@ class DeviceRequests:
             **more,
         }
 
-    def _start(self) -> None:
+    def _start(self, paced: bool = True) -> None:
         """Count a request as it starts. Once the run is stopping a device sends nothing new:
-        Locust kills its users one by one, and a request sent meanwhile is cut off unanswered."""
+        Locust kills its users one by one, and a request sent meanwhile is cut off unanswered.
+        In the open model the paced request of a task serves its slot of the schedule: how late
+        it goes out is kept for its corrected latency."""
         if STATE.get("stopping"):
             raise StopUser()
         MEASUREMENTS.request_started()
+        self._lag_s = None
+        if paced and self.schedule is not None:
+            sent = self.schedule.send(time.perf_counter())
+            if sent is not None:
+                self._lag_s = sent[0]
+                MEASUREMENTS.record_send(sent[0] * 1_000_000, sent[1] * 1_000_000)
+
+    def _answered(self, latency_us: float) -> float | None:
+        """The device is free again; the corrected latency of the answered request (from its
+        intended send time) when it served a slot of the open model's schedule, else None."""
+        if self.schedule is None:
+            return None
+        self.schedule.answered(time.perf_counter())
+        lag_s, self._lag_s = self._lag_s, None
+        return None if lag_s is None else latency_us + lag_s * 1_000_000
 
     def _endpoints(self) -> tuple[Endpoint, ...]:
         """The endpoints this run calls: the one ``--endpoint`` names if the profile has it
@@ -180,6 +200,7 @@ class DeviceRequests:
             latency_ms * 1000,
             status=status,
             reason=reason,
+            corrected_us=self._answered(latency_ms * 1000),
         )
         failed = outcome not in ("ok", "rejected_as_expected")
         self.environment.events.request.fire(
@@ -204,7 +225,14 @@ class DeviceRequests:
         latency_us = response.request_meta["response_time"] * 1000
         alg = self.token_alg
         MEASUREMENTS.record(
-            endpoint, scenario, alg, outcome, latency_us, status=status, reason=reason
+            endpoint,
+            scenario,
+            alg,
+            outcome,
+            latency_us,
+            status=status,
+            reason=reason,
+            corrected_us=self._answered(latency_us),
         )
         if outcome in ("ok", "rejected_as_expected"):
             response.success()

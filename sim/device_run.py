@@ -17,6 +17,7 @@ from sim.config import SimConfig
 from sim.fleet import Fleet, load_fleet
 from sim.measure import Measurements
 from sim.profiles import Profile, load_profile
+from sim.stages import Stages, parse_stages
 
 __all__ = [
     "DEFAULT_ISSUER",
@@ -27,6 +28,7 @@ __all__ = [
     "run_config",
     "run_fleet",
     "run_profile",
+    "run_stages",
     "signing_key",
 ]
 
@@ -45,6 +47,13 @@ def run_config() -> SimConfig:
 def run_profile() -> Profile:
     """The run's profile; ``${VAR}`` from this process's environment (secrets stay there)."""
     return load_profile(run_config().profile, os.environ)
+
+
+@cache
+def run_stages() -> Stages | None:
+    """The run's load stages, parsed once; None without ``--stages``."""
+    text = run_config().stages
+    return parse_stages(text) if text else None
 
 
 @cache

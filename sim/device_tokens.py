@@ -13,6 +13,7 @@ import jwt
 
 from sim.device_requests import DeviceRequests
 from sim.device_run import MEASUREMENTS, signing_key
+from sim.load import paced
 from sim.outcomes import Outcome
 from sim.profiles.http import (
     TokenAnswer,
@@ -88,7 +89,7 @@ class TokenHolder(DeviceRequests):
     ) -> HeldToken | None:
         """One token request by ``grant`` (client_credentials or jwt-bearer), or the profile's
         refresh call with ``refresh_of``'s refresh token, judged and timed."""
-        self._start()
+        self._start(paced=paced(f"token {grant}", scenario))  # the issuance task's own request
         assertion = grant == "jwt-bearer"
         if refresh_of is not None:
             values = self._values(refresh_token=refresh_of.refresh_token)
@@ -196,6 +197,8 @@ class TokenHolder(DeviceRequests):
         MEASUREMENTS.counters["token_retries"] += 1
         MEASUREMENTS.counters["token_backoff_ms"] += round(delay_s * 1000)
         gevent.sleep(delay_s)
+        if self.schedule is not None:
+            self.schedule.answered(time.perf_counter())  # backing off is not the generator's lag
 
     def held(self, scenario: Scenario, *, proactive: bool) -> HeldToken | None:
         """The scenario's token, renewed first if it is missing or (``proactive``) due."""

@@ -126,8 +126,11 @@ def load_account(
     generator: GeneratorCpu,
     target_cpu: TargetCpu,
     answered: int,
+    asked_requests: float | None = None,
 ) -> Load:
-    """The summary's ``load`` section. ``answered`` is the outcome account's total."""
+    """The summary's ``load`` section. ``answered`` is the outcome account's total;
+    ``asked_requests``: what load stages asked for over the run (``sim.stages``), instead of
+    one rate."""
     devices = measurements.counters.get("devices_started", 0)
     delivered, transport_errors = _paced_counts(measurements)
     in_flight = measurements.started - answered
@@ -142,7 +145,12 @@ def load_account(
     offered: float | None = None
     shortfall: float | None = None
     delivered_rps = delivered / active_s if active_s > 0 else 0.0
-    if interval_s > 0:
+    if asked_requests is not None and active_s > 0:
+        offered = asked_requests
+        offered_rps = asked_requests / active_s  # the stages' mean over the run
+        shortfall = max(0.0, 1.0 - delivered / offered) if offered > 0 else 0.0
+        delivered_rps = offered_rps * delivered / offered if offered > 0 else 0.0
+    elif interval_s > 0:
         offered_rps = devices / interval_s
         offered = offered_rps * active_s
         shortfall = max(0.0, 1.0 - delivered / offered) if offered > 0 else 0.0
@@ -153,7 +161,9 @@ def load_account(
             "so the fleet offers no fixed rate and nothing can fall short of it"
         )
     short = shortfall is not None and shortfall > MAX_SHORTFALL
-    waiting = interval_s > 0 and in_flight > max(1.0, IN_FLIGHT_SHARE * devices)
+    waiting = (interval_s > 0 or asked_requests is not None) and in_flight > max(
+        1.0, IN_FLIGHT_SHARE * devices
+    )
     overloaded = short or waiting
     if transport_errors:
         notes.append(f"{transport_errors} paced requests got no answer (transport_error)")

@@ -60,6 +60,7 @@ class LiveFigures:
     p99_us: float | None
     not_ok: dict[str, int]  # outcome -> count, every outcome other than ok
     generator_cpu_percent: float  # the Locust process tree, % of one core
+    corrected_p99_us: float | None = None  # the open model's, from intended send times
 
 
 class RunProgress(Protocol):
@@ -209,6 +210,7 @@ def _live_reporter(
                 p99_us=data.get("p99_us"),
                 not_ok={o: n for o, n in outcomes.items() if o != "ok" and n},
                 generator_cpu_percent=sampler.latest_cpu_percent(),
+                corrected_p99_us=data.get("corrected_p99_us"),
             )
         )
 

@@ -197,6 +197,10 @@ class Measurements:
         # fleet offered (sim.load), each device owing one per interval from the end of its setup.
         self.device_start_sum_s = 0.0
         self.device_setup_sum_s = 0.0
+        # The open model only (sim.schedule): latency from each paced request's intended send
+        # time, and how late each went out (``send``) and the generator's share (``generator``).
+        self.corrected: dict[RowKey, HdrHistogram] = {}
+        self.lag: dict[str, HdrHistogram] = {}
 
     def request_started(self) -> None:
         self.started += 1
@@ -220,6 +224,7 @@ class Measurements:
         *,
         status: int = 0,
         reason: str = "",
+        corrected_us: float | None = None,
     ) -> None:
         self.waiting -= 1
         key = RowKey(endpoint, scenario, alg, outcome)
@@ -228,6 +233,11 @@ class Measurements:
             hist = self.latency[key] = new_histogram()
         value = min(max(int(latency_us), LOWEST_US), HIGHEST_US)
         hist.record_value(value)
+        if corrected_us is not None:
+            corrected = self.corrected.get(key)
+            if corrected is None:
+                corrected = self.corrected[key] = new_histogram()
+            corrected.record_value(min(max(int(corrected_us), LOWEST_US), HIGHEST_US))
         second = int(time.time())
         self.timeline[second][outcome] += 1
         if scenario == SETUP_SCENARIO:
@@ -239,6 +249,16 @@ class Measurements:
         second_hist.record_value(value)
         if outcome != "ok":
             self.reasons[ReasonKey(endpoint, scenario, status, reason)] += 1
+
+    def record_send(self, lag_us: float, generator_lag_us: float) -> None:
+        """A paced request of the open model went out ``lag_us`` after its intended time, of
+        which ``generator_lag_us`` the generator's own delay (``sim.schedule``)."""
+        self.counters["scheduled_sends"] += 1
+        for name, value in (("send", lag_us), ("generator", generator_lag_us)):
+            hist = self.lag.get(name)
+            if hist is None:
+                hist = self.lag[name] = new_histogram()
+            hist.record_value(min(max(int(value), LOWEST_US), HIGHEST_US))
 
     def record_mint(self, alg: str, elapsed_us: float) -> None:
         hist = self.mint.get(alg)
@@ -268,6 +288,8 @@ class Measurements:
             "started": self.started,
             "device_start_sum_s": self.device_start_sum_s,
             "device_setup_sum_s": self.device_setup_sum_s,
+            "corrected": {_wire_key(k): h.encode().decode() for k, h in self.corrected.items()},
+            "lag": {k: h.encode().decode() for k, h in self.lag.items()},
         }
 
     def take_wire(self) -> dict[str, Any]:
@@ -308,6 +330,10 @@ class Measurements:
         self.started += int(wire.get("started", 0))
         self.device_start_sum_s += float(wire.get("device_start_sum_s", 0.0))
         self.device_setup_sum_s += float(wire.get("device_setup_sum_s", 0.0))
+        for key, encoded in wire.get("corrected", {}).items():
+            self.corrected.setdefault(_row_key(key), new_histogram()).decode_and_add(encoded)
+        for key, encoded in wire.get("lag", {}).items():
+            self.lag.setdefault(key, new_histogram()).decode_and_add(encoded)
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Measurements:
@@ -324,13 +350,19 @@ class Measurements:
             total.add(hist)
             outcomes[key.outcome] += hist.get_total_count()
         count = total.get_total_count()
-        return {
+        figures = {
             "t": time.time(),
             "requests": count,
             "outcomes": dict(outcomes),
             "p50_us": total.get_value_at_percentile(50.0) if count else None,
             "p99_us": total.get_value_at_percentile(99.0) if count else None,
         }
+        if self.corrected:  # the open model's, from each paced request's intended send time
+            corrected = new_histogram()
+            for hist in self.corrected.values():
+                corrected.add(hist)
+            figures["corrected_p99_us"] = corrected.get_value_at_percentile(99.0)
+        return figures
 
     def write_progress(self, path: Path, **extra: Any) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

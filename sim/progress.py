@@ -40,7 +40,12 @@ def live_line(figures: LiveFigures) -> str:
     return (
         f"{figures.elapsed_s:.0f}/{figures.duration_s:.0f} s: {figures.requests} requests, "
         f"{figures.rps:.1f} req/s, p50 {_us(figures.p50_us)}, p99 {_us(figures.p99_us)}, "
-        f"not ok: {not_ok or '-'}, generator CPU {figures.generator_cpu_percent:.0f}%"
+        + (
+            f"p99 corrected {_us(figures.corrected_p99_us)}, "
+            if figures.corrected_p99_us is not None
+            else ""
+        )
+        + f"not ok: {not_ok or '-'}, generator CPU {figures.generator_cpu_percent:.0f}%"
     )
 
 

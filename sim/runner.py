@@ -49,6 +49,7 @@ from sim.server_view import (
     server_delta,
     telemetry_stats,
 )
+from sim.stages import Stages, parse_stages
 from sim.summary import build_summary, telemetry_account
 
 __all__ = ["LiveFigures", "RunConfig", "RunProgress", "fleet_file", "run_benchmark"]
@@ -86,6 +87,20 @@ class RunConfig:
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     progress: RunProgress | None = field(default=None, repr=False)
     profile: str = "fleetbench"  # the target profile, by name or file (sim/profiles)
+    # The open model (sim.schedule): fleet-wide requests per second instead of interval_s.
+    rate_rps: float | None = None
+    # Load stages (sim.stages), as given: "30s:100,60s:1000,30s:0" (devices) or "...:500r" (rates)
+    stages: str | None = None
+
+    @cached_property
+    def parsed_stages(self) -> Stages | None:
+        return parse_stages(self.stages) if self.stages else None
+
+    @property
+    def open_model(self) -> bool:
+        """--rate, or rate stages: each device on its own schedule (sim.schedule)."""
+        stages = self.parsed_stages
+        return self.rate_rps is not None or (stages is not None and stages.kind == "rate")
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -124,6 +139,16 @@ class RunConfig:
             raise ConfigError("--duration must be whole seconds (Locust's --run-time)")
         if self.interval_s < 0:
             raise ConfigError("--interval must be 0 or more")
+        if self.rate_rps is not None and not 0 < self.rate_rps < float("inf"):
+            raise ConfigError("--rate must be a number of requests per second above 0")
+        stages = self.parsed_stages
+        if stages is not None:
+            if self.rate_rps is not None:
+                raise ConfigError("--stages gives the load: drop --rate (rate steps: 30s:500r)")
+            if self.duration_s != stages.total_s:
+                raise ConfigError("--stages sets the run time: drop --duration")
+            if stages.kind == "devices" and self.devices < stages.peak:
+                raise ConfigError(f"--stages asks for {stages.peak:.0f} devices: --devices too few")
         if not 0.0 <= self.bad_ratio <= 1.0:
             raise ConfigError("--bad-ratio must be between 0 and 1")
         if self.workers < 1:
@@ -163,6 +188,9 @@ class RunConfig:
             data["token_ttl"] = self.effective_token_ttl
         data["leeway"] = self.effective_leeway
         data["endpoint"] = self.effective_endpoint
+        for optional in ("rate_rps", "stages"):
+            if data[optional] is None:
+                del data[optional]  # a run without them keeps its parameters as they always were
         return cast(RunParameters, data)
 
 
@@ -284,7 +312,13 @@ def _locust_env(
         raw=str(scratch / "raw.json"),
         claim_file=str(scratch / "claims"),
         progress=str(scratch / "progress.json"),
-        profile=config.profile,
+        # Locust runs in the results folder: a profile file named relative to here must still
+        # be found there.
+        profile=str(Path(config.profile).resolve())
+        if Path(config.profile).is_file()
+        else config.profile,
+        rate_rps=config.rate_rps,
+        stages=config.stages,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")
@@ -417,7 +451,14 @@ def run_benchmark(config: RunConfig) -> Summary:
                 telemetry=telemetry_account(measurements, stats_before, stats_after),
                 generator=load.generator,
                 interrupted=stop.requested,
-                interval_s=config.interval_s,
+                # The open model's devices each send once per fleet / rate seconds.
+                interval_s=(
+                    config.interval_s
+                    if config.rate_rps is None
+                    else len(provisioned.fleet) / config.rate_rps
+                ),
+                rate_rps=config.rate_rps,
+                stages=config.parsed_stages,
                 target_cpu=load.target_cpu,
                 weights=dict(config.effective_scenarios),
             )

@@ -30,6 +30,8 @@ from sim.artefacts import (
     RunSection,
     ScenarioMix,
     Server,
+    StageSecond,
+    StagesSection,
     Summary,
     TargetCpu,
     Telemetry,
@@ -42,13 +44,16 @@ from sim.measure import (
     SETUP_SCENARIO,
     TIMED_EVENTS,
     Measurements,
+    RowKey,
     new_histogram,
     new_second_histogram,
     percentiles,
 )
+from sim.open_model import open_account
 from sim.outcomes import FATAL_OUTCOMES, OUTCOMES, Outcome
 from sim.scenarios import Scenario
 from sim.server_view import DeviceStats
+from sim.stages import Stages
 
 __all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account", "verdict"]
 
@@ -92,6 +97,13 @@ def _requests(measurements: Measurements, elapsed_s: float) -> list[RequestRow]:
                 "latency_by_outcome_us": {o: percentiles(h) for o, h in sorted(by_outcome.items())},
             }
         )
+        corrected = [
+            measurements.corrected[RowKey(endpoint, scenario, alg, o)]
+            for o in by_outcome
+            if RowKey(endpoint, scenario, alg, o) in measurements.corrected
+        ]
+        if corrected:  # the open model's paced requests (closed runs: no such key)
+            rows[-1]["corrected_latency_us"] = percentiles(_merged(corrected))
     return rows
 
 
@@ -219,10 +231,14 @@ def _distribution(hist: HdrHistogram) -> list[DistributionPoint]:
     return points
 
 
-def _latency_distribution(measurements: Measurements) -> list[LatencyDistribution]:
-    """Per endpoint and phase, the exact latency distribution (all outcomes, scenarios, algs)."""
+def _latency_distribution(
+    measurements: Measurements, corrected: bool = False
+) -> list[LatencyDistribution]:
+    """Per endpoint and phase, the exact latency distribution (all outcomes, scenarios, algs);
+    ``corrected``: of the open model's corrected latency."""
     groups: defaultdict[tuple[str, Phase], list[HdrHistogram]] = defaultdict(list)
-    for key, hist in measurements.latency.items():
+    source = measurements.corrected if corrected else measurements.latency
+    for key, hist in source.items():
         groups[(key.endpoint, _phase(key.scenario))].append(hist)
     rows: list[LatencyDistribution] = []
     for (endpoint, phase), hists in sorted(groups.items()):
@@ -313,6 +329,51 @@ def _corpus(measurements: Measurements) -> dict[str, dict[str, int]] | None:
     }
 
 
+def _stages_asked(
+    measurements: Measurements,
+    stages: Stages | None,
+    started: float | None,
+    stopped: float | None,
+    interval_s: float,
+) -> float | None:
+    """What the stages asked for between the devices' mean end of setup and the stop: requests
+    (rate steps), or device-seconds over the interval (device steps); None without stages."""
+    devices = measurements.counters.get("devices_started", 0)
+    if stages is None or not started or not stopped or not devices:
+        return None
+    if stages.kind == "devices" and interval_s <= 0:
+        return None
+    setup_sum = measurements.device_start_sum_s + measurements.device_setup_sum_s
+    ready_s = max(0.0, setup_sum / devices - started)
+    amount = stages.cumulative(stopped - started) - stages.cumulative(ready_s)
+    return amount if stages.kind == "rate" else amount / interval_s
+
+
+def _stages_section(stages: Stages, started: float, stopped: float) -> StagesSection:
+    """Each step's span in Unix time, and per second of the run the step and the load asked."""
+    spans = stages.spans()
+    timeline: list[StageSecond] = []
+    for second in range(int(started), int(stopped) + 1):
+        at = second + 0.5 - started
+        index = next((i for i, span in enumerate(spans) if at < span[1]), len(spans) - 1)
+        timeline.append({"t": second, "stage": index, "asked": round(stages.value_at(at), 2)})
+    return {
+        "kind": stages.kind,
+        "text": stages.text,
+        "steps": [
+            {
+                "start_t": round(started + start, 3),
+                "end_t": round(started + end, 3),
+                "duration_s": end - start,
+                "start": before,
+                "end": after,
+            }
+            for start, end, before, after in spans
+        ],
+        "timeline": timeline,
+    }
+
+
 def verdict(failures: list[str], load: Load) -> Verdict:
     """PASS, PASS (overloaded) or FAIL. Overload alone never fails a run (thresholds can)."""
     passed = not failures
@@ -336,6 +397,8 @@ def build_summary(
     interval_s: float = 1.0,
     target_cpu: TargetCpu | None = None,
     weights: dict[Scenario, int] | None = None,
+    rate_rps: float | None = None,
+    stages: Stages | None = None,
 ) -> Summary:
     elapsed_s = (stopped - started) if started and stopped else 0.0
     outcomes: Counter[Outcome] = Counter({o: 0 for o in OUTCOMES})
@@ -353,6 +416,7 @@ def build_summary(
     if interrupted:
         failures.append("interrupted before the end")
     target_cpu = target_cpu or {"available": False}
+    asked = _stages_asked(measurements, stages, started, stopped, interval_s)
     load = load_account(
         measurements,
         interval_s=interval_s,
@@ -360,11 +424,22 @@ def build_summary(
         generator=generator,
         target_cpu=target_cpu,
         answered=total,
+        asked_requests=asked,
+    )
+    if stages is not None and stages.kind == "rate":
+        # Rate stages are the open model at a changing rate: its account at their mean.
+        rate_rps = load.get("offered_rps") or 0.0
+        fleet = run["fleet"]["devices"]
+        interval_s = fleet / rate_rps if rate_rps else 0.0
+    open_model = (
+        None
+        if rate_rps is None
+        else open_account(measurements, load, rate_rps=rate_rps, interval_s=interval_s)
     )
     timeline = [
         _timeline_row(second, counts) for second, counts in sorted(measurements.timeline.items())
     ]
-    return {
+    summary: Summary = {
         "schema": SUMMARY_SCHEMA,
         "run": cast(
             RunSection,
@@ -374,6 +449,7 @@ def build_summary(
                 "stopped_at": stopped,
                 "elapsed_s": round(elapsed_s, 3),
                 "interrupted": interrupted,
+                "model": "closed" if open_model is None else "open",
             },
         ),
         "verdict": verdict(failures, load),
@@ -424,3 +500,9 @@ def build_summary(
         "latency_distribution": _latency_distribution(measurements),
         "expiry_timeline": _events_timeline(measurements),
     }
+    if stages is not None and started and stopped:
+        summary["stages"] = _stages_section(stages, started, stopped)
+    if open_model is not None:
+        summary["open_model"] = open_model
+        summary["corrected_latency_distribution"] = _latency_distribution(measurements, True)
+    return summary

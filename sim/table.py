@@ -53,9 +53,12 @@ def _requests_table(summary: Summary) -> Table:
     rows = summary["requests"]
     algs = sorted({row["alg"] for row in rows})
     by_alg = len(algs) > 1
-    title = "requests: client-side latency in µs, exact"
+    what = "client-side latency in µs, exact"
+    if "open_model" in summary:
+        what = "service time (from the actual send) in µs"
+    title = f"requests: {what}"
     if len(algs) == 1:
-        title = f"requests, {algs[0]} tokens: client-side latency in µs, exact"
+        title = f"requests, {algs[0]} tokens: {what}"
     table = Table(
         title=title,
         title_justify="left",
@@ -94,6 +97,60 @@ def _requests_table(summary: Summary) -> Table:
             "-",
         )
     return table
+
+
+def _corrected_table(summary: Summary) -> Table:
+    """The open model's corrected latency (from each paced request's intended send time) per
+    row, beside the service time's p99, so the two read side by side."""
+    table = Table(
+        title="open model: corrected latency (from the intended send time) in µs",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        padding=(0, 1),
+        header_style="bold",
+    )
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("endpoint", no_wrap=True)
+    for column in ("count", "p50", "p99", "p99.9", "max", "service p99"):
+        table.add_column(column, justify="right", no_wrap=True)
+    for row in summary["requests"]:
+        corrected = row.get("corrected_latency_us")
+        if corrected is None:
+            continue
+        table.add_row(
+            row["scenario"],
+            _short(row["endpoint"]),
+            str(corrected["count"]),
+            *_tail(corrected),
+            _n(row["latency_us"].get("p99")),
+        )
+    return table
+
+
+def _stage_lines(summary: Summary) -> list[str]:
+    stages = summary.get("stages")
+    if stages is None:
+        return []
+    unit = "devices reporting" if stages["kind"] == "devices" else "req/s asked"
+    steps = ", ".join(f"{step['duration_s']:g} s to {step['end']:,.0f}" for step in stages["steps"])
+    return [f"stages ({unit}, each ramping from the last): {steps}"]
+
+
+def _open_lines(summary: Summary) -> list[str]:
+    account = summary.get("open_model")
+    if account is None:
+        return []
+    lag = account["send_lag_us"]
+    generator = account["generator_lag_us"]
+    lines = [
+        account.get("line", ""),
+        f"  sends late behind their intended time: p50 {_us(lag.get('p50'))}, "
+        f"p99 {_us(lag.get('p99'))}; of which the generator's own delay: "
+        f"p99 {_us(generator.get('p99'))}",
+    ]
+    lines += [f"  {note}" for note in account["notes"]]
+    return lines
 
 
 def _lines(summary: Summary) -> list[str]:
@@ -173,7 +230,10 @@ def _load_lines(summary: Summary) -> list[str]:
 def print_summary(summary: Summary, console: Console | None = None) -> None:
     console = console or Console()
     console.print(_requests_table(summary))
-    for line in _lines(summary) + _load_lines(summary):
+    if "open_model" in summary:
+        console.print(_corrected_table(summary))
+    lines = _lines(summary) + _stage_lines(summary) + _load_lines(summary) + _open_lines(summary)
+    for line in lines:
         console.print(line, highlight=False, markup=False)
     verdict = summary["verdict"]
     if verdict["passed"] and verdict.get("overloaded"):

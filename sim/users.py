@@ -38,12 +38,15 @@ from sim.device_run import (
     run_config,
     run_fleet,
     run_profile,
+    run_stages,
 )
 from sim.device_tokens import RETRIED_OUTCOMES, HeldToken, TokenHolder
 from sim.fleet import Device
 from sim.outcomes import Outcome, judge_forged
 from sim.processes import raise_open_files_limit
 from sim.scenarios import Scenario
+from sim.schedule import SendSchedule, StagedSchedule, open_pacing
+from sim.stages import Stages
 
 __all__ = ["MEASUREMENTS", "FleetDevice", "configure"]
 
@@ -64,6 +67,7 @@ class FleetDevice(TokenHolder, FastHttpUser):
 
     device: Device
     device_index: int
+    stages: Stages | None = None
 
     def on_start(self) -> None:
         fleet = run_fleet()
@@ -116,12 +120,45 @@ class FleetDevice(TokenHolder, FastHttpUser):
                     break  # refused: retrying the same credential would be refused again
             # Still without a token: the scenario's task asks again, backing off as here.
         MEASUREMENTS.device_ready(time.time() - started)  # from here: one report per interval
+        self.stages = run_stages()
+        if self.stages is not None and self.stages.kind == "rate":
+            # Rate stages: the open model, each device its share of the stage's rate.
+            now = time.perf_counter()
+            origin = float(STATE.get("origin_perf_s", now))
+            self.schedule = StagedSchedule(self.stages, len(fleet), origin, self.rng.random(), now)
+            gevent.sleep(min(max(0.0, self.schedule.intended_s - now), self.stages.total_s))
+            return
+        if self.config.rate_rps:
+            # The open model: this device's share of the rate on its own clock, from a random
+            # phase, so the fleet's sends are spread over each period (sim.schedule).
+            period_s = len(fleet) / self.config.rate_rps
+            now = time.perf_counter()
+            self.schedule = SendSchedule(period_s, now + self.rng.uniform(0, period_s), free_s=now)
+            gevent.sleep(self.schedule.first_s - now)
+            return
         # Devices spawned together would otherwise report in lockstep, every one in the same
         # instant each interval: a burst that measures queueing, not the target.
         gevent.sleep(self.rng.uniform(0, self.config.interval_s))
         # constant_pacing counts from the user's creation, so without this only the first report
         # was spread: every later one fell back into the spawn second's lockstep (issue 16).
         self._cp_last_run = time.perf_counter()
+
+    def reporting(self) -> bool:
+        """Device-count stages: whether this device reports now (while the stages ask for more
+        devices than its number). If not, sleep until they do, plus a random share of one
+        interval so devices joining a ramp do not report in lockstep."""
+        stages = self.stages
+        if stages is None or stages.kind != "devices":
+            return True
+        now_s = time.time() - float(STATE.get("origin_s", time.time()))
+        if self.device_index < stages.value_at(now_s):
+            return True
+        joins = stages.first_above(self.device_index, now_s)
+        if joins is None:  # not again in this run: the stop ends the sleep
+            gevent.sleep(max(1.0, stages.total_s - now_s + 1.0))
+            return False
+        gevent.sleep(joins - now_s + self.rng.uniform(0, self.config.interval_s))
+        return False
 
     # -- scenarios ------------------------------------------------------------------------------
 
@@ -252,6 +289,8 @@ def _on_init(environment: Any, **_: Any) -> None:
         MEASUREMENTS.reset()
         started.clear()
         started["started"] = time.time()
+        # Time 0 of the load stages in this process (each worker starts its own on its start).
+        STATE["origin_s"], STATE["origin_perf_s"] = time.time(), time.perf_counter()
         STATE["stopping"] = False  # the web UI starts again after a stop
         claim_file = run_config().claim_file
         if claim_file and not isinstance(runner, WorkerRunner):
@@ -308,8 +347,21 @@ def scenario_tasks(weights: dict[Scenario, int]) -> list[Callable[[FleetDevice],
     every runner rebuilds ``tasks`` from its keys (``Environment._filter_tasks_by_tags``)."""
     divisor = math.gcd(*weights.values())
     return [
-        SCENARIO_TASKS[name] for name, weight in weights.items() for _ in range(weight // divisor)
+        _staged(SCENARIO_TASKS[name])
+        for name, weight in weights.items()
+        for _ in range(weight // divisor)
     ]
+
+
+def _staged(task: Callable[[FleetDevice], None]) -> Callable[[FleetDevice], None]:
+    """The task, run only while the device reports under device-count stages."""
+
+    def run(device: FleetDevice) -> None:
+        if device.reporting():
+            task(device)
+
+    run.__name__ = task.__name__
+    return run
 
 
 def configure(config: SimConfig | None = None) -> type[FleetDevice]:
@@ -318,6 +370,7 @@ def configure(config: SimConfig | None = None) -> type[FleetDevice]:
     config = config or run_config()
     tasks: list[Any] = scenario_tasks(config.scenarios)
     FleetDevice.tasks = tasks
-    FleetDevice.wait_time = constant_pacing(config.interval_s)
+    open_model = config.rate_rps or (config.stages or "").rstrip().endswith("r")
+    FleetDevice.wait_time = open_pacing if open_model else constant_pacing(config.interval_s)
     events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
     return FleetDevice

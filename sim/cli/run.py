@@ -14,12 +14,15 @@ from sim.cli.options import (
     add_target_options,
     duration,
     logger,
+    positive_float,
     positive_int,
     ratio,
     seconds,
 )
+from sim.errors import ConfigError
 from sim.fleet import CREDENTIAL_KINDS
 from sim.scenarios import REFRESH_MODES, parse_scenarios
+from sim.stages import parse_stages
 from target.jose import ALG_NAMES as TOKEN_ALGS
 
 __all__ = ["add_parser", "command"]
@@ -30,7 +33,7 @@ def add_parser(commands: Any) -> None:
     run.set_defaults(handler=command)
     add_target_options(run)
     run.add_argument("--fleet", type=Path, help="reuse this fleet file (fleetbench provision)")
-    run.add_argument("--devices", type=positive_int, default=100, help="fleet size (default 100)")
+    run.add_argument("--devices", type=positive_int, help="fleet size (default 100)")
     run.add_argument("--alg", choices=CREDENTIAL_KINDS, default="ES256", help="device credential")
     run.add_argument(
         "--token-alg", choices=TOKEN_ALGS, default="ES256", help="embedded target's signing alg"
@@ -51,13 +54,27 @@ def add_parser(commands: Any) -> None:
         help="one of the profile's [[endpoints]] by name (ours: telemetry, the default, config,"
         " data); default: the profile's default_endpoint, else all of them by weight",
     )
-    run.add_argument(
-        "--interval", type=seconds, default=1.0, help="seconds between a device's requests"
+    pacing = run.add_mutually_exclusive_group()  # both given: one line, exit 2
+    pacing.add_argument(
+        "--interval",
+        type=seconds,
+        help="closed model: seconds between a device's requests (default 1)",
+    )
+    pacing.add_argument(
+        "--rate",
+        type=positive_float,
+        metavar="R",
+        help="open model: fleet-wide requests/s, each device R/devices on its own schedule",
     )
     run.add_argument("--refresh", choices=REFRESH_MODES, default="on-expiry")
     run.add_argument("--bad-ratio", type=ratio, default=0.5, help="forged share in rejection")
     run.add_argument(
-        "--duration", type=duration, default=10.0, help="run time (30, 30s, 2m, 1h30m)"
+        "--duration", type=duration, help="run time (30, 30s, 2m, 1h30m; default 10 s)"
+    )
+    run.add_argument(
+        "--stages",
+        metavar="STEPS",
+        help='load steps, ramping: "30s:100,60s:1000,30s:0" devices, or "30s:500r,..." req/s',
     )
     run.add_argument("--spawn-rate", type=float, help="devices started per second")
     run.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes")
@@ -74,22 +91,36 @@ def command(args: argparse.Namespace, console: Console) -> int:
     from sim.table import print_summary
 
     scenarios = parse_scenarios(args.scenario)
+    duration_s = 10.0 if args.duration is None else args.duration
+    devices = 100 if args.devices is None else args.devices
+    if args.stages is not None:
+        stages = parse_stages(args.stages)
+        if args.duration is not None:
+            raise ConfigError("--stages sets the run time: drop --duration")
+        if stages.kind == "rate" and args.interval is not None:
+            raise ConfigError("rate stages (30s:500r) are the open model: drop --interval")
+        if stages.kind == "devices" and args.devices is not None:
+            raise ConfigError("device stages (30s:100) set the fleet size: drop --devices")
+        duration_s = stages.total_s
+        devices = round(stages.peak) if stages.kind == "devices" else devices
     with ConsoleProgress(console) as progress:
         config = RunConfig(
             target=args.target,
             admin_key=args.admin_key,
             fleet=args.fleet,
-            devices=args.devices,
+            devices=devices,
             alg=args.alg,
             token_alg=args.token_alg,
             token_ttl=args.token_ttl,
             leeway=args.leeway,
             scenarios=scenarios,
             endpoint=args.endpoint,
-            interval_s=args.interval,
+            interval_s=1.0 if args.interval is None else args.interval,
+            rate_rps=args.rate,
+            stages=args.stages,
             refresh=args.refresh,
             bad_ratio=args.bad_ratio,
-            duration_s=args.duration,
+            duration_s=duration_s,
             spawn_rate=args.spawn_rate,
             workers=args.workers,
             results=args.results,

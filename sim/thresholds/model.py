@@ -22,6 +22,8 @@ CountMetric = Literal[
 LoadMetric = Literal["max_shortfall", "max_in_flight"]
 Metric = Literal[LatencyMetric, "error_ratio", "min_rps", CountMetric, LoadMetric]
 LATENCY_METRICS: tuple[LatencyMetric, ...] = get_args(LatencyMetric)
+LatencyKind = Literal["service", "corrected"]
+LATENCY_KINDS: tuple[LatencyKind, ...] = get_args(LatencyKind)
 COUNT_METRICS: tuple[CountMetric, ...] = get_args(CountMetric)
 LOAD_METRICS: tuple[LoadMetric, ...] = get_args(LoadMetric)
 METRICS: tuple[Metric, ...] = get_args(Metric)
@@ -76,6 +78,10 @@ class Selector:
     scenario: tuple[str, ...] = ("*",)
     alg: tuple[str, ...] = ("*",)
     outcome: Outcome | None = None  # latency of, or rate of, only this outcome's requests
+    # Which latency a latency limit reads: the service time, or the open model's corrected
+    # latency (from each request's intended send time; rows without a schedule have only their
+    # service time, which it then reads).
+    latency: LatencyKind = "service"
 
     def matches(self, row: RequestRow) -> bool:
         return self.names_endpoint(row["endpoint"]) and all(
@@ -101,6 +107,8 @@ class Selector:
         ]
         if self.outcome:
             parts.append(f"outcome={self.outcome}")
+        if self.latency != "service":
+            parts.append(f"latency={self.latency}")
         return " ".join(parts) or "every row"
 
 

@@ -13,6 +13,7 @@ from sim.scenarios import ENDPOINTS, SCENARIOS
 from sim.thresholds.model import (
     ALWAYS_ON,
     COUNT_METRICS,
+    LATENCY_KINDS,
     LATENCY_METRICS,
     LOAD_METRICS,
     METRIC_NAMES,
@@ -27,7 +28,7 @@ from sim.thresholds.model import (
 from sim.tomlfile import TomlFile, parse_toml, read_toml
 from target.algorithms import ALG_NAMES
 
-SELECTORS = ("name", "endpoint", "scenario", "alg", "outcome")
+SELECTORS = ("name", "endpoint", "scenario", "alg", "outcome", "latency")
 KNOWN_SCENARIOS = (*SCENARIOS, "setup")
 KNOWN_ENDPOINTS = (PROTECTED, *ENDPOINTS, *TOKEN_ROWS)
 DEFAULT_FILE = "default_thresholds.toml"
@@ -147,11 +148,27 @@ class _Reader:
                 index,
                 "outcome",
             )
+        latency = table.get("latency", "service")
+        if latency not in LATENCY_KINDS:
+            raise self.fail(
+                f"latency must be one of {', '.join(LATENCY_KINDS)}, not {latency!r}",
+                "threshold",
+                index,
+                "latency",
+            )
+        if latency == "corrected" and outcome is not None:
+            raise self.fail(
+                "latency = corrected reads a row's requests of every outcome; drop outcome",
+                "threshold",
+                index,
+                "latency",
+            )
         selector = Selector(
             endpoint=self._patterns("endpoint", table.get("endpoint", "*"), index, self.endpoints),
             scenario=self._patterns("scenario", table.get("scenario", "*"), index, KNOWN_SCENARIOS),
             alg=self._patterns("alg", table.get("alg", "*"), index, ALG_NAMES),
             outcome=outcome,
+            latency=latency,
         )
         allowed = tuple(m for m in METRICS if m != "telemetry_lost" and m not in LOAD_METRICS)
         found = []

@@ -278,7 +278,7 @@ def test_smoke_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> No
         f"fleetbench: error: {bad} line 5: unknown metric 'p99_millis' in [[threshold]] #1; "
         "known: p50_us, p95_us, p99_us, max_us, error_ratio, min_rps, rejected_as_expected, "
         "refused_valid, accepted_invalid, server_error, transport_error, name, endpoint, "
-        "scenario, alg, outcome"
+        "scenario, alg, outcome, latency"
     ]
     assert not (tmp_path / "r").exists()
 
