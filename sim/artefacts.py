@@ -181,6 +181,10 @@ class RunParameters(TypedDict):
     pin: bool
     generator_cpus: list[int] | None
     profile: NotRequired[str]  # the target profile as asked for: a shipped name or a file
+    master: NotRequired[bool]  # over remote workers (fleetbench run --master)
+    bind: NotRequired[str]
+    expect_workers: NotRequired[int]
+    worker_wait_s: NotRequired[int]
 
 
 class FleetFacts(TypedDict):
@@ -383,6 +387,38 @@ class ExpiryEvents(TypedDict):
     refreshes: int
 
 
+class ClusterWorker(TypedDict):
+    """One remote worker of a ``fleetbench run --master`` run, as the master saw it."""
+
+    id: str  # Locust's client id (host name and a random tag)
+    host: str
+    devices: int  # devices the master dealt it: each device to exactly one worker
+    requests: int  # outcomes it reported (its share of totals.requests)
+    requests_per_s: float
+    cpu_percent_mean: float  # of one core, its own process (sampled every 0.5 s)
+    cpu_percent_max: float
+    cpu_samples: int
+    saturated: bool
+    peak_rss_bytes: int
+    lost: bool
+    lost_as: str | None  # "missing" (no heartbeat), "quit" or "no final report"
+    lost_at_s: float | None  # seconds into the run when the master noticed
+    # Seconds into the run whose account from this worker is missing: from its last report
+    # to the end (what it sent after its last report never reached the master).
+    affected_s: list[float] | None
+    lost_device_ids: list[str]  # its devices when lost (the first 100), [] otherwise
+
+
+class Cluster(TypedDict):
+    """A run over remote workers: how the fleet was dealt and what became of each worker."""
+
+    workers: list[ClusterWorker]
+    fleet_devices: int
+    dealt: int  # devices handed to a worker; the rest found no user
+    degraded: bool  # a worker was lost: the totals miss what it sent after its last report
+    lost_workers: int
+
+
 class Summary(TypedDict):
     """``summary.json`` of ``fleetbench run`` (``fleetbench.summary/1``)."""
 
@@ -409,6 +445,7 @@ class Summary(TypedDict):
     latency_timeline: list[LatencySeries]
     latency_distribution: list[LatencyDistribution]
     expiry_timeline: list[ExpiryEvents]
+    cluster: NotRequired[Cluster]  # runs over remote workers only (fleetbench run --master)
 
 
 # -- the smoke's summary.json ------------------------------------------------------------------

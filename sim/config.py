@@ -44,6 +44,10 @@ class SimConfig:
     seq_base: dict[str, int] = field(default_factory=dict)  # last seq the target holds per device
     progress: str | None = None  # where the master writes the live figures every second
     profile: str = "fleetbench"  # the target profile, by name or path (secrets: ${VAR} only)
+    distributed: bool = False  # the master deals the fleet to remote workers (sim.cluster)
+    # Each device waits a random 0..start_spread_s before its first request, so that many
+    # generators starting together do not all ask the token endpoint in the same instant.
+    start_spread_s: float = 0.0
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -28,6 +28,14 @@ from sim.artefacts import (
     write_summary,
 )
 from sim.config import SimConfig
+from sim.distributed import (
+    DEFAULT_PORT,
+    START_SPREAD_S,
+    Address,
+    apply_cluster,
+    cluster_section,
+    parse_address,
+)
 from sim.embedded import EmbeddedTarget
 from sim.errors import ConfigError, SimError
 from sim.fleet import CredentialKind, Fleet, load_fleet, make_fleet, save_fleet
@@ -84,6 +92,12 @@ class RunConfig:
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     progress: RunProgress | None = field(default=None, repr=False)
     profile: str = "fleetbench"  # the target profile, by name or file (sim/profiles)
+    # Over remote workers (``fleetbench worker``): Locust's master on ``bind``, waiting up to
+    # ``worker_wait_s`` for ``expect_workers`` of them, dealing each its own shard (sim.cluster).
+    master: bool = False
+    bind: str = f"127.0.0.1:{DEFAULT_PORT}"
+    expect_workers: int = 0
+    worker_wait_s: int = 60
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -128,6 +142,24 @@ class RunConfig:
             raise ConfigError("--leeway must be 0 or more")
         if self.token_ttl is not None and self.token_ttl < 1:
             raise ConfigError("--token-ttl must be at least 1 second")
+        self._check_master()
+
+    def _check_master(self) -> None:
+        if not self.master:
+            if self.expect_workers:
+                raise ConfigError("--expect-workers needs --master")
+            return
+        if self.expect_workers < 1:
+            raise ConfigError("--master needs --expect-workers N (at least 1)")
+        if self.workers > 1:
+            raise ConfigError("--workers runs processes on this host; with --master drop it")
+        if self.worker_wait_s < 1:
+            raise ConfigError("--worker-wait must be at least 1 second")
+        parse_address(self.bind, "--bind")
+
+    @property
+    def bind_address(self) -> Address:
+        return parse_address(self.bind, "--bind")
 
     @property
     def effective_token_ttl(self) -> int:
@@ -270,6 +302,8 @@ def _locust_env(
         claim_file=str(scratch / "claims"),
         progress=str(scratch / "progress.json"),
         profile=config.profile,
+        distributed=config.master,
+        start_spread_s=START_SPREAD_S if config.master else 0.0,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")
@@ -316,6 +350,11 @@ def _load(
         if target_metrics is not None:
             target_metrics.stop()
     raw = read_raw(scratch / "raw.json")
+    if config.master and not raw.get("started") and not stop.requested:
+        raise SimError(
+            f"{config.expect_workers} workers did not join {config.bind} within "
+            f"{config.worker_wait_s} s (fleetbench worker --master HOST:PORT on each host)"
+        )
     window = (
         (float(raw["started"]), float(raw["stopped"]))
         if raw.get("started") and raw.get("stopped")
@@ -404,6 +443,8 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 target_cpu=load.target_cpu,
                 weights={str(n): weight for n, weight in config.effective_scenarios.items()},
             )
+            if "cluster" in load.raw:
+                apply_cluster(summary, cluster_section(load.raw["cluster"]))
             _write_outputs(summary, folder)
             return cast(dict[str, Any], summary)
     finally:
