@@ -392,6 +392,8 @@ class ClusterWorker(TypedDict):
 
     id: str  # Locust's client id (host name and a random tag)
     host: str
+    pid: int | None  # its Locust process on that host
+    late: bool  # joined a running test: it was given no devices
     devices: int  # devices the master dealt it: each device to exactly one worker
     requests: int  # outcomes it reported (its share of totals.requests)
     requests_per_s: float

@@ -193,6 +193,7 @@ class _Worker:
     id: str
     joined_at: float
     host: str = ""
+    pid: int | None = None
     device_ids: list[str] = field(default_factory=list)
     requests: int = 0  # outcomes it reported
     reports: int = 0
@@ -203,6 +204,7 @@ class _Worker:
     final: bool = False  # it reported after its users stopped
     lost_at: float | None = None  # when the master saw it missing or gone
     lost_as: str | None = None  # "missing" (no heartbeat), "quit", "no final report"
+    late: bool = False  # joined a running test: no devices
 
 
 class Dealer:
@@ -253,6 +255,7 @@ class Dealer:
             return
         worker = self._worker(client_id)
         worker.host = str(info.get("host", ""))
+        worker.pid = int(info["pid"]) if info.get("pid") is not None else None
         worker.requests += int(info.get("requests", 0))
         worker.reports += 1
         worker.last_report_at = time.time()
@@ -308,6 +311,8 @@ class Dealer:
                 {
                     "id": worker.id,
                     "host": worker.host or worker.id.rsplit("_", 1)[0],
+                    "pid": worker.pid,
+                    "late": worker.late,
                     "joined_at": worker.joined_at,
                     "devices": len(worker.device_ids),
                     "device_ids": worker.device_ids,
@@ -348,11 +353,29 @@ def install_master(environment: Any) -> Dealer | None:
     def on_test_stopping(**_: Any) -> None:
         dealer.stopping = True
 
+    def on_worker_connect(client_id: str, **_: Any) -> None:
+        """A worker joining a running test: Locust would take users (with their devices, which
+        would stop mid-run) from the others and give them to it. It gets none instead: with
+        no dispatcher for this one message Locust only registers it (the ``worker_connect``
+        event fires just before; Locust's own heartbeat check empties it the same way)."""
+        dispatcher = runner._users_dispatcher
+        if dealer.started_at is None or dealer.stopping or dispatcher is None:
+            return
+        dealer._worker(client_id).late = True
+        runner._users_dispatcher = None
+
+        def restore() -> None:
+            if runner._users_dispatcher is None and not dealer.stopping:
+                runner._users_dispatcher = dispatcher
+
+        gevent.spawn(restore)  # runs once the message is handled
+
     def on_test_stop(**_: Any) -> None:
         dealer.stop_workers()
         dealer.wait_for_final_reports()
 
     environment.events.test_start.add_listener(on_test_start)
     environment.events.test_stopping.add_listener(on_test_stopping)
+    environment.events.worker_connect.add_listener(on_worker_connect)
     environment.events.test_stop.add_listener(on_test_stop)
     return dealer

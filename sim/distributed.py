@@ -78,6 +78,8 @@ def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -
     return {
         "id": str(raw["id"]),
         "host": str(raw.get("host", "")),
+        "pid": int(raw["pid"]) if raw.get("pid") is not None else None,
+        "late": bool(raw.get("late", False)),
         "devices": int(raw.get("devices", 0)),
         "requests": requests,
         "requests_per_s": round(requests / elapsed_s, 2) if elapsed_s > 0 else 0.0,

@@ -53,7 +53,8 @@ def run_worker(config: WorkerConfig) -> int:
     command = worker_command(config)
     env = {k: v for k, v in os.environ.items() if k not in _NOT_PASSED_ON}
     env[REMOTE_ENV] = "1"
-    process = subprocess.Popen(command, env=env, start_new_session=True)
+    # In this process's group: killing the group (a lost host, kill -9 -PGID) ends both.
+    process = subprocess.Popen(command, env=env)
 
     def forward(signum: int, frame: FrameType | None) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -66,6 +67,5 @@ def run_worker(config: WorkerConfig) -> int:
         for sig, handler in old.items():
             signal.signal(sig, handler)
         if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
             process.wait()
