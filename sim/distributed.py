@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sim.artefacts import Cluster, ClusterWorker, Summary
+from sim.artefacts import Cluster, ClusterWorker, GeneratorCpu, ProcessCpu, Summary
 from sim.errors import ConfigError
 from sim.generator import cpu_saturated
 from sim.summary import verdict
@@ -25,6 +25,7 @@ __all__ = [
     "apply_cluster",
     "cluster_section",
     "parse_address",
+    "with_workers",
 ]
 
 DEFAULT_PORT = 5557  # Locust's own default master port
@@ -127,3 +128,28 @@ def apply_cluster(summary: Summary, cluster: Cluster) -> None:
             f"{cluster['fleet_devices'] - cluster['dealt']} devices were dealt to no worker"
         )
     summary["verdict"] = verdict(failures, summary["load"])
+
+
+def with_workers(generator: GeneratorCpu, cluster: Cluster) -> GeneratorCpu:
+    """The generator's CPU with the remote workers in it: they, not the master, make the load,
+    so a saturated worker is a saturated generator (the load account and the table say so)."""
+    workers: list[ProcessCpu] = []
+    for worker in cluster["workers"]:
+        if not worker["cpu_samples"]:
+            continue  # a late worker, or one lost before its first report
+        process: ProcessCpu = {
+            "role": f"worker@{worker['host']}",
+            "cpu_percent_mean": worker["cpu_percent_mean"],
+            "cpu_percent_max": worker["cpu_percent_max"],
+            "saturated": worker["saturated"],
+            "peak_rss_bytes": worker["peak_rss_bytes"],
+        }
+        if worker["pid"] is not None:
+            process["pid"] = worker["pid"]
+        workers.append(process)
+    return {
+        **generator,
+        "processes": [*generator["processes"], *workers],
+        "saturated": generator["saturated"] or any(w["saturated"] for w in workers),
+        "peak_rss_bytes": generator["peak_rss_bytes"] + sum(w["peak_rss_bytes"] for w in workers),
+    }

@@ -35,6 +35,7 @@ from sim.distributed import (
     apply_cluster,
     cluster_section,
     parse_address,
+    with_workers,
 )
 from sim.embedded import EmbeddedTarget
 from sim.errors import ConfigError, SimError
@@ -402,6 +403,8 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
             )
             measurements = Measurements.from_wire(load.raw.get("measurements", {}))
+            cluster = cluster_section(load.raw["cluster"]) if "cluster" in load.raw else None
+            generator = with_workers(load.generator, cluster) if cluster else load.generator
             if target.embedded is not None:
                 time.sleep(0.2)  # one telemetry flush tick
             server = server_delta(metrics_before, scrape_metrics(client))
@@ -437,14 +440,14 @@ def run_benchmark(config: RunConfig) -> dict[str, Any]:
                 stopped=load.raw.get("stopped"),
                 server=server,
                 telemetry=telemetry_account(measurements, stats_before, stats_after),
-                generator=load.generator,
+                generator=generator,
                 interrupted=stop.requested,
                 interval_s=config.interval_s,
                 target_cpu=load.target_cpu,
                 weights={str(n): weight for n, weight in config.effective_scenarios.items()},
             )
-            if "cluster" in load.raw:
-                apply_cluster(summary, cluster_section(load.raw["cluster"]))
+            if cluster is not None:
+                apply_cluster(summary, cluster)
             _write_outputs(summary, folder)
             return cast(dict[str, Any], summary)
     finally:
