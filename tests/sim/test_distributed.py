@@ -22,6 +22,7 @@ from sim.distributed import Address, parse_address
 from sim.embedded import EmbeddedTarget, free_port
 from sim.errors import ConfigError
 from tests.conftest import StartTarget
+from tests.sim.conftest import serve_broken_target
 
 Start = Callable[..., subprocess.Popen[bytes]]
 RUN_LIMIT_S = 120  # every wait below is bounded
@@ -165,6 +166,29 @@ def test_a_worker_killed_mid_run_is_named_and_fails_the_run(
     assert not summary["verdict"]["passed"]
     assert any(lost["id"] in f and "lost" in f for f in summary["verdict"]["failures"])
     assert "FAIL" in (tmp_path / "master.log").read_text()
+
+
+def test_first_token_requests_of_workers_starting_together_are_spread(
+    tmp_path: Path, start: Start
+) -> None:
+    """Twenty devices spawned at once over two workers: without the start spread all their
+    token requests arrive in one burst."""
+    port = free_port()
+    with serve_broken_target("tests.sim.stamping_target:app") as url:
+        master = start(
+            "master", "run", "--master", "--bind", f"127.0.0.1:{port}", "--expect-workers", "2",
+            "--worker-wait", "90", "--target", url, "--alg", "secret", "--devices", "20",
+            "--spawn-rate", "1000", "--interval", "10", "--duration", "4", "--quiet",
+            "--results", str(tmp_path / "results"), env={"FLEETBENCH_ADMIN_KEY": "any"},
+        )  # fmt: skip
+        for name in ("w1", "w2"):
+            start(name, "worker", "--master", f"127.0.0.1:{port}")
+        master.wait(timeout=RUN_LIMIT_S)
+        arrivals = sorted(requests.get(f"{url}/arrivals", timeout=10).json()["arrivals"])
+    assert len(arrivals) == 20, (tmp_path / "master.log").read_text()
+    assert arrivals[-1] - arrivals[0] >= 0.5
+    busiest = max(sum(1 for t in arrivals if s <= t < s + 0.1) for s in arrivals)
+    assert busiest <= 10, arrivals
 
 
 def test_no_workers_is_one_line_and_exit_2(tmp_path: Path, start: Start) -> None:
