@@ -18,6 +18,7 @@ import psutil
 import pytest
 import requests
 
+from sim.artefacts import read_summary
 from sim.distributed import Address, parse_address
 from sim.embedded import EmbeddedTarget, free_port
 from sim.errors import ConfigError
@@ -101,6 +102,7 @@ def test_master_and_two_workers_account_exactly_and_a_late_worker_gets_nothing(
     assert late.wait(timeout=30) == 0  # the master ended it too
 
     summary = json.loads((results / "summary.json").read_text())
+    assert read_summary(results / "summary.json")["cluster"] == summary["cluster"]  # its type
     assert summary["verdict"]["passed"] and (results / "report.html").stat().st_size > 10_000
     cluster = summary["cluster"]
     assert not cluster["degraded"] and cluster["dealt"] == cluster["fleet_devices"] == 12
