@@ -54,7 +54,9 @@ CPU_EVERY_S = 0.5  # a worker's own CPU sampling period (as the one-host sampler
 # Settings that are the master's own business: files on the master's host, per-device seqs.
 _LOCAL_SETTINGS = ("fleet", "raw", "claim_file", "progress", "seq_base")
 
-Claimed = tuple[Device, str]  # the device, and another device's id (the rejection scenario's)
+# The device, its index in the fleet (a profile's ``{n}``), and another device's id (the
+# rejection scenario's).
+Claimed = tuple[Device, int, str]
 
 
 def remote() -> bool:
@@ -132,7 +134,7 @@ def install_worker(environment: Any, apply_settings: Callable[[SimConfig], None]
         for entry in data["devices"]:
             device = _device(entry["device"])
             seqs[device.id] = int(entry.get("seq", 0))
-            _SHARD.queue.put((device, str(entry["other"])))
+            _SHARD.queue.put((device, int(entry["index"]), str(entry["other"])))
             _SHARD.dealt += 1
         for _missing in range(int(data.get("short", 0))):
             _SHARD.queue.put(None)
@@ -241,7 +243,7 @@ class Dealer:
             other = self.fleet.devices[(first + offset + 1) % len(self.fleet)]
             entries.append(
                 {"device": device.to_json(), "seq": self.seq_base.get(device.id, 0),
-                 "other": other.id}
+                 "index": first + offset, "other": other.id}
             )  # fmt: skip
         self.runner.send_message(
             SHARD,

@@ -72,8 +72,7 @@ class FleetDevice(TokenHolder, FastHttpUser):
             if claimed is None:
                 MEASUREMENTS.counters["users_without_device"] += 1
                 raise StopUser()
-            self.device, self.other_device_id = claimed
-            self.device_index = -1  # this worker holds no fleet to index
+            self.device, self.device_index, self.other_device_id = claimed
         else:
             fleet = run_fleet()
             index = claim_index(self.environment)
