@@ -132,6 +132,8 @@ def test_master_and_two_workers_account_exactly_and_a_late_worker_gets_nothing(
     roles = [p["role"] for p in summary["generator"]["processes"]]
     assert roles[0] == "master" and sum(r.startswith("worker@") for r in roles) == 3
     assert "workers: 3, 12 of 12 devices dealt" in (tmp_path / "master.log").read_text()
+    report = (results / "report.html").read_text()
+    assert 'id="cluster"' in report and "joined late: no devices" in report
 
 
 def test_a_worker_killed_mid_run_is_named_and_fails_the_run(
@@ -168,6 +170,8 @@ def test_a_worker_killed_mid_run_is_named_and_fails_the_run(
     assert not summary["verdict"]["passed"]
     assert any(lost["id"] in f and "lost" in f for f in summary["verdict"]["failures"])
     assert "FAIL" in (tmp_path / "master.log").read_text()
+    report = (results / "report.html").read_text()
+    assert f"{lost['id']}</td>" in report and "lost (missing) at" in report
 
 
 def test_first_token_requests_of_workers_starting_together_are_spread(
