@@ -24,7 +24,13 @@ from typing import Any
 import gevent
 import gevent.queue
 import psutil
-from locust.runners import STATE_MISSING, MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_MISSING,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    MasterRunner,
+    WorkerRunner,
+)
 
 from sim.config import SimConfig
 from sim.device_run import STATE, run_config, run_fleet
@@ -143,10 +149,12 @@ def install_worker(environment: Any, apply_settings: Callable[[SimConfig], None]
         while True:
             gevent.sleep(CPU_EVERY_S)
             try:
-                _SHARD.cpu.append(process.cpu_percent(None))
+                cpu = process.cpu_percent(None)
                 _SHARD.peak_rss = max(_SHARD.peak_rss, process.memory_info().rss)
             except psutil.Error:
                 return
+            if runner.state in (STATE_SPAWNING, STATE_RUNNING):  # the load window only
+                _SHARD.cpu.append(cpu)
 
     def on_test_start(**_: Any) -> None:
         _SHARD.stopped = False
