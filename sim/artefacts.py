@@ -405,8 +405,11 @@ class ClusterWorker(TypedDict):
     lost: bool
     lost_as: str | None  # "missing" (no heartbeat), "quit" or "no final report"
     lost_at_s: float | None  # seconds into the run when the master noticed
-    # Seconds into the run whose account from this worker is missing: from its last report
-    # to the end (what it sent after its last report never reached the master).
+    returned_at_s: float | None  # a missing worker that reported again (paused, not gone)
+    account_complete: bool  # its final report arrived: all it sent is in the totals
+    # Seconds into the run when the master did not hear from it: from its last report before
+    # the loss to the end, or to its return. Without its final report, what it sent in that
+    # time is missing from the totals.
     affected_s: list[float] | None
     lost_device_ids: list[str]  # its devices when lost (the first 100), [] otherwise
 

@@ -215,6 +215,8 @@ class _Worker:
     lost_at: float | None = None  # when the master saw it missing or gone
     lost_as: str | None = None  # "missing" (no heartbeat), "quit", "no final report"
     late: bool = False  # joined a running test: no devices
+    silent_from: float | None = None  # its last report before it was lost
+    returned_at: float | None = None  # a missing worker that reported again (it was paused)
 
 
 class Dealer:
@@ -268,6 +270,8 @@ class Dealer:
         worker.pid = int(info["pid"]) if info.get("pid") is not None else None
         worker.requests += int(info.get("requests", 0))
         worker.reports += 1
+        if worker.lost_at is not None and worker.returned_at is None:
+            worker.returned_at = time.time()
         worker.last_report_at = time.time()
         worker.cpu.extend(float(c) for c in info.get("cpu", []))
         worker.peak_rss = max(worker.peak_rss, int(info.get("peak_rss", 0)))
@@ -279,9 +283,14 @@ class Dealer:
         # Every listener of a worker's report: Locust's stats, the account, on_worker_report.
         environment.events.worker_report.fire(client_id=msg.node_id, data=msg.data)
 
+    def _awaited(self, worker: _Worker) -> bool:
+        """A worker whose final report the master waits for: it drove devices and is there."""
+        there = worker.lost_at is None or worker.returned_at is not None
+        return bool(worker.device_ids) and there and not worker.final
+
     def stop_workers(self) -> None:
         for worker in self.workers.values():
-            if worker.lost_at is None and worker.id in self.runner.clients:
+            if self._awaited(worker) and worker.id in self.runner.clients:
                 self.runner.send_message(STOP, None, client_id=worker.id)
 
     def watch(self) -> None:
@@ -299,15 +308,15 @@ class Dealer:
                     worker.lost_at, worker.lost_as = now, "quit"
                 elif clients[worker.id].state == STATE_MISSING:
                     worker.lost_at, worker.lost_as = now, "missing"
+                if worker.lost_at is not None:
+                    worker.silent_from = worker.last_report_at or worker.joined_at
             gevent.sleep(WATCH_EVERY_S)
 
     def wait_for_final_reports(self) -> None:
         """At the stop: each live worker's report after its users stopped (it holds the rest of
         its account), bounded by ``FINAL_REPORT_WAIT_S``."""
         deadline = time.monotonic() + FINAL_REPORT_WAIT_S
-        while time.monotonic() < deadline and any(
-            w.device_ids and not w.final and w.lost_at is None for w in self.workers.values()
-        ):
+        while time.monotonic() < deadline and any(map(self._awaited, self.workers.values())):
             gevent.sleep(0.1)
 
     def report(self, started: float | None, stopped: float | None) -> dict[str, Any]:
@@ -317,6 +326,7 @@ class Dealer:
             if worker.device_ids and not worker.final and worker.lost_at is None:
                 # Killed in the last seconds, or its last report never came: lost all the same.
                 worker.lost_at, worker.lost_as = worker.last_report_at or stopped, "no final report"
+                worker.silent_from = worker.last_report_at
             workers.append(
                 {
                     "id": worker.id,
@@ -334,6 +344,9 @@ class Dealer:
                     "cores": worker.cores,
                     "lost_at": worker.lost_at,
                     "lost_as": worker.lost_as,
+                    "silent_from": worker.silent_from,
+                    "returned_at": worker.returned_at,
+                    "final": worker.final,
                 }
             )
         return {

@@ -72,10 +72,12 @@ def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -
     elapsed_s = (stopped - started) if started and stopped else 0.0
     requests = int(raw.get("requests", 0))
     lost = lost_at is not None
+    returned_at = raw.get("returned_at")
     affected: list[float] | None = None
     if lost and started and stopped:
-        since = last_report if last_report is not None else started
-        affected = [round(max(since - started, 0.0), 1), round(elapsed_s, 1)]
+        since = raw.get("silent_from") or last_report or started
+        until = min(returned_at, stopped) if returned_at is not None else stopped
+        affected = [round(max(since - started, 0.0), 1), round(until - started, 1)]
     return {
         "id": str(raw["id"]),
         "host": str(raw.get("host", "")),
@@ -93,6 +95,8 @@ def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -
         "lost": lost,
         "lost_as": raw.get("lost_as"),
         "lost_at_s": round(lost_at - started, 1) if lost_at is not None and started else None,
+        "returned_at_s": round(returned_at - started, 1) if returned_at and started else None,
+        "account_complete": bool(raw.get("final")),
         "affected_s": affected,
         "lost_device_ids": list(raw.get("device_ids", []))[:LISTED_LOST_DEVICES] if lost else [],
     }
@@ -117,11 +121,18 @@ def apply_cluster(summary: Summary, cluster: Cluster) -> None:
     summary["cluster"] = cluster
     failures = list(summary["verdict"]["failures"])
     for worker in cluster["workers"]:
-        if worker["lost"]:
-            span = worker["affected_s"] or [0.0, 0.0]
+        if not worker["lost"]:
+            continue
+        first, last = worker["affected_s"] or [0.0, 0.0]
+        if worker["returned_at_s"] is not None and worker["account_complete"]:
+            failures.append(
+                f"worker {worker['id']} went missing and came back: its {worker['devices']} "
+                f"devices were not heard from {first:g} s to {last:g} s"
+            )
+        else:
             failures.append(
                 f"worker {worker['id']} lost ({worker['lost_as']}): {worker['devices']} devices, "
-                f"its account missing from {span[0]:g} s to {span[1]:g} s"
+                f"its account missing from {first:g} s to {last:g} s"
             )
     if cluster["dealt"] < cluster["fleet_devices"]:
         failures.append(

@@ -163,6 +163,7 @@ def test_a_worker_killed_mid_run_is_named_and_fails_the_run(
     assert lost["devices"] > 0 and len(lost["lost_device_ids"]) == lost["devices"]
     assert lost["devices"] + alive["devices"] == 12
     assert lost["lost_as"] == "missing"  # Locust's heartbeat noticed
+    assert not lost["account_complete"] and lost["returned_at_s"] is None
     started_at = summary["run"]["started_at"]
     assert 0 < lost["lost_at_s"] - (killed_at - started_at) < 10  # within a few seconds
     first, last = lost["affected_s"]
@@ -174,6 +175,38 @@ def test_a_worker_killed_mid_run_is_named_and_fails_the_run(
     assert "FAIL" in (tmp_path / "master.log").read_text()
     report = (results / "report.html").read_text()
     assert f"{lost['id']}</td>" in report and "lost (missing) at" in report
+
+
+def test_a_paused_worker_that_comes_back_is_named_with_its_silent_seconds(
+    tmp_path: Path, start: Start, start_target: StartTarget
+) -> None:
+    """A worker frozen for six seconds (a network gone and back): missing, then back with its
+    whole account; the run is degraded (its devices were silent), the totals are complete."""
+    target = start_target("HS256")
+    port = free_port()
+    results = tmp_path / "results"
+    master = _master(start, target, results, port, "--duration", "14")
+    paused = start("w1", "worker", "--master", f"127.0.0.1:{port}")
+    start("w2", "worker", "--master", f"127.0.0.1:{port}")
+    _wait_for_load(target, master)
+    (locust,) = psutil.Process(paused.pid).children()
+    locust.suspend()
+    time.sleep(6)
+    locust.resume()
+    assert master.wait(timeout=RUN_LIMIT_S) == 1, (tmp_path / "master.log").read_text()
+
+    summary = json.loads((results / "summary.json").read_text())
+    (back,) = [w for w in summary["cluster"]["workers"] if w["lost"]]
+    assert back["pid"] == locust.pid and back["lost_as"] == "missing"
+    assert back["account_complete"] and back["returned_at_s"] > back["lost_at_s"]
+    first, last = back["affected_s"]
+    assert 3 < last - first < 12
+    totals = summary["totals"]
+    assert sum(w["requests"] for w in summary["cluster"]["workers"]) == totals["requests"]
+    stats = _stats(target)["totals"]
+    acknowledged = summary["telemetry"]["acknowledged"]
+    assert acknowledged <= stats["received"] <= acknowledged + totals["in_flight_at_stop"]
+    assert any("came back" in f for f in summary["verdict"]["failures"])
 
 
 def test_first_token_requests_of_workers_starting_together_are_spread(
