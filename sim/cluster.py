@@ -124,8 +124,8 @@ def install_worker(environment: Any, apply_settings: Callable[[SimConfig], None]
     """Receive shards and settings from the master; report what this worker sent and its own
     CPU and memory with each report."""
     runner = environment.runner
-    if not isinstance(runner, WorkerRunner):
-        return
+    if not isinstance(runner, WorkerRunner) or not remote():
+        return  # not a fleetbench worker (--workers N runs local workers on the claim file)
     process = psutil.Process()
     process.cpu_percent(None)  # the first call only sets the baseline
 
