@@ -190,6 +190,10 @@ class RunParameters(TypedDict):
     profile: NotRequired[str]  # the target profile as asked for: a shipped name or a file
     rate_rps: NotRequired[float]  # the open model's asked rate (--rate); absent: closed model
     stages: NotRequired[str]  # --stages as given; absent: none
+    master: NotRequired[bool]  # over remote workers (fleetbench run --master)
+    bind: NotRequired[str]
+    expect_workers: NotRequired[int]
+    worker_wait_s: NotRequired[int]
 
 
 class FleetFacts(TypedDict):
@@ -442,6 +446,43 @@ class ExpiryEvents(TypedDict):
     refreshes: int
 
 
+class ClusterWorker(TypedDict):
+    """One remote worker of a ``fleetbench run --master`` run, as the master saw it."""
+
+    id: str  # Locust's client id (host name and a random tag)
+    host: str
+    pid: int | None  # its Locust process on that host
+    late: bool  # joined a running test: it was given no devices
+    devices: int  # devices the master dealt it: each device to exactly one worker
+    requests: int  # outcomes it reported (its share of totals.requests)
+    requests_per_s: float
+    cpu_percent_mean: float  # of one core, its own process (sampled every 0.5 s)
+    cpu_percent_max: float
+    cpu_samples: int
+    saturated: bool
+    peak_rss_bytes: int
+    lost: bool
+    lost_as: str | None  # "missing" (no heartbeat), "quit" or "no final report"
+    lost_at_s: float | None  # seconds into the run when the master noticed
+    returned_at_s: float | None  # a missing worker that reported again (paused, not gone)
+    account_complete: bool  # its final report arrived: all it sent is in the totals
+    # Seconds into the run when the master did not hear from it: from its last report before
+    # the loss to the end, or to its return. Without its final report, what it sent in that
+    # time is missing from the totals.
+    affected_s: list[float] | None
+    lost_device_ids: list[str]  # its devices when lost (the first 100), [] otherwise
+
+
+class Cluster(TypedDict):
+    """A run over remote workers: how the fleet was dealt and what became of each worker."""
+
+    workers: list[ClusterWorker]
+    fleet_devices: int
+    dealt: int  # devices handed to a worker; the rest found no user
+    degraded: bool  # a worker was lost: the totals miss what it sent after its last report
+    lost_workers: int
+
+
 class Summary(TypedDict):
     """``summary.json`` of ``fleetbench run`` (``fleetbench.summary/1``)."""
 
@@ -471,6 +512,7 @@ class Summary(TypedDict):
     open_model: NotRequired[OpenModel]  # the open model's runs only (--rate)
     corrected_latency_distribution: NotRequired[list[LatencyDistribution]]  # the same
     stages: NotRequired[StagesSection]  # staged runs only (--stages)
+    cluster: NotRequired[Cluster]  # runs over remote workers only (fleetbench run --master)
 
 
 # -- the smoke's summary.json ------------------------------------------------------------------

@@ -56,6 +56,10 @@ class SimConfig:
     rate_rps: float | None = None
     # Load stages (sim.stages), as given to --stages: devices reporting, or rates; None: none.
     stages: str | None = None
+    distributed: bool = False  # the master deals the fleet to remote workers (sim.cluster)
+    # Each device waits a random 0..start_spread_s before its first request, so that many
+    # generators starting together do not all ask the token endpoint in the same instant.
+    start_spread_s: float = 0.0
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -38,8 +38,15 @@ MEASUREMENTS = Measurements()
 STATE: dict[str, Any] = {"claimed": 0}
 
 
-@cache
 def run_config() -> SimConfig:
+    """The run's settings: from the master on a remote worker (:mod:`sim.cluster`), else the
+    file or variables this process was started with."""
+    received: SimConfig | None = STATE.get("settings")
+    return received if received is not None else _local_config()
+
+
+@cache
+def _local_config() -> SimConfig:
     return SimConfig.from_env()
 
 

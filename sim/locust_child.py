@@ -132,6 +132,15 @@ def locust_command(config: RunConfig, users: int, url: str, folder: Path) -> lis
     ]
     if config.workers > 1:
         command += ["--processes", str(config.workers)]
+    if config.master:
+        bind = config.bind_address
+        command += [
+            "--master",
+            "--master-bind-host", bind.host,
+            "--master-bind-port", str(bind.port),
+            "--expect-workers", str(config.expect_workers),
+            "--expect-workers-max-wait", str(config.worker_wait_s),
+        ]  # fmt: skip
     return command
 
 
@@ -157,6 +166,8 @@ def run_locust(
     sampler = GeneratorSampler(process.pid)
     samplers = [sampler, *also]
     deadline = time.monotonic() + config.duration_s + STARTUP_ALLOWANCE_S
+    if config.master:
+        deadline += config.worker_wait_s  # the master waits that long for its workers
     tick = _live_reporter(config, progress_file, sampler) if config.progress else None
     try:
         sample_until(

@@ -28,6 +28,15 @@ from sim.artefacts import (
     write_summary,
 )
 from sim.config import SimConfig, choose_endpoint
+from sim.distributed import (
+    DEFAULT_PORT,
+    START_SPREAD_S,
+    Address,
+    apply_cluster,
+    cluster_section,
+    parse_address,
+    with_workers,
+)
 from sim.embedded import EmbeddedTarget
 from sim.errors import ConfigError, SimError
 from sim.fleet import CredentialKind, Fleet, load_fleet, make_fleet, save_fleet
@@ -102,6 +111,13 @@ class RunConfig:
         stages = self.parsed_stages
         return self.rate_rps is not None or (stages is not None and stages.kind == "rate")
 
+    # Over remote workers (``fleetbench worker``): Locust's master on ``bind``, waiting up to
+    # ``worker_wait_s`` for ``expect_workers`` of them, dealing each its own shard (sim.cluster).
+    master: bool = False
+    bind: str = f"127.0.0.1:{DEFAULT_PORT}"
+    expect_workers: int = 0
+    worker_wait_s: int = 60
+
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
         return load_profile(self.profile, os.environ)
@@ -161,6 +177,30 @@ class RunConfig:
             raise ConfigError("--leeway must be 0 or more")
         if self.token_ttl is not None and self.token_ttl < 1:
             raise ConfigError("--token-ttl must be at least 1 second")
+        self._check_master()
+
+    def _check_master(self) -> None:
+        if not self.master:
+            if self.expect_workers:
+                raise ConfigError("--expect-workers needs --master")
+            return
+        if self.expect_workers < 1:
+            raise ConfigError("--master needs --expect-workers N (at least 1)")
+        if self.workers > 1:
+            raise ConfigError("--workers runs processes on this host; with --master drop it")
+        if self.worker_wait_s < 1:
+            raise ConfigError("--worker-wait must be at least 1 second")
+        if self.rate_rps is not None or self.stages:
+            # The schedule needs the fleet's size and the run's origin on every worker, which
+            # the shards do not carry yet: refused rather than paced wrongly.
+            raise ConfigError(
+                "--rate and --stages do not run over remote workers yet: drop --master"
+            )
+        parse_address(self.bind, "--bind")
+
+    @property
+    def bind_address(self) -> Address:
+        return parse_address(self.bind, "--bind")
 
     @property
     def effective_token_ttl(self) -> int:
@@ -319,6 +359,8 @@ def _locust_env(
         else config.profile,
         rate_rps=config.rate_rps,
         stages=config.stages,
+        distributed=config.master,
+        start_spread_s=START_SPREAD_S if config.master else 0.0,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")
@@ -365,6 +407,11 @@ def _load(
         if target_metrics is not None:
             target_metrics.stop()
     raw = read_raw(scratch / "raw.json")
+    if config.master and not raw.get("started") and not stop.requested:
+        raise SimError(
+            f"{config.expect_workers} workers did not join {config.bind} within "
+            f"{config.worker_wait_s} s (fleetbench worker --master HOST:PORT on each host)"
+        )
     window = (
         (float(raw["started"]), float(raw["stopped"]))
         if raw.get("started") and raw.get("stopped")
@@ -409,6 +456,8 @@ def run_benchmark(config: RunConfig) -> Summary:
                 config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
             )
             measurements = Measurements.from_wire(load.raw.get("measurements", {}))
+            cluster = cluster_section(load.raw["cluster"]) if "cluster" in load.raw else None
+            generator = with_workers(load.generator, cluster) if cluster else load.generator
             if target.embedded is not None:
                 time.sleep(0.2)  # one telemetry flush tick
             server = server_delta(
@@ -449,7 +498,7 @@ def run_benchmark(config: RunConfig) -> Summary:
                 stopped=load.raw.get("stopped"),
                 server=server,
                 telemetry=telemetry_account(measurements, stats_before, stats_after),
-                generator=load.generator,
+                generator=generator,
                 interrupted=stop.requested,
                 # The open model's devices each send once per fleet / rate seconds.
                 interval_s=(
@@ -462,6 +511,8 @@ def run_benchmark(config: RunConfig) -> Summary:
                 target_cpu=load.target_cpu,
                 weights=dict(config.effective_scenarios),
             )
+            if cluster is not None:
+                apply_cluster(summary, cluster)
             _write_outputs(summary, folder)
             return summary
     finally:

@@ -215,6 +215,17 @@ def _lines(summary: Summary) -> list[str]:
             f"{generator['saturation_threshold_percent']:.0f}% of a core: figures are bounded by "
             "the generator, not the target (try --workers)"
         )
+    cluster = summary.get("cluster")
+    if cluster:
+        shares = "; ".join(
+            f"{w['host']} pid {w['pid']} {w['devices']} devices {w['requests_per_s']:.0f} req/s"
+            + (" LOST" if w["lost"] else " late" if w["late"] else "")
+            for w in cluster["workers"]
+        )
+        lines.append(
+            f"workers: {len(cluster['workers'])}, {cluster['dealt']} of "
+            f"{cluster['fleet_devices']} devices dealt: {shares}"
+        )
     return lines
 
 

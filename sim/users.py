@@ -27,6 +27,7 @@ from locust import FastHttpUser, constant_pacing, events
 from locust.exception import StopUser
 from locust.runners import MasterRunner, WorkerRunner
 
+from sim import cluster
 from sim.config import SimConfig
 from sim.corpus import Case, ForgeContext, cases_for
 from sim.device_run import (
@@ -70,14 +71,24 @@ class FleetDevice(TokenHolder, FastHttpUser):
     stages: Stages | None = None
 
     def on_start(self) -> None:
-        fleet = run_fleet()
-        index = claim_index(self.environment)
-        if index >= len(fleet):
-            MEASUREMENTS.counters["users_without_device"] += 1
-            raise StopUser()
-        self.device_index = index
-        self.device = fleet.devices[index]
-        self.other_device_id = fleet.devices[(index + 1) % len(fleet)].id
+        if cluster.remote():
+            claimed = cluster.claim_device(self.environment)  # dealt by the master
+            if claimed is None:
+                MEASUREMENTS.counters["users_without_device"] += 1
+                raise StopUser()
+            self.device, self.device_index, self.other_device_id = claimed
+        else:
+            fleet = run_fleet()
+            index = claim_index(self.environment)
+            if index >= len(fleet):
+                MEASUREMENTS.counters["users_without_device"] += 1
+                raise StopUser()
+            self.device_index = index
+            self.device = fleet.devices[index]
+            self.other_device_id = fleet.devices[(index + 1) % len(fleet)].id
+        spread_s = run_config().start_spread_s
+        if spread_s > 0:
+            gevent.sleep(random.uniform(0, spread_s))  # no token storm from N generators at once
         self.profile = run_profile()
         self.key = self.device.private_key() if self.device.private_pem else None
         if self.profile.token.assertion_form is None:
@@ -324,13 +335,16 @@ def _on_init(environment: Any, **_: Any) -> None:
         _write_locust_csv(environment)
         raw = run_config().raw
         if raw:
+            stopped = started.get("stopped", time.time())
+            extra = {"cluster": dealer.report(started.get("started"), stopped)} if dealer else {}
             MEASUREMENTS.write(
                 Path(raw),
                 started=started.get("started"),
-                stopped=started.get("stopped", time.time()),
+                stopped=stopped,
                 workers=getattr(runner, "worker_index_max", 0)
                 if isinstance(runner, MasterRunner)
                 else 0,
+                **extra,
             )
 
     environment.events.test_start.add_listener(on_test_start)
@@ -339,6 +353,9 @@ def _on_init(environment: Any, **_: Any) -> None:
     environment.events.report_to_master.add_listener(on_report_to_master)
     environment.events.worker_report.add_listener(on_worker_report)
     environment.events.quit.add_listener(on_quit)
+    # After the account's listeners: the worker's report carries this report's delta already.
+    cluster.install_worker(environment, _apply_settings)
+    dealer = cluster.install_master(environment)
 
 
 def scenario_tasks(weights: dict[Scenario, int]) -> list[Callable[[FleetDevice], None]]:
@@ -364,13 +381,20 @@ def _staged(task: Callable[[FleetDevice], None]) -> Callable[[FleetDevice], None
     return run
 
 
-def configure(config: SimConfig | None = None) -> type[FleetDevice]:
-    """Set the device's task weights and pacing from the run configuration, and hook the
-    measurement into Locust's events. Call once, from the locustfile."""
-    config = config or run_config()
+def _apply_settings(config: SimConfig) -> None:
     tasks: list[Any] = scenario_tasks(config.scenarios)
     FleetDevice.tasks = tasks
     open_model = config.rate_rps or (config.stages or "").rstrip().endswith("r")
     FleetDevice.wait_time = open_pacing if open_model else constant_pacing(config.interval_s)
+
+
+def configure(config: SimConfig | None = None) -> type[FleetDevice]:
+    """Set the device's task weights and pacing from the run configuration, and hook the
+    measurement into Locust's events. Call once, from the locustfile. A remote worker
+    (``fleetbench worker``) gets its configuration from the master with its first devices."""
+    if config is None and cluster.remote():
+        config = SimConfig(fleet="")  # a placeholder until the master's settings arrive
+        STATE["settings"] = config
+    _apply_settings(config or run_config())
     events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
     return FleetDevice

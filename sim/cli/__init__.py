@@ -15,14 +15,15 @@ import sys
 from rich.console import Console
 
 from sim import __version__
-from sim.cli import attack, compare, diff, probe, provision, run, smoke
+from sim.cli import attack, compare, diff, probe, provision, run, smoke, worker
 from sim.cli.exits import ExitCode
 from sim.cli.options import Parser
 from sim.errors import Interrupted, SimError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (run, provision, compare, smoke, attack, diff, probe)  # in the order --help lists them
+# In the order --help lists them.
+COMMANDS = (run, worker, provision, compare, smoke, attack, diff, probe)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -78,6 +78,19 @@ def add_parser(commands: Any) -> None:
     )
     run.add_argument("--spawn-rate", type=float, help="devices started per second")
     run.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes")
+    run.add_argument(
+        "--master", action="store_true", help="deal the fleet to remote fleetbench workers"
+    )
+    run.add_argument(
+        "--bind", default="127.0.0.1:5557", metavar="HOST:PORT",
+        help="with --master: where workers connect (a private address: secrets travel)",
+    )  # fmt: skip
+    run.add_argument(
+        "--expect-workers", type=positive_int, help="with --master: workers to wait for"
+    )
+    run.add_argument(
+        "--worker-wait", type=positive_int, default=60, help="with --master: seconds to wait"
+    )
     run.add_argument("--results", type=Path, help="results folder (default results/run-<time>)")
     run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
@@ -128,6 +141,10 @@ def command(args: argparse.Namespace, console: Console) -> int:
             log=logger(console, args.quiet),
             progress=None if args.quiet else progress,
             profile=args.profile,
+            master=args.master,
+            bind=args.bind,
+            expect_workers=args.expect_workers or 0,
+            worker_wait_s=args.worker_wait,
         )
         summary = run_benchmark(config)
     print_summary(summary, console)

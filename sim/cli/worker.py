@@ -1,0 +1,41 @@
+"""``fleetbench worker``: join a ``fleetbench run --master`` and drive the devices it deals."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rich.console import Console
+
+from sim.cli.exits import ExitCode
+from sim.cli.options import positive_int
+from sim.distributed import parse_address
+
+__all__ = ["add_parser", "command"]
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "worker", help="join a fleetbench run --master and drive the devices it deals"
+    )
+    p.set_defaults(handler=command)
+    p.add_argument(
+        "--master", required=True, metavar="HOST[:PORT]", help="the master's --bind (port 5557)"
+    )
+    p.add_argument(
+        "--processes", type=positive_int, default=1, help="Locust workers on this host (1 a core)"
+    )
+
+
+def command(args: argparse.Namespace, console: Console) -> int:
+    """0 when the master ended the run; 2 when Locust's worker failed (master unreachable)."""
+    from sim.worker import WorkerConfig, run_worker
+
+    address = parse_address(args.master, "--master")
+    console.print(f"joining the master at {address}", highlight=False)
+    code = run_worker(WorkerConfig(master=args.master, processes=args.processes))
+    if code != 0:
+        print(f"fleetbench: error: the Locust worker exited with {code}", file=sys.stderr)
+        return ExitCode.ERROR
+    return ExitCode.OK
