@@ -188,6 +188,8 @@ class RunParameters(TypedDict):
     pin: bool
     generator_cpus: list[int] | None
     profile: NotRequired[str]  # the target profile as asked for: a shipped name or a file
+    storm: NotRequired[str | None]  # the storm scenario run (sim.storms), or None
+    backoff: NotRequired[bool]  # --backoff: jittered exponential backoff on failed token calls
 
 
 class FleetFacts(TypedDict):
@@ -393,6 +395,39 @@ class ExpiryEvents(TypedDict):
     refreshes: int
 
 
+class StormBurst(TypedDict):
+    """The token requests devices made between their storm token's refusal and their next ``ok``
+    (the refresh burst on the token endpoint; none when the profile mints its tokens)."""
+
+    requests: int
+    outcomes: OutcomeCounts
+    refusals: int  # token requests not answered with a token (refused, 5xx, no answer)
+    latency_us: Percentiles
+    first_t: int | None  # Unix s of the burst's first and last token request
+    last_t: int | None
+    peak_rps: int  # the most token requests of the burst answered in one second
+
+
+class ExpiryStorm(TypedDict):
+    """``expiry-storm``: the fleet's tokens of one lifetime expiring together, and the recovery."""
+
+    devices: int  # devices that held a storm token (their first)
+    expires_at: float | None  # Unix s: the earliest ``exp`` of those tokens
+    expiry_window_s: float | None  # latest minus earliest ``exp``: how together they expired
+    devices_refused: int  # devices whose storm token was refused for expiry
+    devices_recovered: int  # ... and that were then served ``ok`` again
+    time_to_recover_s: float | None  # expires_at to the last device's first ok; None: not all
+    device_recover_us: Percentiles  # per device: from its token's exp to its first ok again
+    backoff: bool
+    burst: StormBurst
+
+
+class Storms(TypedDict, total=False):
+    """The storm scenarios a run had (``--scenario expiry-storm``)."""
+
+    expiry: ExpiryStorm
+
+
 class Summary(TypedDict):
     """``summary.json`` of ``fleetbench run`` (``fleetbench.summary/1``)."""
 
@@ -419,6 +454,7 @@ class Summary(TypedDict):
     latency_timeline: list[LatencySeries]
     latency_distribution: list[LatencyDistribution]
     expiry_timeline: list[ExpiryEvents]
+    storms: NotRequired[Storms | None]  # storm scenarios (sim.storms); null without one
 
 
 # -- the smoke's summary.json ------------------------------------------------------------------

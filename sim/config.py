@@ -50,6 +50,8 @@ class SimConfig:
     seq_base: dict[str, int] = field(default_factory=dict)  # last seq the target holds per device
     progress: str | None = None  # where the master writes the live figures every second
     profile: str = "fleetbench"  # the target profile, by name or path (secrets: ${VAR} only)
+    storm: str | None = None  # a storm scenario (sim.storms): "expiry-storm"
+    backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

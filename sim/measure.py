@@ -197,6 +197,9 @@ class Measurements:
         # fleet offered (sim.load), each device owing one per interval from the end of its setup.
         self.device_start_sum_s = 0.0
         self.device_setup_sum_s = 0.0
+        # Storm scenarios (sim.storms): per device, the moments it went through a storm (its
+        # token's ``exp``, first refusal, first ``ok`` after it), each recorded once.
+        self.storm_marks: defaultdict[str, dict[str, float]] = defaultdict(dict)
 
     def request_started(self) -> None:
         self.started += 1
@@ -268,6 +271,7 @@ class Measurements:
             "started": self.started,
             "device_start_sum_s": self.device_start_sum_s,
             "device_setup_sum_s": self.device_setup_sum_s,
+            "storm_marks": {device: dict(marks) for device, marks in self.storm_marks.items()},
         }
 
     def take_wire(self) -> dict[str, Any]:
@@ -308,6 +312,10 @@ class Measurements:
         self.started += int(wire.get("started", 0))
         self.device_start_sum_s += float(wire.get("device_start_sum_s", 0.0))
         self.device_setup_sum_s += float(wire.get("device_setup_sum_s", 0.0))
+        for device, marks in wire.get("storm_marks", {}).items():
+            device_marks = self.storm_marks[device]
+            for name, moment in marks.items():
+                device_marks.setdefault(name, float(moment))  # the first report of each mark wins
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Measurements:

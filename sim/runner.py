@@ -49,6 +49,7 @@ from sim.server_view import (
     server_delta,
     telemetry_stats,
 )
+from sim.storms import Storm, check_storm, storm_section
 from sim.summary import build_summary, telemetry_account
 
 __all__ = ["LiveFigures", "RunConfig", "RunProgress", "fleet_file", "run_benchmark"]
@@ -86,6 +87,10 @@ class RunConfig:
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     progress: RunProgress | None = field(default=None, repr=False)
     profile: str = "fleetbench"  # the target profile, by name or file (sim/profiles)
+    # A storm scenario (sim.storms; --scenario expiry-storm runs the expiry task with it).
+    storm: Storm | None = None
+    # Jittered exponential backoff on refused token calls too, and on 429/503 in a storm.
+    backoff: bool = False
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -136,6 +141,9 @@ class RunConfig:
             raise ConfigError("--leeway must be 0 or more")
         if self.token_ttl is not None and self.token_ttl < 1:
             raise ConfigError("--token-ttl must be at least 1 second")
+        if self.storm is not None:
+            ttl = self.effective_token_ttl if self.target is None else None
+            check_storm(self.storm, self.refresh, self.duration_s, ttl, self.effective_leeway)
 
     @property
     def effective_token_ttl(self) -> int:
@@ -285,6 +293,8 @@ def _locust_env(
         claim_file=str(scratch / "claims"),
         progress=str(scratch / "progress.json"),
         profile=config.profile,
+        storm=config.storm,
+        backoff=config.backoff,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")
@@ -421,6 +431,10 @@ def run_benchmark(config: RunConfig) -> Summary:
                 target_cpu=load.target_cpu,
                 weights=dict(config.effective_scenarios),
             )
+            if config.storm is not None:
+                summary["storms"] = storm_section(
+                    measurements, config.storm, backoff=config.backoff
+                )
             _write_outputs(summary, folder)
             return summary
     finally:

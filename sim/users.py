@@ -44,6 +44,7 @@ from sim.fleet import Device
 from sim.outcomes import Outcome, judge_forged
 from sim.processes import raise_open_files_limit
 from sim.scenarios import Scenario
+from sim.storm_device import StormDevice
 
 __all__ = ["MEASUREMENTS", "FleetDevice", "configure"]
 
@@ -54,7 +55,7 @@ SETUP_ATTEMPTS = 3
 PROGRESS_INTERVAL_S = 1.0
 
 
-class FleetDevice(TokenHolder, FastHttpUser):
+class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
     """One device of the fleet: its own credential, its own tokens, its own connection."""
 
     concurrency = 1
@@ -317,6 +318,8 @@ def configure(config: SimConfig | None = None) -> type[FleetDevice]:
     measurement into Locust's events. Call once, from the locustfile."""
     config = config or run_config()
     tasks: list[Any] = scenario_tasks(config.scenarios)
+    if config.storm == "expiry-storm":
+        tasks = [FleetDevice.expiry_storm]
     FleetDevice.tasks = tasks
     FleetDevice.wait_time = constant_pacing(config.interval_s)
     events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]

@@ -19,7 +19,8 @@ from sim.cli.options import (
     seconds,
 )
 from sim.fleet import CREDENTIAL_KINDS
-from sim.scenarios import REFRESH_MODES, parse_scenarios
+from sim.scenarios import REFRESH_MODES
+from sim.storms import parse_run_scenario
 from target.jose import ALG_NAMES as TOKEN_ALGS
 
 __all__ = ["add_parser", "command"]
@@ -44,7 +45,14 @@ def add_parser(commands: Any) -> None:
     run.add_argument(
         "--scenario",
         default="verification",
-        help="issuance, verification, expiry, rejection, mixed, or weights (issuance=1,expiry=4)",
+        help="issuance, verification, expiry, rejection, mixed, or weights (issuance=1,expiry=4);"
+        " or the storm expiry-storm",
+    )
+    run.add_argument(
+        "--backoff",
+        action="store_true",
+        help="jittered exponential backoff (0.2 s doubling to 5 s) on refused token calls too,"
+        " and on 429/503 answers in a storm",
     )
     run.add_argument(
         "--endpoint",
@@ -73,7 +81,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     from sim.runner import RunConfig, run_benchmark
     from sim.table import print_summary
 
-    scenarios = parse_scenarios(args.scenario)
+    scenarios, storm = parse_run_scenario(args.scenario)
     with ConsoleProgress(console) as progress:
         config = RunConfig(
             target=args.target,
@@ -97,6 +105,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
             log=logger(console, args.quiet),
             progress=None if args.quiet else progress,
             profile=args.profile,
+            storm=storm,
+            backoff=args.backoff,
         )
         summary = run_benchmark(config)
     print_summary(summary, console)

@@ -1,0 +1,82 @@
+"""The device's side of a storm (:mod:`sim.storms`): the expiry-storm task, and the marks each
+device records once (its storm token's ``exp``, its refusal, its first ``ok`` after it)."""
+
+from __future__ import annotations
+
+import time
+
+import gevent
+
+from sim.device_run import MEASUREMENTS
+from sim.device_tokens import BACKOFF_BASE_S, BACKOFF_CAP_S, HeldToken, TokenHolder
+from sim.storms import MARK_EXP, MARK_OK, MARK_REFUSED, STORM_TOKEN_SCENARIO
+
+__all__ = ["STORM_TOKEN_ATTEMPTS", "StormDevice"]
+
+# With --backoff a device in the storm asks for its new token up to this many times in one
+# reading's turn, pausing (jittered, growing) between them; without, once per reading.
+STORM_TOKEN_ATTEMPTS = 6
+
+
+class StormDevice(TokenHolder):
+    """The storm half of a :class:`sim.users.FleetDevice`."""
+
+    storm_marks: dict[str, float]
+    answer_failures: int
+
+    def _mark(self, name: str, moment: float) -> None:
+        marks = self.__dict__.setdefault("storm_marks", {})
+        if name not in marks:
+            marks[name] = moment
+            MEASUREMENTS.storm_marks[self.device.id][name] = moment
+
+    def _in_storm(self) -> bool:
+        marks = self.__dict__.get("storm_marks", {})
+        return MARK_REFUSED in marks and MARK_OK not in marks
+
+    def _storm_token(self) -> HeldToken | None:
+        """A new token; recorded as the storm's burst while the device is in it."""
+        recorded_as = STORM_TOKEN_SCENARIO if self._in_storm() else "expiry"
+        attempts = STORM_TOKEN_ATTEMPTS if self.config.backoff else 1
+        for _ in range(attempts):
+            held = self.tokens_for("expiry", recorded_as)  # backs off after a failure
+            if held is not None:
+                return held
+        return None
+
+    def _answer_back_off(self) -> None:
+        """--backoff: after a 5xx (503), no answer or a refused valid token (429), wait before
+        the next reading, exponential with full jitter, like a failed token call."""
+        self.answer_failures = self.__dict__.get("answer_failures", 0) + 1
+        ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self.answer_failures - 1))
+        gevent.sleep(self.rng.uniform(0, ceiling))
+
+    def expiry_storm(self) -> None:
+        """The expiry task, marking the device's way through the storm of its first token."""
+        MEASUREMENTS.counters["runs expiry"] += 1
+        MEASUREMENTS.device_sets["expiry"].add(self.device.id)
+        held = self.tokens.get("expiry") or self._storm_token()
+        if held is None:
+            return
+        self._mark(MARK_EXP, held.exp)  # the first token held: the one fetched with the fleet
+        outcome, _ = self.use_held("expiry", held)
+        if outcome == "rejected_as_expected":
+            MEASUREMENTS.counters["expirations"] += 1
+            MEASUREMENTS.device_sets["expired"].add(self.device.id)
+            MEASUREMENTS.counters["refreshes"] += 1
+            self._mark(MARK_REFUSED, time.time())
+            renewed = self._storm_token()
+            if renewed is None:
+                return
+            outcome, _ = self.use_held("expiry", renewed)
+            if outcome == "ok":
+                MEASUREMENTS.device_sets["recovered"].add(self.device.id)
+        if outcome == "ok":
+            self.answer_failures = 0
+            if self._in_storm():
+                self._mark(MARK_OK, time.time())
+            return
+        if outcome == "refused_valid":
+            self.tokens.pop("expiry", None)
+        if self.config.backoff and outcome in ("refused_valid", "server_error", "transport_error"):
+            self._answer_back_off()
