@@ -1,0 +1,135 @@
+"""Storms: short real runs on the embedded target, real Locust, asserting the storm is seen."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sim.artefacts import Summary, read_summary
+from sim.errors import ConfigError
+from sim.runner import RunConfig, run_benchmark
+from tests.commands import REPO, fleetbench
+
+DEVICES = 12
+
+
+def _storm_run(tmp_path: Path, **options: Any) -> Summary:
+    options.setdefault("devices", DEVICES)
+    options.setdefault("token_alg", "HS256")
+    options.setdefault("token_ttl", 3)
+    options.setdefault("leeway", 0)
+    options.setdefault("duration_s", 8)
+    options.setdefault("interval_s", 0.25)
+    return run_benchmark(
+        RunConfig(
+            results=tmp_path / "results",
+            scenarios={"expiry": 1},
+            storm="expiry-storm",
+            **options,
+        )
+    )
+
+
+def test_expiry_storm_is_seen_and_the_fleet_recovers(tmp_path: Path) -> None:
+    summary = _storm_run(tmp_path)
+    storms = summary.get("storms")
+    assert storms is not None and "expiry" in storms
+    storm = storms["expiry"]
+    # The fleet fetched its tokens together: every one expires within a second or two (``exp``
+    # is whole seconds, and 12 devices spawn within one).
+    assert storm["devices"] == DEVICES
+    assert storm["expiry_window_s"] is not None and storm["expiry_window_s"] <= 2
+    assert storm["devices_refused"] == DEVICES
+    assert storm["devices_recovered"] == DEVICES
+    # The burst: one new token per device, plus any retried token request.
+    burst = storm["burst"]
+    retries = summary["token_retries"]["retries"]
+    assert burst["requests"] - burst["refusals"] == DEVICES
+    assert DEVICES <= burst["requests"] <= DEVICES + retries
+    assert burst["latency_us"]["count"] == burst["requests"]
+    assert burst["first_t"] is not None and burst["last_t"] is not None
+    assert storm["expires_at"] is not None and burst["first_t"] >= int(storm["expires_at"])
+    assert 0 < burst["peak_rps"] <= burst["requests"]
+    # Recovery: from the expiry until every device is back to ok, within the run.
+    recover = storm["time_to_recover_s"]
+    assert recover is not None and 0 < recover < summary["run"]["elapsed_s"]
+    device_recover = storm["device_recover_us"]
+    assert device_recover["count"] == DEVICES
+    assert device_recover["max"] <= recover * 1_000_000 * 1.01
+    assert storm["backoff"] is False
+    # The burst is its own rows of the account, and the account adds up.
+    rows = {(r["scenario"], r["endpoint"]): r for r in summary["requests"]}
+    storm_rows = [r for (scenario, _), r in rows.items() if scenario == "expiry-storm"]
+    assert sum(r["count"] for r in storm_rows) == burst["requests"]
+    outcomes = summary["outcomes"]
+    assert summary["totals"]["requests"] == sum(outcomes.values())
+    assert summary["totals"]["started"] == (
+        summary["totals"]["requests"] + summary["totals"]["in_flight_at_stop"]
+    )
+    assert outcomes["accepted_invalid"] == 0 and outcomes["refused_valid"] == 0
+    assert outcomes["rejected_as_expected"] >= DEVICES  # each device's storm token refused
+    assert summary["telemetry"]["lost"] == 0
+    assert summary["run"]["parameters"].get("storm") == "expiry-storm"
+    assert summary["verdict"]["passed"]
+    # summary.json on disk is the published type, storms section included.
+    on_disk = read_summary(tmp_path / "results" / "summary.json")
+    assert on_disk.get("storms") == storms
+
+
+def test_expiry_storm_with_backoff_reports_it(tmp_path: Path) -> None:
+    summary = _storm_run(tmp_path, backoff=True, devices=6)
+    storms = summary.get("storms")
+    assert storms is not None
+    storm = storms["expiry"]
+    assert storm["backoff"] is True
+    assert storm["devices_recovered"] == storm["devices"] == 6
+    assert storm["time_to_recover_s"] is not None
+    assert summary["run"]["parameters"].get("backoff") is True
+
+
+def test_a_run_without_a_storm_has_no_storm_section(tmp_path: Path) -> None:
+    summary = run_benchmark(
+        RunConfig(results=tmp_path / "r", devices=3, duration_s=2, token_alg="HS256")
+    )
+    assert "storms" not in summary
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"refresh": "proactive"}, "renews on expiry"),
+        ({"token_ttl": 10, "duration_s": 8}, "make --duration at least 13 s"),
+    ],
+)
+def test_a_storm_it_cannot_show_is_refused(options: dict[str, Any], message: str) -> None:
+    config = RunConfig(scenarios={"expiry": 1}, storm="expiry-storm", leeway=0, **options)
+    with pytest.raises(ConfigError, match=message):
+        config.check()
+
+
+def test_cli_storm_errors_are_one_line_and_exit_2() -> None:
+    result = fleetbench("run", "--scenario", "expiry-storm", "--token-ttl", "30", "--duration", "5")
+    assert result.returncode == 2, result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "make --duration at least" in result.stderr
+
+
+def test_recovery_with_and_without_backoff_is_printed(tmp_path: Path) -> None:
+    """``python -m sim.storms`` prints both times to recover (figures for the README)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sim.storms", "--devices", "6", "--token-ttl", "2",
+         "--duration", "6", "--interval", "0.25", "--token-alg", "HS256",
+         "--results", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lines = {line.split("time to recover")[0].strip(): line for line in result.stdout.splitlines()}
+    for label in ("without backoff", "with backoff"):
+        line = lines[label]
+        seconds = float(line.split("time to recover")[1].split(" s;")[0])
+        assert 0 < seconds < 6, line
+        assert "6/6 devices" in line
