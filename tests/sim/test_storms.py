@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from sim.artefacts import Summary, read_summary
+from sim.artefacts import Summary, outcome_counts, read_summary
 from sim.errors import ConfigError
 from sim.runner import RunConfig, run_benchmark
 from tests.commands import REPO, fleetbench
@@ -66,7 +66,7 @@ def test_expiry_storm_is_seen_and_the_fleet_recovers(tmp_path: Path) -> None:
     storm_rows = [r for (scenario, _), r in rows.items() if scenario == "expiry-storm"]
     assert sum(r["count"] for r in storm_rows) == burst["requests"]
     outcomes = summary["outcomes"]
-    assert summary["totals"]["requests"] == sum(outcomes.values())
+    assert summary["totals"]["requests"] == sum(outcome_counts(outcomes).values())
     assert summary["totals"]["started"] == (
         summary["totals"]["requests"] + summary["totals"]["in_flight_at_stop"]
     )
