@@ -13,6 +13,7 @@ from sim.artefacts import Summary, outcome_counts, read_summary
 from sim.errors import ConfigError
 from sim.runner import RunConfig, run_benchmark
 from tests.commands import REPO, fleetbench
+from tests.sim.conftest import serve_broken_target
 
 DEVICES = 12
 
@@ -133,3 +134,43 @@ def test_recovery_with_and_without_backoff_is_printed(tmp_path: Path) -> None:
         seconds = float(line.split("time to recover")[1].split(" s;")[0])
         assert 0 < seconds < 6, line
         assert "6/6 devices" in line
+
+
+def _throttled_storm(tmp_path: Path, *, backoff: bool) -> Summary:
+    with serve_broken_target("tests.sim.throttled_target:app") as url:
+        return run_benchmark(
+            RunConfig(
+                target=url,
+                admin_key="unused-here",
+                alg="secret",
+                devices=DEVICES,
+                duration_s=10,
+                interval_s=0.25,
+                scenarios={"expiry": 1},
+                storm="expiry-storm",
+                backoff=backoff,
+                results=tmp_path / ("backoff" if backoff else "plain"),
+            )
+        )
+
+
+def test_backoff_spares_a_throttling_token_endpoint(tmp_path: Path) -> None:
+    """The token endpoint grants 4 renewals a second and answers the rest 429: without backoff
+    each device asks again at every reading; with it, after a jittered, growing pause."""
+    plain = _throttled_storm(tmp_path, backoff=False)
+    backoff = _throttled_storm(tmp_path, backoff=True)
+    storms = [s.get("storms") for s in (plain, backoff)]
+    assert storms[0] is not None and storms[1] is not None
+    without, with_ = storms[0]["expiry"], storms[1]["expiry"]
+    for storm in (without, with_):
+        assert storm["devices"] == DEVICES
+        assert storm["burst"]["refusals"] > 0  # the 429s
+        assert storm["burst"]["requests"] - storm["burst"]["refusals"] >= DEVICES - 1
+    assert plain["token_retries"]["retries"] == 0  # a refusal is not retried after a pause
+    assert backoff["token_retries"]["retries"] > 0
+    assert backoff["token_retries"]["backoff_s"] > 0
+    assert with_["burst"]["requests"] < without["burst"]["requests"]
+    refusals = {
+        (r["scenario"], r["status"], r["reason"]) for r in backoff["refusals"] if r["count"]
+    }
+    assert ("expiry-storm", 429, "slow_down") in refusals
