@@ -174,3 +174,17 @@ def test_backoff_spares_a_throttling_token_endpoint(tmp_path: Path) -> None:
         (r["scenario"], r["status"], r["reason"]) for r in backoff["refusals"] if r["count"]
     }
     assert ("expiry-storm", 429, "slow_down") in refusals
+
+
+def test_the_report_and_table_show_the_storm(tmp_path: Path) -> None:
+    result = fleetbench(
+        "run", "--scenario", "expiry-storm", "--devices", "4", "--token-alg", "HS256",
+        "--token-ttl", "2", "--leeway", "0", "--duration", "6", "--interval", "0.25",
+        "--quiet", "--results", str(tmp_path / "r"),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "expiry storm: 4 tokens expired within" in result.stdout
+    assert "all back to ok" in result.stdout
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert 'id="storm-expiry"' in html
+    assert 'data-figure="storms.expiry.time_to_recover_s"' in html
