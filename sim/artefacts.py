@@ -422,10 +422,27 @@ class ExpiryStorm(TypedDict):
     burst: StormBurst
 
 
+class ReconnectStorm(TypedDict):
+    """``reconnect-storm``: the embedded target stopped and started again on the same database
+    mid-run; every device cut off re-authenticates when it comes back."""
+
+    down_at: float | None  # Unix s: the target was stopped
+    up_at: float | None  # ... and answered again
+    outage_s: float | None
+    devices: int  # devices cut off (a request with no answer or a 5xx during the outage)
+    devices_recovered: int  # ... and served ok again afterwards
+    time_to_recover_s: float | None  # up_at to the last such device's first ok; None: not all
+    device_recover_us: Percentiles  # per device: from up_at to its first ok again
+    acknowledged_lost: int | None  # acknowledged readings the target does not hold (must be 0)
+    backoff: bool
+    burst: StormBurst  # the re-authentication: token requests from cut-off to first ok
+
+
 class Storms(TypedDict, total=False):
-    """The storm scenarios a run had (``--scenario expiry-storm``)."""
+    """The storm scenarios a run had (``--scenario expiry-storm`` or ``reconnect-storm``)."""
 
     expiry: ExpiryStorm
+    reconnect: ReconnectStorm
 
 
 class Summary(TypedDict):

@@ -49,7 +49,7 @@ from sim.server_view import (
     server_delta,
     telemetry_stats,
 )
-from sim.storms import Storm, check_storm, storm_section
+from sim.storms import OUTAGE_AT_SHARE, Outage, Storm, check_storm, storm_section
 from sim.summary import build_summary, telemetry_account
 
 __all__ = ["LiveFigures", "RunConfig", "RunProgress", "fleet_file", "run_benchmark"]
@@ -143,7 +143,14 @@ class RunConfig:
             raise ConfigError("--token-ttl must be at least 1 second")
         if self.storm is not None:
             ttl = self.effective_token_ttl if self.target is None else None
-            check_storm(self.storm, self.refresh, self.duration_s, ttl, self.effective_leeway)
+            check_storm(
+                self.storm,
+                self.refresh,
+                self.duration_s,
+                ttl,
+                self.effective_leeway,
+                embedded=self.target is None,
+            )
 
     @property
     def effective_token_ttl(self) -> int:
@@ -381,9 +388,10 @@ def run_benchmark(config: RunConfig) -> Summary:
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
             env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
-            load = _load(
-                config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
-            )
+            with _outage(config, target, scratch) as outage:
+                load = _load(
+                    config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
+                )
             measurements = Measurements.from_wire(load.raw.get("measurements", {}))
             if target.embedded is not None:
                 time.sleep(0.2)  # one telemetry flush tick
@@ -393,6 +401,8 @@ def run_benchmark(config: RunConfig) -> Summary:
                 config.loaded_profile.metrics.verify_time,
                 _token_alg(measurements),
             )
+            if outage is not None and outage.down_at is not None:
+                server = {"available": False, "reason": RESTARTED}
             stats_after = telemetry_stats(client) if via == "admin" else None
             summary = build_summary(
                 measurements,
@@ -433,12 +443,42 @@ def run_benchmark(config: RunConfig) -> Summary:
             )
             if config.storm is not None:
                 summary["storms"] = storm_section(
-                    measurements, config.storm, backoff=config.backoff
+                    measurements,
+                    config.storm,
+                    backoff=config.backoff,
+                    outage=outage,
+                    lost=summary["telemetry"].get("lost"),
                 )
+                if outage is not None and outage.error:
+                    summary["verdict"]["failures"].append(outage.error)
+                    summary["verdict"]["passed"] = False
+                    summary["verdict"]["label"] = "FAIL"
             _write_outputs(summary, folder)
             return summary
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+RESTARTED = "the target restarted mid-run (reconnect-storm): its /metrics counters started again"
+# How long the reconnect storm's target stays down before it starts again (plus its start time).
+OUTAGE_DOWN_S = 1.0
+
+
+@contextlib.contextmanager
+def _outage(config: RunConfig, target: _Target, scratch: Path) -> Iterator[Outage | None]:
+    """The reconnect storm's restart of the embedded target, on its own thread during the load."""
+    embedded = target.embedded
+    if config.storm != "reconnect-storm" or embedded is None:
+        yield None
+        return
+    after_s = config.duration_s * OUTAGE_AT_SHARE
+    with Outage(
+        lambda: embedded.restart(OUTAGE_DOWN_S), scratch / "progress.json", after_s
+    ) as outage:
+        config.log(
+            f"the target goes down {after_s:.0f} s into the run, for about {OUTAGE_DOWN_S:g} s"
+        )
+        yield outage
 
 
 def _token_alg(measurements: Measurements) -> str:

@@ -8,8 +8,22 @@ import time
 import gevent
 
 from sim.device_run import MEASUREMENTS
-from sim.device_tokens import BACKOFF_BASE_S, BACKOFF_CAP_S, HeldToken, TokenHolder
-from sim.storms import MARK_EXP, MARK_OK, MARK_REFUSED, STORM_TOKEN_SCENARIO
+from sim.device_tokens import (
+    BACKOFF_BASE_S,
+    BACKOFF_CAP_S,
+    RETRIED_OUTCOMES,
+    HeldToken,
+    TokenHolder,
+)
+from sim.storms import (
+    MARK_BACK,
+    MARK_CUT,
+    MARK_EXP,
+    MARK_OK,
+    MARK_REFUSED,
+    RECONNECT_TOKEN_SCENARIO,
+    STORM_TOKEN_SCENARIO,
+)
 
 __all__ = ["STORM_TOKEN_ATTEMPTS", "StormDevice"]
 
@@ -78,5 +92,38 @@ class StormDevice(TokenHolder):
             return
         if outcome == "refused_valid":
             self.tokens.pop("expiry", None)
+        if self.config.backoff and outcome in ("refused_valid", "server_error", "transport_error"):
+            self._answer_back_off()
+
+    def _cut_off(self) -> bool:
+        marks = self.__dict__.get("storm_marks", {})
+        return MARK_CUT in marks and MARK_BACK not in marks
+
+    def reconnect_storm(self) -> None:
+        """The steady state (verification), through one outage of the target: a device whose
+        request fails drops its token and re-authenticates before its next reading, as a device
+        that lost its connection does; marked when cut off and when first ``ok`` again."""
+        MEASUREMENTS.counters["runs verification"] += 1
+        held = self.tokens.get("verification")
+        if held is None:
+            recorded_as = RECONNECT_TOKEN_SCENARIO if self._cut_off() else "verification"
+            attempts = STORM_TOKEN_ATTEMPTS if self.config.backoff else 1
+            for _ in range(attempts):
+                held = self.tokens_for("verification", recorded_as)  # backs off after a failure
+                if held is not None:
+                    break
+            if held is None:
+                if self.last_token_outcome in RETRIED_OUTCOMES:
+                    self._mark(MARK_CUT, time.time())  # no answer from the token endpoint either
+                return
+        outcome, _ = self.use_held("verification", held)
+        if outcome == "ok":
+            self.answer_failures = 0
+            if self._cut_off():
+                self._mark(MARK_BACK, time.time())
+            return
+        self.tokens.pop("verification", None)  # re-authenticate before the next reading
+        if outcome in ("server_error", "transport_error"):
+            self._mark(MARK_CUT, time.time())
         if self.config.backoff and outcome in ("refused_valid", "server_error", "transport_error"):
             self._answer_back_off()

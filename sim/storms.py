@@ -20,20 +20,30 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import threading
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal, cast, get_args
 
-from sim.artefacts import ExpiryStorm, OutcomeCounts, StormBurst, Storms, Summary
-from sim.errors import ConfigError
+from sim.artefacts import (
+    ExpiryStorm,
+    OutcomeCounts,
+    ReconnectStorm,
+    StormBurst,
+    Storms,
+    Summary,
+)
+from sim.errors import ConfigError, SimError
 from sim.measure import Measurements, new_histogram, new_second_histogram, percentiles
 from sim.outcomes import OUTCOMES, Outcome
 from sim.scenarios import Scenario, parse_scenarios
 
 __all__ = [
+    "RECONNECT_TOKEN_SCENARIO",
     "STORMS",
     "STORM_TOKEN_SCENARIO",
+    "Outage",
     "Storm",
     "check_storm",
     "expiry_storm",
@@ -42,13 +52,18 @@ __all__ = [
     "storm_section",
 ]
 
-Storm = Literal["expiry-storm"]
+Storm = Literal["expiry-storm", "reconnect-storm"]
 STORMS: tuple[Storm, ...] = get_args(Storm)
 # The scenario name token requests are recorded under while a device is in the storm (from its
 # storm token's refusal to its next ok): the burst, apart from the expiry scenario's later renewals.
 STORM_TOKEN_SCENARIO = "expiry-storm"
+RECONNECT_TOKEN_SCENARIO = "reconnect-storm"
 # The moments each device marks once (Measurements.storm_marks).
 MARK_EXP, MARK_REFUSED, MARK_OK = "exp", "refused", "ok"
+MARK_CUT, MARK_BACK = "cut", "back"  # reconnect: first failed request, first ok after it
+# The reconnect storm's outage starts this share of --duration after Locust's test starts.
+OUTAGE_AT_SHARE = 0.35
+RECONNECT_MIN_DURATION_S = 12
 
 
 def parse_run_scenario(text: str) -> tuple[dict[Scenario, int], Storm | None]:
@@ -56,14 +71,34 @@ def parse_run_scenario(text: str) -> tuple[dict[Scenario, int], Storm | None]:
     name = text.strip()
     if name == "expiry-storm":
         return {"expiry": 1}, "expiry-storm"
+    if name == "reconnect-storm":
+        return {"verification": 1}, "reconnect-storm"
     return parse_scenarios(text), None
 
 
 def check_storm(
-    storm: Storm, refresh: str, duration_s: float, token_ttl: int | None, leeway_s: int
+    storm: Storm,
+    refresh: str,
+    duration_s: float,
+    token_ttl: int | None,
+    leeway_s: int,
+    *,
+    embedded: bool = True,
 ) -> None:
     """A storm the run can show: renewed on expiry, and the tokens expire well within the run
-    (``token_ttl`` None: an external target's lifetime, not known here)."""
+    (``token_ttl`` None: an external target's lifetime, not known here); a reconnect storm
+    restarts the embedded target, so it needs that and time before and after the outage."""
+    if storm == "reconnect-storm":
+        if not embedded:
+            raise ConfigError(
+                "reconnect-storm restarts the embedded target: drop --target (for your own "
+                "API, stop and start it yourself during a verification run)"
+            )
+        if duration_s < RECONNECT_MIN_DURATION_S:
+            raise ConfigError(
+                f"reconnect-storm: make --duration at least {RECONNECT_MIN_DURATION_S} s"
+            )
+        return
     if refresh != "on-expiry":
         raise ConfigError(f"{storm} renews on expiry: drop --refresh {refresh}")
     if token_ttl is not None and duration_s < token_ttl + leeway_s + 3:
@@ -73,16 +108,16 @@ def check_storm(
         )
 
 
-def _burst(measurements: Measurements) -> StormBurst:
+def _burst(measurements: Measurements, scenario: str = STORM_TOKEN_SCENARIO) -> StormBurst:
     hist = new_histogram()
     outcomes: Counter[Outcome] = Counter()
     for key, row in measurements.latency.items():
-        if key.scenario == STORM_TOKEN_SCENARIO and key.endpoint.startswith("token "):
+        if key.scenario == scenario and key.endpoint.startswith("token "):
             hist.add(row)
             outcomes[key.outcome] += row.get_total_count()
     per_second: Counter[int] = Counter()
     for series, seconds in measurements.latency_seconds.items():
-        if series.scenario == STORM_TOKEN_SCENARIO and series.endpoint.startswith("token "):
+        if series.scenario == scenario and series.endpoint.startswith("token "):
             for second, second_hist in seconds.items():
                 per_second[second] += second_hist.get_total_count()
     counts = cast(OutcomeCounts, {o: outcomes[o] for o in OUTCOMES if outcomes[o]})
@@ -126,18 +161,112 @@ def expiry_storm(measurements: Measurements, *, backoff: bool) -> ExpiryStorm:
     }
 
 
+def reconnect_storm(
+    measurements: Measurements, outage: Outage | None, *, backoff: bool, lost: int | None
+) -> ReconnectStorm:
+    """The outage and the devices' way back: cut off (a request failed), then ok again."""
+    down_at = outage.down_at if outage else None
+    up_at = outage.up_at if outage else None
+    cut = [m for m in measurements.storm_marks.values() if MARK_CUT in m]
+    back = [m for m in cut if MARK_BACK in m]
+    recover = new_second_histogram()
+    since = up_at if up_at is not None else 0.0
+    for m in back:
+        recover.record_value(max(1, round((m[MARK_BACK] - since) * 1_000_000)))
+    every_device = bool(cut) and len(back) == len(cut)
+    return {
+        "down_at": down_at,
+        "up_at": up_at,
+        "outage_s": round(up_at - down_at, 3) if up_at and down_at else None,
+        "devices": len(cut),
+        "devices_recovered": len(back),
+        "time_to_recover_s": (
+            round(max(m[MARK_BACK] for m in back) - up_at, 3)
+            if every_device and up_at is not None
+            else None
+        ),
+        "device_recover_us": percentiles(recover),
+        "acknowledged_lost": lost,
+        "backoff": backoff,
+        "burst": _burst(measurements, RECONNECT_TOKEN_SCENARIO),
+    }
+
+
 def storm_section(
-    measurements: Measurements, storm: Storm | None, *, backoff: bool
+    measurements: Measurements,
+    storm: Storm | None,
+    *,
+    backoff: bool,
+    outage: Outage | None = None,
+    lost: int | None = None,
 ) -> Storms | None:
     """``summary.json`` ``storms``: None without a storm scenario."""
     if storm is None:
         return None
+    if storm == "reconnect-storm":
+        return {"reconnect": reconnect_storm(measurements, outage, backoff=backoff, lost=lost)}
     return {"expiry": expiry_storm(measurements, backoff=backoff)}
+
+
+class Outage:
+    """The reconnect storm's outage, on a thread beside Locust: once Locust's test has started
+    (its progress file appears), wait ``OUTAGE_AT_SHARE`` of the run, then restart the target."""
+
+    def __init__(self, restart: Callable[[], tuple[float, float]], progress: Path, after_s: float):
+        self._restart = restart
+        self._progress = progress
+        self._after_s = after_s
+        self._stop = threading.Event()
+        self.down_at: float | None = None
+        self.up_at: float | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(target=self._run, name="fleetbench-outage", daemon=True)
+
+    def _run(self) -> None:
+        while not self._progress.exists():
+            if self._stop.wait(0.1):
+                return
+        if self._stop.wait(self._after_s):
+            return
+        try:
+            self.down_at, self.up_at = self._restart()
+        except SimError as e:  # the restarted target did not come up: the run says so
+            self.error = str(e)
+
+    def __enter__(self) -> Outage:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=60)
+
+
+def _reconnect_line(storm: ReconnectStorm) -> str:
+    burst = storm["burst"]
+    latency = burst["latency_us"]
+    p99 = f"p99 {latency['p99'] / 1000:.1f} ms" if latency["count"] else "no token requests"
+    recover = storm["time_to_recover_s"]
+    outage = storm["outage_s"]
+    recovered = (
+        f"all back to ok {recover:.2f} s after it answered again"
+        if recover is not None
+        else f"{storm['devices_recovered']}/{storm['devices']} devices back to ok by the end"
+    )
+    return (
+        f"reconnect storm{' (backoff)' if storm['backoff'] else ''}: target down "
+        f"{outage if outage is not None else '-'} s, {storm['devices']} devices cut off; "
+        f"re-authentication {burst['requests']} token requests (peak {burst['peak_rps']}/s, "
+        f"{p99}, {burst['refusals']} refused or failed); {recovered}; acknowledged readings "
+        f"lost: {storm['acknowledged_lost'] if storm['acknowledged_lost'] is not None else '-'}"
+    )
 
 
 def recovery_line(summary: Summary) -> str | None:
     """One line for the table: the storm's burst and its time to recover."""
     storms = summary.get("storms")
+    if storms and "reconnect" in storms:
+        return _reconnect_line(storms["reconnect"])
     storm = storms.get("expiry") if storms else None
     if storm is None:
         return None

@@ -320,6 +320,8 @@ def configure(config: SimConfig | None = None) -> type[FleetDevice]:
     tasks: list[Any] = scenario_tasks(config.scenarios)
     if config.storm == "expiry-storm":
         tasks = [FleetDevice.expiry_storm]
+    elif config.storm == "reconnect-storm":
+        tasks = [FleetDevice.reconnect_storm]
     FleetDevice.tasks = tasks
     FleetDevice.wait_time = constant_pacing(config.interval_s)
     events.init.add_listener(_on_init)  # type: ignore[no-untyped-call]
