@@ -188,3 +188,57 @@ def test_the_report_and_table_show_the_storm(tmp_path: Path) -> None:
     html = (tmp_path / "r" / "report.html").read_text()
     assert 'id="storm-expiry"' in html
     assert 'data-figure="storms.expiry.time_to_recover_s"' in html
+
+
+def test_reconnect_storm_restarts_the_target_and_loses_nothing(tmp_path: Path) -> None:
+    summary = run_benchmark(
+        RunConfig(
+            results=tmp_path / "results",
+            devices=DEVICES,
+            token_alg="HS256",
+            duration_s=12,
+            interval_s=0.25,
+            scenarios={"verification": 1},
+            storm="reconnect-storm",
+        )
+    )
+    storms = summary.get("storms")
+    assert storms is not None and "reconnect" in storms
+    storm = storms["reconnect"]
+    assert storm["down_at"] is not None and storm["up_at"] is not None
+    assert storm["outage_s"] is not None and storm["outage_s"] >= 1.0  # down 1 s, then its start
+    # At a reading every 0.25 s, every device tried to report while the target was down.
+    assert storm["devices"] == DEVICES
+    assert storm["devices_recovered"] == DEVICES
+    recover = storm["time_to_recover_s"]
+    assert recover is not None and 0 < recover < summary["run"]["elapsed_s"]
+    assert storm["device_recover_us"]["count"] == DEVICES
+    # Every cut-off device re-authenticated: at least one new token each after the outage.
+    burst = storm["burst"]
+    assert burst["requests"] - burst["refusals"] == DEVICES
+    assert burst["first_t"] is not None and burst["first_t"] >= int(storm["down_at"])
+    # Nothing acknowledged was lost across the restart (the same database), and it adds up.
+    telemetry = summary["telemetry"]
+    assert storm["acknowledged_lost"] == telemetry.get("lost") == 0
+    assert telemetry.get("received", 0) >= telemetry["acknowledged"] > 0
+    outcomes = summary["outcomes"]
+    assert outcomes["transport_error"] > 0  # the outage was seen
+    assert outcomes["accepted_invalid"] == outcomes["refused_valid"] == 0
+    assert summary["totals"]["requests"] == sum(outcome_counts(outcomes).values())
+    assert summary["server"]["available"] is False
+    assert "restarted" in summary["server"].get("reason", "")
+    assert summary["verdict"]["passed"]
+    on_disk = read_summary(tmp_path / "results" / "summary.json")
+    assert on_disk.get("storms") == storms
+
+
+def test_reconnect_storm_needs_the_embedded_target() -> None:
+    config = RunConfig(
+        target="http://127.0.0.1:9",
+        admin_key="unused-here",
+        scenarios={"verification": 1},
+        storm="reconnect-storm",
+        duration_s=20,
+    )
+    with pytest.raises(ConfigError, match="restarts the embedded target"):
+        config.check()
