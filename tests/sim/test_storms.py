@@ -230,6 +230,8 @@ def test_reconnect_storm_restarts_the_target_and_loses_nothing(tmp_path: Path) -
     assert summary["verdict"]["passed"]
     on_disk = read_summary(tmp_path / "results" / "summary.json")
     assert on_disk.get("storms") == storms
+    html = (tmp_path / "results" / "report.html").read_text()
+    assert 'data-figure="storms.reconnect.time_to_recover_s"' in html
 
 
 def test_reconnect_storm_needs_the_embedded_target() -> None:
