@@ -11,8 +11,13 @@ With a minted-token profile there is no token endpoint: devices re-mint locally,
 empty and the storm is on the API alone (the refused readings, then the new tokens' first use).
 
 This module never imports Locust or gevent (the orchestrator reads it); the devices' side is
-:mod:`sim.storm_device`. ``python -m sim.storms`` prints an expiry storm's time to recover
+:mod:`sim.storm_device`. ``python -m sim.storms`` prints a storm's time to recover
 without and with ``--backoff``.
+
+``reconnect-storm``: the embedded target is stopped and started again on the same database
+mid-run (:class:`Outage`); every device cut off re-authenticates, and ``storms.reconnect`` gives
+the outage, the re-authentication burst, the time until all are served again, and the readings
+acknowledged but lost (must be 0).
 """
 
 from __future__ import annotations
@@ -292,26 +297,28 @@ def recovery_line(summary: Summary) -> str | None:
 
 
 def compare_backoff(
+    storm: Storm,
     devices: int,
     token_ttl: int,
     duration_s: int,
     interval_s: float,
     token_alg: str,
     folder: Path,
-) -> dict[str, ExpiryStorm]:
-    """The same expiry storm on the embedded target twice: without, then with ``--backoff``."""
+) -> dict[str, Storms]:
+    """The same storm on the embedded target twice: without, then with ``--backoff``."""
     from sim.runner import RunConfig, run_benchmark
 
-    results: dict[str, ExpiryStorm] = {}
+    results: dict[str, Storms] = {}
     for label, backoff in (("without backoff", False), ("with backoff", True)):
+        scenarios, _ = parse_run_scenario(storm)
         summary = run_benchmark(
             RunConfig(
                 devices=devices,
                 token_alg=token_alg,
-                token_ttl=token_ttl,
-                leeway=0,
-                scenarios={"expiry": 1},
-                storm="expiry-storm",
+                token_ttl=token_ttl if storm == "expiry-storm" else None,
+                leeway=0 if storm == "expiry-storm" else None,
+                scenarios=scenarios,
+                storm=storm,
                 backoff=backoff,
                 interval_s=interval_s,
                 duration_s=duration_s,
@@ -319,20 +326,43 @@ def compare_backoff(
             )
         )
         storms = summary.get("storms")
-        if not storms or "expiry" not in storms:
-            raise RuntimeError("the run has no expiry storm section")
-        results[label] = storms["expiry"]
+        if not storms:
+            raise SimError(f"the {label} run has no storms section")
+        results[label] = storms
     return results
+
+
+def _figures_line(label: str, storms: Storms) -> str:
+    storm: ExpiryStorm | ReconnectStorm
+    if "reconnect" in storms:
+        storm = storms["reconnect"]
+        what = (
+            f"outage {storm['outage_s']} s; acknowledged lost {storm['acknowledged_lost']}; "
+            "re-authentication"
+        )
+    else:
+        storm = storms["expiry"]
+        what = f"expiry window {storm['expiry_window_s']} s; burst"
+    burst = storm["burst"]
+    latency = burst["latency_us"]
+    recover = storm["time_to_recover_s"]
+    recovered = f"{recover:.2f} s" if recover is not None else "not all recovered"
+    p99 = f"{latency['p99'] / 1000:.1f} ms" if latency["count"] else "-"
+    return (
+        f"  {label:16} time to recover {recovered:>8}; "
+        f"{storm['devices_recovered']}/{storm['devices']} devices; {what} {burst['requests']} "
+        f"token requests, peak {burst['peak_rps']}/s, p99 {p99}, {burst['refusals']} refused"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m sim.storms",
-        description="an expiry storm's time to recover on the embedded target, without and"
-        " with --backoff",
+        description="a storm's time to recover on the embedded target, without and with --backoff",
     )
+    parser.add_argument("--storm", choices=STORMS, default="expiry-storm")
     parser.add_argument("--devices", type=int, default=200)
-    parser.add_argument("--token-ttl", type=int, default=5, help="token lifetime, s")
+    parser.add_argument("--token-ttl", type=int, default=5, help="expiry-storm token lifetime, s")
     parser.add_argument("--duration", type=int, default=15, help="each run's length, s")
     parser.add_argument("--interval", type=float, default=0.5, help="s between readings")
     parser.add_argument("--token-alg", default="ES256")
@@ -342,30 +372,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("python -m sim.storms: --devices, --token-ttl and --interval must be positive",
               file=sys.stderr)  # fmt: skip
         return 2
-    if args.duration <= args.token_ttl + 2:
-        print("python -m sim.storms: --duration must exceed --token-ttl by more than 2 s",
-              file=sys.stderr)  # fmt: skip
+    try:
+        check_storm(args.storm, "on-expiry", args.duration, args.token_ttl, 0, embedded=True)
+    except ConfigError as e:
+        print(f"python -m sim.storms: {e}", file=sys.stderr)
         return 2
     folder = args.results or Path(tempfile.mkdtemp(prefix="fleetbench-storms-"))
     results = compare_backoff(
-        args.devices, args.token_ttl, args.duration, args.interval, args.token_alg, folder
+        args.storm,
+        args.devices,
+        args.token_ttl,
+        args.duration,
+        args.interval,
+        args.token_alg,
+        folder,
     )
+    lifetime = f"tokens of {args.token_ttl} s, " if args.storm == "expiry-storm" else ""
     print(
-        f"expiry storm: {args.devices} {args.token_alg} devices, tokens of {args.token_ttl} s, "
+        f"{args.storm}: {args.devices} {args.token_alg} devices, {lifetime}"
         f"a reading every {args.interval:g} s, {args.duration} s runs (results in {folder})"
     )
-    for label, storm in results.items():
-        burst = storm["burst"]
-        latency = burst["latency_us"]
-        recover = storm["time_to_recover_s"]
-        recovered = f"{recover:.2f} s" if recover is not None else "not all recovered"
-        p99 = f"{latency['p99'] / 1000:.1f} ms" if latency["count"] else "-"
-        print(
-            f"  {label:16} time to recover {recovered:>8}; "
-            f"{storm['devices_recovered']}/{storm['devices']} devices; "
-            f"expiry window {storm['expiry_window_s']} s; burst {burst['requests']} token "
-            f"requests, peak {burst['peak_rps']}/s, p99 {p99}, {burst['refusals']} refused"
-        )
+    for label, storms in results.items():
+        print(_figures_line(label, storms))
     return 0
 
 
