@@ -1,5 +1,6 @@
-"""The device's side of a storm (:mod:`sim.storms`): the expiry-storm task, and the marks each
-device records once (its storm token's ``exp``, its refusal, its first ``ok`` after it)."""
+"""The device's side of a storm (:mod:`sim.storms`): the expiry-storm and reconnect-storm tasks,
+and the marks each device records once (expiry: its storm token's ``exp``, its refusal, its first
+``ok`` after it; reconnect: its first failed request, its first ``ok`` after it)."""
 
 from __future__ import annotations
 
@@ -36,16 +37,24 @@ class StormDevice(TokenHolder):
     """The storm half of a :class:`sim.users.FleetDevice`."""
 
     storm_marks: dict[str, float]
-    answer_failures: int
+    answer_failures: int = 0  # readings in a row answered 5xx/429 or not at all (--backoff)
+
+    def _marks(self) -> dict[str, float]:
+        """This device's storm marks, made on first use (``on_start`` is :mod:`sim.users`')."""
+        try:
+            return self.storm_marks
+        except AttributeError:
+            self.storm_marks = {}
+            return self.storm_marks
 
     def _mark(self, name: str, moment: float) -> None:
-        marks = self.__dict__.setdefault("storm_marks", {})
+        marks = self._marks()
         if name not in marks:
             marks[name] = moment
             MEASUREMENTS.storm_marks[self.device.id][name] = moment
 
     def _in_storm(self) -> bool:
-        marks = self.__dict__.get("storm_marks", {})
+        marks = self._marks()
         return MARK_REFUSED in marks and MARK_OK not in marks
 
     def _storm_token(self) -> HeldToken | None:
@@ -61,7 +70,7 @@ class StormDevice(TokenHolder):
     def _answer_back_off(self) -> None:
         """--backoff: after a 5xx (503), no answer or a refused valid token (429), wait before
         the next reading, exponential with full jitter, like a failed token call."""
-        self.answer_failures = self.__dict__.get("answer_failures", 0) + 1
+        self.answer_failures += 1
         ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self.answer_failures - 1))
         gevent.sleep(self.rng.uniform(0, ceiling))
 
@@ -96,7 +105,7 @@ class StormDevice(TokenHolder):
             self._answer_back_off()
 
     def _cut_off(self) -> bool:
-        marks = self.__dict__.get("storm_marks", {})
+        marks = self._marks()
         return MARK_CUT in marks and MARK_BACK not in marks
 
     def reconnect_storm(self) -> None:
