@@ -194,6 +194,8 @@ class RunParameters(TypedDict):
     bind: NotRequired[str]
     expect_workers: NotRequired[int]
     worker_wait_s: NotRequired[int]
+    storm: NotRequired[str | None]  # the storm scenario run (sim.storms), or None
+    backoff: NotRequired[bool]  # --backoff: jittered exponential backoff on failed token calls
 
 
 class FleetFacts(TypedDict):
@@ -483,6 +485,56 @@ class Cluster(TypedDict):
     lost_workers: int
 
 
+class StormBurst(TypedDict):
+    """The token requests devices made between their storm token's refusal and their next ``ok``
+    (the refresh burst on the token endpoint; none when the profile mints its tokens)."""
+
+    requests: int
+    outcomes: OutcomeCounts
+    refusals: int  # token requests not answered with a token (refused, 5xx, no answer)
+    latency_us: Percentiles
+    first_t: int | None  # Unix s of the burst's first and last token request
+    last_t: int | None
+    peak_rps: int  # the most token requests of the burst answered in one second
+
+
+class ExpiryStorm(TypedDict):
+    """``expiry-storm``: the fleet's tokens of one lifetime expiring together, and the recovery."""
+
+    devices: int  # devices that held a storm token (their first)
+    expires_at: float | None  # Unix s: the earliest ``exp`` of those tokens
+    expiry_window_s: float | None  # latest minus earliest ``exp``: how together they expired
+    devices_refused: int  # devices whose storm token was refused for expiry
+    devices_recovered: int  # ... and that were then served ``ok`` again
+    time_to_recover_s: float | None  # expires_at to the last device's first ok; None: not all
+    device_recover_us: Percentiles  # per device: from its token's exp to its first ok again
+    backoff: bool
+    burst: StormBurst
+
+
+class ReconnectStorm(TypedDict):
+    """``reconnect-storm``: the embedded target stopped and started again on the same database
+    mid-run; every device cut off re-authenticates when it comes back."""
+
+    down_at: float | None  # Unix s: the target was stopped
+    up_at: float | None  # ... and answered again
+    outage_s: float | None
+    devices: int  # devices cut off (a request with no answer or a 5xx during the outage)
+    devices_recovered: int  # ... and served ok again afterwards
+    time_to_recover_s: float | None  # up_at to the last such device's first ok; None: not all
+    device_recover_us: Percentiles  # per device: from up_at to its first ok again
+    acknowledged_lost: int | None  # acknowledged readings the target does not hold (must be 0)
+    backoff: bool
+    burst: StormBurst  # the re-authentication: token requests from cut-off to first ok
+
+
+class Storms(TypedDict, total=False):
+    """The storm scenarios a run had (``--scenario expiry-storm`` or ``reconnect-storm``)."""
+
+    expiry: ExpiryStorm
+    reconnect: ReconnectStorm
+
+
 class Summary(TypedDict):
     """``summary.json`` of ``fleetbench run`` (``fleetbench.summary/1``)."""
 
@@ -513,6 +565,7 @@ class Summary(TypedDict):
     corrected_latency_distribution: NotRequired[list[LatencyDistribution]]  # the same
     stages: NotRequired[StagesSection]  # staged runs only (--stages)
     cluster: NotRequired[Cluster]  # runs over remote workers only (fleetbench run --master)
+    storms: NotRequired[Storms | None]  # storm scenarios (sim.storms); null without one
 
 
 # -- the smoke's summary.json ------------------------------------------------------------------

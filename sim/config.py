@@ -60,6 +60,8 @@ class SimConfig:
     # Each device waits a random 0..start_spread_s before its first request, so that many
     # generators starting together do not all ask the token endpoint in the same instant.
     start_spread_s: float = 0.0
+    storm: str | None = None  # a storm scenario (sim.storms): "expiry-storm"
+    backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -183,7 +183,8 @@ class TokenHolder(DeviceRequests):
                 self.token_failures = 0
         else:
             self.tokens.pop(scenario, None)
-            if self.last_token_outcome in RETRIED_OUTCOMES:
+            # --backoff: a refused token call (429, say) backs off too, not only a failed one.
+            if self.last_token_outcome in RETRIED_OUTCOMES or self.config.backoff:
                 self._back_off()
         return held
 

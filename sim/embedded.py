@@ -81,7 +81,7 @@ class EmbeddedTarget:
 
     def start(self) -> EmbeddedTarget:
         env = {**os.environ, "TARGET_ADMIN_KEY": self.admin_key}  # never on the command line
-        with open(self._log, "wb") as log:
+        with open(self._log, "ab") as log:  # a restart (reconnect storm) keeps the first log
             self.process = subprocess.Popen(
                 self.command(), env=env, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -127,7 +127,7 @@ class EmbeddedTarget:
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
-    def stop(self) -> None:
+    def _end_process(self) -> None:
         process, self.process = self.process, None
         if process is not None and process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -136,6 +136,19 @@ class EmbeddedTarget:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
+
+    def restart(self, down_s: float = 0.0) -> tuple[float, float]:
+        """Stop the server (SIGTERM: it answers what it holds and writes pending telemetry) and,
+        ``down_s`` later, start it again on the same port and database: the reconnect storm's
+        outage. Returns when it went down and when it answered again (Unix s)."""
+        down_at = time.time()
+        self._end_process()
+        time.sleep(down_s)
+        self.start()
+        return down_at, time.time()
+
+    def stop(self) -> None:
+        self._end_process()
         shutil.rmtree(self._tmp, ignore_errors=True)
 
     def __enter__(self) -> EmbeddedTarget:

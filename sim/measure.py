@@ -201,6 +201,9 @@ class Measurements:
         # time, and how late each went out (``send``) and the generator's share (``generator``).
         self.corrected: dict[RowKey, HdrHistogram] = {}
         self.lag: dict[str, HdrHistogram] = {}
+        # Storm scenarios (sim.storms): per device, the moments it went through a storm (its
+        # token's ``exp``, first refusal, first ``ok`` after it), each recorded once.
+        self.storm_marks: defaultdict[str, dict[str, float]] = defaultdict(dict)
 
     def request_started(self) -> None:
         self.started += 1
@@ -290,6 +293,7 @@ class Measurements:
             "device_setup_sum_s": self.device_setup_sum_s,
             "corrected": {_wire_key(k): h.encode().decode() for k, h in self.corrected.items()},
             "lag": {k: h.encode().decode() for k, h in self.lag.items()},
+            "storm_marks": {device: dict(marks) for device, marks in self.storm_marks.items()},
         }
 
     def take_wire(self) -> dict[str, Any]:
@@ -334,6 +338,10 @@ class Measurements:
             self.corrected.setdefault(_row_key(key), new_histogram()).decode_and_add(encoded)
         for key, encoded in wire.get("lag", {}).items():
             self.lag.setdefault(key, new_histogram()).decode_and_add(encoded)
+        for device, marks in wire.get("storm_marks", {}).items():
+            device_marks = self.storm_marks[device]
+            for name, moment in marks.items():
+                device_marks.setdefault(name, float(moment))  # the first report of each mark wins
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Measurements:

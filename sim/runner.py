@@ -59,6 +59,7 @@ from sim.server_view import (
     telemetry_stats,
 )
 from sim.stages import Stages, parse_stages
+from sim.storms import OUTAGE_AT_SHARE, Outage, Storm, check_storm, storm_section
 from sim.summary import build_summary, telemetry_account
 
 __all__ = ["LiveFigures", "RunConfig", "RunProgress", "fleet_file", "run_benchmark"]
@@ -117,6 +118,10 @@ class RunConfig:
     bind: str = f"127.0.0.1:{DEFAULT_PORT}"
     expect_workers: int = 0
     worker_wait_s: int = 60
+    # A storm scenario (sim.storms; --scenario expiry-storm runs the expiry task with it).
+    storm: Storm | None = None
+    # Jittered exponential backoff on refused token calls too, and on 429/503 in a storm.
+    backoff: bool = False
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -177,6 +182,20 @@ class RunConfig:
             raise ConfigError("--leeway must be 0 or more")
         if self.token_ttl is not None and self.token_ttl < 1:
             raise ConfigError("--token-ttl must be at least 1 second")
+        if self.storm is not None:
+            ttl = self.effective_token_ttl if self.target is None else None
+            check_storm(
+                self.storm,
+                self.refresh,
+                self.duration_s,
+                ttl,
+                self.effective_leeway,
+                embedded=self.target is None,
+            )
+            if self.master or self.rate_rps is not None or self.stages:
+                raise ConfigError(
+                    "a storm scenario runs closed-loop on one host: drop --master, --rate, --stages"
+                )
         self._check_master()
 
     def _check_master(self) -> None:
@@ -361,6 +380,8 @@ def _locust_env(
         stages=config.stages,
         distributed=config.master,
         start_spread_s=START_SPREAD_S if config.master else 0.0,
+        storm=config.storm,
+        backoff=config.backoff,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")
@@ -452,9 +473,10 @@ def run_benchmark(config: RunConfig) -> Summary:
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
             env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
-            load = _load(
-                config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
-            )
+            with _outage(config, target, scratch) as outage:
+                load = _load(
+                    config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
+                )
             measurements = Measurements.from_wire(load.raw.get("measurements", {}))
             cluster = cluster_section(load.raw["cluster"]) if "cluster" in load.raw else None
             generator = with_workers(load.generator, cluster) if cluster else load.generator
@@ -466,6 +488,8 @@ def run_benchmark(config: RunConfig) -> Summary:
                 config.loaded_profile.metrics.verify_time,
                 _token_alg(measurements),
             )
+            if outage is not None and outage.down_at is not None:
+                server = {"available": False, "reason": RESTARTED}
             stats_after = telemetry_stats(client) if via == "admin" else None
             summary = build_summary(
                 measurements,
@@ -513,10 +537,44 @@ def run_benchmark(config: RunConfig) -> Summary:
             )
             if cluster is not None:
                 apply_cluster(summary, cluster)
+            if config.storm is not None:
+                summary["storms"] = storm_section(
+                    measurements,
+                    config.storm,
+                    backoff=config.backoff,
+                    outage=outage,
+                    lost=summary["telemetry"].get("lost"),
+                )
+                if outage is not None and outage.error:
+                    summary["verdict"]["failures"].append(outage.error)
+                    summary["verdict"]["passed"] = False
+                    summary["verdict"]["label"] = "FAIL"
             _write_outputs(summary, folder)
             return summary
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+RESTARTED = "the target restarted mid-run (reconnect-storm): its /metrics counters started again"
+# How long the reconnect storm's target stays down before it starts again (plus its start time).
+OUTAGE_DOWN_S = 1.0
+
+
+@contextlib.contextmanager
+def _outage(config: RunConfig, target: _Target, scratch: Path) -> Iterator[Outage | None]:
+    """The reconnect storm's restart of the embedded target, on its own thread during the load."""
+    embedded = target.embedded
+    if config.storm != "reconnect-storm" or embedded is None:
+        yield None
+        return
+    after_s = config.duration_s * OUTAGE_AT_SHARE
+    with Outage(
+        lambda: embedded.restart(OUTAGE_DOWN_S), scratch / "progress.json", after_s
+    ) as outage:
+        config.log(
+            f"the target goes down {after_s:.0f} s into the run, for about {OUTAGE_DOWN_S:g} s"
+        )
+        yield outage
 
 
 def _token_alg(measurements: Measurements) -> str:

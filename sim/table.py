@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.artefacts import Percentiles, Summary
+from sim.storms import recovery_line
 
 __all__ = ["print_summary"]
 
@@ -193,6 +194,9 @@ def _lines(summary: Summary) -> list[str]:
             f"{expiry['devices_recovered']} refreshed and continued; "
             f"refused_valid {expiry['refused_valid']}"
         )
+    storm = recovery_line(summary)
+    if storm:
+        lines.append(storm)
     corpus = summary.get("corpus")
     if corpus:
         accepted = [case for case, counts in corpus.items() if counts.get("accepted_invalid")]

@@ -21,8 +21,9 @@ from sim.cli.options import (
 )
 from sim.errors import ConfigError
 from sim.fleet import CREDENTIAL_KINDS
-from sim.scenarios import REFRESH_MODES, parse_scenarios
+from sim.scenarios import REFRESH_MODES
 from sim.stages import parse_stages
+from sim.storms import parse_run_scenario
 from target.jose import ALG_NAMES as TOKEN_ALGS
 
 __all__ = ["add_parser", "command"]
@@ -47,7 +48,14 @@ def add_parser(commands: Any) -> None:
     run.add_argument(
         "--scenario",
         default="verification",
-        help="issuance, verification, expiry, rejection, mixed, or weights (issuance=1,expiry=4)",
+        help="issuance, verification, expiry, rejection, mixed, or weights (issuance=1,expiry=4);"
+        " or the storm expiry-storm",
+    )
+    run.add_argument(
+        "--backoff",
+        action="store_true",
+        help="jittered exponential backoff (0.2 s doubling to 5 s) on refused token calls too,"
+        " and on 429/503 answers in a storm",
     )
     run.add_argument(
         "--endpoint",
@@ -103,7 +111,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     from sim.runner import RunConfig, run_benchmark
     from sim.table import print_summary
 
-    scenarios = parse_scenarios(args.scenario)
+    scenarios, storm = parse_run_scenario(args.scenario)
     duration_s = 10.0 if args.duration is None else args.duration
     devices = 100 if args.devices is None else args.devices
     if args.stages is not None:
@@ -145,6 +153,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
             bind=args.bind,
             expect_workers=args.expect_workers or 0,
             worker_wait_s=args.worker_wait,
+            storm=storm,
+            backoff=args.backoff,
         )
         summary = run_benchmark(config)
     print_summary(summary, console)
