@@ -11,6 +11,21 @@ from sim.storms import recovery_line
 __all__ = ["print_summary"]
 
 
+def _rows_table(title: str) -> Table:
+    """A borderless table of the summary's request rows, opening with scenario and endpoint."""
+    table = Table(
+        title=title,
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        padding=(0, 1),
+        header_style="bold",
+    )
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("endpoint", no_wrap=True)
+    return table
+
+
 def _us(value: float | None) -> str:
     if value is None:
         return "-"
@@ -60,16 +75,7 @@ def _requests_table(summary: Summary) -> Table:
     title = f"requests: {what}"
     if len(algs) == 1:
         title = f"requests, {algs[0]} tokens: {what}"
-    table = Table(
-        title=title,
-        title_justify="left",
-        box=None,
-        pad_edge=False,
-        padding=(0, 1),
-        header_style="bold",
-    )
-    table.add_column("scenario", no_wrap=True)
-    table.add_column("endpoint", no_wrap=True)
+    table = _rows_table(title)
     if by_alg:
         table.add_column("alg", no_wrap=True)
     for column in ("count", "rps", "p50", "p99", "p99.9", "max"):
@@ -103,16 +109,7 @@ def _requests_table(summary: Summary) -> Table:
 def _corrected_table(summary: Summary) -> Table:
     """The open model's corrected latency (from each paced request's intended send time) per
     row, beside the service time's p99, so the two read side by side."""
-    table = Table(
-        title="open model: corrected latency (from the intended send time) in µs",
-        title_justify="left",
-        box=None,
-        pad_edge=False,
-        padding=(0, 1),
-        header_style="bold",
-    )
-    table.add_column("scenario", no_wrap=True)
-    table.add_column("endpoint", no_wrap=True)
+    table = _rows_table("open model: corrected latency (from the intended send time) in µs")
     for column in ("count", "p50", "p99", "p99.9", "max", "service p99"):
         table.add_column(column, justify="right", no_wrap=True)
     for row in summary["requests"]:
