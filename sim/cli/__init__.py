@@ -15,14 +15,23 @@ import sys
 from rich.console import Console
 
 from sim import __version__
-from sim.cli import attack, compare, diff, probe, provision, run, smoke
+from sim.cli import attack, capacity, compare, diff, probe, provision, run, smoke
 from sim.cli.exits import ExitCode
 from sim.cli.options import Parser
 from sim.errors import Interrupted, SimError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (run, provision, compare, smoke, attack, diff, probe)  # in the order --help lists them
+COMMANDS = (
+    run,
+    provision,
+    compare,
+    capacity,
+    smoke,
+    attack,
+    diff,
+    probe,
+)  # in the order --help lists them
 
 
 def build_parser() -> argparse.ArgumentParser:
