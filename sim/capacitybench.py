@@ -21,7 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from sim.capacity import CapacityConfig, capacity_lines, parse_slo, run_capacity
+from sim.capacity import (
+    CapacityConfig,
+    capacity_lines,
+    parse_slo,
+    run_capacity,
+    write_capacity_outputs,
+)
 from sim.compare import parse_algs
 from sim.embedded import EmbeddedTarget
 from sim.errors import SimError
@@ -69,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             results=args.results or Path(tempfile.mkdtemp(prefix="fleetbench-capacitybench-")),
         )
         result = run_capacity(config)
+        write_capacity_outputs(result, config.results)
         wrk = {alg: wrk_max_rps(alg, args.wrk_duration) for alg in algs}
     except (SimError, WrkBenchError) as e:
         print(f"sim.capacitybench: error: {e}", file=sys.stderr)
