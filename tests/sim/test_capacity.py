@@ -125,6 +125,21 @@ def test_a_slow_api_breaks_a_tight_objective_at_the_start_rate(
     assert "even the start rate broke p99=20ms" in stdout
 
 
+def test_a_service_out_of_its_error_budget_breaks_at_the_start_rate(tmp_path: Path) -> None:
+    # One request in 10 is a 503: fast answers, but 10 % errors against a 1 % budget.
+    with serve_broken_target("tests.sim.erring_target:app") as url:
+        code, result, stdout = _capacity(
+            tmp_path, "--algs", "HS256", "--target", url, "--admin-key", "unused-here",
+            "--slo", "p99=1s", "--error-budget", "1%", "--devices", "5", "--step-duration", "2",
+            "--start-rate", "20",
+        )  # fmt: skip
+    assert code == 1, stdout
+    [step] = result["algorithms"]["HS256"]["steps"]
+    assert not step["met"] and 0.05 < step["error_ratio"] < 0.15, step
+    assert step["verdict"] in ("errors", "generator")  # generator: see the tight-objective test
+    assert result["parameters"]["error_budget"] == pytest.approx(0.01)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
