@@ -200,7 +200,9 @@ def judge(
     at_objective = cast(Mapping[str, float], corrected).get(objective.percentile)
     limit = account["limit"]
     verdict: StepVerdict = "met"
-    if limit in ("generator", "both"):
+    # "both": the target was saturated too, so a break there is the target's as well: judged on
+    # its figures (the line says the generator was busy); "generator" alone ends the search.
+    if limit == "generator":
         verdict = "generator"
     elif at_objective is None or requests == 0:
         verdict = "no_answers"
@@ -421,6 +423,12 @@ def capacity_lines(result: CapacityFile) -> list[str]:
                 f" {budget:g} %): {entry['devices_at_interval']:,} devices reporting every"
                 f" {interval:g} s"
                 + (f"; broke at {entry['knee_rps']:,.0f} req/s" if entry["knee_rps"] else "")
+            )
+        both = [s["rate_rps"] for s in entry["steps"] if s["limit"] == "both"]
+        if both:
+            lines.append(
+                f"{alg}: at {min(both):,.0f} req/s the generator was saturated as well as the"
+                " target: the figures there are bounded by both"
             )
         if entry["generator_limited"]:
             lines.append(
