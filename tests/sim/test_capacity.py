@@ -3,6 +3,7 @@ its one-line refusals, and ``capacity.json`` against its type."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from sim.artefacts import CapacityFile, CapacityStep, StepPhase, read_capacity
 from sim.capacity import Objective, outcome, parse_error_budget, parse_slo, search
 from sim.errors import CapacityError
+from sim.screenshot import chromium_path, open_report
 from tests.commands import fleetbench
 from tests.sim.conftest import serve_broken_target
 
@@ -21,6 +23,12 @@ from tests.sim.conftest import serve_broken_target
 SLOW_S = 0.05
 SLOW_DEVICES = 5
 SLOW_CAPACITY_RPS = SLOW_DEVICES / SLOW_S
+
+
+browser = pytest.mark.skipif(
+    chromium_path() is None or importlib.util.find_spec("playwright") is None,
+    reason="needs Debian's chromium (apt-get install chromium) and playwright (pip, dev extra)",
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +80,24 @@ def test_the_embedded_hs256_target_has_a_rate_that_meets_the_objective(tmp_path:
     assert "HS256" in stdout and "req/s met p99=50ms" in stdout
 
 
-def test_a_slow_api_is_bracketed_and_narrowed_to_its_capacity(
-    slow_api: str, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def slow_search(
+    slow_api: str, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[int, CapacityFile, str, Path]:
+    """One search over the slow API, shared by the tests that read its result and its report."""
+    folder = tmp_path_factory.mktemp("slow-search")
     code, result, stdout = _capacity(
-        tmp_path, "--algs", "HS256", "--target", slow_api, "--admin-key", "unused-here",
+        folder, "--algs", "HS256", "--target", slow_api, "--admin-key", "unused-here",
         "--slo", "p99=250ms", "--devices", str(SLOW_DEVICES), "--step-duration", "3",
         "--start-rate", "25", "--max-steps", "5", "--narrow-steps", "2",
     )  # fmt: skip
+    return code, result, stdout, folder / "capacity"
+
+
+def test_a_slow_api_is_bracketed_and_narrowed_to_its_capacity(
+    slow_api: str, slow_search: tuple[int, CapacityFile, str, Path]
+) -> None:
+    code, result, stdout, _ = slow_search
     assert code == 0, stdout
     entry = result["algorithms"]["HS256"]
     steps = entry["steps"]
@@ -102,6 +120,24 @@ def test_a_slow_api_is_bracketed_and_narrowed_to_its_capacity(
         "embedded": False,
         "profile": "fleetbench",
     }
+
+
+@browser
+def test_the_report_draws_latency_against_rate_per_step(
+    slow_search: tuple[int, CapacityFile, str, Path],
+) -> None:
+    _, result, _, folder = slow_search
+    check = open_report(folder / "report.html", folder / "report.png")
+    assert check.console_errors == []
+    assert [url for url in check.requests if not url.startswith("file://")] == []
+    [chart] = check.charts
+    steps = [s for s in result["algorithms"]["HS256"]["steps"] if s["objective_us"] is not None]
+    assert chart["id"] == "capacity-latency" and chart["drawn"]
+    assert chart["traces"] == 2  # HS256 and the objective line
+    assert chart["points"] == len(steps) + 2
+    for word in ("True", "False", "None", "nan"):
+        assert f" {word} " not in f" {check.text} ".replace("\n", " "), word
+    assert "p99=250ms" in check.title
 
 
 def test_a_slow_api_breaks_a_tight_objective_at_the_start_rate(
