@@ -333,7 +333,7 @@ def step_line(step: CapacityStep, objective: Objective) -> str:
     value = step["objective_us"]
     shown = "-" if value is None else f"{value / 1000:,.1f} ms"
     return (
-        f"{step['rate_rps']:,.0f} req/s asked, {step['sent_rps']:,.0f} sent:"
+        f"{_rate(step['rate_rps'])} req/s asked, {step['sent_rps']:,.0f} sent:"
         f" {objective.percentile.replace('_', '.')} corrected {shown},"
         f" errors {step['error_ratio'] * 100:.2f} % -> {step['verdict']}"
     )
@@ -373,7 +373,10 @@ def run_capacity(config: CapacityConfig) -> CapacityFile:
 
 
 def _rate(value: float | None) -> str:
-    return "-" if value is None else f"{value:,.0f}"
+    """A rate as people read it: ``1,600``, and ``87.5`` where bisection left a half."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 1000 or float(value).is_integer() else f"{value:,.1f}"
 
 
 def table_rows(result: CapacityFile) -> list[tuple[str, ...]]:
@@ -419,15 +422,15 @@ def capacity_lines(result: CapacityFile) -> list[str]:
         else:
             floor = "at least " if entry["floor"] else ""
             lines.append(
-                f"{alg}: {floor}{entry['max_rate']:,.0f} req/s met {slo} (error budget"
+                f"{alg}: {floor}{_rate(entry['max_rate'])} req/s met {slo} (error budget"
                 f" {budget:g} %): {entry['devices_at_interval']:,} devices reporting every"
                 f" {interval:g} s"
-                + (f"; broke at {entry['knee_rps']:,.0f} req/s" if entry["knee_rps"] else "")
+                + (f"; broke at {_rate(entry['knee_rps'])} req/s" if entry["knee_rps"] else "")
             )
         both = [s["rate_rps"] for s in entry["steps"] if s["limit"] == "both"]
         if both:
             lines.append(
-                f"{alg}: at {min(both):,.0f} req/s the generator was saturated as well as the"
+                f"{alg}: at {_rate(min(both))} req/s the generator was saturated as well as the"
                 " target: the figures there are bounded by both"
             )
         if entry["generator_limited"]:
