@@ -151,8 +151,10 @@ class CapacityConfig:
 
     def check(self) -> None:
         """Every step's run checked before any is measured: each is a one-line error."""
-        if self.raise_steps < 1 or self.narrow_steps < 0:
-            raise CapacityError("--max-steps must be at least 1 and --narrow-steps 0 or more")
+        if self.raise_steps < 1:
+            raise CapacityError("--max-steps must be at least 1")
+        if self.narrow_steps < 0:
+            raise CapacityError("--narrow-steps must be 0 or more")
         if self.interval_s <= 0:
             raise CapacityError("--interval-s must be above 0")
         for alg in self.algs:

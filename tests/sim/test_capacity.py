@@ -187,6 +187,7 @@ def test_a_service_out_of_its_error_budget_breaks_at_the_start_rate(tmp_path: Pa
         (["--algs", "HS999"], "unknown algorithm 'HS999'"),
         (["--algs", "ES256", "--target", "HS256=http://127.0.0.1:9"], "HS256 is not in --algs"),
         (["--start-rate", "0"], "--start-rate: must be a number above 0"),
+        (["--algs", "HS256", "--narrow-steps", "-1"], "--narrow-steps must be 0 or more"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
