@@ -22,16 +22,8 @@ from sim.errors import Interrupted, SimError
 
 __all__ = ["build_parser", "main"]
 
-COMMANDS = (
-    run,
-    provision,
-    compare,
-    capacity,
-    smoke,
-    attack,
-    diff,
-    probe,
-)  # in the order --help lists them
+# In the order --help lists them.
+COMMANDS = (run, provision, compare, capacity, smoke, attack, diff, probe)
 
 
 def build_parser() -> argparse.ArgumentParser:
