@@ -27,6 +27,7 @@ from sim.scenarios import Scenario
 __all__ = [
     "ARTEFACTS",
     "ATTACK_SCHEMA",
+    "CAPACITY_SCHEMA",
     "COMPARE_SCHEMA",
     "FLEET_SCHEMA",
     "SMOKE_SCHEMA",
@@ -38,10 +39,16 @@ __all__ = [
     "AttackRun",
     "AttackSeverity",
     "AttackVerdict",
+    "CapacityAlgorithm",
+    "CapacityFile",
+    "CapacityParameters",
+    "CapacityStep",
     "CompareFile",
     "CompareTarget",
     "FleetFile",
     "SmokeFile",
+    "StepPhase",
+    "StepVerdict",
     "Summary",
     "counts_of",
     "decode_artefact",
@@ -49,6 +56,7 @@ __all__ = [
     "fleet_json",
     "outcome_counts",
     "read_attack",
+    "read_capacity",
     "read_compare",
     "read_fleet",
     "read_smoke",
@@ -63,6 +71,7 @@ SMOKE_SCHEMA: Final = "fleetbench.smoke/1"
 ATTACK_SCHEMA: Final = "fleetbench.attack/1"
 COMPARE_SCHEMA: Final = "fleetbench.compare/1"
 FLEET_SCHEMA: Final = "fleetbench.fleet/1"
+CAPACITY_SCHEMA: Final = "fleetbench.capacity/1"
 
 Phase = Literal["measured", "setup"]
 Saturated = Literal["target", "generator", "both"]
@@ -751,6 +760,80 @@ class CompareFile(TypedDict):
     algorithms: dict[str, CompareAlgorithm]
 
 
+# -- capacity.json -----------------------------------------------------------------------------
+
+StepPhase = Literal["raise", "narrow"]
+# met; or what broke it: the corrected latency, the error budget, a target that did not take the
+# rate (sent short of asked), no answers at all; or the generator was the limit (search ends).
+StepVerdict = Literal["met", "latency", "errors", "shortfall", "no_answers", "generator"]
+
+
+class CapacityStep(TypedDict):
+    """One step of a capacity search: one open-model run at ``rate_rps`` (its summary.json in
+    ``results``). Latencies are corrected (from each request's intended send time) unless named
+    ``service``; ``objective_us`` is the objective's percentile of them."""
+
+    phase: StepPhase
+    rate_rps: float
+    sent_rps: float
+    shortfall: float
+    objective_us: float | None
+    corrected_p50_us: float | None
+    corrected_p99_us: float | None
+    service_p99_us: float | None
+    requests: int
+    errors: int  # answered requests not ok (server errors, refused valid tokens, transport)
+    error_ratio: float
+    limit: Saturated | None  # the open-model account's limit
+    met: bool  # the objective and the error budget held (generator-limited steps: a floor)
+    verdict: StepVerdict
+    results: str | None
+
+
+class CapacityAlgorithm(TypedDict):
+    """One algorithm's search: the highest rate that met the objective (None: not even the start
+    rate), the corrected p99 and the objective's percentile there, the knee (the lowest rate that
+    broke it), devices at the fleet's reporting interval, and every step in the order run.
+    ``floor``: the target took at least ``max_rate``, but the search could not say how much more
+    (the generator was the limit, or the objective still held at the last rate tried)."""
+
+    max_rate: float | None
+    p99_us_at_max: float | None
+    objective_us_at_max: float | None
+    knee_rps: float | None
+    devices_at_interval: int | None
+    generator_limited: bool
+    floor: bool
+    steps: list[CapacityStep]
+
+
+class CapacityParameters(TypedDict):
+    slo: str  # as given: p99=50ms
+    percentile: str  # p50, p90, p95, p99, p99_9
+    limit_us: float
+    error_budget: float  # a share: 0.001 is 0.1 %
+    devices: int
+    step_duration_s: float
+    start_rate_rps: float
+    raise_steps: int
+    narrow_steps: int
+    interval_s: float  # the real fleet's reporting interval
+    endpoint: str | None
+
+
+class CapacityFile(TypedDict):
+    """``capacity.json`` of ``fleetbench capacity`` (``fleetbench.capacity/1``)."""
+
+    schema: Literal["fleetbench.capacity/1"]
+    machine: Machine
+    versions: dict[str, str]
+    parameters: CapacityParameters
+    targets: dict[str, CompareTarget]
+    started_at: float
+    duration_s: float
+    algorithms: dict[str, CapacityAlgorithm]
+
+
 # -- the fleet file ----------------------------------------------------------------------------
 
 
@@ -797,6 +880,7 @@ ARTEFACTS: dict[str, type] = {
     "smoke": SmokeFile,
     "attack": AttackFile,
     "compare": CompareFile,
+    "capacity": CapacityFile,
     "fleet": FleetFile,
 }
 
@@ -808,6 +892,7 @@ _KINDS: dict[type, tuple[str, str]] = {
     SmokeFile: (SMOKE_SCHEMA, "fleetbench smoke summary.json"),
     AttackFile: (ATTACK_SCHEMA, "fleetbench attack.json"),
     CompareFile: (COMPARE_SCHEMA, "fleetbench compare.json"),
+    CapacityFile: (CAPACITY_SCHEMA, "fleetbench capacity.json"),
     FleetFile: (FLEET_SCHEMA, "fleet file"),
 }
 
@@ -861,6 +946,10 @@ def read_attack(path: Path) -> AttackFile:
 
 def read_compare(path: Path) -> CompareFile:
     return _read(path, CompareFile)
+
+
+def read_capacity(path: Path) -> CapacityFile:
+    return _read(path, CapacityFile)
 
 
 def read_fleet(path: Path) -> FleetFile:

@@ -12,12 +12,21 @@ import math
 from collections import defaultdict
 from typing import Any, Literal, TypedDict
 
-from sim.artefacts import AttackFile, AttackRun, CompareFile, Summary, counts_of, figure_of
+from sim.artefacts import (
+    AttackFile,
+    AttackRun,
+    CapacityFile,
+    CompareFile,
+    Summary,
+    counts_of,
+    figure_of,
+)
 
 __all__ = [
     "OUTCOME_COLOURS",
     "Chart",
     "attack_charts",
+    "capacity_charts",
     "compare_charts",
     "family_counts",
     "percentile_label",
@@ -505,6 +514,71 @@ def compare_charts(result: CompareFile) -> list[Chart]:
             ),
         ]
     return charts
+
+
+# -- capacity -----------------------------------------------------------------------------------
+
+
+def capacity_charts(result: CapacityFile) -> list[Chart]:
+    """Corrected latency (the objective's percentile) against offered rate, one line per
+    algorithm over its steps in rate order; steps that broke the objective drawn hollow, the
+    objective a dashed line. Both axes log: the doubling steps sit evenly, and the knee shows."""
+    parameters = result["parameters"]
+    name = parameters["percentile"].replace("_", ".")
+    data: list[dict[str, Any]] = []
+    rates: list[float] = []
+    for index, (alg, entry) in enumerate(result["algorithms"].items()):
+        steps = sorted(
+            (s for s in entry["steps"] if s["objective_us"] is not None),
+            key=lambda s: s["rate_rps"],
+        )
+        rates += [s["rate_rps"] for s in steps]
+        colour = SERIES_COLOURS[index % len(SERIES_COLOURS)]
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": alg,
+                "x": [s["rate_rps"] for s in steps],
+                "y": [(s["objective_us"] or 0) / 1000 for s in steps],
+                "line": {"color": colour},
+                "marker": {
+                    "color": [colour if s["met"] else "#fff" for s in steps],
+                    "line": {"color": colour, "width": 2},
+                    "size": 9,
+                },
+                "text": [s["verdict"] for s in steps],
+                "hovertemplate": f"{alg}: %{{x:,.0f}} req/s, {name} %{{y:,.2f}} ms (%{{text}})"
+                "<extra></extra>",
+            }
+        )
+    if rates:
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines",
+                "name": f"objective {parameters['slo']}",
+                "x": [min(rates), max(rates)],
+                "y": [parameters["limit_us"] / 1000] * 2,
+                "line": {"color": "#d62828", "dash": "dash"},
+                "hoverinfo": "skip",
+            }
+        )
+    layout = _layout(
+        "offered rate, requests per second",
+        f"{name} corrected latency, ms",
+        xaxis={"type": "log", **_log_ticks(rates)},
+        yaxis={"type": "log", "rangemode": "normal"},
+        hovermode="closest",
+    )
+    return [
+        {
+            "id": "capacity-latency",
+            "title": f"{name} latency against offered rate (hollow: the objective broke)",
+            "data": data,
+            "layout": layout,
+        }
+    ]
 
 
 # -- attack -------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AdminKeyRejected",
+    "CapacityError",
     "CompareError",
     "ConfigError",
     "DiffError",
@@ -63,6 +64,10 @@ class AdminKeyRejected(TargetUnusable):
 
 class CompareError(SimError):
     """A compare run that cannot be done as asked, or one of its runs that failed."""
+
+
+class CapacityError(SimError):
+    """A capacity search that cannot be done as asked (a bad --slo, --error-budget, ...)."""
 
 
 class DiffError(SimError):

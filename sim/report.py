@@ -1,9 +1,10 @@
 """``report.html``: one self-contained page per result, from Jinja2 templates with Plotly charts.
 
-Every report kind (``run``, ``smoke``, ``compare``, ``attack``) extends ``templates/base.html.j2``:
-the verdict and any failure first, then a header of what was run where, then charts with a table
-for each. Plotly's JavaScript comes from the ``plotly`` package and is written into the page, so a
-report opens from a file with no network; the figures are built here as plain Plotly JSON.
+Every report kind (``run``, ``smoke``, ``compare``, ``capacity``, ``attack``) extends
+``templates/base.html.j2``: the verdict and any failure first, then a header of what was run
+where, then charts with a table for each. Plotly's JavaScript comes from the ``plotly`` package
+and is written into the page, so a report opens from a file with no network; the figures are
+built here as plain Plotly JSON.
 """
 
 from __future__ import annotations
@@ -16,14 +17,22 @@ from typing import Any
 import jinja2
 
 from sim import __version__
-from sim.artefacts import AttackFile, CompareFile, SmokeFile, Summary, counts_of
-from sim.charts import attack_charts, compare_charts, family_counts, run_charts, smoke_run_charts
+from sim.artefacts import AttackFile, CapacityFile, CompareFile, SmokeFile, Summary, counts_of
+from sim.charts import (
+    attack_charts,
+    capacity_charts,
+    compare_charts,
+    family_counts,
+    run_charts,
+    smoke_run_charts,
+)
 
 __all__ = [
     "human",
     "render",
     "run_context",
     "write_attack_report",
+    "write_capacity_report",
     "write_compare_report",
     "write_report",
     "write_smoke_report",
@@ -131,6 +140,15 @@ def write_compare_report(
     charts = compare_charts(result)
     context = {"c": result, "rows": rows, "capacity": capacity}
     path.write_text(render("compare.html.j2", charts=charts, all_charts=charts, **context))
+
+
+def write_capacity_report(
+    result: CapacityFile, path: Path, rows: list[tuple[str, ...]], lines: list[str]
+) -> None:
+    """The report of ``fleetbench capacity``: ``result`` is ``capacity.json``, with its table."""
+    charts = capacity_charts(result)
+    context = {"c": result, "rows": rows, "lines": lines}
+    path.write_text(render("capacity.html.j2", charts=charts, all_charts=charts, **context))
 
 
 def write_attack_report(body: AttackFile, path: Path) -> None:

@@ -15,7 +15,7 @@ import sys
 from rich.console import Console
 
 from sim import __version__
-from sim.cli import attack, compare, diff, probe, provision, run, smoke, worker
+from sim.cli import attack, capacity, compare, diff, probe, provision, run, smoke, worker
 from sim.cli.exits import ExitCode
 from sim.cli.options import Parser
 from sim.errors import Interrupted, SimError
@@ -23,7 +23,7 @@ from sim.errors import Interrupted, SimError
 __all__ = ["build_parser", "main"]
 
 # In the order --help lists them.
-COMMANDS = (run, worker, provision, compare, smoke, attack, diff, probe)
+COMMANDS = (run, worker, provision, compare, capacity, smoke, attack, diff, probe)
 
 
 def build_parser() -> argparse.ArgumentParser:

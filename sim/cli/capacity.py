@@ -1,0 +1,144 @@
+"""``fleetbench capacity``: the highest open-model rate each algorithm holds at an objective."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from sim.capacity import (
+    TABLE_HEADERS,
+    CapacityConfig,
+    capacity_lines,
+    found_for_all,
+    parse_error_budget,
+    parse_slo,
+    run_capacity,
+    table_rows,
+    write_capacity_outputs,
+)
+from sim.cli.exits import ExitCode
+from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_float, positive_int
+from sim.compare import parse_algs, targets_of
+from sim.results import results_folder
+
+__all__ = ["add_parser", "command"]
+
+
+def add_parser(commands: Any) -> None:
+    p = commands.add_parser(
+        "capacity", help="the highest request rate each algorithm holds at a latency objective"
+    )
+    p.set_defaults(handler=command)
+    p.add_argument("--algs", default="HS256,ES256", help="comma-separated (default HS256,ES256)")
+    p.add_argument(
+        "--slo",
+        default="p99=50ms",
+        help="the objective on corrected latency: p50|p90|p95|p99|p99.9=LIMIT (default p99=50ms)",
+    )
+    p.add_argument(
+        "--error-budget",
+        default="0.1%",
+        help="share of requests allowed not to be ok (default 0.1%%)",
+    )
+    p.add_argument("--devices", type=positive_int, default=50, help="fleet size of each step")
+    p.add_argument(
+        "--step-duration", type=duration, default=10.0, help="run time of each step (default 10s)"
+    )
+    p.add_argument(
+        "--start-rate", type=positive_float, default=100.0, help="first rate, req/s (default 100)"
+    )
+    p.add_argument("--max-steps", type=positive_int, default=10, help="at most this many doublings")
+    p.add_argument(
+        "--narrow-steps",
+        type=int,
+        default=4,
+        help="at most this many bisection steps after the objective broke (default 4)",
+    )
+    p.add_argument(
+        "--interval-s",
+        type=positive_float,
+        default=60.0,
+        help="the real fleet's reporting interval, s: devices = max rate x this (default 60)",
+    )
+    p.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes")
+    p.add_argument(
+        "--endpoint",
+        help="one of the profile's [[endpoints]] by name (default: data on the embedded target)",
+    )
+    p.add_argument(
+        "--target",
+        action="append",
+        default=[],
+        metavar="[ALG=]URL",
+        help="the service signing with ALG (repeat per algorithm; a bare URL: every algorithm);"
+        " default: a fresh embedded target per algorithm and step",
+    )
+    p.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="[ALG=]NAME|FILE",
+        help="how to talk to ALG's --target (repeat per algorithm; bare: every algorithm)",
+    )
+    p.add_argument(
+        "--admin-key",
+        default=os.environ.get(ADMIN_KEY_ENV),
+        help=f"the targets' admin key, for profiles that register by it (prefer {ADMIN_KEY_ENV})",
+    )
+    p.add_argument("--results", type=Path, help="results folder (default results/capacity-<time>)")
+    p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--json", action="store_true", help="print capacity.json to stdout")
+
+
+def command(args: argparse.Namespace, console: Console) -> int:
+    """0 a rate met the objective for every algorithm, 1 the start rate broke it for one."""
+    algs = parse_algs(args.algs)
+    objective = parse_slo(args.slo)
+    budget = parse_error_budget(args.error_budget)
+    targets = targets_of(algs, args.target, args.profile)
+    folder = results_folder(args.results, "capacity")
+    config = CapacityConfig(
+        algs=algs,
+        objective=objective,
+        error_budget=budget,
+        devices=args.devices,
+        step_duration_s=args.step_duration,
+        start_rate_rps=args.start_rate,
+        raise_steps=args.max_steps,
+        narrow_steps=args.narrow_steps,
+        interval_s=args.interval_s,
+        endpoint=args.endpoint,
+        workers=args.workers,
+        pin=not args.no_pin,
+        results=folder,
+        log=logger(console, quiet=args.quiet or args.json),
+        targets=targets,
+        admin_key=args.admin_key,
+    )
+    result = run_capacity(config)
+    paths = write_capacity_outputs(result, folder)
+    if args.json:
+        print(json.dumps(result, indent=2))
+        for line in capacity_lines(result):
+            if line.startswith("warning:"):
+                print(f"fleetbench: {line}", file=sys.stderr)
+    else:
+        table = Table(title=f"capacity at {objective.text} (corrected latency)")
+        for index, header in enumerate(TABLE_HEADERS):
+            table.add_column(header, justify="left" if index == 0 else "right")
+        for row in table_rows(result):
+            table.add_row(*row)
+        console.print(table)
+        for line in capacity_lines(result):
+            style = "bold red" if line.startswith("warning:") else None
+            console.print(line, style=style, highlight=False)
+        console.print(f"results: {paths['html']} (data {paths['json'].name})")
+    return ExitCode.OK if found_for_all(result) else ExitCode.FAILED
