@@ -21,6 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sim.embedded import free_port
 from sim.errors import Interrupted
 from sim.generator import GeneratorSampler, ProcessTreeSampler, sample_until
 from sim.processes import pin_to
@@ -131,7 +132,14 @@ def locust_command(config: RunConfig, users: int, url: str, folder: Path) -> lis
         "0",
     ]
     if config.workers > 1:
-        command += ["--processes", str(config.workers)]
+        # Locust's master would bind every interface on 5557: a second run on the host could
+        # not start, and the port would be open to the network. Loopback, on a free port.
+        port = str(free_port())
+        command += [
+            "--processes", str(config.workers),
+            "--master-bind-host", "127.0.0.1", "--master-bind-port", port,
+            "--master-host", "127.0.0.1", "--master-port", port,
+        ]  # fmt: skip
     if config.master:
         bind = config.bind_address
         command += [

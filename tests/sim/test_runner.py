@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +109,20 @@ def test_one_and_two_workers_account_exactly(tmp_path: Path) -> None:
         totals = summary["totals"]
         assert totals["started"] == totals["requests"] + totals["in_flight_at_stop"]
         assert 0 <= totals["in_flight_at_stop"] <= 10
+
+
+def test_local_workers_need_no_fixed_port(tmp_path: Path) -> None:
+    """Regression: ``--workers 2`` ran Locust's master on every interface's port 5557, so a
+    second run on the host (or anything else on 5557) stopped it. It binds loopback, any port."""
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        with contextlib.suppress(OSError):  # already taken by something else: just as good
+            taken.bind(("0.0.0.0", 5557))  # the port and interfaces Locust defaults to
+            taken.listen()
+        summary = _run(tmp_path, scenarios={"verification": 1}, workers=2, devices=4)
+    assert summary["run"]["locust_workers"] == 2
+    assert summary["totals"]["devices"] == 4
+    assert summary["outcomes"]["ok"] == summary["totals"]["requests"] > 0
 
 
 def test_locust_files_count_what_the_summary_counts(tmp_path: Path) -> None:
