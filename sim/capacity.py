@@ -34,8 +34,8 @@ from sim.artefacts import (
     StepVerdict,
     Summary,
 )
-from sim.compare import EMBEDDED_ENDPOINT, AlgTarget
-from sim.errors import CapacityError, ConfigError, Interrupted
+from sim.compare import EMBEDDED_ENDPOINT, AlgTarget, check_alg_run
+from sim.errors import CapacityError, Interrupted
 from sim.load import MAX_SHORTFALL
 from sim.machine import cpu_model, versions
 
@@ -158,17 +158,7 @@ class CapacityConfig:
         if self.interval_s <= 0:
             raise CapacityError("--interval-s must be above 0")
         for alg in self.algs:
-            config = self.run_config(alg, self.start_rate_rps, 1)
-            try:
-                config.check()
-            except ConfigError as e:
-                raise CapacityError(f"{alg}: {e}") from e
-            profile = config.loaded_profile
-            if profile.minted and profile.token.alg != alg:
-                raise CapacityError(
-                    f"profile {profile.name} mints {profile.token.alg} tokens, not {alg}:"
-                    f" give {alg} a profile of its own (--profile {alg}=NAME|FILE)"
-                )
+            check_alg_run(alg, self.run_config(alg, self.start_rate_rps, 1), CapacityError)
 
     def parameters(self) -> CapacityParameters:
         return {

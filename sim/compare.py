@@ -31,7 +31,7 @@ from sim.artefacts import (
     Spread,
     figure_of,
 )
-from sim.errors import CompareError, ConfigError, Interrupted
+from sim.errors import CompareError, ConfigError, Interrupted, SimError
 from sim.machine import cpu_model, versions
 from target.algorithms import ALG_NAMES, ALGORITHMS
 from target.costs import micro_benchmark
@@ -46,6 +46,7 @@ __all__ = [
     "CompareError",
     "EndToEndLoad",
     "capacity_lines",
+    "check_alg_run",
     "parse_algs",
     "parse_per_alg",
     "run_compare",
@@ -144,17 +145,22 @@ class CompareConfig:
                 raise CompareError("--target is for the end-to-end rounds: drop --micro-only")
             return
         for alg in self.algs:
-            config = self.run_config(alg, 1)
-            try:
-                config.check()
-            except ConfigError as e:
-                raise CompareError(f"{alg}: {e}") from e
-            profile = config.loaded_profile
-            if profile.minted and profile.token.alg != alg:
-                raise CompareError(
-                    f"profile {profile.name} mints {profile.token.alg} tokens, not {alg}:"
-                    f" give {alg} a profile of its own (--profile {alg}=NAME|FILE)"
-                )
+            check_alg_run(alg, self.run_config(alg, 1), CompareError)
+
+
+def check_alg_run(alg: str, config: RunConfig, error: type[SimError]) -> None:
+    """One algorithm's run checked before anything is measured (compare, capacity): its own
+    one-line error, naming the algorithm, or a minted-token profile of another algorithm."""
+    try:
+        config.check()
+    except ConfigError as e:
+        raise error(f"{alg}: {e}") from e
+    profile = config.loaded_profile
+    if profile.minted and profile.token.alg != alg:
+        raise error(
+            f"profile {profile.name} mints {profile.token.alg} tokens, not {alg}:"
+            f" give {alg} a profile of its own (--profile {alg}=NAME|FILE)"
+        )
 
 
 def parse_algs(text: str) -> list[str]:
