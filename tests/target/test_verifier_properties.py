@@ -25,7 +25,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def _setup(alg: str) -> tuple[Verifier, str]:
+def _setup(alg: str) -> tuple[Verifier, TokenIssuer]:
     keys = KeyStore(connect(":memory:"), alg, grace_s=0)
     verifier = Verifier(
         {keys.current.kid: keys.current},
@@ -35,13 +35,18 @@ def _setup(alg: str) -> tuple[Verifier, str]:
         leeway_s=5,
         is_active=frozenset({DEVICE}).__contains__,
     )
-    token = TokenIssuer(keys, issuer=ISSUER, audience=AUDIENCE, ttl_s=600).mint(
-        DEVICE, "config:read"
-    )
-    return verifier, token
+    return verifier, TokenIssuer(keys, issuer=ISSUER, audience=AUDIENCE, ttl_s=600)
 
 
-VERIFIERS = {alg: _setup(alg) for alg in ("HS256", "ES256", "EdDSA")}
+ISSUERS = {alg: _setup(alg) for alg in ("HS256", "ES256", "EdDSA")}
+VERIFIERS = {alg: verifier for alg, (verifier, _) in ISSUERS.items()}
+
+
+def _real(alg: str) -> tuple[Verifier, str]:
+    """The verifier and a token minted now: one minted at import time expired before its test
+    when the whole suite took longer than its lifetime (10 min)."""
+    verifier, issuer = ISSUERS[alg]
+    return verifier, issuer.mint(DEVICE, "config:read")
 
 
 def _refused(verifier: Verifier, token: str) -> None:
@@ -51,7 +56,7 @@ def _refused(verifier: Verifier, token: str) -> None:
 
 @pytest.mark.parametrize("alg", sorted(VERIFIERS))
 def test_the_real_token_is_accepted(alg: str) -> None:
-    verifier, token = VERIFIERS[alg]
+    verifier, token = _real(alg)
     assert verifier.verify(token).sub == DEVICE
 
 
@@ -59,14 +64,14 @@ def test_the_real_token_is_accepted(alg: str) -> None:
 @settings(max_examples=300, deadline=None)
 @given(text=st.text(max_size=600))
 def test_arbitrary_text_is_refused(alg: str, text: str) -> None:
-    _refused(VERIFIERS[alg][0], text)
+    _refused(VERIFIERS[alg], text)
 
 
 @pytest.mark.parametrize("alg", sorted(VERIFIERS))
 @settings(max_examples=300, deadline=None)
 @given(data=st.binary(max_size=600))
 def test_arbitrary_bytes_as_latin1_are_refused(alg: str, data: bytes) -> None:
-    _refused(VERIFIERS[alg][0], data.decode("latin-1"))
+    _refused(VERIFIERS[alg], data.decode("latin-1"))
 
 
 json_values = st.recursive(
@@ -87,7 +92,7 @@ def test_well_formed_forgeries_are_refused(
     token = ".".join(
         (_b64(json.dumps(header).encode()), _b64(json.dumps(payload).encode()), _b64(signature))
     )
-    _refused(VERIFIERS[alg][0], token)
+    _refused(VERIFIERS[alg], token)
 
 
 @pytest.mark.parametrize("alg", sorted(VERIFIERS))
@@ -96,7 +101,7 @@ def test_well_formed_forgeries_are_refused(
 def test_any_one_character_change_to_a_real_token_is_refused(
     alg: str, position: int, replacement: str
 ) -> None:
-    verifier, token = VERIFIERS[alg]
+    verifier, token = _real(alg)
     position %= len(token)
     forged = token[:position] + replacement + token[position + 1 :]
     if forged == token:
@@ -116,7 +121,7 @@ def test_claims_signed_with_the_real_key_but_arbitrary_values_never_raise_other_
 ) -> None:
     """A correctly signed token with junk claims is refused or accepted, never a crash: accepted
     only when every required claim is right."""
-    verifier, token = VERIFIERS[alg]
+    verifier, token = _real(alg)
     header = token.split(".")[0]
     keys = verifier._keys  # the ring the verifier holds; the private key signs test tokens
     key = next(iter(keys.values()))
