@@ -14,7 +14,6 @@ the target: the search stops there and the result is a floor (the target took at
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -33,6 +32,7 @@ from sim.artefacts import (
     StepPhase,
     StepVerdict,
     Summary,
+    write_artefact,
 )
 from sim.compare import EMBEDDED_ENDPOINT, AlgTarget, check_alg_run
 from sim.errors import CapacityError, Interrupted
@@ -448,6 +448,6 @@ def write_capacity_outputs(result: CapacityFile, folder: Path) -> dict[str, Path
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "capacity.json", "html": folder / "report.html"}
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
+    write_artefact(result, paths["json"])
     write_capacity_report(result, paths["html"], table_rows(result), capacity_lines(result))
     return paths

@@ -11,7 +11,6 @@ its ``--profile``: a team's own service.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import statistics
@@ -30,6 +29,7 @@ from sim.artefacts import (
     CompareTarget,
     Spread,
     figure_of,
+    write_artefact,
 )
 from sim.errors import CompareError, ConfigError, Interrupted, SimError
 from sim.machine import cpu_model, versions
@@ -446,6 +446,6 @@ def write_compare_outputs(result: CompareFile, folder: Path) -> dict[str, Path]:
 
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "compare.json", "html": folder / "report.html"}
-    paths["json"].write_text(json.dumps(result, indent=2) + "\n")
+    write_artefact(result, paths["json"])
     write_compare_report(result, paths["html"], table_rows(result), capacity_lines(result))
     return paths
