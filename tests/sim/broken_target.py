@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
@@ -51,14 +51,27 @@ async def resource(request: Request) -> Response:
     return JSONResponse({"data": "ok"}, status_code=status)  # the bug: no verification at all
 
 
-app = Starlette(
-    routes=[
-        Route("/healthz", healthz),
-        Route("/admin/devices", register, methods=["POST"]),
-        Route("/admin/devices/{device_id}", device),
-        Route("/auth/token", token, methods=["POST"]),
-        Route("/devices/{device_id}/telemetry", resource, methods=["POST"]),
-        Route("/devices/{device_id}/config", resource),
-        Route("/api/data", resource),
-    ]
-)
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def contract_app(
+    resource: Handler, token: Handler = token, extra: Sequence[Route] = ()
+) -> Starlette:
+    """Our target's contract (registration, token endpoint, the three protected endpoints) with
+    ``resource`` behind the protected endpoints: the test targets differ only in that (and some
+    in ``token``, or in ``extra`` routes such as ``/metrics``)."""
+    return Starlette(
+        routes=[
+            Route("/healthz", healthz),
+            *extra,
+            Route("/admin/devices", register, methods=["POST"]),
+            Route("/admin/devices/{device_id}", device),
+            Route("/auth/token", token, methods=["POST"]),
+            Route("/devices/{device_id}/telemetry", resource, methods=["POST"]),
+            Route("/devices/{device_id}/config", resource),
+            Route("/api/data", resource),
+        ]
+    )
+
+
+app = contract_app(resource)

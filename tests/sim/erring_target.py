@@ -11,12 +11,10 @@ from __future__ import annotations
 import itertools
 import os
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from tests.sim.broken_target import device, healthz, register, token
+from tests.sim.broken_target import contract_app
 
 ERROR_EVERY = int(os.environ.get("FLEETBENCH_ERROR_EVERY", "10"))
 _COUNT = itertools.count(1)
@@ -31,14 +29,4 @@ async def resource(request: Request) -> Response:
     return JSONResponse({"data": "ok"}, status_code=status)
 
 
-app = Starlette(
-    routes=[
-        Route("/healthz", healthz),
-        Route("/admin/devices", register, methods=["POST"]),
-        Route("/admin/devices/{device_id}", device),
-        Route("/auth/token", token, methods=["POST"]),
-        Route("/devices/{device_id}/telemetry", resource, methods=["POST"]),
-        Route("/devices/{device_id}/config", resource),
-        Route("/api/data", resource),
-    ]
-)
+app = contract_app(resource)

@@ -14,12 +14,11 @@ import asyncio
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.sim.broken_target import device, healthz, register, token
+from tests.sim.broken_target import contract_app
 
 SLOW_S = float(os.environ.get("FLEETBENCH_SLOW_S", "0.5"))
 
@@ -36,15 +35,4 @@ async def metrics(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 
-app = Starlette(
-    routes=[
-        Route("/healthz", healthz),
-        Route("/metrics", metrics),
-        Route("/admin/devices", register, methods=["POST"]),
-        Route("/admin/devices/{device_id}", device),
-        Route("/auth/token", token, methods=["POST"]),
-        Route("/devices/{device_id}/telemetry", resource, methods=["POST"]),
-        Route("/devices/{device_id}/config", resource),
-        Route("/api/data", resource),
-    ]
-)
+app = contract_app(resource, extra=[Route("/metrics", metrics)])

@@ -16,12 +16,10 @@ import os
 import time
 from urllib.parse import parse_qs
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from tests.sim.broken_target import _b64, device, healthz, register
+from tests.sim.broken_target import _b64, contract_app
 
 TTL_S = int(os.environ.get("FLEETBENCH_THROTTLED_TTL_S", "3"))
 WINDOW_S = 0.5
@@ -67,14 +65,4 @@ async def resource(request: Request) -> Response:
     return JSONResponse({"data": "ok"}, status_code=status)
 
 
-app = Starlette(
-    routes=[
-        Route("/healthz", healthz),
-        Route("/admin/devices", register, methods=["POST"]),
-        Route("/admin/devices/{device_id}", device),
-        Route("/auth/token", token, methods=["POST"]),
-        Route("/devices/{device_id}/telemetry", resource, methods=["POST"]),
-        Route("/devices/{device_id}/config", resource),
-        Route("/api/data", resource),
-    ]
-)
+app = contract_app(resource, token)
