@@ -46,6 +46,7 @@ __all__ = [
     "CompareFile",
     "CompareTarget",
     "FleetFile",
+    "SecondOpinion",
     "SmokeFile",
     "StepPhase",
     "StepVerdict",
@@ -790,6 +791,24 @@ class CapacityStep(TypedDict):
     results: str | None
 
 
+class SecondOpinion(TypedDict):
+    """The independent open-model client (``sim.openprobe``, asyncio, no Locust) at the knee, on
+    a fresh embedded target with as many connections as the search had devices: its corrected
+    latency at the objective's percentile, and who broke the objective there by its figure
+    (``generator``: this client met it, so the search's break was Locust's; ``target``: it broke
+    it too)."""
+
+    rate_rps: float
+    connections: int
+    duration_s: float
+    sent: int
+    ok: int
+    objective_us: float
+    corrected_p99_us: float
+    service_p99_us: float
+    broken_by: Literal["generator", "target"]
+
+
 class CapacityAlgorithm(TypedDict):
     """One algorithm's search: the highest rate that met the objective (None: not even the start
     rate), the corrected p99 and the objective's percentile there, the knee (the lowest rate that
@@ -805,6 +824,7 @@ class CapacityAlgorithm(TypedDict):
     generator_limited: bool
     floor: bool
     steps: list[CapacityStep]
+    second_opinion: SecondOpinion | None
 
 
 class CapacityParameters(TypedDict):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from sim.artefacts import (
     CapacityParameters,
     CapacityStep,
     CompareTarget,
+    SecondOpinion,
     StepPhase,
     StepVerdict,
     Summary,
@@ -38,6 +40,9 @@ from sim.compare import EMBEDDED_ENDPOINT, AlgTarget, check_alg_run
 from sim.errors import CapacityError, Interrupted
 from sim.load import MAX_SHORTFALL
 from sim.machine import cpu_model, versions
+from sim.processes import split_cores
+
+EMBEDDED_PATH = "/api/data"  # our data endpoint, as the second opinion calls it
 
 if TYPE_CHECKING:
     from sim.runner import RunConfig
@@ -123,6 +128,8 @@ class CapacityConfig:
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     targets: Mapping[str, AlgTarget] = field(default_factory=dict)
     admin_key: str | None = field(default=None, repr=False)
+    # At the knee on the embedded target: the independent client's word (see second_opinion).
+    second_opinion: bool = True
 
     def target(self, alg: str) -> AlgTarget:
         return self.targets.get(alg, AlgTarget())
@@ -297,6 +304,7 @@ def outcome(steps: list[CapacityStep], interval_s: float) -> CapacityAlgorithm:
         "generator_limited": generator,
         "floor": generator or (best is not None and knee is None),
         "steps": steps,
+        "second_opinion": None,
     }
     return entry
 
@@ -331,6 +339,61 @@ def step_line(step: CapacityStep, objective: Objective) -> str:
     )
 
 
+def second_opinion(config: CapacityConfig, alg: str, rate_rps: float) -> SecondOpinion:
+    """The independent open-model client (:mod:`sim.openprobe`) at ``rate_rps`` on a fresh
+    embedded target, pinned as the steps are, with as many connections as the steps had devices.
+
+    A search step measures what Locust saw, and Locust's own work adds to the latency it reports
+    (an HS256 search on this machine broke 50 ms at 2,500 req/s where this client saw 12 ms):
+    the load account can only call the generator the limit when its CPU or its send schedule
+    shows it, not when its answers merely wait their turn in it."""
+    from sim.embedded import EmbeddedTarget
+    from sim.openprobe import probe
+
+    target_cpus, client_cpus = split_cores(config.pin)
+    percentile = float(config.objective.percentile[1:].replace("_", "."))
+    config.log(f"{alg}: second opinion at {_rate(rate_rps)} req/s (asyncio client, no Locust)")
+    previous = os.sched_getaffinity(0) if client_cpus else None
+    with EmbeddedTarget(alg, cpus=target_cpus) as target:
+        token = target.device_token("capacity-second-opinion", secrets.token_urlsafe(32))
+        if client_cpus:
+            os.sched_setaffinity(0, client_cpus)
+        try:
+            found = probe(
+                target.port, EMBEDDED_PATH, token, rate_rps, config.devices,
+                config.step_duration_s, percentile=percentile,
+            )  # fmt: skip
+        finally:
+            if previous:
+                os.sched_setaffinity(0, previous)
+    met = found.at_percentile_us <= config.objective.limit_us and found.other == 0
+    return {
+        "rate_rps": rate_rps,
+        "connections": config.devices,
+        "duration_s": config.step_duration_s,
+        "sent": found.sent,
+        "ok": found.ok,
+        "objective_us": found.at_percentile_us,
+        "corrected_p99_us": found.corrected_p99_us,
+        "service_p99_us": found.service_p99_us,
+        "broken_by": "generator" if met else "target",
+    }
+
+
+def _asks_second_opinion(config: CapacityConfig, alg: str, entry: CapacityAlgorithm) -> bool:
+    """On our embedded target's data endpoint, where a broken step is Locust's word alone."""
+    return (
+        config.second_opinion
+        and config.target(alg).url is None
+        and (config.endpoint or EMBEDDED_ENDPOINT) == EMBEDDED_ENDPOINT
+        and entry["knee_rps"] is not None
+        and not entry["generator_limited"]
+        and any(
+            s["verdict"] == "latency" for s in entry["steps"] if s["rate_rps"] == entry["knee_rps"]
+        )
+    )
+
+
 def run_capacity(config: CapacityConfig) -> CapacityFile:
     """Search every algorithm in turn; the capacity.json document."""
     config.check()
@@ -343,7 +406,13 @@ def run_capacity(config: CapacityConfig) -> CapacityFile:
             config.raise_steps,
             config.narrow_steps,
         )
-        algorithms[alg] = outcome(steps, config.interval_s)
+        entry = outcome(steps, config.interval_s)
+        if _asks_second_opinion(config, alg, entry):
+            opinion = second_opinion(config, alg, cast(float, entry["knee_rps"]))
+            entry["second_opinion"] = opinion
+            if opinion["broken_by"] == "generator":
+                entry["generator_limited"] = entry["floor"] = True
+        algorithms[alg] = entry
     targets: dict[str, CompareTarget] = {
         alg: {
             "url": config.target(alg).url,
@@ -403,6 +472,7 @@ def capacity_lines(result: CapacityFile) -> list[str]:
     slo = result["parameters"]["slo"]
     budget = result["parameters"]["error_budget"] * 100
     interval = result["parameters"]["interval_s"]
+    percentile_name = result["parameters"]["percentile"].replace("_", ".")
     lines = []
     for alg, entry in result["algorithms"].items():
         if entry["max_rate"] is None:
@@ -424,6 +494,18 @@ def capacity_lines(result: CapacityFile) -> list[str]:
             lines.append(
                 f"{alg}: at {_rate(min(both))} req/s the generator was saturated as well as the"
                 " target: the figures there are bounded by both"
+            )
+        opinion = entry["second_opinion"]
+        if opinion is not None:
+            verdict = (
+                "met it there: the search's break was the generator's, not the target's"
+                if opinion["broken_by"] == "generator"
+                else "broke it there too: the target's tail, not the generator's"
+            )
+            lines.append(
+                f"{alg}: second opinion at {_rate(opinion['rate_rps'])} req/s (asyncio client, no"
+                f" Locust): {percentile_name} corrected {opinion['objective_us'] / 1000:,.1f} ms;"
+                f" it {verdict}"
             )
         if entry["generator_limited"]:
             lines.append(

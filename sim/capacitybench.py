@@ -9,9 +9,10 @@ others):
    that only a queue growing without bound breaks it), which is what compares with wrk;
 3. wrk (one thread, 32 connections, closed loop: as fast as answered) on a fresh target, with
    its own p99;
-4. an independent open-model client (:mod:`sim.openprobe`: asyncio, no Locust) at the highest
-   rate that met the objective and at the lowest that broke it, with as many connections as the
-   search had devices: if it sees the same tail, the tail is the target's, not the generator's.
+4. the independent open-model client (:mod:`sim.openprobe`: asyncio, no Locust) at the highest
+   rate that met the objective, beside the one the capacity search itself runs at the lowest rate
+   that broke it (the knee): if it sees the same tail, the tail is the target's; if it meets the
+   objective at the knee, the search's break was the generator's and its figure a floor.
 
 It prints each search's highest rate, the rate the target actually served there, and that served
 rate as a share of wrk's maximum (the issue's check: at least 80 % when the generator is not the
@@ -24,26 +25,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sim.artefacts import CapacityAlgorithm, CapacityFile, CapacityStep
+from sim.artefacts import CapacityAlgorithm, CapacityFile, CapacityStep, SecondOpinion
 from sim.capacity import (
     CapacityConfig,
     capacity_lines,
     parse_slo,
     run_capacity,
+    second_opinion,
     write_capacity_outputs,
 )
 from sim.compare import parse_algs
 from sim.embedded import EmbeddedTarget
 from sim.errors import SimError
-from sim.openprobe import ProbeResult, probe
 from sim.processes import split_cores
 from target.wrkbench import WrkBenchError, run_wrk, wrk_figures
 
@@ -62,21 +61,6 @@ def wrk_max_rps(alg: str, duration_s: float) -> tuple[float, float | None]:
         url = f"{target.url}{PATH}"
         run_wrk(url, 1, token=token, cpus=wrk_cpus)
         return wrk_figures(url, duration_s, token=token, cpus=wrk_cpus)
-
-
-def second_opinion(alg: str, rate_rps: float, connections: int, duration_s: float) -> ProbeResult:
-    """The independent open-model client at ``rate_rps`` on a fresh embedded target."""
-    server_cpus, client_cpus = split_cores(True)
-    previous = os.sched_getaffinity(0) if client_cpus else None
-    with EmbeddedTarget(alg, cpus=server_cpus) as target:
-        token = target.device_token("capacitybench-probe", secrets.token_urlsafe(32))
-        if client_cpus:
-            os.sched_setaffinity(0, client_cpus)
-        try:
-            return probe(target.port, PATH, token, rate_rps, connections, duration_s)
-        finally:
-            if previous:
-                os.sched_setaffinity(0, previous)
 
 
 def _served(entry: CapacityAlgorithm) -> float | None:
@@ -105,26 +89,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start-rate", type=float, default=200.0, help="first rate, req/s")
     parser.add_argument("--workers", type=int, default=1, help="Locust worker processes")
     parser.add_argument("--wrk-duration", type=float, default=10.0, help="seconds of wrk")
-    parser.add_argument(
-        "--probe-duration",
-        type=float,
-        default=10.0,
-        help="seconds of each second opinion (0: none)",
-    )
     parser.add_argument("--results", type=Path, help="folder of the capacity steps")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.devices < 1 or args.step_duration < 1 or args.workers < 1:
         parser.error("--devices, --step-duration and --workers must be at least 1")
-    if not 0 <= args.probe_duration <= 300:
-        parser.error("--probe-duration must be 0-300 s")
     results = args.results or Path(tempfile.mkdtemp(prefix="fleetbench-capacitybench-"))
-    searches: dict[str, CapacityFile] = {}
     slos = {"objective": args.slo, "throughput": args.throughput_slo}
+    searches: dict[str, CapacityFile] = {}
+    at_max: dict[str, SecondOpinion] = {}
     try:
         algs = parse_algs(args.algs)
-        for name, slo in slos.items():
-            config = CapacityConfig(
+        configs = {
+            name: CapacityConfig(
                 algs=algs,
                 objective=parse_slo(slo),
                 devices=args.devices,
@@ -132,18 +109,18 @@ def main(argv: list[str] | None = None) -> int:
                 start_rate_rps=args.start_rate,
                 workers=args.workers,
                 results=results / name,
+                second_opinion=name == "objective",  # at the knee: whose break it was
             )
+            for name, slo in slos.items()
+        }
+        for name, config in configs.items():
             searches[name] = run_capacity(config)
             write_capacity_outputs(searches[name], config.results)
         wrk = {alg: wrk_max_rps(alg, args.wrk_duration) for alg in algs}
-        probes: dict[str, list[ProbeResult]] = {}
-        for alg in algs:
-            entry = searches["objective"]["algorithms"][alg]
-            rates = [r for r in (entry["max_rate"], entry["knee_rps"]) if r is not None]
-            if args.probe_duration and not entry["generator_limited"]:
-                probes[alg] = [
-                    second_opinion(alg, rate, args.devices, args.probe_duration) for rate in rates
-                ]
+        for alg in algs:  # and at the highest rate that met the objective
+            found = searches["objective"]["algorithms"][alg]["max_rate"]
+            if found is not None:
+                at_max[alg] = second_opinion(configs["objective"], alg, found)
     except (SimError, WrkBenchError) as e:
         print(f"sim.capacitybench: error: {e}", file=sys.stderr)
         return 2
@@ -160,15 +137,11 @@ def main(argv: list[str] | None = None) -> int:
                 "p99_us_at_max": entry["p99_us_at_max"],
                 "knee_rps": entry["knee_rps"],
                 "generator_limited": entry["generator_limited"],
+                "second_opinion_at_knee": entry["second_opinion"],
                 "steps": len(entry["steps"]),
                 "share_of_wrk": served / wrk[alg][0] if served and wrk[alg][0] else None,
             }
-        opinions = []
-        for p in probes.get(alg, []):
-            step = _step_at(searches["objective"]["algorithms"][alg], p.rate_rps)
-            locust = step["corrected_p99_us"] if step else None
-            opinions.append({**asdict(p), "locust_corrected_p99_us": locust})
-        row["second_opinion"] = opinions
+        row["second_opinion_at_max"] = at_max.get(alg)
         rows.append(row)
     if args.json:
         print(json.dumps({"rows": rows, "results": str(results)}, indent=2))
@@ -202,15 +175,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['alg']}: the throughput search's served rate = {share * 100:.0f} % of wrk's"
                 f" maximum ({verdict} goal >= {GOAL_SHARE * 100:.0f} %)"
             )
-        for opinion in row["second_opinion"]:
-            locust = opinion["locust_corrected_p99_us"]
+        opinion = row["second_opinion_at_max"]
+        if opinion is not None:
+            step = _step_at(searches["objective"]["algorithms"][row["alg"]], opinion["rate_rps"])
+            locust = step["corrected_p99_us"] if step else None
             print(
-                f"{row['alg']}: at {opinion['rate_rps']:,.0f} req/s over {opinion['connections']}"
-                f" connections, an asyncio client (no Locust) saw corrected p50"
-                f" {opinion['corrected_p50_us'] / 1000:.1f} ms, p99"
+                f"{row['alg']}: at the highest rate that met {args.slo},"
+                f" {opinion['rate_rps']:,.0f} req/s, the asyncio client saw corrected p99"
                 f" {opinion['corrected_p99_us'] / 1000:.1f} ms (service p99"
-                f" {opinion['service_p99_us'] / 1000:.1f} ms; {opinion['ok']:,} ok,"
-                f" {opinion['other']} other); the search's step there:"
+                f" {opinion['service_p99_us'] / 1000:.1f} ms) where the search saw"
                 f" {'-' if locust is None else f'{locust / 1000:.1f} ms'}"
             )
     for line in capacity_lines(searches["objective"]):

@@ -1,9 +1,10 @@
 """A second opinion on open-model latency, without Locust: plain asyncio connections, each sending
 on its own fixed schedule from a random phase (the wrk2 way), timed from the intended send.
 
-``python -m sim.capacitybench`` runs it beside the capacity search at the rates where the search
-broke its objective: if this client, with none of Locust's machinery, sees the same tail at the
-same rate, the tail is the target's and not the generator's.
+``fleetbench capacity`` runs it on the embedded target at the knee (the lowest rate that broke the
+objective), and ``python -m sim.capacitybench`` at the highest rate that met it as well: if this
+client, with none of Locust's machinery, sees the same tail at the same rate, the tail is the
+target's; if it meets the objective there, the search's break was the generator's.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ProbeResult:
     corrected_p50_us: int
     corrected_p99_us: int
     service_p99_us: int
+    at_percentile_us: int  # the corrected latency at the percentile asked for
 
 
 async def _connection(
@@ -77,7 +79,7 @@ async def _connection(
 
 async def _probe(
     port: int, path: str, token: str, rate_rps: float, connections: int, duration_s: float,
-    warmup_s: float,
+    warmup_s: float, percentile: float,
 ) -> ProbeResult:  # fmt: skip
     request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token}\r\n\r\n"
@@ -115,6 +117,7 @@ async def _probe(
         corrected_p50_us=corrected.get_value_at_percentile(50),
         corrected_p99_us=corrected.get_value_at_percentile(99),
         service_p99_us=service.get_value_at_percentile(99),
+        at_percentile_us=corrected.get_value_at_percentile(percentile),
     )
 
 
@@ -126,7 +129,11 @@ def probe(
     connections: int,
     duration_s: float,
     warmup_s: float = 1.0,
+    percentile: float = 99.0,
 ) -> ProbeResult:
     """``rate_rps`` requests/s to ``http://127.0.0.1:<port><path>`` over ``connections``
-    keep-alive connections for ``duration_s`` measured seconds (after ``warmup_s``)."""
-    return asyncio.run(_probe(port, path, token, rate_rps, connections, duration_s, warmup_s))
+    keep-alive connections for ``duration_s`` measured seconds (after ``warmup_s``), with the
+    corrected latency at ``percentile`` as well as p50 and p99."""
+    return asyncio.run(
+        _probe(port, path, token, rate_rps, connections, duration_s, warmup_s, percentile)
+    )

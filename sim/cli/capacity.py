@@ -93,6 +93,11 @@ def add_parser(commands: Any) -> None:
         help=f"the targets' admin key, for profiles that register by it (prefer {ADMIN_KEY_ENV})",
     )
     p.add_argument("--results", type=Path, help="results folder (default results/capacity-<time>)")
+    p.add_argument(
+        "--no-second-opinion",
+        action="store_true",
+        help="embedded target: skip the check at the knee by a client without Locust",
+    )
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print capacity.json to stdout")
@@ -122,6 +127,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
         log=logger(console, quiet=args.quiet or args.json),
         targets=targets,
         admin_key=args.admin_key,
+        second_opinion=not args.no_second_opinion,
     )
     result = run_capacity(config)
     paths = write_capacity_outputs(result, folder)

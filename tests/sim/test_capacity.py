@@ -120,6 +120,30 @@ def test_a_slow_api_is_bracketed_and_narrowed_to_its_capacity(
         "embedded": False,
         "profile": "fleetbench",
     }
+    assert entry["second_opinion"] is None  # only on our embedded target's data endpoint
+
+
+def test_a_latency_break_on_the_embedded_target_gets_a_second_opinion(tmp_path: Path) -> None:
+    # 1 ms at p99 from the intended send breaks at any rate on this machine: the start rate is the
+    # knee, and the asyncio client (no Locust) is asked the same question at that rate.
+    code, result, stdout = _capacity(
+        tmp_path, "--algs", "HS256", "--slo", "p99=1ms", "--devices", "5",
+        "--step-duration", "2", "--start-rate", "40", "--max-steps", "2", "--narrow-steps", "0",
+    )  # fmt: skip
+    entry = result["algorithms"]["HS256"]
+    knee = next(s for s in entry["steps"] if s["rate_rps"] == entry["knee_rps"])
+    assert knee["verdict"] == "latency", knee
+    opinion = entry["second_opinion"]
+    assert opinion is not None, entry
+    assert opinion["rate_rps"] == entry["knee_rps"] and opinion["connections"] == 5
+    # It sent the rate asked for its whole duration: 40 req/s for 2 s, +-1 per connection.
+    assert abs(opinion["sent"] - entry["knee_rps"] * 2) <= 5 and opinion["ok"] == opinion["sent"]
+    met = opinion["objective_us"] <= 1_000
+    assert opinion["broken_by"] == ("generator" if met else "target"), opinion
+    assert entry["generator_limited"] == met and (entry["floor"] or not met)
+    assert f"second opinion at {entry['knee_rps']:g} req/s" in stdout
+    assert ("the search's break was the generator's" in stdout) == met
+    assert code == (0 if entry["max_rate"] is not None else 1)
 
 
 @browser
