@@ -17,7 +17,7 @@ from hdrh.histogram import HdrHistogram
 
 from sim.measure import new_histogram
 
-__all__ = ["ProbeResult", "probe"]
+__all__ = ["ProbeResult", "probe", "read_response"]
 
 REQUEST_TIMEOUT_S = 10.0
 
@@ -33,6 +33,19 @@ class ProbeResult:
     corrected_p99_us: int
     service_p99_us: int
     at_percentile_us: int  # the corrected latency at the percentile asked for
+
+
+async def read_response(reader: asyncio.StreamReader, timeout_s: float = REQUEST_TIMEOUT_S) -> int:
+    """Read one HTTP/1.1 answer with a ``Content-Length`` body (our targets' kind) off a keep-alive
+    connection; its status code. Only what a load loop needs: the status line and the length."""
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout_s)
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line[:15].lower() == b"content-length:":
+            length = int(line[15:])
+    if length:
+        await asyncio.wait_for(reader.readexactly(length), timeout_s)
+    return int(head[9:12])
 
 
 async def _connection(
@@ -56,17 +69,11 @@ async def _connection(
                 await asyncio.sleep(delay)
             sent = loop.time()
             writer.write(request)
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
-            length = 0
-            for line in head.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await asyncio.wait_for(reader.readexactly(length), REQUEST_TIMEOUT_S)
+            status = await read_response(reader)
             done = loop.time()
             if intended >= measure_from:
                 tally["sent"] += 1
-                if head[9:12] == b"200":
+                if status == 200:
                     tally["ok"] += 1
                     corrected.record_value(max(1, int((done - intended) * 1e6)))
                     service.record_value(max(1, int((done - sent) * 1e6)))

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from sim.embedded import EmbeddedTarget, TargetStartError
+from sim.openprobe import read_response
 from target.jose import client_credentials_form
 
 __all__ = ["GOAL_RATIO", "ModeResult", "main"]
@@ -107,14 +108,7 @@ async def _device_loop(
             seq += 1
             body = b'{"seq":%d,"ts":%.3f,"values":{"temp_c":21.5}}' % (seq, time.time())
             writer.write(head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
-            headers = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
-            status = int(headers[9:12])
-            length = 0
-            for line in headers.split(b"\r\n"):
-                if line[:15].lower() == b"content-length:":
-                    length = int(line[15:])
-            if length:
-                await asyncio.wait_for(reader.readexactly(length), REQUEST_TIMEOUT_S)
+            status = await read_response(reader, REQUEST_TIMEOUT_S)
             done = loop.time()
             if done < start_at or now < start_at:
                 continue  # warm-up

@@ -46,6 +46,18 @@ def serve_broken_target(app: str = "tests.sim.broken_target:app") -> Iterator[st
         process.wait(timeout=10)
 
 
+@contextlib.contextmanager
+def serve_stalling_api(
+    monkeypatch: pytest.MonkeyPatch, after_s: float, stall_s: float
+) -> Iterator[str]:
+    """URL of ``tests/apis/stall``: it stalls once, ``after_s`` after its first data request, for
+    ``stall_s`` seconds."""
+    monkeypatch.setenv("STALL_AFTER_S", str(after_s))
+    monkeypatch.setenv("STALL_S", str(stall_s))
+    with serve_broken_target("tests.apis.stall.app:app") as url:
+        yield url
+
+
 @pytest.fixture
 def broken_target() -> Iterator[str]:
     with serve_broken_target() as url:

@@ -20,7 +20,7 @@ from sim.runner import RunConfig, run_benchmark
 from sim.schedule import SendSchedule
 from sim.thresholds import ThresholdsError, evaluate, parse_thresholds
 from tests.commands import fleetbench
-from tests.sim.conftest import serve_broken_target
+from tests.sim.conftest import serve_stalling_api
 
 REPO = Path(__file__).resolve().parents[2]
 STALL_PROFILE = REPO / "tests" / "apis" / "stall" / "profile.toml"
@@ -32,9 +32,7 @@ SENT_TOLERANCE = 0.05
 
 @pytest.fixture
 def stalling_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("STALL_AFTER_S", "3")
-    monkeypatch.setenv("STALL_S", str(STALL_S))
-    with serve_broken_target("tests.apis.stall.app:app") as url:
+    with serve_stalling_api(monkeypatch, 3, STALL_S) as url:
         yield url
 
 

@@ -11,16 +11,14 @@ import requests
 
 from sim.openprobe import probe
 from tests.conftest import StartTarget
-from tests.sim.conftest import serve_broken_target
+from tests.sim.conftest import serve_stalling_api
 
 STALL_S = 2.0
 
 
 @pytest.fixture
 def stalling_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("STALL_AFTER_S", "2")
-    monkeypatch.setenv("STALL_S", str(STALL_S))
-    with serve_broken_target("tests.apis.stall.app:app") as url:
+    with serve_stalling_api(monkeypatch, 2, STALL_S) as url:
         yield url
 
 
