@@ -40,7 +40,8 @@ from sim.compare import EMBEDDED_ENDPOINT, AlgTarget, check_alg_run
 from sim.errors import CapacityError, Interrupted
 from sim.load import MAX_SHORTFALL
 from sim.machine import cpu_model, versions
-from sim.processes import split_cores
+from sim.measure import LATENCY_PERCENTILES, PercentileName
+from sim.processes import running_on, split_cores
 
 EMBEDDED_PATH = "/api/data"  # our data endpoint, as the second opinion calls it
 
@@ -59,7 +60,7 @@ __all__ = [
     "write_capacity_outputs",
 ]
 
-PERCENTILES = ("p50", "p90", "p95", "p99", "p99_9")
+PERCENTILES = tuple(LATENCY_PERCENTILES)
 _SLO = re.compile(r"^(p\d+(?:[._]\d+)?)\s*=\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s)$")
 _UNIT_US = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
 # Narrowing stops once the bracket is this narrow (relative to the rate that met): finer than a
@@ -351,21 +352,15 @@ def second_opinion(config: CapacityConfig, alg: str, rate_rps: float) -> SecondO
     from sim.openprobe import probe
 
     target_cpus, client_cpus = split_cores(config.pin)
-    percentile = float(config.objective.percentile[1:].replace("_", "."))
+    percentile = LATENCY_PERCENTILES[cast(PercentileName, config.objective.percentile)]
     config.log(f"{alg}: second opinion at {_rate(rate_rps)} req/s (asyncio client, no Locust)")
-    previous = os.sched_getaffinity(0) if client_cpus else None
     with EmbeddedTarget(alg, cpus=target_cpus) as target:
         token = target.device_token("capacity-second-opinion", secrets.token_urlsafe(32))
-        if client_cpus:
-            os.sched_setaffinity(0, client_cpus)
-        try:
+        with running_on(client_cpus):
             found = probe(
                 target.port, EMBEDDED_PATH, token, rate_rps, config.devices,
                 config.step_duration_s, percentile=percentile,
             )  # fmt: skip
-        finally:
-            if previous:
-                os.sched_setaffinity(0, previous)
     met = found.at_percentile_us <= config.objective.limit_us and found.other == 0
     return {
         "rate_rps": rate_rps,

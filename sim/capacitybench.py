@@ -65,10 +65,10 @@ def wrk_max_rps(alg: str, duration_s: float) -> tuple[float, float | None]:
 
 def _served(entry: CapacityAlgorithm) -> float | None:
     """The rate the target served (sent and answered) at the highest rate that met."""
-    for step in entry["steps"]:
-        if step["met"] and step["rate_rps"] == entry["max_rate"]:
-            return step["sent_rps"]
-    return None
+    if entry["max_rate"] is None:
+        return None
+    step = _step_at(entry, entry["max_rate"])
+    return step["sent_rps"] if step is not None and step["met"] else None
 
 
 def _step_at(entry: CapacityAlgorithm, rate: float) -> CapacityStep | None:

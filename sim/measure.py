@@ -35,7 +35,8 @@ __all__ = [
 LOWEST_US = 1
 HIGHEST_US = 120_000_000  # two minutes: longer than any request timeout
 SIGNIFICANT_DIGITS = 3
-LATENCY_PERCENTILES: dict[Literal["p50", "p90", "p95", "p99", "p99_9"], float] = {
+PercentileName = Literal["p50", "p90", "p95", "p99", "p99_9"]
+LATENCY_PERCENTILES: dict[PercentileName, float] = {
     "p50": 50.0,
     "p90": 90.0,
     "p95": 95.0,

@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import resource
+from collections.abc import Iterator
 
 import psutil
 
-__all__ = ["pin_to", "raise_open_files_limit", "split_cores"]
+__all__ = ["pin_to", "raise_open_files_limit", "running_on", "split_cores"]
 
 
 def raise_open_files_limit() -> None:
@@ -35,3 +36,17 @@ def pin_to(pid: int, cpus: set[int] | None) -> None:
         return
     with contextlib.suppress(psutil.Error, AttributeError, OSError):
         psutil.Process(pid).cpu_affinity(sorted(cpus))
+
+
+@contextlib.contextmanager
+def running_on(cpus: set[int] | None) -> Iterator[None]:
+    """This process on ``cpus`` for the block, and back where it was after (none: as it is)."""
+    if not cpus:
+        yield
+        return
+    previous = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, cpus)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, previous)

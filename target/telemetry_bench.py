@@ -35,6 +35,7 @@ from typing import Any
 
 from sim.embedded import EmbeddedTarget, TargetStartError
 from sim.openprobe import read_response
+from sim.processes import split_cores
 from target.jose import client_credentials_form
 
 __all__ = ["GOAL_RATIO", "ModeResult", "main"]
@@ -201,16 +202,6 @@ def measure(
     return results, ratios
 
 
-def _split_cpus() -> tuple[set[int] | None, set[int] | None]:
-    """Server on one core, this load generator on the others, where the machine allows."""
-    if not hasattr(os, "sched_getaffinity"):
-        return None, None
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        return None, None
-    return {cpus[0]}, set(cpus[1:])
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m target.telemetry_bench", description=__doc__.split("\n")[0]
@@ -225,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("telemetry_bench: error: --devices 1-1000, --window up to 60 s, --pairs 1-100")
     if not 0 <= args.warmup <= 10:
         sys.exit("telemetry_bench: error: --warmup must be 0-10 s")
-    server_cpus, client_cpus = _split_cpus()
+    server_cpus, client_cpus = split_cores(True)
     if client_cpus:
         os.sched_setaffinity(0, client_cpus)
     modes, ratios = measure(args.devices, args.warmup, args.window, args.pairs, server_cpus)

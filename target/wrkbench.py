@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from sim.embedded import EmbeddedTarget
+from sim.processes import running_on
 from target.algorithms import ALGORITHMS, algorithm_list
 from target.costs import per_call_us, raw_verifier
 from target.jws import b64url_decode
@@ -157,18 +158,15 @@ def _raw_check(target: EmbeddedTarget, alg: str, token: str) -> Callable[[], Non
     return raw_verifier(key, f"{header}.{payload}".encode(), b64url_decode(signature))
 
 
-def _raw_us(
-    check: Callable[[], None], server_cpus: set[int] | None, busy: set[int] | None
+def _on_server_core(
+    measure: Callable[[], float],
+    server_cpus: set[int] | None,
+    busy: set[int] | None,
+    busy_s: float = 8.0,
 ) -> float:
-    """The raw check's µs on the server's core, with ``busy`` cores kept busy meanwhile."""
-    previous = os.sched_getaffinity(0)
-    if server_cpus:
-        os.sched_setaffinity(0, server_cpus)
-    try:
-        with _busy(busy, seconds=8.0):
-            return per_call_us(check, RAW_BUDGET_S)
-    finally:
-        os.sched_setaffinity(0, previous)
+    """``measure()`` run on the server's core, with ``busy`` cores kept busy meanwhile."""
+    with running_on(server_cpus), _busy(busy, seconds=busy_s):
+        return measure()
 
 
 def _between_work_us(check: Callable[[], None], work_us: float, calls: int = 2000) -> float:
@@ -204,6 +202,10 @@ def wrk_benchmark(alg: str, duration_s: float, pairs: int = 8) -> dict[str, Any]
     with EmbeddedTarget(alg, cpus=server_cpus) as target:
         token = target.device_token("wrkbench-device", secrets.token_urlsafe(32))
         check = _raw_check(target, alg, token)
+
+        def raw() -> float:
+            return per_call_us(check, RAW_BUDGET_S)
+
         urls = {"healthz": f"{target.url}/healthz", "api": f"{target.url}/api/data"}
         run_wrk(urls["api"], 1, token=token, cpus=wrk_cpus)  # warm up
         rates: dict[str, list[float]] = {"healthz": [], "api": []}
@@ -217,24 +219,19 @@ def wrk_benchmark(alg: str, duration_s: float, pairs: int = 8) -> dict[str, Any]
                 rates[name].append(rps)
             # The raw check beside each pair, with wrk's core kept busy as wrk kept it (on a
             # shared or virtual machine a busy neighbour core slows the check measurably).
-            raws.append(_raw_us(check, server_cpus, wrk_cpus))
+            raws.append(_on_server_core(raw, server_cpus, wrk_cpus))
         after = verify_totals(target.url, alg)
         server_verify_us = (
             (after[0] - before[0]) / (after[1] - before[1]) * 1e6
             if after[1] > before[1]
             else float("nan")
         )
-    raw_idle_us = _raw_us(check, server_cpus, None)  # for reference: wrk's core idle
+    raw_idle_us = _on_server_core(raw, server_cpus, None)  # for reference: wrk's core idle
     # The check between as much other work as a request of /healthz costs the server.
     healthz_us = 1e6 / statistics.median(rates["healthz"])
-    previous = os.sched_getaffinity(0)
-    if server_cpus:
-        os.sched_setaffinity(0, server_cpus)
-    try:
-        with _busy(wrk_cpus, seconds=30.0):
-            between_us = _between_work_us(check, healthz_us)
-    finally:
-        os.sched_setaffinity(0, previous)
+    between_us = _on_server_core(
+        lambda: _between_work_us(check, healthz_us), server_cpus, wrk_cpus, busy_s=30.0
+    )
     pairs_seen = list(zip(rates["healthz"], rates["api"], strict=True))
     auth_each = [(1 / a - 1 / h) * 1e6 for h, a in pairs_seen]
     auth_us = statistics.median(auth_each)
