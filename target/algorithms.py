@@ -15,7 +15,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, partial
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -30,6 +30,7 @@ __all__ = [
     "ASSERTION_ALGORITHMS",
     "AlgName",
     "AlgorithmSpec",
+    "SignatureScheme",
     "SigningKey",
     "algorithm_list",
     "jwk_thumbprint",
@@ -61,21 +62,43 @@ class SigningKey:
         return f"SigningKey(kid={self.kid!r}, alg={self.alg!r})"
 
     @cached_property
-    def verify(self) -> SignatureCheck:
-        """``verify(message, signature) -> bool`` for this key, with its padding and hash objects
-        made once rather than per call (the hot path of every request)."""
-        return _SIGNATURE_CHECKS[self.alg](self.public)
+    def scheme(self) -> SignatureScheme:
+        """How this key checks signatures, with its padding and hash objects made once rather
+        than per call (the hot path of every request)."""
+        return _SIGNATURE_SCHEMES[self.alg](self.public)
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` (as the JWS carries it) is this key's over ``message``."""
+        prepared = self.scheme.prepare(signature)
+        return prepared is not None and self.scheme.check(message, prepared)
 
 
 SignatureCheck = Callable[[bytes, bytes], bool]
 
 
-def _hmac_check(digest: str) -> Callable[[bytes], SignatureCheck]:
-    def prepare(secret: bytes) -> SignatureCheck:
+class SignatureScheme(NamedTuple):
+    """A signature check in two steps, so a verifier can keep the first step's result for a token
+    it sees again while still checking the signature every time.
+
+    ``prepare(signature)`` turns the JWS signature bytes into what the library checks (DER for
+    ECDSA), or None when they cannot be a signature of this key (a wrong length); it is parsing
+    only, no cryptography. ``check(message, prepared)`` is the cryptographic check.
+    """
+
+    prepare: Callable[[bytes], bytes | None]
+    check: SignatureCheck
+
+
+def _as_is(signature: bytes) -> bytes:
+    return signature
+
+
+def _hmac_check(digest: str) -> Callable[[bytes], SignatureScheme]:
+    def prepare(secret: bytes) -> SignatureScheme:
         def check(message: bytes, signature: bytes) -> bool:
             return hmac.compare_digest(hmac.digest(secret, message, digest), signature)
 
-        return check
+        return SignatureScheme(_as_is, check)
 
     return prepare
 
@@ -99,27 +122,28 @@ def _raw_to_der(signature: bytes, size: int) -> bytes:
 
 def _ecdsa_check(
     hash_alg: type[hashes.HashAlgorithm], size: int
-) -> Callable[[Any], SignatureCheck]:
-    def prepare(public: ec.EllipticCurvePublicKey) -> SignatureCheck:
+) -> Callable[[Any], SignatureScheme]:
+    def prepare(public: ec.EllipticCurvePublicKey) -> SignatureScheme:
         ecdsa = ec.ECDSA(hash_alg())
 
-        def check(message: bytes, signature: bytes) -> bool:
+        def to_der(signature: bytes) -> bytes | None:
             # JWS carries r || s, fixed width (RFC 7518 §3.4); cryptography wants DER.
-            if len(signature) != 2 * size:
-                return False
+            return _raw_to_der(signature, size) if len(signature) == 2 * size else None
+
+        def check(message: bytes, der: bytes) -> bool:
             try:
-                public.verify(_raw_to_der(signature, size), message, ecdsa)
+                public.verify(der, message, ecdsa)
             except InvalidSignature:
                 return False
             return True
 
-        return check
+        return SignatureScheme(to_der, check)
 
     return prepare
 
 
-def _rsa_check(pad: padding.AsymmetricPadding) -> Callable[[Any], SignatureCheck]:
-    def prepare(public: rsa.RSAPublicKey) -> SignatureCheck:
+def _rsa_check(pad: padding.AsymmetricPadding) -> Callable[[Any], SignatureScheme]:
+    def prepare(public: rsa.RSAPublicKey) -> SignatureScheme:
         sha256 = hashes.SHA256()
 
         def check(message: bytes, signature: bytes) -> bool:
@@ -129,12 +153,12 @@ def _rsa_check(pad: padding.AsymmetricPadding) -> Callable[[Any], SignatureCheck
                 return False
             return True
 
-        return check
+        return SignatureScheme(_as_is, check)
 
     return prepare
 
 
-def _eddsa_check(public: ed25519.Ed25519PublicKey) -> SignatureCheck:
+def _eddsa_check(public: ed25519.Ed25519PublicKey) -> SignatureScheme:
     def check(message: bytes, signature: bytes) -> bool:
         try:
             public.verify(signature, message)
@@ -142,10 +166,10 @@ def _eddsa_check(public: ed25519.Ed25519PublicKey) -> SignatureCheck:
             return False
         return True
 
-    return check
+    return SignatureScheme(_as_is, check)
 
 
-_SIGNATURE_CHECKS: dict[str, Callable[[Any], SignatureCheck]] = {
+_SIGNATURE_SCHEMES: dict[str, Callable[[Any], SignatureScheme]] = {
     "HS256": _hmac_check("sha256"),
     "HS384": _hmac_check("sha384"),
     "HS512": _hmac_check("sha512"),

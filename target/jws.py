@@ -18,6 +18,7 @@ __all__ = [
     "MAX_TOKEN_BYTES",
     "b64url_decode",
     "decode_json_object",
+    "prepare_signature",
     "split_compact",
     "verify_signature",
 ]
@@ -93,11 +94,20 @@ def decode_json_object(data: bytes, what: str) -> dict[str, Any]:
     return obj
 
 
-def verify_signature(signing_input: bytes, signature_segment: str, key: SigningKey) -> None:
-    """Check the signature over ``header.payload`` with ``key`` under the key's own algorithm."""
+def prepare_signature(signature_segment: str, key: SigningKey) -> bytes:
+    """The signature segment in the form ``key`` checks (DER for ECDSA), or a SignatureError when
+    it cannot be one of its signatures. Parsing only: nothing is verified yet."""
     try:
         signature = b64url_decode(signature_segment)
     except MalformedTokenError as e:
         raise SignatureError("signature is not base64url") from e
-    if not key.verify(signing_input, signature):
+    prepared = key.scheme.prepare(signature)
+    if prepared is None:
+        raise SignatureError("signature does not verify")
+    return prepared
+
+
+def verify_signature(signing_input: bytes, signature_segment: str, key: SigningKey) -> None:
+    """Check the signature over ``header.payload`` with ``key`` under the key's own algorithm."""
+    if not key.scheme.check(signing_input, prepare_signature(signature_segment, key)):
         raise SignatureError("signature does not verify")

@@ -6,23 +6,33 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from target.algorithms import SigningKey
+from target.algorithms import SignatureCheck, SigningKey
 from target.errors import ClaimsError, ExpiredTokenError, RevokedError, SignatureError
 from target.jose import FORBIDDEN_HEADERS, numeric_claim
-from target.jws import b64url_decode, decode_json_object, split_compact, verify_signature
+from target.jws import b64url_decode, decode_json_object, prepare_signature, split_compact
 
 __all__ = ["REQUIRED_CLAIMS", "AccessClaims", "Verifier"]
 
 REQUIRED_CLAIMS = ("exp", "iat", "iss", "aud", "sub")
 ACCESS_TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _HEADER_CACHE_SIZE = 64
-# Parsed payloads of tokens whose signature verified, by payload segment: a device sends the same
-# token for its whole lifetime, and parsing it again (base64url, JSON, static claim checks) was
-# most of the per-request cost outside the signature. The signature, the times and the device's
-# status are still checked on every request; only a correctly signed payload is ever stored.
-_PAYLOAD_CACHE_SIZE = 4096
+# Tokens already parsed, by the token itself: a device sends the same token for its whole
+# lifetime, and taking it apart again (segments, base64url, the signature's DER form, JSON, the
+# claims that do not depend on the time) was most of the per-request cost outside the signature.
+# Only a token whose signature verified is stored; its signature, its times and the device's
+# status are still checked on every request (see ``_Parsed``). Emptied when the key ring changes.
+_TOKEN_CACHE_SIZE = 4096
+
+
+class _Parsed(NamedTuple):
+    """What a token that verified once was taken apart into: what the next check needs."""
+
+    check: SignatureCheck  # its key's signature check
+    signing_input: bytes
+    signature: bytes  # prepared for ``check`` (DER for ECDSA)
+    grant: AccessClaims
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,15 +85,18 @@ class Verifier:
         self._cache_size = cache_size
         self._cache: OrderedDict[str, AccessClaims] = OrderedDict()
         self._headers: dict[str, SigningKey] = {}
-        self._payloads: dict[str, AccessClaims] = {}
+        self._tokens: dict[str, _Parsed] = {}
         self._keys: dict[str, SigningKey] = {}
         self.set_keys(keys)
         self.cache_hits = 0
 
     def set_keys(self, keys: dict[str, SigningKey]) -> None:
         """Replace the key ring (after rotation or when a grace period ends)."""
-        if keys.keys() != self._keys.keys():
+        if keys.keys() != self._keys.keys() or any(
+            self._keys[kid] is not key for kid, key in keys.items()
+        ):
             self._headers = {}
+            self._tokens = {}  # each holds its key's check: a retired or replaced key goes
             self._cache.clear()
         self._keys = dict(keys)
 
@@ -131,22 +144,35 @@ class Verifier:
                 self._cache.move_to_end(token)
                 self.cache_hits += 1
                 return self._still_valid(cached, now)
-        header_segment, payload_segment, signature_segment = split_compact(token)
-        key = self._headers.get(header_segment) or self._resolve_key(header_segment)
-        signing_input = token[: len(header_segment) + len(payload_segment) + 1].encode()
-        verify_signature(signing_input, signature_segment, key)
-        grant = self._payloads.get(payload_segment)
-        if grant is None or grant.alg != key.alg:
-            grant = self._parse_payload(payload_segment, key.alg)
-            if len(self._payloads) >= _PAYLOAD_CACHE_SIZE:
-                self._payloads.clear()
-            self._payloads[payload_segment] = grant
-        grant = self._in_time(grant, now)
+        parsed = self._tokens.get(token)
+        if parsed is None:
+            parsed = self._parse(token)
+        elif not parsed.check(parsed.signing_input, parsed.signature):
+            raise SignatureError("signature does not verify")
+        grant = self._in_time(parsed.grant, now)
         if self._cache_size:
             self._cache[token] = grant
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return grant
+
+    def _parse(self, token: str) -> _Parsed:
+        """Take a token apart and check its signature and the claims that do not depend on the
+        time; remember it (signed correctly) for its next request."""
+        header_segment, payload_segment, signature_segment = split_compact(token)
+        key = self._headers.get(header_segment) or self._resolve_key(header_segment)
+        signing_input = token[: len(header_segment) + len(payload_segment) + 1].encode()
+        signature = prepare_signature(signature_segment, key)
+        check = key.scheme.check
+        if not check(signing_input, signature):
+            raise SignatureError("signature does not verify")
+        parsed = _Parsed(
+            check, signing_input, signature, self._parse_payload(payload_segment, key.alg)
+        )
+        if len(self._tokens) >= _TOKEN_CACHE_SIZE:
+            self._tokens.clear()
+        self._tokens[token] = parsed
+        return parsed
 
     def _in_time(self, grant: AccessClaims, now: float) -> AccessClaims:
         if grant.iat > now + self._leeway_s:

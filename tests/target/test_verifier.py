@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from sim.embedded import EmbeddedTarget
 from target.algorithms import ALGORITHMS
-from target.errors import SignatureError
+from target.errors import ExpiredTokenError, RevokedError, SignatureError
 from target.verifier import Verifier
 from tests.conftest import StartTarget
 from tests.target.conftest import SharedTarget
@@ -470,3 +470,55 @@ def test_a_header_seen_before_does_not_skip_the_signature_check(cache_size: int)
     with pytest.raises(SignatureError):
         verifier.verify(f"{header}.{good.split('.')[1]}.{b64url(bytes(64))}")
     assert verifier.verify(forge(key, "device-2")).sub == "device-2"
+
+
+def _es256_verifier(*keys: Any, active: set[str] | None = None) -> Verifier:
+    """A verifier of ES256 tokens signed with ``keys``, for the devices in ``active``."""
+    devices = {"device-1"} if active is None else active
+    return Verifier(
+        {key.kid: key for key in keys},
+        algorithms=frozenset({"ES256"}),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        leeway_s=0,
+        is_active=lambda sub: sub in devices,
+    )
+
+
+def test_a_token_seen_before_is_refused_once_its_key_leaves_the_ring() -> None:
+    """The verifier keeps tokens it has taken apart, with their key's check: when the ring
+    changes (a key retired, or its kid bound to another key), none of them may verify on it."""
+    spec = ALGORITHMS["ES256"]
+    signing, other = (spec.make_key(spec.generate()) for _ in range(2))
+    good = forge(ServerKey(signing.kid, "ES256", signing.private), "device-1")
+    verifier = _es256_verifier(signing, other)
+    for _ in range(2):  # the second one is taken from what the first left behind
+        assert verifier.verify(good).sub == "device-1"
+
+    verifier.set_keys({other.kid: other})  # retired
+    with pytest.raises(SignatureError, match="unknown kid"):
+        verifier.verify(good)
+
+    verifier.set_keys({signing.kid: signing})
+    assert verifier.verify(good).sub == "device-1"
+    impostor = spec.make_key(spec.generate(), kid=signing.kid)  # the same kid, another key
+    verifier.set_keys({signing.kid: impostor})
+    with pytest.raises(SignatureError, match="does not verify"):
+        verifier.verify(good)
+
+
+def test_a_token_seen_before_is_still_checked_for_time_and_device() -> None:
+    """Only the parsing is kept: a token that verified a moment ago is refused once it has
+    expired or its device is no longer active."""
+    spec = ALGORITHMS["ES256"]
+    signing = spec.make_key(spec.generate())
+    active = {"device-1"}
+    verifier = _es256_verifier(signing, active=active)
+    now = time.time()
+    token = forge(ServerKey(signing.kid, "ES256", signing.private), "device-1", exp=int(now) + 60)
+    assert verifier.verify(token, now).sub == "device-1"
+    with pytest.raises(ExpiredTokenError):
+        verifier.verify(token, now + 61)
+    active.clear()
+    with pytest.raises(RevokedError):
+        verifier.verify(token, now)
