@@ -36,7 +36,7 @@ from target.settings import Settings
 from target.tokens import TokenIssuer
 from target.verifier import Verifier
 
-__all__ = ["DEVICE", "micro_benchmark", "per_call_us", "raw_verifier"]
+__all__ = ["DEVICE", "call_times_us", "micro_benchmark", "per_call_us", "raw_verifier"]
 
 # The target's defaults, so token_bytes is the size of a real token for an id this long.
 ISSUER = Settings.issuer
@@ -75,12 +75,18 @@ def raw_verifier(key: SigningKey, message: bytes, signature: bytes) -> Callable[
     return lambda: key.public.verify(signature, message)  # EdDSA
 
 
-def per_call_us(fn: Callable[[], object], budget_s: float) -> float:
-    """Best-of-five mean time per call in µs, each repeat sized to take about ``budget_s / 5``."""
+def call_times_us(fn: Callable[[], object], budget_s: float, repeats: int = 5) -> list[float]:
+    """The mean time per call in µs of each of ``repeats`` back-to-back runs of ``fn``, each
+    sized to take about ``budget_s / repeats``."""
     timer = timeit.Timer(fn)
     number, elapsed = timer.autorange()
-    number = max(1, int(number * (budget_s / 5) / max(elapsed, 1e-9)))
-    return min(timer.repeat(repeat=5, number=number)) / number * 1e6
+    number = max(1, int(number * (budget_s / repeats) / max(elapsed, 1e-9)))
+    return [t / number * 1e6 for t in timer.repeat(repeat=repeats, number=number)]
+
+
+def per_call_us(fn: Callable[[], object], budget_s: float) -> float:
+    """Best-of-five mean time per call in µs, each repeat sized to take about ``budget_s / 5``."""
+    return min(call_times_us(fn, budget_s))
 
 
 def micro_benchmark(alg: str, budget_s: float = 1.0) -> dict[str, Any]:
