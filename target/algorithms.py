@@ -93,14 +93,14 @@ def _as_is(signature: bytes) -> bytes:
     return signature
 
 
-def _hmac_check(digest: str) -> Callable[[bytes], SignatureScheme]:
-    def prepare(secret: bytes) -> SignatureScheme:
+def _hmac_scheme(digest: str) -> Callable[[bytes], SignatureScheme]:
+    def for_key(secret: bytes) -> SignatureScheme:
         def check(message: bytes, signature: bytes) -> bool:
             return hmac.compare_digest(hmac.digest(secret, message, digest), signature)
 
         return SignatureScheme(_as_is, check)
 
-    return prepare
+    return for_key
 
 
 def _der_integer(unsigned: bytes) -> bytes:
@@ -120,10 +120,10 @@ def _raw_to_der(signature: bytes, size: int) -> bytes:
     return b"\x30" + bytes((len(body),)) + body
 
 
-def _ecdsa_check(
+def _ecdsa_scheme(
     hash_alg: type[hashes.HashAlgorithm], size: int
 ) -> Callable[[Any], SignatureScheme]:
-    def prepare(public: ec.EllipticCurvePublicKey) -> SignatureScheme:
+    def for_key(public: ec.EllipticCurvePublicKey) -> SignatureScheme:
         ecdsa = ec.ECDSA(hash_alg())
 
         def to_der(signature: bytes) -> bytes | None:
@@ -139,11 +139,11 @@ def _ecdsa_check(
 
         return SignatureScheme(to_der, check)
 
-    return prepare
+    return for_key
 
 
-def _rsa_check(pad: padding.AsymmetricPadding) -> Callable[[Any], SignatureScheme]:
-    def prepare(public: rsa.RSAPublicKey) -> SignatureScheme:
+def _rsa_scheme(pad: padding.AsymmetricPadding) -> Callable[[Any], SignatureScheme]:
+    def for_key(public: rsa.RSAPublicKey) -> SignatureScheme:
         sha256 = hashes.SHA256()
 
         def check(message: bytes, signature: bytes) -> bool:
@@ -155,10 +155,10 @@ def _rsa_check(pad: padding.AsymmetricPadding) -> Callable[[Any], SignatureSchem
 
         return SignatureScheme(_as_is, check)
 
-    return prepare
+    return for_key
 
 
-def _eddsa_check(public: ed25519.Ed25519PublicKey) -> SignatureScheme:
+def _eddsa_scheme(public: ed25519.Ed25519PublicKey) -> SignatureScheme:
     def check(message: bytes, signature: bytes) -> bool:
         try:
             public.verify(signature, message)
@@ -170,15 +170,15 @@ def _eddsa_check(public: ed25519.Ed25519PublicKey) -> SignatureScheme:
 
 
 _SIGNATURE_SCHEMES: dict[str, Callable[[Any], SignatureScheme]] = {
-    "HS256": _hmac_check("sha256"),
-    "HS384": _hmac_check("sha384"),
-    "HS512": _hmac_check("sha512"),
-    "ES256": _ecdsa_check(hashes.SHA256, 32),
-    "ES384": _ecdsa_check(hashes.SHA384, 48),
-    "EdDSA": _eddsa_check,
-    "RS256": _rsa_check(padding.PKCS1v15()),
+    "HS256": _hmac_scheme("sha256"),
+    "HS384": _hmac_scheme("sha384"),
+    "HS512": _hmac_scheme("sha512"),
+    "ES256": _ecdsa_scheme(hashes.SHA256, 32),
+    "ES384": _ecdsa_scheme(hashes.SHA384, 48),
+    "EdDSA": _eddsa_scheme,
+    "RS256": _rsa_scheme(padding.PKCS1v15()),
     # RFC 7518 §3.5: the salt is as long as the hash output.
-    "PS256": _rsa_check(padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)),
+    "PS256": _rsa_scheme(padding.PSS(mgf=padding.MGF1(hashes.SHA256()), salt_length=32)),
 }
 
 
