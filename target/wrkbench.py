@@ -203,18 +203,19 @@ def _between_work_us(check: Callable[[], None], work_us: float, calls: int = 200
 
 def wrk_benchmark(alg: str, duration_s: float, pairs: int = 8) -> dict[str, Any]:
     """One algorithm: a fresh target; ``pairs`` times healthz and api/data under wrk taking
-    turns, each pair followed by the raw verify (the median pair counts)."""
+    turns, with the raw verify timed right beside each api/data run (the median pair counts)."""
     server_cpus, wrk_cpus = _cores()
     with EmbeddedTarget(alg, cpus=server_cpus) as target:
         token = target.device_token("wrkbench-device", secrets.token_urlsafe(32))
         check = _raw_check(target, alg, token)
 
+        def timed() -> list[float]:
+            return call_times_us(check, RAW_BUDGET_S)
+
         def raw() -> list[float]:
             # The raw check on the server's core, with wrk's core kept busy as wrk kept it (on a
             # shared or virtual machine a busy neighbour core slows the check measurably).
-            return _on_server_core(
-                lambda: call_times_us(check, RAW_BUDGET_S), server_cpus, wrk_cpus
-            )
+            return _on_server_core(timed, server_cpus, wrk_cpus)
 
         urls = {"healthz": f"{target.url}/healthz", "api": f"{target.url}/api/data"}
         run_wrk(urls["api"], 1, token=token, cpus=wrk_cpus)  # warm up
@@ -238,9 +239,7 @@ def wrk_benchmark(alg: str, duration_s: float, pairs: int = 8) -> dict[str, Any]
             if after[1] > before[1]
             else float("nan")
         )
-    raw_idle_us = statistics.fmean(
-        _on_server_core(lambda: call_times_us(check, RAW_BUDGET_S), server_cpus, None)
-    )  # for reference: wrk's core idle
+    raw_idle_us = statistics.fmean(_on_server_core(timed, server_cpus, None))  # wrk's core idle
     # The check between as much other work as a request of /healthz costs the server.
     healthz_us = 1e6 / statistics.median(rates["healthz"])
     between_us = _on_server_core(

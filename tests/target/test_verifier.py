@@ -444,6 +444,20 @@ def test_leeway_zero_refuses_a_token_just_expired(start_target: StartTarget) -> 
     assert get(target, "/api/data", forge(key, device.id, exp=now + 30)).status_code == 200
 
 
+def _es256_verifier(*keys: Any, active: set[str] | None = None, cache_size: int = 0) -> Verifier:
+    """A verifier of ES256 tokens signed with ``keys``, for the devices in ``active``."""
+    devices = {"device-1"} if active is None else active
+    return Verifier(
+        {key.kid: key for key in keys},
+        algorithms=frozenset({"ES256"}),
+        issuer=ISSUER,
+        audience=AUDIENCE,
+        leeway_s=0,
+        is_active=lambda sub: sub in devices,
+        cache_size=cache_size,
+    )
+
+
 @pytest.mark.parametrize("cache_size", [0, 100])
 def test_a_header_seen_before_does_not_skip_the_signature_check(cache_size: int) -> None:
     """The verifier remembers which key a header segment names; a token that reuses a good
@@ -451,15 +465,7 @@ def test_a_header_seen_before_does_not_skip_the_signature_check(cache_size: int)
     spec = ALGORITHMS["ES256"]
     signing = spec.make_key(spec.generate())
     key = ServerKey(signing.kid, "ES256", signing.private)
-    verifier = Verifier(
-        {signing.kid: signing},
-        algorithms=frozenset({"ES256"}),
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        leeway_s=0,
-        is_active=lambda sub: sub in {"device-1", "device-2"},
-        cache_size=cache_size,
-    )
+    verifier = _es256_verifier(signing, active={"device-1", "device-2"}, cache_size=cache_size)
     good = forge(key, "device-1")
     assert verifier.verify(good).sub == "device-1"
     assert verifier.verify(good).sub == "device-1"  # a cache hit when the cache is on
@@ -470,19 +476,6 @@ def test_a_header_seen_before_does_not_skip_the_signature_check(cache_size: int)
     with pytest.raises(SignatureError):
         verifier.verify(f"{header}.{good.split('.')[1]}.{b64url(bytes(64))}")
     assert verifier.verify(forge(key, "device-2")).sub == "device-2"
-
-
-def _es256_verifier(*keys: Any, active: set[str] | None = None) -> Verifier:
-    """A verifier of ES256 tokens signed with ``keys``, for the devices in ``active``."""
-    devices = {"device-1"} if active is None else active
-    return Verifier(
-        {key.kid: key for key in keys},
-        algorithms=frozenset({"ES256"}),
-        issuer=ISSUER,
-        audience=AUDIENCE,
-        leeway_s=0,
-        is_active=lambda sub: sub in devices,
-    )
 
 
 def test_a_token_seen_before_is_refused_once_its_key_leaves_the_ring() -> None:
