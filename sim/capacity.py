@@ -42,8 +42,10 @@ from sim.load import MAX_SHORTFALL
 from sim.machine import cpu_model, versions
 from sim.measure import LATENCY_PERCENTILES, PercentileName
 from sim.processes import running_on, split_cores
+from sim.scenarios import ENDPOINT_PATHS
 
-EMBEDDED_PATH = "/api/data"  # our data endpoint, as the second opinion calls it
+# The path the search drives on our embedded target, as the second opinion calls it.
+EMBEDDED_PATH = ENDPOINT_PATHS[EMBEDDED_ENDPOINT][1]
 
 if TYPE_CHECKING:
     from sim.runner import RunConfig

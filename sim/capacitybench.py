@@ -33,6 +33,7 @@ from typing import Any
 
 from sim.artefacts import CapacityAlgorithm, CapacityFile, CapacityStep, SecondOpinion
 from sim.capacity import (
+    EMBEDDED_PATH,
     CapacityConfig,
     capacity_lines,
     parse_slo,
@@ -49,7 +50,6 @@ from target.wrkbench import WrkBenchError, run_wrk, wrk_figures
 __all__ = ["main", "wrk_max_rps"]
 
 GOAL_SHARE = 0.8
-PATH = "/api/data"
 
 
 def wrk_max_rps(alg: str, duration_s: float) -> tuple[float, float | None]:
@@ -58,7 +58,7 @@ def wrk_max_rps(alg: str, duration_s: float) -> tuple[float, float | None]:
     server_cpus, wrk_cpus = split_cores(True)
     with EmbeddedTarget(alg, cpus=server_cpus) as target:
         token = target.device_token("capacitybench-device", secrets.token_urlsafe(32))
-        url = f"{target.url}{PATH}"
+        url = f"{target.url}{EMBEDDED_PATH}"
         run_wrk(url, 1, token=token, cpus=wrk_cpus)
         return wrk_figures(url, duration_s, token=token, cpus=wrk_cpus)
 

@@ -33,6 +33,7 @@ from sim.artefacts import (
 )
 from sim.errors import CompareError, ConfigError, Interrupted, SimError
 from sim.machine import cpu_model, versions
+from sim.scenarios import Endpoint
 from target.algorithms import ALG_NAMES, ALGORITHMS
 from target.costs import micro_benchmark
 
@@ -58,7 +59,8 @@ __all__ = [
 MICRO_FIGURES = ("sign_us", "verify_us", "raw_verify_us", "cached_verify_us", "token_bytes")
 E2E_FIGURES = ("e2e_rps", "e2e_p50_us", "e2e_p99_us", "server_verify_us", "generator_cpu_percent")
 CAPACITY_RATES_PER_S = (10_000, 100_000)
-EMBEDDED_ENDPOINT = "data"  # the seed's minimal protected endpoint: the least work beside auth
+# The seed's minimal protected endpoint: the least work beside auth.
+EMBEDDED_ENDPOINT: Endpoint = "data"
 # ``ALG=VALUE`` in --target/--profile: an algorithm name, then the value (a bare value: every alg).
 _PER_ALG = re.compile(r"^([A-Za-z][A-Za-z0-9]*)=(.+)$")
 
