@@ -145,6 +145,7 @@ class DeviceRequests:
             headers=request.headers,
             data=body.decode() if body else None,
             catch_response=True,
+            allow_redirects=False,  # the profile's headers stay on the target
         ) as response:
             status = response.status_code or 0
             text = (response.text or "") if status and self.reads_body else ""

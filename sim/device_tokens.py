@@ -106,6 +106,7 @@ class TokenHolder(DeviceRequests):
             data=request.body.decode() if request.body else None,
             headers=request.headers,
             catch_response=True,
+            allow_redirects=False,  # the profile's headers stay on the target
         ) as response:
             status = response.status_code or 0
             outcome = self._judge_issuance(status)

@@ -82,7 +82,7 @@ class SignedContext:
         return sign_with(self.key, alg or self.profile.token.alg, claims, self.header())
 
     def header(self) -> dict[str, Any]:
-        return dict(render(self.profile.token.headers, self.values))
+        return dict(render(self.profile.token.jose_header, self.values))
 
 
 _HMAC = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}

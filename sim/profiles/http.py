@@ -106,7 +106,7 @@ def token_request(profile: Profile, values: Mapping[str, Any], *, assertion: boo
     token = profile.token
     form = token.assertion_form if assertion and token.assertion_form else token.form
     headers, body = _body(None if form is not None else token.json, form, values)
-    return Request(token.method, render(token.path, values), headers, body)
+    return Request(token.method, render(token.path, values), {**headers, **token.headers}, body)
 
 
 def refresh_request(profile: Profile, values: Mapping[str, Any]) -> Request:
@@ -115,7 +115,9 @@ def refresh_request(profile: Profile, values: Mapping[str, Any]) -> Request:
     if refresh is None:
         raise ValueError("the profile has no token.refresh")
     headers, body = _body(refresh.json, refresh.form, values)
-    return Request(refresh.method, render(refresh.path, values), headers, body)
+    return Request(
+        refresh.method, render(refresh.path, values), {**headers, **refresh.headers}, body
+    )
 
 
 def token_exp(token: str) -> tuple[float, float, str]:
@@ -162,7 +164,7 @@ def mint_token(profile: Profile, key: Any, values: Mapping[str, Any]) -> str:
     """A token the device signs itself: the profile's claims template, alg and key."""
     spec = profile.token
     claims = render(spec.claims, values)
-    headers = render(spec.headers, values) or None
+    headers = render(spec.jose_header, values) or None
     return jwt.encode(claims, key, algorithm=spec.alg, headers=headers)
 
 
@@ -180,7 +182,9 @@ def present(profile: Profile, token: str | None, path: str) -> tuple[dict[str, s
 def endpoint_request(
     profile: Profile, endpoint: Endpoint, values: Mapping[str, Any], token: str | None
 ) -> Request:
-    headers, path = present(profile, token, render(endpoint.path, values))
+    credential, path = present(profile, token, render(endpoint.path, values))
+    # The token's header wins over a fixed one of the same name: the corpus swaps it per case.
+    headers = {**endpoint.headers, **credential}
     body = None
     if endpoint.body is not None:
         headers = {**headers, **_JSON}

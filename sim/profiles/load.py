@@ -16,7 +16,15 @@ from sim.errors import SimError
 from sim.profiles.model import PLACEHOLDER, Profile, placeholders
 from sim.tomlfile import KeyPath, path_line
 
-__all__ = ["BUILTIN", "ProfileError", "builtin_names", "line_of", "load_profile"]
+__all__ = [
+    "BUILTIN",
+    "ProfileError",
+    "allowed_keys",
+    "builtin_names",
+    "holds_credential",
+    "line_of",
+    "load_profile",
+]
 
 BUILTIN = "builtin"  # sim/profiles/builtin/*.toml, package data
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -62,6 +70,40 @@ def _resolve(name_or_path: str) -> tuple[str, str]:
     return f"{name_or_path} (built in)", shipped.read_text(encoding="utf-8")
 
 
+def allowed_keys(path: KeyPath) -> list[str]:
+    """The keys the table at ``path`` (("token", "refresh"), ("endpoints", 0)) may hold."""
+    kind: Any = Profile
+    for part in path:
+        fields = {f.name: f.type for f in msgspec.structs.fields(kind)}
+        if isinstance(part, int):
+            continue  # an [[array]]'s n-th table: the element type was taken with its name
+        kind = fields.get(part)
+        for _ in range(3):  # unwrap list[X] and X | None
+            inner = [a for a in getattr(kind, "__args__", ()) if a is not type(None)]
+            if inner and not isinstance(kind, type):
+                kind = inner[0]
+        if not (isinstance(kind, type) and issubclass(kind, msgspec.Struct)):
+            return []
+    return [f.encode_name for f in msgspec.structs.fields(kind) if f.name != "source"]
+
+
+# The only values ${VAR} may fill: credentials (header values, the HMAC secret, the bodies of the
+# registration, token and refresh calls). Never a path, name, method or query: a variable
+# there could move a request elsewhere or publish a secret in a report (issue 30).
+_CREDENTIAL_BODIES: set[KeyPath] = {("provision", "json"), ("provision", "form"), ("token", "json")}
+_CREDENTIAL_BODIES |= {("token", "form"), ("token", "assertion_form")}
+_CREDENTIAL_BODIES |= {("token", "refresh", "json"), ("token", "refresh", "form")}
+
+
+def holds_credential(path: KeyPath) -> bool:
+    """Whether the value at ``path`` may come from the environment."""
+    if len(path) >= 2 and path[-2] == "headers" and path[-3:-2] != ("jose_header",):
+        return True
+    if path == ("token", "secret"):
+        return True
+    return any(path[: len(body)] == body and len(path) > len(body) for body in _CREDENTIAL_BODIES)
+
+
 def _path(at: str) -> KeyPath:
     return tuple(int(index) if index else key for key, index in _PATH_PART.findall(at))
 
@@ -98,7 +140,7 @@ def _substitute(value: Any, env: Mapping[str, str], fail: Any) -> Any:
 _TEMPLATES = ("provision", "token", "present", "endpoints", "devices")
 _NOT_TEMPLATES = {"method", "via", "source", "alg", "token_field", "token_header", "ok"}
 _NOT_TEMPLATES |= {"expires_in_field", "refresh_token_field", "header", "query", "name", "file"}
-_NOT_TEMPLATES |= {"secret", "private_key_file", "pattern"}
+_NOT_TEMPLATES |= {"secret", "private_key_file", "pattern", "headers"}
 
 
 def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
@@ -115,7 +157,8 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
         line = found.group(1) if found else "1"
         raise ProfileError(f"{label}:{line}: not valid TOML ({str(e).split(' (at')[0]})") from e
     if "source" in data:
-        raise error(("source",), "unknown key 'source'")
+        allowed = ", ".join(allowed_keys(()))
+        raise error(("source",), f"unknown key 'source' (allowed here: {allowed})")
     try:
         msgspec.convert(data, Profile)  # the shape, before any value comes from the environment
     except msgspec.ValidationError as e:
@@ -123,9 +166,23 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
         path = _path(at or "")
         unknown = re.match(r"Object contains unknown field `(.+)`", message)
         if unknown:
-            raise error((*path, unknown.group(1)), f"unknown key {unknown.group(1)!r}") from None
+            allowed = ", ".join(allowed_keys(path))
+            raise error(
+                (*path, unknown.group(1)),
+                f"unknown key {unknown.group(1)!r} (allowed here: {allowed})",
+            ) from None
         where = ".".join(str(p) for p in path) or "profile"
         raise error(path, f"{where}: {message[0].lower()}{message[1:]}") from None
+    for path, value in _strings(data):
+        found = _VAR.search(value)
+        if found and not holds_credential(path):
+            where = ".".join(str(p) for p in path)
+            raise error(
+                path,
+                f"${{{found.group(1)}}} in {where}: environment variables may fill only"
+                " credentials (header values, token.secret, the bodies of the provision,"
+                " token and refresh calls)",
+            )
     for path, value in _strings(data):
         if path[0] not in _TEMPLATES or set(map(str, path)) & _NOT_TEMPLATES:
             continue
@@ -156,6 +213,12 @@ def _check(profile: Profile, error: Any) -> None:
         raise error(("token", "claims"), 'minted claims need an exp, e.g. "{now + ttl}"')
     if token.source == "endpoint" and not (token.token_field or token.token_header):
         raise error(("token",), "say where the token is: token_field or token_header")
+    if token.source == "minted" and token.headers:
+        raise error(
+            ("token", "headers"),
+            "a minted token has no token call to send headers with:"
+            " its extra JOSE header fields go in jose_header",
+        )
     if token.refresh is not None and not token.refresh_token_field:
         raise error(("token", "refresh"), "token.refresh needs token.refresh_token_field")
     if not profile.endpoints:

@@ -42,6 +42,20 @@ class _Struct(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=T
     pass
 
 
+# A call's extra HTTP headers (an API key, say): values may come from ${VAR} and are secrets,
+# so no Struct that holds them shows them in its repr.
+Headers = dict[str, str]
+
+
+def _no_headers(struct: msgspec.Struct) -> str:
+    shown = ", ".join(
+        f"{name}={getattr(struct, name)!r}"
+        for name in struct.__struct_fields__
+        if name not in ("headers", "json", "form", "secret", "body")
+    )
+    return f"{type(struct).__name__}({shown})"
+
+
 CredentialKind = Literal["secret", "key", "none"]
 
 
@@ -61,6 +75,10 @@ class Provision(_Struct, frozen=True):
     ok: list[int] = msgspec.field(default_factory=lambda: [201])
     exists: list[int] = msgspec.field(default_factory=lambda: [409])
     file: str | None = None  # via = "file": a fleet JSON or a CSV of id,secret
+    headers: Headers = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return _no_headers(self)
 
 
 class Refresh(_Struct, frozen=True):
@@ -69,6 +87,10 @@ class Refresh(_Struct, frozen=True):
     json: dict[str, Any] | None = None
     form: dict[str, str] | None = None
     token_field: str = "access_token"
+    headers: Headers = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return _no_headers(self)
 
 
 class Token(_Struct, frozen=True):
@@ -91,7 +113,8 @@ class Token(_Struct, frozen=True):
     secret: str | None = None
     private_key_file: str | None = None
     claims: dict[str, Any] = msgspec.field(default_factory=dict)
-    headers: dict[str, str] = msgspec.field(default_factory=dict)  # extra JOSE header fields
+    jose_header: dict[str, str] = msgspec.field(default_factory=dict)  # extra JOSE header fields
+    headers: Headers = msgspec.field(default_factory=dict)  # the token call's HTTP headers
     ttl_s: int = 3600
     short_ttl_s: int = 10  # minted tokens of the expiry scenario
 
@@ -112,6 +135,10 @@ class Endpoint(_Struct, frozen=True):
     body: dict[str, Any] | None = None
     weight: int = 1
     ok: list[int] = msgspec.field(default_factory=lambda: [200])
+    headers: Headers = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return _no_headers(self)
 
 
 class Refusal(_Struct, frozen=True):

@@ -161,7 +161,8 @@ def test_a_bad_profile_is_one_line_and_exit_2(tmp_path: Path, command: str) -> N
     )  # fmt: skip
     assert result.returncode == 2, result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"fleetbench: error: {path}:20: unknown key 'wieght'"
+        f"fleetbench: error: {path}:20: unknown key 'wieght' (allowed here: name, path,"
+        " method, body, weight, ok, headers)"
     ]
 
 

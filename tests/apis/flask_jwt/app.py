@@ -9,8 +9,9 @@ an unsigned (alg none) or a malformed token 422.
 ``/protected`` spends verifying the token, with no labels: the figure a profile's
 ``[metrics] verify_time`` names.
 
-``JWT_SECRET``, ``JWT_TTL_S`` and ``JWT_ALG`` (HS256 by default; ES256 signs with a key pair made
-at start) from the environment. Serve with
+``ADMIN_KEY`` (if set, ``/register`` wants it in ``X-Api-Key``), ``JWT_SECRET``, ``JWT_TTL_S``
+and ``JWT_ALG`` (HS256 by default; ES256 signs with a key pair made at start)
+from the environment. Serve with
 ``python -m tests.apis.flask_jwt.app PORT`` (0: a free port; prints ``listening PORT``).
 """
 
@@ -59,10 +60,15 @@ VERIFY_SECONDS = Histogram(
 )
 JWTManager(app)
 USERS: dict[str, str] = {}
+# ADMIN_KEY set: registration is an admin call guarded by an X-Api-Key header, as many device
+# APIs guard it.
+ADMIN_KEY = os.environ.get("ADMIN_KEY")
 
 
 @app.post("/register")
 def register() -> ResponseReturnValue:
+    if ADMIN_KEY and not secrets.compare_digest(request.headers.get("X-Api-Key", ""), ADMIN_KEY):
+        return jsonify(msg="admin key required"), 401
     body = request.get_json(silent=True) or {}
     name, password = str(body.get("username", "")), str(body.get("password", ""))
     if not name or not password:
