@@ -143,6 +143,10 @@ _NOT_TEMPLATES |= {"expires_in_field", "refresh_token_field", "header", "query",
 _NOT_TEMPLATES |= {"secret", "private_key_file", "pattern", "headers"}
 
 
+# What each registration way reads; another key under it is a mistake, not a setting.
+_PROVISION_KEYS = {"file": {"via", "file"}, "none": {"via"}, "admin": {"via"}}
+
+
 def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
     """The profile ``name_or_path`` with ``${VAR}`` taken from ``env``, validated."""
     label, text = _resolve(name_or_path)
@@ -173,6 +177,15 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
             ) from None
         where = ".".join(str(p) for p in path) or "profile"
         raise error(path, f"{where}: {message[0].lower()}{message[1:]}") from None
+    provision = data.get("provision", {})
+    wanted = _PROVISION_KEYS.get(provision.get("via", "admin"), set(provision))
+    unused = [key for key in provision if key not in wanted]  # in the order written
+    if unused:
+        raise error(
+            ("provision", unused[0]),
+            f"provision.{unused[0]} is not used with via = {provision.get('via', 'admin')!r}"
+            " (the devices are not registered by a call)",
+        )
     for path, value in _strings(data):
         found = _VAR.search(value)
         if found and not holds_credential(path):

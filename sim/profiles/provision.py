@@ -16,7 +16,7 @@ from sim.profiles.model import Profile
 from sim.provision import ProvisionResult
 from target.algorithms import ASSERTION_ALGORITHMS
 
-__all__ = ["profile_fleet", "read_devices_file", "register_by_call"]
+__all__ = ["first_devices", "profile_fleet", "read_devices_file", "register_by_call"]
 
 
 def read_devices_file(path: Path) -> Fleet:
@@ -40,6 +40,17 @@ def read_devices_file(path: Path) -> Fleet:
     return Fleet("secret", devices)
 
 
+def first_devices(fleet: Fleet, count: int) -> Fleet:
+    """The first ``count`` devices of a devices file; more than it holds is a one-line error
+    (running another fleet size than asked would measure something else without a word)."""
+    if count > len(fleet.devices):
+        raise FleetError(
+            f"--devices {count} is more than the devices file holds ({len(fleet.devices)}):"
+            f" give --devices {len(fleet.devices)} or fewer"
+        )
+    return Fleet(fleet.kind, fleet.devices[:count])
+
+
 def profile_fleet(
     profile: Profile, count: int, progress: Callable[[int], None] | None = None
 ) -> Fleet:
@@ -47,7 +58,7 @@ def profile_fleet(
     the profile's devices hold keys."""
     spec = profile.devices
     if profile.provision.via == "file" and profile.provision.file:
-        return read_devices_file(Path(profile.provision.file))
+        return first_devices(read_devices_file(Path(profile.provision.file)), count)
     if spec.credentials == "key":
         kind = spec.alg if spec.alg in ASSERTION_ALGORITHMS else "ES256"
     else:
