@@ -354,6 +354,7 @@ class Load(TypedDict):
     delivered_requests: int
     mean_device_active_s: float
     devices_ready: int
+    devices_never_ready: NotRequired[int]  # started, never past setup (issue 26)
     target_cpu_percent: float | None
     generator_cpu_percent: float | None
     target_cpu_wait_percent: float | None

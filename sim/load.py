@@ -164,7 +164,17 @@ def load_account(
     waiting = (interval_s > 0 or asked_requests is not None) and in_flight > max(
         1.0, IN_FLIGHT_SHARE * devices
     )
-    overloaded = short or waiting
+    # A device that never finished setting up (its first token call never answered) sends
+    # nothing paced: a shortfall in any mode, --interval 0 included, where nothing else is owed.
+    never_ready = devices - measurements.counters.get("devices_ready", 0)
+    unready = never_ready > max(1.0, IN_FLIGHT_SHARE * devices)
+    if never_ready > 0:
+        notes.append(
+            f"{never_ready} of {devices} devices never got past setting up (their first token "
+            "call was still unanswered at stop): the token call, or a connection limit in front "
+            "of it, is the limit"
+        )
+    overloaded = short or waiting or unready
     if transport_errors:
         notes.append(f"{transport_errors} paced requests got no answer (transport_error)")
     if not target_cpu.get("available"):
@@ -188,6 +198,7 @@ def load_account(
         "delivered_requests": delivered,
         "mean_device_active_s": round(active_s, 3),
         "devices_ready": measurements.counters.get("devices_ready", 0),
+        "devices_never_ready": never_ready,
         "target_cpu_percent": _cpu(target_cpu) if target_cpu.get("available") else None,
         "generator_cpu_percent": _cpu(generator),
         "target_cpu_wait_percent": _wait(target_cpu) if target_cpu.get("available") else None,
@@ -195,7 +206,8 @@ def load_account(
         "rule": (
             f"overloaded: more than {MAX_SHORTFALL * 100:.0f} % short of the offered paced "
             f"requests, or more than {IN_FLIGHT_SHARE * 100:.0f} % of the devices still waiting "
-            "for an answer at stop; " + SATURATION_RULE
+            "for an answer at stop (closed model at an interval, open model) or never past "
+            "setting up (any model); " + SATURATION_RULE
         ),
     }
     load["line"] = load_line(load)
@@ -226,6 +238,11 @@ def load_line(load: Load) -> str:
     parts.append(
         f"{_thousands(in_flight)} request{'s' if in_flight != 1 else ''} unanswered at stop"
     )
+    never_ready = load.get("devices_never_ready", 0)
+    if never_ready:
+        parts.append(
+            f"{_thousands(never_ready)} device{'s' if never_ready != 1 else ''} never ready"
+        )
     target, generator = load.get("target_cpu_percent"), load.get("generator_cpu_percent")
     cpu = []
     if target is not None:

@@ -1,11 +1,14 @@
 """A login-style API in the manner of DRF SimpleJWT, for profile tests: its own registration
 call, a JSON login answering ``{"access": JWT, "refresh": JWT, "expires_in": s}`` (``LOGIN_TTL_S``,
 default 3600), a refresh call, ``Bearer`` tokens, 401 with a JSON ``code`` for every bad token.
+``LOGIN_ANSWERS=N``: only N users' logins are answered, every other user's waits
+``LOGIN_HOLD_S`` (default 20) first, as behind a server's full connection limit.
 Serve with ``python -m uvicorn tests.sim.login_target:app``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import time
@@ -20,6 +23,9 @@ from starlette.routing import Route
 SECRET = secrets.token_bytes(32)
 TTL_S = int(os.environ.get("LOGIN_TTL_S", "3600"))
 USERS: dict[str, str] = {}
+LOGIN_ANSWERS = int(os.environ.get("LOGIN_ANSWERS", "0"))  # 0: all
+LOGIN_HOLD_S = float(os.environ.get("LOGIN_HOLD_S", "20"))
+ANSWERED: set[str] = set()
 
 
 async def healthz(request: Request) -> Response:
@@ -39,6 +45,10 @@ async def register(request: Request) -> Response:
 async def login(request: Request) -> Response:
     body: Any = await request.json()
     name, password = body.get("username"), body.get("password")
+    if LOGIN_ANSWERS and name not in ANSWERED:
+        if len(ANSWERED) >= LOGIN_ANSWERS:
+            await asyncio.sleep(LOGIN_HOLD_S)  # bounded: the test's run is shorter
+        ANSWERED.add(str(name))
     if name not in USERS or not secrets.compare_digest(USERS[name], str(password)):
         return JSONResponse({"detail": "No active account"}, status_code=401)
     return JSONResponse({**_access(name), "refresh": _token(name, "refresh", 86400)})
