@@ -36,13 +36,20 @@ from sim.artefacts import (
     Summary,
     write_artefact,
 )
-from sim.compare import EMBEDDED_ENDPOINT, AlgTarget, check_alg_run
+from sim.compare import (
+    EMBEDDED_ENDPOINT,
+    AlgTarget,
+    check_alg_run,
+    check_token_algs,
+    split_per_alg,
+)
 from sim.errors import CapacityError, Interrupted
 from sim.load import MAX_SHORTFALL
 from sim.machine import cpu_model, versions
 from sim.measure import LATENCY_PERCENTILES, PercentileName
 from sim.processes import running_on, split_cores
 from sim.scenarios import ENDPOINT_PATHS
+from target.algorithms import ALGORITHMS
 
 # The path the search drives on our embedded target, as the second opinion calls it.
 EMBEDDED_PATH = ENDPOINT_PATHS[EMBEDDED_ENDPOINT][1]
@@ -54,6 +61,7 @@ __all__ = [
     "CapacityConfig",
     "Objective",
     "capacity_lines",
+    "default_algs",
     "parse_error_budget",
     "parse_slo",
     "run_capacity",
@@ -63,6 +71,7 @@ __all__ = [
 ]
 
 PERCENTILES = tuple(LATENCY_PERCENTILES)
+DEFAULT_ALGS = ("HS256", "ES256")  # on the embedded target
 _SLO = re.compile(r"^(p\d+(?:[._]\d+)?)\s*=\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s)$")
 _UNIT_US = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
 # Narrowing stops once the bracket is this narrow (relative to the rate that met): finer than a
@@ -95,6 +104,36 @@ def parse_slo(text: str) -> Objective:
     if limit_us <= 0:
         raise CapacityError(f"--slo {text!r}: the limit must be above 0")
     return Objective(percentile, limit_us, text.strip())
+
+
+def default_algs(
+    target_values: list[str], profile_values: list[str], admin_key: str | None,
+    env: Mapping[str, str],
+) -> list[str]:  # fmt: skip
+    """``--algs`` when not given: the embedded target's HS256 and ES256; with ``--target``, the
+    algorithms named as ``ALG=URL`` and the one a bare URL's tokens carry (one token fetched
+    through its profile): searching an algorithm the API does not use measures nothing."""
+    if not target_values:
+        return list(DEFAULT_ALGS)
+    from sim.probe import ProbeConfig, ProbeError, token_alg_of
+    from sim.profiles import ProfileError, load_profile
+
+    algs = [alg for alg, _ in map(split_per_alg, target_values) if alg is not None]
+    bare = [url for alg, url in map(split_per_alg, target_values) if alg is None]
+    if bare:
+        name = next((v for a, v in map(split_per_alg, profile_values) if a is None), "fleetbench")
+        try:
+            profile = load_profile(name, env)
+            alg = token_alg_of(ProbeConfig(profile, bare[0], admin_key))
+        except (ProbeError, ProfileError) as e:
+            raise CapacityError(f"cannot tell the algorithm of {bare[0]}'s tokens: {e}") from e
+        if alg not in ALGORITHMS:
+            raise CapacityError(
+                f"{bare[0]}'s tokens carry alg {alg[:16]!r}, not one fleetbench signs with:"
+                " name the algorithm with --algs"
+            )
+        algs += [alg] if alg not in algs else []
+    return algs
 
 
 def parse_error_budget(text: str) -> float:
@@ -325,6 +364,8 @@ def _measure(config: CapacityConfig, alg: str) -> Callable[[float, StepPhase], C
         summary = run_benchmark(config.run_config(alg, rate_rps, count))
         if summary["run"]["interrupted"]:
             raise Interrupted("interrupted")
+        # A step of another algorithm's tokens would report a figure for one the API never used.
+        check_token_algs(summary, alg, config.target(alg).url, CapacityError)
         step = judge(summary, config.objective, config.error_budget, phase)
         config.log(f"{alg}: {step_line(step, config.objective)}")
         return step

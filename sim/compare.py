@@ -28,6 +28,7 @@ from sim.artefacts import (
     CompareParameters,
     CompareTarget,
     Spread,
+    Summary,
     figure_of,
     write_artefact,
 )
@@ -48,9 +49,11 @@ __all__ = [
     "EndToEndLoad",
     "capacity_lines",
     "check_alg_run",
+    "check_token_algs",
     "parse_algs",
     "parse_per_alg",
     "run_compare",
+    "split_per_alg",
     "table_rows",
     "targets_of",
     "write_compare_outputs",
@@ -165,6 +168,18 @@ def check_alg_run(alg: str, config: RunConfig, error: type[SimError]) -> None:
         )
 
 
+def check_token_algs(summary: Summary, alg: str, url: str | None, error: type[SimError]) -> None:
+    """The tokens the service honoured must be the algorithm it stands for (compare,
+    capacity): else one line naming what it signs with."""
+    rows = [r for r in summary["requests"] if r["scenario"] == "verification"]
+    signed = {r["alg"] for r in rows if r["outcomes"].get("ok")} - {alg, "opaque"}
+    if signed:
+        raise error(
+            f"{url or 'the embedded target'} (--target {alg}=...) answered with"
+            f" {', '.join(sorted(signed))} tokens, not {alg}: name its algorithm in --algs"
+        )
+
+
 def parse_algs(text: str) -> list[str]:
     """``HS256,ES256`` -> a checked list; unknown or unavailable names are a one-line error."""
     algs = [name.strip() for name in text.split(",") if name.strip()]
@@ -183,6 +198,12 @@ def parse_algs(text: str) -> list[str]:
     if len(set(algs)) != len(algs):
         raise CompareError("--algs names an algorithm twice")
     return algs
+
+
+def split_per_alg(text: str) -> tuple[str | None, str]:
+    """``ALG=VALUE`` -> (ALG, VALUE); a bare ``VALUE`` -> (None, VALUE)."""
+    found = _PER_ALG.match(text)
+    return (found.group(1), found.group(2)) if found else (None, text)
 
 
 def parse_per_alg(values: list[str], algs: list[str], option: str) -> dict[str, str]:
@@ -258,14 +279,7 @@ def _end_to_end(config: CompareConfig, scratch: Path) -> Callable[[str], dict[st
         rows = [r for r in summary["requests"] if r["scenario"] == "verification"]
         if not rows:
             raise CompareError(f"the {alg} run made no verification requests")
-        # The tokens the service honoured must be the algorithm it stands for.
-        signed = {r["alg"] for r in rows if r["outcomes"].get("ok")} - {alg, "opaque"}
-        if signed:
-            where = config.target(alg).url or "the embedded target"
-            raise CompareError(
-                f"{where} (--target {alg}=...) answered with {', '.join(sorted(signed))}"
-                f" tokens, not {alg}"
-            )
+        check_token_algs(summary, alg, config.target(alg).url, CompareError)
         row = max(rows, key=lambda r: r["count"])
         processes = summary["generator"].get("processes", [])
         figures: dict[str, float | bool] = {

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jwt
 import requests
 
 from sim.errors import AdminKeyRejected, SimError, TargetUnreachable, TargetUnusable
@@ -53,6 +54,7 @@ __all__ = [
     "request_values",
     "run_probe",
     "signing_key",
+    "token_alg_of",
 ]
 
 EXCERPT_CHARS = 100
@@ -100,6 +102,25 @@ class ProbeResult:
 Send = Callable[[Request], requests.Response]
 
 
+def _sender(session: requests.Session, base: str, timeout_s: float) -> Send:
+    """One request to the target, never following a redirect; no answer is a ProbeError."""
+
+    def send(request: Request) -> requests.Response:
+        try:
+            return session.request(
+                request.method,
+                base + request.path,
+                headers=request.headers,
+                data=request.body,
+                timeout=timeout_s,
+                allow_redirects=False,
+            )
+        except requests.RequestException as e:
+            raise ProbeError(f"no answer from {base} to {request!r} ({type(e).__name__})") from None
+
+    return send
+
+
 def run_probe(config: ProbeConfig) -> ProbeResult:
     """Probe ``config.target`` through ``config.profile``; raises :class:`ProbeError`."""
     profile = config.profile
@@ -117,20 +138,7 @@ def run_probe(config: ProbeConfig) -> ProbeResult:
         )
     session = requests.Session()
     base = config.target.rstrip("/")
-
-    def send(request: Request) -> requests.Response:
-        try:
-            return session.request(
-                request.method,
-                base + request.path,
-                headers=request.headers,
-                data=request.body,
-                timeout=config.timeout_s,
-                allow_redirects=False,
-            )
-        except requests.RequestException as e:
-            raise ProbeError(f"no answer from {base} to {request!r} ({type(e).__name__})") from None
-
+    send = _sender(session, base, config.timeout_s)
     try:
         lines = ProfileLines(profile)
         try:
@@ -163,6 +171,29 @@ def run_probe(config: ProbeConfig) -> ProbeResult:
         return ProbeResult(profile.name, base, steps, skipped)
     finally:
         session.close()
+
+
+def token_alg_of(config: ProbeConfig) -> str:
+    """The algorithm the API's tokens carry (their JOSE ``alg``): a minted profile's own, else
+    one token fetched for a probe device registered the profile's way; ``opaque`` when the
+    token is no JWT."""
+    profile = config.profile
+    if profile.minted:
+        return profile.token.alg
+    session = requests.Session()
+    send = _sender(session, config.target.rstrip("/"), config.timeout_s)
+    lines = ProfileLines(profile)
+    try:
+        device, _ = probe_devices(config, lines)
+        token, _ = genuine_token(config, device, send, lines)
+    except Unusable as e:
+        raise ProbeError(f"cannot fetch a token to learn its algorithm: {e.step.fix}") from None
+    finally:
+        session.close()
+    try:
+        return str(jwt.get_unverified_header(token).get("alg"))
+    except jwt.PyJWTError:
+        return "opaque"
 
 
 def probe_endpoint(profile: Profile) -> Endpoint:

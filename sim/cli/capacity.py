@@ -16,6 +16,7 @@ from sim.capacity import (
     TABLE_HEADERS,
     CapacityConfig,
     capacity_lines,
+    default_algs,
     found_for_all,
     parse_error_budget,
     parse_slo,
@@ -36,7 +37,10 @@ def add_parser(commands: Any) -> None:
         "capacity", help="the highest request rate each algorithm holds at a latency objective"
     )
     p.set_defaults(handler=command)
-    p.add_argument("--algs", default="HS256,ES256", help="comma-separated (default HS256,ES256)")
+    p.add_argument(
+        "--algs",
+        help="comma-separated (default HS256,ES256; with --target, the algorithm its tokens carry)",
+    )
     p.add_argument(
         "--slo",
         default="p99=50ms",
@@ -105,7 +109,13 @@ def add_parser(commands: Any) -> None:
 
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 a rate met the objective for every algorithm, 1 the start rate broke it for one."""
-    algs = parse_algs(args.algs)
+    log = logger(console, quiet=args.quiet or args.json)
+    if args.algs is None:
+        algs = default_algs(args.target, args.profile, args.admin_key, os.environ)
+        if args.target:
+            log(f"--algs {','.join(algs)}: the algorithm of the API's tokens")
+    else:
+        algs = parse_algs(args.algs)
     objective = parse_slo(args.slo)
     budget = parse_error_budget(args.error_budget)
     targets = targets_of(algs, args.target, args.profile)
@@ -124,7 +134,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
         workers=args.workers,
         pin=not args.no_pin,
         results=folder,
-        log=logger(console, quiet=args.quiet or args.json),
+        log=log,
         targets=targets,
         admin_key=args.admin_key,
         second_opinion=not args.no_second_opinion,
