@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from sim.compare import (
 from sim.errors import CapacityError, Interrupted
 from sim.load import MAX_SHORTFALL
 from sim.machine import cpu_model, versions
-from sim.measure import LATENCY_PERCENTILES, PercentileName
+from sim.measure import LATENCY_PERCENTILES, WARMUP_SCENARIO, PercentileName
 from sim.processes import running_on, split_cores
 from sim.scenarios import ENDPOINT_PATHS
 from target.algorithms import ALGORITHMS
@@ -159,6 +160,9 @@ class CapacityConfig:
     error_budget: float = 0.001
     devices: int = 50
     step_duration_s: float = 10.0
+    # Each step first runs this long unjudged: the fleet's first token calls (a costly login
+    # each, on some APIs) would otherwise queue ahead of the first measured requests.
+    warmup_s: float = 2.0
     start_rate_rps: float = 100.0
     raise_steps: int = 10  # at most this many doublings from the start rate
     narrow_steps: int = 4  # at most this many bisection steps
@@ -176,13 +180,17 @@ class CapacityConfig:
     def target(self, alg: str) -> AlgTarget:
         return self.targets.get(alg, AlgTarget())
 
-    def run_config(self, alg: str, rate_rps: float, index: int) -> RunConfig:
-        """Step ``index`` (from 1) of ``alg``'s search: an open-model verification run."""
+    def run_config(
+        self, alg: str, rate_rps: float, index: int, fleet: Path | None = None
+    ) -> RunConfig:
+        """Step ``index`` (from 1) of ``alg``'s search: an open-model verification run
+        (``fleet``: the devices of every step against one service)."""
         from sim.runner import RunConfig
 
         target = self.target(alg)
         return RunConfig(
             target=target.url,
+            fleet=fleet,
             admin_key=self.admin_key if target.url else None,
             profile=target.profile,
             devices=self.devices,
@@ -191,7 +199,8 @@ class CapacityConfig:
             scenarios={"verification": 1},
             endpoint=self.endpoint or (None if target.url else EMBEDDED_ENDPOINT),
             rate_rps=rate_rps,
-            duration_s=self.step_duration_s,
+            duration_s=self.warmup_s + self.step_duration_s,
+            warmup_s=self.warmup_s,
             workers=self.workers,
             results=self.results / f"{alg}-step{index:02d}-{rate_rps:g}rps",
             pin=self.pin,
@@ -233,9 +242,12 @@ def judge(
     if account is None:
         raise CapacityError("a capacity step ran without the open model (no open_model section)")
     corrected, service = account["corrected_latency_us"], account["service_latency_us"]
-    outcomes = summary["outcomes"]
-    requests = summary["totals"]["requests"]
-    good = outcomes.get("ok", 0) + outcomes.get("rejected_as_expected", 0)
+    # The warm-up's requests were sent, not judged: its errors are the fleet's first seconds.
+    judged = [r for r in summary["requests"] if r["scenario"] != WARMUP_SCENARIO]
+    requests = sum(r["count"] for r in judged)
+    good = sum(
+        r["outcomes"].get("ok", 0) + r["outcomes"].get("rejected_as_expected", 0) for r in judged
+    )
     errors = max(0, requests - good)
     error_ratio = errors / requests if requests else 1.0
     at_objective = cast(Mapping[str, float], corrected).get(objective.percentile)
@@ -351,7 +363,9 @@ def outcome(steps: list[CapacityStep], interval_s: float) -> CapacityAlgorithm:
     return entry
 
 
-def _measure(config: CapacityConfig, alg: str) -> Callable[[float, StepPhase], CapacityStep]:
+def _measure(
+    config: CapacityConfig, alg: str, fleet: Path | None
+) -> Callable[[float, StepPhase], CapacityStep]:
     from sim.runner import run_benchmark
 
     count = 0
@@ -361,7 +375,7 @@ def _measure(config: CapacityConfig, alg: str) -> Callable[[float, StepPhase], C
         count += 1
         rate_rps = round(rate_rps, 1)
         config.log(f"{alg}: step {count} ({phase}) at {rate_rps:g} req/s")
-        summary = run_benchmark(config.run_config(alg, rate_rps, count))
+        summary = run_benchmark(config.run_config(alg, rate_rps, count, fleet))
         if summary["run"]["interrupted"]:
             raise Interrupted("interrupted")
         # A step of another algorithm's tokens would report a figure for one the API never used.
@@ -432,25 +446,45 @@ def _asks_second_opinion(config: CapacityConfig, alg: str, entry: CapacityAlgori
     )
 
 
+def _fleet_of(config: CapacityConfig, alg: str, scratch: Path) -> Path | None:
+    """One fleet per service, made and registered once: a step with new devices of the same
+    ids would be refused by an API that keeps the first step's credentials."""
+    from sim.runner import fleet_file
+
+    if config.target(alg).url is None:
+        return None  # a fresh embedded target per step
+    for other in config.algs:  # algorithms that share a service share its fleet
+        if config.target(other) == config.target(alg) and (scratch / other).exists():
+            return scratch / other / "fleet.json"
+    folder = scratch / alg
+    folder.mkdir()
+    return fleet_file(config.run_config(alg, config.start_rate_rps, 1), folder)
+
+
+def _search_alg(config: CapacityConfig, alg: str, fleet: Path | None) -> CapacityAlgorithm:
+    steps = search(
+        _measure(config, alg, fleet),
+        config.start_rate_rps,
+        config.raise_steps,
+        config.narrow_steps,
+    )
+    entry = outcome(steps, config.interval_s)
+    if _asks_second_opinion(config, alg, entry):
+        opinion = second_opinion(config, alg, cast(float, entry["knee_rps"]))
+        entry["second_opinion"] = opinion
+        if opinion["broken_by"] == "generator":
+            entry["generator_limited"] = entry["floor"] = True
+    return entry
+
+
 def run_capacity(config: CapacityConfig) -> CapacityFile:
     """Search every algorithm in turn; the capacity.json document."""
     config.check()
     started = time.time()
     algorithms: dict[str, CapacityAlgorithm] = {}
-    for alg in config.algs:
-        steps = search(
-            _measure(config, alg),
-            config.start_rate_rps,
-            config.raise_steps,
-            config.narrow_steps,
-        )
-        entry = outcome(steps, config.interval_s)
-        if _asks_second_opinion(config, alg, entry):
-            opinion = second_opinion(config, alg, cast(float, entry["knee_rps"]))
-            entry["second_opinion"] = opinion
-            if opinion["broken_by"] == "generator":
-                entry["generator_limited"] = entry["floor"] = True
-        algorithms[alg] = entry
+    with tempfile.TemporaryDirectory(prefix="fleetbench-capacity-") as scratch:
+        for alg in config.algs:
+            algorithms[alg] = _search_alg(config, alg, _fleet_of(config, alg, Path(scratch)))
     targets: dict[str, CompareTarget] = {
         alg: {
             "url": config.target(alg).url,

@@ -62,6 +62,10 @@ class SimConfig:
     start_spread_s: float = 0.0
     storm: str | None = None  # a storm scenario (sim.storms): "expiry-storm"
     backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
+    # The first warmup_s of the run (by each request's intended send time): requests go out as
+    # usual but are recorded under the "warmup" scenario, outside the corrected latency, so a
+    # first-token burst is not judged (capacity's steps).
+    warmup_s: float = 0.0
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -14,6 +14,7 @@ from locust.exception import CatchResponseError, StopUser
 from sim.config import SimConfig
 from sim.device_run import MEASUREMENTS, STATE
 from sim.fleet import Device
+from sim.measure import WARMUP_SCENARIO
 from sim.outcomes import Outcome
 from sim.profiles import Profile
 from sim.profiles.http import Request, classify, endpoint_request
@@ -72,6 +73,15 @@ class DeviceRequests:
                 self._lag_s = sent[0]
                 MEASUREMENTS.record_send(sent[0] * 1_000_000, sent[1] * 1_000_000)
 
+    def _warming(self) -> bool:
+        """Whether the request just started was meant to go out in the run's warm-up (by its
+        intended send time in the open model): then it is not judged."""
+        origin = STATE.get("origin_perf_s")
+        if not self.config.warmup_s or origin is None:
+            return False
+        intended_s = time.perf_counter() - (self._lag_s or 0.0)
+        return intended_s < float(origin) + self.config.warmup_s
+
     def _answered(self, latency_us: float) -> float | None:
         """The device is free again; the corrected latency of the answered request (from its
         intended send time) when it served a slot of the open model's schedule, else None."""
@@ -118,6 +128,8 @@ class DeviceRequests:
         """One request to an endpoint of the profile carrying ``token`` (or a forged
         ``authorization``, or nothing); ``reading`` sends the device's next seq."""
         self._start()
+        if self._warming():
+            scenario, self._lag_s = WARMUP_SCENARIO, None  # sent and counted, not judged
         spec = self.endpoints[0] if len(self.endpoints) == 1 else self.rng.choice(self.endpoints)
         endpoint = spec.name
         seq = self.seq + 1 if reading else 0

@@ -23,6 +23,7 @@ __all__ = [
     "LATENCY_PERCENTILES",
     "SETUP_SCENARIO",
     "TIMED_EVENTS",
+    "WARMUP_SCENARIO",
     "Measurements",
     "ReasonKey",
     "RowKey",
@@ -44,6 +45,9 @@ LATENCY_PERCENTILES: dict[PercentileName, float] = {
     "p99_9": 99.9,
 }
 SEP = "|"
+WARMUP_SCENARIO = (
+    "warmup"  # paced requests of the run's unjudged first seconds (SimConfig.warmup_s)
+)
 SETUP_SCENARIO = "setup"  # first tokens, fetched before a device's first task: not the measured run
 # Counters and device sets whose every increment is also counted per second (``events``), so a
 # report can draw them over time; the name each is counted under.

@@ -122,6 +122,7 @@ class RunConfig:
     storm: Storm | None = None
     # Jittered exponential backoff on refused token calls too, and on 429/503 in a storm.
     backoff: bool = False
+    warmup_s: float = 0.0  # the first seconds' requests are sent, not judged (SimConfig.warmup_s)
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -382,6 +383,7 @@ def _locust_env(
         start_spread_s=START_SPREAD_S if config.master else 0.0,
         storm=config.storm,
         backoff=config.backoff,
+        warmup_s=config.warmup_s,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")

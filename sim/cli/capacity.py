@@ -56,6 +56,13 @@ def add_parser(commands: Any) -> None:
         "--step-duration", type=duration, default=10.0, help="run time of each step (default 10s)"
     )
     p.add_argument(
+        "--warmup",
+        type=duration,
+        default=2.0,
+        help="unjudged run time before each step's measured time: the fleet's first tokens"
+        " (default 2s)",
+    )
+    p.add_argument(
         "--start-rate", type=positive_float, default=100.0, help="first rate, req/s (default 100)"
     )
     p.add_argument("--max-steps", type=positive_int, default=10, help="at most this many doublings")
@@ -126,6 +133,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
         error_budget=budget,
         devices=args.devices,
         step_duration_s=args.step_duration,
+        warmup_s=args.warmup,
         start_rate_rps=args.start_rate,
         raise_steps=args.max_steps,
         narrow_steps=args.narrow_steps,
