@@ -98,7 +98,7 @@ class TokenHolder(DeviceRequests):
         else:
             values = self._values(assertion=self._mint_assertion() if assertion else "")
             request = token_request(self.profile, values, assertion=assertion)
-            endpoint = f"token {grant}"
+            endpoint = self._token_row(grant)
         with self.client.request(
             request.method,
             request.path,
@@ -133,6 +133,14 @@ class TokenHolder(DeviceRequests):
             self._settle(response, endpoint, scenario, outcome, status, reason)
         self.last_token_outcome = outcome
         return held
+
+    def _token_row(self, grant: str) -> str:
+        """The token call's row, named for what the profile's call is: an RFC 7523 assertion,
+        an OAuth client-credentials grant, or else a login (a password call is no "token cc")."""
+        if grant == "jwt-bearer":
+            return "token jwt-bearer"
+        body = self.profile.token.form or self.profile.token.json or {}
+        return "token client_credentials" if body.get("grant_type") == grant else "token login"
 
     def _judge_issuance(self, status: int) -> Outcome:
         """A token request with the device's genuine credential."""

@@ -192,7 +192,7 @@ class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
             return
         outcome, _ = self.use_held("verification", held)
         if outcome in ("rejected_as_expected", "refused_valid"):
-            self.tokens.pop("verification", None)  # renew before the next reading
+            held.refresh_at = 0.0  # renew before the next reading (by the refresh call if any)
 
     def expiry(self) -> None:
         MEASUREMENTS.counters["runs expiry"] += 1
@@ -208,7 +208,8 @@ class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
             MEASUREMENTS.counters["expirations"] += 1
             MEASUREMENTS.device_sets["expired"].add(self.device.id)
             MEASUREMENTS.counters["refreshes"] += 1
-            renewed = self.tokens_for("expiry", "expiry")
+            # By the profile's refresh call when it has one (a refused refresh logs in again).
+            renewed = self.tokens_for("expiry", "expiry", refresh_of=held)
             if renewed is not None and self.use_held("expiry", renewed)[0] == "ok":
                 MEASUREMENTS.device_sets["recovered"].add(self.device.id)
         elif outcome == "refused_valid":

@@ -60,7 +60,7 @@ def is_glob(text: str) -> bool:
 PROTECTED = "protected"
 TOKEN_CALLS = "token *"
 # The token calls a profile with a token endpoint makes, as request rows name them.
-TOKEN_ROWS = ("token client_credentials", "token jwt-bearer", "token refresh")
+TOKEN_ROWS = ("token client_credentials", "token jwt-bearer", "token login", "token refresh")
 
 
 def endpoint_matches(endpoint: str, pattern: str) -> bool:

@@ -52,3 +52,26 @@ def test_mixed_run_against_flask_jwt_extended_adds_up(flask_api: str, tmp_path: 
     assert sum(r["outcomes"].get("rejected_as_expected", 0) for r in forged) > 0
     # Renewal through flask-jwt-extended's refresh token (POST /refresh, JSON location).
     assert any(r["endpoint"] == "token refresh" and r["outcomes"].get("ok") for r in rows), rows
+
+
+def test_an_expired_token_is_renewed_by_the_refresh_call(flask_api: str, tmp_path: Path) -> None:
+    """Issue 26 item 9: renewal after an expiry through [token.refresh]; rows named for the
+    profile's calls."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sim", "run", "--profile", "flask-jwt-extended", "--target",
+         flask_api, "--scenario", "expiry", "--devices", "3", "--duration", "10",
+         "--interval", "0.5", "--results", str(tmp_path / "r")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert summary["expiry"]["expirations"] > 0
+    rows = {(r["scenario"], r["endpoint"]): r for r in summary["requests"]}
+    # After each refused expired token: POST /refresh with the held refresh token, not a login.
+    assert rows[("expiry", "token refresh")]["outcomes"].get("ok", 0) > 0, list(rows)
+    assert ("expiry", "token login") not in rows, list(rows)
+    # The first token is a password login: named so, not "token client_credentials" ("token cc").
+    assert ("setup", "token login") in rows
+    assert not any(endpoint == "token client_credentials" for _, endpoint in rows)
+    assert "token cc" not in result.stdout and "token login" in result.stdout

@@ -72,7 +72,7 @@ def test_a_login_api_run_through_a_profile_file(tmp_path: Path) -> None:
     assert outcomes["accepted_invalid"] == outcomes["refused_valid"] == 0
     assert outcomes["server_error"] == outcomes["transport_error"] == 0
     rows = {(r["scenario"], r["endpoint"]) for r in summary["requests"]}
-    assert ("issuance", "token client_credentials") in rows
+    assert ("issuance", "token login") in rows  # a password login, not a client-credentials grant
     assert ("verification", "data") in rows
     assert any(r["scenario"] == "rejection" for r in summary["requests"])
 
