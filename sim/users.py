@@ -45,6 +45,7 @@ from sim.device_tokens import RETRIED_OUTCOMES, HeldToken, TokenHolder
 from sim.fleet import Device
 from sim.outcomes import Outcome, judge_forged
 from sim.processes import raise_open_files_limit
+from sim.profiles.http import refused_as_expected
 from sim.scenarios import Scenario
 from sim.schedule import SendSchedule, StagedSchedule, open_pacing
 from sim.stages import Stages
@@ -238,7 +239,10 @@ class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
         def judge(status: int, reason: str) -> Outcome:
             verdict = judge_forged(status)
             if verdict == "rejected_as_expected":
-                matched = status == case.expected_status and reason in case.expected_reasons
+                # Our target: its RFC 6750 status and class; another API: the profile's class.
+                matched = refused_as_expected(
+                    self.profile, status, reason, case.expected_status, case.expected_reasons
+                )
                 MEASUREMENTS.corpus[case.name]["refused" if matched else "refused_otherwise"] += 1
             else:
                 MEASUREMENTS.corpus[case.name][verdict] += 1

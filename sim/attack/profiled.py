@@ -63,6 +63,7 @@ from sim.profiles.http import (
     Request,
     classify,
     endpoint_request,
+    expected_classes,
     read_token,
     refresh_request,
     token_request,
@@ -126,14 +127,7 @@ class _Target:
 
 
 def _expected_class(case: Case) -> str:
-    reasons = case.expected_reasons
-    if reasons == {"missing"}:
-        return "missing"
-    if "insufficient_scope" in reasons:
-        return "forbidden"
-    if "expired" in reasons:
-        return "expired|invalid"
-    return "invalid"
+    return "|".join(expected_classes(case.expected_reasons))
 
 
 def _corpus_case(target: _Target, case: Case, ctx: ForgeContext, listener: Listener) -> CaseResult:

@@ -26,11 +26,13 @@ __all__ = [
     "TokenAnswer",
     "classify",
     "endpoint_request",
+    "expected_classes",
     "judge_answer",
     "mint_token",
     "present",
     "read_token",
     "refresh_request",
+    "refused_as_expected",
     "render",
     "token_exp",
     "token_request",
@@ -190,6 +192,36 @@ def endpoint_request(
         headers = {**headers, **_JSON}
         body = json.dumps(render(endpoint.body, values)).encode()
     return Request(endpoint.method, path, headers, body)
+
+
+def expected_classes(reasons: frozenset[str]) -> tuple[str, ...]:
+    """The profile classes a careful API refuses a forgery with, from the RFC 6750 classes
+    our corpus expects of it (``reasons``): a missing credential is ``missing`` (or
+    ``invalid``: a header under another scheme is malformed to many APIs), another device's
+    token ``forbidden``, a lapsed one ``expired`` (or ``invalid``: many APIs answer every bad
+    token alike), anything else ``invalid``."""
+    if reasons == {"missing"}:
+        return ("missing", "invalid")
+    if "insufficient_scope" in reasons:
+        return ("forbidden",)
+    if "expired" in reasons:
+        return ("expired", "invalid")
+    return ("invalid",)
+
+
+def refused_as_expected(
+    profile: Profile, status: int, reason: str, expected_status: int, reasons: frozenset[str]
+) -> bool:
+    """Whether a refusal of a forgery is the one expected: for our target (RFC 6750) its
+    status and one of the classes ``reasons``; for a profile of classes, a 4xx of an expected
+    class (or ``invalid`` where the profile has no table for that class: the API cannot tell
+    it apart)."""
+    if profile.refusals.read == "rfc6750":
+        return status == expected_status and reason in reasons
+    expected = expected_classes(reasons)
+    if not any(getattr(profile.refusals, name) is not None for name in expected):
+        expected = (*expected, "invalid")
+    return 400 <= status < 500 and reason in expected
 
 
 def _matches(refusal: Refusal, status: int, headers: Mapping[str, str], body: str) -> bool:

@@ -75,3 +75,23 @@ def test_an_expired_token_is_renewed_by_the_refresh_call(flask_api: str, tmp_pat
     assert ("setup", "token login") in rows
     assert not any(endpoint == "token client_credentials" for _, endpoint in rows)
     assert "token cc" not in result.stdout and "token login" in result.stdout
+
+
+def test_the_corpus_is_judged_by_the_profiles_refusal_classes(
+    flask_api: str, tmp_path: Path
+) -> None:
+    """Issue 26 item 8: flask-jwt-extended refuses a forgery 422 (``invalid`` in the profile)
+    and a missing header 401 (``missing``), as the profile says: summary.json's corpus calls
+    each of those refused, as the table does, not ``refused_otherwise``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sim", "run", "--profile", "flask-jwt-extended", "--target",
+         flask_api, "--scenario", "rejection", "--bad-ratio", "1", "--devices", "3",
+         "--duration", "4", "--interval", "0.1", "--results", str(tmp_path / "r"), "--quiet"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    corpus = json.loads((tmp_path / "r" / "summary.json").read_text())["corpus"]
+    refused = {case: counts for case, counts in corpus.items() if counts.get("refused")}
+    assert len(refused) >= 5, corpus
+    assert not any(counts.get("refused_otherwise") for counts in corpus.values()), corpus
