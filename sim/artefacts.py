@@ -167,6 +167,8 @@ class CpuFacts(TypedDict):
     count: int | None
     target_cpus: list[int] | None
     generator_cpus: list[int] | None
+    # A loopback target and an unpinned generator: the sentence saying so (issue 26); else null.
+    shares_machine: NotRequired[str | None]
 
 
 class TargetFacts(TypedDict):

@@ -44,6 +44,7 @@ from sim.generator import ProcessTreeSampler
 from sim.http import TargetClient
 from sim.locust_child import LiveFigures, RunProgress, Stop, locust_command, read_raw, run_locust
 from sim.machine import cpu_model, versions
+from sim.machine_share import available_cpus, sharing_note
 from sim.measure import Measurements
 from sim.processes import raise_open_files_limit, split_cores
 from sim.profiles import Profile, load_profile
@@ -463,6 +464,9 @@ def run_benchmark(config: RunConfig) -> Summary:
     target_cpus, locust_cpus = split_cores(config.pin and config.target is None)
     if config.generator_cpus:
         locust_cpus = config.generator_cpus
+    shared = sharing_note(config.target, locust_cpus) if config.target else None
+    if shared:
+        config.log(f"warning: {shared}")
     stop = Stop()
     try:
         with stop.installed(), _target(config, target_cpus) as target:
@@ -502,7 +506,9 @@ def run_benchmark(config: RunConfig) -> Summary:
                         "model": cpu_model(),
                         "count": os.cpu_count(),
                         "target_cpus": sorted(target_cpus) if target_cpus else None,
-                        "generator_cpus": sorted(locust_cpus) if locust_cpus else None,
+                        # Unpinned: every core it could run on (it shared them with all).
+                        "generator_cpus": sorted(locust_cpus or available_cpus()),
+                        "shares_machine": shared,
                     },
                     "target": {
                         "url": target.url,

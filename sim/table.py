@@ -159,6 +159,9 @@ def _lines(summary: Summary) -> list[str]:
         f"{summary['run']['elapsed_s']:.1f} s: {totals['rps']:.1f} req/s"
     )
     lines.append("outcomes: " + ", ".join(f"{o} {n}" for o, n in outcomes.items()))
+    shared = summary["run"]["cpu"].get("shares_machine")
+    if shared:
+        lines.append(f"warning: {shared}")
     server = summary["server"]
     if server.get("available"):
         verify = ", ".join(

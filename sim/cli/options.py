@@ -18,12 +18,14 @@ from rich.console import Console
 
 from sim.cli.exits import ExitCode
 from sim.errors import ConfigError
+from sim.machine_share import parse_cpus
 
 __all__ = [
     "ADMIN_KEY_ENV",
     "Parser",
     "add_embedded_algs",
     "add_target_options",
+    "cpus",
     "duration",
     "embedded_algs",
     "logger",
@@ -40,6 +42,14 @@ ADMIN_KEY_ENV = "FLEETBENCH_ADMIN_KEY"
 class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one readable line, not a usage dump
         self.exit(ExitCode.ERROR, f"fleetbench: error: {message}\n")
+
+
+def cpus(text: str) -> set[int]:
+    """``--generator-cpus``: cores this machine gives fleetbench."""
+    try:
+        return parse_cpus(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
 
 
 def positive_int(text: str) -> int:

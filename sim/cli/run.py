@@ -12,6 +12,7 @@ from sim.cli.exits import verdict_exit
 from sim.cli.options import (
     add_profile_option,
     add_target_options,
+    cpus,
     duration,
     logger,
     positive_float,
@@ -101,6 +102,12 @@ def add_parser(commands: Any) -> None:
     )
     run.add_argument("--results", type=Path, help="results folder (default results/run-<time>)")
     run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
+    run.add_argument(
+        "--generator-cpus",
+        type=cpus,
+        help="cores for the load generator (1,3 or 2-3): with a --target on this machine, keep"
+        " it off the target's cores",
+    )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_profile_option(run)
 
@@ -155,6 +162,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
             worker_wait_s=args.worker_wait,
             storm=storm,
             backoff=args.backoff,
+            generator_cpus=args.generator_cpus,
         )
         summary = run_benchmark(config)
     print_summary(summary, console)
