@@ -55,13 +55,14 @@ from sim.scenarios import MIXED, RefreshMode, Scenario
 from sim.server_view import (
     DeviceStats,
     MetricsCpuSampler,
+    received_count,
     scrape_metrics,
     server_delta,
     telemetry_stats,
 )
 from sim.stages import Stages, parse_stages
 from sim.storms import OUTAGE_AT_SHARE, Outage, Storm, check_storm, storm_section
-from sim.summary import build_summary, telemetry_account
+from sim.summary import build_summary, received_account, telemetry_account
 
 __all__ = ["LiveFigures", "RunConfig", "RunProgress", "fleet_file", "run_benchmark"]
 
@@ -476,6 +477,9 @@ def run_benchmark(config: RunConfig) -> Summary:
             via = config.loaded_profile.provision.via
             # /admin/stats (also proves the admin key) is our own contract's.
             stats_before = telemetry_stats(client) if via == "admin" else None
+            # A foreign API's own received count, when its profile names a [stats] call.
+            stats_call = config.loaded_profile.stats
+            received_before = received_count(client, stats_call) if stats_call else None
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
             env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
@@ -497,6 +501,7 @@ def run_benchmark(config: RunConfig) -> Summary:
             if outage is not None and outage.down_at is not None:
                 server = {"available": False, "reason": RESTARTED}
             stats_after = telemetry_stats(client) if via == "admin" else None
+            received_after = received_count(client, stats_call) if stats_call else None
             summary = build_summary(
                 measurements,
                 run={
@@ -529,7 +534,9 @@ def run_benchmark(config: RunConfig) -> Summary:
                 started=load.raw.get("started"),
                 stopped=load.raw.get("stopped"),
                 server=server,
-                telemetry=telemetry_account(measurements, stats_before, stats_after),
+                telemetry=received_account(measurements, received_before, received_after)
+                if stats_call
+                else telemetry_account(measurements, stats_before, stats_after),
                 generator=generator,
                 interrupted=stop.requested,
                 # The open model's devices each send once per fleet / rate seconds.

@@ -6,6 +6,7 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import Any
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -14,8 +15,16 @@ from sim.artefacts import Server, TargetCpu, VerifyCost
 from sim.errors import TargetUnusable
 from sim.generator import SATURATED_CPU_PERCENT, SATURATION_RULE, cpu_saturated
 from sim.http import TargetClient
+from sim.profiles.model import Stats
 
-__all__ = ["DeviceStats", "MetricsCpuSampler", "scrape_metrics", "server_delta", "telemetry_stats"]
+__all__ = [
+    "DeviceStats",
+    "MetricsCpuSampler",
+    "received_count",
+    "scrape_metrics",
+    "server_delta",
+    "telemetry_stats",
+]
 
 SCRAPE_TIMEOUT_S = 5.0
 
@@ -154,6 +163,23 @@ def telemetry_stats(client: TargetClient) -> DeviceStats | None:
     except (ValueError, KeyError, TypeError):
         return None
     return devices
+
+
+def received_count(client: TargetClient, stats: Stats) -> int | None:
+    """The API's own received count from the profile's ``[stats]`` call, or None when the call
+    does not answer 200 with a number at ``stats.field``."""
+    response = client.request(
+        stats.method, stats.path, headers=stats.headers, allow_redirects=False
+    )
+    if response.status_code != 200:
+        return None
+    try:
+        value: Any = response.json()
+        for key in stats.field.split("."):
+            value = value[key]
+    except (ValueError, KeyError, TypeError, IndexError):
+        return None
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 class MetricsCpuSampler:

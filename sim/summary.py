@@ -55,7 +55,7 @@ from sim.scenarios import Scenario
 from sim.server_view import DeviceStats
 from sim.stages import Stages
 
-__all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account", "verdict"]
+__all__ = ["SUMMARY_SCHEMA", "build_summary", "received_account", "telemetry_account", "verdict"]
 
 
 def _merged(hists: list[HdrHistogram]) -> HdrHistogram:
@@ -143,6 +143,26 @@ def telemetry_account(
     account["lost"] = lost
     account["duplicated"] = duplicated
     account["unacknowledged"] = unacknowledged
+    return account
+
+
+def received_account(
+    measurements: Measurements, before: int | None, after: int | None
+) -> Telemetry:
+    """Readings sent and acknowledged against a foreign API's own received count (its
+    ``[stats]`` call, before and after): ``lost``: acknowledged readings beyond what it
+    counts; ``unacknowledged``: counted readings whose 202 never came (in flight at stop);
+    ``duplicated``: counted beyond all that was sent."""
+    account = telemetry_account(measurements, None, None)
+    if before is None or after is None:
+        return account
+    sent, acknowledged = account["sent"], account["acknowledged"]
+    received = after - before
+    account["available"] = True
+    account["received"] = received
+    account["lost"] = max(0, acknowledged - received)
+    account["unacknowledged"] = max(0, min(received, sent) - acknowledged)
+    account["duplicated"] = max(0, received - sent)
     return account
 
 

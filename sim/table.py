@@ -182,7 +182,8 @@ def _lines(summary: Summary) -> list[str]:
         else:
             lines.append(
                 f"telemetry: sent {telemetry['sent']}, acknowledged {telemetry['acknowledged']} "
-                "(the target has no /admin/stats)"
+                "(the target's own count is unknown: no /admin/stats, or no answer from the"
+                " profile's [stats] call)"
             )
     expiry = summary.get("expiry")
     if expiry:

@@ -21,6 +21,7 @@ __all__ = [
     "Provision",
     "Refusal",
     "Refusals",
+    "Stats",
     "Token",
     "placeholders",
 ]
@@ -159,6 +160,19 @@ class Refusals(_Struct, frozen=True):
     forbidden: Refusal | None = None
 
 
+class Stats(_Struct, frozen=True):
+    """The API's own count of the readings it received (``field``: a dotted path into its JSON
+    answer, ``readings.received``), read before and after a run to reconcile telemetry."""
+
+    path: str
+    field: str
+    method: str = "GET"
+    headers: Headers = msgspec.field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return _no_headers(self)
+
+
 class Metrics(_Struct, frozen=True):
     verify_time: str | None = None  # a Prometheus histogram name (its _sum and _count)
 
@@ -175,6 +189,7 @@ class Profile(_Struct, frozen=True):
     endpoints: list[Endpoint] = msgspec.field(default_factory=list)
     refusals: Refusals = msgspec.field(default_factory=Refusals)
     metrics: Metrics = msgspec.field(default_factory=Metrics)
+    stats: Stats | None = None
     source: str = ""  # where it was loaded from (set by the loader, not the file)
 
     @property

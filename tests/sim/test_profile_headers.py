@@ -126,3 +126,31 @@ def test_registration_through_an_api_key_header(guarded_api: str, tmp_path: Path
         cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode != 0 and "POST /register answered 401" in result.stderr
+
+
+def test_telemetry_is_reconciled_with_the_apis_stats_call(guarded_api: str, tmp_path: Path) -> None:
+    """Issue 26 item 7: a [stats] call (its admin header from the environment) gives the API's
+    own received count, so received, lost and duplicated are known on a foreign API."""
+    text = WITH_HEADERS.replace(
+        "[refusals]",
+        '[[endpoints]]\nname = "readings"\nmethod = "POST"\npath = "/readings"\n'
+        'body = { seq = "{seq}" }\nok = [202]\n\n'
+        '[stats]\npath = "/stats"\nfield = "readings.received"\n'
+        'headers = { "X-Api-Key" = "${ADMIN_KEY}" }\n\n[refusals]',
+    )
+    results = tmp_path / "results"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sim", "run", "--profile", str(write(tmp_path, text)),
+         "--target", guarded_api, "--endpoint", "readings", "--devices", "3", "--duration", "3",
+         "--interval", "0.2", "--results", str(results)],
+        cwd=REPO, env={**env, "ADMIN_KEY": ADMIN_KEY}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    telemetry = json.loads((results / "summary.json").read_text())["telemetry"]
+    assert telemetry["available"] and telemetry["acknowledged"] > 0, telemetry
+    assert telemetry["lost"] == telemetry["duplicated"] == 0, telemetry
+    assert telemetry["received"] == telemetry["acknowledged"] + telemetry["unacknowledged"]
+    assert f"received {telemetry['received']}, lost 0, duplicated 0" in result.stdout
+    assert ADMIN_KEY not in result.stdout + result.stderr

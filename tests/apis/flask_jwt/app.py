@@ -5,6 +5,9 @@ taking ``{"refresh_token": JWT}`` (flask-jwt-extended's JSON token location) and
 answers: a missing header 401, an expired token 401 ("Token has expired"), a bad signature,
 an unsigned (alg none) or a malformed token 422.
 
+``POST /readings`` takes a telemetry reading (202), and ``GET /stats`` answers how many it
+received, ``{"readings": {"received": n}}`` (behind ``X-Api-Key`` when ``ADMIN_KEY`` is set).
+
 ``GET /metrics`` (prometheus_client) exports ``api_verify_seconds``, a histogram of the time
 ``/protected`` spends verifying the token, with no labels: the figure a profile's
 ``[metrics] verify_time`` names.
@@ -63,6 +66,7 @@ USERS: dict[str, str] = {}
 # ADMIN_KEY set: registration is an admin call guarded by an X-Api-Key header, as many device
 # APIs guard it.
 ADMIN_KEY = os.environ.get("ADMIN_KEY")
+RECEIVED = {"readings": 0}
 
 
 @app.post("/register")
@@ -103,6 +107,21 @@ def protected() -> ResponseReturnValue:
     with VERIFY_SECONDS.time():
         verify_jwt_in_request()
     return jsonify(logged_in_as=get_jwt_identity())
+
+
+@app.post("/readings")
+@jwt_required()  # type: ignore[untyped-decorator]
+def readings() -> ResponseReturnValue:
+    RECEIVED["readings"] += 1
+    return jsonify(accepted=True), 202
+
+
+@app.get("/stats")
+def stats() -> ResponseReturnValue:
+    """The API's own count of readings received (an admin call, as ``/register``)."""
+    if ADMIN_KEY and not secrets.compare_digest(request.headers.get("X-Api-Key", ""), ADMIN_KEY):
+        return jsonify(msg="admin key required"), 401
+    return jsonify(readings={"received": RECEIVED["readings"]})
 
 
 @app.get("/metrics")
