@@ -56,18 +56,26 @@ def line_of(text: str, path: KeyPath) -> int:
 def _resolve(name_or_path: str) -> tuple[str, str]:
     """(label for messages, text)."""
     path = Path(name_or_path)
-    if path.suffix == ".toml" or "/" in name_or_path or path.exists():
+    shipped = resources.files("sim.profiles") / BUILTIN / f"{name_or_path}.toml"
+    bare = path.suffix != ".toml" and "/" not in name_or_path
+    if bare and shipped.is_file():
+        # A shipped name still resolves when a folder here has that name; a file of that name
+        # here is ambiguous.
+        if path.is_file():
+            raise ProfileError(
+                f"profile {name_or_path!r} is ambiguous: a shipped profile and a file here;"
+                f" give ./{name_or_path} for the file"
+            )
+        return f"{name_or_path} (built in)", shipped.read_text(encoding="utf-8")
+    if not bare or path.exists():
         try:
             return str(path), path.read_text(encoding="utf-8")
         except OSError as e:
             raise ProfileError(f"{path}: cannot read the profile ({e.strerror})") from e
         except UnicodeDecodeError as e:
             raise ProfileError(f"{path}: not a UTF-8 text file") from e
-    shipped = resources.files("sim.profiles") / BUILTIN / f"{name_or_path}.toml"
-    if not shipped.is_file():
-        names = ", ".join(builtin_names())
-        raise ProfileError(f"unknown profile {name_or_path!r}: use one of {names}, or a .toml file")
-    return f"{name_or_path} (built in)", shipped.read_text(encoding="utf-8")
+    names = ", ".join(builtin_names())
+    raise ProfileError(f"unknown profile {name_or_path!r}: use one of {names}, or a .toml file")
 
 
 def allowed_keys(path: KeyPath) -> list[str]:
