@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -59,6 +61,16 @@ class TargetClient:
             return response.json()
         except ValueError as e:
             raise TargetUnusable(f"{method} {path} did not answer JSON") from e
+
+    def check_reachable(self) -> None:
+        """Fail with one line unless the target takes a connection: no request is sent (a
+        foreign API gets only the calls its profile names)."""
+        parts = urlsplit(self.url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname or "", port), timeout=TIMEOUT_S).close()
+        except OSError as e:
+            raise TargetUnreachable(f"cannot reach the target at {self.url}") from e
 
     def check_alive(self) -> None:
         """Fail with one line unless the target answers HTTP at all."""

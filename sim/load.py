@@ -179,8 +179,8 @@ def load_account(
         notes.append(f"{transport_errors} paced requests got no answer (transport_error)")
     if not target_cpu.get("available"):
         notes.append(
-            "the target's CPU was not measured: it is not the embedded target and its /metrics "
-            "exports no process_cpu_seconds_total"
+            "the target's CPU was not measured: it is not the embedded target, and its /metrics "
+            "exports no process_cpu_seconds_total or its profile names no [metrics]"
         )
     saturated = _side(generator, target_cpu, overloaded, notes)
     load: Load = {

@@ -256,6 +256,11 @@ class RunConfig:
         return cast(RunParameters, data)
 
 
+def _scrapes_metrics(profile: Profile) -> bool:
+    """Whether the run reads the target's /metrics: ours, or a profile that names [metrics]."""
+    return profile.name == "fleetbench" or profile.metrics.verify_time is not None
+
+
 def _discover(client: TargetClient) -> dict[str, Any]:
     """The target's issuer and token algorithm, if it publishes RFC 8414 metadata."""
     response = client.request("GET", "/.well-known/oauth-authorization-server")
@@ -423,7 +428,8 @@ def _load(
         else []
     )
     # An external target's CPU, if its /metrics exports it; the embedded one's by psutil.
-    target_metrics = MetricsCpuSampler(target.url).start() if embedded is None else None
+    scrapes = _scrapes_metrics(config.loaded_profile)
+    target_metrics = MetricsCpuSampler(target.url).start() if embedded is None and scrapes else None
     try:
         exit_code, generator_sampler = run_locust(
             config, command, env, folder, locust_cpus, stop, target_tree, scratch / "progress.json"
@@ -472,8 +478,15 @@ def run_benchmark(config: RunConfig) -> Summary:
     try:
         with stop.installed(), _target(config, target_cpus) as target:
             client = TargetClient(target.url, target.admin_key)
-            client.check_alive()
-            metadata = _discover(client)
+            # Our contract's own calls (health, RFC 8414 metadata, /metrics) go only to a target
+            # that speaks it; a foreign API gets only the calls its profile names.
+            ours = config.loaded_profile.name == "fleetbench"
+            scrapes = _scrapes_metrics(config.loaded_profile)
+            if ours:
+                client.check_alive()
+            else:
+                client.check_reachable()
+            metadata = _discover(client) if ours else {}
             via = config.loaded_profile.provision.via
             # /admin/stats (also proves the admin key) is our own contract's.
             stats_before = telemetry_stats(client) if via == "admin" else None
@@ -481,7 +494,7 @@ def run_benchmark(config: RunConfig) -> Summary:
             stats_call = config.loaded_profile.stats
             received_before = received_count(client, stats_call) if stats_call else None
             provisioned = _provision(config, client, scratch)
-            metrics_before = scrape_metrics(client)
+            metrics_before = scrape_metrics(client) if scrapes else None
             env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
             with _outage(config, target, scratch) as outage:
                 load = _load(
@@ -494,7 +507,7 @@ def run_benchmark(config: RunConfig) -> Summary:
                 time.sleep(0.2)  # one telemetry flush tick
             server = server_delta(
                 metrics_before,
-                scrape_metrics(client),
+                scrape_metrics(client) if scrapes else None,
                 config.loaded_profile.metrics.verify_time,
                 _token_alg(measurements),
             )

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.apis.serve import serve_listening
 
@@ -95,3 +96,19 @@ def test_the_corpus_is_judged_by_the_profiles_refusal_classes(
     refused = {case: counts for case, counts in corpus.items() if counts.get("refused")}
     assert len(refused) >= 5, corpus
     assert not any(counts.get("refused_otherwise") for counts in corpus.values()), corpus
+
+
+def test_a_run_calls_only_what_the_profile_names(flask_api: str, tmp_path: Path) -> None:
+    """Issue 26 item 10: no /healthz, RFC 8414 metadata or /metrics on a foreign API whose
+    profile names none of them (404s in its logs, and calls nobody asked for)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "sim", "run", "--profile", "flask-jwt-extended", "--target",
+         flask_api, "--devices", "2", "--duration", "3", "--interval", "0.5",
+         "--results", str(tmp_path / "r"), "--quiet"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    called = set(requests.get(f"{flask_api}/debug/paths", timeout=10).json()) - {"/debug/paths"}
+    assert {"/register", "/login", "/protected"} <= called
+    assert called <= {"/register", "/login", "/refresh", "/protected"}, called

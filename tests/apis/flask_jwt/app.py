@@ -67,6 +67,7 @@ USERS: dict[str, str] = {}
 # APIs guard it.
 ADMIN_KEY = os.environ.get("ADMIN_KEY")
 RECEIVED = {"readings": 0}
+SEEN: set[str] = set()
 
 
 @app.post("/register")
@@ -122,6 +123,17 @@ def stats() -> ResponseReturnValue:
     if ADMIN_KEY and not secrets.compare_digest(request.headers.get("X-Api-Key", ""), ADMIN_KEY):
         return jsonify(msg="admin key required"), 401
     return jsonify(readings={"received": RECEIVED["readings"]})
+
+
+@app.get("/debug/paths")
+def paths() -> ResponseReturnValue:
+    """Every path asked so far, for a test to see what a client called."""
+    return jsonify(sorted(SEEN))
+
+
+@app.before_request
+def seen() -> None:
+    SEEN.add(request.path)
 
 
 @app.get("/metrics")
