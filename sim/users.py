@@ -333,12 +333,17 @@ def _on_init(environment: Any, **_: Any) -> None:
         if "fleetbench" in data:
             MEASUREMENTS.merge_wire(data["fleetbench"])
 
+    def on_quitting(**_: Any) -> None:
+        # Before Locust's runner.quit(): by quit, the per-name entries read 0 though the total
+        # did not (every row but "Aggregated" was 0 in locust_stats.csv).
+        if not isinstance(runner, WorkerRunner):
+            _write_locust_csv(environment)
+
     def on_quit(**_: Any) -> None:
         for greenlet in progress:
             greenlet.kill(block=False)
         if isinstance(runner, WorkerRunner):
             return
-        _write_locust_csv(environment)
         raw = run_config().raw
         if raw:
             stopped = started.get("stopped", time.time())
@@ -359,6 +364,7 @@ def _on_init(environment: Any, **_: Any) -> None:
     environment.events.report_to_master.add_listener(on_report_to_master)
     environment.events.worker_report.add_listener(on_worker_report)
     environment.events.quit.add_listener(on_quit)
+    environment.events.quitting.add_listener(on_quitting)
     # After the account's listeners: the worker's report carries this report's delta already.
     cluster.install_worker(environment, _apply_settings)
     dealer = cluster.install_master(environment)
