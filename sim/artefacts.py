@@ -208,6 +208,7 @@ class RunParameters(TypedDict):
     worker_wait_s: NotRequired[int]
     storm: NotRequired[str | None]  # the storm scenario run (sim.storms), or None
     backoff: NotRequired[bool]  # --backoff: jittered exponential backoff on failed token calls
+    warmup_s: NotRequired[float]  # capacity steps: the unjudged first seconds; absent: none
 
 
 class FleetFacts(TypedDict):

@@ -66,6 +66,7 @@ class SimConfig:
     # usual but are recorded under the "warmup" scenario, outside the corrected latency, so a
     # first-token burst is not judged (capacity's steps).
     warmup_s: float = 0.0
+    minted_ttl_s: int | None = None  # --token-ttl with a minted profile: instead of its ttl_s
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 import time
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import gevent
@@ -25,7 +26,7 @@ from sim.profiles.http import (
 )
 from sim.scenarios import Scenario
 
-__all__ = ["RETRIED_OUTCOMES", "HeldToken", "TokenHolder"]
+__all__ = ["RETRIED_OUTCOMES", "HeldToken", "TokenHolder", "retry_after_s"]
 
 ASSERTION_LIFETIME_S = 300
 # Proactive refresh happens at a random point in this share of a token's lifetime, so a fleet
@@ -35,6 +36,22 @@ PROACTIVE_WINDOW = (0.5, 0.8)
 RETRIED_OUTCOMES: frozenset[Outcome] = frozenset({"transport_error", "server_error"})
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
+# The longest Retry-After honoured: a run is minutes long, a longer wait is the run's end.
+RETRY_AFTER_CAP_S = 120.0
+
+
+def retry_after_s(response: Any) -> float | None:
+    """A Retry-After header's wait in seconds (delay-seconds or an HTTP-date), else None."""
+    value = (response.headers or {}).get("Retry-After") if response.status_code else None
+    if not value:
+        return None
+    value = str(value).strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return None
 
 
 @dataclass
@@ -54,6 +71,7 @@ class TokenHolder(DeviceRequests):
     tokens: dict[Scenario, HeldToken]
     token_failures: int
     last_token_outcome: Outcome
+    retry_after_s: float | None = None  # what the last 429/503 token answer asked to wait
 
     def _mint_assertion(self) -> str:
         alg = self.device.alg or "ES256"
@@ -77,7 +95,7 @@ class TokenHolder(DeviceRequests):
         """A token this device signs itself (the profile's claims and key): no request, timed
         into ``mint_us``; the expiry scenario's live ``short_ttl_s``."""
         spec = self.profile.token
-        ttl = spec.short_ttl_s if scenario == "expiry" else spec.ttl_s
+        ttl = spec.short_ttl_s if scenario == "expiry" else self.config.minted_ttl_s or spec.ttl_s
         started = time.perf_counter()
         token = mint_token(self.profile, signing_key(), self._values(ttl=ttl))
         MEASUREMENTS.record_mint(spec.alg, (time.perf_counter() - started) * 1_000_000)
@@ -129,6 +147,8 @@ class TokenHolder(DeviceRequests):
                     held = self._hold(answer)
                     if held.refresh_token is None and refresh_of is not None:
                         held.refresh_token = refresh_of.refresh_token  # not rotated: keep it
+            # RFC 9110 10.2.3: a 429 or 503 may say when to come back; --backoff waits that long.
+            self.retry_after_s = retry_after_s(response) if status in (429, 503) else None
             reason = "" if outcome == "ok" else self._token_error(response)
             self._settle(response, endpoint, scenario, outcome, status, reason)
         self.last_token_outcome = outcome
@@ -204,6 +224,9 @@ class TokenHolder(DeviceRequests):
         MEASUREMENTS.device_sets["token_failed"].add(self.device.id)
         ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (self.token_failures - 1))
         delay_s = self.rng.uniform(0, ceiling)
+        if self.config.backoff and self.retry_after_s is not None:
+            # Not before the API said, and still jittered so the fleet does not return at once.
+            delay_s += min(self.retry_after_s, RETRY_AFTER_CAP_S)
         MEASUREMENTS.counters["token_retries"] += 1
         MEASUREMENTS.counters["token_backoff_ms"] += round(delay_s * 1000)
         gevent.sleep(delay_s)

@@ -179,8 +179,15 @@ class RunConfig:
             raise ConfigError("--workers must be at least 1")
         if self.target is not None and not self.target.startswith(("http://", "https://")):
             raise ConfigError("--target must be an http:// or https:// URL")
-        if self.target is not None and self.token_ttl is not None:
-            raise ConfigError("--token-ttl sets the embedded target's tokens; drop --target")
+        if (
+            self.target is not None
+            and self.token_ttl is not None
+            and not self.loaded_profile.minted
+        ):
+            raise ConfigError(
+                "--token-ttl sets the embedded target's tokens or a minted profile's; an API"
+                " that issues its own sets their lifetime: drop --token-ttl"
+            )
         if self.leeway is not None and self.leeway < 0:
             raise ConfigError("--leeway must be 0 or more")
         if self.token_ttl is not None and self.token_ttl < 1:
@@ -248,8 +255,12 @@ class RunConfig:
         data["results"] = str(self.results) if self.results else None
         if self.target is None:
             data["token_ttl"] = self.effective_token_ttl
+        elif self.loaded_profile.minted:
+            data["token_ttl"] = self.token_ttl or self.loaded_profile.token.ttl_s
         data["leeway"] = self.effective_leeway
         data["endpoint"] = self.effective_endpoint
+        if not data["warmup_s"]:
+            del data["warmup_s"]
         for optional in ("rate_rps", "stages"):
             if data[optional] is None:
                 del data[optional]  # a run without them keeps its parameters as they always were
@@ -391,6 +402,7 @@ def _locust_env(
         storm=config.storm,
         backoff=config.backoff,
         warmup_s=config.warmup_s,
+        minted_ttl_s=config.token_ttl if config.target is not None else None,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")

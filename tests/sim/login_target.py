@@ -3,6 +3,7 @@ call, a JSON login answering ``{"access": JWT, "refresh": JWT, "expires_in": s}`
 default 3600), a refresh call, ``Bearer`` tokens, 401 with a JSON ``code`` for every bad token.
 ``LOGIN_ANSWERS=N``: only N users' logins are answered, every other user's waits
 ``LOGIN_HOLD_S`` (default 20) first, as behind a server's full connection limit.
+``LOGIN_RETRY_AFTER_S``: each user's first login is a 429 with that ``Retry-After``.
 ``LOGIN_COST_S``: each login holds the server that long (a password hash on one worker: the
 requests behind it wait). Serve with ``python -m uvicorn tests.sim.login_target:app``.
 """
@@ -27,6 +28,8 @@ USERS: dict[str, str] = {}
 LOGIN_ANSWERS = int(os.environ.get("LOGIN_ANSWERS", "0"))  # 0: all
 LOGIN_HOLD_S = float(os.environ.get("LOGIN_HOLD_S", "20"))
 LOGIN_COST_S = float(os.environ.get("LOGIN_COST_S", "0"))
+LOGIN_RETRY_AFTER_S = os.environ.get("LOGIN_RETRY_AFTER_S")
+THROTTLED: set[str] = set()
 ANSWERED: set[str] = set()
 
 
@@ -51,6 +54,10 @@ async def login(request: Request) -> Response:
         if len(ANSWERED) >= LOGIN_ANSWERS:
             await asyncio.sleep(LOGIN_HOLD_S)  # bounded: the test's run is shorter
         ANSWERED.add(str(name))
+    if LOGIN_RETRY_AFTER_S and name not in THROTTLED:
+        THROTTLED.add(str(name))
+        headers = {"Retry-After": LOGIN_RETRY_AFTER_S}
+        return JSONResponse({"detail": "throttled"}, status_code=429, headers=headers)
     if LOGIN_COST_S:
         time.sleep(LOGIN_COST_S)  # blocks the loop on purpose, as a costly hash on one worker
     if name not in USERS or not secrets.compare_digest(USERS[name], str(password)):
