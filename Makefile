@@ -25,7 +25,7 @@ test: install $(SEED)/node_modules/.installed
 	PY=$(PY) scripts/check
 
 bench: install
-	$(PY) -m target.bench
+	$(PY) -m benchmarks.sign
 
 clean:
 	rm -rf $(VENV) results .pytest_cache .mypy_cache .ruff_cache

@@ -22,7 +22,7 @@ import msgspec
 
 from sim.errors import SimError
 from sim.outcomes import OUTCOMES, Outcome
-from sim.scenarios import Scenario
+from sim.shape.scenarios import Scenario
 
 __all__ = [
     "ARTEFACTS",
@@ -124,7 +124,7 @@ class ProcessCpu(TypedDict):
 
 
 class ProcessTreeCpu(TypedDict):
-    """A process tree's CPU over the load window (``sim.generator.ProcessTreeSampler``)."""
+    """A process tree's CPU over the load window (``sim.account.generator.ProcessTreeSampler``)."""
 
     processes: list[ProcessCpu]
     samples: int
@@ -204,7 +204,7 @@ class RunParameters(TypedDict):
     bind: NotRequired[str]
     expect_workers: NotRequired[int]
     worker_wait_s: NotRequired[int]
-    storm: NotRequired[str | None]  # the storm scenario run (sim.storms), or None
+    storm: NotRequired[str | None]  # the storm scenario run (sim.account.storms), or None
     backoff: NotRequired[bool]  # --backoff: jittered exponential backoff on failed token calls
 
 
@@ -359,11 +359,11 @@ class Load(TypedDict):
     target_cpu_wait_percent: float | None
     generator_cpu_wait_percent: float
     rule: str
-    line: NotRequired[str]  # set from the rest by sim.load.load_line
+    line: NotRequired[str]  # set from the rest by sim.account.offered.load_line
 
 
 class OpenModel(TypedDict):
-    """The open model's account (``--rate``, ``sim.open_model``)."""
+    """The open model's account (``--rate``, ``sim.account.open_model``)."""
 
     rate_rps: float
     rate_per_device_rps: float
@@ -379,7 +379,7 @@ class OpenModel(TypedDict):
     generator_lag_limit_us: int
     limit: Saturated | None
     notes: list[str]
-    line: NotRequired[str]  # set from the rest by sim.open_model.open_line
+    line: NotRequired[str]  # set from the rest by sim.account.open_model.open_line
 
 
 class StageStep(TypedDict):
@@ -397,7 +397,7 @@ class StageSecond(TypedDict):
 
 
 class StagesSection(TypedDict):
-    """Load stages (``--stages``, ``sim.stages``)."""
+    """Load stages (``--stages``, ``sim.shape.stages``)."""
 
     kind: Literal["devices", "rate"]
     text: str
@@ -575,7 +575,7 @@ class Summary(TypedDict):
     corrected_latency_distribution: NotRequired[list[LatencyDistribution]]  # the same
     stages: NotRequired[StagesSection]  # staged runs only (--stages)
     cluster: NotRequired[Cluster]  # runs over remote workers only (fleetbench run --master)
-    storms: NotRequired[Storms | None]  # storm scenarios (sim.storms); null without one
+    storms: NotRequired[Storms | None]  # storm scenarios (sim.account.storms); null without one
 
 
 # -- the smoke's summary.json ------------------------------------------------------------------
@@ -792,7 +792,7 @@ class CapacityStep(TypedDict):
 
 
 class SecondOpinion(TypedDict):
-    """The independent open-model client (``sim.openprobe``, asyncio, no Locust) at the knee, on
+    """The independent open-model client (``sim.run.openprobe``, asyncio, no Locust) at the knee, on
     a fresh embedded target with as many connections as the search had devices: its corrected
     latency at the objective's percentile, and who broke the objective there by its figure
     (``generator``: this client met it, so the search's break was Locust's; ``target``: it broke

@@ -18,7 +18,7 @@ CountMetric = Literal[
     "transport_error",
     "telemetry_lost",
 ]
-# Limits on the load the run delivered (sim.load): on the whole run only.
+# Limits on the load the run delivered (sim.account.offered): on the whole run only.
 LoadMetric = Literal["max_shortfall", "max_in_flight"]
 Metric = Literal[LatencyMetric, "error_ratio", "min_rps", CountMetric, LoadMetric]
 LATENCY_METRICS: tuple[LatencyMetric, ...] = get_args(LatencyMetric)

@@ -17,7 +17,7 @@ import requests
 from sim.attack import attack_target
 from sim.cli import main
 from sim.corpus import CASES, TOKEN_CASES
-from sim.embedded import EmbeddedTarget, free_port
+from sim.run.embedded import EmbeddedTarget, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 WEAK_ADMIN_KEY = "weak-admin-key-0123456789"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from sim.artefacts import CapacityFile, CapacityStep, StepPhase, read_capacity
-from sim.capacity import Objective, outcome, parse_error_budget, parse_slo, search
 from sim.errors import CapacityError
 from sim.screenshot import chromium_path, open_report
+from sim.sweep.capacity import Objective, outcome, parse_error_budget, parse_slo, search
 from tests.commands import fleetbench
 from tests.sim.conftest import serve_broken_target
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psutil
 
-from sim.embedded import free_port
-from sim.fleet import make_fleet, save_fleet
+from sim.fleet.model import make_fleet, save_fleet
+from sim.run.embedded import free_port
 from tests.commands import fleetbench
 from tests.conftest import StartTarget
 
@@ -154,7 +154,7 @@ def test_a_run_shows_progress_and_a_table_that_fits_80_columns(tmp_path: Path) -
 
     from rich.console import Console
 
-    from sim.table import print_summary
+    from sim.output.table import print_summary
 
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     console = Console(width=80, record=True, force_terminal=False)

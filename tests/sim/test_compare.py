@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from sim.artefacts import read_compare
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from target.costs import DEVICE
 from tests.apis.flask_jwt import metrics_profile
 from tests.apis.serve import serve_listening

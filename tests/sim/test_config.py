@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.config import SimConfig
+from sim.device.settings import SimConfig
 from sim.errors import ConfigError
 from sim.profiles import ProfileError, load_profile
 from tests.apis.flask_jwt import FLASK_PROFILE

@@ -18,10 +18,10 @@ from sim.corpus import (
     common_secrets,
     find_common_secret,
 )
-from sim.fleet import make_fleet
-from sim.http import TargetClient
+from sim.fleet.admin import register_fleet
+from sim.fleet.client import TargetClient
+from sim.fleet.model import make_fleet
 from sim.outcomes import refusal_reason
-from sim.provision import register_fleet
 from tests.conftest import StartTarget
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sim.artefacts import Summary
-from sim.diff import compare_runs, load_rows
+from sim.output.diff import compare_runs, load_rows
 from tests.commands import fleetbench
 from tests.sim.conftest import mixed_run
 

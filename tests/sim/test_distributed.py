@@ -19,9 +19,9 @@ import pytest
 import requests
 
 from sim.artefacts import read_summary
-from sim.distributed import Address, parse_address
-from sim.embedded import EmbeddedTarget, free_port
 from sim.errors import ConfigError
+from sim.run.distributed import Address, parse_address
+from sim.run.embedded import EmbeddedTarget, free_port
 from tests.conftest import StartTarget
 from tests.sim.conftest import serve_broken_target
 

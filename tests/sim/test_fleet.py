@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from sim.errors import FleetError
-from sim.fleet import load_fleet, make_fleet, save_fleet
+from sim.fleet.model import load_fleet, make_fleet, save_fleet
 
 
 @pytest.mark.parametrize("kind", ["ES256", "EdDSA", "secret"])

@@ -14,8 +14,9 @@ from pathlib import Path
 from rich.console import Console
 
 from sim.artefacts import Summary
-from sim.runner import RunConfig, run_benchmark
-from sim.table import print_summary
+from sim.output.table import print_summary
+from sim.run.config import RunConfig
+from sim.run.runner import run_benchmark
 from sim.thresholds import evaluate, parse_thresholds
 from tests.sim.conftest import serve_broken_target
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from sim.measure import Measurements, RowKey, SeriesKey, percentiles
+from sim.account.measure import Measurements, RowKey, SeriesKey, percentiles
 
 
 def test_shipped_deltas_merge_exactly() -> None:

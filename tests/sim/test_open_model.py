@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 import requests
 
+from sim.account.measure import Measurements
+from sim.account.offered import load_account
+from sim.account.open_model import open_account
 from sim.artefacts import GeneratorCpu, Load, OpenModel
-from sim.load import load_account
-from sim.measure import Measurements
-from sim.open_model import open_account
-from sim.runner import RunConfig, run_benchmark
-from sim.schedule import SendSchedule
+from sim.run.config import RunConfig
+from sim.run.runner import run_benchmark
+from sim.shape.schedule import SendSchedule
 from sim.thresholds import ThresholdsError, evaluate, parse_thresholds
 from tests.commands import fleetbench
 from tests.sim.conftest import serve_stalling_api

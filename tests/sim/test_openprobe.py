@@ -1,5 +1,5 @@
-"""The independent open-model client (``sim.openprobe``, capacitybench's second opinion): it sends
-the rate asked, times from the intended send, and counts what was not a 200."""
+"""The independent open-model client (``sim.run.openprobe``, capacitybench's second opinion): it
+sends the rate asked, times from the intended send, and counts what was not a 200."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from sim.openprobe import probe
+from sim.run.openprobe import probe
 from tests.conftest import StartTarget
 from tests.sim.conftest import serve_stalling_api
 

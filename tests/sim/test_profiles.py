@@ -167,8 +167,8 @@ def test_a_bad_profile_is_one_line_and_exit_2(tmp_path: Path, command: str) -> N
 
 def test_profile_fleets_and_device_files(tmp_path: Path) -> None:
     from sim.errors import FleetError
-    from sim.fleet import make_fleet, save_fleet
-    from sim.profiles.provision import profile_fleet, read_devices_file
+    from sim.fleet.model import make_fleet, save_fleet
+    from sim.profiles.registration import profile_fleet, read_devices_file
 
     seed = load_profile("seed-express", {"JWT_SECRET": SECRET})
     fleet = profile_fleet(seed, 3)

@@ -19,10 +19,10 @@ import pytest
 
 from sim.artefacts import Summary
 from sim.attack import AttackConfig, attack_json, run_attack
-from sim.compare import CompareConfig, run_compare, write_compare_outputs
-from sim.report import human, write_attack_report
+from sim.output.report import human, write_attack_report
 from sim.screenshot import PageCheck, chromium_path, open_report
 from sim.smoke import SmokeConfig, run_smoke
+from sim.sweep.compare import CompareConfig, run_compare, write_compare_outputs
 from sim.thresholds import default_thresholds
 
 browser = pytest.mark.skipif(
@@ -205,7 +205,7 @@ def test_load_section_and_overloaded_verdict_show_at_the_top(
 ) -> None:
     """``load`` (offered against delivered) is rendered in its own plain words, and an overloaded
     run's verdict reads ``PASS (overloaded)``, not a bare ``PASS``."""
-    from sim.report import write_report
+    from sim.output.report import write_report
 
     write_report(mixed_summary, tmp_path / "report.html")
     page = (tmp_path / "report.html").read_text()

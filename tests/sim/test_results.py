@@ -1,10 +1,10 @@
-"""sim/results.py: every command's results folder, stamped one way."""
+"""sim/run/results.py: every command's results folder, stamped one way."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from sim.results import results_folder
+from sim.run.results import results_folder
 
 
 def test_a_given_folder_is_used_and_made(tmp_path: Path) -> None:

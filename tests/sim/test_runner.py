@@ -13,8 +13,9 @@ import pytest
 
 from sim.artefacts import RequestRow, Summary, outcome_counts
 from sim.errors import ConfigError
-from sim.runner import RunConfig, run_benchmark
-from sim.scenarios import MIXED
+from sim.run.config import RunConfig
+from sim.run.runner import run_benchmark
+from sim.shape.scenarios import MIXED
 from tests.conftest import StartTarget
 
 

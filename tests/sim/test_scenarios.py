@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from sim.errors import ConfigError
-from sim.scenarios import MIXED, parse_scenarios
+from sim.shape.scenarios import MIXED, parse_scenarios
 
 
 def test_weights_and_names() -> None:

@@ -7,8 +7,8 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from sim.embedded import free_port
-from sim.scenarios import MIXED
+from sim.run.embedded import free_port
+from sim.shape.scenarios import MIXED
 from tests.commands import fleetbench
 from tests.sim.test_users import assert_mix
 

@@ -9,8 +9,9 @@ import pytest
 
 from sim.artefacts import Summary, outcome_counts
 from sim.errors import ConfigError
-from sim.runner import RunConfig, run_benchmark
-from sim.stages import parse_stages
+from sim.run.config import RunConfig
+from sim.run.runner import run_benchmark
+from sim.shape.stages import parse_stages
 from tests.commands import fleetbench
 
 # Sends against what the stages asked: each device joining a ramp sends once at once (its share

@@ -11,7 +11,8 @@ import pytest
 
 from sim.artefacts import StormBurst, Summary, outcome_counts, read_summary
 from sim.errors import ConfigError
-from sim.runner import RunConfig, run_benchmark
+from sim.run.config import RunConfig
+from sim.run.runner import run_benchmark
 from tests.commands import REPO, fleetbench
 from tests.sim.conftest import serve_broken_target
 
@@ -122,9 +123,9 @@ def test_cli_storm_errors_are_one_line_and_exit_2() -> None:
 
 
 def test_recovery_with_and_without_backoff_is_printed(tmp_path: Path) -> None:
-    """``python -m sim.storms`` prints both times to recover (figures for the README)."""
+    """``python -m benchmarks.storms`` prints both times to recover (figures for the README)."""
     result = subprocess.run(
-        [sys.executable, "-m", "sim.storms", "--devices", "6", "--token-ttl", "2",
+        [sys.executable, "-m", "benchmarks.storms", "--devices", "6", "--token-ttl", "2",
          "--duration", "6", "--interval", "0.25", "--token-alg", "HS256",
          "--results", str(tmp_path)],
         cwd=REPO, capture_output=True, text=True, timeout=180,

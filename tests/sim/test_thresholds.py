@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from sim.artefacts import Summary
-from sim.runner import RunConfig, run_benchmark
+from sim.run.config import RunConfig
+from sim.run.runner import run_benchmark
 from sim.thresholds import (
     ALWAYS_ON,
     Check,

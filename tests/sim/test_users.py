@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 
 from sim.artefacts import Summary, outcome_counts
-from sim.fleet import make_fleet, save_fleet
-from sim.http import TargetClient
-from sim.provision import register_fleet
-from sim.runner import RunConfig, run_benchmark
-from sim.scenarios import MIXED, Scenario
+from sim.fleet.admin import register_fleet
+from sim.fleet.client import TargetClient
+from sim.fleet.model import make_fleet, save_fleet
+from sim.run.config import RunConfig
+from sim.run.runner import run_benchmark
+from sim.shape.scenarios import MIXED, Scenario
 from tests.conftest import StartTarget
 from tests.sim.resetting_target import serve_resetting_target
 
@@ -127,7 +128,7 @@ WEB_UI_STARTS = textwrap.dedent(
     import gevent
     import locust
     from locust.env import Environment
-    from sim import users
+    from sim.device import user as users
 
     users.configure()
     env = Environment(user_classes=[users.FleetDevice], host=sys.argv[1], events=locust.events)

@@ -29,7 +29,7 @@ def test_raw_verifier_checks_a_real_signature() -> None:
 
 
 def test_the_simulator_does_not_import_the_benchmark_command() -> None:
-    code = "import sys, sim.compare; print('target.bench' in sys.modules)"
+    code = "import sys, sim.sweep.compare; print('benchmarks.sign' in sys.modules)"
     imported = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
@@ -38,7 +38,7 @@ def test_the_simulator_does_not_import_the_benchmark_command() -> None:
 
 def test_bench_command_prints_its_figures() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "target.bench", "--algs", "HS256", "--budget", "0.02", "--json"],
+        [sys.executable, "-m", "benchmarks.sign", "--algs", "HS256", "--budget", "0.02", "--json"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -50,13 +50,13 @@ def test_bench_command_prints_its_figures() -> None:
 
 def test_bench_command_refuses_an_unknown_algorithm_in_one_line() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "target.bench", "--algs", "HS999"],
+        [sys.executable, "-m", "benchmarks.sign", "--algs", "HS999"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode != 0
     assert result.stderr.strip().splitlines() == [
-        "target.bench: error: unknown algorithm HS999; choose from "
+        "benchmarks.sign: error: unknown algorithm HS999; choose from "
         "HS256, HS384, HS512, ES256, ES384, EdDSA, RS256, PS256"
     ]

@@ -1,11 +1,11 @@
-"""``python -m target.wrkbench``'s reading of the server's own verify time (wrk itself is not run
+"""``python -m benchmarks.wrk``'s reading of the server's own verify time (wrk itself is not run
 here: the benchmark is a command that prints figures, not a test)."""
 
 from __future__ import annotations
 
 import pytest
 
-from target.wrkbench import _P99, _RPS, _WRK_UNIT_MS, verify_totals
+from benchmarks.wrk import _P99, _RPS, _WRK_UNIT_MS, verify_totals
 from tests.conftest import StartTarget
 from tests.target.helpers import client_token, get, new_device
 
