@@ -10,9 +10,9 @@ from pathlib import Path
 from sim.run.embedded import free_port
 from sim.shape.scenarios import MIXED
 from tests.commands import fleetbench
-from tests.sim.test_users import assert_mix
+from tests.sim.device.test_user import assert_mix
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_smoke_end_to_end(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ import pytest
 from tests.apis.flask_jwt import metrics_profile
 from tests.apis.serve import serve_listening
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "tests" / "apis" / "seed_express"
 SECRET = "a-seed-express-secret-for-tests-only"
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.apis.serve import serve_listening
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from sim.thresholds import ThresholdsError, evaluate, parse_thresholds
 from tests.commands import fleetbench
 from tests.sim.conftest import serve_stalling_api
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 STALL_PROFILE = REPO / "tests" / "apis" / "stall" / "profile.toml"
 STALL_S = 2.0
 # The sent count against the target's own count and against rate x time on the schedule: a

@@ -19,7 +19,7 @@ from sim.cli import main
 from sim.corpus import CASES, TOKEN_CASES
 from sim.run.embedded import EmbeddedTarget, free_port
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 WEAK_ADMIN_KEY = "weak-admin-key-0123456789"
 
 StartWeak = Callable[[str], str]

@@ -20,7 +20,7 @@ from sim.run.runner import run_benchmark
 from sim.thresholds import evaluate, parse_thresholds
 from tests.sim.conftest import serve_broken_target
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 DEVICES = 20
 SLOW_S = 0.5  # the slow target's answer time, five times the fleet's 0.1 s interval
 

@@ -17,7 +17,7 @@ from sim.run.embedded import free_port
 from tests.commands import fleetbench
 from tests.conftest import StartTarget
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> str:

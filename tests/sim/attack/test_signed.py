@@ -20,7 +20,7 @@ from sim.profiles import Profile, load_profile
 if TYPE_CHECKING:
     from jwt.types import Options
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LAX = REPO / "tests" / "apis" / "lax" / "profile.toml"
 
 

@@ -11,7 +11,7 @@ from sim.output.diff import compare_runs, load_rows
 from tests.commands import fleetbench
 from tests.sim.conftest import mixed_run
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _path(summary: Summary) -> Path:

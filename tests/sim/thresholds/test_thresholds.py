@@ -24,7 +24,7 @@ from sim.thresholds import (
 )
 from tests.sim.conftest import serve_broken_target
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _checks(text: str, summary: Summary) -> list[Check]:

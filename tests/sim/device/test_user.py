@@ -23,7 +23,7 @@ from sim.shape.scenarios import MIXED, Scenario
 from tests.conftest import StartTarget
 from tests.sim.resetting_target import serve_resetting_target
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def sent_by_scenario(summary: Summary, endpoint: str = "telemetry") -> dict[str, int]:

@@ -20,7 +20,7 @@ from sim.artefacts import read_attack
 from tests.apis.serve import serve_listening
 from tests.sim.conftest import serve_broken_target
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SEED = REPO / "tests" / "apis" / "seed_express"
 LAX_PROFILE = REPO / "tests" / "apis" / "lax" / "profile.toml"
 

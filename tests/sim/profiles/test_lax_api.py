@@ -14,7 +14,7 @@ import pytest
 
 from tests.sim.conftest import serve_broken_target
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 PROFILE = REPO / "tests" / "apis" / "lax" / "profile.toml"
 
 
