@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.wrk import WrkBenchError, run_wrk, wrk_figures
-from sim.artefacts import CapacityAlgorithm, CapacityFile, CapacityStep, SecondOpinion
+from sim.artefacts.capacity_file import CapacityAlgorithm, CapacityFile, CapacityStep, SecondOpinion
 from sim.errors import SimError
 from sim.processes import split_cores
 from sim.run.embedded import EmbeddedTarget

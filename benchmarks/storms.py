@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sim.account.storms import STORMS, Storm, check_storm, parse_run_scenario
-from sim.artefacts import ExpiryStorm, ReconnectStorm, Storms
+from sim.artefacts.summary_file import ExpiryStorm, ReconnectStorm, Storms
 from sim.errors import ConfigError, SimError
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark

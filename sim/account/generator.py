@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from sim.artefacts import ProcessCpu, ProcessTreeCpu
+from sim.artefacts.summary_file import ProcessCpu, ProcessTreeCpu
 
 __all__ = [
     "SATURATED_CPU_PERCENT",

@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple
 
 from hdrh.histogram import HdrHistogram
 
-from sim.artefacts import Percentiles
+from sim.artefacts.summary_file import Percentiles
 from sim.outcomes import OUTCOMES, Outcome
 
 __all__ = [

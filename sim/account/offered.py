@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from sim.account.generator import SATURATION_RULE
 from sim.account.measure import Measurements
-from sim.artefacts import GeneratorCpu, Load, Saturated, TargetCpu
+from sim.artefacts.summary_file import GeneratorCpu, Load, Saturated, TargetCpu
 
 __all__ = ["IN_FLIGHT_SHARE", "MAX_SHORTFALL", "load_account", "load_line", "paced"]
 

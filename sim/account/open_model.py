@@ -19,7 +19,7 @@ from hdrh.histogram import HdrHistogram
 
 from sim.account.measure import Measurements, new_histogram, percentiles
 from sim.account.offered import MAX_SHORTFALL, load_line, paced
-from sim.artefacts import Load, OpenModel
+from sim.artefacts.summary_file import Load, OpenModel
 
 __all__ = ["GENERATOR_LAG_US", "open_account"]
 

@@ -11,7 +11,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from sim.account.generator import SATURATED_CPU_PERCENT, SATURATION_RULE, cpu_saturated
-from sim.artefacts import Server, TargetCpu, VerifyCost
+from sim.artefacts.summary_file import Server, TargetCpu, VerifyCost
 from sim.errors import TargetUnusable
 from sim.fleet.client import TargetClient
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Literal, cast, get_args
 
 from sim.account.measure import Measurements, new_histogram, new_second_histogram, percentiles
-from sim.artefacts import (
+from sim.artefacts.summary_file import (
     ExpiryStorm,
     OutcomeCounts,
     ReconnectStorm,

@@ -23,7 +23,7 @@ from sim.account.measure import (
 from sim.account.offered import load_account
 from sim.account.open_model import open_account
 from sim.account.server_view import DeviceStats
-from sim.artefacts import (
+from sim.artefacts.summary_file import (
     SUMMARY_SCHEMA,
     DistributionPoint,
     Expiry,

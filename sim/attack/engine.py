@@ -22,7 +22,8 @@ from pathlib import Path
 
 import jwt
 
-from sim.artefacts import ATTACK_SCHEMA, AttackFile, write_artefact
+from sim.artefacts.attack_file import ATTACK_SCHEMA, AttackFile
+from sim.artefacts.codec import write_artefact
 from sim.attack.cases import run_case, run_token_case, secret_strength
 from sim.attack.listener import listening
 from sim.attack.profiled import attack_profile

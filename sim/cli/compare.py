@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sim.artefacts import CompareFile
+from sim.artefacts.compare_file import CompareFile
 from sim.cli.exits import ExitCode
 from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_int, seconds
 from sim.run.results import results_folder

@@ -24,14 +24,8 @@ from typing import Any, Literal, get_args
 from cryptography.hazmat.primitives import serialization
 from jwt.algorithms import get_default_algorithms
 
-from sim.artefacts import (
-    FLEET_SCHEMA,
-    ArtefactError,
-    FleetDeviceEntry,
-    FleetFile,
-    fleet_json,
-    read_fleet,
-)
+from sim.artefacts.codec import ArtefactError, fleet_json, read_fleet
+from sim.artefacts.fleet_file import FLEET_SCHEMA, FleetDeviceEntry, FleetFile
 from sim.errors import FleetError
 from target.jose import generate_private_key as _generate
 

@@ -12,15 +12,10 @@ import math
 from collections import defaultdict
 from typing import Any, Literal, TypedDict
 
-from sim.artefacts import (
-    AttackFile,
-    AttackRun,
-    CapacityFile,
-    CompareFile,
-    Summary,
-    counts_of,
-    figure_of,
-)
+from sim.artefacts.attack_file import AttackFile, AttackRun
+from sim.artefacts.capacity_file import CapacityFile
+from sim.artefacts.compare_file import CompareFile, figure_of
+from sim.artefacts.summary_file import Summary, counts_of
 
 __all__ = [
     "OUTCOME_COLOURS",

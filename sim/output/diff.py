@@ -14,14 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypedDict
 
-from sim.artefacts import (
-    SMOKE_SCHEMA,
-    ArtefactError,
-    OutcomeCounts,
-    Percentiles,
-    Summary,
-    read_summary_or_smoke,
-)
+from sim.artefacts.codec import ArtefactError, read_summary_or_smoke
+from sim.artefacts.smoke_file import SMOKE_SCHEMA
+from sim.artefacts.summary_file import OutcomeCounts, Percentiles, Summary
 from sim.errors import DiffError
 from sim.outcomes import OUTCOMES
 from sim.thresholds import ERROR_OUTCOMES

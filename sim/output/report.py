@@ -17,7 +17,11 @@ from typing import Any
 import jinja2
 
 from sim import __version__
-from sim.artefacts import AttackFile, CapacityFile, CompareFile, SmokeFile, Summary, counts_of
+from sim.artefacts.attack_file import AttackFile
+from sim.artefacts.capacity_file import CapacityFile
+from sim.artefacts.compare_file import CompareFile
+from sim.artefacts.smoke_file import SmokeFile
+from sim.artefacts.summary_file import Summary, counts_of
 from sim.output.charts import (
     attack_charts,
     capacity_charts,

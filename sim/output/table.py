@@ -6,7 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.account.storms import recovery_line
-from sim.artefacts import Percentiles, Summary
+from sim.artefacts.summary_file import Percentiles, Summary
 
 __all__ = ["print_summary"]
 

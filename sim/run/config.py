@@ -12,7 +12,7 @@ from typing import cast
 
 from sim.account.live import RunProgress
 from sim.account.storms import Storm, check_storm
-from sim.artefacts import RunParameters
+from sim.artefacts.summary_file import RunParameters
 from sim.device.settings import choose_endpoint
 from sim.errors import ConfigError
 from sim.fleet.model import CredentialKind

@@ -14,7 +14,7 @@ from typing import Any
 
 from sim.account.generator import cpu_saturated
 from sim.account.summary import verdict
-from sim.artefacts import Cluster, ClusterWorker, GeneratorCpu, ProcessCpu, Summary
+from sim.artefacts.summary_file import Cluster, ClusterWorker, GeneratorCpu, ProcessCpu, Summary
 from sim.errors import ConfigError
 
 __all__ = [

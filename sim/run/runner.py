@@ -29,13 +29,8 @@ from sim.account.server_view import (
 )
 from sim.account.storms import OUTAGE_AT_SHARE, Outage, storm_section
 from sim.account.summary import build_summary, telemetry_account
-from sim.artefacts import (
-    FleetFacts,
-    GeneratorCpu,
-    Summary,
-    TargetCpu,
-    write_summary,
-)
+from sim.artefacts.codec import write_summary
+from sim.artefacts.summary_file import FleetFacts, GeneratorCpu, Summary, TargetCpu
 from sim.device.settings import SimConfig
 from sim.errors import SimError
 from sim.fleet.admin import ProvisionResult, register_fleet

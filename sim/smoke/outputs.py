@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from sim.artefacts import write_artefact
+from sim.artefacts.codec import write_artefact
 from sim.output.report import write_smoke_report
 from sim.smoke.junit import write_junit
 from sim.smoke.markdown import smoke_markdown

@@ -25,19 +25,19 @@ from typing import TYPE_CHECKING, cast
 
 from sim.account.measure import LATENCY_PERCENTILES, PercentileName
 from sim.account.offered import MAX_SHORTFALL
-from sim.artefacts import (
+from sim.artefacts.capacity_file import (
     CAPACITY_SCHEMA,
     CapacityAlgorithm,
     CapacityFile,
     CapacityParameters,
     CapacityStep,
-    CompareTarget,
     SecondOpinion,
     StepPhase,
     StepVerdict,
-    Summary,
-    write_artefact,
 )
+from sim.artefacts.codec import write_artefact
+from sim.artefacts.compare_file import CompareTarget
+from sim.artefacts.summary_file import Summary
 from sim.errors import CapacityError, Interrupted
 from sim.processes import running_on, split_cores
 from sim.run.machine import cpu_model, versions

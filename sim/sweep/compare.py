@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sim.artefacts import (
+from sim.artefacts.codec import write_artefact
+from sim.artefacts.compare_file import (
     COMPARE_SCHEMA,
     CompareAlgorithm,
     CompareFile,
@@ -29,7 +30,6 @@ from sim.artefacts import (
     CompareTarget,
     Spread,
     figure_of,
-    write_artefact,
 )
 from sim.errors import CompareError, ConfigError, Interrupted, SimError
 from sim.run.machine import cpu_model, versions

@@ -6,7 +6,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from sim.artefacts import RequestRow, SmokeCheck
+from sim.artefacts.smoke_file import SmokeCheck
+from sim.artefacts.summary_file import RequestRow
 from sim.outcomes import Outcome
 
 LatencyMetric = Literal["p50_us", "p95_us", "p99_us", "max_us"]

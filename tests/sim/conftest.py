@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from sim.artefacts import Summary
+from sim.artefacts.summary_file import Summary
 from sim.run.config import RunConfig
 from sim.run.embedded import free_port
 from sim.run.runner import run_benchmark

@@ -11,11 +11,9 @@ from typing import Any, cast
 import msgspec
 import pytest
 
-from sim.artefacts import (
+from sim.artefacts.codec import (
     ARTEFACTS,
-    SUMMARY_SCHEMA,
     ArtefactError,
-    Summary,
     read_attack,
     read_compare,
     read_fleet,
@@ -24,7 +22,8 @@ from sim.artefacts import (
     read_summary_or_smoke,
     write_summary,
 )
-from sim.schemas import SCHEMA_DIR, main, schema_text
+from sim.artefacts.schemas import SCHEMA_DIR, main, schema_text
+from sim.artefacts.summary_file import SUMMARY_SCHEMA, Summary
 from tests.commands import fleetbench
 from tests.sim.conftest import serve_broken_target
 
@@ -39,7 +38,7 @@ def _same_as_written(path: Path, decoded: object) -> None:
 @pytest.mark.parametrize("name", sorted(ARTEFACTS))
 def test_committed_schema_is_what_the_types_generate(name: str) -> None:
     committed = SCHEMA_DIR / f"{name}.schema.json"
-    assert committed.read_text() == schema_text(name), "run: python -m sim.schemas"
+    assert committed.read_text() == schema_text(name), "run: python -m sim.artefacts.schemas"
 
 
 def test_schemas_command_writes_one_file_per_artefact(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from sim.artefacts import Summary
+from sim.artefacts.summary_file import Summary
 from sim.output.table import print_summary
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark

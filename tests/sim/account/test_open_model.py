@@ -15,7 +15,7 @@ import requests
 from sim.account.measure import Measurements
 from sim.account.offered import load_account
 from sim.account.open_model import open_account
-from sim.artefacts import GeneratorCpu, Load, OpenModel
+from sim.artefacts.summary_file import GeneratorCpu, Load, OpenModel
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark
 from sim.shape.schedule import SendSchedule

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sim.artefacts import StormBurst, Summary, outcome_counts, read_summary
+from sim.artefacts.codec import read_summary
+from sim.artefacts.summary_file import StormBurst, Summary, outcome_counts
 from sim.errors import ConfigError
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sim.artefacts import read_attack
+from sim.artefacts.codec import read_attack
 from tests.apis.serve import serve_listening
 from tests.sim.conftest import serve_broken_target
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.artefacts import Summary, outcome_counts
+from sim.artefacts.summary_file import Summary, outcome_counts
 from sim.fleet.admin import register_fleet
 from sim.fleet.client import TargetClient
 from sim.fleet.model import make_fleet, save_fleet

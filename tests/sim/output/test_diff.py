@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.artefacts import Summary
+from sim.artefacts.summary_file import Summary
 from sim.output.diff import compare_runs, load_rows
 from tests.commands import fleetbench
 from tests.sim.conftest import mixed_run

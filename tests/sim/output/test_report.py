@@ -17,7 +17,7 @@ from typing import Any
 import markupsafe
 import pytest
 
-from sim.artefacts import Summary
+from sim.artefacts.summary_file import Summary
 from sim.attack import AttackConfig, attack_json, run_attack
 from sim.output.report import human, write_attack_report
 from sim.screenshot import PageCheck, chromium_path, open_report

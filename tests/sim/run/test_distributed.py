@@ -18,7 +18,7 @@ import psutil
 import pytest
 import requests
 
-from sim.artefacts import read_summary
+from sim.artefacts.codec import read_summary
 from sim.errors import ConfigError
 from sim.run.distributed import Address, parse_address
 from sim.run.embedded import EmbeddedTarget, free_port

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from sim.artefacts import RequestRow, Summary, outcome_counts
+from sim.artefacts.summary_file import RequestRow, Summary, outcome_counts
 from sim.errors import ConfigError
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark

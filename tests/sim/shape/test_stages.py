@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.artefacts import Summary, outcome_counts
+from sim.artefacts.summary_file import Summary, outcome_counts
 from sim.errors import ConfigError
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark

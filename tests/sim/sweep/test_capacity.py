@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from sim.artefacts import CapacityFile, CapacityStep, StepPhase, read_capacity
+from sim.artefacts.capacity_file import CapacityFile, CapacityStep, StepPhase
+from sim.artefacts.codec import read_capacity
 from sim.errors import CapacityError
 from sim.screenshot import chromium_path, open_report
 from sim.sweep.capacity import Objective, outcome, parse_error_budget, parse_slo, search

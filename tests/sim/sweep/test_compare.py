@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sim.artefacts import read_compare
+from sim.artefacts.codec import read_compare
 from sim.run.embedded import EmbeddedTarget
 from target.costs import DEVICE
 from tests.apis.flask_jwt import metrics_profile

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sim.artefacts import Summary
+from sim.artefacts.summary_file import Summary
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark
 from sim.thresholds import (

@@ -1,88 +1,69 @@
-"""The product's JSON artefacts, typed: ``summary.json``, the smoke's ``summary.json``,
-``attack.json``, ``compare.json`` and the fleet file, read and written here and nowhere else.
-
-Each artefact is a ``TypedDict``: the producers build plain dicts that mypy checks key by key,
-and :mod:`msgspec` validates a file against the same type when it is read back
-(:func:`read_summary`, ...) and generates its JSON Schema (``python -m sim.schemas`` writes them
-to ``docs/schemas/``). Field meanings are in the README, section by section. Latencies are
-microseconds; times are Unix seconds.
-
-A reader ignores keys it does not know (msgspec's rule for ``TypedDict``), so adding a key to an
-artefact keeps old readers working; a key of the wrong type is refused with the path to it.
-"""
+"""``summary.json`` (``fleetbench.summary/1``), typed: one run's figures, section by section."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Final, Literal, NotRequired, TypedDict, TypeVar, cast
+from typing import Final, Literal, NotRequired, TypedDict, cast
 
-import msgspec
-
-from sim.errors import SimError
 from sim.outcomes import OUTCOMES, Outcome
 from sim.shape.scenarios import Scenario
 
 __all__ = [
-    "ARTEFACTS",
-    "ATTACK_SCHEMA",
-    "CAPACITY_SCHEMA",
-    "COMPARE_SCHEMA",
-    "FLEET_SCHEMA",
-    "SMOKE_SCHEMA",
     "SUMMARY_SCHEMA",
-    "ArtefactError",
-    "AttackCase",
-    "AttackCounts",
-    "AttackFile",
-    "AttackRun",
-    "AttackSeverity",
-    "AttackVerdict",
-    "CapacityAlgorithm",
-    "CapacityFile",
-    "CapacityParameters",
-    "CapacityStep",
-    "CompareFile",
-    "CompareTarget",
-    "FleetFile",
-    "SecondOpinion",
-    "SmokeFile",
-    "StepPhase",
-    "StepVerdict",
+    "Cluster",
+    "ClusterWorker",
+    "CpuFacts",
+    "DistributionPoint",
+    "Expiry",
+    "ExpiryEvents",
+    "ExpiryStorm",
+    "FleetFacts",
+    "GeneratorCpu",
+    "LatencyDistribution",
+    "LatencyPoint",
+    "LatencySeries",
+    "Load",
+    "OpenModel",
+    "OutcomeCounts",
+    "Percentiles",
+    "Phase",
+    "PhaseFigures",
+    "Phases",
+    "ProcessCpu",
+    "ProcessTreeCpu",
+    "ProfileFacts",
+    "ReconnectStorm",
+    "Refusal",
+    "RequestRow",
+    "RunFacts",
+    "RunParameters",
+    "RunSection",
+    "Saturated",
+    "ScenarioMix",
+    "Server",
+    "StageSecond",
+    "StageStep",
+    "StagesSection",
+    "StormBurst",
+    "Storms",
     "Summary",
+    "TargetCpu",
+    "TargetFacts",
+    "Telemetry",
+    "TimelineRow",
+    "TokenRetries",
+    "Totals",
+    "Verdict",
+    "VerifyCost",
     "counts_of",
-    "decode_artefact",
-    "figure_of",
-    "fleet_json",
     "outcome_counts",
-    "read_attack",
-    "read_capacity",
-    "read_compare",
-    "read_fleet",
-    "read_smoke",
-    "read_summary",
-    "read_summary_or_smoke",
-    "write_artefact",
-    "write_summary",
 ]
 
 SUMMARY_SCHEMA: Final = "fleetbench.summary/1"
-SMOKE_SCHEMA: Final = "fleetbench.smoke/1"
-ATTACK_SCHEMA: Final = "fleetbench.attack/1"
-COMPARE_SCHEMA: Final = "fleetbench.compare/1"
-FLEET_SCHEMA: Final = "fleetbench.fleet/1"
-CAPACITY_SCHEMA: Final = "fleetbench.capacity/1"
+
 
 Phase = Literal["measured", "setup"]
 Saturated = Literal["target", "generator", "both"]
-
-
-class ArtefactError(SimError):
-    """A JSON artefact that cannot be read, is not JSON, or does not match its type."""
-
-
-# -- summary.json: shared pieces ---------------------------------------------------------------
 
 
 class Percentiles(TypedDict):
@@ -157,9 +138,6 @@ class TargetCpu(TypedDict):
     saturation_threshold_percent: NotRequired[float]
     saturation_rule: NotRequired[str]
     peak_rss_bytes: NotRequired[int]
-
-
-# -- summary.json: sections --------------------------------------------------------------------
 
 
 class CpuFacts(TypedDict):
@@ -578,304 +556,6 @@ class Summary(TypedDict):
     storms: NotRequired[Storms | None]  # storm scenarios (sim.account.storms); null without one
 
 
-# -- the smoke's summary.json ------------------------------------------------------------------
-
-
-class MeasuredValue(TypedDict):
-    where: str
-    value: float
-    passed: bool
-
-
-class SmokeCheck(TypedDict):
-    """One threshold checked against one run (``sim.thresholds.Check.record``)."""
-
-    alg: str
-    threshold: str
-    metric: str  # one of sim.thresholds.METRICS
-    limit: float
-    bound: Literal["max", "min"]
-    passed: bool
-    always_on: bool
-    note: str
-    measured: list[MeasuredValue]
-
-
-class ThresholdsSource(TypedDict):
-    source: str
-    count: int
-
-
-class SmokeFile(TypedDict):
-    """The top-level ``summary.json`` of ``fleetbench smoke`` (``fleetbench.smoke/1``)."""
-
-    schema: Literal["fleetbench.smoke/1"]
-    passed: bool
-    interrupted: bool
-    elapsed_s: float
-    thresholds: ThresholdsSource
-    checks: list[SmokeCheck]
-    failures: list[str]
-    runs: dict[str, Summary]  # by algorithm
-
-
-# -- attack.json -------------------------------------------------------------------------------
-
-AttackVerdict = Literal[
-    "refused",
-    "mismatch",
-    "skipped",
-    "accepted",
-    "server_error",
-    "transport_error",
-    "fetched",
-    "weak_secret",
-    "finding",
-]
-# How bad an accepted case is (through a profile; "" when the case passed or is not graded).
-AttackSeverity = Literal["", "info", "low", "medium", "high", "critical"]
-
-
-class AttackCase(TypedDict):
-    name: str
-    family: str
-    description: str
-    expected: str
-    got: str
-    verdict: AttackVerdict
-    status: int
-    reason: str
-    severity: NotRequired[AttackSeverity]
-    impact: NotRequired[str]  # what an acceptance lets an attacker do
-
-
-class AttackCounts(TypedDict):
-    cases: int
-    refused: int
-    mismatch: int
-    skipped: int
-    accepted: int
-    server_error: int
-    transport_error: int
-    fetched: int
-    weak_secret: int
-    finding: NotRequired[int]
-
-
-class AttackRun(TypedDict):
-    """The corpus against one target."""
-
-    target: str
-    profile: NotRequired[str]  # the target profile's name (absent: fleetbench, before profiles)
-    embedded: bool
-    token_alg: str
-    passed: bool
-    failures: list[str]
-    counts: AttackCounts
-    still_serving: bool
-    listener_requests: int
-    elapsed_s: float
-    cases: list[AttackCase]
-
-
-class AttackFile(TypedDict):
-    """``attack.json`` of ``fleetbench attack`` (``fleetbench.attack/1``)."""
-
-    schema: Literal["fleetbench.attack/1"]
-    created_at: float
-    strict: bool
-    passed: bool
-    runs: list[AttackRun]
-
-
-# -- compare.json ------------------------------------------------------------------------------
-
-
-class Spread(TypedDict):
-    median: float
-    min: float
-    max: float
-
-
-class CompareAlgorithm(TypedDict):
-    """One algorithm's medians over the rounds, their spread, and what they mean for capacity.
-    The end-to-end figures are there only with ``end_to_end``."""
-
-    sign_us: float
-    verify_us: float
-    raw_verify_us: float
-    naive_verify_us: NotRequired[float]
-    cached_verify_us: float
-    token_bytes: int
-    e2e_rps: NotRequired[float]
-    e2e_p50_us: NotRequired[float]
-    e2e_p99_us: NotRequired[float]
-    server_verify_us: NotRequired[float]
-    generator_cpu_percent: NotRequired[float]
-    generator_saturated: NotRequired[bool]
-    spread: dict[str, Spread]
-    capacity_cores: dict[str, float]
-    ratio_to_baseline: dict[str, float]
-
-
-class Machine(TypedDict):
-    model: str
-    count: int | None
-
-
-class CompareParameters(TypedDict):
-    micro_budget_s: float
-    devices: NotRequired[int]
-    duration_s: NotRequired[float]
-    interval_s: NotRequired[float]
-    # The endpoint of the end-to-end rounds; None: each profile's default_endpoint, else all.
-    endpoint: NotRequired[str | None]
-
-
-class CompareTarget(TypedDict):
-    """Where one algorithm's end-to-end rounds ran: a fresh embedded target (``url`` None), or
-    the service given by ``--target ALG=URL``, spoken to through ``profile``."""
-
-    url: str | None
-    embedded: bool
-    profile: str
-
-
-class CompareFile(TypedDict):
-    """``compare.json`` of ``fleetbench compare`` (``fleetbench.compare/1``)."""
-
-    schema: Literal["fleetbench.compare/1"]
-    machine: Machine
-    versions: dict[str, str]
-    parameters: CompareParameters
-    baseline: str
-    repeat: int
-    interleaved: bool
-    end_to_end: bool
-    # The micro figures (sign_us ... token_bytes, capacity_cores) are local: this machine's
-    # cryptography under our own verifier (target/), whatever service the end-to-end rounds hit.
-    micro_scope: NotRequired[Literal["local"]]
-    targets: NotRequired[dict[str, CompareTarget]]  # per algorithm, with end_to_end
-    started_at: float
-    duration_s: float
-    algorithms: dict[str, CompareAlgorithm]
-
-
-# -- capacity.json -----------------------------------------------------------------------------
-
-StepPhase = Literal["raise", "narrow"]
-# met; or what broke it: the corrected latency, the error budget, a target that did not take the
-# rate (sent short of asked), no answers at all; or the generator was the limit (search ends).
-StepVerdict = Literal["met", "latency", "errors", "shortfall", "no_answers", "generator"]
-
-
-class CapacityStep(TypedDict):
-    """One step of a capacity search: one open-model run at ``rate_rps`` (its summary.json in
-    ``results``). Latencies are corrected (from each request's intended send time) unless named
-    ``service``; ``objective_us`` is the objective's percentile of them."""
-
-    phase: StepPhase
-    rate_rps: float
-    sent_rps: float
-    shortfall: float
-    objective_us: float | None
-    corrected_p50_us: float | None
-    corrected_p99_us: float | None
-    service_p99_us: float | None
-    requests: int
-    errors: int  # answered requests not ok (server errors, refused valid tokens, transport)
-    error_ratio: float
-    limit: Saturated | None  # the open-model account's limit
-    met: bool  # the objective and the error budget held (generator-limited steps: a floor)
-    verdict: StepVerdict
-    results: str | None
-
-
-class SecondOpinion(TypedDict):
-    """The independent open-model client (``sim.run.openprobe``, asyncio, no Locust) at the knee, on
-    a fresh embedded target with as many connections as the search had devices: its corrected
-    latency at the objective's percentile, and who broke the objective there by its figure
-    (``generator``: this client met it, so the search's break was Locust's; ``target``: it broke
-    it too)."""
-
-    rate_rps: float
-    connections: int
-    duration_s: float
-    sent: int
-    ok: int
-    objective_us: float
-    corrected_p99_us: float
-    service_p99_us: float
-    broken_by: Literal["generator", "target"]
-
-
-class CapacityAlgorithm(TypedDict):
-    """One algorithm's search: the highest rate that met the objective (None: not even the start
-    rate), the corrected p99 and the objective's percentile there, the knee (the lowest rate that
-    broke it), devices at the fleet's reporting interval, and every step in the order run.
-    ``floor``: the target took at least ``max_rate``, but the search could not say how much more
-    (the generator was the limit, or the objective still held at the last rate tried)."""
-
-    max_rate: float | None
-    p99_us_at_max: float | None
-    objective_us_at_max: float | None
-    knee_rps: float | None
-    devices_at_interval: int | None
-    generator_limited: bool
-    floor: bool
-    steps: list[CapacityStep]
-    second_opinion: SecondOpinion | None
-
-
-class CapacityParameters(TypedDict):
-    slo: str  # as given: p99=50ms
-    percentile: str  # p50, p90, p95, p99, p99_9
-    limit_us: float
-    error_budget: float  # a share: 0.001 is 0.1 %
-    devices: int
-    step_duration_s: float
-    start_rate_rps: float
-    raise_steps: int
-    narrow_steps: int
-    interval_s: float  # the real fleet's reporting interval
-    endpoint: str | None
-
-
-class CapacityFile(TypedDict):
-    """``capacity.json`` of ``fleetbench capacity`` (``fleetbench.capacity/1``)."""
-
-    schema: Literal["fleetbench.capacity/1"]
-    machine: Machine
-    versions: dict[str, str]
-    parameters: CapacityParameters
-    targets: dict[str, CompareTarget]
-    started_at: float
-    duration_s: float
-    algorithms: dict[str, CapacityAlgorithm]
-
-
-# -- the fleet file ----------------------------------------------------------------------------
-
-
-class FleetDeviceEntry(TypedDict):
-    """One device; ``secret`` devices have only ``id`` and ``secret``."""
-
-    id: str
-    secret: str
-    alg: NotRequired[str]
-    private_key: NotRequired[str | None]  # PEM
-    public_key: NotRequired[dict[str, str] | None]  # JWK
-
-
-class FleetFile(TypedDict):
-    """A fleet file of ``fleetbench provision`` (``fleetbench.fleet/1``), mode 0600."""
-
-    schema: Literal["fleetbench.fleet/1"]
-    kind: str
-    created_at: NotRequired[float]  # files written before it was kept still load
-    devices: list[FleetDeviceEntry]
-
-
 def counts_of(row: TimelineRow | ExpiryEvents) -> dict[str, int]:
     """A per-second row's counts by name, ``t`` left out (a chart draws them by name)."""
     counts = cast(Mapping[str, int], row)
@@ -885,118 +565,3 @@ def counts_of(row: TimelineRow | ExpiryEvents) -> dict[str, int]:
 def outcome_counts(counts: OutcomeCounts) -> dict[Outcome, int]:
     """The counts present as a plain mapping (to sum, or go through), in OUTCOMES order."""
     return {o: counts[o] for o in OUTCOMES if o in counts}
-
-
-def figure_of(entry: CompareAlgorithm, name: str, default: float = 0.0) -> float:
-    """One of an algorithm's figures by name (the figure lists are data: MICRO_FIGURES, ...)."""
-    return cast(Mapping[str, float], entry).get(name, default)
-
-
-# -- reading and writing -----------------------------------------------------------------------
-
-# Schema file name (docs/schemas/<name>.schema.json) -> the type it is generated from.
-ARTEFACTS: dict[str, type] = {
-    "summary": Summary,
-    "smoke": SmokeFile,
-    "attack": AttackFile,
-    "compare": CompareFile,
-    "capacity": CapacityFile,
-    "fleet": FleetFile,
-}
-
-T = TypeVar("T")
-
-# Each artefact's schema name and what a person calls it, for the one-line errors.
-_KINDS: dict[type, tuple[str, str]] = {
-    Summary: (SUMMARY_SCHEMA, "fleetbench summary.json"),
-    SmokeFile: (SMOKE_SCHEMA, "fleetbench smoke summary.json"),
-    AttackFile: (ATTACK_SCHEMA, "fleetbench attack.json"),
-    CompareFile: (COMPARE_SCHEMA, "fleetbench compare.json"),
-    CapacityFile: (CAPACITY_SCHEMA, "fleetbench capacity.json"),
-    FleetFile: (FLEET_SCHEMA, "fleet file"),
-}
-
-
-def decode_artefact(data: bytes, kind: type[T], name: str) -> T:
-    """Parse and validate one artefact; ``name`` (a path) goes in the one-line error."""
-    schema, noun = _KINDS.get(kind, (kind.__name__, "file"))
-    try:
-        return msgspec.json.decode(data, type=kind)
-    except msgspec.ValidationError as e:
-        # Another file altogether is named as such, not by its first odd field.
-        head = msgspec.json.decode(data)
-        if not isinstance(head, dict) or head.get("schema") != schema:
-            raise ArtefactError(f"{name} is not a {noun} (schema {schema})") from e
-        raise ArtefactError(f"{name} is not a valid {schema} file: {e}") from e
-    except msgspec.DecodeError as e:
-        raise ArtefactError(f"{noun} {name} is not readable JSON: {e}") from e
-
-
-def _read(path: Path, kind: type[T]) -> T:
-    noun = _KINDS.get(kind, ("", "file"))[1]
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as e:
-        raise ArtefactError(f"{noun} {path} not found") from e
-    except OSError as e:
-        raise ArtefactError(f"{noun} {path} cannot be read: {e.strerror}") from e
-    return decode_artefact(data, kind, str(path))
-
-
-def write_artefact(body: object, path: Path) -> None:
-    """Write an artefact as the product always has: indented JSON and a final newline."""
-    path.write_text(json.dumps(body, indent=2) + "\n")
-
-
-def read_summary(path: Path) -> Summary:
-    return _read(path, Summary)
-
-
-def write_summary(summary: Summary, path: Path) -> None:
-    write_artefact(summary, path)
-
-
-def read_smoke(path: Path) -> SmokeFile:
-    return _read(path, SmokeFile)
-
-
-def read_attack(path: Path) -> AttackFile:
-    return _read(path, AttackFile)
-
-
-def read_compare(path: Path) -> CompareFile:
-    return _read(path, CompareFile)
-
-
-def read_capacity(path: Path) -> CapacityFile:
-    return _read(path, CapacityFile)
-
-
-def read_fleet(path: Path) -> FleetFile:
-    return _read(path, FleetFile)
-
-
-def fleet_json(body: FleetFile) -> str:
-    """A fleet file's text: compact, as it may hold 100,000 devices. The caller writes it, to a
-    file it created mode 0600 (the file holds every device's secret and private key)."""
-    return json.dumps(body, separators=(",", ":"))
-
-
-def read_summary_or_smoke(path: Path) -> Summary | SmokeFile:
-    """A run's ``summary.json`` or a smoke's, told apart by its ``schema``."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as e:
-        raise ArtefactError(f"summary {path} not found") from e
-    except OSError as e:
-        raise ArtefactError(f"summary {path} cannot be read: {e.strerror}") from e
-    try:
-        head = msgspec.json.decode(data)
-    except msgspec.DecodeError as e:
-        raise ArtefactError(f"summary {path} is not readable JSON: {e}") from e
-    schema = head.get("schema") if isinstance(head, dict) else None
-    if schema == SMOKE_SCHEMA:
-        return decode_artefact(data, SmokeFile, str(path))
-    if schema == SUMMARY_SCHEMA:
-        return decode_artefact(data, Summary, str(path))
-    raise ArtefactError(f"{path} is not a fleetbench summary.json (schema {schema!r})")
