@@ -115,6 +115,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     scenarios, storm = parse_run_scenario(args.scenario)
     duration_s = 10.0 if args.duration is None else args.duration
     devices = 100 if args.devices is None else args.devices
+    stages = None
     if args.stages is not None:
         stages = parse_stages(args.stages)
         if args.duration is not None:
@@ -139,7 +140,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
             endpoint=args.endpoint,
             interval_s=1.0 if args.interval is None else args.interval,
             rate_rps=args.rate,
-            stages=args.stages,
+            stages=stages,
             refresh=args.refresh,
             bad_ratio=args.bad_ratio,
             duration_s=duration_s,

@@ -17,7 +17,7 @@ from sim.account.measure import Measurements
 from sim.device.settings import SimConfig
 from sim.fleet.model import Fleet, load_fleet
 from sim.profiles import Profile, load_profile
-from sim.shape.stages import Stages, parse_stages
+from sim.shape.stages import Stages
 
 __all__ = [
     "DEFAULT_ISSUER",
@@ -59,8 +59,7 @@ def run_profile() -> Profile:
 @cache
 def run_stages() -> Stages | None:
     """The run's load stages, parsed once; None without ``--stages``."""
-    text = run_config().stages
-    return parse_stages(text) if text else None
+    return run_config().parsed_stages
 
 
 @cache

@@ -14,12 +14,14 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from sim.errors import ConfigError
 from sim.profiles import Profile, load_profile
 from sim.shape.scenarios import REFRESH_MODES, RefreshMode, Scenario, parse_scenarios
+from sim.shape.stages import Stages, parse_stages
 
 __all__ = ["REMOTE_ENV", "SimConfig", "choose_endpoint"]
 
@@ -64,6 +66,11 @@ class SimConfig:
     start_spread_s: float = 0.0
     storm: str | None = None  # a storm scenario (sim.account.storms): "expiry-storm"
     backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
+
+    @cached_property
+    def parsed_stages(self) -> Stages | None:
+        """The stages' text, parsed once in this process (it crossed into Locust as text)."""
+        return parse_stages(self.stages) if self.stages else None
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -47,7 +47,7 @@ from sim.fleet.model import Device
 from sim.outcomes import Outcome, judge_forged
 from sim.processes import raise_open_files_limit
 from sim.shape.scenarios import Scenario
-from sim.shape.schedule import SendSchedule, StagedSchedule, open_pacing
+from sim.shape.schedule import SendSchedule, StagedSchedule, is_open_model, open_pacing
 from sim.shape.stages import Stages
 
 __all__ = ["MEASUREMENTS", "FleetDevice", "configure"]
@@ -389,7 +389,7 @@ def _apply_settings(config: SimConfig) -> None:
     elif config.storm == "reconnect-storm":
         tasks = [FleetDevice.reconnect_storm]
     FleetDevice.tasks = tasks
-    open_model = config.rate_rps or (config.stages or "").rstrip().endswith("r")
+    open_model = is_open_model(config.rate_rps, config.parsed_stages)
     FleetDevice.wait_time = open_pacing if open_model else constant_pacing(config.interval_s)
 
 

@@ -19,7 +19,8 @@ from sim.fleet.model import CredentialKind
 from sim.profiles import Profile, load_profile
 from sim.run.distributed import DEFAULT_PORT, Address, parse_address
 from sim.shape.scenarios import MIXED, RefreshMode, Scenario
-from sim.shape.stages import Stages, parse_stages
+from sim.shape.schedule import is_open_model
+from sim.shape.stages import Stages
 
 __all__ = ["RunConfig"]
 
@@ -58,19 +59,14 @@ class RunConfig:
     profile: str = "fleetbench"  # the target profile, by name or file (sim/profiles)
     # The open model (sim.shape.schedule): fleet-wide requests per second instead of interval_s.
     rate_rps: float | None = None
-    # Load stages (sim.shape.stages), as given: "30s:100,60s:1000,30s:0" (devices) or "...:500r"
-    # (rates)
-    stages: str | None = None
-
-    @cached_property
-    def parsed_stages(self) -> Stages | None:
-        return parse_stages(self.stages) if self.stages else None
+    # Load stages (sim.shape.stages), parsed once where they were given (--stages
+    # "30s:100,60s:1000,30s:0" for devices, "...:500r" for rates); they keep their text.
+    stages: Stages | None = None
 
     @property
     def open_model(self) -> bool:
         """--rate, or rate stages: each device on its own schedule (sim.shape.schedule)."""
-        stages = self.parsed_stages
-        return self.rate_rps is not None or (stages is not None and stages.kind == "rate")
+        return is_open_model(self.rate_rps, self.stages)
 
     # Over remote workers (``fleetbench worker``): Locust's master on ``bind``, waiting up to
     # ``worker_wait_s`` for ``expect_workers`` of them, dealing each its own shard
@@ -123,7 +119,7 @@ class RunConfig:
             raise ConfigError("--interval must be 0 or more")
         if self.rate_rps is not None and not 0 < self.rate_rps < float("inf"):
             raise ConfigError("--rate must be a number of requests per second above 0")
-        stages = self.parsed_stages
+        stages = self.stages
         if stages is not None:
             if self.rate_rps is not None:
                 raise ConfigError("--stages gives the load: drop --rate (rate steps: 30s:500r)")
@@ -208,6 +204,7 @@ class RunConfig:
             data["token_ttl"] = self.effective_token_ttl
         data["leeway"] = self.effective_leeway
         data["endpoint"] = self.effective_endpoint
+        data["stages"] = self.stages.text if self.stages else None
         for optional in ("rate_rps", "stages"):
             if data[optional] is None:
                 del data[optional]  # a run without them keeps its parameters as they always were

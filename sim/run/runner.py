@@ -177,7 +177,7 @@ def _locust_env(
         if Path(config.profile).is_file()
         else config.profile,
         rate_rps=config.rate_rps,
-        stages=config.stages,
+        stages=config.stages.text if config.stages else None,
         distributed=config.master,
         start_spread_s=START_SPREAD_S if config.master else 0.0,
         storm=config.storm,
@@ -331,7 +331,7 @@ def run_benchmark(config: RunConfig) -> Summary:
                     else len(provisioned.fleet) / config.rate_rps
                 ),
                 rate_rps=config.rate_rps,
-                stages=config.parsed_stages,
+                stages=config.stages,
                 target_cpu=load.target_cpu,
                 weights=dict(config.effective_scenarios),
             )

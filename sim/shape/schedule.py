@@ -27,7 +27,14 @@ from typing import Any
 
 from sim.shape.stages import Stages
 
-__all__ = ["SendSchedule", "StagedSchedule", "open_pacing"]
+__all__ = ["SendSchedule", "StagedSchedule", "is_open_model", "open_pacing"]
+
+
+def is_open_model(rate_rps: float | None, stages: Stages | None) -> bool:
+    """The open model's rule, for both sides of a run: ``--rate``, or rate stages (``30s:500r``),
+    puts each device on its own schedule; otherwise each reports every ``--interval``."""
+    return rate_rps is not None or (stages is not None and stages.kind == "rate")
+
 
 # The longest a device sleeps at once: past the end of a rate stage at 0 it has no next send, and
 # the run's stop ends the sleep.

@@ -76,7 +76,7 @@ def test_device_stages_ramp_the_devices_reporting(tmp_path: Path) -> None:
             alg="secret",
             token_alg="HS256",
             interval_s=interval_s,
-            stages="3s:10,4s:10,3s:0",
+            stages=parse_stages("3s:10,4s:10,3s:0"),
             duration_s=10,
             results=tmp_path,
         )
@@ -103,7 +103,7 @@ def test_rate_stages_are_the_open_model_at_a_changing_rate(tmp_path: Path) -> No
             devices=8,
             alg="secret",
             token_alg="HS256",
-            stages="2s:40r,4s:40r,2s:0r",
+            stages=parse_stages("2s:40r,4s:40r,2s:0r"),
             duration_s=8,
             results=tmp_path,
         )
