@@ -58,7 +58,7 @@ WATCH_EVERY_S = 0.5  # how often the master looks at its workers' states
 FINAL_REPORT_WAIT_S = 10.0  # at stop, how long the master waits for each worker's last report
 CPU_EVERY_S = 0.5  # a worker's own CPU sampling period (as the one-host sampler's)
 # Settings that are the master's own business: files on the master's host, per-device seqs.
-_LOCAL_SETTINGS = ("fleet", "raw", "claim_file", "progress", "seq_base")
+_LOCAL_SETTINGS = ("fleet", "raw", "claim_file", "progress_file", "seq_base")
 
 # The device, its index in the fleet (a profile's ``{n}``), and another device's id (the
 # rejection scenario's).

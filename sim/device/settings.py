@@ -53,7 +53,7 @@ class SimConfig:
     raw: str | None = None  # where the master writes the raw measurements at the end
     claim_file: str | None = None  # shared counter that hands each user its own device
     seq_base: dict[str, int] = field(default_factory=dict)  # last seq the target holds per device
-    progress: str | None = None  # where the master writes the live figures every second
+    progress_file: str | None = None  # where the master writes the live figures every second
     profile: str = "fleetbench"  # the target profile, by name or path (secrets: ${VAR} only)
     # The open model (sim.shape.schedule): fleet-wide requests per second, each device sending
     # rate / fleet size on its own schedule; None: the closed model, paced by interval_s.

@@ -308,7 +308,7 @@ def _on_init(environment: Any, **_: Any) -> None:
         if claim_file and not isinstance(runner, WorkerRunner):
             # The master resets before it tells any worker to spawn.
             Path(claim_file).write_text("0")
-        progress_file = run_config().progress
+        progress_file = run_config().progress_file
         if progress_file and not isinstance(runner, WorkerRunner) and not progress:
             progress.append(gevent.spawn(_progress_writer, Path(progress_file), started))
 

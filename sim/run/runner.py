@@ -170,7 +170,7 @@ def _locust_env(
         issuer=metadata.get("issuer"),
         raw=str(scratch / "raw.json"),
         claim_file=str(scratch / "claims"),
-        progress=str(scratch / "progress.json"),
+        progress_file=str(scratch / "progress.json"),
         # Locust runs in the results folder: a profile file named relative to here must still
         # be found there.
         profile=str(Path(config.profile).resolve())
