@@ -4,6 +4,7 @@ current)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -13,14 +14,33 @@ import msgspec
 
 from sim.artefacts.codec import ARTEFACTS
 
-__all__ = ["SCHEMA_DIR", "json_schema", "main", "schema_text"]
+__all__ = ["SCHEMA_DIR", "json_schema", "main", "normalised", "schema_text"]
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "docs" / "schemas"
 
 
+def normalised(schema: Any) -> Any:
+    """The schema with every ``description`` cleaned as ``inspect.cleandoc`` cleans a docstring.
+
+    msgspec takes descriptions from docstrings, and its releases differ in how much of a
+    docstring's indentation they keep (0.23 keeps it, 0.22 strips it): that is the generator's
+    whitespace, not the artefact's meaning, so the schema is the same whichever release wrote it.
+    """
+    if isinstance(schema, dict):
+        return {
+            key: inspect.cleandoc(value)
+            if key == "description" and isinstance(value, str)
+            else normalised(value)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [normalised(item) for item in schema]
+    return schema
+
+
 def json_schema(name: str) -> dict[str, Any]:
     """The JSON Schema of one artefact, titled with its file name."""
-    schema: dict[str, Any] = msgspec.json.schema(ARTEFACTS[name])
+    schema: dict[str, Any] = normalised(msgspec.json.schema(ARTEFACTS[name]))
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "title": name, **schema}
 
 

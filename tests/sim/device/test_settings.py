@@ -1,5 +1,6 @@
-"""``--endpoint`` names one of the profile's ``[[endpoints]]`` (sim/config.choose_endpoint), for
-``run`` and the standalone Locust configuration alike; an unknown name is one line listing them."""
+"""``--endpoint`` names one of the profile's ``[[endpoints]]``
+(sim/device/settings.choose_endpoint), for ``run`` and the standalone Locust configuration alike;
+an unknown name is one line listing them."""
 
 from __future__ import annotations
 
