@@ -18,7 +18,7 @@ from rich.console import Console
 
 from sim.cli.exits import ExitCode
 from sim.errors import ConfigError
-from sim.machine_share import parse_cpus
+from sim.run.machine_share import parse_cpus
 
 __all__ = [
     "ADMIN_KEY_ENV",

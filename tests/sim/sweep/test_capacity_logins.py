@@ -1,0 +1,57 @@
+"""``capacity`` on an API with costly logins measures the API, not its own login burst: one
+fleet for every step, and each step's first seconds unjudged (issue 26 item 2)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.commands import fleetbench
+from tests.sim.conftest import serve_broken_target
+from tests.sim.profiles.test_profile_run import PROFILE
+
+DEVICES = 10
+LOGIN_COST_S = 0.15  # 10 logins hold the one-worker API 1.5 s
+
+
+@pytest.fixture
+def costly_logins(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("LOGIN_COST_S", str(LOGIN_COST_S))
+    with serve_broken_target("tests.sim.login_target:app") as url:
+        yield url
+
+
+def _capacity(url: str, tmp_path: Path, *more: str) -> dict[str, object]:
+    profile = tmp_path / "login.toml"
+    profile.write_text(PROFILE)
+    results = tmp_path / "c"
+    done = fleetbench(
+        "capacity", "--target", url, "--profile", str(profile), "--algs", "HS256",
+        "--devices", str(DEVICES), "--start-rate", "10", "--step-duration", "3",
+        "--max-steps", "2", "--narrow-steps", "0", "--slo", "p99=700ms",
+        "--results", str(results), *more, timeout=240,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    result: dict[str, object] = json.loads((results / "capacity.json").read_text())
+    return result
+
+
+def test_each_step_keeps_the_fleet_and_leaves_the_logins_out(
+    costly_logins: str, tmp_path: Path
+) -> None:
+    result = _capacity(costly_logins, tmp_path)
+    steps = result["algorithms"]["HS256"]["steps"]  # type: ignore[index]
+    # Both steps' devices logged in: the second step used the first step's fleet (new devices
+    # of the same ids were refused their login: no answers at all).
+    assert len(steps) == 2, steps
+    for step in steps:
+        assert step["errors"] == 0 and step["requests"] > 0, step
+        # Data requests answer in milliseconds here; 1.5 s of logins ahead of them broke
+        # p99=700ms at 10 req/s before the warm-up.
+        assert step["met"], step
+        summary = json.loads((Path(step["results"]) / "summary.json").read_text())
+        scenarios = {r["scenario"] for r in summary["requests"]}
+        assert {"setup", "warmup", "verification"} <= scenarios, scenarios
