@@ -24,7 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from sim.account.measure import LATENCY_PERCENTILES, WARMUP_SCENARIO, PercentileName
+from sim.account.measure import (
+    LATENCY_PERCENTILES,
+    SETUP_SCENARIO,
+    WARMUP_SCENARIO,
+    PercentileName,
+)
 from sim.account.offered import MAX_SHORTFALL
 from sim.artefacts.capacity_file import (
     CAPACITY_SCHEMA,
@@ -382,9 +387,22 @@ def _measure(
         check_token_algs(summary, alg, config.target(alg).url, CapacityError)
         step = judge(summary, config.objective, config.error_budget, phase)
         config.log(f"{alg}: {step_line(step, config.objective)}")
+        longest_s = setup_s(summary)
+        if not step["met"] and longest_s > config.warmup_s:
+            config.log(
+                f"warning: {alg}: the fleet's first tokens took up to {longest_s:,.1f} s, longer"
+                f" than the {config.warmup_s:g} s warm-up: the step judged its own logins"
+                " (raise --warmup)"
+            )
         return step
 
     return measure
+
+
+def setup_s(summary: Summary) -> float:
+    """The longest a device waited for its first token in a step's run (0: none asked)."""
+    rows = [r for r in summary["requests"] if r["scenario"] == SETUP_SCENARIO]
+    return max((float(r["latency_us"].get("max") or 0) / 1e6 for r in rows), default=0.0)
 
 
 def step_line(step: CapacityStep, objective: Objective) -> str:

@@ -55,3 +55,19 @@ def test_each_step_keeps_the_fleet_and_leaves_the_logins_out(
         summary = json.loads((Path(step["results"]) / "summary.json").read_text())
         scenarios = {r["scenario"] for r in summary["requests"]}
         assert {"setup", "warmup", "verification"} <= scenarios, scenarios
+
+
+def test_a_warmup_shorter_than_the_logins_is_named(costly_logins: str, tmp_path: Path) -> None:
+    """Logins that outlast the warm-up (10 x 0.15 s on one worker against 1 s) are judged with
+    the step: the search says so instead of only "broke"."""
+    profile = tmp_path / "login.toml"
+    profile.write_text(PROFILE)
+    done = fleetbench(
+        "capacity", "--target", costly_logins, "--profile", str(profile), "--algs", "HS256",
+        "--devices", str(DEVICES), "--start-rate", "10", "--step-duration", "2",
+        "--warmup", "1", "--max-steps", "1", "--narrow-steps", "0", "--slo", "p99=100ms",
+        "--results", str(tmp_path / "c"), timeout=240,
+    )  # fmt: skip
+    # 1.5 s of logins hold the requests meant for the measured window's first half second.
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "longer than the 1 s warm-up: the step judged its own logins" in done.stdout
