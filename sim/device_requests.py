@@ -14,6 +14,8 @@ from locust.exception import CatchResponseError, StopUser
 from sim.config import SimConfig
 from sim.device_run import MEASUREMENTS, STATE
 from sim.fleet import Device
+from sim.keepalive import KeptConnection
+from sim.measure import KEPT_CONNECTION
 from sim.outcomes import Outcome
 from sim.profiles import Profile
 from sim.profiles.http import Request, classify, endpoint_request
@@ -21,6 +23,8 @@ from sim.profiles.model import Endpoint
 from sim.schedule import SendSchedule
 
 __all__ = ["DeviceRequests"]
+
+_CLIENT_ONLY_HEADERS = frozenset({"transfer-encoding", "expect"})
 
 
 class DeviceRequests:
@@ -40,6 +44,10 @@ class DeviceRequests:
     token_alg: str
     seq: int
     _http: Any
+    kept: KeptConnection  # the lean path's hold on the device's connection (sim.keepalive)
+    # The lean path's last request as bytes on the wire, and what it was built from.
+    _wire_of: tuple[Any, ...] | None = None
+    _wire: bytes = b""
     schedule: SendSchedule | None = None  # the open model's (--rate); None: the closed model
     _lag_s: float | None = None  # how late the request in flight went out, open model only
 
@@ -138,6 +146,7 @@ class DeviceRequests:
                 judge,
                 reading and sends_seq,
             )
+        self.kept.release()  # the client's request takes the same connection
         with self.client.request(
             request.method,
             request.path,
@@ -167,22 +176,31 @@ class DeviceRequests:
         judge: Callable[[int, str], Outcome],
         reading: bool,
     ) -> tuple[Outcome, str]:
-        """The steady-state request on the session's own connection, without FastHttpSession's
-        per-request wrapping (redirects, cookies, response objects): about a third of the
-        generator's CPU per request, which decides how close one core of Locust gets to wrk.
+        """The steady-state request on the device's own connection, without FastHttpSession's
+        per-request wrapping (redirects, cookies, response objects), and where it can be without
+        the client library's either: the request's bytes built once and written to the kept
+        connection, the answer read for its status, challenge and length (:mod:`sim.keepalive`;
+        half of the open model's generator CPU was the library's per-request work).
         Timing, judging and Locust's statistics are the same as on the ``catch_response`` path."""
-        payload = body
         status, www_authenticate, length, error = 0, None, 0, None
         started = time.perf_counter()
         try:
-            response = self._http.request(method, path, body=payload, headers=headers)
-            try:
-                length = len(response.read())
-            finally:
-                response.release()
-            status = response.status_code
-            found = response.get("www-authenticate")
-            www_authenticate = found if isinstance(found, str) else None
+            wire = self._lean_wire(method, path, headers, body)
+            if wire is not None:
+                answer = self.kept.exchange(method, wire)
+                status, www_authenticate = answer.status, answer.www_authenticate
+                length = answer.body_bytes
+                MEASUREMENTS.counters[KEPT_CONNECTION] += 1
+            else:
+                self.kept.release()  # the client's request takes the same connection
+                response = self._http.request(method, path, body=body, headers=headers)
+                try:
+                    length = len(response.read())
+                finally:
+                    response.release()
+                status = response.status_code
+                found = response.get("www-authenticate")
+                www_authenticate = found if isinstance(found, str) else None
         except Exception as e:  # any failure to get an answer is a transport error
             error = e
         latency_ms = (time.perf_counter() - started) * 1000
@@ -212,6 +230,20 @@ class DeviceRequests:
             context={},
         )
         return outcome, reason
+
+    def _lean_wire(
+        self, method: str, path: str, headers: dict[str, str], body: bytes | None
+    ) -> bytes | None:
+        """The request as the client library writes it, built again only when it changed (a
+        renewed token, a new seq); None for what the kept connection does not send (a body sent
+        in chunks or after ``100 Continue``): the client sends those."""
+        built_of = (method, path, tuple(headers.items()), body)
+        if built_of != self._wire_of:
+            if any(name.lower() in _CLIENT_ONLY_HEADERS for name in headers):
+                return None
+            head = self._http._build_request(method, path, body=body or b"", headers=headers)
+            self._wire_of, self._wire = built_of, head.encode("latin-1") + (body or b"")
+        return self._wire
 
     def _settle(
         self,

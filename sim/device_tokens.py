@@ -99,6 +99,7 @@ class TokenHolder(DeviceRequests):
             values = self._values(assertion=self._mint_assertion() if assertion else "")
             request = token_request(self.profile, values, assertion=assertion)
             endpoint = f"token {grant}"
+        self.kept.release()  # the client's request takes the same connection
         with self.client.request(
             request.method,
             request.path,

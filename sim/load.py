@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from sim.artefacts import GeneratorCpu, Load, Saturated, TargetCpu
 from sim.generator import SATURATION_RULE
-from sim.measure import Measurements
+from sim.measure import KEPT_CONNECTION, Measurements
 
 __all__ = ["IN_FLIGHT_SHARE", "MAX_SHORTFALL", "load_account", "load_line", "paced"]
 
@@ -171,6 +171,12 @@ def load_account(
         notes.append(
             "the target's CPU was not measured: it is not the embedded target and its /metrics "
             "exports no process_cpu_seconds_total"
+        )
+    kept = measurements.counters.get(KEPT_CONNECTION, 0)
+    if measurements.started:
+        notes.append(
+            f"requests sent: {kept:,} on the kept connection without the HTTP client library, "
+            f"{measurements.started - kept:,} through it"
         )
     saturated = _side(generator, target_cpu, overloaded, notes)
     load: Load = {

@@ -20,6 +20,7 @@ from sim.artefacts import Percentiles
 from sim.outcomes import OUTCOMES, Outcome
 
 __all__ = [
+    "KEPT_CONNECTION",
     "LATENCY_PERCENTILES",
     "SETUP_SCENARIO",
     "TIMED_EVENTS",
@@ -45,6 +46,9 @@ LATENCY_PERCENTILES: dict[PercentileName, float] = {
 }
 SEP = "|"
 SETUP_SCENARIO = "setup"  # first tokens, fetched before a device's first task: not the measured run
+# The counter of requests sent on a kept connection without the HTTP client library
+# (sim.keepalive); every other request went through the library.
+KEPT_CONNECTION = "requests by kept connection"
 # Counters and device sets whose every increment is also counted per second (``events``), so a
 # report can draw them over time; the name each is counted under.
 TIMED_EVENTS = {"expirations": "expirations", "refreshes": "refreshes", "recovered": "recoveries"}

@@ -43,6 +43,7 @@ from sim.device_run import (
 )
 from sim.device_tokens import RETRIED_OUTCOMES, HeldToken, TokenHolder
 from sim.fleet import Device
+from sim.keepalive import KeptConnection
 from sim.outcomes import Outcome, judge_forged
 from sim.processes import raise_open_files_limit
 from sim.scenarios import Scenario
@@ -96,6 +97,7 @@ class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
             self.key = None  # the profile's token call takes no device-signed assertion
         # The HTTPClient behind self.client: the same pool, so still one connection per device.
         self._http = self.client.client.clientpool.get_client(URL(self.host or ""))
+        self.kept = KeptConnection(self._http._connection_pool, self.network_timeout)
         self.config = run_config()
         self.issuer = issuer(self.host or "") if self.key is not None else DEFAULT_ISSUER
         self.endpoints = self._endpoints()

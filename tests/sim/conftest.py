@@ -26,11 +26,17 @@ def serve_broken_target(app: str = "tests.sim.broken_target:app") -> Iterator[st
     """URL of a target that answers 200 to every Bearer token, forged or not (``app``: another
     test target of that kind, such as ``tests.sim.slow_target:app``)."""
     port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
+    with serve_process(command, port) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_process(command: list[str], port: int) -> Iterator[str]:
+    """URL of a test server started by ``command`` on ``port``, once its /healthz answers 200."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--port", str(port),
-         "--log-level", "warning"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
