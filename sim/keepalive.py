@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import gevent
 from gevent import select
 
 from sim.errors import AnswerUnreadable
@@ -29,6 +30,8 @@ READ_BYTES = 64 * 1024
 # A held connection idle this long is checked for a close by the server before it is written to
 # (a select, as the client library does before every request); at load rates it is never idle.
 IDLE_CHECK_S = 0.5
+# How often the watchdog looks for exchanges past their deadline (see _Watchdog).
+WATCH_EVERY_S = 0.25
 # RFC 9110 section 9.2.2: only these are sent again when a reused connection turns out closed.
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
 _CRLF = b"\r\n"
@@ -79,6 +82,32 @@ def _head_fields(head: bytes) -> tuple[int, bool, dict[bytes, bytes]]:
     return int(code), keep_alive, fields
 
 
+class _Watchdog:
+    """Ends the exchanges that passed their deadline by closing their connection (the waiting
+    read then fails): one timer for the process, where a socket timeout arms one for every read
+    that waits (5 % of the generator's samples at 6,000 req/s)."""
+
+    def __init__(self) -> None:
+        self.due: dict[KeptConnection, float] = {}
+        self._greenlet: gevent.Greenlet[[], None] | None = None
+
+    def watch(self, connection: KeptConnection, deadline_s: float) -> None:
+        self.due[connection] = deadline_s
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._run)
+
+    def _run(self) -> None:
+        while self.due:
+            gevent.sleep(WATCH_EVERY_S)
+            now_s = time.perf_counter()
+            for connection, deadline_s in list(self.due.items()):
+                if now_s >= deadline_s:
+                    connection.expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
 class KeptConnection:
     """One device's connection, taken from its client's pool (``pool``: a geventhttpclient
     ``ConnectionPool``) for the lean requests and given back by :meth:`release`."""
@@ -90,6 +119,7 @@ class KeptConnection:
         self._buffer = bytearray()
         self._used_s = 0.0
         self._received = 0  # bytes read for the answer in hand
+        self._expired = False
 
     @property
     def held(self) -> bool:
@@ -99,7 +129,14 @@ class KeptConnection:
         """Hand the connection back to the pool (before the device's client uses it)."""
         sock, self._sock = self._sock, None
         if sock is not None:
+            sock.settimeout(self._timeout_s)  # the client's own requests time out by it
             self._pool.return_socket(sock)
+
+    def expire(self) -> None:
+        """Past the deadline (the watchdog): close the socket under the waiting exchange."""
+        if self._sock is not None:
+            self._expired = True
+            self._sock.close()
 
     def _drop(self) -> None:
         sock, self._sock = self._sock, None
@@ -114,6 +151,7 @@ class KeptConnection:
                 self._drop()
         if self._sock is None:
             self._sock = self._pool.get_socket()  # a fresh or pooled (alive) connection
+            self._sock.settimeout(None)  # the watchdog holds the deadline
             return self._sock, False
         return self._sock, True
 
@@ -121,12 +159,18 @@ class KeptConnection:
         """Send ``request`` (a whole HTTP/1.1 request) and read its answer, within the timeout.
         Raises :class:`AnswerUnreadable` or ``OSError`` when no answer could be read."""
         deadline_s = time.perf_counter() + self._timeout_s
+        _WATCHDOG.watch(self, deadline_s)
+        try:
+            return self._exchange(method, request, deadline_s)
+        finally:
+            del _WATCHDOG.due[self]
+
+    def _exchange(self, method: str, request: bytes, deadline_s: float) -> Answer:
         while True:
             sock, reused = self._take()
             self._received = 0
             try:
                 try:
-                    sock.settimeout(self._timeout_s)
                     sent = sock.send(request)  # one write: sendall arms a timer each time
                     if sent < len(request):
                         sock.sendall(request[sent:])
@@ -138,8 +182,11 @@ class KeptConnection:
                 if reused and e.nothing_read and method in IDEMPOTENT_METHODS:
                     continue  # the server had closed it while idle: never processed; once more
                 raise
-            except BaseException:
+            except BaseException as e:
                 self._drop()  # mid-answer (or killed): its framing is lost
+                if self._expired:
+                    self._expired = False
+                    raise AnswerUnreadable("no complete answer within the network timeout") from e
                 raise
             self._used_s = time.perf_counter()
             if not keep_alive or self._buffer:  # closing, or bytes beyond the answer
@@ -147,10 +194,10 @@ class KeptConnection:
             return answer
 
     def _fill(self, sock: Any, deadline_s: float) -> int:
+        """Read what the connection has (waiting for it); 0 at its end."""
         remaining_s = deadline_s - time.perf_counter()
         if remaining_s <= 0:
             raise AnswerUnreadable("no complete answer within the network timeout")
-        sock.settimeout(remaining_s)
         data = sock.recv(READ_BYTES)
         if not data:
             return 0

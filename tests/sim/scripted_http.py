@@ -1,12 +1,13 @@
 """A raw HTTP/1.1 server whose answers are scripted by the request path, hostile ones included,
 for the kept connection's reader (``python -m tests.sim.scripted_http PORT``).
 
-``/healthz``: 200; ``/conn``: 200 whose body is as many bytes as this connection's number (1 for the first
-accepted, 2 for the second, ...), so a client can tell whether it reused a connection;
-``/chunked``: a chunked body of 3 + 4 bytes with a trailer; ``/to-close``: a body delimited by the
-close; ``/close-after``: a keep-alive 200, then the server closes the connection;
-``/redirect``: 302 to ``/conn``; ``/huge-head``: headers without end; ``/drip``: one byte of the
-head every 0.2 s; ``/garbage``: not HTTP; ``/challenge``: 401 with two ``WWW-Authenticate``.
+``/healthz``: 200; ``/conn``: 200 whose body is as many bytes as this connection's number (1
+for the first accepted, 2 for the second, ...), so a client can tell whether it reused a
+connection; ``/chunked``: a chunked body of 3 + 4 bytes with a trailer; ``/to-close``: a body
+delimited by the close; ``/close-after``: a keep-alive 200, then the server closes the
+connection; ``/redirect``: 302 to ``/conn``; ``/huge-head``: headers without end; ``/drip``: one
+byte of the head every 0.2 s; ``/silent``: nothing for 5 s; ``/garbage``: not HTTP;
+``/challenge``: 401 with two ``WWW-Authenticate``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,9 @@ class Handler(socketserver.BaseRequestHandler):
             for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n":
                 sock.sendall(bytes([byte]))
                 time.sleep(0.2)
+        elif path == "/silent":
+            time.sleep(5)
+            return False
         elif path == "/garbage":
             sock.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
             return False

@@ -109,9 +109,10 @@ def test_a_connection_the_server_closed_is_replaced_for_a_get_only(scripted: str
     assert not kept.held
 
 
-@pytest.mark.parametrize("path", ["/huge-head", "/garbage", "/drip"])
+@pytest.mark.parametrize("path", ["/huge-head", "/garbage", "/drip", "/silent"])
 def test_a_hostile_answer_is_unreadable_and_drops_the_connection(scripted: str, path: str) -> None:
-    # /drip sends one byte every 0.2 s: the whole exchange is held to the timeout, not each read.
+    # /drip sends one byte every 0.2 s: the whole exchange is held to the timeout, not each
+    # read; /silent sends nothing for longer than the timeout.
     kept, client = _kept(scripted, timeout_s=1.0)
     with pytest.raises((AnswerUnreadable, OSError)):
         kept.exchange("GET", _get(client, path))
