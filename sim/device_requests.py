@@ -18,7 +18,7 @@ from sim.keepalive import KeptConnection
 from sim.measure import KEPT_CONNECTION
 from sim.outcomes import Outcome
 from sim.profiles import Profile
-from sim.profiles.http import Request, classify, endpoint_request
+from sim.profiles.http import Request, classify, endpoint_request, per_request
 from sim.profiles.model import Endpoint
 from sim.schedule import SendSchedule
 
@@ -45,8 +45,12 @@ class DeviceRequests:
     seq: int
     _http: Any
     kept: KeptConnection  # the lean path's hold on the device's connection (sim.keepalive)
-    # The lean path's last request as bytes on the wire, and what it was built from.
-    _wire_of: tuple[Any, ...] | None = None
+    # The last request, what it was built from, and whether it is the same for the next one
+    # built from the same; the lean path's bytes on the wire for the request they were built for.
+    _request_of: tuple[Any, ...] | None = None
+    _last_request: Request | None = None
+    _request_fixed = False
+    _wire_for: Request | None = None
     _wire: bytes = b""
     schedule: SendSchedule | None = None  # the open model's (--rate); None: the closed model
     _lag_s: float | None = None  # how late the request in flight went out, open model only
@@ -128,24 +132,13 @@ class DeviceRequests:
         self._start()
         spec = self.endpoints[0] if len(self.endpoints) == 1 else self.rng.choice(self.endpoints)
         endpoint = spec.name
-        seq = self.seq + 1 if reading else 0
-        values = self._values(seq=seq, device_id=device_id)
-        request = self._request(spec, token, authorization, values)
+        request = self._request_for(spec, token, authorization, device_id, reading)
         sends_seq = spec.body is not None and "{seq}" in json.dumps(spec.body)
         if reading and sends_seq:
             MEASUREMENTS.telemetry[self.device.id][0] += 1
         body = request.body if sends_seq or spec.body is not None else None
         if lean and self.lean_ok:
-            return self._call_lean(
-                request.method,
-                request.path,
-                scenario,
-                endpoint,
-                request.headers,
-                body,
-                judge,
-                reading and sends_seq,
-            )
+            return self._call_lean(request, scenario, endpoint, body, judge, reading and sends_seq)
         self.kept.release()  # the client's request takes the same connection
         with self.client.request(
             request.method,
@@ -167,11 +160,9 @@ class DeviceRequests:
 
     def _call_lean(
         self,
-        method: str,
-        path: str,
+        request: Request,
         scenario: str,
         endpoint: str,
-        headers: dict[str, str],
         body: bytes | None,
         judge: Callable[[int, str], Outcome],
         reading: bool,
@@ -182,10 +173,11 @@ class DeviceRequests:
         connection, the answer read for its status, challenge and length (:mod:`sim.keepalive`;
         half of the open model's generator CPU was the library's per-request work).
         Timing, judging and Locust's statistics are the same as on the ``catch_response`` path."""
+        method, path, headers = request.method, request.path, request.headers
         status, www_authenticate, length, error = 0, None, 0, None
         started = time.perf_counter()
         try:
-            wire = self._lean_wire(method, path, headers, body)
+            wire = self._lean_wire(request, body)
             if wire is not None:
                 answer = self.kept.exchange(method, wire)
                 status, www_authenticate = answer.status, answer.www_authenticate
@@ -231,18 +223,37 @@ class DeviceRequests:
         )
         return outcome, reason
 
-    def _lean_wire(
-        self, method: str, path: str, headers: dict[str, str], body: bytes | None
-    ) -> bytes | None:
-        """The request as the client library writes it, built again only when it changed (a
+    def _request_for(
+        self,
+        spec: Endpoint,
+        token: str | None,
+        authorization: str | None,
+        device_id: str,
+        reading: bool,
+    ) -> Request:
+        """The request, built through the profile only when what it is built from changed or
+        its endpoint names a value that changes per request (a seq, a time, a body)."""
+        built_of = (spec, token, authorization, device_id)
+        last = self._last_request
+        if last is not None and self._request_fixed and built_of == self._request_of:
+            return last
+        values = self._values(seq=self.seq + 1 if reading else 0, device_id=device_id)
+        request = self._request(spec, token, authorization, values)
+        self._request_of, self._last_request = built_of, request
+        self._request_fixed = spec.body is None and not per_request(spec.path)
+        return request
+
+    def _lean_wire(self, request: Request, body: bytes | None) -> bytes | None:
+        """The request as the client library writes it, built again only for a new request (a
         renewed token, a new seq); None for what the kept connection does not send (a body sent
         in chunks or after ``100 Continue``): the client sends those."""
-        built_of = (method, path, tuple(headers.items()), body)
-        if built_of != self._wire_of:
-            if any(name.lower() in _CLIENT_ONLY_HEADERS for name in headers):
+        if request is not self._wire_for:
+            if any(name.lower() in _CLIENT_ONLY_HEADERS for name in request.headers):
                 return None
-            head = self._http._build_request(method, path, body=body or b"", headers=headers)
-            self._wire_of, self._wire = built_of, head.encode("latin-1") + (body or b"")
+            head = self._http._build_request(
+                request.method, request.path, body=body or b"", headers=request.headers
+            )
+            self._wire_for, self._wire = request, head.encode("latin-1") + (body or b"")
         return self._wire
 
     def _settle(

@@ -123,10 +123,11 @@ class _EventCounter(Counter[str]):
         self.events = events
 
     def __setitem__(self, key: str, value: int) -> None:
-        step = value - self.get(key, 0)
+        if key in TIMED_EVENTS:  # the rest (counted per request, some) skip the step's lookup
+            step = value - self.get(key, 0)
+            if step > 0:
+                self.events[int(time.time())][TIMED_EVENTS[key]] += step
         super().__setitem__(key, value)
-        if step > 0 and key in TIMED_EVENTS:
-            self.events[int(time.time())][TIMED_EVENTS[key]] += step
 
     def merge(self, counts: dict[str, int]) -> None:
         """Add another process's counts (its events arrive timed already)."""
