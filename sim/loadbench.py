@@ -20,15 +20,13 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from sim.cli.exits import ExitCode
 from sim.embedded import EmbeddedTarget
 from sim.errors import SimError
+from sim.heldbench import run_data
 from sim.processes import split_cores
-from sim.runner import RunConfig, run_benchmark
 
 __all__ = ["main", "wrk_rps"]
 
@@ -100,21 +98,8 @@ def _measure(connections: int, duration_s: int) -> dict[str, Any]:
             f"{target.url}/api/data", connections=connections, duration_s=duration_s,
             cpus=load_cpus, token=token,
         )  # fmt: skip
-        results = Path(tempfile.mkdtemp(prefix="fleetbench-loadbench-"))
-        summary = run_benchmark(
-            RunConfig(
-                target=target.url,
-                admin_key=target.admin_key,
-                devices=connections,
-                alg="secret",
-                token_alg="HS256",
-                scenarios={"verification": 1},
-                endpoint="data",
-                interval_s=0.0,
-                duration_s=float(duration_s),
-                results=results,
-                generator_cpus=load_cpus,
-            )
+        summary, results = run_data(
+            target, "HS256", load_cpus, connections, float(duration_s), rate_rps=None
         )
         rows = [r for r in summary["requests"] if r["scenario"] == "verification"]
         figures["HS256_data_harness_rps"] = sum(r["rps"] for r in rows)
