@@ -107,12 +107,46 @@ def _reason_key(wire: str) -> ReasonKey:
     return ReasonKey(endpoint, scenario, int(status), reason)
 
 
+class _Histogram(HdrHistogram):  # type: ignore[misc]  # hdrh has no type hints
+    """An HdrHistogram whose ``record_value`` is one function: the library's own index
+    arithmetic (``_counts_index_for``, ``_clz`` by ``bin()``), inlined. The library's took
+    3.5 us a value, and each open-model request records five (latency, corrected, its second's,
+    the send lag and the generator's): a fifth of the generator's CPU per request."""
+
+    min_value: int
+    max_value: int
+
+    def __init__(self, lowest: int, highest: int, digits: int) -> None:
+        super().__init__(lowest, highest, digits)
+        self._bucket_shift = self.unit_magnitude + self.sub_bucket_half_count_magnitude + 1
+
+    def record_value(self, value: int, count: int = 1) -> bool:
+        if value < 0:
+            return False
+        # hdrh: bucket = (64 - clz(value | sub_bucket_mask)) - unit_magnitude - (half_mag + 1)
+        bucket = (value | self.sub_bucket_mask).bit_length() - self._bucket_shift
+        index = (
+            ((bucket + 1) << self.sub_bucket_half_count_magnitude)
+            + (value >> (bucket + self.unit_magnitude))
+            - self.sub_bucket_half_count
+        )
+        if index < 0 or index >= self.counts_len:
+            return False
+        self.counts[index] += count
+        self.total_count += count
+        if value < self.min_value:
+            self.min_value = value
+        if value > self.max_value:
+            self.max_value = value
+        return True
+
+
 def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
+    return _Histogram(LOWEST_US, HIGHEST_US, SIGNIFICANT_DIGITS)
 
 
 def new_second_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, SECOND_SIGNIFICANT_DIGITS)
+    return _Histogram(LOWEST_US, HIGHEST_US, SECOND_SIGNIFICANT_DIGITS)
 
 
 class _EventCounter(Counter[str]):
