@@ -67,8 +67,11 @@ def _run(
 ) -> dict[str, Any]:  # fmt: skip
     summary, results = run_data(target, alg, cpus, devices, duration_s, rate_rps=rate_rps)
     served = sum(r["rps"] for r in summary["requests"] if r["scenario"] == "verification")
+    cpu = summary["load"]["generator_cpu_percent"]
     figures: dict[str, Any] = {
         "served_rps": round(served, 1),
+        # The generator's CPU time per request served: steadier than any rate on a busy machine.
+        "cpu_us_per_request": round(cpu * 10_000 / served, 1) if cpu and served else None,
         "generator_cpu_percent": summary["load"]["generator_cpu_percent"],
         # Time the generator was ready to run and waited for a core (others' work on a shared
         # machine shows here, and in the lag).
@@ -136,17 +139,20 @@ def _print(rows: list[dict[str, Any]]) -> None:
         print(
             f"{row['alg']}: closed loop {row['closed_max_rps']:,.0f} req/s "
             f"(generator {_percent(closed['generator_cpu_percent'])} % of a core, "
-            f"waited for one {_percent(closed['generator_cpu_wait_percent'])} %)"
+            f"{_percent(closed['cpu_us_per_request'])} us a request; "
+            f"waited for a core {_percent(closed['generator_cpu_wait_percent'])} %)"
         )
         print(
             f"  {'asked/s':>8} {'sent/s':>8} {'short %':>7} {'lag p99':>8} {'p99.9':>7} "
-            f"{'corr p99':>9} {'cpu %':>6} {'wait %':>6}  held   (generator lag, corrected p99: ms)"
+            f"{'corr p99':>9} {'cpu %':>6} {'us/req':>6} {'wait %':>6}  held   "
+            "(generator lag, corrected p99: ms)"
         )
         for s in row["steps"]:
             print(
                 f"  {s['rate_rps']:>8,.0f} {s['sent_rps']:>8,.0f} {s['shortfall'] * 100:>7.1f} "
                 f"{_ms(s['generator_lag_p99_us']):>8} {_ms(s['generator_lag_p99_9_us']):>7} "
                 f"{_ms(s['corrected_p99_us']):>9} {_percent(s['generator_cpu_percent']):>6} "
+                f"{_percent(s['cpu_us_per_request']):>6} "
                 f"{_percent(s['generator_cpu_wait_percent']):>6}  {'yes' if s['held'] else 'no'}"
             )
         ratio = row["ratio"]
