@@ -22,7 +22,7 @@ from gevent import select
 
 from sim.errors import AnswerUnreadable
 
-__all__ = ["MAX_HEAD_BYTES", "Answer", "KeptConnection"]
+__all__ = ["IDLE_CHECK_S", "MAX_HEAD_BYTES", "Answer", "KeptConnection"]
 
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers; far above any API's answer head
 MAX_CHUNK_LINE_BYTES = 4096

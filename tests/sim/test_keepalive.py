@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from geventhttpclient import HTTPClient
 
 from sim.embedded import free_port
 from sim.errors import AnswerUnreadable
-from sim.keepalive import KeptConnection
+from sim.keepalive import IDLE_CHECK_S, KeptConnection
 from sim.outcomes import OUTCOMES
 from sim.runner import RunConfig, run_benchmark
 from tests.conftest import StartTarget
@@ -107,6 +108,15 @@ def test_a_connection_the_server_closed_is_replaced_for_a_get_only(scripted: str
     with pytest.raises(AnswerUnreadable):
         kept.exchange("POST", post)  # it may have been processed: never sent twice
     assert not kept.held
+
+
+def test_an_idle_connection_the_server_closed_is_not_written_to(scripted: str) -> None:
+    kept, client = _kept(scripted)
+    assert kept.exchange("GET", _get(client, "/close-after")).status == 200
+    time.sleep(IDLE_CHECK_S + 0.1)  # idle long enough to be checked before the next write
+    post = client._build_request("POST", "/conn", body=b"{}", headers={}).encode() + b"{}"
+    # A POST is never sent twice, so only the check before writing saves it: a fresh connection.
+    assert kept.exchange("POST", post).status == 200
 
 
 @pytest.mark.parametrize("path", ["/huge-head", "/garbage", "/drip", "/silent"])
