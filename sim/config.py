@@ -62,6 +62,8 @@ class SimConfig:
     start_spread_s: float = 0.0
     storm: str | None = None  # a storm scenario (sim.storms): "expiry-storm"
     backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
+    # The master adds the live account to the progress file (a metrics endpoint reads it).
+    live_account: bool = False
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sim.embedded import free_port
 from sim.errors import Interrupted
 from sim.generator import GeneratorSampler, ProcessTreeSampler, sample_until
+from sim.live_metrics import live_account
 from sim.processes import pin_to
 
 if TYPE_CHECKING:
@@ -172,6 +173,7 @@ def run_locust(
     pin_to(process.pid, cpus)
     stop.locust = process
     sampler = GeneratorSampler(process.pid)
+    live_account().watch(progress_file, sampler)
     samplers = [sampler, *also]
     deadline = time.monotonic() + config.duration_s + STARTUP_ALLOWANCE_S
     if config.master:

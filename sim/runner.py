@@ -42,6 +42,7 @@ from sim.errors import ConfigError, SimError
 from sim.fleet import CredentialKind, Fleet, load_fleet, make_fleet, save_fleet
 from sim.generator import ProcessTreeSampler
 from sim.http import TargetClient
+from sim.live_metrics import active, live_account
 from sim.locust_child import LiveFigures, RunProgress, Stop, locust_command, read_raw, run_locust
 from sim.machine import cpu_model, versions
 from sim.measure import Measurements
@@ -382,6 +383,7 @@ def _locust_env(
         start_spread_s=START_SPREAD_S if config.master else 0.0,
         storm=config.storm,
         backoff=config.backoff,
+        live_account=active(),
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )
     sim_config.write(scratch / "sim-config.json")
@@ -412,6 +414,7 @@ def _load(
 ) -> _Load:
     config.log(f"running {users} devices for {config.duration_s:g} s")
     command = locust_command(config, users, target.url, folder)
+    live_account().load_started(config, users)
     embedded = target.embedded
     target_tree = (
         [ProcessTreeSampler(embedded.pid, ("server", "worker"))]
@@ -462,6 +465,8 @@ def run_benchmark(config: RunConfig) -> Summary:
     if config.generator_cpus:
         locust_cpus = config.generator_cpus
     stop = Stop()
+    live = live_account()
+    live.begin(config)
     try:
         with stop.installed(), _target(config, target_cpus) as target:
             client = TargetClient(target.url, target.admin_key)
@@ -470,6 +475,7 @@ def run_benchmark(config: RunConfig) -> Summary:
             via = config.loaded_profile.provision.via
             # /admin/stats (also proves the admin key) is our own contract's.
             stats_before = telemetry_stats(client) if via == "admin" else None
+            live.stage("provisioning")
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
             env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
@@ -478,6 +484,7 @@ def run_benchmark(config: RunConfig) -> Summary:
                     config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
                 )
             measurements = Measurements.from_wire(load.raw.get("measurements", {}))
+            live.stage("reporting")
             cluster = cluster_section(load.raw["cluster"]) if "cluster" in load.raw else None
             generator = with_workers(load.generator, cluster) if cluster else load.generator
             if target.embedded is not None:
@@ -549,9 +556,11 @@ def run_benchmark(config: RunConfig) -> Summary:
                     summary["verdict"]["failures"].append(outage.error)
                     summary["verdict"]["passed"] = False
                     summary["verdict"]["label"] = "FAIL"
+            live.finish(measurements, summary["verdict"])
             _write_outputs(summary, folder)
             return summary
     finally:
+        live.abandon()  # a run that failed leaves no live figures behind
         shutil.rmtree(scratch, ignore_errors=True)
 
 

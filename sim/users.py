@@ -282,10 +282,13 @@ def _write_locust_csv(environment: Any) -> None:
 
 
 def _progress_writer(path: Path, started: dict[str, float]) -> None:
-    """Every ``PROGRESS_INTERVAL_S``: the account so far, for the orchestrator's progress line."""
+    """Every ``PROGRESS_INTERVAL_S``: the account so far, for the orchestrator's progress line
+    and, when it serves metrics, its live account."""
+    live = run_config().live_account
     while True:
         gevent.sleep(PROGRESS_INTERVAL_S)
-        MEASUREMENTS.write_progress(path, started=started.get("started"))
+        extra = {"account": MEASUREMENTS.live_wire()} if live else {}
+        MEASUREMENTS.write_progress(path, started=started.get("started"), **extra)
 
 
 def _on_init(environment: Any, **_: Any) -> None:
