@@ -1,5 +1,5 @@
-"""``--metrics-port`` and ``--metrics-bind``: the live metrics of the commands that
-run load (run, smoke, capacity, compare), served for the length of the command."""
+"""``--metrics-port``, ``--metrics-bind`` and ``--otlp``: the live metrics of the commands that
+run load (run, smoke, capacity, compare), served or pushed for the length of the command."""
 
 from __future__ import annotations
 
@@ -32,6 +32,11 @@ def add_metrics_options(p: argparse.ArgumentParser) -> None:
         metavar="ADDR",
         help="address for --metrics-port (default 127.0.0.1: this host only)",
     )
+    group.add_argument(
+        "--otlp",
+        metavar="URL",
+        help="push the same metrics over OTLP/HTTP to this collector (http://host:4318)",
+    )
 
 
 def metrics_options(args: argparse.Namespace) -> MetricsOptions:
@@ -39,4 +44,5 @@ def metrics_options(args: argparse.Namespace) -> MetricsOptions:
     return MetricsOptions(
         port=getattr(args, "metrics_port", None),
         bind=getattr(args, "metrics_bind", "127.0.0.1"),
+        otlp_url=getattr(args, "otlp", None),
     )

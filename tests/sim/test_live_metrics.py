@@ -189,6 +189,7 @@ def test_hdr_histogram_bounds_are_what_the_buckets_assume() -> None:
     [
         (["--metrics-port", "70000"], "must be a port from 1 to 65535"),
         (["--metrics-port", "x"], "not a whole number"),
+        (["--otlp", "ftp://collector"], "--otlp must be an http:// or https:// URL"),
     ],
 )
 def test_bad_metrics_flags_are_one_line(flags: list[str], message: str) -> None:
