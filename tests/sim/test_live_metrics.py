@@ -3,11 +3,15 @@ server scraping a real run must end on exactly the totals of ``summary.json``.""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +24,7 @@ from hdrh.histogram import HdrHistogram
 from sim.embedded import free_port
 from sim.live_metrics import BUCKETS_S, LiveAccount
 from sim.measure import Measurements
+from sim.screenshot import CHROMIUM_ARGS, chromium_path
 
 PROMETHEUS = shutil.which("prometheus")
 prometheus = pytest.mark.skipif(
@@ -102,7 +107,7 @@ def test_prometheus_scrapes_exactly_the_summary_totals(
     url, metrics_port = prometheus_server
     results = tmp_path / "run"
     ran = fleetbench(
-        "run", "--devices", "12", "--interval", "0.2", "--duration", "4",
+        "run", "--devices", "12", "--interval", "0.2", "--duration", "6",
         "--workers", str(workers), "--metrics-port", str(metrics_port),
         "--results", str(results), "--quiet",
     )  # fmt: skip
@@ -123,11 +128,118 @@ def test_prometheus_scrapes_exactly_the_summary_totals(
         expected[row["endpoint"]] = expected.get(row["endpoint"], 0) + row["count"]
     assert by_endpoint == expected
     # The run went through its stages, and its verdict was scraped as the summary's.
-    assert _last(url, 'fleetbench_run_stage{fleetbench_run_stage="load"}') == {"": 1.0}
+    stages = _query(url, "fleetbench_run_stage[10m]")
+    scrapes = _query(url, "up[10m]")
+    assert _last(url, 'fleetbench_run_stage{fleetbench_run_stage="load"}') == {"": 1.0}, (
+        stages,
+        scrapes,
+    )
     state = {"PASS": "pass", "PASS (overloaded)": "pass_overloaded"}[summary["verdict"]["label"]]
     assert _last(url, f'fleetbench_verdict{{fleetbench_verdict="{state}"}}') == {"": 1.0}
     roles = {row["metric"]["role"] for row in _query(url, "fleetbench_generator_cpu_ratio[10m]")}
     assert roles == ({"master"} if workers == 1 else {"master", "worker"})
+    _check_dashboard(url, float(summary["run"]["started_at"]))
+
+
+@prometheus
+@pytest.mark.skipif(
+    chromium_path() is None or importlib.util.find_spec("playwright") is None,
+    reason="needs Debian's chromium (apt-get install chromium) and playwright (pip, dev extra)",
+)
+def test_prometheus_graph_page_draws_the_run(
+    prometheus_server: tuple[str, int], tmp_path: Path
+) -> None:
+    """Prometheus's own graph page, in headless chromium, draws a run's throughput by outcome.
+    With FLEETBENCH_METRICS_PNG set, its screenshot goes there (docs/metrics-prometheus.png)."""
+    url, metrics_port = prometheus_server
+    ran = fleetbench(
+        "run", "--devices", "20", "--interval", "0.1", "--duration", "20", "--workers", "2",
+        "--scenario", "mixed", "--metrics-port", str(metrics_port),
+        "--results", str(tmp_path / "run"), "--quiet",
+    )  # fmt: skip
+    assert ran.returncode in (0, 1), ran.stderr  # a mixed run's verdict is not this test's
+    graphs = {
+        "g0.expr": 'sum by (outcome) (rate(fleetbench_requests_total{scenario!="setup"}[5s]))',
+        "g1.expr": "histogram_quantile(0.99, sum by (le, endpoint) "
+        "(rate(fleetbench_request_duration_seconds_bucket[5s])))",
+        "g2.expr": "fleetbench_generator_cpu_ratio",
+    }
+    query = {**graphs}
+    for n in range(len(graphs)):
+        query |= {f"g{n}.tab": "0", f"g{n}.range_input": "1m", f"g{n}.stacked": "0"}
+    png = Path(os.environ.get("FLEETBENCH_METRICS_PNG") or tmp_path / "prometheus.png")
+    from playwright.sync_api import sync_playwright
+
+    executable = chromium_path()
+    assert executable is not None
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=list(CHROMIUM_ARGS))
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1600})
+            page.goto(f"{url}/graph?{urllib.parse.urlencode(query)}", wait_until="networkidle")
+            # Debian's Prometheus serves its classic UI: each graph drawn by rickshaw as SVG.
+            drawn = f"document.querySelectorAll('.rickshaw_graph svg path').length >= {len(graphs)}"
+            page.wait_for_function(f"() => {drawn}", timeout=30_000)
+            legend = page.inner_text("body")
+            page.screenshot(path=str(png), full_page=True)
+        finally:
+            browser.close()
+    assert page is not None
+    assert 'outcome="ok"' in legend and 'role="master"' in legend and 'role="worker"' in legend
+    assert png.stat().st_size > 10_000
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "docs" / "grafana-dashboard.json"
+# Panels that draw only in the open model (--rate): this run is the closed one.
+OPEN_MODEL_ONLY = ("corrected", "_lag_")
+
+
+def _exposed_names() -> set[str]:
+    """Every series name the endpoint can serve, from its families (empty ones included)."""
+    suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"]}
+    return {
+        family.name + suffix
+        for family in LiveAccount().snapshot()
+        for suffix in suffixes.get(family.type, [""])
+    }
+
+
+def _check_dashboard(url: str, started_at: float) -> None:
+    """docs/grafana-dashboard.json against the run Prometheus scraped: its structure is what
+    Grafana imports, every query is PromQL Prometheus accepts, each metric it names is served,
+    and each panel but the open model's draws this run's series."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    assert dashboard["__inputs"][0]["name"] == "DS_PROMETHEUS"
+    panels = dashboard["panels"]
+    assert len({p["id"] for p in panels}) == len(panels)
+    served = set(requests.get(f"{url}/api/v1/label/__name__/values", timeout=10).json()["data"])
+    exposed = _exposed_names()
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert grid["x"] + grid["w"] <= 24 and grid["h"] > 0, panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${DS_PROMETHEUS}"
+        targets = panel["targets"]
+        assert len({t["refId"] for t in targets}) == len(targets)
+        for target in targets:
+            expr = (
+                target["expr"]
+                .replace("$__rate_interval", "5s")
+                .replace('"$job"', '".+"')
+                .replace('"$worker"', '".+"')
+            )
+            named = set(re.findall(r"\b(fleetbench_[a-z_]+)", expr))
+            assert named <= exposed, (panel["title"], named - exposed)
+            answer = requests.get(
+                f"{url}/api/v1/query_range",
+                params={"query": expr, "start": started_at - 5, "end": time.time(), "step": 1},
+                timeout=10,
+            ).json()
+            assert answer["status"] == "success", (panel["title"], answer)
+            if not any(part in expr for part in OPEN_MODEL_ONLY):
+                assert named <= served, (panel["title"], named - served)
+                assert answer["data"]["result"], (panel["title"], expr)
 
 
 def _measurements(latencies_us: list[int], outcome: str = "ok") -> Measurements:
