@@ -3,6 +3,7 @@ server scraping a real run must end on exactly the totals of ``summary.json``.""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -10,6 +11,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from typing import Any
 import pytest
 import requests
 from hdrh.histogram import HdrHistogram
+from prometheus_client.parser import text_string_to_metric_families
 
 from sim.embedded import free_port
 from sim.live_metrics import BUCKETS_S, LiveAccount
@@ -318,3 +321,41 @@ def test_a_metrics_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert ran.returncode == 2
     assert f"--metrics-port {port} on 127.0.0.1:" in ran.stderr
     assert "Traceback" not in ran.stderr and len(ran.stderr.strip().splitlines()) == 1
+
+
+def test_compare_rounds_add_up_on_one_endpoint(tmp_path: Path) -> None:
+    """A command with several runs (compare's rounds) serves one endpoint over all of them: its
+    final scrape holds the sum of the rounds' summary.json totals and counts the runs."""
+    port = free_port()
+    last: list[str] = []
+    done = threading.Event()
+
+    def scrape() -> None:
+        while not done.is_set():
+            with contextlib.suppress(requests.RequestException):  # before and between runs
+                last.append(requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text)
+            done.wait(0.5)
+
+    scraper = threading.Thread(target=scrape, daemon=True)
+    scraper.start()
+    try:
+        ran = fleetbench(
+            "compare", "--algs", "HS256,ES256", "--repeat", "1", "--devices", "4",
+            "--duration", "2", "--micro-budget", "0.05", "--metrics-port", str(port),
+            "--results", str(tmp_path / "compare"),
+        )  # fmt: skip
+    finally:
+        done.set()
+        scraper.join(timeout=10)
+    assert ran.returncode == 0, ran.stderr
+    assert "no scrape of the final metrics" not in ran.stderr
+    summaries = [json.loads(p.read_text()) for p in (tmp_path / "compare").glob("*/summary.json")]
+    assert len(summaries) == 2
+    families = {f.name: f for f in text_string_to_metric_families(last[-1])}
+    served = sum(
+        s.value for s in families["fleetbench_requests"].samples if s.name.endswith("_total")
+    )
+    assert served == sum(s["totals"]["requests"] for s in summaries) > 0
+    assert families["fleetbench_runs_completed"].samples[0].value == 2
+    algs = {s.labels["alg"] for s in families["fleetbench_requests"].samples}
+    assert algs == {"HS256", "ES256"}
