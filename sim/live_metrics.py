@@ -126,7 +126,8 @@ class LiveAccount(Collector):
 
     # -- what the runner tells it -----------------------------------------------------------
 
-    def begin(self, config: RunConfig) -> None:
+    def begin(self) -> None:
+        """A run starts: its live figures start from nothing."""
         with self._lock:
             self._stage = "starting"
             self._live = None
@@ -365,7 +366,7 @@ def _asked_rate(config: RunConfig, devices: int) -> Callable[[float], float | No
 class _Inactive(LiveAccount):
     """No metrics asked for: every report is dropped."""
 
-    def begin(self, config: RunConfig) -> None:
+    def begin(self) -> None:
         pass
 
     def stage(self, stage: RunStage) -> None:

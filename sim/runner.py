@@ -466,7 +466,7 @@ def run_benchmark(config: RunConfig) -> Summary:
         locust_cpus = config.generator_cpus
     stop = Stop()
     live = live_account()
-    live.begin(config)
+    live.begin()
     try:
         with stop.installed(), _target(config, target_cpus) as target:
             client = TargetClient(target.url, target.admin_key)
