@@ -20,7 +20,7 @@ from sim.cli.exits import ExitCode
 from sim.cli.metrics_options import metrics_options
 from sim.cli.options import Parser
 from sim.errors import Interrupted, SimError
-from sim.metrics_endpoint import exporting
+from sim.output.metrics_endpoint import exporting
 
 __all__ = ["build_parser", "main"]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from sim.cli.options import positive_int
-from sim.metrics_endpoint import MetricsOptions
+from sim.output.metrics_endpoint import MetricsOptions
 
 __all__ = ["add_metrics_options", "metrics_options"]
 
