@@ -2,7 +2,7 @@
 collector at each scrape, so the endpoint never keeps books of its own.
 
 During a run's load the Locust master writes its account (histograms and counters, merged over
-its workers) into the progress file every second (:meth:`sim.measure.Measurements.live_wire`);
+its workers) into the progress file (:meth:`sim.account.measure.Measurements.live_wire`);
 a scrape reads the newest one. When the run ends the account becomes the very ``Measurements``
 that ``summary.json`` was built from, so the final scrape shows exactly its totals. Runs one
 after another (compare's rounds, capacity's steps, smoke's algorithms) add up: every counter

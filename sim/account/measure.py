@@ -299,8 +299,9 @@ class Measurements:
         }
 
     def live_wire(self) -> dict[str, Any]:
-        """The part of the account a live metrics endpoint reads (:mod:`sim.live_metrics`): its
-        histograms and counters, without the per-second series, which grow with the run."""
+        """The part of the account a live metrics endpoint reads
+        (:mod:`sim.account.live_metrics`): its histograms and counters, without the per-second
+        series, which grow with the run."""
         return {
             "latency": {_wire_key(k): h.encode().decode() for k, h in self.latency.items()},
             "corrected": {_wire_key(k): h.encode().decode() for k, h in self.corrected.items()},

@@ -1,9 +1,10 @@
 """Push the live account over OTLP/HTTP (``--otlp URL``), for teams with an OpenTelemetry
 collector and no scraper.
 
-The metrics are the Prometheus collector's own families (:mod:`sim.live_metrics`), translated
-into the OpenTelemetry SDK's data points and sent by its OTLP/HTTP exporter every few seconds
-and once more at the end, so both ways carry the same numbers from one reading of the account.
+The metrics are the Prometheus collector's own families (:mod:`sim.account.live_metrics`),
+translated into the OpenTelemetry SDK's data points and sent by its OTLP/HTTP exporter every
+few seconds and once more at the end, so both ways carry the same numbers from one reading of
+the account.
 The SDK's instruments are not used: they keep their own aggregation, which would be a second
 set of books (and has no observable histogram for our HdrHistograms).
 """
