@@ -193,7 +193,13 @@ class RunConfig:
         return 1 if self.effective_token_ttl < 60 else 10
 
     def locust_settings(
-        self, *, fleet: Path, issuer: str | None, scratch: Path, seq_base: dict[str, int]
+        self,
+        *,
+        fleet: Path,
+        issuer: str | None,
+        scratch: Path,
+        seq_base: dict[str, int],
+        live_account: bool = False,
     ) -> SimConfig:
         """What the Locust side is told, derived from this config: a field the two share by name
         (one name, one meaning) is copied as it is; the rest is what the run found or made."""
@@ -216,6 +222,7 @@ class RunConfig:
             distributed=self.master,
             start_spread_s=START_SPREAD_S if self.master else 0.0,
             seq_base=seq_base,
+            live_account=live_account,
         )
         return SimConfig(**settings)
 

@@ -29,7 +29,11 @@ def test_every_shared_field_crosses_with_the_runs_value(tmp_path: Path) -> None:
         master=True,
     )
     settings = config.locust_settings(
-        fleet=tmp_path / "fleet.json", issuer="urn:x", scratch=tmp_path, seq_base={"d-1": 7}
+        fleet=tmp_path / "fleet.json",
+        issuer="urn:x",
+        scratch=tmp_path,
+        seq_base={"d-1": 7},
+        live_account=True,
     )
     assert settings == SimConfig(
         fleet=str(tmp_path / "fleet.json"),
@@ -51,6 +55,7 @@ def test_every_shared_field_crosses_with_the_runs_value(tmp_path: Path) -> None:
         start_spread_s=START_SPREAD_S,
         storm="expiry-storm",
         backoff=True,
+        live_account=True,
     )
     # The file Locust reads gives back the same settings.
     settings.write(tmp_path / "sim-config.json")
