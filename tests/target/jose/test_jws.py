@@ -1,4 +1,4 @@
-"""The signature layer (``target.jws``): compact splitting, strict base64url, JSON objects, and
+"""The signature layer (``target.jose.jws``): compact splitting, strict base64url, JSON objects, and
 signature checks bound to the key's own algorithm."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Wycheproof vectors (independent, see ../shared/vectors/README.md) through our signature layer.
 
-1. ``json_web_signature_test.json`` through ``target.jws``: split, strict base64url, the header as a
-   JSON object, the header ``alg`` bound to the key's, then ``verify_signature``. Every ``invalid``
-   vector must be refused; each vector where we differ from Wycheproof is named in
+1. ``json_web_signature_test.json`` through ``target.jose.jws``: split, strict base64url, the header
+   as a JSON object, the header ``alg`` bound to the key's, then ``verify_signature``. Every
+   ``invalid`` vector must be refused; each vector where we differ from Wycheproof is named in
    ``JWS_DIFFERENCES`` with the reason, and the test checks that the difference is still real.
 2. The raw primitive vectors (ECDSA P-256 in r||s form, Ed25519, HMAC-SHA256) through both the
    PyJWT algorithm objects the target signs and prepares keys with and the prepared checks
@@ -40,7 +40,7 @@ def _cases(name: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     return [(group, test) for group in _load(name)["testGroups"] for test in group["tests"]]
 
 
-# ---- 1. JSON Web Signature vectors through target.jws -------------------------------------------
+# ---- 1. JSON Web Signature vectors through target.jose.jws --------------------------------------
 
 _UNSUPPORTED = "not in our algorithm allow-list, so refused (RFC 8725 §3.1)"
 _EMPTY_PAYLOAD = "an empty payload cannot carry claims; split_compact refuses it as malformed"
