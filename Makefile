@@ -1,7 +1,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test bench clean
+.PHONY: install run test test-fast bench clean
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,6 +23,10 @@ run: install
 
 test: install $(SEED)/node_modules/.installed
 	PY=$(PY) scripts/check
+
+# The quick loop: the same check without the tests that start processes (markers in pyproject.toml).
+test-fast: install
+	PY=$(PY) scripts/check -m "not slow and not browser and not node and not wheel"
 
 bench: install
 	$(PY) -m target.bench

@@ -64,6 +64,7 @@ def test_real_run_summary_matches_its_type(mixed_summary: dict[str, Any], tmp_pa
     assert (tmp_path / "summary.json").read_text() == path.read_text()
 
 
+@pytest.mark.slow
 def test_real_smoke_and_its_runs_match_their_types(tmp_path: Path) -> None:
     results = tmp_path / "smoke"
     done = fleetbench(
@@ -79,6 +80,7 @@ def test_real_smoke_and_its_runs_match_their_types(tmp_path: Path) -> None:
     _same_as_written(results / "HS256" / "summary.json", run)
 
 
+@pytest.mark.slow
 def test_real_attack_matches_its_type(tmp_path: Path) -> None:
     done = fleetbench("attack", "--algs", "ES256", "--quiet", "--results", str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -87,6 +89,7 @@ def test_real_attack_matches_its_type(tmp_path: Path) -> None:
     assert attack["runs"][0]["counts"]["cases"] == len(attack["runs"][0]["cases"])
 
 
+@pytest.mark.slow
 def test_real_attack_through_a_profile_matches_its_type(tmp_path: Path) -> None:
     lax = REPO / "tests" / "apis" / "lax" / "profile.toml"
     with serve_broken_target("tests.apis.lax.app:app") as url:
@@ -101,6 +104,7 @@ def test_real_attack_through_a_profile_matches_its_type(tmp_path: Path) -> None:
     assert {case.get("severity") for case in run["cases"]} >= {"critical", "high", "low"}
 
 
+@pytest.mark.slow
 def test_real_compare_matches_its_type(tmp_path: Path) -> None:
     done = fleetbench(
         "compare", "--micro-only", "--algs", "HS256,EdDSA", "--repeat", "1",
@@ -112,6 +116,7 @@ def test_real_compare_matches_its_type(tmp_path: Path) -> None:
     assert list(compare["algorithms"]) == ["HS256", "EdDSA"]
 
 
+@pytest.mark.slow
 def test_real_end_to_end_compare_matches_its_type(tmp_path: Path) -> None:
     done = fleetbench(
         "compare", "--algs", "HS256", "--repeat", "1", "--micro-budget", "0.02",
@@ -123,6 +128,7 @@ def test_real_end_to_end_compare_matches_its_type(tmp_path: Path) -> None:
     assert compare["end_to_end"] and "e2e_rps" in compare["algorithms"]["HS256"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alg", ["ES256", "secret"])
 def test_real_fleet_file_matches_its_type(tmp_path: Path, alg: str) -> None:
     out = tmp_path / "fleet.json"

@@ -11,11 +11,14 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from sim.embedded import free_port
 from sim.fleet import make_fleet, save_fleet
 from tests.commands import fleetbench
 from tests.conftest import StartTarget
+
+pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
 
 REPO = Path(__file__).resolve().parents[2]
 

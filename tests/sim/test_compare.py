@@ -21,6 +21,8 @@ from tests.apis.flask_jwt import metrics_profile
 from tests.apis.serve import serve_listening
 from tests.commands import fleetbench
 
+pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
+
 MICRO = ("sign_us", "verify_us", "raw_verify_us", "cached_verify_us", "token_bytes")
 E2E = ("e2e_rps", "e2e_p50_us", "e2e_p99_us", "server_verify_us")
 

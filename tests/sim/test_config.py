@@ -27,6 +27,7 @@ def two_endpoint_profile(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_endpoint_names_one_of_a_foreign_profiles_endpoints(tmp_path: Path) -> None:
     profile = two_endpoint_profile(tmp_path)
     env = {**os.environ, "JWT_SECRET": secrets.token_hex(32)}
@@ -43,6 +44,7 @@ def test_endpoint_names_one_of_a_foreign_profiles_endpoints(tmp_path: Path) -> N
     assert called == {"health"}
 
 
+@pytest.mark.slow
 def test_an_unknown_endpoint_is_one_line_listing_the_profiles(tmp_path: Path) -> None:
     profile = two_endpoint_profile(tmp_path)
     done = fleetbench(

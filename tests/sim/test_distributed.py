@@ -247,6 +247,7 @@ def test_no_workers_is_one_line_and_exit_2(tmp_path: Path, start: Start) -> None
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [

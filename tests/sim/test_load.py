@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from sim.artefacts import Summary
@@ -18,6 +19,8 @@ from sim.runner import RunConfig, run_benchmark
 from sim.table import print_summary
 from sim.thresholds import evaluate, parse_thresholds
 from tests.sim.conftest import serve_broken_target
+
+pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICES = 20

@@ -86,6 +86,7 @@ p99_us = 500_000
     assert "latency=corrected" in corrected_check.threshold.selector.describe()  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_the_fleet_sends_the_rate_asked_over_two_processes(tmp_path: Path) -> None:
     rate, duration_s = 40.0, 6.0
     summary = run_benchmark(
@@ -123,6 +124,7 @@ def test_corrected_latency_with_an_outcome_is_a_one_line_error() -> None:
         parse_thresholds('[[threshold]]\nlatency = "intended"\np99_us = 1\n', "t.toml")
 
 
+@pytest.mark.slow
 def test_rate_and_interval_together_are_one_line_exit_2() -> None:
     result = fleetbench("run", "--rate", "100", "--interval", "1")
     assert result.returncode == 2

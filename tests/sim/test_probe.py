@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,9 +17,10 @@ from tests.conftest import StartTarget
 from tests.sim.conftest import serve_broken_target
 from tests.sim.test_flask_jwt import flask_api  # noqa: F401 (a fixture)
 from tests.sim.test_profile_run import PROFILE as LOGIN_PROFILE
-from tests.sim.test_seed_express import APP as SEED_APP
 from tests.sim.test_seed_express import SECRET as SEED_SECRET
 from tests.sim.test_seed_express import seed_express  # noqa: F401 (a fixture)
+
+pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
 
 REPO = Path(__file__).resolve().parents[2]
 LAX_PROFILE = REPO / "tests" / "apis" / "lax" / "profile.toml"
@@ -63,11 +63,6 @@ def test_probe_reads_our_target_consistently(start_target: StartTarget) -> None:
     assert target.admin_key not in result.stdout + result.stderr
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-@pytest.mark.skipif(
-    not (SEED_APP / "node_modules" / "express").is_dir(),
-    reason="run npm ci --prefix tests/apis/seed_express (as .ci/run does)",
-)
 def test_probe_reads_the_express_seed_api_consistently(seed_express: str) -> None:  # noqa: F811
     result = probe("--profile", "seed-express", "--target", seed_express, JWT_SECRET=SEED_SECRET)
     assert result.returncode == 0, result.stdout + result.stderr

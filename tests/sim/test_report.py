@@ -8,7 +8,6 @@ report's screenshot is kept beside it as ``report.png``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,14 +20,11 @@ from sim.artefacts import Summary
 from sim.attack import AttackConfig, attack_json, run_attack
 from sim.compare import CompareConfig, run_compare, write_compare_outputs
 from sim.report import human, write_attack_report
-from sim.screenshot import PageCheck, chromium_path, open_report
+from sim.screenshot import PageCheck, open_report
 from sim.smoke import SmokeConfig, run_smoke
 from sim.thresholds import default_thresholds
 
-browser = pytest.mark.skipif(
-    chromium_path() is None or importlib.util.find_spec("playwright") is None,
-    reason="needs Debian's chromium (apt-get install chromium) and playwright (pip, dev extra)",
-)
+browser = pytest.mark.browser  # skipped without chromium (tests/conftest.py)
 
 
 def _resolve(document: Any, path: str) -> Any:

@@ -39,6 +39,7 @@ def _rows(summary: Summary, scenario: str) -> dict[str, RequestRow]:
     return {r["endpoint"]: r for r in summary["requests"] if r["scenario"] == scenario}
 
 
+@pytest.mark.slow
 def test_verification_and_issuance(tmp_path: Path) -> None:
     summary = _run(tmp_path, scenarios={"issuance": 1, "verification": 3}, token_alg="HS256")
     outcomes = summary["outcomes"]
@@ -63,6 +64,7 @@ def test_verification_and_issuance(tmp_path: Path) -> None:
     assert (tmp_path / "results" / "locust.html").exists()
 
 
+@pytest.mark.slow
 def test_expiry_every_device_refreshes_and_continues(tmp_path: Path) -> None:
     summary = _run(
         tmp_path, scenarios={"expiry": 1}, token_ttl=2, leeway=0, duration_s=6, interval_s=0.25
@@ -81,6 +83,7 @@ def test_expiry_every_device_refreshes_and_continues(tmp_path: Path) -> None:
     assert summary["verdict"]["passed"]
 
 
+@pytest.mark.slow
 def test_rejection_refuses_every_corpus_case(tmp_path: Path) -> None:
     summary = _run(tmp_path, scenarios={"rejection": 1}, bad_ratio=0.7, endpoint="config")
     outcomes = summary["outcomes"]
@@ -94,6 +97,7 @@ def test_rejection_refuses_every_corpus_case(tmp_path: Path) -> None:
     assert summary["verdict"]["passed"]
 
 
+@pytest.mark.slow
 def test_one_and_two_workers_account_exactly(tmp_path: Path) -> None:
     for workers in (1, 2):
         folder = tmp_path / f"w{workers}"
@@ -111,6 +115,7 @@ def test_one_and_two_workers_account_exactly(tmp_path: Path) -> None:
         assert 0 <= totals["in_flight_at_stop"] <= 10
 
 
+@pytest.mark.slow
 def test_local_workers_need_no_fixed_port(tmp_path: Path) -> None:
     """Regression: ``--workers 2`` ran Locust's master on every interface's port 5557, so a
     second run on the host (or anything else on 5557) stopped it. It binds loopback, any port."""
@@ -125,6 +130,7 @@ def test_local_workers_need_no_fixed_port(tmp_path: Path) -> None:
     assert summary["outcomes"]["ok"] == summary["totals"]["requests"] > 0
 
 
+@pytest.mark.slow
 def test_locust_files_count_what_the_summary_counts(tmp_path: Path) -> None:
     """Regression: Locust's CSV was last written up to a second before the end (120 in
     summary.json, 100 in the CSV), and MINT pseudo-requests inflated Locust's totals."""

@@ -7,10 +7,14 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from sim.embedded import free_port
 from sim.scenarios import MIXED
 from tests.commands import fleetbench
 from tests.sim.test_users import assert_mix
+
+pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -47,6 +47,7 @@ def test_bad_steps_are_one_line_errors(text: str, reason: str) -> None:
         parse_stages(text)
 
 
+@pytest.mark.slow
 def test_stages_and_the_options_they_replace_are_one_line_exit_2() -> None:
     for args, reason in (
         (("--stages", "5s:10", "--duration", "5"), "drop --duration"),
@@ -67,6 +68,7 @@ def _per_second(summary: Summary, second: int) -> int:
     return sum(sum(outcome_counts(row).values()) for row in timeline if row["t"] == start + second)
 
 
+@pytest.mark.slow
 def test_device_stages_ramp_the_devices_reporting(tmp_path: Path) -> None:
     interval_s = 0.2
     summary = run_benchmark(
@@ -96,6 +98,7 @@ def test_device_stages_ramp_the_devices_reporting(tmp_path: Path) -> None:
     assert 'id="stages"' in report and "asked by the stages" in report
 
 
+@pytest.mark.slow
 def test_rate_stages_are_the_open_model_at_a_changing_rate(tmp_path: Path) -> None:
     summary = run_benchmark(
         RunConfig(

@@ -264,6 +264,7 @@ def test_a_bad_file_is_one_line_naming_the_line(text: str, message: str) -> None
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.slow
 def test_smoke_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> None:
     bad = tmp_path / "team.toml"
     bad.write_text("[run]\nmin_rps = 20\n\n[[threshold]]\np99_millis = 5\n")

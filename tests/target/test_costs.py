@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from target.algorithms import ALGORITHMS
 from target.costs import micro_benchmark, per_call_us, raw_verifier
 
@@ -28,6 +30,7 @@ def test_raw_verifier_checks_a_real_signature() -> None:
     assert per_call_us(check, 0.01) > 0
 
 
+@pytest.mark.slow
 def test_the_simulator_does_not_import_the_benchmark_command() -> None:
     code = "import sys, sim.compare; print('target.bench' in sys.modules)"
     imported = subprocess.run(
@@ -36,6 +39,7 @@ def test_the_simulator_does_not_import_the_benchmark_command() -> None:
     assert imported.stdout.strip() == "False"
 
 
+@pytest.mark.slow
 def test_bench_command_prints_its_figures() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "target.bench", "--algs", "HS256", "--budget", "0.02", "--json"],
@@ -48,6 +52,7 @@ def test_bench_command_prints_its_figures() -> None:
     assert set(figures) == FIGURES | {"token_bytes"}
 
 
+@pytest.mark.slow
 def test_bench_command_refuses_an_unknown_algorithm_in_one_line() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "target.bench", "--algs", "HS999"],

@@ -66,6 +66,7 @@ def key_files(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flags", "words"),
     [
@@ -89,6 +90,7 @@ def test_a_bad_flag_is_one_line_on_stderr(flags: list[str], words: list[str]) ->
     _assert_one_line_error(_run("--db", ":memory:", *flags), *words)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("alg", "key_file"),
     [
@@ -177,6 +179,7 @@ def test_the_database_files_are_private(own_server: tuple[Path, Path, int]) -> N
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
+@pytest.mark.slow
 def test_an_existing_admin_key_file_is_reused(tmp_path: Path) -> None:
     db = tmp_path / "fleet.db"
     key = secrets.token_urlsafe(32)
@@ -271,6 +274,7 @@ def test_key_grace_defaults_to_token_lifetime_plus_leeway(monkeypatch: pytest.Mo
     assert parse_settings(["--key-grace", "0"]).key_grace_s == 0
 
 
+@pytest.mark.slow
 def test_a_valid_start_says_where_it_listens() -> None:
     port = free_port()
     process = subprocess.Popen(
@@ -298,6 +302,7 @@ def test_a_valid_start_says_where_it_listens() -> None:
     assert b"k" * 32 not in stdout + stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "mode", "words"),
     [
