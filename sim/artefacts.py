@@ -4,8 +4,8 @@
 Each artefact is a ``TypedDict``: the producers build plain dicts that mypy checks key by key,
 and :mod:`msgspec` validates a file against the same type when it is read back
 (:func:`read_summary`, ...) and generates its JSON Schema (``python -m sim.schemas`` writes them
-to ``docs/schemas/``). Field meanings are in the README, section by section. Latencies are
-microseconds; times are Unix seconds.
+to ``docs/schemas/``). Field meanings are in docs/results.md and each command's page in docs/cli/.
+Latencies are microseconds; times are Unix seconds.
 
 A reader ignores keys it does not know (msgspec's rule for ``TypedDict``), so adding a key to an
 artefact keeps old readers working; a key of the wrong type is refused with the path to it.

@@ -127,7 +127,7 @@ def test_cli_storm_errors_are_one_line_and_exit_2() -> None:
 
 @pytest.mark.slow
 def test_recovery_with_and_without_backoff_is_printed(tmp_path: Path) -> None:
-    """``python -m sim.storms`` prints both times to recover (figures for the README)."""
+    """``python -m sim.storms`` prints both times to recover (figures for docs/benchmarks.md)."""
     result = subprocess.run(
         [sys.executable, "-m", "sim.storms", "--devices", "6", "--token-ttl", "2",
          "--duration", "6", "--interval", "0.25", "--token-alg", "HS256",
