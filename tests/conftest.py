@@ -28,9 +28,9 @@ StartTarget = Callable[..., EmbeddedTarget]
 
 # Fixtures that start a real server or run (directly or through a fixture they use).
 SLOW_FIXTURES = frozenset({
-    "start_target", "shared_target", "broken_target", "mixed_summary", "forged_accepted_summary",
-    "slow_summary", "stalling_api", "start_weak", "es256_api", "flask_api", "start", "slow_api",
-    "slow_search", "lax_api", "live", "own_server",
+    "start_target", "shared_target", "broken_target", "real_mixed_summary", "stalling_api",
+    "start_weak", "es256_api", "flask_api", "start", "slow_api", "slow_search", "lax_api", "live",
+    "own_server",
 })  # fmt: skip
 NODE_FIXTURES = frozenset({"seed_express", "start_seed"})
 # The kinds that may start processes; make test-fast deselects them.

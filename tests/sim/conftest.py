@@ -1,5 +1,6 @@
-"""Simulator fixtures: a broken target that accepts any token, served by real uvicorn; one
-short real mixed run shared by the threshold and diff tests."""
+"""Simulator fixtures: a broken target that accepts any token, served by real uvicorn; golden
+summaries of real runs (``summaries/``, made by ``python -m tests.sim.golden``) for the tests that
+judge a summary's figures; one short real mixed run for those that need a run's folder."""
 
 from __future__ import annotations
 
@@ -13,12 +14,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from sim.artefacts import Summary
+from sim.artefacts import Summary, read_summary
 from sim.embedded import free_port
 from sim.runner import RunConfig, run_benchmark
 from sim.scenarios import MIXED
 
 REPO = Path(__file__).resolve().parents[2]
+SUMMARIES = Path(__file__).resolve().parent / "summaries"
 
 
 @contextlib.contextmanager
@@ -80,7 +82,24 @@ def mixed_run(folder: Path, interval_s: float = 0.1) -> Summary:
     return run_benchmark(config)
 
 
+def golden_path(name: str) -> Path:
+    """The golden summary ``name`` (see tests/sim/golden.py): ``mixed``, ``slow`` (the mixed run
+    at 0.5 s pacing) or ``forged_accepted`` (rejection against a target that accepts any token)."""
+    return SUMMARIES / f"{name}.json"
+
+
+def golden(name: str) -> Summary:
+    """The golden summary ``name``, read and validated as the product reads a summary."""
+    return read_summary(golden_path(name))
+
+
+@pytest.fixture
+def mixed_summary() -> Summary:
+    """The golden summary of a real mixed run (``mixed_run``)."""
+    return golden("mixed")
+
+
 @pytest.fixture(scope="session")
-def mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
+def real_mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
     """One real mixed run for the whole session; its summary.json is at ``run.results``."""
     return mixed_run(tmp_path_factory.mktemp("mixed"))

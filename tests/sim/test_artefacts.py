@@ -26,7 +26,7 @@ from sim.artefacts import (
 )
 from sim.schemas import SCHEMA_DIR, main, schema_text
 from tests.commands import fleetbench
-from tests.sim.conftest import serve_broken_target
+from tests.sim.conftest import golden_path, serve_broken_target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -52,7 +52,10 @@ def test_schemas_command_writes_one_file_per_artefact(tmp_path: Path) -> None:
         assert schema["title"] == name and "$defs" in schema
 
 
-def test_real_run_summary_matches_its_type(mixed_summary: dict[str, Any], tmp_path: Path) -> None:
+def test_real_run_summary_matches_its_type(
+    real_mixed_summary: dict[str, Any], tmp_path: Path
+) -> None:
+    mixed_summary = real_mixed_summary
     path = Path(mixed_summary["run"]["results"]) / "summary.json"
     summary = read_summary(path)
     _same_as_written(path, summary)
@@ -140,10 +143,8 @@ def test_real_fleet_file_matches_its_type(tmp_path: Path, alg: str) -> None:
     assert ("private_key" in fleet["devices"][0]) == (alg != "secret")
 
 
-def test_a_wrong_field_type_is_refused_with_its_path(
-    mixed_summary: dict[str, Any], tmp_path: Path
-) -> None:
-    body = json.loads((Path(mixed_summary["run"]["results"]) / "summary.json").read_text())
+def test_a_wrong_field_type_is_refused_with_its_path(tmp_path: Path) -> None:
+    body = json.loads(golden_path("mixed").read_text())
     body["totals"]["requests"] = "many"
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(body))
@@ -178,10 +179,9 @@ def test_unreadable_and_foreign_files_are_one_line_errors(tmp_path: Path) -> Non
     )
 
 
-def test_diff_refuses_a_summary_with_a_wrong_type_in_one_line(
-    mixed_summary: dict[str, Any], tmp_path: Path
-) -> None:
-    good = Path(mixed_summary["run"]["results"]) / "summary.json"
+@pytest.mark.slow
+def test_diff_refuses_a_summary_with_a_wrong_type_in_one_line(tmp_path: Path) -> None:
+    good = golden_path("mixed")
     body = json.loads(good.read_text())
     body["requests"][0]["latency_us"]["p99"] = "slow"
     bad = tmp_path / "bad.json"

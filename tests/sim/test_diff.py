@@ -1,4 +1,5 @@
-"""``fleetbench diff`` on real summaries: the same run against itself, and a run made slower."""
+"""``fleetbench diff`` on real summaries (golden ones, tests/sim/summaries/): the same run against
+itself, and a run made slower."""
 
 from __future__ import annotations
 
@@ -9,23 +10,20 @@ import pytest
 from sim.artefacts import Summary
 from sim.diff import compare_runs, load_rows
 from tests.commands import fleetbench
-from tests.sim.conftest import mixed_run
+from tests.sim.conftest import golden, golden_path
 
 REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # each test runs the fleetbench command
 
 
-def _path(summary: Summary) -> Path:
-    return Path(summary["run"]["results"]) / "summary.json"
-
-
-@pytest.fixture(scope="module")
-def slow_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
+@pytest.fixture
+def slow_summary() -> Summary:
     """The same run with each device pacing 0.5 s instead of 0.1 s: about a fifth of the rps."""
-    return mixed_run(tmp_path_factory.mktemp("slow"), interval_s=0.5)
+    return golden("slow")
 
 
-def test_a_run_against_itself_has_no_regression(mixed_summary: Summary) -> None:
-    path = _path(mixed_summary)
+def test_a_run_against_itself_has_no_regression() -> None:
+    path = golden_path("mixed")
     changes = compare_runs(load_rows(path), load_rows(path), tolerance=0.0)
     assert {c.verdict for c in changes} <= {"same", "shown"}
     assert {"rps", "p50_us", "p99_us", "ok"} <= {c.metric for c in changes}
@@ -36,7 +34,7 @@ def test_a_run_against_itself_has_no_regression(mixed_summary: Summary) -> None:
 
 
 def test_a_slower_run_is_a_regression(mixed_summary: Summary, slow_summary: Summary) -> None:
-    base, new = _path(mixed_summary), _path(slow_summary)
+    base, new = golden_path("mixed"), golden_path("slow")
     # --min-count 1: on a loaded machine the slow row can fall under the default 20 requests,
     # and then it is shown but not judged (that rule has its own place; this test is about rps).
     result = fleetbench("diff", str(base), str(new), "--tolerance", "10%", "--min-count", "1")
@@ -58,10 +56,10 @@ def test_a_slower_run_is_a_regression(mixed_summary: Summary, slow_summary: Summ
     assert rps.verdict == "better"
 
 
-def test_diff_usage_errors_are_one_line(tmp_path: Path, mixed_summary: Summary) -> None:
+def test_diff_usage_errors_are_one_line(tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text('{"schema": "something/else"}')
-    result = fleetbench("diff", str(_path(mixed_summary)), str(other))
+    result = fleetbench("diff", str(golden_path("mixed")), str(other))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"fleetbench: error: {other} is not a fleetbench summary.json (schema 'something/else')"

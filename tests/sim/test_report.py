@@ -71,8 +71,8 @@ def _sums(check: PageCheck, chart_id: str) -> dict[str, float]:
 
 
 @browser
-def test_run_report_in_a_browser(mixed_summary: dict[str, Any]) -> None:
-    summary = mixed_summary
+def test_run_report_in_a_browser(real_mixed_summary: dict[str, Any]) -> None:
+    summary = real_mixed_summary
     folder = Path(summary["run"]["results"])
     check = _open(folder / "report.html")
     assert check.title.startswith("fleetbench run: PASS")
@@ -93,9 +93,9 @@ def test_run_report_in_a_browser(mixed_summary: dict[str, Any]) -> None:
     assert summary["run"]["cpu"]["model"] in check.text and " UTC" in check.text
 
 
-def test_summary_keys_for_the_report(mixed_summary: dict[str, Any]) -> None:
+def test_summary_keys_for_the_report(real_mixed_summary: dict[str, Any]) -> None:
     """The additive summary.json keys agree with the existing ones."""
-    summary = mixed_summary
+    summary = real_mixed_summary
     phases = summary["phases"]
     setup_rows = [r for r in summary["requests"] if r["scenario"] == "setup"]
     assert phases["setup"]["requests"] == sum(r["count"] for r in setup_rows) > 0

@@ -1,5 +1,6 @@
-"""Thresholds on real summaries: the shipped defaults pass, each kind of limit breaches, the
-always-on security rules cannot be switched off, and a bad file is one line naming its line."""
+"""Thresholds on real summaries: the shipped defaults pass a real run, each kind of limit breaches
+(judged on golden summaries of real runs, tests/sim/summaries/), the always-on security rules
+cannot be switched off, and a bad file is one line naming its line."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from sim.artefacts import Summary
-from sim.runner import RunConfig, run_benchmark
 from sim.thresholds import (
     ALWAYS_ON,
     Check,
@@ -21,7 +21,7 @@ from sim.thresholds import (
     evaluate,
     parse_thresholds,
 )
-from tests.sim.conftest import serve_broken_target
+from tests.sim.conftest import golden
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -34,7 +34,8 @@ def _failed(checks: list[Check]) -> list[Check]:
     return [c for c in checks if not c.passed]
 
 
-def test_shipped_defaults_pass_on_a_real_run(mixed_summary: Summary) -> None:
+def test_shipped_defaults_pass_on_a_real_run(real_mixed_summary: Summary) -> None:
+    mixed_summary = real_mixed_summary
     checks = evaluate(default_thresholds(), mixed_summary)
     assert not _failed(checks), [c.breaches() for c in _failed(checks)]
     assert {c.alg for c in checks} == {"HS256"}
@@ -152,21 +153,10 @@ def test_a_threshold_that_matches_nothing_fails_unless_it_is_for_another_alg(
     assert check.note == "no requests matched endpoint=config"
 
 
-@pytest.fixture(scope="module")
-def forged_accepted_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
-    """A real run against a target that accepts every token: all forgeries get through."""
-    with serve_broken_target() as url:
-        config = RunConfig(
-            target=url,
-            admin_key="anything-goes-here",
-            devices=4,
-            duration_s=3,
-            interval_s=0.1,
-            scenarios={"rejection": 1},
-            bad_ratio=1.0,
-            results=tmp_path_factory.mktemp("broken"),
-        )
-        return run_benchmark(config)
+@pytest.fixture
+def forged_accepted_summary() -> Summary:
+    """The golden summary of a real run against a target that accepts every token."""
+    return golden("forged_accepted")
 
 
 def test_error_ratio_breach(forged_accepted_summary: Summary) -> None:
@@ -284,7 +274,8 @@ def test_smoke_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> No
     assert not (tmp_path / "r").exists()
 
 
-def test_protected_selects_every_row_but_the_token_calls(mixed_summary: Summary) -> None:
+def test_protected_selects_every_row_but_the_token_calls(real_mixed_summary: Summary) -> None:
+    mixed_summary = real_mixed_summary
     checks = _checks(
         """
         [[threshold]]
