@@ -13,7 +13,7 @@ from sim.artefacts import CapacityFile, CapacityStep, StepPhase, read_capacity
 from sim.capacity import Objective, outcome, parse_error_budget, parse_slo, search
 from sim.errors import CapacityError
 from sim.screenshot import open_report
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
 from tests.sim.conftest import serve_broken_target
 
 # The slow target answers every request after SLOW_S: a device (one connection) serves at most
@@ -199,7 +199,6 @@ def test_a_service_out_of_its_error_budget_breaks_at_the_start_rate(tmp_path: Pa
     assert result["parameters"]["error_budget"] == pytest.approx(0.01)
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -215,7 +214,7 @@ def test_a_service_out_of_its_error_budget_breaks_at_the_start_rate(tmp_path: Pa
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
-    done = fleetbench("capacity", *args)
+    done = fleetbench_here("capacity", *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 2 and "Traceback" not in done.stderr

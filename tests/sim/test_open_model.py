@@ -19,7 +19,7 @@ from sim.open_model import open_account
 from sim.runner import RunConfig, run_benchmark
 from sim.schedule import SendSchedule
 from sim.thresholds import ThresholdsError, evaluate, parse_thresholds
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
 from tests.sim.conftest import serve_stalling_api
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,13 +124,12 @@ def test_corrected_latency_with_an_outcome_is_a_one_line_error() -> None:
         parse_thresholds('[[threshold]]\nlatency = "intended"\np99_us = 1\n', "t.toml")
 
 
-@pytest.mark.slow
 def test_rate_and_interval_together_are_one_line_exit_2() -> None:
-    result = fleetbench("run", "--rate", "100", "--interval", "1")
+    result = fleetbench_here("run", "--rate", "100", "--interval", "1")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "--rate" in result.stderr and "--interval" in result.stderr
-    bad = fleetbench("run", "--rate", "0")
+    bad = fleetbench_here("run", "--rate", "0")
     assert bad.returncode == 2 and "--rate" in bad.stderr and bad.stderr.count("\n") == 1
 
 

@@ -13,14 +13,13 @@ import pytest
 
 from sim.probe import ProbeConfig, run_probe
 from sim.profiles import load_profile
+from tests.commands import fleetbench_here
 from tests.conftest import StartTarget
 from tests.sim.conftest import serve_broken_target
 from tests.sim.test_flask_jwt import flask_api  # noqa: F401 (a fixture)
 from tests.sim.test_profile_run import PROFILE as LOGIN_PROFILE
 from tests.sim.test_seed_express import SECRET as SEED_SECRET
 from tests.sim.test_seed_express import seed_express  # noqa: F401 (a fixture)
-
-pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
 
 REPO = Path(__file__).resolve().parents[2]
 LAX_PROFILE = REPO / "tests" / "apis" / "lax" / "profile.toml"
@@ -108,13 +107,16 @@ def test_probe_names_the_profile_line_to_change(flask_api: str, tmp_path: Path) 
     assert f"add 422 to [refusals] invalid ({wrong}:{line})" in result.stdout
 
 
-def test_probe_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+def test_probe_bad_input_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JWT_SECRET", "x")
     for args in (
         ["--profile", "no-such-profile", "--target", "http://127.0.0.1:9"],
         ["--profile", "seed-express", "--target", "ftp://127.0.0.1:9"],
         ["--profile", "flask-jwt-extended", "--target", "http://127.0.0.1:9"],
     ):
-        result = probe(*args, JWT_SECRET="x")
+        result = fleetbench_here("probe", *args)
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
 
@@ -133,6 +135,7 @@ def test_run_probe_returns_typed_steps_without_tokens(lax_api: str) -> None:
         assert step.excerpt.count(".") < 2 and "lax-api-test-secret" not in step.excerpt
 
 
+@pytest.mark.slow
 def test_probe_reads_body_classes_and_expires_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -11,14 +11,13 @@ import pytest
 
 from sim.embedded import free_port
 from sim.scenarios import MIXED
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
 from tests.sim.test_users import assert_mix
-
-pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
 
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_smoke_end_to_end(tmp_path: Path) -> None:
     results = tmp_path / "smoke"
     started = time.monotonic()
@@ -65,6 +64,7 @@ def test_smoke_end_to_end(tmp_path: Path) -> None:
     assert "MISSING" in part.stdout
 
 
+@pytest.mark.slow
 def test_smoke_breach_exits_1_and_names_it(tmp_path: Path) -> None:
     strict = tmp_path / "strict.toml"
     strict.write_text(
@@ -101,6 +101,6 @@ def test_smoke_usage_and_setup_errors_exit_2(tmp_path: Path) -> None:
         (("--devices", "0"), "--devices"),
         (("--thresholds", str(tmp_path / "none.toml")), "cannot read thresholds file"),
     ]:
-        result = fleetbench("smoke", *args, "--results", str(tmp_path / "r"), timeout=30)
+        result = fleetbench_here("smoke", *args, "--results", str(tmp_path / "r"))
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr

@@ -11,7 +11,7 @@ from sim.artefacts import Summary, outcome_counts
 from sim.errors import ConfigError
 from sim.runner import RunConfig, run_benchmark
 from sim.stages import parse_stages
-from tests.commands import fleetbench
+from tests.commands import fleetbench_here
 
 # Sends against what the stages asked: each device joining a ramp sends once at once (its share
 # of a period is rounded up), and a device's last request may be cut off by the stop.
@@ -47,7 +47,6 @@ def test_bad_steps_are_one_line_errors(text: str, reason: str) -> None:
         parse_stages(text)
 
 
-@pytest.mark.slow
 def test_stages_and_the_options_they_replace_are_one_line_exit_2() -> None:
     for args, reason in (
         (("--stages", "5s:10", "--duration", "5"), "drop --duration"),
@@ -56,7 +55,7 @@ def test_stages_and_the_options_they_replace_are_one_line_exit_2() -> None:
         (("--stages", "5s:10", "--rate", "20"), "drop --rate"),
         (("--stages", "5s:x"), "is not a whole number"),
     ):
-        result = fleetbench("run", *args)
+        result = fleetbench_here("run", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
         assert "Traceback" not in result.stderr

@@ -12,7 +12,7 @@ import pytest
 from sim.artefacts import StormBurst, Summary, outcome_counts, read_summary
 from sim.errors import ConfigError
 from sim.runner import RunConfig, run_benchmark
-from tests.commands import REPO, fleetbench
+from tests.commands import REPO, fleetbench, fleetbench_here
 from tests.sim.conftest import serve_broken_target
 
 DEVICES = 12
@@ -117,9 +117,10 @@ def test_a_storm_it_cannot_show_is_refused(options: dict[str, Any], message: str
         config.check()
 
 
-@pytest.mark.slow
 def test_cli_storm_errors_are_one_line_and_exit_2() -> None:
-    result = fleetbench("run", "--scenario", "expiry-storm", "--token-ttl", "30", "--duration", "5")
+    result = fleetbench_here(
+        "run", "--scenario", "expiry-storm", "--token-ttl", "30", "--duration", "5"
+    )
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "make --duration at least" in result.stderr

@@ -5,9 +5,6 @@ cannot be switched off, and a bad file is one line naming its line."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -21,6 +18,7 @@ from sim.thresholds import (
     evaluate,
     parse_thresholds,
 )
+from tests.commands import fleetbench_here
 from tests.sim.conftest import golden
 
 REPO = Path(__file__).resolve().parents[2]
@@ -254,16 +252,10 @@ def test_a_bad_file_is_one_line_naming_the_line(text: str, message: str) -> None
     assert "\n" not in str(caught.value)
 
 
-@pytest.mark.slow
 def test_smoke_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> None:
     bad = tmp_path / "team.toml"
     bad.write_text("[run]\nmin_rps = 20\n\n[[threshold]]\np99_millis = 5\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "sim", "smoke", "--thresholds", str(bad),
-         "--results", str(tmp_path / "r")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    result = fleetbench_here("smoke", "--thresholds", str(bad), "--results", str(tmp_path / "r"))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"fleetbench: error: {bad} line 5: unknown metric 'p99_millis' in [[threshold]] #1; "
