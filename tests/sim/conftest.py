@@ -1,15 +1,18 @@
 """Simulator fixtures: a broken target that accepts any token, served by real uvicorn; golden
 summaries of real runs (``summaries/``, made by ``python -m tests.sim.golden``) for the tests that
-judge a summary's figures; one short real mixed run for those that need a run's folder."""
+judge a summary's figures; one short real mixed run, smoke and compare each, shared by the tests
+that only read what they did."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 import requests
@@ -18,6 +21,7 @@ from sim.artefacts import Summary, read_summary
 from sim.embedded import free_port
 from sim.runner import RunConfig, run_benchmark
 from sim.scenarios import MIXED
+from tests.commands import fleetbench
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARIES = Path(__file__).resolve().parent / "summaries"
@@ -97,6 +101,51 @@ def golden(name: str) -> Summary:
 def mixed_summary() -> Summary:
     """The golden summary of a real mixed run (``mixed_run``)."""
     return golden("mixed")
+
+
+class RealCommand(NamedTuple):
+    """A real ``fleetbench`` command shared by the tests that only read what it did."""
+
+    done: subprocess.CompletedProcess[str]
+    results: Path  # its --results folder
+    wall_s: float
+
+    def json(self) -> Any:
+        """What it printed with ``--json``."""
+        return json.loads(self.done.stdout)
+
+
+def _real(
+    tmp_path_factory: pytest.TempPathFactory, *args: str, timeout: float = 120
+) -> RealCommand:
+    results = tmp_path_factory.mktemp(args[0]) / "results"
+    started = time.monotonic()
+    done = fleetbench(*args, "--results", str(results), timeout=timeout)
+    return RealCommand(done, results, time.monotonic() - started)
+
+
+@pytest.fixture(scope="session")
+def real_smoke(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
+    """``fleetbench smoke --devices 50``: the CI smoke (HS256 then ES256, 8 s each), smaller."""
+    return _real(tmp_path_factory, "smoke", "--devices", "50")
+
+
+@pytest.fixture(scope="session")
+def real_micro_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
+    """``fleetbench compare --micro-only`` of HS256, ES256 and EdDSA, two rounds, ``--json``."""
+    return _real(
+        tmp_path_factory, "compare", "--json", "--micro-only", "--algs", "HS256,ES256,EdDSA",
+        "--repeat", "2", "--micro-budget", "0.02",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def real_e2e_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
+    """``fleetbench compare`` end to end: HS256 and ES256, a 3 s round of 5 devices, ``--json``."""
+    return _real(
+        tmp_path_factory, "compare", "--json", "--algs", "HS256,ES256", "--repeat", "1",
+        "--micro-budget", "0.02", "--duration", "3", "--devices", "5", timeout=180,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

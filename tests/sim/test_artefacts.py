@@ -26,7 +26,7 @@ from sim.artefacts import (
 )
 from sim.schemas import SCHEMA_DIR, main, schema_text
 from tests.commands import fleetbench
-from tests.sim.conftest import golden_path, serve_broken_target
+from tests.sim.conftest import RealCommand, golden_path, serve_broken_target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,20 +67,16 @@ def test_real_run_summary_matches_its_type(
     assert (tmp_path / "summary.json").read_text() == path.read_text()
 
 
-@pytest.mark.slow
-def test_real_smoke_and_its_runs_match_their_types(tmp_path: Path) -> None:
-    results = tmp_path / "smoke"
-    done = fleetbench(
-        "smoke", "--algs", "HS256", "--devices", "20", "--duration", "3",
-        "--results", str(results), "--quiet",
-    )  # fmt: skip
+def test_real_smoke_and_its_runs_match_their_types(real_smoke: RealCommand) -> None:
+    results, done = real_smoke.results, real_smoke.done
     assert done.returncode in (0, 1), done.stderr  # a breach on a busy machine is still a record
     smoke = read_smoke(results / "summary.json")
     _same_as_written(results / "summary.json", smoke)
-    assert list(smoke["runs"]) == ["HS256"]
+    assert list(smoke["runs"]) == ["HS256", "ES256"]
     assert read_summary_or_smoke(results / "summary.json") == smoke
-    run = read_summary(results / "HS256" / "summary.json")
-    _same_as_written(results / "HS256" / "summary.json", run)
+    for alg in smoke["runs"]:
+        run = read_summary(results / alg / "summary.json")
+        _same_as_written(results / alg / "summary.json", run)
 
 
 @pytest.mark.slow
@@ -107,27 +103,19 @@ def test_real_attack_through_a_profile_matches_its_type(tmp_path: Path) -> None:
     assert {case.get("severity") for case in run["cases"]} >= {"critical", "high", "low"}
 
 
-@pytest.mark.slow
-def test_real_compare_matches_its_type(tmp_path: Path) -> None:
-    done = fleetbench(
-        "compare", "--micro-only", "--algs", "HS256,EdDSA", "--repeat", "1",
-        "--micro-budget", "0.02", "--results", str(tmp_path),
-    )  # fmt: skip
+def test_real_compare_matches_its_type(real_micro_compare: RealCommand) -> None:
+    done, folder = real_micro_compare.done, real_micro_compare.results
     assert done.returncode == 0, done.stderr
-    compare = read_compare(tmp_path / "compare.json")
-    _same_as_written(tmp_path / "compare.json", compare)
-    assert list(compare["algorithms"]) == ["HS256", "EdDSA"]
+    compare = read_compare(folder / "compare.json")
+    _same_as_written(folder / "compare.json", compare)
+    assert list(compare["algorithms"]) == ["HS256", "ES256", "EdDSA"]
 
 
-@pytest.mark.slow
-def test_real_end_to_end_compare_matches_its_type(tmp_path: Path) -> None:
-    done = fleetbench(
-        "compare", "--algs", "HS256", "--repeat", "1", "--micro-budget", "0.02",
-        "--devices", "5", "--duration", "2", "--results", str(tmp_path),
-    )  # fmt: skip
+def test_real_end_to_end_compare_matches_its_type(real_e2e_compare: RealCommand) -> None:
+    done, folder = real_e2e_compare.done, real_e2e_compare.results
     assert done.returncode == 0, done.stderr
-    compare = read_compare(tmp_path / "compare.json")
-    _same_as_written(tmp_path / "compare.json", compare)
+    compare = read_compare(folder / "compare.json")
+    _same_as_written(folder / "compare.json", compare)
     assert compare["end_to_end"] and "e2e_rps" in compare["algorithms"]["HS256"]
 
 

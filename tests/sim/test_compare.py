@@ -20,6 +20,7 @@ from target.costs import DEVICE
 from tests.apis.flask_jwt import metrics_profile
 from tests.apis.serve import serve_listening
 from tests.commands import fleetbench, fleetbench_here
+from tests.sim.conftest import RealCommand
 
 MICRO = ("sign_us", "verify_us", "raw_verify_us", "cached_verify_us", "token_bytes")
 E2E = ("e2e_rps", "e2e_p50_us", "e2e_p99_us", "server_verify_us")
@@ -46,13 +47,11 @@ def _real_token_bytes(alg: str) -> int:
 
 @pytest.mark.slow
 def test_micro_only_measures_every_algorithm_and_token_sizes_match_real_tokens(
-    tmp_path: Path,
+    real_micro_compare: RealCommand,
 ) -> None:
-    algs = ["HS256", "ES256", "EdDSA"]
-    result = _compare(
-        "--micro-only", "--algs", ",".join(algs), "--repeat", "2", "--micro-budget", "0.02",
-        "--results", str(tmp_path),
-    )  # fmt: skip
+    algs = ["HS256", "ES256", "EdDSA"]  # --micro-only --repeat 2 --micro-budget 0.02
+    assert real_micro_compare.done.returncode == 0, real_micro_compare.done.stderr
+    result, tmp_path = real_micro_compare.json(), real_micro_compare.results
     assert result["baseline"] == "HS256"
     assert list(result["algorithms"]) == algs
     for alg in algs:
@@ -73,11 +72,12 @@ def test_micro_only_measures_every_algorithm_and_token_sizes_match_real_tokens(
 
 
 @pytest.mark.slow
-def test_end_to_end_compare_runs_each_algorithm_against_its_own_target(tmp_path: Path) -> None:
-    result = _compare(
-        "--algs", "HS256,ES256", "--repeat", "1", "--micro-budget", "0.02",
-        "--duration", "3", "--devices", "5", "--results", str(tmp_path), timeout_s=180,
-    )  # fmt: skip
+def test_end_to_end_compare_runs_each_algorithm_against_its_own_target(
+    real_e2e_compare: RealCommand,
+) -> None:
+    # --algs HS256,ES256 --repeat 1 --micro-budget 0.02 --duration 3 --devices 5
+    assert real_e2e_compare.done.returncode == 0, real_e2e_compare.done.stderr
+    result, tmp_path = real_e2e_compare.json(), real_e2e_compare.results
     assert result["end_to_end"] is True
     for alg in ("HS256", "ES256"):
         entry = result["algorithms"][alg]

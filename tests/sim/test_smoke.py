@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -12,18 +11,16 @@ import pytest
 from sim.embedded import free_port
 from sim.scenarios import MIXED
 from tests.commands import fleetbench, fleetbench_here
+from tests.sim.conftest import RealCommand
 from tests.sim.test_users import assert_mix
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_smoke_end_to_end(tmp_path: Path) -> None:
-    results = tmp_path / "smoke"
-    started = time.monotonic()
+def test_smoke_end_to_end(real_smoke: RealCommand) -> None:
     # The default 8 s: 4 s tokens are refused from about 5 s after issue, so expiry shows.
-    result = fleetbench("smoke", "--devices", "50", "--results", str(results))
-    wall_s = time.monotonic() - started
+    results, result, wall_s = real_smoke.results, real_smoke.done, real_smoke.wall_s
     assert result.returncode == 0, result.stdout + result.stderr
     assert wall_s < 70
     assert "PASS" in result.stdout and "BREACH" not in result.stdout
