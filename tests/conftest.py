@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from sim.screenshot import chromium_path
 
 REPO = Path(__file__).resolve().parents[1]

@@ -25,6 +25,8 @@ CITED = re.compile(r"\b([A-Za-z_][\w/.-]*\.md)\b")
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^(#+) (.*)$")
 FLAG = re.compile(r"--[a-z][a-z0-9-]*")
+# A repository path in backticks: `sim/cli/`, `tests/apis/lax/profile.toml`.
+REPO_PATH = re.compile(r"`((?:sim|target|tests|benchmarks|docs|scripts)/[\w/.-]*)`")
 # Files fleetbench writes into a results folder: named in the docs, not cited as documents.
 WRITTEN = {"summary.md"}
 
@@ -95,6 +97,18 @@ def test_every_markdown_file_a_doc_names_exists() -> None:
                 continue
             if not ((REPO / name).exists() or (doc.parent / name).exists()):
                 missing.append(f"{doc.relative_to(REPO)} cites {name}")
+    assert not missing
+
+
+def test_every_repository_path_a_doc_names_exists() -> None:
+    """The docs follow the code when it moves."""
+    missing = [
+        f"{doc.relative_to(REPO)}:{number} names {path}"
+        for doc in DOCS
+        for number, line in _prose(doc)
+        for path in REPO_PATH.findall(line)
+        if not (REPO / path).exists()
+    ]
     assert not missing
 
 

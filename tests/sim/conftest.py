@@ -17,10 +17,12 @@ from typing import Any, NamedTuple
 import pytest
 import requests
 
-from sim.artefacts import Summary, read_summary
-from sim.embedded import free_port
-from sim.runner import RunConfig, run_benchmark
-from sim.scenarios import MIXED
+from sim.artefacts.codec import read_summary
+from sim.artefacts.summary_file import Summary
+from sim.run.config import RunConfig
+from sim.run.embedded import free_port
+from sim.run.runner import run_benchmark
+from sim.shape.scenarios import MIXED
 from tests.commands import fleetbench
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,8 +15,10 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from sim.artefacts import Summary, write_summary
-from sim.runner import RunConfig, run_benchmark
+from sim.artefacts.codec import write_summary
+from sim.artefacts.summary_file import Summary
+from sim.run.config import RunConfig
+from sim.run.runner import run_benchmark
 from tests.sim.conftest import golden_path, mixed_run, serve_broken_target
 
 

@@ -7,7 +7,7 @@ import types
 import typing
 from typing import Any
 
-from sim.artefacts import Summary
+from sim.artefacts.summary_file import Summary
 from sim.outcomes import OUTCOMES
 from tests.sim.conftest import golden
 from tests.sim.golden import RUNS
