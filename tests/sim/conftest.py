@@ -117,10 +117,8 @@ class RealCommand(NamedTuple):
         return json.loads(self.done.stdout)
 
 
-def _real(
-    tmp_path_factory: pytest.TempPathFactory, *args: str, timeout: float = 120
-) -> RealCommand:
-    results = tmp_path_factory.mktemp(args[0]) / "results"
+def _real(folder: Path, *args: str, timeout: float = 120) -> RealCommand:
+    results = folder / "results"
     started = time.monotonic()
     done = fleetbench(*args, "--results", str(results), timeout=timeout)
     return RealCommand(done, results, time.monotonic() - started)
@@ -128,16 +126,22 @@ def _real(
 
 @pytest.fixture(scope="session")
 def real_smoke(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
-    """``fleetbench smoke --devices 50``: the CI smoke (HS256 then ES256, 8 s each), smaller."""
-    return _real(tmp_path_factory, "smoke", "--devices", "50")
+    """``fleetbench smoke --devices 50``: the CI smoke (HS256 then ES256, 8 s each), smaller. As
+    under GitHub Actions it appends its Markdown summary to ``$GITHUB_STEP_SUMMARY``: the file
+    ``step_summary.md`` beside its results, which held ``earlier step`` before."""
+    folder = tmp_path_factory.mktemp("smoke")
+    (folder / "step_summary.md").write_text("earlier step\n")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GITHUB_STEP_SUMMARY", str(folder / "step_summary.md"))
+        return _real(folder, "smoke", "--devices", "50")
 
 
 @pytest.fixture(scope="session")
 def real_micro_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
     """``fleetbench compare --micro-only`` of HS256, ES256 and EdDSA, two rounds, ``--json``."""
     return _real(
-        tmp_path_factory, "compare", "--json", "--micro-only", "--algs", "HS256,ES256,EdDSA",
-        "--repeat", "2", "--micro-budget", "0.02",
+        tmp_path_factory.mktemp("compare"), "compare", "--json", "--micro-only",
+        "--algs", "HS256,ES256,EdDSA", "--repeat", "2", "--micro-budget", "0.02",
     )  # fmt: skip
 
 
@@ -145,8 +149,9 @@ def real_micro_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
 def real_e2e_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
     """``fleetbench compare`` end to end: HS256 and ES256, a 3 s round of 5 devices, ``--json``."""
     return _real(
-        tmp_path_factory, "compare", "--json", "--algs", "HS256,ES256", "--repeat", "1",
-        "--micro-budget", "0.02", "--duration", "3", "--devices", "5", timeout=180,
+        tmp_path_factory.mktemp("e2e"), "compare", "--json", "--algs", "HS256,ES256",
+        "--repeat", "1", "--micro-budget", "0.02", "--duration", "3", "--devices", "5",
+        timeout=180,
     )  # fmt: skip
 
 
