@@ -24,7 +24,7 @@ from sim.artefacts.codec import (
 )
 from sim.artefacts.schemas import SCHEMA_DIR, json_schema, main, normalised
 from sim.artefacts.summary_file import SUMMARY_SCHEMA, Summary
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
 from tests.sim.conftest import RealCommand, golden_path, serve_broken_target
 
 REPO = Path(__file__).resolve().parents[2]
@@ -210,14 +210,13 @@ def test_unreadable_and_foreign_files_are_one_line_errors(tmp_path: Path) -> Non
     )
 
 
-@pytest.mark.slow
 def test_diff_refuses_a_summary_with_a_wrong_type_in_one_line(tmp_path: Path) -> None:
     good = golden_path("mixed")
     body = json.loads(good.read_text())
     body["requests"][0]["latency_us"]["p99"] = "slow"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(body))
-    done = fleetbench("diff", str(good), str(bad))
+    done = fleetbench_here("diff", str(good), str(bad))
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"fleetbench: error: {bad} is not a valid fleetbench.summary/1 file: "

@@ -9,11 +9,10 @@ import pytest
 
 from sim.artefacts.summary_file import Summary
 from sim.output.diff import compare_runs, load_rows
-from tests.commands import fleetbench
+from tests.commands import fleetbench_here
 from tests.sim.conftest import golden, golden_path
 
 REPO = Path(__file__).resolve().parents[3]
-pytestmark = pytest.mark.slow  # each test runs the fleetbench command
 
 
 @pytest.fixture
@@ -27,7 +26,7 @@ def test_a_run_against_itself_has_no_regression() -> None:
     changes = compare_runs(load_rows(path), load_rows(path), tolerance=0.0)
     assert {c.verdict for c in changes} <= {"same", "shown"}
     assert {"rps", "p50_us", "p99_us", "ok"} <= {c.metric for c in changes}
-    result = fleetbench("diff", str(path), str(path), "--tolerance", "0%")
+    result = fleetbench_here("diff", str(path), str(path), "--tolerance", "0%")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS no regression beyond 0%" in result.stdout
     assert "HS256 verification telemetry" in result.stdout
@@ -37,7 +36,7 @@ def test_a_slower_run_is_a_regression(mixed_summary: Summary, slow_summary: Summ
     base, new = golden_path("mixed"), golden_path("slow")
     # --min-count 1: on a loaded machine the slow row can fall under the default 20 requests,
     # and then it is shown but not judged (that rule has its own place; this test is about rps).
-    result = fleetbench("diff", str(base), str(new), "--tolerance", "10%", "--min-count", "1")
+    result = fleetbench_here("diff", str(base), str(new), "--tolerance", "10%", "--min-count", "1")
     assert result.returncode == 1, result.stdout + result.stderr
     rows = {(r["scenario"], r["endpoint"]): r for r in mixed_summary["requests"]}
     slow = {(r["scenario"], r["endpoint"]): r for r in slow_summary["requests"]}
@@ -59,11 +58,11 @@ def test_a_slower_run_is_a_regression(mixed_summary: Summary, slow_summary: Summ
 def test_diff_usage_errors_are_one_line(tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text('{"schema": "something/else"}')
-    result = fleetbench("diff", str(golden_path("mixed")), str(other))
+    result = fleetbench_here("diff", str(golden_path("mixed")), str(other))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"fleetbench: error: {other} is not a fleetbench summary.json (schema 'something/else')"
     ]
-    result = fleetbench("diff", str(other), str(other), "--tolerance", "lots")
+    result = fleetbench_here("diff", str(other), str(other), "--tolerance", "lots")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert "not a percentage: 'lots'" in result.stderr
