@@ -31,12 +31,14 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_bad_input_is_one_line_and_exit_2(start_target: StartTarget, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    assert "cannot reach" in one_line_error(fleetbench("run", "--target", dead, "--admin-key", "k"))
+    assert "cannot reach" in one_line_error(
+        fleetbench_here("run", "--target", dead, "--admin-key", "k")
+    )
     assert "unknown scenario" in one_line_error(fleetbench_here("run", "--scenario", "chaos"))
     assert "--duration" in one_line_error(fleetbench_here("run", "--duration", "soon"))
     assert "--devices" in one_line_error(fleetbench_here("run", "--devices", "0"))
     target = start_target("HS256")
-    wrong_key = fleetbench("provision", "--target", target.url, "--admin-key", "x" * 20,
+    wrong_key = fleetbench_here("provision", "--target", target.url, "--admin-key", "x" * 20,
                            "--devices", "2", "--out", str(tmp_path / "f.json"))  # fmt: skip
     assert "refused the admin key" in one_line_error(wrong_key)
     fleet = make_fleet(2, "ES256")
@@ -51,10 +53,12 @@ def test_bad_input_is_one_line_and_exit_2(start_target: StartTarget, tmp_path: P
         headers={"Authorization": f"Bearer {target.admin_key}"},
         timeout=10,
     )
-    mismatch = fleetbench("run", "--target", target.url, "--admin-key", target.admin_key,
+    mismatch = fleetbench_here("run", "--target", target.url, "--admin-key", target.admin_key,
                           "--fleet", str(tmp_path / "fleet.json"))  # fmt: skip
     assert "fleet file does not match the target" in one_line_error(mismatch)
-    assert "not found" in one_line_error(fleetbench("run", "--fleet", str(tmp_path / "no.json")))
+    assert "not found" in one_line_error(
+        fleetbench_here("run", "--fleet", str(tmp_path / "no.json"))
+    )
 
 
 def test_provision_writes_a_reusable_fleet(start_target: StartTarget, tmp_path: Path) -> None:
