@@ -94,12 +94,9 @@ def test_expiry_storm_with_backoff_reports_it(tmp_path: Path) -> None:
     assert summary["run"]["parameters"].get("backoff") is True
 
 
-@pytest.mark.slow
-def test_a_run_without_a_storm_has_no_storm_section(tmp_path: Path) -> None:
-    summary = run_benchmark(
-        RunConfig(results=tmp_path / "r", devices=3, duration_s=2, token_alg="HS256")
-    )
-    assert "storms" not in summary
+def test_a_run_without_a_storm_has_no_storm_section(real_mixed_summary: Summary) -> None:
+    """The session's real mixed run (all four ordinary scenarios, no storm)."""
+    assert "storms" not in real_mixed_summary
 
 
 @pytest.mark.parametrize(
