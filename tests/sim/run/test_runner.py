@@ -15,7 +15,6 @@ from sim.artefacts.summary_file import RequestRow, Summary, outcome_counts
 from sim.errors import ConfigError
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark
-from sim.shape.scenarios import MIXED
 from tests.conftest import StartTarget
 
 
@@ -131,12 +130,12 @@ def test_local_workers_need_no_fixed_port(tmp_path: Path) -> None:
     assert summary["outcomes"]["ok"] == summary["totals"]["requests"] > 0
 
 
-@pytest.mark.slow
-def test_locust_files_count_what_the_summary_counts(tmp_path: Path) -> None:
+def test_locust_files_count_what_the_summary_counts(real_mixed_summary: Summary) -> None:
     """Regression: Locust's CSV was last written up to a second before the end (120 in
-    summary.json, 100 in the CSV), and MINT pseudo-requests inflated Locust's totals."""
-    summary = _run(tmp_path, scenarios=dict(MIXED), token_alg="HS256", devices=10, interval_s=0.05)
-    folder = tmp_path / "results"
+    summary.json, 100 in the CSV), and MINT pseudo-requests inflated Locust's totals. On the
+    session's real mixed run (10 ES256 devices, HS256 tokens, all four scenarios)."""
+    summary = real_mixed_summary
+    folder = Path(summary["run"]["results"])
     assert summary["mint_us"]["ES256"]["count"] > 0  # devices minted assertions
     entries = json.loads((folder / "locust_stats.json").read_text())
     assert all(e["method"] != "MINT" for e in entries)
