@@ -29,7 +29,7 @@ StartTarget = Callable[..., EmbeddedTarget]
 # Fixtures that start a real server or run (directly or through a fixture they use).
 SLOW_FIXTURES = frozenset({
     "start_target", "shared_target", "broken_target", "real_mixed_summary", "real_smoke",
-    "real_micro_compare", "real_e2e_compare", "stalling_api",
+    "real_micro_compare", "real_e2e_compare", "prometheus_server", "stalling_api",
     "start_weak", "es256_api", "flask_api", "start", "slow_api", "slow_search", "lax_api", "live",
     "own_server",
 })  # fmt: skip

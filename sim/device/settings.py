@@ -66,6 +66,8 @@ class SimConfig:
     start_spread_s: float = 0.0
     storm: str | None = None  # a storm scenario (sim.account.storms): "expiry-storm"
     backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
+    # The master adds the live account to the progress file (a metrics endpoint reads it).
+    live_account: bool = False
 
     @cached_property
     def parsed_stages(self) -> Stages | None:
