@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from target.algorithms import ALGORITHMS
 from target.costs import micro_benchmark, per_call_us, raw_verifier
+from target.jose.algorithms import ALGORITHMS
 
 FIGURES = {"sign_us", "verify_us", "raw_verify_us", "naive_verify_us", "cached_verify_us"}
 
