@@ -85,7 +85,7 @@ class TargetState:
 
     @classmethod
     def build(cls, settings: Settings) -> TargetState:
-        # Durable acknowledgements fsync each (group) commit: see telemetry.py and the README.
+        # Durable acknowledgements fsync each (group) commit: see telemetry.py and docs/target.md.
         db = Database(
             settings.db, synchronous="FULL" if settings.telemetry_ack == "commit" else "NORMAL"
         )

@@ -1,6 +1,6 @@
 """``summary.json`` (schema ``fleetbench.summary/1``): one run's figures, from the raw account.
 
-Documented field by field in the README. Latencies are microseconds, from exact histograms.
+Documented field by field in docs/results.md. Latencies are microseconds, from exact histograms.
 """
 
 from __future__ import annotations
@@ -487,7 +487,7 @@ def build_summary(
         "target_cpu": target_cpu,
         "load": load,
         "timeline": timeline,
-        # Additive keys for the HTML report (README, "summary.json"): setup apart from the
+        # Additive keys for the HTML report (docs/results.md): setup apart from the
         # measured run, latency over time and its distribution per endpoint, expiry over time.
         "setup_timeline": [
             _timeline_row(second, counts)

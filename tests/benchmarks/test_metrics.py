@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_metricsbench_pairs_rounds_and_checks_its_scrapes() -> None:
     ran = subprocess.run(
         [sys.executable, "-m", "benchmarks.metrics", "--blocks", "1", "--duration", "2",

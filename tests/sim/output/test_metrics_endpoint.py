@@ -243,6 +243,7 @@ def _check_dashboard(url: str, started_at: float) -> None:
                 assert answer["data"]["result"], (panel["title"], expr)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -258,6 +259,7 @@ def test_bad_metrics_flags_are_one_line(flags: list[str], message: str) -> None:
     assert "Traceback" not in ran.stderr and len(ran.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_metrics_port_in_use_is_one_line(tmp_path: Path) -> None:
     with ThreadingHTTPServer(("127.0.0.1", 0), BaseHTTPRequestHandler) as taken:
         port = taken.server_port
@@ -267,6 +269,7 @@ def test_a_metrics_port_in_use_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in ran.stderr and len(ran.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_compare_rounds_add_up_on_one_endpoint(tmp_path: Path) -> None:
     """A command with several runs (compare's rounds) serves one endpoint over all of them: its
     final scrape holds the sum of the rounds' summary.json totals and counts the runs."""

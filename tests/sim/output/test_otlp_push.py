@@ -74,6 +74,7 @@ def _otlp_metrics(export: Any) -> dict[str, Any]:
     }
 
 
+@pytest.mark.slow
 def test_otlp_push_ends_on_exactly_the_summary_totals(
     otlp_receiver: tuple[str, list[Any]], tmp_path: Path
 ) -> None:

@@ -154,6 +154,7 @@ def test_rotation_is_stored_with_the_old_key_marked_retired(start_target: StartT
     assert rows == {old_kid: 1, new_kid: 0}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alg", ["HS256", "ES256", "PS256"])
 def test_keys_and_devices_survive_a_restart(tmp_path: Path, alg: str) -> None:
     db = str(tmp_path / "target.db")
@@ -168,6 +169,7 @@ def test_keys_and_devices_survive_a_restart(tmp_path: Path, alg: str) -> None:
         assert header_of(client_token(second, device))["kid"] == kid
 
 
+@pytest.mark.slow
 def test_retired_key_grace_survives_a_restart(tmp_path: Path) -> None:
     db = str(tmp_path / "target.db")
     with EmbeddedTarget("ES256", db=db, key_grace=120) as first:
@@ -179,6 +181,7 @@ def test_retired_key_grace_survives_a_restart(tmp_path: Path) -> None:
         assert len(_kids(second)) == 2
 
 
+@pytest.mark.slow
 def test_a_restart_with_another_algorithm_makes_its_own_key(tmp_path: Path) -> None:
     db = str(tmp_path / "target.db")
     with EmbeddedTarget("ES256", db=db) as first:

@@ -1,8 +1,8 @@
 """The device registry across requests and worker processes: who is active, and how soon a
 revocation or a registration is honoured everywhere.
 
-The README promises revocation within one upkeep tick (1 s) across workers; the tests allow 3 s so
-a loaded CI machine does not make them flaky, and assert the refusal itself exactly.
+docs/target.md promises revocation within one upkeep tick (1 s) across workers; the tests allow
+3 s so a loaded CI machine does not make them flaky, and assert the refusal itself exactly.
 """
 
 from __future__ import annotations
