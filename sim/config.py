@@ -60,8 +60,13 @@ class SimConfig:
     # Each device waits a random 0..start_spread_s before its first request, so that many
     # generators starting together do not all ask the token endpoint in the same instant.
     start_spread_s: float = 0.0
-    storm: str | None = None  # a storm scenario (sim.storms): "expiry-storm"
+    storm: str | None = None  # a storm scenario (sim.storms): "expiry-storm", ...
     backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
+    # --scenario revocation (sim.revocation): the devices the run revokes mid-run, the journal
+    # of the revoke calls (sent and answered, Unix s) and the API's stated bound.
+    revoked_devices: list[str] = field(default_factory=list)
+    revocation_journal: str | None = None
+    revocation_bound_s: float = 0.0
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

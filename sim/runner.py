@@ -14,7 +14,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from sim.artefacts import (
     TargetCpu,
     write_summary,
 )
+from sim.commands import run_command, wait_answering
 from sim.config import SimConfig, choose_endpoint
 from sim.distributed import (
     DEFAULT_PORT,
@@ -50,6 +51,7 @@ from sim.profiles import Profile, load_profile
 from sim.profiles.provision import profile_fleet, register_by_call
 from sim.provision import ProvisionResult, register_fleet
 from sim.results import results_folder
+from sim.revocation import DEFAULT_REVOKE_PERCENT
 from sim.scenarios import MIXED, RefreshMode, Scenario
 from sim.server_view import (
     DeviceStats,
@@ -61,6 +63,7 @@ from sim.server_view import (
 from sim.stages import Stages, parse_stages
 from sim.storms import OUTAGE_AT_SHARE, Outage, Storm, check_storm, storm_section
 from sim.summary import build_summary, telemetry_account
+from sim.trust import TrustPlan, check_trust
 
 __all__ = ["LiveFigures", "RunConfig", "RunProgress", "fleet_file", "run_benchmark"]
 
@@ -122,6 +125,14 @@ class RunConfig:
     storm: Storm | None = None
     # Jittered exponential backoff on refused token calls too, and on 429/503 in a storm.
     backoff: bool = False
+    # The embedded target's worker processes (its --workers): revocation across processes.
+    target_workers: int = 1
+    # The trust scenarios (sim.trust) and storms on any API: the user's commands that rotate
+    # their API's key and restart it (never written to the summary: they may name anything).
+    rotate_cmd: str | None = field(default=None, repr=False)
+    outage_cmd: str | None = field(default=None, repr=False)
+    revoke_percent: float = DEFAULT_REVOKE_PERCENT  # --scenario revocation: devices revoked
+    revocation_bound_s: float | None = None  # None: the profile's [revoke] bound_s
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -182,7 +193,15 @@ class RunConfig:
             raise ConfigError("--leeway must be 0 or more")
         if self.token_ttl is not None and self.token_ttl < 1:
             raise ConfigError("--token-ttl must be at least 1 second")
-        if self.storm is not None:
+        if self.target_workers < 1 or (self.target_workers > 1 and self.target is not None):
+            raise ConfigError(
+                "--target-workers sets the embedded target's processes: drop --target"
+            )
+        if not 0 < self.revoke_percent <= 100:
+            raise ConfigError("--revoke-percent must be above 0 and at most 100")
+        if self.revocation_bound_s is not None and self.revocation_bound_s < 0:
+            raise ConfigError("--revocation-bound must be 0 or more seconds")
+        if self.storm is not None or self.outage_cmd is not None or self.rotate_cmd is not None:
             ttl = self.effective_token_ttl if self.target is None else None
             check_storm(
                 self.storm,
@@ -191,6 +210,16 @@ class RunConfig:
                 ttl,
                 self.effective_leeway,
                 embedded=self.target is None,
+                outage_cmd=self.outage_cmd is not None,
+            )
+            check_trust(
+                self.storm,
+                profile,
+                embedded=self.target is None,
+                admin_key=self.target is None or bool(self.admin_key),
+                rotate_cmd=self.rotate_cmd,
+                duration_s=self.duration_s,
+                token_ttl=ttl,
             )
             if self.master or self.rate_rps is not None or self.stages:
                 raise ConfigError(
@@ -225,7 +254,8 @@ class RunConfig:
     def effective_token_ttl(self) -> int:
         if self.token_ttl is not None:
             return self.token_ttl
-        return 10 if "expiry" in self.scenarios else 3600
+        # Rotation: tokens the devices renew within the run, on the new key.
+        return 10 if "expiry" in self.scenarios or self.storm == "rotation-storm" else 3600
 
     @property
     def effective_leeway(self) -> int:
@@ -237,7 +267,8 @@ class RunConfig:
 
     def parameters(self) -> RunParameters:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
-        hidden = {"admin_key", "log", "progress"}  # a secret, and callables
+        # A secret, callables, and the user's commands (they may name anything).
+        hidden = {"admin_key", "log", "progress", "rotate_cmd", "outage_cmd"}
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
         data["scenarios"] = dict(self.effective_scenarios)
         data["generator_cpus"] = sorted(self.generator_cpus) if self.generator_cpus else None
@@ -247,9 +278,13 @@ class RunConfig:
             data["token_ttl"] = self.effective_token_ttl
         data["leeway"] = self.effective_leeway
         data["endpoint"] = self.effective_endpoint
-        for optional in ("rate_rps", "stages"):
+        for optional in ("rate_rps", "stages", "revocation_bound_s"):
             if data[optional] is None:
                 del data[optional]  # a run without them keeps its parameters as they always were
+        if self.target_workers == 1:
+            del data["target_workers"]
+        if self.storm != "revocation":
+            del data["revoke_percent"]
         return cast(RunParameters, data)
 
 
@@ -308,6 +343,7 @@ def _target(config: RunConfig, cpus: set[int] | None) -> Iterator[_Target]:
     embedded = EmbeddedTarget(
         config.token_alg, cpus=cpus, token_ttl=config.effective_token_ttl,
         leeway=config.effective_leeway,
+        workers=config.target_workers if config.target_workers > 1 else None,
     )  # fmt: skip
     try:
         embedded.start()
@@ -357,6 +393,7 @@ def _locust_env(
     metadata: dict[str, Any],
     stats_before: DeviceStats | None,
     scratch: Path,
+    trust: TrustPlan | None = None,
 ) -> dict[str, str]:
     """The environment Locust runs in: its run described in a file, and no admin key."""
     sim_config = SimConfig(
@@ -383,6 +420,7 @@ def _locust_env(
         storm=config.storm,
         backoff=config.backoff,
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
+        **(trust.locust_settings() if trust else {}),
     )
     sim_config.write(scratch / "sim-config.json")
     env = {**os.environ, "FLEETBENCH_CONFIG": str(scratch / "sim-config.json")}
@@ -472,8 +510,20 @@ def run_benchmark(config: RunConfig) -> Summary:
             stats_before = telemetry_stats(client) if via == "admin" else None
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
-            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
-            with _outage(config, target, scratch) as outage:
+            trust = TrustPlan.make(
+                config.storm, config.loaded_profile, TargetClient(target.url, target.admin_key),
+                scratch, embedded=target.embedded is not None,
+                device_ids=[d.id for d in provisioned.fleet.devices],
+                revoke_percent=config.revoke_percent, bound_s=config.revocation_bound_s,
+                rotate_cmd=config.rotate_cmd,
+            )  # fmt: skip
+            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch, trust)
+            with (
+                _outage(config, target, scratch) as outage,
+                trust.running(scratch / "progress.json", config.duration_s)
+                if trust
+                else contextlib.nullcontext(),
+            ):
                 load = _load(
                     config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
                 )
@@ -549,6 +599,8 @@ def run_benchmark(config: RunConfig) -> Summary:
                     summary["verdict"]["failures"].append(outage.error)
                     summary["verdict"]["passed"] = False
                     summary["verdict"]["label"] = "FAIL"
+            if trust is not None:
+                trust.apply(summary, measurements)
             _write_outputs(summary, folder)
             return summary
     finally:
@@ -556,6 +608,16 @@ def run_benchmark(config: RunConfig) -> Summary:
 
 
 RESTARTED = "the target restarted mid-run (reconnect-storm): its /metrics counters started again"
+
+
+def command_outage(command: str, url: str) -> tuple[float, float]:
+    """``--outage-cmd``: the outage runs from the command's start until, after its end, the
+    API answers HTTP again (any status)."""
+    down_at = time.time()
+    run_command(command, "--outage-cmd")
+    return down_at, wait_answering(url)
+
+
 # How long the reconnect storm's target stays down before it starts again (plus its start time).
 OUTAGE_DOWN_S = 1.0
 
@@ -564,13 +626,16 @@ OUTAGE_DOWN_S = 1.0
 def _outage(config: RunConfig, target: _Target, scratch: Path) -> Iterator[Outage | None]:
     """The reconnect storm's restart of the embedded target, on its own thread during the load."""
     embedded = target.embedded
-    if config.storm != "reconnect-storm" or embedded is None:
+    if config.storm != "reconnect-storm":
         yield None
         return
     after_s = config.duration_s * OUTAGE_AT_SHARE
-    with Outage(
-        lambda: embedded.restart(OUTAGE_DOWN_S), scratch / "progress.json", after_s
-    ) as outage:
+    restart: Callable[[], tuple[float, float]] = (
+        partial(embedded.restart, OUTAGE_DOWN_S)
+        if embedded is not None
+        else partial(command_outage, config.outage_cmd or "", target.url)
+    )
+    with Outage(restart, scratch / "progress.json", after_s) as outage:
         config.log(
             f"the target goes down {after_s:.0f} s into the run, for about {OUTAGE_DOWN_S:g} s"
         )

@@ -7,6 +7,7 @@ from rich.table import Table
 
 from sim.artefacts import Percentiles, Summary
 from sim.storms import recovery_line
+from sim.trust import revocation_line
 
 __all__ = ["print_summary"]
 
@@ -194,6 +195,9 @@ def _lines(summary: Summary) -> list[str]:
     storm = recovery_line(summary)
     if storm:
         lines.append(storm)
+    revocation = summary.get("revocation")
+    if revocation:
+        lines.append(revocation_line(revocation))
     corpus = summary.get("corpus")
     if corpus:
         accepted = [case for case, counts in corpus.items() if counts.get("accepted_invalid")]

@@ -48,7 +48,7 @@ from sim.processes import raise_open_files_limit
 from sim.scenarios import Scenario
 from sim.schedule import SendSchedule, StagedSchedule, open_pacing
 from sim.stages import Stages
-from sim.storm_device import StormDevice
+from sim.trust_device import TrustDevice
 
 __all__ = ["MEASUREMENTS", "FleetDevice", "configure"]
 
@@ -59,7 +59,7 @@ SETUP_ATTEMPTS = 3
 PROGRESS_INTERVAL_S = 1.0
 
 
-class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
+class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
     """One device of the fleet: its own credential, its own tokens, its own connection."""
 
     concurrency = 1
@@ -388,6 +388,10 @@ def _apply_settings(config: SimConfig) -> None:
         tasks = [FleetDevice.expiry_storm]
     elif config.storm == "reconnect-storm":
         tasks = [FleetDevice.reconnect_storm]
+    elif config.storm == "rotation-storm":
+        tasks = [FleetDevice.rotation_storm]
+    elif config.storm == "revocation":
+        tasks = [FleetDevice.revocation]
     FleetDevice.tasks = tasks
     open_model = config.rate_rps or (config.stages or "").rstrip().endswith("r")
     FleetDevice.wait_time = open_pacing if open_model else constant_pacing(config.interval_s)

@@ -1,0 +1,116 @@
+"""The device's side of the trust scenarios: ``rotation-storm`` (:mod:`sim.rotation`) marks the
+keys a device's tokens are signed by, ``revocation`` (:mod:`sim.revocation`) has the revoked
+devices keep presenting their token and judges each answer against the revoke calls' journal."""
+
+from __future__ import annotations
+
+import time
+from functools import cache
+from pathlib import Path
+
+import jwt
+
+from sim.device_run import MEASUREMENTS, run_config
+from sim.device_tokens import HeldToken
+from sim.outcomes import Outcome
+from sim.profiles.http import judge_answer
+from sim.revocation import Journal
+from sim.rotation import HELD, OK, REFUSED_VALID
+from sim.storm_device import StormDevice
+
+__all__ = ["TrustDevice"]
+
+
+@cache
+def _journal(path: str) -> Journal:
+    """This process's reader of the revoke calls' journal (one per process, read as it grows)."""
+    return Journal(Path(path))
+
+
+@cache
+def _revoked(devices: tuple[str, ...]) -> frozenset[str]:
+    return frozenset(devices)
+
+
+def _kid(token: str) -> str:
+    """The ``kid`` in the token's header (not verified: only to tell keys apart)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return "opaque"
+    return str(kid)[:200] if kid is not None else "none"
+
+
+class TrustDevice(StormDevice):
+    """The trust half of a :class:`sim.users.FleetDevice`."""
+
+    _kid_of: tuple[str, str] = ("", "")  # (token, its kid): parsed once per token
+
+    def _token_kid(self, held: HeldToken) -> str:
+        if self._kid_of[0] != held.token:
+            self._kid_of = (held.token, _kid(held.token))
+        return self._kid_of[1]
+
+    def rotation_storm(self) -> None:
+        """The steady state (verification), renewing proactively as it does, with each token's
+        key marked: first held, first accepted; a valid token refused is counted by its key."""
+        MEASUREMENTS.counters["runs verification"] += 1
+        held = self.held("verification", proactive=True)
+        if held is None:
+            return
+        kid = self._token_kid(held)
+        self._mark(HELD + kid, time.time())
+        outcome, _ = self.use_held("verification", held)
+        if outcome == "ok":
+            self._mark(OK + kid, time.time())
+        elif outcome in ("rejected_as_expected", "refused_valid"):
+            if outcome == "refused_valid":
+                MEASUREMENTS.counters[REFUSED_VALID + kid] += 1
+            self.tokens.pop("verification", None)  # renew before the next reading
+
+    def revocation(self) -> None:
+        """A device the run does not revoke: the steady state. A revoked one: its token, on a new
+        connection each time, judged against the journal of the revoke calls."""
+        config = run_config()
+        if self.device.id not in _revoked(tuple(config.revoked_devices)):
+            self.verification()  # type: ignore[attr-defined]  # FleetDevice's task
+            return
+        MEASUREMENTS.counters["runs revocation"] += 1
+        journal = _journal(config.revocation_journal or "")
+        held = self.tokens.get("verification")
+        revoking = journal.refresh().sent.get(self.device.id) is not None
+        if revoking and (held is None or time.time() >= held.exp):
+            return  # revoked: it is issued no new token, and has no live one to present
+        if held is None:
+            held = self.tokens_for("verification", "verification")
+            if held is None:
+                return
+        started = time.time()
+        leeway = config.leeway_s
+        bound_s = config.revocation_bound_s
+        device = self.device.id
+
+        def judge(status: int, reason: str) -> Outcome:
+            answered = time.time()
+            journal.refresh()
+            sent = journal.sent.get(device)
+            revoked_at = journal.answered.get(device)
+            accepted = 200 <= status < 300
+            if sent is not None and status and answered < held.exp:  # expired: not a probe
+                MEASUREMENTS.revocation[device].append(
+                    [started, answered, 1.0 if accepted else 0.0]
+                )
+            if accepted and revoked_at is not None and started > revoked_at + bound_s:
+                return "accepted_invalid"
+            if 400 <= status < 500 and sent is not None and answered >= sent:
+                return "rejected_as_expected"  # refused once its revocation was under way
+            return judge_answer(
+                self.profile, status, reason, exp=held.exp, now=answered, leeway_s=leeway
+            )
+
+        # A new connection per request, so the kernel spreads them over the API's processes.
+        outcome, _ = self.call(
+            "revocation", held.token, device, judge, reading=True, close_connection=True
+        )
+        if outcome == "refused_valid":
+            self.tokens.pop("verification", None)  # not yet revoked: renew as it would
