@@ -20,6 +20,8 @@ from sim.storm_device import StormDevice
 
 __all__ = ["TrustDevice"]
 
+THROTTLED = 429
+
 
 @cache
 def _journal(path: str) -> Journal:
@@ -77,14 +79,14 @@ class TrustDevice(StormDevice):
             return
         MEASUREMENTS.counters["runs revocation"] += 1
         journal = _journal(config.revocation_journal or "")
-        held = self.tokens.get("verification")
-        revoking = journal.refresh().sent.get(self.device.id) is not None
-        if revoking and (held is None or time.time() >= held.exp):
-            return  # revoked: it is issued no new token, and has no live one to present
+        if journal.refresh().sent.get(self.device.id) is None:
+            held = self.held("verification", proactive=True)  # not yet revoked: renews as usual
+        else:
+            held = self.tokens.get("verification")
+            if held is None or time.time() >= held.exp:
+                return  # revoked: it is issued no new token, and has no live one to present
         if held is None:
-            held = self.tokens_for("verification", "verification")
-            if held is None:
-                return
+            return
         started = time.time()
         leeway = config.leeway_s
         bound_s = config.revocation_bound_s
@@ -96,13 +98,16 @@ class TrustDevice(StormDevice):
             sent = journal.sent.get(device)
             revoked_at = journal.answered.get(device)
             accepted = 200 <= status < 300
-            if sent is not None and status and answered < held.exp:  # expired: not a probe
+            # A refusal of the token: a 4xx, but not 429 (that refuses the rate, not the token).
+            refused = 400 <= status < 500 and status != THROTTLED
+            # A probe: accepted or refused once the revocation was under way, token unexpired.
+            if sent is not None and (accepted or refused) and answered < held.exp:
                 MEASUREMENTS.revocation[device].append(
                     [started, answered, 1.0 if accepted else 0.0]
                 )
             if accepted and revoked_at is not None and started > revoked_at + bound_s:
                 return "accepted_invalid"
-            if 400 <= status < 500 and sent is not None and answered >= sent:
+            if refused and sent is not None and answered >= sent:
                 return "rejected_as_expected"  # refused once its revocation was under way
             return judge_answer(
                 self.profile, status, reason, exp=held.exp, now=answered, leeway_s=leeway
