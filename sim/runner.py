@@ -27,7 +27,7 @@ from sim.artefacts import (
     TargetCpu,
     write_summary,
 )
-from sim.commands import run_command, wait_answering
+from sim.commands import parse_command, run_command, wait_answering
 from sim.config import SimConfig, choose_endpoint
 from sim.distributed import (
     DEFAULT_PORT,
@@ -201,6 +201,12 @@ class RunConfig:
             raise ConfigError("--revoke-percent must be above 0 and at most 100")
         if self.revocation_bound_s is not None and self.revocation_bound_s < 0:
             raise ConfigError("--revocation-bound must be 0 or more seconds")
+        for option, command in (
+            ("--outage-cmd", self.outage_cmd),
+            ("--rotate-cmd", self.rotate_cmd),
+        ):
+            if command is not None:
+                parse_command(command, option)  # one line now, not a failed run later
         if self.storm is not None or self.outage_cmd is not None or self.rotate_cmd is not None:
             ttl = self.effective_token_ttl if self.target is None else None
             check_storm(

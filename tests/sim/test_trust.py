@@ -278,6 +278,11 @@ def test_a_failing_outage_cmd_fails_the_run(tmp_path: Path) -> None:
          "--target-workers sets the embedded"),
         ({"storm": "revocation", "revoke_percent": 0.0}, "--revoke-percent must be above 0"),
         ({"storm": "revocation", "duration_s": 4}, "at least 6 s"),
+        ({"target": "http://127.0.0.1:9", "admin_key": "k", "storm": "reconnect-storm",
+          "outage_cmd": "'unterminated"}, "--outage-cmd: cannot split the command"),
+        ({"target": "http://127.0.0.1:9", "admin_key": "k", "storm": "rotation-storm",
+          "rotate_cmd": " "},
+         "--rotate-cmd: the command is empty"),
     ],
 )  # fmt: skip
 def test_a_trust_run_it_cannot_do_is_refused(options: dict[str, Any], message: str) -> None:
