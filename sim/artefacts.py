@@ -557,6 +557,12 @@ class RotationStorm(TypedDict):
     first_new_key_accepted_s: float | None  # rotated_at to the API's first ok of one
     jwks: str | None  # the JWKS path watched, if the API publishes one
     jwks_new_kid_s: float | None  # rotated_at to the JWKS first listing a new kid
+    # A probe device asks the token call and presents to the API on new connections, every
+    # 50 ms after the rotation: when it was first issued, and the API first accepted, a token by
+    # the new key (false: the profile mints its tokens, or has no endpoint without a body).
+    probed: bool
+    new_key_issued_s: float | None
+    new_key_accepted_s: float | None
     refused_valid: int  # valid tokens refused in the run (a correct API: 0)
     refused_valid_old_key: int  # ... of those, tokens by an old key: refused within the grace
     refused_valid_new_key: int

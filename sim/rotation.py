@@ -22,11 +22,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import jwt
+import requests
+
 from sim.artefacts import RotationStorm
 from sim.commands import run_command
 from sim.errors import SimError
+from sim.fleet import Device
 from sim.http import TargetClient
 from sim.measure import Measurements
+from sim.profiles import Profile
+from sim.profiles.http import Request, endpoint_request, read_token, token_request
 from sim.profiles.model import Rotate
 
 __all__ = [
@@ -34,10 +40,12 @@ __all__ = [
     "OK",
     "REFUSED_VALID",
     "ROTATE_AT_SHARE",
+    "NewKeyProbe",
     "Rotation",
     "Rotator",
     "rotation_failures",
     "rotation_section",
+    "token_kid",
 ]
 
 # Device marks (Measurements.storm_marks) and counters, each followed by the token's kid.
@@ -61,6 +69,9 @@ class Rotation:
     jwks: str | None = None  # the JWKS path watched: the API publishes one with keys in it
     jwks_before: set[str] = field(default_factory=set)
     jwks_new_kid_at: float | None = None
+    probe_old_kid: str | None = None  # the new-key probe's token's kid before the rotation
+    new_key_issued_at: float | None = None  # the probe was first issued a token by a new key
+    new_key_accepted_at: float | None = None  # ... and the API first accepted it
 
 
 def _jwks_kids(client: TargetClient, path: str) -> set[str] | None:
@@ -81,8 +92,61 @@ def _jwks_kids(client: TargetClient, path: str) -> set[str] | None:
     return {str(k["kid"])[:200] for k in keys if isinstance(k, dict) and "kid" in k}
 
 
+class NewKeyProbe:
+    """One device of the fleet asking for a token and presenting it, each on a new connection:
+    after the rotation, when the token call first issues a token by a new key, and when the API
+    first accepts one (the issue a JWKS cache makes late). Presented to an endpoint without a
+    body, so the probe writes no reading into the devices' telemetry account."""
+
+    def __init__(self, client: TargetClient, profile: Profile, device: Device) -> None:
+        self._client = client
+        self._profile = profile
+        self._device = device
+        self._endpoint = next((e for e in profile.endpoints if e.body is None), None)
+        self.old_kid: str | None = None
+
+    @property
+    def usable(self) -> bool:
+        """A token call to ask and an endpoint to present to (a minted profile has no call)."""
+        return not self._profile.minted and self._endpoint is not None
+
+    def _values(self) -> dict[str, Any]:
+        now = time.time()
+        return {"device_id": self._device.id, "other_device_id": self._device.id, "n": 0,
+                "secret": self._device.secret, "now": int(now), "ts": now, "seq": 1,
+                "ttl": self._profile.token.ttl_s}  # fmt: skip
+
+    def _send(self, request: Request) -> requests.Response | None:
+        headers = {**request.headers, "Connection": "close"}
+        try:
+            return self._client.request(
+                request.method, request.path, headers=headers, data=request.body
+            )
+        except SimError:
+            return None
+
+    def token(self) -> tuple[str, str] | None:
+        """A token from the profile's token call, and its kid; None if none was issued."""
+        response = self._send(token_request(self._profile, self._values(), assertion=False))
+        if response is None or response.status_code not in self._profile.token.ok:
+            return None
+        try:
+            body: Any = response.json()
+        except ValueError:
+            body = None
+        answer = read_token(self._profile, response.headers, body, time.time())
+        return None if answer is None else (answer.token, token_kid(answer.token))
+
+    def accepted(self, token: str) -> bool:
+        assert self._endpoint is not None  # usable
+        response = self._send(endpoint_request(self._profile, self._endpoint, self._values(),
+                                               token))  # fmt: skip
+        return response is not None and response.status_code in self._endpoint.ok
+
+
 class Rotator:
-    """The rotation (the admin or profile call, or the command), then the JWKS watch."""
+    """The rotation (the admin or profile call, or the command), then the JWKS watch and the
+    new-key probe, side by side until both have seen the new key (at most ``JWKS_WATCH_S``)."""
 
     def __init__(
         self,
@@ -90,10 +154,12 @@ class Rotator:
         spec: Rotate | None,
         command: str | None,
         via: str,
+        probe: NewKeyProbe | None = None,
     ) -> None:
         self._client = client
         self._spec = spec
         self._command = command
+        self._probe = probe if probe is not None and probe.usable else None
         self.rotation = Rotation(via)
 
     def _rotate(self) -> None:
@@ -121,20 +187,47 @@ class Rotator:
             rotation.grace_s = float(grace) if isinstance(grace, int | float) else None
 
     def __call__(self, stop: threading.Event) -> None:
+        rotation = self.rotation
         jwks = self._spec.jwks if self._spec is not None else None
         before = _jwks_kids(self._client, jwks) if jwks else None
-        self.rotation.jwks_before = before or set()
+        rotation.jwks_before = before or set()
+        probe = self._probe
+        old_token = probe.token() if probe is not None else None
         self._rotate()
-        if not before:  # no JWKS, or an empty one (HS*): nothing to watch
-            return
-        self.rotation.jwks = jwks
+        if before:  # a JWKS with keys in it (HS* publishes none): watch it
+            rotation.jwks = jwks
+        if probe is not None and old_token is not None:
+            rotation.probe_old_kid = old_token[1]
+        new_token: str | None = None
         deadline = time.monotonic() + JWKS_WATCH_S
         while not stop.is_set() and time.monotonic() < deadline:
-            kids = _jwks_kids(self._client, jwks or "")
-            if kids and kids - before:
-                self.rotation.jwks_new_kid_at = time.time()
+            if rotation.jwks and rotation.jwks_new_kid_at is None:
+                kids = _jwks_kids(self._client, rotation.jwks)
+                if kids and kids - rotation.jwks_before:
+                    rotation.jwks_new_kid_at = time.time()
+            if rotation.probe_old_kid is not None and rotation.new_key_accepted_at is None:
+                assert probe is not None
+                if new_token is None:
+                    issued = probe.token()
+                    if issued is not None and issued[1] != rotation.probe_old_kid:
+                        new_token = issued[0]
+                        rotation.new_key_issued_at = time.time()
+                if new_token is not None and probe.accepted(new_token):
+                    rotation.new_key_accepted_at = time.time()
+            jwks_done = not rotation.jwks or rotation.jwks_new_kid_at is not None
+            probe_done = rotation.probe_old_kid is None or rotation.new_key_accepted_at is not None
+            if jwks_done and probe_done:
                 return
             stop.wait(JWKS_POLL_S)
+
+
+def token_kid(token: str) -> str:
+    """The ``kid`` in a token's header (not verified: only to tell keys apart)."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.PyJWTError:
+        return "opaque"
+    return str(kid)[:200] if kid is not None else "none"
 
 
 def _since(moment: float | None, origin: float | None) -> float | None:
@@ -181,6 +274,9 @@ def rotation_section(
         "first_new_key_accepted_s": _since(min(accepted, default=None), rotation.rotated_at),
         "jwks": rotation.jwks,
         "jwks_new_kid_s": _since(rotation.jwks_new_kid_at, rotation.rotated_at),
+        "probed": rotation.probe_old_kid is not None,
+        "new_key_issued_s": _since(rotation.new_key_issued_at, rotation.rotated_at),
+        "new_key_accepted_s": _since(rotation.new_key_accepted_at, rotation.rotated_at),
         "refused_valid": refused_valid,
         "refused_valid_old_key": sum(n for kid, n in counted.items() if kid in old),
         "refused_valid_new_key": sum(n for kid, n in counted.items() if kid in new),
@@ -188,12 +284,19 @@ def rotation_section(
 
 
 def rotation_failures(storm: RotationStorm) -> list[str]:
-    """A valid token by the old key refused: the grace period did not hold."""
+    """A valid token refused: by the old key, the grace period did not hold; by the new one,
+    the API was not ready for the key its own token call signs with."""
     if storm["rotated_at"] is None:
         return ["rotation-storm: the key was not rotated during the run"]
+    failures = []
     if storm["refused_valid_old_key"]:
-        return [
+        failures.append(
             f"rotation-storm: {storm['refused_valid_old_key']} valid tokens by the old key "
             "refused after the rotation (the grace period should keep them verifying)"
-        ]
-    return []
+        )
+    if storm["refused_valid_new_key"]:
+        failures.append(
+            f"rotation-storm: {storm['refused_valid_new_key']} valid tokens by the new key "
+            "refused (issued before the API accepted its key)"
+        )
+    return failures

@@ -519,7 +519,7 @@ def run_benchmark(config: RunConfig) -> Summary:
             trust = TrustPlan.make(
                 config.storm, config.loaded_profile, TargetClient(target.url, target.admin_key),
                 scratch, embedded=target.embedded is not None,
-                device_ids=[d.id for d in provisioned.fleet.devices],
+                fleet=provisioned.fleet,
                 revoke_percent=config.revoke_percent, bound_s=config.revocation_bound_s,
                 rotate_cmd=config.rotate_cmd,
             )  # fmt: skip

@@ -14,6 +14,7 @@ from typing import Any
 
 from sim.artefacts import Revocation, RotationStorm, Summary
 from sim.errors import ConfigError
+from sim.fleet import Device, Fleet
 from sim.http import TargetClient
 from sim.measure import Measurements
 from sim.midrun import MidRun
@@ -26,7 +27,13 @@ from sim.revocation import (
     revocation_failures,
     revocation_section,
 )
-from sim.rotation import ROTATE_AT_SHARE, Rotator, rotation_failures, rotation_section
+from sim.rotation import (
+    ROTATE_AT_SHARE,
+    NewKeyProbe,
+    Rotator,
+    rotation_failures,
+    rotation_section,
+)
 
 __all__ = ["TRUST_SCENARIOS", "TrustPlan", "check_trust", "revocation_line", "rotation_line"]
 
@@ -82,6 +89,7 @@ class TrustPlan:
     scratch: Path
     embedded: bool
     rotate_cmd: str | None = None
+    probe_device: Device | None = field(default=None, repr=False)  # the new-key probe's
     revoked: list[str] = field(default_factory=list)
     bound_s: float = 0.0
     _rotator: Rotator | None = None
@@ -97,16 +105,16 @@ class TrustPlan:
         scratch: Path,
         *,
         embedded: bool,
-        device_ids: list[str],
+        fleet: Fleet,
         revoke_percent: float,
         bound_s: float | None,
         rotate_cmd: str | None,
     ) -> TrustPlan | None:
         if storm not in TRUST_SCENARIOS:
             return None
-        plan = cls(storm, profile, client, scratch, embedded, rotate_cmd)
+        plan = cls(storm, profile, client, scratch, embedded, rotate_cmd, fleet.devices[0])
         if storm == "revocation" and profile.revoke is not None:
-            plan.revoked = pick_revoked(device_ids, revoke_percent)
+            plan.revoked = pick_revoked([d.id for d in fleet.devices], revoke_percent)
             plan.bound_s = profile.revoke.bound_s if bound_s is None else bound_s
         return plan
 
@@ -134,7 +142,14 @@ class TrustPlan:
     def running(self, progress: Path, duration_s: float) -> Iterator[None]:
         """The rotation or the revocations, on their thread, while the load runs."""
         if self.storm == "rotation-storm":
-            self._rotator = Rotator(self.client, self.profile.rotate, self.rotate_cmd, self.via)
+            probe = (
+                NewKeyProbe(self.client, self.profile, self.probe_device)
+                if self.probe_device is not None
+                else None
+            )
+            self._rotator = Rotator(
+                self.client, self.profile.rotate, self.rotate_cmd, self.via, probe
+            )
             action: Any = self._rotator
             after_s = duration_s * ROTATE_AT_SHARE
         else:
@@ -189,6 +204,12 @@ def rotation_line(storm: RotationStorm) -> str:
         f"on the new key, all of them {_seconds(storm['time_to_all_new_s'], 2)} after the "
         f"rotation; first new-key token accepted after "
         f"{_seconds(storm['first_new_key_accepted_s'], 3)}"
+        + (
+            f" (probe: issued {_seconds(storm['new_key_issued_s'], 3)}, accepted "
+            f"{_seconds(storm['new_key_accepted_s'], 3)})"
+            if storm["probed"]
+            else ""
+        )
         + (
             f"; JWKS listed it after {_seconds(storm['jwks_new_kid_s'], 3)}"
             if storm["jwks"]

@@ -8,14 +8,12 @@ import time
 from functools import cache
 from pathlib import Path
 
-import jwt
-
 from sim.device_run import MEASUREMENTS, run_config
 from sim.device_tokens import HeldToken
 from sim.outcomes import Outcome
 from sim.profiles.http import judge_answer
 from sim.revocation import Journal
-from sim.rotation import HELD, OK, REFUSED_VALID
+from sim.rotation import HELD, OK, REFUSED_VALID, token_kid
 from sim.storm_device import StormDevice
 
 __all__ = ["TrustDevice"]
@@ -34,15 +32,6 @@ def _revoked(devices: tuple[str, ...]) -> frozenset[str]:
     return frozenset(devices)
 
 
-def _kid(token: str) -> str:
-    """The ``kid`` in the token's header (not verified: only to tell keys apart)."""
-    try:
-        kid = jwt.get_unverified_header(token).get("kid")
-    except jwt.PyJWTError:
-        return "opaque"
-    return str(kid)[:200] if kid is not None else "none"
-
-
 class TrustDevice(StormDevice):
     """The trust half of a :class:`sim.users.FleetDevice`."""
 
@@ -50,7 +39,7 @@ class TrustDevice(StormDevice):
 
     def _token_kid(self, held: HeldToken) -> str:
         if self._kid_of[0] != held.token:
-            self._kid_of = (held.token, _kid(held.token))
+            self._kid_of = (held.token, token_kid(held.token))
         return self._kid_of[1]
 
     def rotation_storm(self) -> None:

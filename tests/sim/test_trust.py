@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from sim.artefacts import Summary, read_summary
+from sim.artefacts import RotationStorm, Summary, read_summary
 from sim.embedded import free_port
 from sim.errors import ConfigError
 from sim.revocation import Journal, pick_revoked
@@ -57,6 +57,10 @@ def test_rotation_storm_on_two_workers_refuses_no_valid_token(tmp_path: Path) ->
     # ES256 publishes its keys: the JWKS was watched and listed the new kid.
     assert storm["jwks"] == "/.well-known/jwks.json"
     assert storm["jwks_new_kid_s"] is not None
+    # The probe device was issued a new-key token after the rotation, and it was accepted.
+    assert storm["probed"]
+    assert storm["new_key_issued_s"] is not None and storm["new_key_accepted_s"] is not None
+    assert storm["new_key_accepted_s"] >= storm["new_key_issued_s"] >= 0
     # The goal: no valid token refused, through the grace period and across both workers.
     assert storm["refused_valid"] == storm["refused_valid_old_key"] == 0
     assert summary["outcomes"]["refused_valid"] == summary["outcomes"]["accepted_invalid"] == 0
@@ -67,15 +71,22 @@ def test_rotation_storm_on_two_workers_refuses_no_valid_token(tmp_path: Path) ->
     assert 'data-figure="storms.rotation.refused_valid_old_key" data-value="0"' in html
 
 
-def test_a_target_that_drops_old_keys_fails_the_rotation_storm(tmp_path: Path) -> None:
-    with serve_broken_target("tests.sim.trust_target:drops_old_keys") as url:
+def _rotation_on(tmp_path: Path, app: str, **options: Any) -> tuple[RotationStorm, Summary]:
+    """A rotation storm on one of tests/sim/trust_target.py's APIs: its section and summary."""
+    with serve_broken_target(f"tests.sim.trust_target:{app}") as url:
+        if "rotate_cmd" in options:
+            options["rotate_cmd"] = options["rotate_cmd"].format(url=url)
         summary = _run(
             tmp_path, "rotation-storm", target=url, admin_key="unused-here", alg="secret",
-            duration_s=12,
+            duration_s=12, **options,
         )  # fmt: skip
     storms = summary.get("storms")
     assert storms is not None
-    storm = storms["rotation"]
+    return storms["rotation"], summary
+
+
+def test_a_target_that_drops_old_keys_fails_the_rotation_storm(tmp_path: Path) -> None:
+    storm, summary = _rotation_on(tmp_path, "drops_old_keys")
     assert storm["via"] == "profile"
     assert storm["jwks"] is None  # this API publishes none
     # Every held token was refused at the rotation: valid tokens by the old key.
@@ -89,18 +100,11 @@ def test_a_target_that_drops_old_keys_fails_the_rotation_storm(tmp_path: Path) -
 def test_rotate_cmd_rotates_a_foreign_api_and_its_grace_holds(tmp_path: Path) -> None:
     """--rotate-cmd: the user's own command rotates the key (here a POST by a one-line script);
     this API keeps the old key verifying, so no valid token is refused."""
-    with serve_broken_target("tests.sim.trust_target:app") as url:
-        command = (
-            f'{sys.executable} -c "import requests; '
-            f"requests.post('{url}/admin/keys/rotate', timeout=10).raise_for_status()\""
-        )
-        summary = _run(
-            tmp_path, "rotation-storm", target=url, admin_key="unused-here", alg="secret",
-            rotate_cmd=command, duration_s=12,
-        )  # fmt: skip
-    storms = summary.get("storms")
-    assert storms is not None
-    storm = storms["rotation"]
+    command = (
+        f'{sys.executable} -c "import requests; '
+        "requests.post('{url}/admin/keys/rotate', timeout=10).raise_for_status()\""
+    )
+    storm, summary = _rotation_on(tmp_path, "app", rotate_cmd=command)
     assert storm["via"] == "command"
     assert storm["grace_s"] is None  # a command says nothing about it
     assert len(storm["old_kids"]) == 1 and len(storm["new_kids"]) == 1  # told apart by the marks
@@ -108,6 +112,22 @@ def test_rotate_cmd_rotates_a_foreign_api_and_its_grace_holds(tmp_path: Path) ->
     assert storm["refused_valid"] == 0
     assert summary["verdict"]["passed"], summary["verdict"]["failures"]
     assert "rotate_cmd" not in summary["run"]["parameters"]
+
+
+def test_a_target_late_to_accept_the_new_key_shows_it(tmp_path: Path) -> None:
+    """The token call signs with the new key at once; the API accepts it 2 s later (a JWKS
+    cache): the probe's issued and accepted moments show the gap."""
+    storm, summary = _rotation_on(tmp_path, "late_new_keys")
+    assert storm["probed"]
+    issued, accepted = storm["new_key_issued_s"], storm["new_key_accepted_s"]
+    assert issued is not None and accepted is not None
+    assert accepted >= 2.0 > issued  # the API's 2 s delay, by construction
+    assert storm["refused_valid_old_key"] == 0
+    # Devices renewing within those 2 s (each renews every 2-3.2 s) were refused their new-key
+    # tokens: the run fails.
+    assert storm["refused_valid_new_key"] > 0
+    assert not summary["verdict"]["passed"]
+    assert any("by the new key refused" in f for f in summary["verdict"]["failures"])
 
 
 def test_revocation_on_two_workers_is_within_the_bound(tmp_path: Path) -> None:

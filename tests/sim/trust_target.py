@@ -6,6 +6,8 @@ the revocation scenario can fail:
   devices hold is refused until they renew: ``refused_valid`` by the old key.
 - ``forgets_revocations``: a revoke is answered 200 and forgotten: the revoked devices' tokens
   stay accepted, each acceptance after the bound an ``accepted_invalid``.
+- ``late_new_keys``: the token endpoint signs with the new key at once, but the API accepts it
+  only 2 s later, as a resource server behind a JWKS cache does.
 
 Each also counts the connections each device's requests came on (``GET /debug/connections``).
 Serve with ``python -m uvicorn tests.sim.trust_target:forgets_revocations``; ``TRUST_TTL_S``
@@ -31,8 +33,11 @@ from tests.sim.broken_target import contract_app
 TTL_S = int(os.environ.get("TRUST_TTL_S", "4"))
 
 
-def trust_app(*, keep_old_keys: bool, remember_revocations: bool) -> Starlette:
+def trust_app(
+    *, keep_old_keys: bool, remember_revocations: bool, new_key_delay_s: float = 0.0
+) -> Starlette:
     keys: dict[str, bytes] = {}
+    accepted_from: dict[str, float] = {}  # kid -> when the API starts accepting it
     current = [""]
     revoked: set[str] = set()
     connections: defaultdict[str, set[tuple[str, int]]] = defaultdict(set)
@@ -42,6 +47,7 @@ def trust_app(*, keep_old_keys: bool, remember_revocations: bool) -> Starlette:
         if not keep_old_keys:
             keys.clear()  # the flaw of drops_old_keys: no grace period at all
         keys[kid] = secrets.token_bytes(32)
+        accepted_from[kid] = time.time() + new_key_delay_s if current[0] else 0.0
         previous, current[0] = current[0], kid
         return {"kid": kid, "previous_kid": previous}
 
@@ -74,7 +80,7 @@ def trust_app(*, keep_old_keys: bool, remember_revocations: bool) -> Starlette:
         try:
             kid = jwt.get_unverified_header(bearer).get("kid")
             key = keys.get(str(kid))
-            if key is None:
+            if key is None or time.time() < accepted_from[str(kid)]:
                 return refuse("signature: unknown key")
             claims = jwt.decode(bearer, key, algorithms=["HS256"])
         except jwt.ExpiredSignatureError:
@@ -111,3 +117,4 @@ def trust_app(*, keep_old_keys: bool, remember_revocations: bool) -> Starlette:
 app = trust_app(keep_old_keys=True, remember_revocations=True)
 drops_old_keys = trust_app(keep_old_keys=False, remember_revocations=True)
 forgets_revocations = trust_app(keep_old_keys=True, remember_revocations=False)
+late_new_keys = trust_app(keep_old_keys=True, remember_revocations=True, new_key_delay_s=2.0)
