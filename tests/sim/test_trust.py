@@ -10,11 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import requests
 
 from sim.artefacts import RotationStorm, Summary, read_summary
-from sim.embedded import free_port
+from sim.embedded import EmbeddedTarget, free_port
 from sim.errors import ConfigError
 from sim.revocation import Journal, pick_revoked
 from sim.runner import RunConfig, run_benchmark
@@ -320,3 +321,27 @@ def test_cli_trust_errors_are_one_line_and_exit_2() -> None:
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "needs --outage-cmd" in result.stderr
+
+
+def test_new_connections_reach_both_workers_of_our_target() -> None:
+    """What the revocation scenario relies on: the embedded target's worker processes share
+    the listening socket, so new connections (a revoked device's requests) reach each of them."""
+    with EmbeddedTarget("HS256", workers=2) as target:
+        assert target.pid is not None
+        held: list[socket.socket] = []
+        try:
+            for _ in range(40):  # kept open, so each process still holds what it accepted
+                conn = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                assert conn.recv(64).startswith(b"HTTP/1.1 200")
+                held.append(conn)
+            serving = {
+                process.pid
+                for process in psutil.Process(target.pid).children(recursive=True)
+                for c in process.net_connections(kind="tcp")
+                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == target.port
+            }
+        finally:
+            for conn in held:
+                conn.close()
+    assert len(serving) == 2
