@@ -289,6 +289,11 @@ def rotation_failures(storm: RotationStorm) -> list[str]:
     if storm["rotated_at"] is None:
         return ["rotation-storm: the key was not rotated during the run"]
     failures = []
+    if not storm["new_kids"]:
+        failures.append(
+            "rotation-storm: no token by a new key was seen after the rotation (did it take "
+            "effect? do the tokens carry a kid?)"
+        )
     if storm["refused_valid_old_key"]:
         failures.append(
             f"rotation-storm: {storm['refused_valid_old_key']} valid tokens by the old key "

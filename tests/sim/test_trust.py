@@ -115,6 +115,15 @@ def test_rotate_cmd_rotates_a_foreign_api_and_its_grace_holds(tmp_path: Path) ->
     assert "rotate_cmd" not in summary["run"]["parameters"]
 
 
+def test_a_rotate_cmd_that_rotates_nothing_fails(tmp_path: Path) -> None:
+    storm, summary = _rotation_on(tmp_path, "app", rotate_cmd="true")
+    assert storm["via"] == "command" and storm["rotated_at"] is not None
+    assert storm["new_kids"] == [] and storm["devices_renewed"] == 0
+    assert storm["probed"] and storm["new_key_issued_s"] is None
+    assert not summary["verdict"]["passed"]
+    assert any("no token by a new key" in f for f in summary["verdict"]["failures"])
+
+
 def test_a_target_late_to_accept_the_new_key_shows_it(tmp_path: Path) -> None:
     """The token call signs with the new key at once; the API accepts it 2 s later (a JWKS
     cache): the probe's issued and accepted moments show the gap."""
