@@ -597,7 +597,11 @@ class Revocation(TypedDict):
     # request (started after it) that was still accepted; 0 when none was.
     time_to_refuse_us: Percentiles
     time_to_refuse_max_s: float | None
-    passed: bool  # no late acceptance, every revoked device seen refused, p99 within bound
+    # Each revoked device asks the token call once, past the bound: a token issued is an
+    # accepted_invalid (0 with a minted-token profile: there is no token call).
+    token_requests: int
+    tokens_issued: int
+    passed: bool  # no late acceptance or token, every revoked device seen refused, p99 in bound
 
 
 class Summary(TypedDict):

@@ -35,6 +35,8 @@ from sim.profiles.model import Revoke
 __all__ = [
     "DEFAULT_REVOKE_PERCENT",
     "REVOKE_AT_SHARE",
+    "TOKEN_ASKED",
+    "TOKEN_ISSUED",
     "Journal",
     "Revoker",
     "pick_revoked",
@@ -47,6 +49,8 @@ REVOKE_AT_SHARE = 0.4
 DEFAULT_REVOKE_PERCENT = 10.0
 REVOCATION_MIN_DURATION_S = 6
 _PERCENT_P99 = 99.0
+# Counters: each revoked device asks the token call once past the bound; a token is issued.
+TOKEN_ASKED, TOKEN_ISSUED = "revocation token_requests", "revocation tokens_issued"
 
 
 def pick_revoked(device_ids: list[str], percent: float) -> list[str]:
@@ -162,6 +166,7 @@ def revocation_section(
         still = max((r[1] for r in accepted_rows), default=revoked_at) - revoked_at
         refuse.record_value(max(1, round(still * 1_000_000)))
         time_to_refuse_max = max(time_to_refuse_max or 0.0, round(still, 6))
+    tokens_issued = measurements.counters.get(TOKEN_ISSUED, 0)
     calls = new_histogram()
     for us in call_us:
         calls.record_value(max(1, round(us)))
@@ -183,7 +188,9 @@ def revocation_section(
         "devices_late": devices_late,
         "time_to_refuse_us": to_refuse,
         "time_to_refuse_max_s": time_to_refuse_max,
-        "passed": late == 0 and devices_refused == devices and within,
+        "token_requests": measurements.counters.get(TOKEN_ASKED, 0),
+        "tokens_issued": tokens_issued,
+        "passed": late == 0 and tokens_issued == 0 and devices_refused == devices and within,
     }
 
 
@@ -194,6 +201,11 @@ def revocation_failures(section: Revocation) -> list[str]:
         failures.append(
             f"revocation: {section['late_acceptances']} requests of {section['devices_late']} "
             f"revoked devices accepted more than {section['bound_s']:g} s after the revocation"
+        )
+    if section["tokens_issued"]:
+        failures.append(
+            f"revocation: the token call issued {section['tokens_issued']} tokens to revoked "
+            "devices"
         )
     if section["devices_refused"] < section["devices"]:
         failures.append(

@@ -233,5 +233,6 @@ def revocation_line(section: Revocation) -> str:
         f"{us(refuse.get('p50'))}, p99 {us(refuse.get('p99'))}, max {us(refuse.get('max'))} "
         f"(bound {section['bound_s']:g} s); "
         f"{section['probes']} requests after revocation, {section['accepted']} accepted, "
-        f"{section['late_acceptances']} late"
+        f"{section['late_acceptances']} late; tokens issued to revoked devices "
+        f"{section['tokens_issued']}/{section['token_requests']}"
     )

@@ -12,7 +12,7 @@ from sim.device_run import MEASUREMENTS, run_config
 from sim.device_tokens import HeldToken
 from sim.outcomes import Outcome
 from sim.profiles.http import judge_answer
-from sim.revocation import Journal
+from sim.revocation import TOKEN_ASKED, TOKEN_ISSUED, Journal
 from sim.rotation import HELD, OK, REFUSED_VALID, token_kid
 from sim.storm_device import StormDevice
 
@@ -36,6 +36,7 @@ class TrustDevice(StormDevice):
     """The trust half of a :class:`sim.users.FleetDevice`."""
 
     _kid_of: tuple[str, str] = ("", "")  # (token, its kid): parsed once per token
+    _asked_when_revoked = False  # revocation: asked the token call once since its revocation
 
     def _token_kid(self, held: HeldToken) -> str:
         if self._kid_of[0] != held.token:
@@ -68,7 +69,22 @@ class TrustDevice(StormDevice):
             return
         MEASUREMENTS.counters["runs revocation"] += 1
         journal = _journal(config.revocation_journal or "")
-        if journal.refresh().sent.get(self.device.id) is None:
+        device = self.device.id
+        bound_s = config.revocation_bound_s
+        revoked_at = journal.refresh().answered.get(device)
+        if (
+            revoked_at is not None
+            and not self._asked_when_revoked
+            and not self.profile.minted
+            and time.time() > revoked_at + bound_s
+        ):
+            # Once, past the bound: the token call must refuse it too (a token: accepted_invalid).
+            self._asked_when_revoked = True
+            self.fetch_token(self._grant(), "revocation", revoked=True)
+            MEASUREMENTS.counters[TOKEN_ASKED] += 1
+            if self.last_token_outcome == "accepted_invalid":
+                MEASUREMENTS.counters[TOKEN_ISSUED] += 1
+        if journal.sent.get(device) is None:
             held = self.held("verification", proactive=True)  # not yet revoked: renews as usual
         else:
             held = self.tokens.get("verification")
@@ -78,8 +94,6 @@ class TrustDevice(StormDevice):
             return
         started = time.time()
         leeway = config.leeway_s
-        bound_s = config.revocation_bound_s
-        device = self.device.id
 
         def judge(status: int, reason: str) -> Outcome:
             answered = time.time()

@@ -159,13 +159,15 @@ def test_revocation_on_two_workers_is_within_the_bound(tmp_path: Path) -> None:
     assert section["probes"] > 4 * 3
     assert section["refused"] == section["probes"]
     assert section["accepted"] == section["late_acceptances"] == section["devices_late"] == 0
+    # Each revoked device asked for a new token once, past the bound, and was refused.
+    assert section["token_requests"] == 4 and section["tokens_issued"] == 0
     refuse = section["time_to_refuse_us"]
     assert refuse["count"] == 4
     assert refuse.get("p99", 0) <= section["bound_s"] * 1_000_000 + 1  # 1 µs: the scale's floor
     assert section["passed"]
     outcomes = summary["outcomes"]
     assert outcomes["accepted_invalid"] == outcomes["refused_valid"] == 0
-    assert outcomes["rejected_as_expected"] == section["probes"]
+    assert outcomes["rejected_as_expected"] >= section["probes"] + section["token_requests"]
     assert summary["run"]["parameters"].get("revoke_percent") == 20
     assert "revocation (admin): 4 devices revoked, 4 seen refused" in result.stdout
     html = (tmp_path / "r" / "report.html").read_text()
@@ -188,12 +190,15 @@ def test_a_target_that_forgets_revocations_fails(
     assert section["late_acceptances"] == section["accepted"] == section["probes"] > 0
     assert section["devices_late"] == 3
     assert not section["passed"]
-    # Each acceptance after the bound is a bad token accepted, live in the account too.
-    assert summary["outcomes"]["accepted_invalid"] == section["late_acceptances"]
+    # It issued them new tokens too.
+    assert section["token_requests"] == section["tokens_issued"] == 3
+    # Each acceptance after the bound is a bad credential accepted, live in the account too.
+    assert summary["outcomes"]["accepted_invalid"] == section["late_acceptances"] + 3
     assert not summary["verdict"]["passed"]
     failures = " | ".join(summary["verdict"]["failures"])
     assert "accepted more than 0 s after the revocation" in failures
     assert "never seen refused" in failures
+    assert "issued 3 tokens to revoked devices" in failures
 
 
 def test_revoked_devices_come_on_new_connections(
