@@ -98,8 +98,7 @@ class TrustDevice(StormDevice):
         def judge(status: int, reason: str) -> Outcome:
             answered = time.time()
             journal.refresh()
-            sent = journal.sent.get(device)
-            revoked_at = journal.answered.get(device)
+            sent, answered_at = journal.sent.get(device), journal.answered.get(device)
             accepted = 200 <= status < 300
             # A refusal of the token: a 4xx, but not 429 (that refuses the rate, not the token).
             refused = 400 <= status < 500 and status != THROTTLED
@@ -108,7 +107,7 @@ class TrustDevice(StormDevice):
                 MEASUREMENTS.revocation[device].append(
                     [started, answered, 1.0 if accepted else 0.0]
                 )
-            if accepted and revoked_at is not None and started > revoked_at + bound_s:
+            if accepted and answered_at is not None and started > answered_at + bound_s:
                 return "accepted_invalid"
             if refused and sent is not None and answered >= sent:
                 return "rejected_as_expected"  # refused once its revocation was under way
