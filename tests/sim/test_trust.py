@@ -17,6 +17,7 @@ import requests
 from sim.artefacts import RotationStorm, Summary, read_summary
 from sim.embedded import EmbeddedTarget, free_port
 from sim.errors import ConfigError
+from sim.profiles import ProfileError, load_profile
 from sim.revocation import Journal, pick_revoked
 from sim.runner import RunConfig, run_benchmark
 from sim.storms import Storm
@@ -359,3 +360,14 @@ def test_new_connections_reach_both_workers_of_our_target() -> None:
             for conn in held:
                 conn.close()
     assert len(serving) == 2
+
+
+def test_a_profile_revoke_bound_must_be_a_sane_number(tmp_path: Path) -> None:
+    text = Path(LAX_PROFILE).read_text() + '\n[revoke]\npath = "/r/{device_id}"\nbound_s = -1\n'
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    with pytest.raises(ProfileError, match=r"p\.toml:\d+: revoke\.bound_s must be 0 or more"):
+        load_profile(str(path), {})
+    path.write_text(text.replace("bound_s = -1", "bound_s = 2.5"))
+    revoke = load_profile(str(path), {}).revoke
+    assert revoke is not None and revoke.bound_s == 2.5 and revoke.method == "POST"
