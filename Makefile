@@ -44,7 +44,7 @@ test-latest: $(SEED)/node_modules/.installed
 	PY=$(LATEST)/bin/python scripts/check
 
 bench: install
-	$(PY) -m target.bench
+	$(PY) -m benchmarks.sign
 
 clean:
 	rm -rf $(VENV) $(LATEST) results .pytest_cache .mypy_cache .ruff_cache

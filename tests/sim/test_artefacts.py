@@ -11,11 +11,9 @@ from typing import Any, cast
 import msgspec
 import pytest
 
-from sim.artefacts import (
+from sim.artefacts.codec import (
     ARTEFACTS,
-    SUMMARY_SCHEMA,
     ArtefactError,
-    Summary,
     read_attack,
     read_compare,
     read_fleet,
@@ -24,7 +22,8 @@ from sim.artefacts import (
     read_summary_or_smoke,
     write_summary,
 )
-from sim.schemas import SCHEMA_DIR, json_schema, main, normalised
+from sim.artefacts.schemas import SCHEMA_DIR, json_schema, main, normalised
+from sim.artefacts.summary_file import SUMMARY_SCHEMA, Summary
 from tests.commands import fleetbench
 from tests.sim.conftest import serve_broken_target
 
@@ -44,7 +43,7 @@ def _same_schema(committed_text: str, name: str) -> bool:
 @pytest.mark.parametrize("name", sorted(ARTEFACTS))
 def test_committed_schema_is_what_the_types_generate(name: str) -> None:
     committed = SCHEMA_DIR / f"{name}.schema.json"
-    assert _same_schema(committed.read_text(), name), "run: python -m sim.schemas"
+    assert _same_schema(committed.read_text(), name), "run: python -m sim.artefacts.schemas"
 
 
 def _rewritten(schema: Any, key: str, old: object, new: object) -> tuple[Any, int]:
