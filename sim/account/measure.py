@@ -302,6 +302,18 @@ class Measurements:
             "revocation": {device: list(rows) for device, rows in self.revocation.items()},
         }
 
+    def live_wire(self) -> dict[str, Any]:
+        """The part of the account a live metrics endpoint reads
+        (:mod:`sim.account.live_metrics`): its histograms and counters, without the per-second
+        series, which grow with the run."""
+        return {
+            "latency": {_wire_key(k): h.encode().decode() for k, h in self.latency.items()},
+            "corrected": {_wire_key(k): h.encode().decode() for k, h in self.corrected.items()},
+            "lag": {k: h.encode().decode() for k, h in self.lag.items()},
+            "counters": dict(self.counters),
+            "started": self.started,
+        }
+
     def take_wire(self) -> dict[str, Any]:
         """What was recorded since the last call, then forget it (one report's delta)."""
         wire = self.to_wire()

@@ -10,6 +10,7 @@ from rich.console import Console
 
 from sim.account.storms import parse_run_scenario
 from sim.cli.exits import verdict_exit
+from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     add_profile_option,
     add_target_options,
@@ -24,7 +25,7 @@ from sim.errors import ConfigError
 from sim.fleet.model import CREDENTIAL_KINDS
 from sim.shape.scenarios import REFRESH_MODES
 from sim.shape.stages import parse_stages
-from target.jose import ALG_NAMES as TOKEN_ALGS
+from target.jose.vocabulary import ALG_NAMES as TOKEN_ALGS
 
 __all__ = ["add_parser", "command"]
 
@@ -133,6 +134,7 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_profile_option(run)
+    add_metrics_options(run)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:

@@ -70,7 +70,9 @@ class SimConfig:
     # journal of the revoke calls (sent and answered, Unix s) and the API's stated bound.
     revoked_devices: list[str] = field(default_factory=list)
     revocation_journal: str | None = None
-    revocation_bound_s: float = 0.0
+    revocation_bound_s: float | None = None  # None: no revocation in this run (or its default)
+    # The master adds the live account to the progress file (a metrics endpoint reads it).
+    live_account: bool = False
 
     @cached_property
     def parsed_stages(self) -> Stages | None:

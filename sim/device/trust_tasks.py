@@ -71,7 +71,7 @@ class TrustDevice(StormDevice):
         MEASUREMENTS.counters["runs revocation"] += 1
         journal = _journal(config.revocation_journal or "")
         device = self.device.id
-        bound_s = config.revocation_bound_s
+        bound_s = config.revocation_bound_s or 0.0
         revoked_at = journal.refresh().answered.get(device)
         if (
             revoked_at is not None

@@ -20,6 +20,7 @@ from typing import Any
 
 from sim import __version__
 from sim.account.generator import ProcessTreeSampler
+from sim.account.live_metrics import active, asked_rate, live_account
 from sim.account.measure import Measurements
 from sim.account.server_view import (
     DeviceStats,
@@ -32,7 +33,6 @@ from sim.account.storms import OUTAGE_AT_SHARE, Outage, storm_section
 from sim.account.summary import build_summary, telemetry_account
 from sim.artefacts.codec import write_summary
 from sim.artefacts.summary_file import FleetFacts, GeneratorCpu, Summary, TargetCpu
-from sim.device.settings import SimConfig
 from sim.errors import SimError
 from sim.fleet.admin import ProvisionResult, register_fleet
 from sim.fleet.client import TargetClient
@@ -42,7 +42,6 @@ from sim.profiles.registration import profile_fleet, register_by_call
 from sim.run.commands import run_command, wait_answering
 from sim.run.config import RunConfig
 from sim.run.distributed import (
-    START_SPREAD_S,
     apply_cluster,
     cluster_section,
     with_workers,
@@ -164,29 +163,11 @@ def _locust_env(
     trust: TrustPlan | None = None,
 ) -> dict[str, str]:
     """The environment Locust runs in: its run described in a file, and no admin key."""
-    sim_config = SimConfig(
-        fleet=str(fleet_path),
-        scenarios=config.effective_scenarios,
-        endpoint=config.effective_endpoint,
-        interval_s=config.interval_s,
-        refresh=config.refresh,
-        bad_ratio=config.bad_ratio,
-        leeway_s=float(config.effective_leeway),
+    sim_config = config.locust_settings(
+        fleet=fleet_path,
         issuer=metadata.get("issuer"),
-        raw=str(scratch / "raw.json"),
-        claim_file=str(scratch / "claims"),
-        progress_file=str(scratch / "progress.json"),
-        # Locust runs in the results folder: a profile file named relative to here must still
-        # be found there.
-        profile=str(Path(config.profile).resolve())
-        if Path(config.profile).is_file()
-        else config.profile,
-        rate_rps=config.rate_rps,
-        stages=config.stages.text if config.stages else None,
-        distributed=config.master,
-        start_spread_s=START_SPREAD_S if config.master else 0.0,
-        storm=config.storm,
-        backoff=config.backoff,
+        scratch=scratch,
+        live_account=active(),
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
         **(trust.locust_settings() if trust else {}),
     )
@@ -218,6 +199,9 @@ def _load(
 ) -> _Load:
     config.log(f"running {users} devices for {config.duration_s:g} s")
     command = locust_command(config, users, target.url, folder)
+    live_account().load_started(
+        asked_rate(config.rate_rps, config.stages, config.interval_s, users)
+    )
     embedded = target.embedded
     target_tree = (
         [ProcessTreeSampler(embedded.pid, ("server", "worker"))]
@@ -268,6 +252,8 @@ def run_benchmark(config: RunConfig) -> Summary:
     if config.generator_cpus:
         locust_cpus = config.generator_cpus
     stop = Stop()
+    live = live_account()
+    live.begin()
     try:
         with stop.installed(), _target(config, target_cpus) as target:
             client = TargetClient(target.url, target.admin_key)
@@ -276,6 +262,7 @@ def run_benchmark(config: RunConfig) -> Summary:
             via = config.loaded_profile.provision.via
             # /admin/stats (also proves the admin key) is our own contract's.
             stats_before = telemetry_stats(client) if via == "admin" else None
+            live.stage("provisioning")
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
             trust = TrustPlan.make(
@@ -295,6 +282,7 @@ def run_benchmark(config: RunConfig) -> Summary:
                     config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
                 )
             measurements = Measurements.from_wire(load.raw.get("measurements", {}))
+            live.stage("reporting")
             cluster = cluster_section(load.raw["cluster"]) if "cluster" in load.raw else None
             generator = with_workers(load.generator, cluster) if cluster else load.generator
             if target.embedded is not None:
@@ -368,9 +356,11 @@ def run_benchmark(config: RunConfig) -> Summary:
                     summary["verdict"]["label"] = "FAIL"
             if trust is not None:
                 trust.apply(summary, measurements)
+            live.finish(measurements, summary["verdict"])
             _write_outputs(summary, folder)
             return summary
     finally:
+        live.abandon()  # a run that failed leaves no live figures behind
         shutil.rmtree(scratch, ignore_errors=True)
 
 
