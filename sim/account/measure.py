@@ -258,6 +258,9 @@ class Measurements:
         # Storm scenarios (sim.account.storms): per device, the moments it went through a storm (its
         # token's ``exp``, first refusal, first ``ok`` after it), each recorded once.
         self.storm_marks: defaultdict[str, dict[str, float]] = defaultdict(dict)
+        # --scenario revocation (sim.account.revocation): per revoked device, each request once its
+        # revoke call was sent: [started, answered (Unix s), 1 accepted / 0 not].
+        self.revocation: defaultdict[str, list[list[float]]] = defaultdict(list)
 
     def request_started(self) -> None:
         self.started += 1
@@ -348,6 +351,7 @@ class Measurements:
             "corrected": {_wire_key(k): h.encode().decode() for k, h in self.corrected.items()},
             "lag": {k: h.encode().decode() for k, h in self.lag.items()},
             "storm_marks": {device: dict(marks) for device, marks in self.storm_marks.items()},
+            "revocation": {device: list(rows) for device, rows in self.revocation.items()},
         }
 
     def live_wire(self) -> dict[str, Any]:
@@ -408,6 +412,8 @@ class Measurements:
             device_marks = self.storm_marks[device]
             for name, moment in marks.items():
                 device_marks.setdefault(name, float(moment))  # the first report of each mark wins
+        for device, rows in wire.get("revocation", {}).items():
+            self.revocation[device].extend([float(v) for v in row] for row in rows)
 
     @classmethod
     def from_wire(cls, wire: dict[str, Any]) -> Measurements:

@@ -126,13 +126,21 @@ class DeviceRequests:
         reading: bool,
         lean: bool = False,
         authorization: str | None = None,
+        close_connection: bool = False,
     ) -> tuple[Outcome, str]:
         """One request to an endpoint of the profile carrying ``token`` (or a forged
-        ``authorization``, or nothing); ``reading`` sends the device's next seq."""
+        ``authorization``, or nothing); ``reading`` sends the device's next seq;
+        ``close_connection``: on a connection of its own, closed after the answer."""
         self._start()
         spec = self.endpoints[0] if len(self.endpoints) == 1 else self.rng.choice(self.endpoints)
         endpoint = spec.name
         request = self._request_for(spec, token, authorization, device_id, reading)
+        if close_connection:
+            lean = False
+            request = Request(
+                request.method, request.path, {**request.headers, "Connection": "close"},
+                request.body,
+            )  # fmt: skip
         sends_seq = spec.body is not None and "{seq}" in json.dumps(spec.body)
         if reading and sends_seq:
             MEASUREMENTS.telemetry[self.device.id][0] += 1

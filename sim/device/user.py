@@ -43,8 +43,8 @@ from sim.device.run_state import (
     run_stages,
 )
 from sim.device.settings import SimConfig
-from sim.device.storm_tasks import StormDevice
 from sim.device.tokens import RETRIED_OUTCOMES, HeldToken, TokenHolder
+from sim.device.trust_tasks import TrustDevice
 from sim.fleet.model import Device
 from sim.outcomes import Outcome, judge_forged
 from sim.processes import raise_open_files_limit
@@ -63,7 +63,7 @@ PROGRESS_INTERVAL_S = 1.0
 LIVE_ACCOUNT_SHARE = 0.01
 
 
-class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
+class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
     """One device of the fleet: its own credential, its own tokens, its own connection."""
 
     concurrency = 1
@@ -415,6 +415,10 @@ def _apply_settings(config: SimConfig) -> None:
         tasks = [FleetDevice.expiry_storm]
     elif config.storm == "reconnect-storm":
         tasks = [FleetDevice.reconnect_storm]
+    elif config.storm == "rotation-storm":
+        tasks = [FleetDevice.rotation_storm]
+    elif config.storm == "revocation":
+        tasks = [FleetDevice.revocation]
     FleetDevice.tasks = tasks
     open_model = is_open_model(config.rate_rps, config.parsed_stages)
     FleetDevice.wait_time = open_pacing if open_model else constant_pacing(config.interval_s)

@@ -12,8 +12,9 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ from sim.fleet.client import TargetClient
 from sim.fleet.model import Fleet, load_fleet, make_fleet, save_fleet
 from sim.processes import raise_open_files_limit, split_cores
 from sim.profiles.registration import profile_fleet, register_by_call
+from sim.run.commands import run_command, wait_answering
 from sim.run.config import RunConfig
 from sim.run.distributed import (
     apply_cluster,
@@ -48,6 +50,7 @@ from sim.run.embedded import EmbeddedTarget
 from sim.run.locust_child import Stop, locust_command, read_raw, run_locust
 from sim.run.machine import cpu_model, versions
 from sim.run.results import results_folder
+from sim.run.trust import TrustPlan
 
 __all__ = ["fleet_file", "run_benchmark"]
 
@@ -107,6 +110,7 @@ def _target(config: RunConfig, cpus: set[int] | None) -> Iterator[_Target]:
     embedded = EmbeddedTarget(
         config.token_alg, cpus=cpus, token_ttl=config.effective_token_ttl,
         leeway=config.effective_leeway,
+        workers=config.target_workers if config.target_workers > 1 else None,
     )  # fmt: skip
     try:
         embedded.start()
@@ -156,6 +160,7 @@ def _locust_env(
     metadata: dict[str, Any],
     stats_before: DeviceStats | None,
     scratch: Path,
+    trust: TrustPlan | None = None,
 ) -> dict[str, str]:
     """The environment Locust runs in: its run described in a file, and no admin key."""
     sim_config = config.locust_settings(
@@ -164,6 +169,7 @@ def _locust_env(
         scratch=scratch,
         live_account=active(),
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
+        **(trust.locust_settings() if trust else {}),
     )
     sim_config.write(scratch / "sim-config.json")
     env = {**os.environ, "FLEETBENCH_CONFIG": str(scratch / "sim-config.json")}
@@ -259,8 +265,19 @@ def run_benchmark(config: RunConfig) -> Summary:
             live.stage("provisioning")
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
-            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
-            with _outage(config, target, scratch) as outage:
+            trust = TrustPlan.make(
+                config.storm, config.loaded_profile, TargetClient(target.url, target.admin_key),
+                scratch, embedded=target.embedded is not None, fleet=provisioned.fleet,
+                revoke_percent=config.revoke_percent, bound_s=config.revocation_bound_s,
+                rotate_cmd=config.rotate_cmd,
+            )  # fmt: skip
+            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch, trust)
+            with (
+                _outage(config, target, scratch) as outage,
+                trust.running(scratch / "progress.json", config.duration_s)
+                if trust
+                else contextlib.nullcontext(),
+            ):
                 load = _load(
                     config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
                 )
@@ -337,6 +354,8 @@ def run_benchmark(config: RunConfig) -> Summary:
                     summary["verdict"]["failures"].append(outage.error)
                     summary["verdict"]["passed"] = False
                     summary["verdict"]["label"] = "FAIL"
+            if trust is not None:
+                trust.apply(summary, measurements)
             live.finish(measurements, summary["verdict"])
             _write_outputs(summary, folder)
             return summary
@@ -346,6 +365,16 @@ def run_benchmark(config: RunConfig) -> Summary:
 
 
 RESTARTED = "the target restarted mid-run (reconnect-storm): its /metrics counters started again"
+
+
+def command_outage(command: str, url: str) -> tuple[float, float]:
+    """``--outage-cmd``: the outage runs from the command's start until, after its end, the
+    API answers HTTP again (any status)."""
+    down_at = time.time()
+    run_command(command, "--outage-cmd")
+    return down_at, wait_answering(url)
+
+
 # How long the reconnect storm's target stays down before it starts again (plus its start time).
 OUTAGE_DOWN_S = 1.0
 
@@ -354,13 +383,16 @@ OUTAGE_DOWN_S = 1.0
 def _outage(config: RunConfig, target: _Target, scratch: Path) -> Iterator[Outage | None]:
     """The reconnect storm's restart of the embedded target, on its own thread during the load."""
     embedded = target.embedded
-    if config.storm != "reconnect-storm" or embedded is None:
+    if config.storm != "reconnect-storm":
         yield None
         return
     after_s = config.duration_s * OUTAGE_AT_SHARE
-    with Outage(
-        lambda: embedded.restart(OUTAGE_DOWN_S), scratch / "progress.json", after_s
-    ) as outage:
+    restart: Callable[[], tuple[float, float]] = (
+        partial(embedded.restart, OUTAGE_DOWN_S)
+        if embedded is not None
+        else partial(command_outage, config.outage_cmd or "", target.url)
+    )
+    with Outage(restart, scratch / "progress.json", after_s) as outage:
         config.log(
             f"the target goes down {after_s:.0f} s into the run, for about {OUTAGE_DOWN_S:g} s"
         )

@@ -239,7 +239,7 @@ def test_reconnect_storm_restarts_the_target_and_loses_nothing(tmp_path: Path) -
     assert 'data-figure="storms.reconnect.time_to_recover_s"' in html
 
 
-def test_reconnect_storm_needs_the_embedded_target() -> None:
+def test_reconnect_storm_on_a_target_needs_an_outage_cmd() -> None:
     config = RunConfig(
         target="http://127.0.0.1:9",
         admin_key="unused-here",
@@ -247,5 +247,5 @@ def test_reconnect_storm_needs_the_embedded_target() -> None:
         storm="reconnect-storm",
         duration_s=20,
     )
-    with pytest.raises(ConfigError, match="restarts the embedded target"):
+    with pytest.raises(ConfigError, match="needs --outage-cmd CMD"):
         config.check()
