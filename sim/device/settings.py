@@ -64,13 +64,20 @@ class SimConfig:
     # Each device waits a random 0..start_spread_s before its first request, so that many
     # generators starting together do not all ask the token endpoint in the same instant.
     start_spread_s: float = 0.0
-    storm: str | None = None  # a storm scenario (sim.account.storms): "expiry-storm"
+    storm: str | None = None  # a storm scenario (sim.account.storms): "expiry-storm", ...
     backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
     # The first warmup_s of the run (by each request's intended send time): requests go out as
     # usual but are recorded under the "warmup" scenario, outside the corrected latency, so a
     # first-token burst is not judged (capacity's steps).
     warmup_s: float = 0.0
     minted_ttl_s: int | None = None  # --token-ttl with a minted profile: instead of its ttl_s
+    # --scenario revocation (sim.account.revocation): the devices the run revokes mid-run, the
+    # journal of the revoke calls (sent and answered, Unix s) and the API's stated bound.
+    revoked_devices: list[str] = field(default_factory=list)
+    revocation_journal: str | None = None
+    revocation_bound_s: float | None = None  # None: no revocation in this run (or its default)
+    # The master adds the live account to the progress file (a metrics endpoint reads it).
+    live_account: bool = False
 
     @cached_property
     def parsed_stages(self) -> Stages | None:

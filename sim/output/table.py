@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from sim.account.revocation import revocation_line
 from sim.account.storms import recovery_line
 from sim.artefacts.summary_file import Percentiles, Summary
 
@@ -198,6 +199,9 @@ def _lines(summary: Summary) -> list[str]:
     storm = recovery_line(summary)
     if storm:
         lines.append(storm)
+    revocation = summary.get("revocation")
+    if revocation:
+        lines.append(revocation_line(revocation))
     corpus = summary.get("corpus")
     if corpus:
         accepted = [case for case, counts in corpus.items() if counts.get("accepted_invalid")]

@@ -4,7 +4,7 @@ master wrote (:mod:`sim.device.cluster` deals the fleet and follows the workers 
 
 Everything a master and its workers exchange travels over Locust's messaging (ZeroMQ, no
 encryption), devices' secrets and keys included: keep the master's port on a private network or
-an SSH tunnel (README, "Running across machines").
+an SSH tunnel (docs/cli/worker.md).
 """
 
 from __future__ import annotations

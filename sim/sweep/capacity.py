@@ -55,7 +55,7 @@ from sim.sweep.compare import (
     check_token_algs,
     split_per_alg,
 )
-from target.algorithms import ALGORITHMS
+from target.jose.algorithms import ALGORITHMS
 
 # The path the search drives on our embedded target, as the second opinion calls it.
 EMBEDDED_PATH = ENDPOINT_PATHS[EMBEDDED_ENDPOINT][1]

@@ -35,8 +35,8 @@ from sim.artefacts.summary_file import Summary
 from sim.errors import CompareError, ConfigError, Interrupted, SimError
 from sim.run.machine import cpu_model, versions
 from sim.shape.scenarios import Endpoint
-from target.algorithms import ALG_NAMES, ALGORITHMS
 from target.costs import micro_benchmark
+from target.jose.algorithms import ALG_NAMES, ALGORITHMS
 
 if TYPE_CHECKING:
     from sim.run.config import RunConfig

@@ -22,6 +22,7 @@ from sim.artefacts.codec import read_summary
 from sim.errors import ConfigError
 from sim.run.distributed import Address, parse_address
 from sim.run.embedded import EmbeddedTarget, free_port
+from tests.commands import fleetbench_here
 from tests.conftest import StartTarget
 from tests.sim.conftest import serve_broken_target
 
@@ -260,9 +261,7 @@ def test_no_workers_is_one_line_and_exit_2(tmp_path: Path, start: Start) -> None
     ],
 )
 def test_bad_cluster_options_are_one_line(args: list[str], message: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "sim", *args], capture_output=True, text=True, timeout=60
-    )
+    done = fleetbench_here(*args)  # refused before anything starts: in process
     assert done.returncode == 2
     assert done.stderr.startswith("fleetbench: error:") and message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
