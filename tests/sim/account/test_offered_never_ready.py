@@ -14,6 +14,8 @@ import pytest
 from tests.sim.conftest import REPO, serve_broken_target
 from tests.sim.profiles.test_profile_run import PROFILE
 
+pytestmark = pytest.mark.slow  # each test starts real processes
+
 
 def test_devices_never_ready_make_a_closed_loop_run_overloaded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -5,7 +5,11 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pytest
+
 from tests.commands import fleetbench
+
+pytestmark = pytest.mark.slow  # each test starts real processes
 
 
 def test_the_per_name_rows_add_up_to_the_aggregate(tmp_path: Path) -> None:

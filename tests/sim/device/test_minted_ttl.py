@@ -11,6 +11,8 @@ import pytest
 from tests.commands import fleetbench
 from tests.sim.conftest import REPO, serve_stalling_api
 
+pytestmark = pytest.mark.slow  # each test starts real processes
+
 PROFILE = str(REPO / "tests/apis/stall/profile.toml")  # minted HS256 tokens, ttl_s 3600
 
 

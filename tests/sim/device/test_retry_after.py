@@ -13,6 +13,8 @@ from tests.commands import fleetbench
 from tests.sim.conftest import serve_broken_target
 from tests.sim.profiles.test_profile_run import PROFILE
 
+pytestmark = pytest.mark.slow  # each test starts real processes
+
 RETRY_AFTER_S = 3
 
 

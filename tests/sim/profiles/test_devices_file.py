@@ -53,6 +53,7 @@ def _run(url: str, profile: Path, folder: Path, *more: str) -> subprocess.Comple
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_devices_takes_the_first_n_of_the_file(
     known_devices: tuple[str, Path], tmp_path: Path
 ) -> None:

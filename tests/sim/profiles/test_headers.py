@@ -100,6 +100,7 @@ def guarded_api() -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_registration_through_an_api_key_header(guarded_api: str, tmp_path: Path) -> None:
     """Registration guarded by X-Api-Key, the key from the environment: the run registers its
     devices with no step outside fleetbench, and the key is in none of its files or output."""
@@ -128,6 +129,7 @@ def test_registration_through_an_api_key_header(guarded_api: str, tmp_path: Path
     assert result.returncode != 0 and "POST /register answered 401" in result.stderr
 
 
+@pytest.mark.slow
 def test_telemetry_is_reconciled_with_the_apis_stats_call(guarded_api: str, tmp_path: Path) -> None:
     """Issue 26 item 7: a [stats] call (its admin header from the environment) gives the API's
     own received count, so received, lost and duplicated are known on a foreign API."""

@@ -17,6 +17,8 @@ import pytest
 from tests.apis.serve import serve_listening
 from tests.commands import fleetbench
 
+pytestmark = pytest.mark.slow  # each test starts real processes
+
 APPS = {
     "drf-simplejwt": "tests.apis.drf_simplejwt.app",
     "fastapi-oauth2": "tests.apis.fastapi_oauth2.app",

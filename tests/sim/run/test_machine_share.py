@@ -35,6 +35,7 @@ def _run(url: str, folder: Path, *more: str) -> tuple[str, dict[str, object]]:
     return done.stdout, cpu
 
 
+@pytest.mark.slow
 def test_an_unpinned_generator_beside_a_loopback_target_is_named(
     loopback_api: str, tmp_path: Path
 ) -> None:
@@ -44,6 +45,7 @@ def test_an_unpinned_generator_beside_a_loopback_target_is_named(
     assert "warning: the target (127.0.0.1) is on this machine" in stdout
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(available_cpus()) < 2, reason="needs two cores to give one away")
 def test_generator_cpus_pins_the_generator(loopback_api: str, tmp_path: Path) -> None:
     last = max(available_cpus())
@@ -52,6 +54,7 @@ def test_generator_cpus_pins_the_generator(loopback_api: str, tmp_path: Path) ->
     assert "is on this machine" not in stdout
 
 
+@pytest.mark.slow
 def test_bad_generator_cpus_are_one_line() -> None:
     done = fleetbench("run", "--generator-cpus", "9999")
     assert done.returncode == 2

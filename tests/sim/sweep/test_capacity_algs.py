@@ -16,6 +16,8 @@ import pytest
 from tests.apis.serve import serve_listening
 from tests.commands import fleetbench
 
+pytestmark = pytest.mark.slow  # each test starts real processes
+
 ONE_SHORT_STEP = ["--devices", "2", "--step-duration", "2", "--start-rate", "5",
                   "--max-steps", "1", "--narrow-steps", "0", "--slo", "p99=2s"]  # fmt: skip
 

@@ -13,6 +13,8 @@ from tests.commands import fleetbench
 from tests.sim.conftest import serve_broken_target
 from tests.sim.profiles.test_profile_run import PROFILE
 
+pytestmark = pytest.mark.slow  # each test starts real processes
+
 DEVICES = 10
 LOGIN_COST_S = 0.15  # 10 logins hold the one-worker API 1.5 s
 
