@@ -483,6 +483,17 @@ class ClusterWorker(TypedDict):
     # time is missing from the totals.
     affected_s: list[float] | None
     lost_device_ids: list[str]  # its devices when lost (the first 100), [] otherwise
+    users: NotRequired[int]  # the most users Locust gave it at once: its devices' cap
+    # Sealed messages from it that did not open (or came twice): dropped, its account incomplete.
+    unauthentic: NotRequired[int]
+
+
+class ClusterRefused(TypedDict):
+    """A peer the master did not admit: it never proved it holds the cluster key."""
+
+    id: str  # the id it gave (host name and a random tag)
+    host: str
+    reason: str
 
 
 class Cluster(TypedDict):
@@ -493,6 +504,7 @@ class Cluster(TypedDict):
     dealt: int  # devices handed to a worker; the rest found no user
     degraded: bool  # a worker was lost: the totals miss what it sent after its last report
     lost_workers: int
+    refused: NotRequired[list[ClusterRefused]]  # given no users, no devices, no settings
 
 
 class StormBurst(TypedDict):

@@ -2,34 +2,41 @@
 options of a master and of a worker, and the summary's ``cluster`` section from the account the
 master wrote (:mod:`sim.cluster` deals the fleet and follows the workers inside Locust).
 
-Everything a master and its workers exchange travels over Locust's messaging (ZeroMQ, no
-encryption), devices' secrets and keys included: keep the master's port on a private network or
-an SSH tunnel (README, "Running across machines").
+Only workers that prove they hold the cluster key join; the shards and the workers' accounts
+travel sealed (:mod:`sim.seal`, :mod:`sim.admission`; docs/security.md says what is sealed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sim.artefacts import Cluster, ClusterWorker, GeneratorCpu, ProcessCpu, Summary
 from sim.errors import ConfigError
 from sim.generator import cpu_saturated
+from sim.seal import KEY_ENV, ClusterKey, new_key_text
 from sim.summary import verdict
 
 __all__ = [
     "DEFAULT_PORT",
+    "REFUSED_EXIT",
+    "REFUSED_FILE",
     "REMOTE_ENV",
     "START_SPREAD_S",
     "Address",
     "apply_cluster",
     "cluster_section",
+    "master_key",
     "parse_address",
+    "refused_line",
     "with_workers",
 ]
 
 DEFAULT_PORT = 5557  # Locust's own default master port
 REMOTE_ENV = "FLEETBENCH_REMOTE"  # "1": the Locust process is a remote worker (fleetbench worker)
+REFUSED_EXIT = 3  # a remote worker's Locust, refused by the master (it printed why)
+REFUSED_FILE = "refused.json"  # beside the raw account: the peers the master refused so far
 # A device's first request waits a random share of this in a run over remote workers: enough
 # to keep N generators that start together from asking the token endpoint in one instant.
 START_SPREAD_S = 1.0
@@ -63,6 +70,21 @@ def parse_address(text: str, what: str, default_host: str | None = None) -> Addr
     if not 0 < port < 65536:
         raise ConfigError(f"{what}: port {port} is out of range")
     return Address(host, port)
+
+
+def master_key(environ: Mapping[str, str], announce: Callable[[str], None]) -> str:
+    """The cluster key of a run over remote workers: ``FLEETBENCH_CLUSTER_KEY``, or a fresh one,
+    announced once (the operator passes it to each worker; it is written nowhere else)."""
+    text = environ.get(KEY_ENV, "").strip()
+    if text:
+        ClusterKey(text)  # a bad key is one line now, not a refused worker later
+        return text
+    text = new_key_text()
+    announce(
+        f"cluster key (start each worker with {KEY_ENV}={text} fleetbench worker ...); "
+        f"set {KEY_ENV} to choose your own"
+    )
+    return text
 
 
 def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -> ClusterWorker:
@@ -99,6 +121,8 @@ def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -
         "account_complete": bool(raw.get("final")),
         "affected_s": affected,
         "lost_device_ids": list(raw.get("device_ids", []))[:LISTED_LOST_DEVICES] if lost else [],
+        "users": int(raw.get("users", 0)),
+        "unauthentic": int(raw.get("unauthentic", 0)),
     }
 
 
@@ -113,14 +137,38 @@ def cluster_section(raw: dict[str, Any]) -> Cluster:
         "dealt": int(raw.get("dealt", 0)),
         "degraded": lost > 0,
         "lost_workers": lost,
+        "refused": [
+            {"id": str(r["id"]), "host": str(r["host"]), "reason": str(r["reason"])}
+            for r in raw.get("refused", [])
+        ],
     }
 
 
+def refused_line(refused: list[Any]) -> str:
+    """The peers the master refused, in one line ('' when none)."""
+    if not refused:
+        return ""
+    named = "; ".join(f"{r['id']} ({r['reason']})" for r in refused)
+    return f"workers refused (given nothing): {named}"
+
+
 def apply_cluster(summary: Summary, cluster: Cluster) -> None:
-    """Put ``cluster`` in the summary; a lost worker fails the verdict (the run is degraded)."""
+    """Put ``cluster`` in the summary. A lost worker fails the verdict (the run is degraded), and
+    so does a worker whose users had no device, or whose sealed account did not all open."""
     summary["cluster"] = cluster
     failures = list(summary["verdict"]["failures"])
     for worker in cluster["workers"]:
+        users, devices = worker.get("users", 0), worker["devices"]
+        if users > devices and not worker["lost"]:
+            failures.append(
+                f"worker {worker['id']} was given {users} users but dealt {devices} devices: "
+                f"{users - devices} ran without a device"
+            )
+        if worker.get("unauthentic"):
+            failures.append(
+                f"worker {worker['id']}: {worker.get('unauthentic')} of its messages failed "
+                "authentication and were dropped: its account is incomplete"
+            )
         if not worker["lost"]:
             continue
         first, last = worker["affected_s"] or [0.0, 0.0]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -30,11 +31,14 @@ from sim.artefacts import (
 from sim.config import SimConfig, choose_endpoint
 from sim.distributed import (
     DEFAULT_PORT,
+    REFUSED_FILE,
     START_SPREAD_S,
     Address,
     apply_cluster,
     cluster_section,
+    master_key,
     parse_address,
+    refused_line,
     with_workers,
 )
 from sim.embedded import EmbeddedTarget
@@ -51,6 +55,7 @@ from sim.profiles.provision import profile_fleet, register_by_call
 from sim.provision import ProvisionResult, register_fleet
 from sim.results import results_folder
 from sim.scenarios import MIXED, RefreshMode, Scenario
+from sim.seal import KEY_ENV
 from sim.server_view import (
     DeviceStats,
     MetricsCpuSampler,
@@ -351,6 +356,10 @@ def _provision(config: RunConfig, client: TargetClient, scratch: Path) -> _Provi
     return _Provisioned(fleet, path, result, time.monotonic() - started)
 
 
+def _announce(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # even with --quiet: the workers need it
+
+
 def _locust_env(
     config: RunConfig,
     fleet_path: Path,
@@ -429,9 +438,11 @@ def _load(
             target_metrics.stop()
     raw = read_raw(scratch / "raw.json")
     if config.master and not raw.get("started") and not stop.requested:
+        refused = refused_line(read_raw(scratch / REFUSED_FILE).get("refused", []))
         raise SimError(
             f"{config.expect_workers} workers did not join {config.bind} within "
             f"{config.worker_wait_s} s (fleetbench worker --master HOST:PORT on each host)"
+            + (f"; {refused}" if refused else "")
         )
     window = (
         (float(raw["started"]), float(raw["stopped"]))
@@ -452,6 +463,8 @@ def _load(
 def run_benchmark(config: RunConfig) -> Summary:
     """Run one benchmark end to end and return its summary (also written to the results folder)."""
     config.check()
+    # Announced before the fleet is provisioned: the operator starts the workers meanwhile.
+    key = master_key(os.environ, _announce) if config.master else None
     if config.effective_scenarios != config.scenarios:
         profile = config.loaded_profile.name
         config.log(f"profile {profile} mints its tokens: mixed runs without issuance")
@@ -473,6 +486,9 @@ def run_benchmark(config: RunConfig) -> Summary:
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
             env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
+            env.pop(KEY_ENV, None)
+            if key is not None:
+                env[KEY_ENV] = key  # to Locust's master only: it proves and seals with it
             with _outage(config, target, scratch) as outage:
                 load = _load(
                     config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop

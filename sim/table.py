@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.artefacts import Percentiles, Summary
+from sim.distributed import refused_line
 from sim.storms import recovery_line
 
 __all__ = ["print_summary"]
@@ -227,6 +228,9 @@ def _lines(summary: Summary) -> list[str]:
             f"workers: {len(cluster['workers'])}, {cluster['dealt']} of "
             f"{cluster['fleet_devices']} devices dealt: {shares}"
         )
+        refused = refused_line(cluster.get("refused", []))
+        if refused:
+            lines.append(refused)
     return lines
 
 

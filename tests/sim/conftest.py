@@ -4,10 +4,12 @@ short real mixed run shared by the threshold and diff tests."""
 from __future__ import annotations
 
 import contextlib
+import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,8 +19,11 @@ from sim.artefacts import Summary
 from sim.embedded import free_port
 from sim.runner import RunConfig, run_benchmark
 from sim.scenarios import MIXED
+from sim.seal import KEY_ENV, new_key_text
 
 REPO = Path(__file__).resolve().parents[2]
+Start = Callable[..., subprocess.Popen[bytes]]
+CLUSTER_KEY = new_key_text()  # what a master and its workers share in these tests (sim.seal)
 
 
 @contextlib.contextmanager
@@ -84,3 +89,25 @@ def mixed_run(folder: Path, interval_s: float = 0.1) -> Summary:
 def mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
     """One real mixed run for the whole session; its summary.json is at ``run.results``."""
     return mixed_run(tmp_path_factory.mktemp("mixed"))
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Start]:
+    """``python -m sim ARGS`` in its own process group, output in ``tmp_path/<name>.log``; the
+    cluster key of these tests in its environment unless ``env`` says otherwise."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def run(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sim", *args], stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, env={**os.environ, KEY_ENV: CLUSTER_KEY, **(env or {})},
+            )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
