@@ -7,8 +7,10 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 from sim.embedded import free_port
 from sim.fleet import Fleet, make_fleet, save_fleet
 from sim.seal import KEY_ENV, new_key_text
+from tests.conftest import StartTarget
 from tests.sim.conftest import CLUSTER_KEY, Start, serve_broken_target
 from tests.sim.wire_relay import wire_relay
 
@@ -192,3 +195,30 @@ def test_a_worker_without_a_usable_key_is_one_line_before_it_joins(key: str) -> 
     assert done.stderr.startswith("fleetbench: error:") and KEY_ENV in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert key == "" or key not in done.stderr  # a key's value is never echoed
+
+
+def test_a_master_without_a_key_makes_one_and_prints_it_once(
+    tmp_path: Path, start: Start, start_target: StartTarget
+) -> None:
+    target = start_target("HS256")
+    port = free_port()
+    results = tmp_path / "results"
+    master = start(
+        "master",
+        "run", "--master", "--bind", f"127.0.0.1:{port}", "--expect-workers", "1",
+        "--worker-wait", "60", "--target", target.url, "--alg", "secret", "--devices", "4",
+        "--duration", "2", "--results", str(results), "--quiet",
+        env={"FLEETBENCH_ADMIN_KEY": target.admin_key, KEY_ENV: ""},
+    )  # fmt: skip
+    log = tmp_path / "master.log"
+    deadline = time.monotonic() + RUN_LIMIT_S
+    while "cluster key" not in log.read_text():
+        assert master.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    (key,) = re.findall(rf"{KEY_ENV}=(\S+)", log.read_text())
+    start("w1", "worker", "--master", f"127.0.0.1:{port}", env={KEY_ENV: key})
+    assert master.wait(timeout=RUN_LIMIT_S) == 0, log.read_text()
+    assert log.read_text().count(key) == 1
+    for path in results.rglob("*"):
+        if path.is_file():
+            assert key.encode() not in path.read_bytes(), path
