@@ -19,7 +19,6 @@ import pytest
 from sim.embedded import free_port
 from sim.fleet import Fleet, make_fleet, save_fleet
 from sim.seal import KEY_ENV, new_key_text
-from tests.conftest import StartTarget
 from tests.sim.conftest import CLUSTER_KEY, Start, serve_broken_target
 from tests.sim.wire_relay import wire_relay
 
@@ -34,7 +33,14 @@ def _fleet(tmp_path: Path) -> tuple[Fleet, Path]:
 
 
 def _master(
-    start: Start, url: str, fleet: Path, results: Path, port: int, workers: int, duration_s: int
+    start: Start,
+    url: str,
+    fleet: Path,
+    results: Path,
+    port: int,
+    workers: int,
+    duration_s: int,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A master whose target accepts every token: an honest run reads FAIL (accepted_invalid)."""
     return start(
@@ -43,7 +49,7 @@ def _master(
         "--worker-wait", "60", "--target", url, "--alg", "secret", "--fleet", str(fleet),
         "--interval", "0.2", "--duration", str(duration_s), "--results", str(results), "--quiet",
         "--scenario", "verification=3,rejection=1",
-        env={"FLEETBENCH_ADMIN_KEY": "any"},
+        env={"FLEETBENCH_ADMIN_KEY": "any", **(env or {})},
     )  # fmt: skip
 
 
@@ -197,27 +203,22 @@ def test_a_worker_without_a_usable_key_is_one_line_before_it_joins(key: str) -> 
     assert key == "" or key not in done.stderr  # a key's value is never echoed
 
 
-def test_a_master_without_a_key_makes_one_and_prints_it_once(
-    tmp_path: Path, start: Start, start_target: StartTarget
-) -> None:
-    target = start_target("HS256")
+def test_a_master_without_a_key_makes_one_and_prints_it_once(tmp_path: Path, start: Start) -> None:
+    _, fleet_path = _fleet(tmp_path)
     port = free_port()
     results = tmp_path / "results"
-    master = start(
-        "master",
-        "run", "--master", "--bind", f"127.0.0.1:{port}", "--expect-workers", "1",
-        "--worker-wait", "60", "--target", target.url, "--alg", "secret", "--devices", "4",
-        "--duration", "2", "--results", str(results), "--quiet",
-        env={"FLEETBENCH_ADMIN_KEY": target.admin_key, KEY_ENV: ""},
-    )  # fmt: skip
     log = tmp_path / "master.log"
-    deadline = time.monotonic() + RUN_LIMIT_S
-    while "cluster key" not in log.read_text():
-        assert master.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
-    (key,) = re.findall(rf"{KEY_ENV}=(\S+)", log.read_text())
-    start("w1", "worker", "--master", f"127.0.0.1:{port}", env={KEY_ENV: key})
-    assert master.wait(timeout=RUN_LIMIT_S) == 0, log.read_text()
+    with serve_broken_target() as url:
+        master = _master(start, url, fleet_path, results, port, 1, 2, env={KEY_ENV: ""})
+        deadline = time.monotonic() + RUN_LIMIT_S
+        while "cluster key" not in log.read_text():
+            assert master.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        (key,) = re.findall(rf"{KEY_ENV}=(\S+)", log.read_text())
+        start("w1", "worker", "--master", f"127.0.0.1:{port}", env={KEY_ENV: key})
+        assert master.wait(timeout=RUN_LIMIT_S) == 1, log.read_text()  # accepted_invalid
+    (worker,) = json.loads((results / "summary.json").read_text())["cluster"]["workers"]
+    assert worker["devices"] == 12 and worker["requests"] > 0  # it joined with that key
     assert log.read_text().count(key) == 1
     for path in results.rglob("*"):
         if path.is_file():
