@@ -486,6 +486,13 @@ class ClusterWorker(TypedDict):
     users: NotRequired[int]  # the most users Locust gave it at once: its devices' cap
     # Sealed messages from it that did not open (or came twice): dropped, its account incomplete.
     unauthentic: NotRequired[int]
+    # The open model's (0 and None in a closed-loop run): the paced sends it reported (they sum
+    # to open_model.sent_requests), its generator's scheduling lag p99, and whether that lag
+    # reached open_model.generator_lag_limit_us (it, not the target, was behind).
+    scheduled_sends: NotRequired[int]
+    corrected_requests: NotRequired[int]  # answers timed from their intended send (corrected)
+    generator_lag_p99_us: NotRequired[float | None]
+    lagging: NotRequired[bool]
 
 
 class ClusterRefused(TypedDict):

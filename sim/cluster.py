@@ -32,6 +32,7 @@ from typing import Any
 import gevent
 import gevent.queue
 import psutil
+from hdrh.histogram import HdrHistogram
 from locust.runners import (
     STATE_MISSING,
     STATE_RUNNING,
@@ -42,9 +43,10 @@ from locust.runners import (
 
 from sim.admission import CHALLENGE, HELLO, PROOF, REFUSED, REFUSED_REASONS, REPORT, Door
 from sim.config import SimConfig
-from sim.device_run import STATE, run_config, run_fleet
+from sim.device_run import STATE, run_config, run_fleet, set_origin
 from sim.distributed import REFUSED_EXIT, REFUSED_FILE, REMOTE_ENV
 from sim.fleet import Device
+from sim.measure import new_histogram
 from sim.seal import ClusterKey, Unsealed, new_key_text
 
 __all__ = [
@@ -189,6 +191,10 @@ def install_worker(environment: Any, apply_settings: Callable[[SimConfig], None]
             STATE["settings"] = settings
             apply_settings(settings)
             _SHARD.configured = True
+        if data.get("origin_s"):
+            # The master's start, by this host's clock: the stages' time 0 is the run's, as the
+            # master counts what they asked (hosts' clocks are assumed in step, as by NTP).
+            set_origin(float(data["origin_s"]))
         seqs: dict[str, int] = STATE["settings"].seq_base
         for entry in data["devices"]:
             device = _device(entry["device"])
@@ -280,6 +286,10 @@ class _Worker:
     silent_from: float | None = None  # its last report before it was lost
     returned_at: float | None = None  # a missing worker that reported again (it was paused)
     users: int = 0  # the most users Locust gave it at once: its claims' cap
+    # The open model's: paced sends it reported, and its generator's own scheduling lag.
+    sends: int = 0
+    corrected: HdrHistogram = field(default_factory=new_histogram)  # all rows together
+    generator_lag: HdrHistogram = field(default_factory=new_histogram)
 
 
 class Dealer:
@@ -291,7 +301,8 @@ class Dealer:
         self.door = door
         config = run_config()
         self.fleet = run_fleet()
-        self.settings = settings_wire(config)
+        # The fleet's size: each remote device's share of an open-model rate is rate / size.
+        self.settings = settings_wire(config) | {"fleet_size": len(self.fleet)}
         self.seq_base = config.seq_base
         self.next = 0  # the next device to deal
         self.workers: dict[str, _Worker] = {}
@@ -332,7 +343,12 @@ class Dealer:
                 {"device": device.to_json(), "seq": self.seq_base.get(device.id, 0),
                  "index": first + offset, "other": other.id}
             )  # fmt: skip
-        shard = {"settings": self.settings, "devices": entries, "short": asked - len(devices)}
+        shard = {
+            "settings": self.settings,
+            "devices": entries,
+            "short": asked - len(devices),
+            "origin_s": STATE.get("origin_s"),  # the run's time 0 (load stages, schedules)
+        }
         challenge = self.door.challenge(msg.node_id)
         sealed = self.door.key.seal(SHARD, msg.node_id, challenge, shard)
         self.runner.send_message(SHARD, {"sealed": sealed}, client_id=msg.node_id)
@@ -345,6 +361,13 @@ class Dealer:
         worker.host = str(info.get("host", ""))
         worker.pid = int(info["pid"]) if info.get("pid") is not None else None
         worker.requests += int(info.get("requests", 0))
+        wire = data.get("fleetbench", {})
+        worker.sends += int(wire.get("counters", {}).get("scheduled_sends", 0))
+        lag = wire.get("lag", {}).get("generator")
+        if lag:
+            worker.generator_lag.decode_and_add(lag)
+        for encoded in wire.get("corrected", {}).values():
+            worker.corrected.decode_and_add(encoded)
         worker.reports += 1
         if worker.lost_at is not None and worker.returned_at is None:
             worker.returned_at = time.time()
@@ -424,6 +447,13 @@ class Dealer:
                     "returned_at": worker.returned_at,
                     "final": worker.final,
                     "users": worker.users,
+                    "sends": worker.sends,
+                    "corrected_requests": worker.corrected.get_total_count(),
+                    "generator_lag_p99_us": (
+                        worker.generator_lag.get_value_at_percentile(99.0)
+                        if worker.generator_lag.get_total_count()
+                        else None
+                    ),
                     "unauthentic": self.door.unauthentic(worker.id),
                 }
             )

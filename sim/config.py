@@ -62,6 +62,9 @@ class SimConfig:
     start_spread_s: float = 0.0
     storm: str | None = None  # a storm scenario (sim.storms): "expiry-storm"
     backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
+    # The whole fleet's size on a remote worker, which holds only its shard (0: the fleet file's):
+    # the open model's per-device rate is the fleet-wide rate over it.
+    fleet_size: int = 0
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)))

@@ -15,6 +15,7 @@ from typing import Any
 from sim.artefacts import Cluster, ClusterWorker, GeneratorCpu, ProcessCpu, Summary
 from sim.errors import ConfigError
 from sim.generator import cpu_saturated
+from sim.open_model import GENERATOR_LAG_US
 from sim.seal import KEY_ENV, ClusterKey, new_key_text
 from sim.summary import verdict
 
@@ -96,6 +97,8 @@ def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -
     lost = lost_at is not None
     returned_at = raw.get("returned_at")
     affected: list[float] | None = None
+    lag = raw.get("generator_lag_p99_us")
+    lag_p99_us = float(lag) if lag is not None else None
     if lost and started and stopped:
         since = raw.get("silent_from") or last_report or started
         until = min(returned_at, stopped) if returned_at is not None else stopped
@@ -123,6 +126,11 @@ def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -
         "lost_device_ids": list(raw.get("device_ids", []))[:LISTED_LOST_DEVICES] if lost else [],
         "users": int(raw.get("users", 0)),
         "unauthentic": int(raw.get("unauthentic", 0)),
+        "scheduled_sends": int(raw.get("sends", 0)),
+        "corrected_requests": int(raw.get("corrected_requests", 0)),
+        "generator_lag_p99_us": lag_p99_us,
+        # The open model's per-worker check: its own scheduling lag past the one-host limit.
+        "lagging": lag_p99_us is not None and lag_p99_us >= GENERATOR_LAG_US,
     }
 
 
@@ -182,6 +190,17 @@ def apply_cluster(summary: Summary, cluster: Cluster) -> None:
                 f"worker {worker['id']} lost ({worker['lost_as']}): {worker['devices']} devices, "
                 f"its account missing from {first:g} s to {last:g} s"
             )
+    lagging = [w for w in cluster["workers"] if w.get("lagging")]
+    if lagging and "open_model" in summary:
+        summary["open_model"]["notes"] = [
+            *summary["open_model"]["notes"],
+            *(
+                f"worker {w['id']} sent late on its own: its generator's scheduling lag p99 was "
+                f"{(w.get('generator_lag_p99_us') or 0) / 1000:,.1f} ms: its devices' corrected "
+                "latency measures that worker, not the target (add a worker, or lower --rate)"
+                for w in lagging
+            ),
+        ]
     if cluster["dealt"] < cluster["fleet_devices"]:
         failures.append(
             f"{cluster['fleet_devices'] - cluster['dealt']} devices were dealt to no worker"

@@ -222,6 +222,7 @@ def _lines(summary: Summary) -> list[str]:
         shares = "; ".join(
             f"{w['host']} pid {w['pid']} {w['devices']} devices {w['requests_per_s']:.0f} req/s"
             + (" LOST" if w["lost"] else " late" if w["late"] else "")
+            + (" LAGGING" if w.get("lagging") else "")
             for w in cluster["workers"]
         )
         lines.append(

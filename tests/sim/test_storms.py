@@ -104,8 +104,8 @@ def test_a_run_without_a_storm_has_no_storm_section(tmp_path: Path) -> None:
     [
         ({"refresh": "proactive"}, "renews on expiry"),
         ({"token_ttl": 10, "duration_s": 8}, "make --duration at least 13 s"),
-        ({"token_ttl": 5, "duration_s": 20, "rate_rps": 50.0}, "drop --master, --rate"),
-        ({"token_ttl": 5, "duration_s": 20, "master": True, "expect_workers": 1}, "drop --master"),
+        ({"token_ttl": 5, "duration_s": 20, "rate_rps": 50.0}, "closed-loop: drop --rate"),
+        ({"token_ttl": 5, "duration_s": 20, "stages": "20s:10"}, "drop --rate, --stages"),
     ],
 )
 def test_a_storm_it_cannot_show_is_refused(options: dict[str, Any], message: str) -> None:
