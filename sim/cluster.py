@@ -166,6 +166,11 @@ def install_worker(environment: Any, apply_settings: Callable[[SimConfig], None]
         _SHARD.challenge = challenge
         proof = _SHARD.key.proof(challenge, runner.client_id) if _SHARD.key else b""
         runner.send_message(PROOF, {"proof": proof})
+        if _SHARD.key is not None:
+            # A first sealed report at once (Locust's own reports come every 3 s, and the master
+            # drops any before the proof): the master knows this worker's host and pid before
+            # it runs anything, even if it is lost in its first seconds.
+            gevent.spawn(runner._send_stats)
 
     def on_refused(environment: Any, msg: Any, **_: Any) -> None:
         code = msg.data.get("reason") if isinstance(msg.data, dict) else None
