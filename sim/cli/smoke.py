@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.cli.exits import verdict_exit
+from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     add_embedded_algs,
     add_profile_option,
@@ -20,8 +21,8 @@ from sim.cli.options import (
     logger,
     positive_int,
 )
+from sim.output.progress import ConsoleProgress
 from sim.profiles import load_profile
-from sim.progress import ConsoleProgress
 from sim.smoke import DEFAULT_ALGS, SmokeConfig, SmokeResult, run_smoke
 from sim.smoke.result import measured_text
 from sim.thresholds import load_thresholds
@@ -43,6 +44,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_profile_option(p)
+    add_metrics_options(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:

@@ -11,9 +11,10 @@ from rich.console import Console
 
 from sim.cli.exits import ExitCode
 from sim.cli.options import positive_int
-from sim.distributed import REFUSED_EXIT, parse_address
+from sim.device.seal import KEY_ENV, ClusterKey
+from sim.device.settings import REFUSED_EXIT
 from sim.errors import ConfigError
-from sim.seal import KEY_ENV, ClusterKey
+from sim.run.distributed import parse_address
 
 __all__ = ["add_parser", "command"]
 
@@ -34,7 +35,7 @@ def add_parser(commands: Any) -> None:
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 when the master ended the run; 2 when Locust's worker failed (master unreachable) or
     the master refused this worker (its own line says why)."""
-    from sim.worker import WorkerConfig, run_worker
+    from sim.run.worker import WorkerConfig, run_worker
 
     address = parse_address(args.master, "--master")
     if ClusterKey.from_env(os.environ) is None:

@@ -15,15 +15,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from sim.artefacts import Summary
-from sim.embedded import free_port
-from sim.runner import RunConfig, run_benchmark
-from sim.scenarios import MIXED
-from sim.seal import KEY_ENV, new_key_text
+from sim.artefacts.summary_file import Summary
+from sim.device.seal import KEY_ENV, new_key_text
+from sim.run.config import RunConfig
+from sim.run.embedded import free_port
+from sim.run.runner import run_benchmark
+from sim.shape.scenarios import MIXED
 
 REPO = Path(__file__).resolve().parents[2]
 Start = Callable[..., subprocess.Popen[bytes]]
-CLUSTER_KEY = new_key_text()  # what a master and its workers share in these tests (sim.seal)
+CLUSTER_KEY = new_key_text()  # a master's and its workers' in these tests (sim.device.seal)
 
 
 @contextlib.contextmanager

@@ -105,7 +105,7 @@ def forged_report(requests: int) -> dict[str, Any]:
     """A worker's last report that says ``requests`` telemetry requests were all ok."""
     from locust.stats import RequestStats, StatsEntry
 
-    from sim.measure import Measurements
+    from sim.account.measure import Measurements
 
     account = Measurements()
     for _ in range(requests):
@@ -138,7 +138,7 @@ def _rogue(peer: RoguePeer, forge_after_s: float) -> dict[str, Any]:
 
 def _greedy(peer: RoguePeer, run_s: float) -> dict[str, Any]:
     """Holds the key, proves it, and asks for a million devices once given users."""
-    from sim.seal import ClusterKey
+    from sim.device.seal import ClusterKey
 
     key = ClusterKey(os.environ["FLEETBENCH_CLUSTER_KEY"])
     state: dict[str, Any] = {"users": None, "dealt": [], "challenge": None}
