@@ -53,6 +53,7 @@ from sim.artefacts.summary_file import (
 )
 from sim.outcomes import FATAL_OUTCOMES, OUTCOMES, Outcome
 from sim.shape.scenarios import Scenario
+from sim.shape.schedule import is_open_model
 from sim.shape.stages import Stages
 
 __all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account", "verdict"]
@@ -426,16 +427,13 @@ def build_summary(
         answered=total,
         asked_requests=asked,
     )
-    if stages is not None and stages.kind == "rate":
-        # Rate stages are the open model at a changing rate: its account at their mean.
-        rate_rps = load.get("offered_rps") or 0.0
-        fleet = run["fleet"]["devices"]
-        interval_s = fleet / rate_rps if rate_rps else 0.0
-    open_model = (
-        None
-        if rate_rps is None
-        else open_account(measurements, load, rate_rps=rate_rps, interval_s=interval_s)
-    )
+    open_model = None
+    if is_open_model(rate_rps, stages):
+        if rate_rps is None:
+            # Rate stages are the open model at a changing rate: its account at their mean.
+            rate_rps = load.get("offered_rps") or 0.0
+            interval_s = run["fleet"]["devices"] / rate_rps if rate_rps else 0.0
+        open_model = open_account(measurements, load, rate_rps=rate_rps, interval_s=interval_s)
     timeline = [
         _timeline_row(second, counts) for second, counts in sorted(measurements.timeline.items())
     ]

@@ -68,7 +68,7 @@ from sim.profiles.http import (
     token_request,
 )
 from sim.profiles.model import Endpoint, Profile
-from target.jose import ALG_NAMES
+from target.jose.vocabulary import ALG_NAMES
 
 __all__ = ["attack_profile"]
 

@@ -13,7 +13,7 @@ from sim.errors import TargetUnusable
 from sim.fleet.client import TargetClient
 from sim.fleet.model import Device
 from sim.shape.scenarios import ENDPOINT_PATHS, Endpoint
-from target.jose import client_credentials_form
+from target.jose.vocabulary import client_credentials_form
 
 __all__ = ["AttackSession", "issuer_of", "public_key_for"]
 

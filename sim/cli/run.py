@@ -25,7 +25,7 @@ from sim.errors import ConfigError
 from sim.fleet.model import CREDENTIAL_KINDS
 from sim.shape.scenarios import REFRESH_MODES
 from sim.shape.stages import parse_stages
-from target.jose import ALG_NAMES as TOKEN_ALGS
+from target.jose.vocabulary import ALG_NAMES as TOKEN_ALGS
 
 __all__ = ["add_parser", "command"]
 

@@ -47,7 +47,7 @@ _NO_MIN_MAX: dict[str, Any] = {"min": None, "max": None}
 UNITS = {"seconds": "s", "ratio": "1"}  # Prometheus unit suffix -> UCUM
 
 
-def _number(value: float) -> int | float:
+def _otlp_number(value: float) -> int | float:
     """Counts as OTLP integers (prometheus_client holds every value as a float)."""
     return int(value) if float(value).is_integer() else value
 
@@ -90,7 +90,7 @@ def _translate(family: PromMetric, start_ns: int, now_ns: int) -> Metric | None:
                 attributes=_labels(sample.labels),
                 start_time_unix_nano=start_ns,
                 time_unix_nano=now_ns,
-                value=_number(sample.value),
+                value=_otlp_number(sample.value),
             )
             for sample in family.samples
             if not sample.name.endswith("_created") and sample.value == sample.value  # not NaN

@@ -13,11 +13,11 @@ from typing import cast
 from sim.account.live import RunProgress
 from sim.account.storms import Storm, check_storm
 from sim.artefacts.summary_file import RunParameters
-from sim.device.settings import choose_endpoint
+from sim.device.settings import SimConfig, choose_endpoint
 from sim.errors import ConfigError
 from sim.fleet.model import CredentialKind
 from sim.profiles import Profile, load_profile
-from sim.run.distributed import DEFAULT_PORT, Address, parse_address
+from sim.run.distributed import DEFAULT_PORT, START_SPREAD_S, Address, parse_address
 from sim.shape.scenarios import MIXED, RefreshMode, Scenario
 from sim.shape.schedule import is_open_model
 from sim.shape.stages import Stages
@@ -183,6 +183,40 @@ class RunConfig:
         if self.target is not None:
             return round(self.loaded_profile.leeway_s)  # 10 for our own contract
         return 1 if self.effective_token_ttl < 60 else 10
+
+    def locust_settings(
+        self,
+        *,
+        fleet: Path,
+        issuer: str | None,
+        scratch: Path,
+        seq_base: dict[str, int],
+        live_account: bool = False,
+    ) -> SimConfig:
+        """What the Locust side is told, derived from this config: a field the two share by name
+        (one name, one meaning) is copied as it is; the rest is what the run found or made."""
+        shared = {f.name for f in fields(SimConfig)} & {f.name for f in fields(self)}
+        settings = {name: getattr(self, name) for name in shared}
+        profile = Path(self.profile)
+        settings.update(
+            fleet=str(fleet),
+            scenarios=self.effective_scenarios,
+            endpoint=self.effective_endpoint,
+            # Locust runs in the results folder: a profile file named relative to here must still
+            # be found there.
+            profile=str(profile.resolve()) if profile.is_file() else self.profile,
+            stages=self.stages.text if self.stages else None,  # parsed again on the Locust side
+            leeway_s=float(self.effective_leeway),
+            issuer=issuer,
+            raw=str(scratch / "raw.json"),
+            claim_file=str(scratch / "claims"),
+            progress_file=str(scratch / "progress.json"),
+            distributed=self.master,
+            start_spread_s=START_SPREAD_S if self.master else 0.0,
+            seq_base=seq_base,
+            live_account=live_account,
+        )
+        return SimConfig(**settings)
 
     def parameters(self) -> RunParameters:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""

@@ -18,7 +18,7 @@ import requests
 
 from sim.errors import TargetStartError
 from sim.processes import pin_to
-from target.jose import client_credentials_form
+from target.jose.vocabulary import client_credentials_form
 
 __all__ = ["EmbeddedTarget", "TargetStartError", "free_port"]
 

@@ -34,7 +34,7 @@ from sim.account.summary import build_summary, telemetry_account
 from sim.artefacts.codec import write_summary
 from sim.artefacts.summary_file import FleetFacts, GeneratorCpu, Summary, TargetCpu
 from sim.device.seal import KEY_ENV
-from sim.device.settings import REFUSED_FILE, SimConfig
+from sim.device.settings import REFUSED_FILE
 from sim.errors import SimError
 from sim.fleet.admin import ProvisionResult, register_fleet
 from sim.fleet.client import TargetClient
@@ -44,7 +44,6 @@ from sim.processes import raise_open_files_limit, split_cores
 from sim.profiles.registration import profile_fleet, register_by_call
 from sim.run.config import RunConfig
 from sim.run.distributed import (
-    START_SPREAD_S,
     apply_cluster,
     cluster_section,
     master_key,
@@ -168,29 +167,10 @@ def _locust_env(
     scratch: Path,
 ) -> dict[str, str]:
     """The environment Locust runs in: its run described in a file, and no admin key."""
-    sim_config = SimConfig(
-        fleet=str(fleet_path),
-        scenarios=config.effective_scenarios,
-        endpoint=config.effective_endpoint,
-        interval_s=config.interval_s,
-        refresh=config.refresh,
-        bad_ratio=config.bad_ratio,
-        leeway_s=float(config.effective_leeway),
+    sim_config = config.locust_settings(
+        fleet=fleet_path,
         issuer=metadata.get("issuer"),
-        raw=str(scratch / "raw.json"),
-        claim_file=str(scratch / "claims"),
-        progress_file=str(scratch / "progress.json"),
-        # Locust runs in the results folder: a profile file named relative to here must still
-        # be found there.
-        profile=str(Path(config.profile).resolve())
-        if Path(config.profile).is_file()
-        else config.profile,
-        rate_rps=config.rate_rps,
-        stages=config.stages.text if config.stages else None,
-        distributed=config.master,
-        start_spread_s=START_SPREAD_S if config.master else 0.0,
-        storm=config.storm,
-        backoff=config.backoff,
+        scratch=scratch,
         live_account=active(),
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
     )

@@ -5,8 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from target.algorithms import ALGORITHMS
 from target.costs import micro_benchmark, per_call_us, raw_verifier
+from target.jose.algorithms import ALGORITHMS
 
 FIGURES = {"sign_us", "verify_us", "raw_verify_us", "naive_verify_us", "cached_verify_us"}
 
