@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
-
 import json
 from pathlib import Path
+
+import pytest
 
 from sim.artefacts.codec import read_capacity
 from tests.commands import fleetbench
