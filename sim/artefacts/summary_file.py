@@ -468,6 +468,24 @@ class ClusterWorker(TypedDict):
     # time is missing from the totals.
     affected_s: list[float] | None
     lost_device_ids: list[str]  # its devices when lost (the first 100), [] otherwise
+    users: NotRequired[int]  # the most users Locust gave it at once: its devices' cap
+    # Sealed messages from it that did not open (or came twice): dropped, its account incomplete.
+    unauthentic: NotRequired[int]
+    # The open model's (0 and None in a closed-loop run): the paced sends it reported (they sum
+    # to open_model.sent_requests), its generator's scheduling lag p99, and whether that lag
+    # reached open_model.generator_lag_limit_us (it, not the target, was behind).
+    scheduled_sends: NotRequired[int]
+    corrected_requests: NotRequired[int]  # answers timed from their intended send (corrected)
+    generator_lag_p99_us: NotRequired[float | None]
+    lagging: NotRequired[bool]
+
+
+class ClusterRefused(TypedDict):
+    """A peer the master did not admit: it never proved it holds the cluster key."""
+
+    id: str  # the id it gave (host name and a random tag)
+    host: str
+    reason: str
 
 
 class Cluster(TypedDict):
@@ -478,6 +496,7 @@ class Cluster(TypedDict):
     dealt: int  # devices handed to a worker; the rest found no user
     degraded: bool  # a worker was lost: the totals miss what it sent after its last report
     lost_workers: int
+    refused: NotRequired[list[ClusterRefused]]  # given no users, no devices, no settings
 
 
 class StormBurst(TypedDict):

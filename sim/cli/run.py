@@ -123,7 +123,7 @@ def add_parser(commands: Any) -> None:
     )
     run.add_argument(
         "--bind", default="127.0.0.1:5557", metavar="HOST:PORT",
-        help="with --master: where workers connect (a private address: secrets travel)",
+        help="with --master: where workers connect (they must prove FLEETBENCH_CLUSTER_KEY)",
     )  # fmt: skip
     run.add_argument(
         "--expect-workers", type=positive_int, help="with --master: workers to wait for"

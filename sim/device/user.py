@@ -11,6 +11,7 @@ Assertion and token minting is timed on its own line (``MINT``), never inside a 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import logging
@@ -36,11 +37,14 @@ from sim.device.run_state import (
     MEASUREMENTS,
     STATE,
     claim_index,
+    fleet_size,
     issuer,
+    origin_file,
     run_config,
     run_fleet,
     run_profile,
     run_stages,
+    set_origin,
 )
 from sim.device.settings import SimConfig
 from sim.device.tokens import RETRIED_OUTCOMES, HeldToken, TokenHolder
@@ -143,13 +147,14 @@ class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
             # Rate stages: the open model, each device its share of the stage's rate.
             now = time.perf_counter()
             origin = float(STATE.get("origin_perf_s", now))
-            self.schedule = StagedSchedule(self.stages, len(fleet), origin, self.rng.random(), now)
+            devices = fleet_size()  # the whole fleet's, also on a remote worker with its shard
+            self.schedule = StagedSchedule(self.stages, devices, origin, self.rng.random(), now)
             gevent.sleep(min(max(0.0, self.schedule.intended_s - now), self.stages.total_s))
             return
         if self.config.rate_rps:
             # The open model: this device's share of the rate on its own clock, from a random
             # phase, so the fleet's sends are spread over each period (sim.shape.schedule).
-            period_s = len(fleet) / self.config.rate_rps
+            period_s = fleet_size() / self.config.rate_rps
             now = time.perf_counter()
             self.schedule = SendSchedule(period_s, now + self.rng.uniform(0, period_s), free_s=now)
             gevent.sleep(self.schedule.first_s - now)
@@ -324,13 +329,17 @@ def _on_init(environment: Any, **_: Any) -> None:
         MEASUREMENTS.reset()
         started.clear()
         started["started"] = time.time()
-        # Time 0 of the load stages in this process (each worker starts its own on its start).
-        STATE["origin_s"], STATE["origin_perf_s"] = time.time(), time.perf_counter()
+        # Time 0 of the load stages: the master's start (a remote worker's comes in its shard).
+        set_origin(started["started"])
         STATE["stopping"] = False  # the web UI starts again after a stop
         claim_file = run_config().claim_file
         if claim_file and not isinstance(runner, WorkerRunner):
             # The master resets before it tells any worker to spawn.
             Path(claim_file).write_text("0")
+            origin_file(claim_file).write_text(repr(started["started"]))
+        elif claim_file:
+            with contextlib.suppress(OSError, ValueError):
+                set_origin(float(origin_file(claim_file).read_text()))
         progress_file = run_config().progress_file
         if progress_file and not isinstance(runner, WorkerRunner) and not progress:
             progress.append(gevent.spawn(_progress_writer, Path(progress_file), started))

@@ -192,10 +192,8 @@ class RunConfig:
                 duration_s=self.duration_s,
                 token_ttl=ttl,
             )
-            if self.master or self.rate_rps is not None or self.stages:
-                raise ConfigError(
-                    "a storm scenario runs closed-loop on one host: drop --master, --rate, --stages"
-                )
+            if self.rate_rps is not None or self.stages:
+                raise ConfigError("a storm scenario runs closed-loop: drop --rate, --stages")
         self._check_master()
 
     def _check_master(self) -> None:
@@ -209,12 +207,6 @@ class RunConfig:
             raise ConfigError("--workers runs processes on this host; with --master drop it")
         if self.worker_wait_s < 1:
             raise ConfigError("--worker-wait must be at least 1 second")
-        if self.rate_rps is not None or self.stages:
-            # The schedule needs the fleet's size and the run's origin on every worker, which
-            # the shards do not carry yet: refused rather than paced wrongly.
-            raise ConfigError(
-                "--rate and --stages do not run over remote workers yet: drop --master"
-            )
         parse_address(self.bind, "--bind")
 
     @property

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,10 +35,13 @@ from sim.account.storms import OUTAGE_AT_SHARE, Outage, storm_section
 from sim.account.summary import build_summary, received_account, telemetry_account
 from sim.artefacts.codec import write_summary
 from sim.artefacts.summary_file import FleetFacts, GeneratorCpu, Summary, TargetCpu
+from sim.device.seal import KEY_ENV
+from sim.device.settings import REFUSED_FILE
 from sim.errors import SimError
 from sim.fleet.admin import ProvisionResult, register_fleet
 from sim.fleet.client import TargetClient
 from sim.fleet.model import Fleet, load_fleet, make_fleet, save_fleet
+from sim.output.table import refused_line
 from sim.processes import raise_open_files_limit, split_cores
 from sim.profiles import Profile
 from sim.profiles.registration import profile_fleet, register_by_call
@@ -46,6 +50,7 @@ from sim.run.config import RunConfig
 from sim.run.distributed import (
     apply_cluster,
     cluster_section,
+    master_key,
     with_workers,
 )
 from sim.run.embedded import EmbeddedTarget
@@ -162,6 +167,10 @@ def _provision(config: RunConfig, client: TargetClient, scratch: Path) -> _Provi
     return _Provisioned(fleet, path, result, time.monotonic() - started)
 
 
+def _announce(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # even with --quiet: the workers need it
+
+
 def _locust_env(
     config: RunConfig,
     fleet_path: Path,
@@ -228,9 +237,11 @@ def _load(
             target_metrics.stop()
     raw = read_raw(scratch / "raw.json")
     if config.master and not raw.get("started") and not stop.requested:
+        refused = refused_line(read_raw(scratch / REFUSED_FILE).get("refused", []))
         raise SimError(
             f"{config.expect_workers} workers did not join {config.bind} within "
             f"{config.worker_wait_s} s (fleetbench worker --master HOST:PORT on each host)"
+            + (f"; {refused}" if refused else "")
         )
     window = (
         (float(raw["started"]), float(raw["stopped"]))
@@ -251,6 +262,8 @@ def _load(
 def run_benchmark(config: RunConfig) -> Summary:
     """Run one benchmark end to end and return its summary (also written to the results folder)."""
     config.check()
+    # Announced before the fleet is provisioned: the operator starts the workers meanwhile.
+    key = master_key(os.environ, _announce) if config.master else None
     if config.effective_scenarios != config.scenarios:
         profile = config.loaded_profile.name
         config.log(f"profile {profile} mints its tokens: mixed runs without issuance")
@@ -294,6 +307,9 @@ def run_benchmark(config: RunConfig) -> Summary:
                 rotate_cmd=config.rotate_cmd,
             )  # fmt: skip
             env = _locust_env(config, provisioned.path, metadata, stats_before, scratch, trust)
+            env.pop(KEY_ENV, None)
+            if key is not None:
+                env[KEY_ENV] = key  # to Locust's master only: it proves and seals with it
             with (
                 _outage(config, target, scratch) as outage,
                 trust.running(scratch / "progress.json", config.duration_s)

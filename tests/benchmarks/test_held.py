@@ -11,6 +11,7 @@ from benchmarks.held import HELD_LAG_P99_US, main
 from sim.account.offered import MAX_SHORTFALL
 
 
+@pytest.mark.slow
 def test_held_steps_down_from_the_closed_loop_s_maximum(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -29,6 +30,7 @@ def test_held_steps_down_from_the_closed_loop_s_maximum(
     assert row["ratio"] == (round(held[0] / maximum, 3) if held else None)
 
 
+@pytest.mark.slow
 def test_an_unknown_algorithm_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--algs", "XS999", "--duration", "1"]) != 0
     err = capsys.readouterr().err

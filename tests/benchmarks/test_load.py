@@ -14,6 +14,7 @@ from benchmarks.load import GOALS, main
 @pytest.mark.skipif(
     shutil.which("wrk") is None, reason="wrk is not installed (apt-get install wrk)"
 )
+@pytest.mark.slow
 def test_loadbench_runs_and_prints_its_ratios(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--duration", "2", "--connections", "4", "--json"]) == 0
     figures = json.loads(capsys.readouterr().out)

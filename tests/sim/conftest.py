@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -19,6 +21,7 @@ import requests
 
 from sim.artefacts.codec import read_summary
 from sim.artefacts.summary_file import Summary
+from sim.device.seal import KEY_ENV, new_key_text
 from sim.run.config import RunConfig
 from sim.run.embedded import free_port
 from sim.run.runner import run_benchmark
@@ -27,6 +30,8 @@ from tests.commands import fleetbench
 
 REPO = Path(__file__).resolve().parents[2]
 SUMMARIES = Path(__file__).resolve().parent / "summaries"
+Start = Callable[..., subprocess.Popen[bytes]]
+CLUSTER_KEY = new_key_text()  # a master's and its workers' in these tests (sim.device.seal)
 
 
 @contextlib.contextmanager
@@ -165,3 +170,25 @@ def real_e2e_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
 def real_mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
     """One real mixed run for the whole session; its summary.json is at ``run.results``."""
     return mixed_run(tmp_path_factory.mktemp("mixed"))
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Start]:
+    """``python -m sim ARGS`` in its own process group, output in ``tmp_path/<name>.log``; the
+    cluster key of these tests in its environment unless ``env`` says otherwise."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def run(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sim", *args], stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, env={**os.environ, KEY_ENV: CLUSTER_KEY, **(env or {})},
+            )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

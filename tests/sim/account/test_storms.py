@@ -12,6 +12,7 @@ from sim.artefacts.summary_file import StormBurst, Summary, outcome_counts
 from sim.errors import ConfigError
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark
+from sim.shape.stages import parse_stages
 from tests.commands import fleetbench, fleetbench_here
 from tests.sim.conftest import serve_broken_target
 
@@ -104,8 +105,8 @@ def test_a_run_without_a_storm_has_no_storm_section(real_mixed_summary: Summary)
     [
         ({"refresh": "proactive"}, "renews on expiry"),
         ({"token_ttl": 10, "duration_s": 8}, "make --duration at least 13 s"),
-        ({"token_ttl": 5, "duration_s": 20, "rate_rps": 50.0}, "drop --master, --rate"),
-        ({"token_ttl": 5, "duration_s": 20, "master": True, "expect_workers": 1}, "drop --master"),
+        ({"token_ttl": 5, "duration_s": 20, "rate_rps": 50.0}, "closed-loop: drop --rate"),
+        ({"token_ttl": 5, "duration_s": 20, "stages": parse_stages("20s:10")}, "--stages"),
     ],
 )
 def test_a_storm_it_cannot_show_is_refused(options: dict[str, Any], message: str) -> None:

@@ -131,6 +131,7 @@ def test_a_hostile_answer_is_unreadable_and_drops_the_connection(scripted: str, 
     assert kept.exchange("GET", _get(client, "/conn")).status == 200  # usable again
 
 
+@pytest.mark.slow
 def test_a_run_sends_the_steady_state_on_the_kept_connection(tmp_path: Path) -> None:
     summary = run_benchmark(
         RunConfig(

@@ -39,6 +39,7 @@ def _run(tmp_path: Path, storm: Storm, **options: Any) -> Summary:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_rotation_storm_on_two_workers_refuses_no_valid_token(tmp_path: Path) -> None:
     summary = _run(
         tmp_path, "rotation-storm", target_workers=2, token_alg="ES256", alg="secret",
@@ -89,6 +90,7 @@ def _rotation_on(tmp_path: Path, app: str, **options: Any) -> tuple[RotationStor
     return storms["rotation"], summary
 
 
+@pytest.mark.slow
 def test_a_target_that_drops_old_keys_fails_the_rotation_storm(tmp_path: Path) -> None:
     storm, summary = _rotation_on(tmp_path, "drops_old_keys")
     assert storm["via"] == "profile"
@@ -101,6 +103,7 @@ def test_a_target_that_drops_old_keys_fails_the_rotation_storm(tmp_path: Path) -
     assert any("by the old key" in f for f in summary["verdict"]["failures"])
 
 
+@pytest.mark.slow
 def test_rotate_cmd_rotates_a_foreign_api_and_its_grace_holds(tmp_path: Path) -> None:
     """--rotate-cmd: the user's own command rotates the key (here a POST by a one-line script);
     this API keeps the old key verifying, so no valid token is refused."""
@@ -118,6 +121,7 @@ def test_rotate_cmd_rotates_a_foreign_api_and_its_grace_holds(tmp_path: Path) ->
     assert "rotate_cmd" not in summary["run"]["parameters"]
 
 
+@pytest.mark.slow
 def test_a_rotate_cmd_that_rotates_nothing_fails(tmp_path: Path) -> None:
     storm, summary = _rotation_on(tmp_path, "app", rotate_cmd="true")
     assert storm["via"] == "command" and storm["rotated_at"] is not None
@@ -127,6 +131,7 @@ def test_a_rotate_cmd_that_rotates_nothing_fails(tmp_path: Path) -> None:
     assert any("no token by a new key" in f for f in summary["verdict"]["failures"])
 
 
+@pytest.mark.slow
 def test_a_target_late_to_accept_the_new_key_shows_it(tmp_path: Path) -> None:
     """The token call signs with the new key at once; the API accepts it 2 s later (a JWKS
     cache): the probe's issued and accepted moments show the gap."""
@@ -143,6 +148,7 @@ def test_a_target_late_to_accept_the_new_key_shows_it(tmp_path: Path) -> None:
     assert any("by the new key refused" in f for f in summary["verdict"]["failures"])
 
 
+@pytest.mark.slow
 def test_revocation_on_two_workers_is_within_the_bound(tmp_path: Path) -> None:
     result = fleetbench(
         "run", "--scenario", "revocation", "--target-workers", "2", "--devices", "20",
@@ -177,6 +183,7 @@ def test_revocation_on_two_workers_is_within_the_bound(tmp_path: Path) -> None:
     assert 'data-figure="revocation.late_acceptances" data-value="0"' in html
 
 
+@pytest.mark.slow
 def test_a_target_that_forgets_revocations_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,6 +211,7 @@ def test_a_target_that_forgets_revocations_fails(
     assert "issued 3 tokens to revoked devices" in failures
 
 
+@pytest.mark.slow
 def test_revoked_devices_come_on_new_connections(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,6 +270,7 @@ def restartable_lax_api(tmp_path: Path) -> Iterator[tuple[str, str]]:
         subprocess.run([*script, "stop", str(pidfile), str(port), app], cwd=REPO, timeout=30)
 
 
+@pytest.mark.slow
 def test_outage_cmd_runs_the_reconnect_storm_on_a_foreign_api(
     restartable_lax_api: tuple[str, str], tmp_path: Path
 ) -> None:
@@ -287,6 +296,7 @@ def test_outage_cmd_runs_the_reconnect_storm_on_a_foreign_api(
         pass  # the API is up again after the run
 
 
+@pytest.mark.slow
 def test_a_failing_outage_cmd_fails_the_run(tmp_path: Path) -> None:
     with serve_broken_target() as url:
         summary = _run(
@@ -330,6 +340,7 @@ def test_a_trust_run_it_cannot_do_is_refused(options: dict[str, Any], message: s
         config.check()
 
 
+@pytest.mark.slow
 def test_cli_trust_errors_are_one_line_and_exit_2() -> None:
     result = fleetbench(
         "run", "--scenario", "reconnect-storm", "--target", "http://127.0.0.1:9",
@@ -340,6 +351,7 @@ def test_cli_trust_errors_are_one_line_and_exit_2() -> None:
     assert "needs --outage-cmd" in result.stderr
 
 
+@pytest.mark.slow
 def test_new_connections_reach_both_workers_of_our_target() -> None:
     """What the revocation scenario relies on: the embedded target's worker processes share
     the listening socket, so new connections (a revoked device's requests) reach each of them."""
