@@ -157,7 +157,7 @@ def _account(generator_lag_us: float, service_us: float) -> tuple[OpenModel, Loa
     """The open-model account of 200 paced requests sent 50 ms late, of which
     ``generator_lag_us`` the generator's own delay, each served in ``service_us``."""
     measurements = Measurements()
-    measurements.counters["devices_started"] = 10
+    measurements.counters["devices_started"] = measurements.counters["devices_ready"] = 10
     for _ in range(200):
         measurements.request_started()
         measurements.record_send(50_000, generator_lag_us)
