@@ -14,10 +14,12 @@ import requests
 from locust.runners import WorkerRunner
 
 from sim.config import SimConfig
+from sim.errors import TargetUnusable
 from sim.fleet import Fleet, load_fleet
 from sim.measure import Measurements
 from sim.profiles import Profile, load_profile
 from sim.stages import Stages, parse_stages
+from sim.untrusted import fetch
 
 __all__ = [
     "DEFAULT_ISSUER",
@@ -87,8 +89,10 @@ def issuer(host: str) -> str:
     if "issuer" not in STATE:
         try:
             url = host.rstrip("/") + "/.well-known/oauth-authorization-server"
-            STATE["issuer"] = requests.get(url, timeout=10).json()["issuer"]
-        except (requests.RequestException, ValueError, KeyError, TypeError):
+            with requests.Session() as session:
+                found_issuer = fetch(session, "GET", url, timeout_s=10).json()["issuer"]
+            STATE["issuer"] = found_issuer if isinstance(found_issuer, str) else DEFAULT_ISSUER
+        except (TargetUnusable, ValueError, KeyError, TypeError):
             STATE["issuer"] = DEFAULT_ISSUER
     found: str = STATE["issuer"]
     return found
