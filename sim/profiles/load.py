@@ -77,6 +77,12 @@ def _strings(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
             yield from _strings(item, (*path, index))
 
 
+def _at(data: Any, path: KeyPath) -> Any:
+    for part in path:
+        data = data[part]
+    return data
+
+
 def _substitute(value: Any, env: Mapping[str, str], fail: Any) -> Any:
     if isinstance(value, str):
 
@@ -100,6 +106,46 @@ _NOT_TEMPLATES = {"method", "via", "source", "alg", "token_field", "token_header
 _NOT_TEMPLATES |= {"expires_in_field", "refresh_token_field", "header", "query", "name", "file"}
 _NOT_TEMPLATES |= {"secret", "private_key_file", "pattern"}
 
+# Where ${VAR} may stand: the fields that hold credentials (a key, a secret, a token call's body,
+# the Authorization value). Anywhere else (paths, query, header names, method, names) a value
+# from the environment would travel to the API or into results unasked (docs/security.md).
+CREDENTIAL_FIELDS: tuple[KeyPath, ...] = (
+    ("token", "secret"),
+    ("token", "private_key_file"),
+    ("present", "format"),
+)
+CREDENTIAL_BODIES: tuple[KeyPath, ...] = (
+    ("token", "form"),
+    ("token", "json"),
+    ("token", "assertion_form"),
+    ("token", "refresh", "form"),
+    ("token", "refresh", "json"),
+    ("provision", "form"),
+    ("provision", "json"),
+)
+
+
+# Every path is appended to --target: it must start with "/", or it could name another host.
+def _is_path_field(path: KeyPath) -> bool:
+    return path in (("provision", "path"), ("token", "path"), ("token", "refresh", "path")) or (
+        len(path) == 3 and path[0] == "endpoints" and path[2] == "path"
+    )
+
+
+def _holds_credentials(path: KeyPath) -> bool:
+    return path in CREDENTIAL_FIELDS or any(path[: len(b)] == b for b in CREDENTIAL_BODIES)
+
+
+def _parse(text: str, label: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        found = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        line = found.group(1) if found else "1"
+        raise ProfileError(f"{label}:{line}: not valid TOML ({str(e).split(' (at')[0]})") from e
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise ProfileError(f"{label}: not valid TOML (nested too deep)") from None
+
 
 def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
     """The profile ``name_or_path`` with ``${VAR}`` taken from ``env``, validated."""
@@ -108,14 +154,10 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
     def error(path: KeyPath, message: str) -> ProfileError:
         return ProfileError(f"{label}:{line_of(text, path)}: {message}")
 
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        found = re.search(r"\(at line (\d+), column \d+\)", str(e))
-        line = found.group(1) if found else "1"
-        raise ProfileError(f"{label}:{line}: not valid TOML ({str(e).split(' (at')[0]})") from e
-    if "source" in data:
-        raise error(("source",), "unknown key 'source'")
+    data = _parse(text, label)
+    for key in ("source", "reads"):
+        if key in data:
+            raise error((key,), f"unknown key {key!r}")
     try:
         msgspec.convert(data, Profile)  # the shape, before any value comes from the environment
     except msgspec.ValidationError as e:
@@ -126,10 +168,28 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
             raise error((*path, unknown.group(1)), f"unknown key {unknown.group(1)!r}") from None
         where = ".".join(str(p) for p in path) or "profile"
         raise error(path, f"{where}: {message[0].lower()}{message[1:]}") from None
+    reads: list[str] = []
+    substituted_templates: list[KeyPath] = []
     for path, value in _strings(data):
+        names = _VAR.findall(value)
+        if names and not _holds_credentials(path):
+            where = ".".join(str(p) for p in path)
+            raise error(
+                path,
+                f"${{{names[0]}}} in {where}: environment variables may stand only in fields "
+                "that hold credentials (token.secret, token.private_key_file, present.format, "
+                "the token, refresh and provision calls' form or json)",
+            )
+        reads += [name for name in names if name not in reads]
+        if names and path[0] in _TEMPLATES and not set(map(str, path)) & _NOT_TEMPLATES:
+            substituted_templates.append(path)
+        if _is_path_field(path) and not value.startswith("/"):
+            raise error(
+                path, f"{'.'.join(map(str, path))} must start with '/' (a path on --target)"
+            )
         if path[0] not in _TEMPLATES or set(map(str, path)) & _NOT_TEMPLATES:
             continue
-        for field in placeholders(value):
+        for field in placeholders(_VAR.sub("", value)):  # ${VAR} is no placeholder
             if not PLACEHOLDER.match(field):
                 raise error(path, f"unknown placeholder {{{field}}} in a template")
 
@@ -139,13 +199,17 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
         return ProfileError(f"{label}:{line}: environment variable {name} is not set")
 
     data = _substitute(data, env, missing)
+    for path in substituted_templates:  # a value with {braces} would read as a placeholder
+        value = _at(data, path)
+        if any(not PLACEHOLDER.match(field) for field in placeholders(value)):
+            raise error(path, "a value from the environment holds { or }: not in a template")
     try:
         profile = msgspec.convert(data, Profile)
     except msgspec.ValidationError as e:  # only a substituted value can fail here: never show it
         at = _AT.match(str(e)).group(2) or ""  # type: ignore[union-attr]
         raise error(_path(at), "a value from the environment does not fit this key") from None
     _check(profile, error)
-    return msgspec.structs.replace(profile, source=label)
+    return msgspec.structs.replace(profile, source=label, reads=tuple(sorted(reads)))
 
 
 def _check(profile: Profile, error: Any) -> None:

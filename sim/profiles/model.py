@@ -149,6 +149,7 @@ class Profile(_Struct, frozen=True):
     refusals: Refusals = msgspec.field(default_factory=Refusals)
     metrics: Metrics = msgspec.field(default_factory=Metrics)
     source: str = ""  # where it was loaded from (set by the loader, not the file)
+    reads: tuple[str, ...] = ()  # the environment variables it names (set by the loader)
 
     @property
     def minted(self) -> bool:
