@@ -13,6 +13,7 @@ from typing import Any
 from sim.errors import ConfigError, FleetMismatch, TargetUnusable
 from sim.fleet import CredentialKind, Device, Fleet, load_fleet, make_fleet, save_fleet
 from sim.http import TargetClient
+from sim.untrusted import shown
 
 __all__ = [
     "DEFAULT_CHUNK",
@@ -52,8 +53,8 @@ def _post(client: TargetClient, devices: list[Device]) -> int:
     if response.status_code in (201, 409):
         return response.status_code
     try:
-        reason = str(response.json().get("error_description", ""))[:200]
-    except ValueError:
+        reason = shown(response.json().get("error_description", ""), limit=200)
+    except (ValueError, AttributeError):
         reason = ""
     raise TargetUnusable(f"device registration answered {response.status_code} {reason}".strip())
 

@@ -61,6 +61,7 @@ from sim.server_view import (
 from sim.stages import Stages, parse_stages
 from sim.storms import OUTAGE_AT_SHARE, Outage, Storm, check_storm, storm_section
 from sim.summary import build_summary, telemetry_account
+from sim.untrusted import checked_alg, shown
 
 __all__ = ["LiveFigures", "RunConfig", "RunProgress", "fleet_file", "run_benchmark"]
 
@@ -259,10 +260,18 @@ def _discover(client: TargetClient) -> dict[str, Any]:
     if response.status_code != 200:
         return {}
     try:
-        data: dict[str, Any] = response.json()
+        data = response.json()
     except ValueError:
         return {}
-    return data
+    if not isinstance(data, dict):
+        return {}
+    # Validated where it enters: only a name that reads as an algorithm, and a one-line issuer.
+    alg = checked_alg(data.get("access_token_signing_alg"))
+    issuer = data.get("issuer")
+    return {
+        "access_token_signing_alg": alg,
+        "issuer": shown(issuer, limit=200) if isinstance(issuer, str) else None,
+    }
 
 
 def _fleet(config: RunConfig, scratch: Path) -> tuple[Fleet, Path]:
