@@ -157,7 +157,7 @@ def fetch(
     try:
         # read1: whatever one socket read brings (read() would wait for a whole chunk, so a
         # body dripped a byte at a time would never reach the deadline check).
-        while chunk := response.raw.read1(_CHUNK_BYTES):
+        while chunk := response.raw.read1(_CHUNK_BYTES, decode_content=True):
             body += chunk
             if len(body) > cap_bytes:
                 if not truncate:

@@ -5,7 +5,9 @@
 - ``ansi-401``: refusals carry ANSI and OSC 52 escapes in their body
 - ``big-401``: refusals stream a ``BIG_BYTES`` body; ``drip-401``: one byte every ``DRIP_S``
 - ``deep-token``: the token call answers JSON nested ``DEEP`` levels
-- ``big-metrics`` / ``drip-metrics``: ``/metrics`` the same ways
+- ``big-metrics`` / ``drip-metrics``: ``/metrics`` the same ways; ``bomb-metrics``: 64 KiB of
+  gzip that inflate to ``BIG_BYTES``
+- ``gzip``: every answer gzip-compressed (when the client accepts it), as many proxies do
 - ``redirect-token`` / ``redirect-admin``: 307 from ``POST /auth/token`` / ``POST /admin/devices``
   to ``HOSTILE_SINK`` (another server); ``redirect-data``: the protected endpoints 302 to
   themselves (a loop)
@@ -25,10 +27,12 @@ import json
 import os
 import secrets
 import time
+import zlib
 from collections.abc import AsyncIterator
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -138,7 +142,17 @@ async def resource(request: Request) -> Response:
     return JSONResponse({"data": "ok"}, status_code=202 if request.method == "POST" else 200)
 
 
+def _bomb() -> bytes:
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: the gzip container
+    megabyte = b"0" * 1024 * 1024
+    return b"".join(packer.compress(megabyte) for _ in range(BIG_BYTES // len(megabyte))) + (
+        packer.flush()
+    )
+
+
 async def metrics(request: Request) -> Response:
+    if "bomb-metrics" in HOSTILE:
+        return Response(_bomb(), media_type="text/plain", headers={"Content-Encoding": "gzip"})
     for kind in ("big", "drip"):
         if f"{kind}-metrics" in HOSTILE:
             return _streamed(request, kind, 200)
@@ -168,6 +182,8 @@ app = contract_app(
         Route("/admin/devices", register, methods=["POST"]),  # before the contract's own
     ],
 )
+if "gzip" in HOSTILE:
+    app.add_middleware(GZipMiddleware, minimum_size=0)
 
 # A sink: counts every request but the health check, whatever its path.
 sink_app = Starlette(

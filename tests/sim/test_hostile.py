@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from sim.charts import run_charts
+from sim.untrusted import AnswerRefused, fetch
 from tests.sim.conftest import serve_broken_target
 from tests.sim.hostile_target import BIG_BYTES, ESCAPES
 
@@ -245,6 +246,21 @@ def test_a_huge_metrics_is_not_read_whole(monkeypatch: pytest.MonkeyPatch, tmp_p
     one_line_error(result)
     # /metrics is read at least twice (before and after): unfixed, 128 MiB or more.
     assert sent < BIG_BYTES, sent
+
+
+def test_compressed_answers_are_read_inflated_and_capped_inflated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with serve_hostile(monkeypatch, "gzip") as url, requests.Session() as session:
+        answer = fetch(session, "POST", f"{url}/auth/token", timeout_s=10, data={"client_id": "d"})
+        assert answer.headers["content-encoding"] == "gzip"
+        assert answer.json()["token_type"] == "Bearer"
+    with (
+        serve_hostile(monkeypatch, "bomb-metrics") as url,
+        requests.Session() as session,
+        pytest.raises(AnswerRefused, match="more than 4096 KiB"),
+    ):
+        fetch(session, "GET", f"{url}/metrics", timeout_s=10)
 
 
 # -- 6: no redirect is followed -----------------------------------------------------------------
