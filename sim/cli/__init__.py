@@ -19,6 +19,7 @@ from sim.cli import attack, capacity, compare, diff, probe, provision, run, smok
 from sim.cli.exits import ExitCode
 from sim.cli.options import Parser
 from sim.errors import Interrupted, SimError
+from sim.untrusted import shown
 
 __all__ = ["build_parser", "main"]
 
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"fleetbench: error: {e}", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    except SimError as e:
-        print(f"fleetbench: error: {e}", file=sys.stderr)
+    except SimError as e:  # one line, and no escape sequence an answer may have put in it
+        print(f"fleetbench: error: {shown(e)}", file=sys.stderr)
         return ExitCode.ERROR
     except KeyboardInterrupt:
         print("fleetbench: interrupted", file=sys.stderr)
