@@ -19,6 +19,7 @@ from sim.profiles import Profile
 from sim.profiles.http import Request, classify, endpoint_request
 from sim.profiles.model import Endpoint
 from sim.schedule import SendSchedule
+from sim.untrusted import DEVICE_BODY_BYTES, AnswerRefused
 
 __all__ = ["DeviceRequests"]
 
@@ -177,7 +178,11 @@ class DeviceRequests:
         try:
             response = self._http.request(method, path, body=payload, headers=headers)
             try:
-                length = len(response.read())
+                # One read up to the cap (it returns early when the answer ends): a longer
+                # answer is not read on; release() then closes the half-read connection.
+                length = len(response.read(DEVICE_BODY_BYTES + 1))
+                if length > DEVICE_BODY_BYTES:
+                    raise AnswerRefused(f"answered more than {DEVICE_BODY_BYTES} bytes")
             finally:
                 response.release()
             status = response.status_code

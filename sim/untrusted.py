@@ -25,6 +25,7 @@ from sim.errors import TargetUnreachable, TargetUnusable
 __all__ = [
     "ALG_NAME",
     "BODY_BYTES",
+    "DEVICE_BODY_BYTES",
     "EXCERPT_BYTES",
     "Answer",
     "AnswerRefused",
@@ -42,6 +43,9 @@ EXCERPT_BYTES = 16 * 1024
 # JSON answers (token, admin, metadata, JWKS) and /metrics: generous for a real API's, small
 # enough that a hostile one cannot take the generator's memory.
 BODY_BYTES = 4 * 1024 * 1024
+# A device's steady-state answer (the lean path reads only its length): past this, it is a
+# transport error, not a body to keep reading.
+DEVICE_BODY_BYTES = 1024 * 1024
 _CHUNK_BYTES = 64 * 1024
 # An algorithm name as a JOSE header or RFC 8414 metadata may give it: anything else is refused.
 ALG_NAME = re.compile(r"^[A-Za-z0-9_-]{1,16}$")

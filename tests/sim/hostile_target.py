@@ -3,7 +3,8 @@
 ``HOSTILE`` (a comma-separated list, read at start) picks the attacks:
 
 - ``ansi-401``: refusals carry ANSI and OSC 52 escapes in their body
-- ``big-401``: refusals stream a ``BIG_BYTES`` body; ``drip-401``: one byte every ``DRIP_S``
+- ``big-401``: refusals stream a ``BIG_BYTES`` body; ``drip-401``: one byte every ``DRIP_S``;
+  ``big-200``: so do the answers to a valid token
 - ``deep-token``: the token call answers JSON nested ``DEEP`` levels
 - ``big-metrics`` / ``drip-metrics``: ``/metrics`` the same ways; ``bomb-metrics``: 64 KiB of
   gzip that inflate to ``BIG_BYTES``
@@ -139,6 +140,8 @@ async def resource(request: Request) -> Response:
         return _refuse(request, "missing")
     if authorization.removeprefix("Bearer ") not in _issued:
         return _refuse(request, "signature")
+    if "big-200" in HOSTILE:
+        return _streamed(request, "big", 202 if request.method == "POST" else 200)
     return JSONResponse({"data": "ok"}, status_code=202 if request.method == "POST" else 200)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from sim.artefacts import Summary
 from sim.charts import run_charts
 from sim.untrusted import AnswerRefused, fetch
 from tests.sim.conftest import serve_broken_target
@@ -47,6 +48,18 @@ def fleetbench(*args: str, timeout_s: float = 120, **env: str) -> subprocess.Com
         env={**clean, "COLUMNS": "200", "FLEETBENCH_ADMIN_KEY": ADMIN_KEY, **env},
         capture_output=True, text=True, timeout=timeout_s,
     )  # fmt: skip
+
+
+def short_run(
+    url: str, folder: Path, *args: str, timeout_s: float = 120
+) -> tuple[subprocess.CompletedProcess[str], Summary]:
+    """A short verification run against ``url`` (``args`` added), said in one line at most if it
+    went wrong; its summary.json."""
+    result = fleetbench("run", "--target", url, "--scenario", "verification", *SHORT_RUN, *args,
+                        "--results", str(folder / "r"), timeout_s=timeout_s)  # fmt: skip
+    one_line_error(result)
+    summary: Summary = json.loads((folder / "r" / "summary.json").read_text())
+    return result, summary
 
 
 def one_line_error(result: subprocess.CompletedProcess[str]) -> None:
@@ -116,11 +129,8 @@ def test_run_with_markup_in_the_token_alg_ends_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with serve_hostile(monkeypatch, HOSTILE_ALG="HS256[/x]") as url:
-        result = fleetbench("run", "--target", url, "--scenario", "verification", *SHORT_RUN,
-                            "--results", str(tmp_path / "r"))  # fmt: skip
-    one_line_error(result)
+        result, summary = short_run(url, tmp_path)
     assert "MarkupError" not in result.stderr
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     # Refused where it entered: no row carries the API's text as an algorithm.
     assert all(row["alg"] != "HS256[/x]" for row in summary["requests"])
 
@@ -150,11 +160,7 @@ def test_an_endpoint_name_draws_no_link_in_the_charts(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, profile: str
 ) -> None:
     with serve_hostile(monkeypatch) as url:
-        result = fleetbench("run", "--target", url, "--profile", profile, *SHORT_RUN,
-                            "--scenario", "verification",
-                            "--results", str(tmp_path / "r"))  # fmt: skip
-    one_line_error(result)
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+        _, summary = short_run(url, tmp_path, "--profile", profile)
     names = [row["endpoint"] for row in summary["requests"]]
     assert '<a href="https://evil.example/">data</a>' in names  # the profile's name, kept
     # What Plotly draws (the titles above the charts are Jinja2's, autoescaped).
@@ -229,21 +235,15 @@ def test_a_run_against_a_dripping_metrics_finishes(
 ) -> None:
     with serve_hostile(monkeypatch, "drip-metrics") as url:
         # Unfixed, the run's /metrics reads wait out the whole 60 s drip, three times over.
-        result = fleetbench("run", "--target", url, "--scenario", "verification", *SHORT_RUN,
-                            "--duration", "3", "--results", str(tmp_path / "r"),
-                            timeout_s=100)  # fmt: skip
-    one_line_error(result)
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+        _, summary = short_run(url, tmp_path, "--duration", "3", timeout_s=100)
     assert summary["server"]["available"] is False
     assert summary["outcomes"]["ok"] > 0
 
 
 def test_a_huge_metrics_is_not_read_whole(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     with serve_hostile(monkeypatch, "big-metrics") as url:
-        result = fleetbench("run", "--target", url, "--scenario", "verification", *SHORT_RUN,
-                            "--results", str(tmp_path / "r"))  # fmt: skip
+        short_run(url, tmp_path)
         sent = _sent(url)
-    one_line_error(result)
     # /metrics is read at least twice (before and after): unfixed, 128 MiB or more.
     assert sent < BIG_BYTES, sent
 
@@ -261,6 +261,23 @@ def test_compressed_answers_are_read_inflated_and_capped_inflated(
         pytest.raises(AnswerRefused, match="more than 4096 KiB"),
     ):
         fetch(session, "GET", f"{url}/metrics", timeout_s=10)
+
+
+def test_devices_do_not_read_a_huge_answer_whole(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    with serve_hostile(monkeypatch, "big-200") as url:
+        _, summary = short_run(url, tmp_path)
+        sent = _sent(url)
+    answered = sum(
+        row["count"]
+        for row in summary["requests"]
+        if row["scenario"] == "verification" and not row["endpoint"].startswith("token ")
+    )
+    assert answered > 0
+    # Each answer is 64 MiB: the devices stop at their cap (plus what the sockets buffer).
+    assert sent < answered * BIG_BYTES // 4, (sent, answered)
+    assert summary["outcomes"]["ok"] == summary["phases"]["setup"]["outcomes"]["ok"]
 
 
 # -- 6: no redirect is followed -----------------------------------------------------------------
@@ -282,9 +299,7 @@ def test_devices_do_not_resend_credentials_on_a_token_redirect(
     monkeypatch: pytest.MonkeyPatch, sink: str, tmp_path: Path
 ) -> None:
     with serve_hostile(monkeypatch, "redirect-token", HOSTILE_SINK=sink) as url:
-        result = fleetbench("run", "--target", url, "--scenario", "verification", *SHORT_RUN,
-                            "--results", str(tmp_path / "r"))  # fmt: skip
-    one_line_error(result)
+        result, _ = short_run(url, tmp_path)
     assert _seen(sink) == 0
     assert result.returncode == 1  # no device ever held a token
 
@@ -308,9 +323,6 @@ def test_a_run_where_no_protected_request_succeeded_fails(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with serve_hostile(monkeypatch, "redirect-data") as url:
-        result = fleetbench("run", "--target", url, "--scenario", "verification", *SHORT_RUN,
-                            "--results", str(tmp_path / "r"))  # fmt: skip
-    one_line_error(result)
-    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+        result, summary = short_run(url, tmp_path)
     assert summary["verdict"]["label"] == "FAIL", summary["verdict"]
     assert result.returncode == 1
