@@ -254,6 +254,9 @@ class RunConfig:
         return cast(RunParameters, data)
 
 
+ISSUER_CHARS = 2048
+
+
 def _discover(client: TargetClient) -> dict[str, Any]:
     """The target's issuer and token algorithm, if it publishes RFC 8414 metadata."""
     response = client.request("GET", "/.well-known/oauth-authorization-server")
@@ -265,12 +268,13 @@ def _discover(client: TargetClient) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         return {}
-    # Validated where it enters: only a name that reads as an algorithm, and a one-line issuer.
-    alg = checked_alg(data.get("access_token_signing_alg"))
+    # Validated where it enters: only a name that reads as an algorithm, and an issuer that is
+    # one plain line (it becomes the devices' assertion audience: never altered, only refused).
     issuer = data.get("issuer")
+    plain = isinstance(issuer, str) and len(issuer) <= ISSUER_CHARS and shown(issuer) == issuer
     return {
-        "access_token_signing_alg": alg,
-        "issuer": shown(issuer, limit=200) if isinstance(issuer, str) else None,
+        "access_token_signing_alg": checked_alg(data.get("access_token_signing_alg")),
+        "issuer": issuer if plain else None,
     }
 
 
