@@ -23,8 +23,9 @@ from typing import Any
 import requests
 
 from sim.errors import AdminKeyRejected, SimError, TargetUnreachable, TargetUnusable
-from sim.fleet import Device, Fleet, make_device, make_fleet
-from sim.http import TargetClient
+from sim.fleet.admin import register_fleet
+from sim.fleet.client import TargetClient
+from sim.fleet.model import Device, Fleet, make_device, make_fleet
 from sim.profiles.http import (
     REFUSAL_CLASSES,
     Request,
@@ -37,8 +38,7 @@ from sim.profiles.http import (
 )
 from sim.profiles.load import line_of
 from sim.profiles.model import Endpoint, Profile
-from sim.profiles.provision import read_devices_file, register_by_call
-from sim.provision import register_fleet
+from sim.profiles.registration import read_devices_file, register_by_call
 from sim.untrusted import Answer, fetch, same_origin, shown
 
 __all__ = [

@@ -11,7 +11,7 @@ something measured together on a noisy machine):
   and revocation);
 - ``sign_us`` and ``token_bytes``: minting cost and size of one access token.
 
-``python -m target.bench`` prints these; ``fleetbench compare`` and ``python -m target.wrkbench``
+``python -m benchmarks.sign`` prints these; ``fleetbench compare`` and ``python -m benchmarks.wrk``
 use them too.
 """
 

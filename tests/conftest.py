@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 

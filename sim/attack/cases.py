@@ -105,7 +105,7 @@ def secret_strength(
         got = f"not signed by any of {tried} common secrets"
     else:
         got = (
-            f"signed with common secret #{index} of sim/common_secrets.txt: "
+            f"signed with common secret #{index} of sim/corpus/common_secrets.txt: "
             f"{common_secret_name(index)}"
         )
     return CaseResult(

@@ -20,20 +20,21 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.artefacts import ATTACK_SCHEMA, AttackFile, write_artefact
+from sim.artefacts.attack_file import ATTACK_SCHEMA, AttackFile
+from sim.artefacts.codec import write_artefact
 from sim.attack.cases import run_case, run_token_case, secret_strength
 from sim.attack.listener import listening
 from sim.attack.profiled import attack_profile
 from sim.attack.session import AttackSession, issuer_of, public_key_for, token_alg
 from sim.attack.verdicts import AttackReport, CaseResult
 from sim.corpus import CASES, TOKEN_CASES, ForgeContext, TokenContext
-from sim.embedded import EmbeddedTarget
 from sim.errors import ConfigError, TargetUnusable
-from sim.fleet import Device, make_fleet
-from sim.http import TargetClient
+from sim.fleet.admin import register_fleet
+from sim.fleet.client import TargetClient
+from sim.fleet.model import Device, make_fleet
+from sim.output.report import write_attack_report
 from sim.profiles import Profile
-from sim.provision import register_fleet
-from sim.report import write_attack_report
+from sim.run.embedded import EmbeddedTarget
 from target.jose import ALG_NAMES
 
 __all__ = [

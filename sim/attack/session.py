@@ -10,9 +10,9 @@ import jwt
 import requests
 
 from sim.errors import TargetUnusable
-from sim.fleet import Device
-from sim.http import TargetClient
-from sim.scenarios import ENDPOINT_PATHS, Endpoint
+from sim.fleet.client import TargetClient
+from sim.fleet.model import Device
+from sim.shape.scenarios import ENDPOINT_PATHS, Endpoint
 from sim.untrusted import Answer, checked_alg, fetch
 from target.jose import client_credentials_form
 

@@ -17,7 +17,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import get_args
 
-from sim.artefacts import AttackCase, AttackCounts, AttackRun, AttackSeverity, AttackVerdict
+from sim.artefacts.attack_file import (
+    AttackCase,
+    AttackCounts,
+    AttackRun,
+    AttackSeverity,
+    AttackVerdict,
+)
 
 __all__ = [
     "PASSING",

@@ -28,7 +28,7 @@ from sim.cli.options import (
     embedded_algs,
 )
 from sim.profiles import load_profile
-from sim.results import results_folder
+from sim.run.results import results_folder
 
 __all__ = ["add_parser", "command", "findings_lines", "summary_line", "verdict_line"]
 

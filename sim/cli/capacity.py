@@ -12,7 +12,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sim.capacity import (
+from sim.cli.exits import ExitCode
+from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_float, positive_int
+from sim.run.results import results_folder
+from sim.sweep.capacity import (
     TABLE_HEADERS,
     CapacityConfig,
     capacity_lines,
@@ -23,10 +26,7 @@ from sim.capacity import (
     table_rows,
     write_capacity_outputs,
 )
-from sim.cli.exits import ExitCode
-from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_float, positive_int
-from sim.compare import parse_algs, targets_of
-from sim.results import results_folder
+from sim.sweep.compare import parse_algs, targets_of
 
 __all__ = ["add_parser", "command"]
 

@@ -11,10 +11,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sim.artefacts import CompareFile
+from sim.artefacts.compare_file import CompareFile
 from sim.cli.exits import ExitCode
 from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_int, seconds
-from sim.compare import (
+from sim.run.results import results_folder
+from sim.sweep.compare import (
     CompareConfig,
     EndToEndLoad,
     capacity_lines,
@@ -24,7 +25,6 @@ from sim.compare import (
     targets_of,
     write_compare_outputs,
 )
-from sim.results import results_folder
 
 __all__ = ["add_parser", "command"]
 

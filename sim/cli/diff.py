@@ -11,7 +11,7 @@ from rich.table import Table
 
 from sim.cli.exits import ExitCode
 from sim.cli.options import positive_int, tolerance
-from sim.diff import Change, compare_runs, load_rows
+from sim.output.diff import Change, compare_runs, load_rows
 
 __all__ = ["add_parser", "command"]
 

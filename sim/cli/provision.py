@@ -10,9 +10,10 @@ from rich.console import Console
 
 from sim.cli.exits import ExitCode
 from sim.cli.options import add_profile_option, add_target_options, positive_int
-from sim.fleet import CREDENTIAL_KINDS
-from sim.progress import ConsoleProgress
-from sim.provision import DEFAULT_CHUNK, ProvisionConfig, provision
+from sim.fleet.admin import DEFAULT_CHUNK
+from sim.fleet.model import CREDENTIAL_KINDS
+from sim.output.progress import ConsoleProgress
+from sim.provision import ProvisionConfig, provision
 
 __all__ = ["add_parser", "command"]
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from sim.account.storms import parse_run_scenario
 from sim.cli.exits import verdict_exit
 from sim.cli.options import (
     add_profile_option,
@@ -20,10 +21,9 @@ from sim.cli.options import (
     seconds,
 )
 from sim.errors import ConfigError
-from sim.fleet import CREDENTIAL_KINDS
-from sim.scenarios import REFRESH_MODES
-from sim.stages import parse_stages
-from sim.storms import parse_run_scenario
+from sim.fleet.model import CREDENTIAL_KINDS
+from sim.shape.scenarios import REFRESH_MODES
+from sim.shape.stages import parse_stages
 from target.jose import ALG_NAMES as TOKEN_ALGS
 
 __all__ = ["add_parser", "command"]
@@ -107,13 +107,15 @@ def add_parser(commands: Any) -> None:
 
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 the run passed its verdict, 1 it failed it, 130 interrupted."""
-    from sim.progress import ConsoleProgress
-    from sim.runner import RunConfig, run_benchmark
-    from sim.table import print_summary
+    from sim.output.progress import ConsoleProgress
+    from sim.output.table import print_summary
+    from sim.run.config import RunConfig
+    from sim.run.runner import run_benchmark
 
     scenarios, storm = parse_run_scenario(args.scenario)
     duration_s = 10.0 if args.duration is None else args.duration
     devices = 100 if args.devices is None else args.devices
+    stages = None
     if args.stages is not None:
         stages = parse_stages(args.stages)
         if args.duration is not None:
@@ -138,7 +140,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
             endpoint=args.endpoint,
             interval_s=1.0 if args.interval is None else args.interval,
             rate_rps=args.rate,
-            stages=args.stages,
+            stages=stages,
             refresh=args.refresh,
             bad_ratio=args.bad_ratio,
             duration_s=duration_s,

@@ -21,8 +21,8 @@ from sim.cli.options import (
     logger,
     positive_int,
 )
+from sim.output.progress import ConsoleProgress
 from sim.profiles import load_profile
-from sim.progress import ConsoleProgress
 from sim.smoke import DEFAULT_ALGS, SmokeConfig, SmokeResult, run_smoke
 from sim.smoke.result import measured_text
 from sim.thresholds import load_thresholds

@@ -10,7 +10,7 @@ from rich.console import Console
 
 from sim.cli.exits import ExitCode
 from sim.cli.options import positive_int
-from sim.distributed import parse_address
+from sim.run.distributed import parse_address
 
 __all__ = ["add_parser", "command"]
 
@@ -30,7 +30,7 @@ def add_parser(commands: Any) -> None:
 
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 when the master ended the run; 2 when Locust's worker failed (master unreachable)."""
-    from sim.worker import WorkerConfig, run_worker
+    from sim.run.worker import WorkerConfig, run_worker
 
     address = parse_address(args.master, "--master")
     console.print(f"joining the master at {address}", highlight=False)

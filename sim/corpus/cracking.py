@@ -11,8 +11,9 @@ from sim.corpus.forging import token_parts, unb64url
 
 @cache
 def common_secrets() -> tuple[bytes, ...]:
-    """Secrets people sign HS256 tokens with (``sim/common_secrets.txt``), plus the empty one."""
-    text = resources.files("sim").joinpath("common_secrets.txt").read_text(encoding="utf-8")
+    """Secrets people sign HS256 tokens with (``sim/corpus/common_secrets.txt``), plus the
+    empty one."""
+    text = resources.files("sim.corpus").joinpath("common_secrets.txt").read_text(encoding="utf-8")
     lines = (line.rstrip("\n") for line in text.splitlines())
     return (b"", *(line.encode() for line in lines if line and not line.startswith("#")))
 

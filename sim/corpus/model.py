@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sim.fleet import Device
+from sim.fleet.model import Device
 
 Endpoint = Literal["config", "telemetry", "data"]
 

@@ -13,7 +13,7 @@ from sim.corpus.forgers import public_key_forms
 from sim.corpus.forging import compact, hmac_token, sign_jws
 from sim.corpus.model import TokenCase, TokenContext, TokenForged
 from sim.corpus.strangers import stranger_jwk_text, stranger_key
-from sim.fleet import Device
+from sim.fleet.model import Device
 from target.jose import JWT_BEARER, client_credentials_form
 
 

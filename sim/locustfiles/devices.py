@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import sys
 
+from sim.device.user import FleetDevice, configure
 from sim.errors import SimError
-from sim.users import FleetDevice, configure
 
 __all__ = ["FleetDevice"]
 

@@ -1,7 +1,7 @@
 """The smoke profile as a function: short mixed runs per algorithm, judged by thresholds.
 
 Each algorithm gets a fresh embedded target (or the one ``target``) and one
-:func:`sim.runner.run_benchmark` run with all four scenarios and a short token lifetime, so
+:func:`sim.run.runner.run_benchmark` run with all four scenarios and a short token lifetime, so
 issuance, verification, expiry and rejection all happen; :mod:`sim.smoke.outputs` writes what
 CI reads.
 """
@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from sim.account.live import RunProgress
 from sim.errors import ConfigError
-from sim.results import results_folder
-from sim.runner import RunConfig, RunProgress, run_benchmark
-from sim.scenarios import MIXED, Scenario
+from sim.run.config import RunConfig
+from sim.run.results import results_folder
+from sim.run.runner import run_benchmark
+from sim.shape.scenarios import MIXED, Scenario
 from sim.smoke.outputs import write_smoke_outputs
 from sim.smoke.result import SmokeResult
 from sim.thresholds import Thresholds, evaluate, run_alg

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import os
 
-from sim.artefacts import write_artefact
-from sim.report import write_smoke_report
+from sim.artefacts.codec import write_artefact
+from sim.output.report import write_smoke_report
 from sim.smoke.junit import write_junit
 from sim.smoke.markdown import smoke_markdown
 from sim.smoke.result import SmokeResult, smoke_record

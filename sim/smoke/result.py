@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sim.artefacts import SMOKE_SCHEMA, SmokeFile, Summary
+from sim.artefacts.smoke_file import SMOKE_SCHEMA, SmokeFile
+from sim.artefacts.summary_file import Summary
 from sim.thresholds import Check, Thresholds, unit
 
 __all__ = ["SMOKE_SCHEMA", "SmokeResult", "measured_text", "smoke_record"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Literal
 
-from sim.artefacts import OutcomeCounts, RequestRow, Summary
+from sim.artefacts.summary_file import OutcomeCounts, RequestRow, Summary
 from sim.outcomes import OUTCOMES, Outcome
 from sim.thresholds.model import (
     ERROR_OUTCOMES,

@@ -6,7 +6,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-from sim.artefacts import RequestRow, SmokeCheck
+from sim.artefacts.smoke_file import SmokeCheck
+from sim.artefacts.summary_file import RequestRow
 from sim.outcomes import Outcome
 
 LatencyMetric = Literal["p50_us", "p95_us", "p99_us", "max_us"]
@@ -18,7 +19,7 @@ CountMetric = Literal[
     "transport_error",
     "telemetry_lost",
 ]
-# Limits on the load the run delivered (sim.load): on the whole run only.
+# Limits on the load the run delivered (sim.account.offered): on the whole run only.
 LoadMetric = Literal["max_shortfall", "max_in_flight"]
 Metric = Literal[LatencyMetric, "error_ratio", "min_rps", CountMetric, LoadMetric]
 LATENCY_METRICS: tuple[LatencyMetric, ...] = get_args(LatencyMetric)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sim.errors import ThresholdsError
 from sim.outcomes import OUTCOMES
-from sim.scenarios import ENDPOINTS, SCENARIOS
+from sim.shape.scenarios import ENDPOINTS, SCENARIOS
 from sim.thresholds.model import (
     ALWAYS_ON,
     COUNT_METRICS,
@@ -206,8 +206,9 @@ def parse_thresholds(text: str, source: str = "thresholds") -> Thresholds:
 
 
 def default_thresholds() -> Thresholds:
-    """The shipped defaults, ``sim/default_thresholds.toml``: generous enough for a busy laptop."""
-    text = resources.files("sim").joinpath(DEFAULT_FILE).read_text(encoding="utf-8")
+    """The shipped defaults, ``sim/thresholds/default_thresholds.toml``: generous enough for a
+    busy laptop."""
+    text = resources.files("sim.thresholds").joinpath(DEFAULT_FILE).read_text(encoding="utf-8")
     return parse_thresholds(text, f"(default) {DEFAULT_FILE}")
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
-from sim.artefacts import Summary
-from sim.embedded import free_port
-from sim.runner import RunConfig, run_benchmark
-from sim.scenarios import MIXED
+from sim.artefacts.summary_file import Summary
+from sim.run.config import RunConfig
+from sim.run.embedded import free_port
+from sim.run.runner import run_benchmark
+from sim.shape.scenarios import MIXED
 
 REPO = Path(__file__).resolve().parents[2]
 

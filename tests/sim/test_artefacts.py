@@ -11,11 +11,9 @@ from typing import Any, cast
 import msgspec
 import pytest
 
-from sim.artefacts import (
+from sim.artefacts.codec import (
     ARTEFACTS,
-    SUMMARY_SCHEMA,
     ArtefactError,
-    Summary,
     read_attack,
     read_compare,
     read_fleet,
@@ -24,7 +22,8 @@ from sim.artefacts import (
     read_summary_or_smoke,
     write_summary,
 )
-from sim.schemas import SCHEMA_DIR, main, schema_text
+from sim.artefacts.schemas import SCHEMA_DIR, json_schema, main, normalised
+from sim.artefacts.summary_file import SUMMARY_SCHEMA, Summary
 from tests.commands import fleetbench
 from tests.sim.conftest import serve_broken_target
 
@@ -36,10 +35,54 @@ def _same_as_written(path: Path, decoded: object) -> None:
     assert decoded == json.loads(path.read_text())
 
 
+def _same_schema(committed_text: str, name: str) -> bool:
+    """Meaning, not bytes: parsed JSON, descriptions cleaned as the generator cleans them."""
+    return bool(normalised(json.loads(committed_text)) == json_schema(name))
+
+
 @pytest.mark.parametrize("name", sorted(ARTEFACTS))
 def test_committed_schema_is_what_the_types_generate(name: str) -> None:
     committed = SCHEMA_DIR / f"{name}.schema.json"
-    assert committed.read_text() == schema_text(name), "run: python -m sim.schemas"
+    assert _same_schema(committed.read_text(), name), "run: python -m sim.artefacts.schemas"
+
+
+def _rewritten(schema: Any, key: str, old: object, new: object) -> tuple[Any, int]:
+    """``schema`` with every ``key: old`` made ``key: new``, and how many were."""
+    if isinstance(schema, dict):
+        count = 0
+        out = {}
+        for k, v in schema.items():
+            if k == key and v == old:
+                out[k], count = new, count + 1
+            else:
+                out[k], n = _rewritten(v, key, old, new)
+                count += n
+        return out, count
+    if isinstance(schema, list):
+        items = [_rewritten(v, key, old, new) for v in schema]
+        return [v for v, _ in items], sum(n for _, n in items)
+    return schema, 0
+
+
+def test_schema_check_passes_a_generators_indentation() -> None:
+    """Regression: msgspec 0.23 keeps a docstring's indentation in ``description`` (0.22 strips it),
+    which failed every schema test on a fresh install though no type had changed."""
+    text = (SCHEMA_DIR / "summary.schema.json").read_text()
+    indented = text.replace("\\n", "\\n    ")
+    assert indented != text
+    assert _same_schema(indented, "summary")
+
+
+def test_schema_check_fails_when_a_field_type_changes() -> None:
+    committed = json.loads((SCHEMA_DIR / "summary.schema.json").read_text())
+    changed, count = _rewritten(committed, "type", "integer", "string")
+    assert count > 0
+    assert not _same_schema(json.dumps(changed), "summary")
+    described, count = _rewritten(
+        committed, "description", committed["$defs"]["Server"]["description"], "Something else."
+    )
+    assert count == 1
+    assert not _same_schema(json.dumps(described), "summary")
 
 
 def test_schemas_command_writes_one_file_per_artefact(tmp_path: Path) -> None:

@@ -6,8 +6,8 @@ import inspect
 
 import sim.errors
 import target.errors
-from sim.embedded import EmbeddedTarget
 from sim.errors import Interrupted, SimError, TargetStartError, TargetUnusable
+from sim.run.embedded import EmbeddedTarget
 
 
 def test_every_simulator_error_is_a_sim_error() -> None:

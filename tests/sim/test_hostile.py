@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from sim.artefacts import Summary
-from sim.charts import run_charts
+from sim.artefacts.summary_file import Summary
+from sim.output.charts import run_charts
 from sim.untrusted import AnswerRefused, fetch
 from tests.sim.conftest import serve_broken_target
 from tests.sim.hostile_target import BIG_BYTES, ESCAPES

@@ -16,11 +16,11 @@ from sim.probe import ProbeConfig, run_probe
 from sim.profiles import load_profile
 from tests.conftest import StartTarget
 from tests.sim.conftest import serve_broken_target
-from tests.sim.test_flask_jwt import flask_api  # noqa: F401 (a fixture)
-from tests.sim.test_profile_run import PROFILE as LOGIN_PROFILE
-from tests.sim.test_seed_express import APP as SEED_APP
-from tests.sim.test_seed_express import SECRET as SEED_SECRET
-from tests.sim.test_seed_express import seed_express  # noqa: F401 (a fixture)
+from tests.sim.profiles.test_flask_jwt import flask_api  # noqa: F401 (a fixture)
+from tests.sim.profiles.test_profile_run import PROFILE as LOGIN_PROFILE
+from tests.sim.profiles.test_seed_express import APP as SEED_APP
+from tests.sim.profiles.test_seed_express import SECRET as SEED_SECRET
+from tests.sim.profiles.test_seed_express import seed_express  # noqa: F401 (a fixture)
 
 REPO = Path(__file__).resolve().parents[2]
 LAX_PROFILE = REPO / "tests" / "apis" / "lax" / "profile.toml"

@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 
 from sim.errors import AdminKeyRejected, FleetMismatch, TargetUnreachable
-from sim.fleet import load_fleet, make_fleet
-from sim.http import TargetClient
-from sim.provision import ProvisionConfig, provision, register_fleet
+from sim.fleet.admin import register_fleet
+from sim.fleet.client import TargetClient
+from sim.fleet.model import load_fleet, make_fleet
+from sim.provision import ProvisionConfig, provision
 from tests.conftest import StartTarget
 
 

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 
 SharedTarget = Callable[[str], EmbeddedTarget]
 

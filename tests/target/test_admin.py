@@ -10,7 +10,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from tests.target.conftest import SharedTarget
 from tests.target.helpers import (
     ASSERTION_ALGS,

@@ -10,7 +10,7 @@ import requests
 from starlette.applications import Starlette
 from starlette.routing import Route
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from target.app import create_app
 from target.settings import Settings
 from tests.target.conftest import SharedTarget

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from target.openapi import openapi_schema
 from tests.target.helpers import (
     JWT_BEARER,

@@ -21,7 +21,7 @@ from typing import Any
 
 import requests
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from tests.conftest import StartTarget
 from tests.target.helpers import (
     TIMEOUT_S,

@@ -46,7 +46,7 @@ def _occurrences(pattern: str) -> list[str]:
         r'"HS256", "HS384", "HS512"',  # the algorithm list: cli.py and attack.py retyped it
         r'"grant_type": "client_credentials",',  # the client-credentials form: four copies
         r'__version__ = "',  # the version: target, sim and pyproject.toml
-        r"public_exponent=65537",  # key generation tables: target/, sim/fleet.py, sim/corpus.py
+        r"public_exponent=65537",  # key generation: target/, sim/fleet/model.py, sim/corpus
         r"def _number\(",  # NumericDate checks: assertions.py and verifier.py
         r'"ES256", "EdDSA", "RS256"[\])]',  # assertion algs: algorithms, metadata, openapi
         r'"jku", "x5u", "jwk"',  # forbidden JOSE headers: verifier.py and assertions.py

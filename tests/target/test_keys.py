@@ -13,7 +13,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from target.algorithms import jwk_thumbprint
 from target.registry import parse_devices
 from tests.conftest import StartTarget

@@ -6,7 +6,7 @@ import re
 
 import requests
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from tests.conftest import StartTarget
 from tests.target.helpers import (
     JWT_BEARER,

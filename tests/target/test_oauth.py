@@ -11,7 +11,7 @@ from urllib.parse import quote
 import pytest
 import requests
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from tests.conftest import StartTarget
 from tests.target.conftest import SharedTarget
 from tests.target.helpers import (

@@ -11,7 +11,7 @@ import time
 
 import requests
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from tests.conftest import StartTarget
 from tests.target.helpers import (
     TIMEOUT_S,

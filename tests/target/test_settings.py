@@ -16,7 +16,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from sim.embedded import free_port
+from sim.run.embedded import free_port
 from target.settings import parse_settings
 from tests.target.helpers import TIMEOUT_S, generate_key, pem, wait_until
 
@@ -339,7 +339,7 @@ def test_generated_admin_keys_can_follow_the_admin_key_flag(tmp_path: Path) -> N
     """A key starting with '-' would be read as a flag by `fleetbench ... --admin-key KEY`.
 
     With base64url keys one in 64 did; 300 keys would have shown one with 99 % odds.
-    (``sim.embedded`` makes its keys the same way.)
+    (``sim.run.embedded`` makes its keys the same way.)
     """
     from target.settings import Settings, resolve_admin_key
 

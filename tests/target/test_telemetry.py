@@ -7,7 +7,7 @@ from typing import Any
 
 import requests
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from target.db import connect
 from target.telemetry import Row, _write_all_new, _write_row_by_row, read_stats, write_batch
 from tests.conftest import StartTarget

@@ -21,7 +21,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 
-from sim.embedded import EmbeddedTarget
+from sim.run.embedded import EmbeddedTarget
 from target.algorithms import ALGORITHMS
 from target.errors import ExpiredTokenError, RevokedError, SignatureError
 from target.verifier import Verifier

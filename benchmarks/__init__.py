@@ -1,0 +1,1 @@
+"""Developer benchmarks, run as python -m benchmarks.NAME; not in the wheel."""

@@ -1,0 +1,1 @@
+"""What a run measured: outcomes, histograms, offered load, open model, storms, summary."""

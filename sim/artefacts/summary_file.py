@@ -1,0 +1,567 @@
+"""``summary.json`` (``fleetbench.summary/1``), typed: one run's figures, section by section."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final, Literal, NotRequired, TypedDict, cast
+
+from sim.outcomes import OUTCOMES, Outcome
+from sim.shape.scenarios import Scenario
+
+__all__ = [
+    "SUMMARY_SCHEMA",
+    "Cluster",
+    "ClusterWorker",
+    "CpuFacts",
+    "DistributionPoint",
+    "Expiry",
+    "ExpiryEvents",
+    "ExpiryStorm",
+    "FleetFacts",
+    "GeneratorCpu",
+    "LatencyDistribution",
+    "LatencyPoint",
+    "LatencySeries",
+    "Load",
+    "OpenModel",
+    "OutcomeCounts",
+    "Percentiles",
+    "Phase",
+    "PhaseFigures",
+    "Phases",
+    "ProcessCpu",
+    "ProcessTreeCpu",
+    "ProfileFacts",
+    "ReconnectStorm",
+    "Refusal",
+    "RequestRow",
+    "RunFacts",
+    "RunParameters",
+    "RunSection",
+    "Saturated",
+    "ScenarioMix",
+    "Server",
+    "StageSecond",
+    "StageStep",
+    "StagesSection",
+    "StormBurst",
+    "Storms",
+    "Summary",
+    "TargetCpu",
+    "TargetFacts",
+    "Telemetry",
+    "TimelineRow",
+    "TokenRetries",
+    "Totals",
+    "Verdict",
+    "VerifyCost",
+    "counts_of",
+    "outcome_counts",
+]
+
+SUMMARY_SCHEMA: Final = "fleetbench.summary/1"
+
+
+Phase = Literal["measured", "setup"]
+Saturated = Literal["target", "generator", "both"]
+
+
+class Percentiles(TypedDict):
+    """A latency histogram's figures in µs; only ``count`` when it is empty."""
+
+    count: int
+    p50: NotRequired[float]
+    p90: NotRequired[float]
+    p95: NotRequired[float]
+    p99: NotRequired[float]
+    p99_9: NotRequired[float]
+    min: NotRequired[float]
+    mean: NotRequired[float]
+    max: NotRequired[float]
+
+
+class OutcomeCounts(TypedDict, total=False):
+    """A count per outcome (``outcomes``: all six; elsewhere only those that occurred)."""
+
+    ok: int
+    rejected_as_expected: int
+    refused_valid: int
+    accepted_invalid: int
+    server_error: int
+    transport_error: int
+
+
+class ProcessCpu(TypedDict):
+    """One process of a sampled tree. ``pid``, the wait and memory come from psutil only."""
+
+    role: str
+    cpu_percent_mean: float
+    cpu_percent_max: float
+    saturated: bool
+    pid: NotRequired[int]
+    cpu_wait_percent_mean: NotRequired[float]
+    peak_rss_bytes: NotRequired[int]
+    starved: NotRequired[bool]
+
+
+class ProcessTreeCpu(TypedDict):
+    """A process tree's CPU over the load window (``sim.account.generator.ProcessTreeSampler``)."""
+
+    processes: list[ProcessCpu]
+    samples: int
+    cores: int
+    cpu_percent_per_core_mean: float
+    saturated: bool
+    starved: bool
+    saturation_threshold_percent: float
+    saturation_rule: str
+    peak_rss_bytes: int
+
+
+class GeneratorCpu(ProcessTreeCpu):
+    """The Locust process tree, and Locust's exit code."""
+
+    exit_code: int | None
+
+
+class TargetCpu(TypedDict):
+    """The target's CPU: by psutil (embedded), from its ``/metrics``, or not available."""
+
+    available: bool
+    source: NotRequired[Literal["psutil", "metrics"]]
+    processes: NotRequired[list[ProcessCpu]]
+    samples: NotRequired[int]
+    cores: NotRequired[int]
+    cpu_percent_per_core_mean: NotRequired[float]
+    saturated: NotRequired[bool]
+    starved: NotRequired[bool]
+    saturation_threshold_percent: NotRequired[float]
+    saturation_rule: NotRequired[str]
+    peak_rss_bytes: NotRequired[int]
+
+
+class CpuFacts(TypedDict):
+    model: str
+    count: int | None
+    target_cpus: list[int] | None
+    generator_cpus: list[int] | None
+
+
+class TargetFacts(TypedDict):
+    url: str
+    embedded: bool
+    token_alg: str | None
+    issuer: str | None
+
+
+class RunParameters(TypedDict):
+    """Every ``fleetbench run`` option (``RunConfig.parameters``); never the admin key."""
+
+    target: str | None
+    fleet: str | None
+    devices: int
+    alg: str
+    token_alg: str
+    token_ttl: int | None
+    leeway: int
+    scenarios: dict[str, int]
+    endpoint: str | None  # None: all of the profile's endpoints, by weight
+    interval_s: float
+    refresh: str
+    bad_ratio: float
+    duration_s: float
+    spawn_rate: float | None
+    workers: int
+    results: str | None
+    pin: bool
+    generator_cpus: list[int] | None
+    profile: NotRequired[str]  # the target profile as asked for: a shipped name or a file
+    rate_rps: NotRequired[float]  # the open model's asked rate (--rate); absent: closed model
+    stages: NotRequired[str]  # --stages as given; absent: none
+    master: NotRequired[bool]  # over remote workers (fleetbench run --master)
+    bind: NotRequired[str]
+    expect_workers: NotRequired[int]
+    worker_wait_s: NotRequired[int]
+    storm: NotRequired[str | None]  # the storm scenario run (sim.account.storms), or None
+    backoff: NotRequired[bool]  # --backoff: jittered exponential backoff on failed token calls
+
+
+class FleetFacts(TypedDict):
+    devices: int
+    kind: str
+    created: int
+    already_registered: int
+    provision_s: float
+
+
+class ProfileFacts(TypedDict):
+    """The target profile a run spoke through (``sim/profiles``)."""
+
+    name: str
+    source: str
+    endpoints: NotRequired[list[str]]  # the protected endpoints' names
+    token_endpoint: NotRequired[bool]  # False: the devices mint their own tokens
+
+
+class RunFacts(TypedDict):
+    """What the runner knows of a run before its figures (``build_summary(run=...)``)."""
+
+    fleetbench: str
+    versions: dict[str, str]
+    cpu: CpuFacts
+    target: TargetFacts
+    parameters: RunParameters
+    fleet: FleetFacts
+    locust_workers: int
+    profile: NotRequired[ProfileFacts]
+
+
+class RunSection(RunFacts):
+    started_at: float | None
+    stopped_at: float | None
+    elapsed_s: float
+    interrupted: bool
+    results: NotRequired[str]  # the results folder, once written
+    # closed: each device waits for its answer, then its interval; open: --rate, on a schedule
+    model: NotRequired[Literal["closed", "open"]]
+
+
+class Verdict(TypedDict):
+    passed: bool
+    overloaded: bool
+    label: Literal["PASS", "PASS (overloaded)", "FAIL"]
+    failures: list[str]
+
+
+class Totals(TypedDict):
+    requests: int
+    started: int
+    in_flight_at_stop: int
+    rps: float
+    devices: int
+    users_without_device: int
+
+
+class RequestRow(TypedDict):
+    endpoint: str
+    scenario: str
+    alg: str
+    count: int
+    rps: float
+    outcomes: OutcomeCounts
+    latency_us: Percentiles
+    latency_by_outcome_us: dict[Outcome, Percentiles]
+    # Open model only: from each paced request's intended send time (its count: those requests)
+    corrected_latency_us: NotRequired[Percentiles]
+
+
+class Refusal(TypedDict):
+    endpoint: str
+    scenario: str
+    status: int
+    reason: str
+    count: int
+
+
+class ScenarioMix(TypedDict):
+    weight: int
+    expected_share: float
+    runs: int
+    share: float
+
+
+class TokenRetries(TypedDict):
+    retries: int
+    backoff_s: float
+    devices_failed: int
+    devices_recovered: int
+
+
+class Expiry(TypedDict):
+    expirations: int
+    refreshes: int
+    devices: int
+    devices_expired: int
+    devices_recovered: int
+    refused_valid: int
+    refresh_latency_us: Percentiles
+
+
+class Telemetry(TypedDict):
+    """Readings sent and acknowledged; the target's own count when it has ``/admin/stats``."""
+
+    available: bool
+    devices: int
+    sent: int
+    acknowledged: int
+    received: NotRequired[int]
+    distinct: NotRequired[int]
+    lost: NotRequired[int]
+    duplicated: NotRequired[int]
+    unacknowledged: NotRequired[int]
+
+
+class VerifyCost(TypedDict):
+    count: int
+    mean_us: float
+
+
+class Server(TypedDict):
+    """The target's ``/metrics`` over the run. Not ``available`` (with the ``reason``) when the
+    profile names no ``[metrics] verify_time`` or ``/metrics`` has no such histogram."""
+
+    available: bool
+    reason: NotRequired[str]
+    verify_metric: NotRequired[str]  # the histogram read (the profile's [metrics] verify_time)
+    verify: NotRequired[dict[str, VerifyCost]]
+    verifications: NotRequired[dict[str, int]]
+    token_errors: NotRequired[dict[str, int]]
+    tokens_issued: NotRequired[dict[str, int]]
+
+
+class Load(TypedDict):
+    offered_rps: float | None
+    delivered_rps: float
+    shortfall: float | None
+    in_flight_at_stop: int
+    in_flight_when_stopping: int
+    saturated: Saturated | None
+    overloaded: bool
+    notes: list[str]
+    offered_requests: float | None
+    delivered_requests: int
+    mean_device_active_s: float
+    devices_ready: int
+    target_cpu_percent: float | None
+    generator_cpu_percent: float | None
+    target_cpu_wait_percent: float | None
+    generator_cpu_wait_percent: float
+    rule: str
+    line: NotRequired[str]  # set from the rest by sim.account.offered.load_line
+
+
+class OpenModel(TypedDict):
+    """The open model's account (``--rate``, ``sim.account.open_model``)."""
+
+    rate_rps: float
+    rate_per_device_rps: float
+    asked_requests: float
+    sent_requests: int
+    sent_rps: float
+    shortfall: float
+    mean_device_active_s: float
+    corrected_latency_us: Percentiles
+    service_latency_us: Percentiles
+    send_lag_us: Percentiles
+    generator_lag_us: Percentiles
+    generator_lag_limit_us: int
+    limit: Saturated | None
+    notes: list[str]
+    line: NotRequired[str]  # set from the rest by sim.account.open_model.open_line
+
+
+class StageStep(TypedDict):
+    start_t: float  # Unix s
+    end_t: float
+    duration_s: float
+    start: float  # devices, or req/s fleet-wide, at the step's start
+    end: float  # at its end (the step's target)
+
+
+class StageSecond(TypedDict):
+    t: int
+    stage: int  # index into steps
+    asked: float  # devices reporting, or req/s, the stages asked for at that second
+
+
+class StagesSection(TypedDict):
+    """Load stages (``--stages``, ``sim.shape.stages``)."""
+
+    kind: Literal["devices", "rate"]
+    text: str
+    steps: list[StageStep]
+    timeline: list[StageSecond]
+
+
+class TimelineRow(OutcomeCounts):
+    """One second: ``t`` and a count per outcome seen in it."""
+
+    t: int
+
+
+class PhaseFigures(TypedDict):
+    requests: int
+    outcomes: OutcomeCounts
+    first_t: int | None
+    last_t: int | None
+    rps: NotRequired[float]  # measured only
+
+
+class Phases(TypedDict):
+    measured: PhaseFigures
+    setup: PhaseFigures
+
+
+class LatencyPoint(TypedDict):
+    t: int
+    count: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+
+class LatencySeries(TypedDict):
+    endpoint: str
+    phase: Phase
+    points: list[LatencyPoint]
+
+
+class DistributionPoint(TypedDict):
+    percentile: float
+    latency_us: float
+
+
+class LatencyDistribution(TypedDict):
+    endpoint: str
+    phase: Phase
+    count: int
+    points: list[DistributionPoint]
+
+
+class ExpiryEvents(TypedDict):
+    t: int
+    expirations: int
+    recoveries: int
+    refreshes: int
+
+
+class ClusterWorker(TypedDict):
+    """One remote worker of a ``fleetbench run --master`` run, as the master saw it."""
+
+    id: str  # Locust's client id (host name and a random tag)
+    host: str
+    pid: int | None  # its Locust process on that host
+    late: bool  # joined a running test: it was given no devices
+    devices: int  # devices the master dealt it: each device to exactly one worker
+    requests: int  # outcomes it reported (its share of totals.requests)
+    requests_per_s: float
+    cpu_percent_mean: float  # of one core, its own process (sampled every 0.5 s)
+    cpu_percent_max: float
+    cpu_samples: int
+    saturated: bool
+    peak_rss_bytes: int
+    lost: bool
+    lost_as: str | None  # "missing" (no heartbeat), "quit" or "no final report"
+    lost_at_s: float | None  # seconds into the run when the master noticed
+    returned_at_s: float | None  # a missing worker that reported again (paused, not gone)
+    account_complete: bool  # its final report arrived: all it sent is in the totals
+    # Seconds into the run when the master did not hear from it: from its last report before
+    # the loss to the end, or to its return. Without its final report, what it sent in that
+    # time is missing from the totals.
+    affected_s: list[float] | None
+    lost_device_ids: list[str]  # its devices when lost (the first 100), [] otherwise
+
+
+class Cluster(TypedDict):
+    """A run over remote workers: how the fleet was dealt and what became of each worker."""
+
+    workers: list[ClusterWorker]
+    fleet_devices: int
+    dealt: int  # devices handed to a worker; the rest found no user
+    degraded: bool  # a worker was lost: the totals miss what it sent after its last report
+    lost_workers: int
+
+
+class StormBurst(TypedDict):
+    """The token requests devices made between their storm token's refusal and their next ``ok``
+    (the refresh burst on the token endpoint; none when the profile mints its tokens)."""
+
+    requests: int
+    outcomes: OutcomeCounts
+    refusals: int  # token requests not answered with a token (refused, 5xx, no answer)
+    latency_us: Percentiles
+    first_t: int | None  # Unix s of the burst's first and last token request
+    last_t: int | None
+    peak_rps: int  # the most token requests of the burst answered in one second
+
+
+class ExpiryStorm(TypedDict):
+    """``expiry-storm``: the fleet's tokens of one lifetime expiring together, and the recovery."""
+
+    devices: int  # devices that held a storm token (their first)
+    expires_at: float | None  # Unix s: the earliest ``exp`` of those tokens
+    expiry_window_s: float | None  # latest minus earliest ``exp``: how together they expired
+    devices_refused: int  # devices whose storm token was refused for expiry
+    devices_recovered: int  # ... and that were then served ``ok`` again
+    time_to_recover_s: float | None  # expires_at to the last device's first ok; None: not all
+    device_recover_us: Percentiles  # per device: from its token's exp to its first ok again
+    backoff: bool
+    burst: StormBurst
+
+
+class ReconnectStorm(TypedDict):
+    """``reconnect-storm``: the embedded target stopped and started again on the same database
+    mid-run; every device cut off re-authenticates when it comes back."""
+
+    down_at: float | None  # Unix s: the target was stopped
+    up_at: float | None  # ... and answered again
+    outage_s: float | None
+    devices: int  # devices cut off (a request with no answer or a 5xx during the outage)
+    devices_recovered: int  # ... and served ok again afterwards
+    time_to_recover_s: float | None  # up_at to the last such device's first ok; None: not all
+    device_recover_us: Percentiles  # per device: from up_at to its first ok again
+    acknowledged_lost: int | None  # acknowledged readings the target does not hold (must be 0)
+    backoff: bool
+    burst: StormBurst  # the re-authentication: token requests from cut-off to first ok
+
+
+class Storms(TypedDict, total=False):
+    """The storm scenarios a run had (``--scenario expiry-storm`` or ``reconnect-storm``)."""
+
+    expiry: ExpiryStorm
+    reconnect: ReconnectStorm
+
+
+class Summary(TypedDict):
+    """``summary.json`` of ``fleetbench run`` (``fleetbench.summary/1``)."""
+
+    schema: Literal["fleetbench.summary/1"]
+    run: RunSection
+    verdict: Verdict
+    totals: Totals
+    outcomes: OutcomeCounts
+    requests: list[RequestRow]
+    refusals: list[Refusal]
+    mint_us: dict[str, Percentiles]
+    scenarios: dict[Scenario, ScenarioMix]
+    token_retries: TokenRetries
+    expiry: Expiry | None
+    corpus: dict[str, dict[str, int]] | None
+    telemetry: Telemetry
+    server: Server
+    generator: GeneratorCpu
+    target_cpu: TargetCpu
+    load: Load
+    timeline: list[TimelineRow]
+    setup_timeline: list[TimelineRow]
+    phases: Phases
+    latency_timeline: list[LatencySeries]
+    latency_distribution: list[LatencyDistribution]
+    expiry_timeline: list[ExpiryEvents]
+    open_model: NotRequired[OpenModel]  # the open model's runs only (--rate)
+    corrected_latency_distribution: NotRequired[list[LatencyDistribution]]  # the same
+    stages: NotRequired[StagesSection]  # staged runs only (--stages)
+    cluster: NotRequired[Cluster]  # runs over remote workers only (fleetbench run --master)
+    storms: NotRequired[Storms | None]  # storm scenarios (sim.account.storms); null without one
+
+
+def counts_of(row: TimelineRow | ExpiryEvents) -> dict[str, int]:
+    """A per-second row's counts by name, ``t`` left out (a chart draws them by name)."""
+    counts = cast(Mapping[str, int], row)
+    return {name: count for name, count in counts.items() if name != "t"}
+
+
+def outcome_counts(counts: OutcomeCounts) -> dict[Outcome, int]:
+    """The counts present as a plain mapping (to sum, or go through), in OUTCOMES order."""
+    return {o: counts[o] for o in OUTCOMES if o in counts}

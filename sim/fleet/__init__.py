@@ -1,0 +1,1 @@
+"""A fleet: its devices and their file, the HTTP client to a target, admin registration."""

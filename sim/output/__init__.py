@@ -1,0 +1,1 @@
+"""What a person reads: report.html, its charts and templates, the table, progress, diff."""

@@ -1,0 +1,411 @@
+"""``fleetbench run`` as a function: target, fleet, Locust, account, summary.
+
+The orchestrator never imports Locust or gevent: Locust runs as a child process (with
+``--processes`` for several workers) and hands back one raw account file, which is merged here
+with the target's ``/metrics`` and ``/admin/stats`` and the generator's CPU into ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sim import __version__
+from sim.account.generator import ProcessTreeSampler
+from sim.account.measure import Measurements
+from sim.account.server_view import (
+    DeviceStats,
+    MetricsCpuSampler,
+    scrape_metrics,
+    server_delta,
+    telemetry_stats,
+)
+from sim.account.storms import OUTAGE_AT_SHARE, Outage, storm_section
+from sim.account.summary import build_summary, telemetry_account
+from sim.artefacts.codec import write_summary
+from sim.artefacts.summary_file import FleetFacts, GeneratorCpu, Summary, TargetCpu
+from sim.device.settings import SimConfig
+from sim.errors import SimError
+from sim.fleet.admin import ProvisionResult, register_fleet
+from sim.fleet.client import TargetClient
+from sim.fleet.model import Fleet, load_fleet, make_fleet, save_fleet
+from sim.processes import raise_open_files_limit, split_cores
+from sim.profiles.registration import profile_fleet, register_by_call
+from sim.run.config import RunConfig
+from sim.run.distributed import (
+    START_SPREAD_S,
+    apply_cluster,
+    cluster_section,
+    with_workers,
+)
+from sim.run.embedded import EmbeddedTarget
+from sim.run.locust_child import Stop, locust_command, read_raw, run_locust
+from sim.run.machine import cpu_model, versions
+from sim.run.results import results_folder
+from sim.untrusted import checked_alg, shown
+
+__all__ = ["fleet_file", "run_benchmark"]
+
+
+ISSUER_CHARS = 2048
+
+
+def _discover(client: TargetClient) -> dict[str, Any]:
+    """The target's issuer and token algorithm, if it publishes RFC 8414 metadata."""
+    response = client.request("GET", "/.well-known/oauth-authorization-server")
+    if response.status_code != 200:
+        return {}
+    try:
+        data = response.json()
+    except ValueError:
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    # Validated where it enters: only a name that reads as an algorithm, and an issuer that is
+    # one plain line (it becomes the devices' assertion audience: never altered, only refused).
+    issuer = data.get("issuer")
+    plain = isinstance(issuer, str) and len(issuer) <= ISSUER_CHARS and shown(issuer) == issuer
+    return {
+        "access_token_signing_alg": checked_alg(data.get("access_token_signing_alg")),
+        "issuer": issuer if plain else None,
+    }
+
+
+def _fleet(config: RunConfig, scratch: Path) -> tuple[Fleet, Path]:
+    if config.fleet is not None:
+        return load_fleet(config.fleet), config.fleet
+    profile = config.loaded_profile
+    if profile.name != "fleetbench":
+        fleet = profile_fleet(profile, config.devices)
+        path = scratch / "fleet.json"
+        save_fleet(fleet, path)
+        return fleet, path
+    config.log(f"making {config.devices} {config.alg} devices")
+    advance = (
+        config.progress.bar(f"keys ({config.alg})", config.devices) if config.progress else None
+    )
+    fleet = make_fleet(config.devices, config.alg, progress=advance)
+    path = scratch / "fleet.json"  # secrets stay out of the results folder
+    save_fleet(fleet, path)
+    return fleet, path
+
+
+def fleet_file(config: RunConfig, folder: Path) -> Path:
+    """The fleet ``config`` would make, written to ``folder`` (secrets: keep it out of results),
+    for runs that must reuse one fleet (compare's rounds against one service)."""
+    return _fleet(config, folder)[1]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """The target a run measures: ours (``embedded``) or the user's."""
+
+    url: str
+    admin_key: str | None = field(repr=False)
+    embedded: EmbeddedTarget | None
+
+
+@contextlib.contextmanager
+def _target(config: RunConfig, cpus: set[int] | None) -> Iterator[_Target]:
+    if config.target is not None:
+        yield _Target(config.target.rstrip("/"), config.admin_key or None, None)
+        return
+    config.log(f"starting the embedded {config.token_alg} target")
+    embedded = EmbeddedTarget(
+        config.token_alg, cpus=cpus, token_ttl=config.effective_token_ttl,
+        leeway=config.effective_leeway,
+    )  # fmt: skip
+    try:
+        embedded.start()
+        yield _Target(embedded.url, embedded.admin_key, embedded)
+    finally:
+        embedded.stop()
+
+
+@dataclass(frozen=True)
+class _Provisioned:
+    fleet: Fleet
+    path: Path
+    result: ProvisionResult
+    elapsed_s: float
+
+    def facts(self) -> FleetFacts:
+        return {
+            "devices": len(self.fleet),
+            "kind": self.fleet.kind,
+            "created": self.result.created,
+            "already_registered": self.result.already_registered,
+            "provision_s": round(self.elapsed_s, 3),
+        }
+
+
+def _provision(config: RunConfig, client: TargetClient, scratch: Path) -> _Provisioned:
+    """The fleet made or loaded, and registered as the profile says (``provision.via``)."""
+    fleet, path = _fleet(config, scratch)
+    profile = config.loaded_profile
+    via = profile.provision.via
+    started = time.monotonic()
+    if via == "admin":
+        config.log(f"registering {len(fleet)} devices")
+        advance = config.progress.bar("register", len(fleet)) if config.progress else None
+        result = register_fleet(client, fleet, progress=advance)
+    elif via == "call":
+        config.log(f"registering {len(fleet)} devices ({profile.name} profile)")
+        result = register_by_call(client, profile, fleet)
+    else:  # none, file: the API knows its devices already
+        result = ProvisionResult(0, 0)
+    return _Provisioned(fleet, path, result, time.monotonic() - started)
+
+
+def _locust_env(
+    config: RunConfig,
+    fleet_path: Path,
+    metadata: dict[str, Any],
+    stats_before: DeviceStats | None,
+    scratch: Path,
+) -> dict[str, str]:
+    """The environment Locust runs in: its run described in a file, and no admin key."""
+    sim_config = SimConfig(
+        fleet=str(fleet_path),
+        scenarios=config.effective_scenarios,
+        endpoint=config.effective_endpoint,
+        interval_s=config.interval_s,
+        refresh=config.refresh,
+        bad_ratio=config.bad_ratio,
+        leeway_s=float(config.effective_leeway),
+        issuer=metadata.get("issuer"),
+        raw=str(scratch / "raw.json"),
+        claim_file=str(scratch / "claims"),
+        progress_file=str(scratch / "progress.json"),
+        # Locust runs in the results folder: a profile file named relative to here must still
+        # be found there.
+        profile=str(Path(config.profile).resolve())
+        if Path(config.profile).is_file()
+        else config.profile,
+        rate_rps=config.rate_rps,
+        stages=config.stages.text if config.stages else None,
+        distributed=config.master,
+        start_spread_s=START_SPREAD_S if config.master else 0.0,
+        storm=config.storm,
+        backoff=config.backoff,
+        seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
+    )
+    sim_config.write(scratch / "sim-config.json")
+    env = {**os.environ, "FLEETBENCH_CONFIG": str(scratch / "sim-config.json")}
+    env.pop("FLEETBENCH_ADMIN_KEY", None)
+    env.pop("TARGET_ADMIN_KEY", None)
+    return env
+
+
+@dataclass(frozen=True)
+class _Load:
+    """What the load phase left: Locust's account and the CPU both sides used."""
+
+    raw: dict[str, Any]
+    generator: GeneratorCpu
+    target_cpu: TargetCpu
+
+
+def _load(
+    config: RunConfig,
+    target: _Target,
+    users: int,
+    env: dict[str, str],
+    folder: Path,
+    scratch: Path,
+    locust_cpus: set[int] | None,
+    stop: Stop,
+) -> _Load:
+    config.log(f"running {users} devices for {config.duration_s:g} s")
+    command = locust_command(config, users, target.url, folder)
+    embedded = target.embedded
+    target_tree = (
+        [ProcessTreeSampler(embedded.pid, ("server", "worker"))]
+        if embedded is not None and embedded.pid is not None
+        else []
+    )
+    # An external target's CPU, if its /metrics exports it; the embedded one's by psutil.
+    target_metrics = MetricsCpuSampler(target.url).start() if embedded is None else None
+    try:
+        exit_code, generator_sampler = run_locust(
+            config, command, env, folder, locust_cpus, stop, target_tree, scratch / "progress.json"
+        )
+    finally:
+        if target_metrics is not None:
+            target_metrics.stop()
+    raw = read_raw(scratch / "raw.json")
+    if config.master and not raw.get("started") and not stop.requested:
+        raise SimError(
+            f"{config.expect_workers} workers did not join {config.bind} within "
+            f"{config.worker_wait_s} s (fleetbench worker --master HOST:PORT on each host)"
+        )
+    window = (
+        (float(raw["started"]), float(raw["stopped"]))
+        if raw.get("started") and raw.get("stopped")
+        else None
+    )
+    generator: GeneratorCpu = {"exit_code": exit_code, **generator_sampler.summary(window)}
+    target_cpu: TargetCpu = {"available": False}
+    if target_tree:
+        target_cpu = {"available": True, "source": "psutil", **target_tree[0].summary(window)}
+    elif target_metrics is not None:
+        target_cpu = target_metrics.summary(window)
+    if not raw and not stop.requested:
+        raise SimError(f"Locust wrote no measurements; see {folder / 'locust.log'}")
+    return _Load(raw, generator, target_cpu)
+
+
+def run_benchmark(config: RunConfig) -> Summary:
+    """Run one benchmark end to end and return its summary (also written to the results folder)."""
+    config.check()
+    if config.effective_scenarios != config.scenarios:
+        profile = config.loaded_profile.name
+        config.log(f"profile {profile} mints its tokens: mixed runs without issuance")
+    raise_open_files_limit()
+    folder = results_folder(config.results, "run")
+    scratch = Path(tempfile.mkdtemp(prefix="fleetbench-run-"))
+    target_cpus, locust_cpus = split_cores(config.pin and config.target is None)
+    if config.generator_cpus:
+        locust_cpus = config.generator_cpus
+    stop = Stop()
+    try:
+        with stop.installed(), _target(config, target_cpus) as target:
+            client = TargetClient(target.url, target.admin_key)
+            client.check_alive()
+            metadata = _discover(client)
+            via = config.loaded_profile.provision.via
+            # /admin/stats (also proves the admin key) is our own contract's.
+            stats_before = telemetry_stats(client) if via == "admin" else None
+            provisioned = _provision(config, client, scratch)
+            metrics_before = scrape_metrics(client)
+            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
+            with _outage(config, target, scratch) as outage:
+                load = _load(
+                    config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
+                )
+            measurements = Measurements.from_wire(load.raw.get("measurements", {}))
+            cluster = cluster_section(load.raw["cluster"]) if "cluster" in load.raw else None
+            generator = with_workers(load.generator, cluster) if cluster else load.generator
+            if target.embedded is not None:
+                time.sleep(0.2)  # one telemetry flush tick
+            server = server_delta(
+                metrics_before,
+                scrape_metrics(client),
+                config.loaded_profile.metrics.verify_time,
+                _token_alg(measurements),
+            )
+            if outage is not None and outage.down_at is not None:
+                server = {"available": False, "reason": RESTARTED}
+            stats_after = telemetry_stats(client) if via == "admin" else None
+            summary = build_summary(
+                measurements,
+                run={
+                    "fleetbench": __version__,
+                    "versions": versions(),
+                    "cpu": {
+                        "model": cpu_model(),
+                        "count": os.cpu_count(),
+                        "target_cpus": sorted(target_cpus) if target_cpus else None,
+                        "generator_cpus": sorted(locust_cpus) if locust_cpus else None,
+                    },
+                    "target": {
+                        "url": target.url,
+                        "embedded": target.embedded is not None,
+                        "token_alg": metadata.get("access_token_signing_alg"),
+                        "issuer": metadata.get("issuer"),
+                    },
+                    "parameters": config.parameters(),
+                    "profile": {
+                        "name": config.loaded_profile.name,
+                        "source": config.loaded_profile.source,
+                        "endpoints": [e.name for e in config.loaded_profile.endpoints],
+                        "token_endpoint": not config.loaded_profile.minted,
+                    },
+                    "fleet": provisioned.facts(),
+                    "locust_workers": load.raw.get("workers", 0),
+                },
+                started=load.raw.get("started"),
+                stopped=load.raw.get("stopped"),
+                server=server,
+                telemetry=telemetry_account(measurements, stats_before, stats_after),
+                generator=generator,
+                interrupted=stop.requested,
+                # The open model's devices each send once per fleet / rate seconds.
+                interval_s=(
+                    config.interval_s
+                    if config.rate_rps is None
+                    else len(provisioned.fleet) / config.rate_rps
+                ),
+                rate_rps=config.rate_rps,
+                stages=config.stages,
+                target_cpu=load.target_cpu,
+                weights=dict(config.effective_scenarios),
+            )
+            if cluster is not None:
+                apply_cluster(summary, cluster)
+            if config.storm is not None:
+                summary["storms"] = storm_section(
+                    measurements,
+                    config.storm,
+                    backoff=config.backoff,
+                    outage=outage,
+                    lost=summary["telemetry"].get("lost"),
+                )
+                if outage is not None and outage.error:
+                    summary["verdict"]["failures"].append(outage.error)
+                    summary["verdict"]["passed"] = False
+                    summary["verdict"]["label"] = "FAIL"
+            _write_outputs(summary, folder)
+            return summary
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+RESTARTED = "the target restarted mid-run (reconnect-storm): its /metrics counters started again"
+# How long the reconnect storm's target stays down before it starts again (plus its start time).
+OUTAGE_DOWN_S = 1.0
+
+
+@contextlib.contextmanager
+def _outage(config: RunConfig, target: _Target, scratch: Path) -> Iterator[Outage | None]:
+    """The reconnect storm's restart of the embedded target, on its own thread during the load."""
+    embedded = target.embedded
+    if config.storm != "reconnect-storm" or embedded is None:
+        yield None
+        return
+    after_s = config.duration_s * OUTAGE_AT_SHARE
+    with Outage(
+        lambda: embedded.restart(OUTAGE_DOWN_S), scratch / "progress.json", after_s
+    ) as outage:
+        config.log(
+            f"the target goes down {after_s:.0f} s into the run, for about {OUTAGE_DOWN_S:g} s"
+        )
+        yield outage
+
+
+def _token_alg(measurements: Measurements) -> str:
+    """The one algorithm of the tokens the API honoured, to name a verify-time histogram that
+    has no ``alg`` label by; ``all`` when there were several or none."""
+    algs = {
+        key.alg
+        for key in measurements.latency
+        if key.outcome == "ok" and not key.endpoint.startswith("token ")
+    }
+    return algs.pop() if len(algs) == 1 else "all"
+
+
+def _write_outputs(summary: Summary, folder: Path) -> None:
+    summary["run"]["results"] = str(folder)
+    write_summary(summary, folder / "summary.json")
+    try:
+        from sim.output.report import write_report
+    except ImportError:
+        return
+    write_report(summary, folder / "report.html")

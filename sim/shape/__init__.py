@@ -1,0 +1,1 @@
+"""The load's shape: scenarios and their weights, stages over time, the send schedule."""

@@ -1,0 +1,532 @@
+"""How much load a service takes at a latency objective (``fleetbench capacity``).
+
+Per algorithm, the open model's rate (``fleetbench run --rate``) is raised in steps, doubling from
+the start rate, until a step breaks the objective: its corrected latency percentile (from each
+request's intended send time, ``sim.account.open_model``) above the limit, its error share above the
+budget, or a target that did not take the rate (sent short of asked by more than the load
+account allows). The step is then narrowed by bisection between the highest rate that met the
+objective and the lowest that broke it (the knee), a bounded number of times. Every step is one
+real, short ``run_benchmark`` and is kept in the result.
+
+When a step's account names the generator as the limit, its figures measure the generator, not
+the target: the search stops there and the result is a floor (the target took at least that).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, cast
+
+from sim.account.measure import LATENCY_PERCENTILES, PercentileName
+from sim.account.offered import MAX_SHORTFALL
+from sim.artefacts.capacity_file import (
+    CAPACITY_SCHEMA,
+    CapacityAlgorithm,
+    CapacityFile,
+    CapacityParameters,
+    CapacityStep,
+    SecondOpinion,
+    StepPhase,
+    StepVerdict,
+)
+from sim.artefacts.codec import write_artefact
+from sim.artefacts.compare_file import CompareTarget
+from sim.artefacts.summary_file import Summary
+from sim.errors import CapacityError, Interrupted
+from sim.processes import running_on, split_cores
+from sim.run.machine import cpu_model, versions
+from sim.shape.scenarios import ENDPOINT_PATHS
+from sim.sweep.compare import EMBEDDED_ENDPOINT, AlgTarget, check_alg_run
+
+# The path the search drives on our embedded target, as the second opinion calls it.
+EMBEDDED_PATH = ENDPOINT_PATHS[EMBEDDED_ENDPOINT][1]
+
+if TYPE_CHECKING:
+    from sim.run.config import RunConfig
+
+__all__ = [
+    "CapacityConfig",
+    "Objective",
+    "capacity_lines",
+    "parse_error_budget",
+    "parse_slo",
+    "run_capacity",
+    "search",
+    "table_rows",
+    "write_capacity_outputs",
+]
+
+PERCENTILES = tuple(LATENCY_PERCENTILES)
+_SLO = re.compile(r"^(p\d+(?:[._]\d+)?)\s*=\s*([0-9]*\.?[0-9]+)\s*(us|µs|ms|s)$")
+_UNIT_US = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
+# Narrowing stops once the bracket is this narrow (relative to the rate that met): finer than a
+# busy machine's step-to-step noise would be a false precision.
+NARROW_ENOUGH = 0.05
+
+
+@dataclass(frozen=True)
+class Objective:
+    """A latency objective on the corrected latency: ``percentile`` (``p99``) at most
+    ``limit_us``; ``text`` as the user gave it."""
+
+    percentile: str
+    limit_us: float
+    text: str
+
+
+def parse_slo(text: str) -> Objective:
+    """``p99=50ms`` (also ``p50``, ``p90``, ``p95``, ``p99.9``; ``us``, ``ms``, ``s``)."""
+    found = _SLO.match(text.strip())
+    if found is None:
+        raise CapacityError(f"--slo {text!r}: say PERCENTILE=LIMIT, as p99=50ms or p99.9=200ms")
+    name, number, unit = found.groups()
+    percentile = name.replace(".", "_")
+    if percentile not in PERCENTILES:
+        raise CapacityError(
+            f"--slo {text!r}: the percentile is one of {', '.join(PERCENTILES).replace('_', '.')}"
+        )
+    limit_us = float(number) * _UNIT_US[unit]
+    if limit_us <= 0:
+        raise CapacityError(f"--slo {text!r}: the limit must be above 0")
+    return Objective(percentile, limit_us, text.strip())
+
+
+def parse_error_budget(text: str) -> float:
+    """``0.1%`` or ``0.001``: the share of requests allowed not to be ``ok``."""
+    body = text.strip()
+    scale = 100.0 if body.endswith("%") else 1.0
+    try:
+        value = float(body.rstrip("%")) / scale
+    except ValueError as e:
+        raise CapacityError(f"--error-budget {text!r}: say a share, as 0.1% or 0.001") from e
+    if not 0.0 <= value < 1.0:
+        raise CapacityError(f"--error-budget {text!r}: between 0% and 100% (not 100%)")
+    return value
+
+
+@dataclass(frozen=True)
+class CapacityConfig:
+    """The search: algorithms, the objective and error budget, the load of each step, and
+    ``targets`` per algorithm (none: a fresh embedded target per step, as compare)."""
+
+    algs: list[str]
+    objective: Objective
+    error_budget: float = 0.001
+    devices: int = 50
+    step_duration_s: float = 10.0
+    start_rate_rps: float = 100.0
+    raise_steps: int = 10  # at most this many doublings from the start rate
+    narrow_steps: int = 4  # at most this many bisection steps
+    interval_s: float = 60.0  # the real fleet's reporting interval: devices = rate x interval
+    endpoint: str | None = None
+    workers: int = 1
+    pin: bool = True
+    results: Path = Path("results")
+    log: Callable[[str], None] = field(default=lambda message: None, repr=False)
+    targets: Mapping[str, AlgTarget] = field(default_factory=dict)
+    admin_key: str | None = field(default=None, repr=False)
+    # At the knee on the embedded target: the independent client's word (see second_opinion).
+    second_opinion: bool = True
+
+    def target(self, alg: str) -> AlgTarget:
+        return self.targets.get(alg, AlgTarget())
+
+    def run_config(self, alg: str, rate_rps: float, index: int) -> RunConfig:
+        """Step ``index`` (from 1) of ``alg``'s search: an open-model verification run."""
+        from sim.run.config import RunConfig
+
+        target = self.target(alg)
+        return RunConfig(
+            target=target.url,
+            admin_key=self.admin_key if target.url else None,
+            profile=target.profile,
+            devices=self.devices,
+            alg="secret",  # the device credential only matters for issuance
+            token_alg=alg,
+            scenarios={"verification": 1},
+            endpoint=self.endpoint or (None if target.url else EMBEDDED_ENDPOINT),
+            rate_rps=rate_rps,
+            duration_s=self.step_duration_s,
+            workers=self.workers,
+            results=self.results / f"{alg}-step{index:02d}-{rate_rps:g}rps",
+            pin=self.pin,
+            log=self.log,
+        )
+
+    def check(self) -> None:
+        """Every step's run checked before any is measured: each is a one-line error."""
+        if self.raise_steps < 1:
+            raise CapacityError("--max-steps must be at least 1")
+        if self.narrow_steps < 0:
+            raise CapacityError("--narrow-steps must be 0 or more")
+        if self.interval_s <= 0:
+            raise CapacityError("--interval-s must be above 0")
+        for alg in self.algs:
+            check_alg_run(alg, self.run_config(alg, self.start_rate_rps, 1), CapacityError)
+
+    def parameters(self) -> CapacityParameters:
+        return {
+            "slo": self.objective.text,
+            "percentile": self.objective.percentile,
+            "limit_us": self.objective.limit_us,
+            "error_budget": self.error_budget,
+            "devices": self.devices,
+            "step_duration_s": self.step_duration_s,
+            "start_rate_rps": self.start_rate_rps,
+            "raise_steps": self.raise_steps,
+            "narrow_steps": self.narrow_steps,
+            "interval_s": self.interval_s,
+            "endpoint": self.endpoint or (None if self.targets else EMBEDDED_ENDPOINT),
+        }
+
+
+def judge(
+    summary: Summary, objective: Objective, error_budget: float, phase: StepPhase
+) -> CapacityStep:
+    """One step's figures from its run's summary, and whether it met the objective."""
+    account = summary.get("open_model")
+    if account is None:
+        raise CapacityError("a capacity step ran without the open model (no open_model section)")
+    corrected, service = account["corrected_latency_us"], account["service_latency_us"]
+    outcomes = summary["outcomes"]
+    requests = summary["totals"]["requests"]
+    good = outcomes.get("ok", 0) + outcomes.get("rejected_as_expected", 0)
+    errors = max(0, requests - good)
+    error_ratio = errors / requests if requests else 1.0
+    at_objective = cast(Mapping[str, float], corrected).get(objective.percentile)
+    limit = account["limit"]
+    verdict: StepVerdict = "met"
+    # "both": the target was saturated too, so a break there is the target's as well: judged on
+    # its figures (the line says the generator was busy); "generator" alone ends the search.
+    if limit == "generator":
+        verdict = "generator"
+    elif at_objective is None or requests == 0:
+        verdict = "no_answers"
+    elif error_ratio > error_budget:
+        verdict = "errors"
+    elif at_objective > objective.limit_us:
+        verdict = "latency"
+    elif _held_back(account["asked_requests"], account["sent_requests"], summary):
+        verdict = "shortfall"  # requests never sent have no latency: the target did not take R
+    met = verdict == "met" or (
+        verdict == "generator"
+        and at_objective is not None
+        and at_objective <= objective.limit_us
+        and error_ratio <= error_budget
+    )
+    step: CapacityStep = {
+        "phase": phase,
+        "rate_rps": account["rate_rps"],
+        "sent_rps": account["sent_rps"],
+        "shortfall": account["shortfall"],
+        "objective_us": at_objective,
+        "corrected_p50_us": corrected.get("p50"),
+        "corrected_p99_us": corrected.get("p99"),
+        "service_p99_us": service.get("p99"),
+        "requests": requests,
+        "errors": errors,
+        "error_ratio": round(error_ratio, 6),
+        "limit": limit,
+        "met": met,
+        "verdict": verdict,
+        "results": summary["run"].get("results"),
+    }
+    return step
+
+
+def _held_back(asked: float, sent: int, summary: Summary) -> bool:
+    """The fleet sent short of what it was asked by more than the load account allows, and by
+    more than one request per device: each device may miss its last slot at the stop, which in
+    a short step at a low rate is several per cent of the asked count on its own."""
+    missing = asked - sent
+    devices = max(1, summary["load"]["devices_ready"])
+    return missing > MAX_SHORTFALL * asked and missing > devices
+
+
+def search(
+    measure: Callable[[float, StepPhase], CapacityStep],
+    start_rate_rps: float,
+    raise_steps: int,
+    narrow_steps: int,
+) -> list[CapacityStep]:
+    """The steps of one search, in the order run: doubling from the start rate while the
+    objective holds, then bisection between the highest rate that met it and the lowest that
+    broke it. A step the generator limited ends the search."""
+    steps: list[CapacityStep] = []
+    met_rate: float | None = None
+    broke_rate: float | None = None
+    rate = start_rate_rps
+    for _ in range(raise_steps):
+        step = measure(rate, "raise")
+        steps.append(step)
+        if step["verdict"] == "generator":
+            return steps
+        if not step["met"]:
+            broke_rate = rate
+            break
+        met_rate = rate
+        rate *= 2
+    if met_rate is None or broke_rate is None:
+        return steps  # the start rate broke it, or the doublings ran out while it held
+    for _ in range(narrow_steps):
+        if (broke_rate - met_rate) / met_rate <= NARROW_ENOUGH:
+            break
+        rate = (met_rate + broke_rate) / 2
+        step = measure(rate, "narrow")
+        steps.append(step)
+        if step["verdict"] == "generator":
+            return steps
+        if step["met"]:
+            met_rate = rate
+        else:
+            broke_rate = rate
+    return steps
+
+
+def outcome(steps: list[CapacityStep], interval_s: float) -> CapacityAlgorithm:
+    """One algorithm's result from its steps: the highest rate that met, the knee above it."""
+    met = [s for s in steps if s["met"]]
+    best = max(met, key=lambda s: s["rate_rps"]) if met else None
+    max_rate = best["rate_rps"] if best else None
+    above = [s["rate_rps"] for s in steps if not s["met"] and s["verdict"] != "generator"]
+    above = [r for r in above if max_rate is None or r > max_rate]
+    generator = any(s["verdict"] == "generator" for s in steps)
+    knee = min(above) if above else None
+    entry: CapacityAlgorithm = {
+        "max_rate": max_rate,
+        "p99_us_at_max": best["corrected_p99_us"] if best else None,
+        "objective_us_at_max": best["objective_us"] if best else None,
+        "knee_rps": knee,
+        "devices_at_interval": int(max_rate * interval_s) if max_rate is not None else None,
+        "generator_limited": generator,
+        "floor": generator or (best is not None and knee is None),
+        "steps": steps,
+        "second_opinion": None,
+    }
+    return entry
+
+
+def _measure(config: CapacityConfig, alg: str) -> Callable[[float, StepPhase], CapacityStep]:
+    from sim.run.runner import run_benchmark
+
+    count = 0
+
+    def measure(rate_rps: float, phase: StepPhase) -> CapacityStep:
+        nonlocal count
+        count += 1
+        rate_rps = round(rate_rps, 1)
+        config.log(f"{alg}: step {count} ({phase}) at {rate_rps:g} req/s")
+        summary = run_benchmark(config.run_config(alg, rate_rps, count))
+        if summary["run"]["interrupted"]:
+            raise Interrupted("interrupted")
+        step = judge(summary, config.objective, config.error_budget, phase)
+        config.log(f"{alg}: {step_line(step, config.objective)}")
+        return step
+
+    return measure
+
+
+def step_line(step: CapacityStep, objective: Objective) -> str:
+    value = step["objective_us"]
+    shown = "-" if value is None else f"{value / 1000:,.1f} ms"
+    return (
+        f"{_rate(step['rate_rps'])} req/s asked, {step['sent_rps']:,.0f} sent:"
+        f" {objective.percentile.replace('_', '.')} corrected {shown},"
+        f" errors {step['error_ratio'] * 100:.2f} % -> {step['verdict']}"
+    )
+
+
+def second_opinion(config: CapacityConfig, alg: str, rate_rps: float) -> SecondOpinion:
+    """The independent open-model client (:mod:`sim.run.openprobe`) at ``rate_rps`` on a fresh
+    embedded target, pinned as the steps are, with as many connections as the steps had devices.
+
+    A search step measures what Locust saw, and Locust's own work adds to the latency it reports
+    (an HS256 search on this machine broke 50 ms at 2,500 req/s where this client saw 12 ms):
+    the load account can only call the generator the limit when its CPU or its send schedule
+    shows it, not when its answers merely wait their turn in it."""
+    from sim.run.embedded import EmbeddedTarget
+    from sim.run.openprobe import probe
+
+    target_cpus, client_cpus = split_cores(config.pin)
+    percentile = LATENCY_PERCENTILES[cast(PercentileName, config.objective.percentile)]
+    config.log(f"{alg}: second opinion at {_rate(rate_rps)} req/s (asyncio client, no Locust)")
+    with EmbeddedTarget(alg, cpus=target_cpus) as target:
+        token = target.device_token("capacity-second-opinion", secrets.token_urlsafe(32))
+        with running_on(client_cpus):
+            found = probe(
+                target.port, EMBEDDED_PATH, token, rate_rps, config.devices,
+                config.step_duration_s, percentile=percentile,
+            )  # fmt: skip
+    met = found.at_percentile_us <= config.objective.limit_us and found.other == 0
+    return {
+        "rate_rps": rate_rps,
+        "connections": config.devices,
+        "duration_s": config.step_duration_s,
+        "sent": found.sent,
+        "ok": found.ok,
+        "objective_us": found.at_percentile_us,
+        "corrected_p99_us": found.corrected_p99_us,
+        "service_p99_us": found.service_p99_us,
+        "broken_by": "generator" if met else "target",
+    }
+
+
+def _asks_second_opinion(config: CapacityConfig, alg: str, entry: CapacityAlgorithm) -> bool:
+    """On our embedded target's data endpoint, where a broken step is Locust's word alone."""
+    return (
+        config.second_opinion
+        and config.target(alg).url is None
+        and (config.endpoint or EMBEDDED_ENDPOINT) == EMBEDDED_ENDPOINT
+        and entry["knee_rps"] is not None
+        and not entry["generator_limited"]
+        and any(
+            s["verdict"] == "latency" for s in entry["steps"] if s["rate_rps"] == entry["knee_rps"]
+        )
+    )
+
+
+def run_capacity(config: CapacityConfig) -> CapacityFile:
+    """Search every algorithm in turn; the capacity.json document."""
+    config.check()
+    started = time.time()
+    algorithms: dict[str, CapacityAlgorithm] = {}
+    for alg in config.algs:
+        steps = search(
+            _measure(config, alg),
+            config.start_rate_rps,
+            config.raise_steps,
+            config.narrow_steps,
+        )
+        entry = outcome(steps, config.interval_s)
+        if _asks_second_opinion(config, alg, entry):
+            opinion = second_opinion(config, alg, cast(float, entry["knee_rps"]))
+            entry["second_opinion"] = opinion
+            if opinion["broken_by"] == "generator":
+                entry["generator_limited"] = entry["floor"] = True
+        algorithms[alg] = entry
+    targets: dict[str, CompareTarget] = {
+        alg: {
+            "url": config.target(alg).url,
+            "embedded": config.target(alg).url is None,
+            "profile": config.target(alg).profile,
+        }
+        for alg in config.algs
+    }
+    return {
+        "schema": CAPACITY_SCHEMA,
+        "machine": {"model": cpu_model(), "count": os.cpu_count()},
+        "versions": versions(),
+        "parameters": config.parameters(),
+        "targets": targets,
+        "started_at": started,
+        "duration_s": time.time() - started,
+        "algorithms": algorithms,
+    }
+
+
+def _rate(value: float | None) -> str:
+    """A rate as people read it: ``1,600``, and ``87.5`` where bisection left a half."""
+    if value is None:
+        return "-"
+    return f"{value:,.0f}" if value >= 1000 or float(value).is_integer() else f"{value:,.1f}"
+
+
+def table_rows(result: CapacityFile) -> list[tuple[str, ...]]:
+    """Per algorithm: max rate, the objective's percentile and p99 there, the knee, devices."""
+    interval = result["parameters"]["interval_s"]
+    rows: list[tuple[str, ...]] = []
+    for alg, entry in result["algorithms"].items():
+        at_max = entry["objective_us_at_max"]
+        p99 = entry["p99_us_at_max"]
+        max_rate = _rate(entry["max_rate"])
+        if entry["floor"] and entry["max_rate"] is not None:
+            max_rate = f">= {max_rate}"
+        rows.append(
+            (
+                alg,
+                max_rate,
+                "-" if at_max is None else f"{at_max / 1000:,.2f}",
+                "-" if p99 is None else f"{p99 / 1000:,.2f}",
+                _rate(entry["knee_rps"]),
+                _rate(entry["devices_at_interval"]) + f" @ {interval:g} s",
+                str(len(entry["steps"])),
+            )
+        )
+    return rows
+
+
+TABLE_HEADERS = ("alg", "max req/s", "objective ms", "p99 ms", "knee req/s", "devices", "steps")
+
+
+def capacity_lines(result: CapacityFile) -> list[str]:
+    """One plain sentence per algorithm, and the generator warning where it applies."""
+    slo = result["parameters"]["slo"]
+    budget = result["parameters"]["error_budget"] * 100
+    interval = result["parameters"]["interval_s"]
+    percentile_name = result["parameters"]["percentile"].replace("_", ".")
+    lines = []
+    for alg, entry in result["algorithms"].items():
+        if entry["max_rate"] is None:
+            first = entry["steps"][0] if entry["steps"] else None
+            why = first["verdict"] if first else "no step ran"
+            lines.append(
+                f"{alg}: even the start rate broke {slo} (error budget {budget:g} %): {why}"
+            )
+        else:
+            floor = "at least " if entry["floor"] else ""
+            lines.append(
+                f"{alg}: {floor}{_rate(entry['max_rate'])} req/s met {slo} (error budget"
+                f" {budget:g} %): {entry['devices_at_interval']:,} devices reporting every"
+                f" {interval:g} s"
+                + (f"; broke at {_rate(entry['knee_rps'])} req/s" if entry["knee_rps"] else "")
+            )
+        both = [s["rate_rps"] for s in entry["steps"] if s["limit"] == "both"]
+        if both:
+            lines.append(
+                f"{alg}: at {_rate(min(both))} req/s the generator was saturated as well as the"
+                " target: the figures there are bounded by both"
+            )
+        opinion = entry["second_opinion"]
+        if opinion is not None:
+            verdict = (
+                "met it there: the search's break was the generator's, not the target's"
+                if opinion["broken_by"] == "generator"
+                else "broke it there too: the target's tail, not the generator's"
+            )
+            lines.append(
+                f"{alg}: second opinion at {_rate(opinion['rate_rps'])} req/s (asyncio client, no"
+                f" Locust): {percentile_name} corrected {opinion['objective_us'] / 1000:,.1f} ms;"
+                f" it {verdict}"
+            )
+        if entry["generator_limited"]:
+            lines.append(
+                f"warning: {alg}: the load generator, not the target, was the limit: the figure"
+                " is a floor set by the generator, not the target's capacity (try --workers)"
+            )
+        elif entry["max_rate"] is not None and entry["knee_rps"] is None:
+            lines.append(
+                f"{alg}: the objective still held at the last rate tried: a floor (raise"
+                " --max-steps or --start-rate)"
+            )
+    return lines
+
+
+def found_for_all(result: CapacityFile) -> bool:
+    return all(e["max_rate"] is not None for e in result["algorithms"].values())
+
+
+def write_capacity_outputs(result: CapacityFile, folder: Path) -> dict[str, Path]:
+    """capacity.json and report.html (latency against offered rate per algorithm)."""
+    from sim.output.report import write_capacity_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "capacity.json", "html": folder / "report.html"}
+    write_artefact(result, paths["json"])
+    write_capacity_report(result, paths["html"], table_rows(result), capacity_lines(result))
+    return paths

@@ -1,0 +1,453 @@
+"""Signing algorithms side by side, in process (micro) and end to end (``fleetbench compare``).
+
+Runs are interleaved (A B A B ...) and repeated, so drift on a noisy machine does not favour one
+algorithm; each figure is the median over the repeats, with its spread (min and max).
+
+The micro figures are always local: this machine's cryptography under our own verifier
+(``target/``). The end-to-end rounds run against a fresh embedded target per algorithm, or
+against each algorithm's own ``--target`` (a service runs one algorithm per deployment) through
+its ``--profile``: a team's own service.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sim.artefacts.codec import write_artefact
+from sim.artefacts.compare_file import (
+    COMPARE_SCHEMA,
+    CompareAlgorithm,
+    CompareFile,
+    CompareParameters,
+    CompareTarget,
+    Spread,
+    figure_of,
+)
+from sim.errors import CompareError, ConfigError, Interrupted, SimError
+from sim.run.machine import cpu_model, versions
+from sim.shape.scenarios import Endpoint
+from target.algorithms import ALG_NAMES, ALGORITHMS
+from target.costs import micro_benchmark
+
+if TYPE_CHECKING:
+    from sim.run.config import RunConfig
+
+__all__ = [
+    "MICRO_FIGURES",
+    "AlgTarget",
+    "CompareConfig",
+    "CompareError",
+    "EndToEndLoad",
+    "capacity_lines",
+    "check_alg_run",
+    "parse_algs",
+    "parse_per_alg",
+    "run_compare",
+    "table_rows",
+    "targets_of",
+    "write_compare_outputs",
+]
+
+MICRO_FIGURES = ("sign_us", "verify_us", "raw_verify_us", "cached_verify_us", "token_bytes")
+E2E_FIGURES = ("e2e_rps", "e2e_p50_us", "e2e_p99_us", "server_verify_us", "generator_cpu_percent")
+CAPACITY_RATES_PER_S = (10_000, 100_000)
+# The seed's minimal protected endpoint: the least work beside auth.
+EMBEDDED_ENDPOINT: Endpoint = "data"
+# ``ALG=VALUE`` in --target/--profile: an algorithm name, then the value (a bare value: every alg).
+_PER_ALG = re.compile(r"^([A-Za-z][A-Za-z0-9]*)=(.+)$")
+
+
+@dataclass(frozen=True)
+class EndToEndLoad:
+    """The verification load every algorithm's end-to-end round runs: ``devices`` devices, one
+    ``fleetbench run`` each round, against the algorithm's target. ``endpoint`` None: ``data``
+    on the embedded target, the profile's ``default_endpoint`` (else all) on a ``--target``."""
+
+    devices: int = 50
+    duration_s: float = 8.0
+    interval_s: float = 0.0
+    endpoint: str | None = None
+    pin: bool = True  # the embedded target and Locust on cores of their own
+
+
+@dataclass(frozen=True)
+class AlgTarget:
+    """Where one algorithm's end-to-end rounds run: a service signing with it (``url``), spoken
+    to through ``profile``; ``url`` None: a fresh embedded target signing with it."""
+
+    url: str | None = None
+    profile: str = "fleetbench"
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    """The algorithms (the first is the baseline), the rounds, and the end-to-end load if any
+    (None: in-process figures only), whose runs keep their results under ``results``;
+    ``targets`` per algorithm (none: the embedded target for each)."""
+
+    algs: list[str]
+    repeat: int = 3
+    micro_budget_s: float = 0.25
+    end_to_end: EndToEndLoad | None = None
+    results: Path = Path("results")
+    log: Callable[[str], None] = field(default=lambda message: None, repr=False)
+    targets: Mapping[str, AlgTarget] = field(default_factory=dict)
+    admin_key: str | None = field(default=None, repr=False)  # for profiles that register by it
+
+    def target(self, alg: str) -> AlgTarget:
+        return self.targets.get(alg, AlgTarget())
+
+    def parameters(self) -> CompareParameters:
+        """What was measured how, for compare.json and its report."""
+        found: CompareParameters = {"micro_budget_s": self.micro_budget_s}
+        if self.end_to_end is not None:
+            load = self.end_to_end
+            found["devices"] = load.devices
+            found["duration_s"] = load.duration_s
+            found["interval_s"] = load.interval_s
+            found["endpoint"] = load.endpoint or (None if self.targets else EMBEDDED_ENDPOINT)
+        return found
+
+    def run_config(self, alg: str, round_index: int, fleet: Path | None = None) -> RunConfig:
+        """The ``fleetbench run`` of ``alg``'s end-to-end round ``round_index`` (from 1), with
+        ``fleet`` (None: a new one)."""
+        from sim.run.config import RunConfig
+
+        load = self.end_to_end or EndToEndLoad()
+        target = self.target(alg)
+        return RunConfig(
+            target=target.url,
+            fleet=fleet,
+            admin_key=self.admin_key if target.url else None,
+            profile=target.profile,
+            devices=load.devices,
+            alg="secret",  # the device credential only matters for issuance
+            token_alg=alg,
+            scenarios={"verification": 1},
+            endpoint=load.endpoint or (None if target.url else EMBEDDED_ENDPOINT),
+            interval_s=load.interval_s,
+            duration_s=load.duration_s,
+            results=self.results / f"e2e-{alg}-{round_index}",
+            pin=load.pin,
+            log=self.log,
+        )
+
+    def check(self) -> None:
+        """Every round's run checked before any is measured: each is a one-line error."""
+        if self.end_to_end is None:
+            if self.targets:
+                raise CompareError("--target is for the end-to-end rounds: drop --micro-only")
+            return
+        for alg in self.algs:
+            check_alg_run(alg, self.run_config(alg, 1), CompareError)
+
+
+def check_alg_run(alg: str, config: RunConfig, error: type[SimError]) -> None:
+    """One algorithm's run checked before anything is measured (compare, capacity): its own
+    one-line error, naming the algorithm, or a minted-token profile of another algorithm."""
+    try:
+        config.check()
+    except ConfigError as e:
+        raise error(f"{alg}: {e}") from e
+    profile = config.loaded_profile
+    if profile.minted and profile.token.alg != alg:
+        raise error(
+            f"profile {profile.name} mints {profile.token.alg} tokens, not {alg}:"
+            f" give {alg} a profile of its own (--profile {alg}=NAME|FILE)"
+        )
+
+
+def parse_algs(text: str) -> list[str]:
+    """``HS256,ES256`` -> a checked list; unknown or unavailable names are a one-line error."""
+    algs = [name.strip() for name in text.split(",") if name.strip()]
+    if not algs:
+        raise CompareError(f"--algs is empty; choose from {', '.join(ALG_NAMES)}")
+    for name in algs:
+        if name not in ALGORITHMS:
+            raise CompareError(f"unknown algorithm {name!r}; choose from {', '.join(ALG_NAMES)}")
+        try:
+            ALGORITHMS[name].generate()
+        except Exception as e:  # cryptography raises UnsupportedAlgorithm and others
+            raise CompareError(
+                f"{name} is not available with the installed cryptography ({type(e).__name__});"
+                f" choose from {', '.join(ALG_NAMES)}"
+            ) from e
+    if len(set(algs)) != len(algs):
+        raise CompareError("--algs names an algorithm twice")
+    return algs
+
+
+def parse_per_alg(values: list[str], algs: list[str], option: str) -> dict[str, str]:
+    """``--target``/``--profile`` values, ``ALG=VALUE`` or a bare ``VALUE`` (every algorithm
+    not named), as the value per algorithm of ``algs``; algorithms given none are left out."""
+    named: dict[str, str] = {}
+    bare: str | None = None
+    for text in values:
+        found = _PER_ALG.match(text)
+        if found is None:
+            if bare is not None:
+                raise CompareError(f"{option} is given twice without ALG=: name the algorithm")
+            bare = text
+            continue
+        alg, value = found.groups()
+        if alg not in algs:
+            raise CompareError(
+                f"{option} {alg}=...: {alg} is not in --algs ({', '.join(algs)})"
+                if alg in ALGORITHMS
+                else f"{option} {alg}=...: unknown algorithm {alg!r}; choose from {', '.join(algs)}"
+            )
+        if alg in named:
+            raise CompareError(f"{option} names {alg} twice")
+        named[alg] = value
+    if bare is not None:
+        named = {alg: named.get(alg, bare) for alg in algs}
+    return named
+
+
+def targets_of(
+    algs: list[str], target_values: list[str], profile_values: list[str]
+) -> dict[str, AlgTarget]:
+    """Each algorithm's target and profile from the command line's values; none: embedded."""
+    urls = parse_per_alg(target_values, algs, "--target")
+    profiles = parse_per_alg(profile_values, algs, "--profile")
+    if not urls:
+        if any(name != "fleetbench" for name in profiles.values()):
+            raise CompareError("--profile describes the API at --target: give --target URL")
+        return {}
+    missing = [alg for alg in algs if alg not in urls]
+    if missing:
+        raise CompareError(
+            f"--target gives no URL for {', '.join(missing)}: one ALG=URL per algorithm,"
+            " or a bare URL for all"
+        )
+    return {alg: AlgTarget(urls[alg], profiles.get(alg, "fleetbench")) for alg in algs}
+
+
+def _end_to_end(config: CompareConfig, scratch: Path) -> Callable[[str], dict[str, float | bool]]:
+    """One ``fleetbench run`` per call: ``alg``'s target (a fresh embedded one, or its own), the
+    same verification load every time, each run's results in its own folder. A service of one's
+    own keeps its devices between rounds: one fleet per service (in ``scratch``), made in its
+    first round and registered again (already known) in the others."""
+    from sim.run.runner import fleet_file, run_benchmark
+
+    rounds: dict[str, int] = {}
+    fleets: dict[AlgTarget, Path] = {}  # one per service, should two algorithms share one
+
+    def run(alg: str) -> dict[str, float | bool]:
+        rounds[alg] = rounds.get(alg, 0) + 1
+        target = config.target(alg)
+        if target.url is not None and target not in fleets:
+            folder = scratch / str(len(fleets))
+            folder.mkdir()
+            fleets[target] = fleet_file(config.run_config(alg, 1), folder)
+        summary = run_benchmark(config.run_config(alg, rounds[alg], fleets.get(target)))
+        if summary["run"]["interrupted"]:
+            raise Interrupted("interrupted")
+        if not summary["verdict"]["passed"]:
+            raise CompareError(
+                f"the {alg} run failed its own verdict: {'; '.join(summary['verdict']['failures'])}"
+            )
+        rows = [r for r in summary["requests"] if r["scenario"] == "verification"]
+        if not rows:
+            raise CompareError(f"the {alg} run made no verification requests")
+        # The tokens the service honoured must be the algorithm it stands for.
+        signed = {r["alg"] for r in rows if r["outcomes"].get("ok")} - {alg, "opaque"}
+        if signed:
+            where = config.target(alg).url or "the embedded target"
+            raise CompareError(
+                f"{where} (--target {alg}=...) answered with {', '.join(sorted(signed))}"
+                f" tokens, not {alg}"
+            )
+        row = max(rows, key=lambda r: r["count"])
+        processes = summary["generator"].get("processes", [])
+        figures: dict[str, float | bool] = {
+            "e2e_rps": row["rps"],
+            "e2e_p50_us": row["latency_us"]["p50"],
+            "e2e_p99_us": row["latency_us"]["p99"],
+            "generator_cpu_percent": max((p["cpu_percent_mean"] for p in processes), default=0.0),
+            "generator_saturated": bool(summary["generator"].get("saturated")),
+        }
+        # The server's own verify time where its profile names a histogram: else not there
+        # (not available), never zero. One without an alg label is named by the tokens' alg.
+        verify = summary["server"].get("verify", {})
+        cost = verify.get(alg) or (next(iter(verify.values())) if len(verify) == 1 else None)
+        if cost is not None:
+            figures["server_verify_us"] = cost["mean_us"]
+        return figures
+
+    return run
+
+
+def _summarise(values: list[float]) -> Spread:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def _entry(
+    medians: dict[str, float], spread: dict[str, Spread], ratios: dict[str, float]
+) -> CompareAlgorithm:
+    """One algorithm's figures as compare.json keeps them (end-to-end ones where measured)."""
+    entry: CompareAlgorithm = {
+        "sign_us": medians["sign_us"],
+        "verify_us": medians["verify_us"],
+        "raw_verify_us": medians["raw_verify_us"],
+        "cached_verify_us": medians["cached_verify_us"],
+        "token_bytes": int(medians["token_bytes"]),
+        "spread": spread,
+        "capacity_cores": {
+            f"{rate}_verifies_per_s": rate * medians["verify_us"] / 1e6
+            for rate in CAPACITY_RATES_PER_S
+        },
+        "ratio_to_baseline": ratios,
+    }
+    if "naive_verify_us" in medians:
+        entry["naive_verify_us"] = medians["naive_verify_us"]
+    if "e2e_rps" in medians:
+        entry["e2e_rps"] = medians["e2e_rps"]
+        entry["e2e_p50_us"] = medians["e2e_p50_us"]
+        entry["e2e_p99_us"] = medians["e2e_p99_us"]
+        entry["generator_cpu_percent"] = medians["generator_cpu_percent"]
+    if "server_verify_us" in medians:
+        entry["server_verify_us"] = medians["server_verify_us"]
+    return entry
+
+
+def _target_facts(config: CompareConfig, alg: str) -> CompareTarget:
+    target = config.target(alg)
+    return {"url": target.url, "embedded": target.url is None, "profile": target.profile}
+
+
+def _rounds(
+    config: CompareConfig,
+    end_to_end: Callable[[str], dict[str, float | bool]] | None,
+    samples: dict[str, dict[str, list[float]]],
+    saturated: dict[str, bool],
+) -> None:
+    """Every round, algorithms interleaved: each figure's value per round into ``samples``."""
+    for round_index in range(config.repeat):
+        for alg in config.algs:
+            config.log(f"round {round_index + 1}/{config.repeat}: {alg} micro (local)")
+            figures: dict[str, float | bool] = dict(micro_benchmark(alg, config.micro_budget_s))
+            if end_to_end is not None:
+                config.log(f"round {round_index + 1}/{config.repeat}: {alg} end to end")
+                figures.update(end_to_end(alg))
+            saturated[alg] |= bool(figures.pop("generator_saturated", False))
+            for name, value in figures.items():
+                samples[alg].setdefault(name, []).append(float(value))
+
+
+def run_compare(config: CompareConfig) -> CompareFile:
+    """Measure every algorithm ``repeat`` times, interleaved; the compare.json document."""
+    config.check()
+    samples: dict[str, dict[str, list[float]]] = {alg: {} for alg in config.algs}
+    saturated: dict[str, bool] = dict.fromkeys(config.algs, False)
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="fleetbench-compare-") as scratch:
+        end_to_end = None if config.end_to_end is None else _end_to_end(config, Path(scratch))
+        _rounds(config, end_to_end, samples, saturated)
+    baseline = config.algs[0]
+    medians = {
+        alg: {name: statistics.median(values) for name, values in figures.items()}
+        for alg, figures in samples.items()
+    }
+    algorithms: dict[str, CompareAlgorithm] = {}
+    for alg, values_of in samples.items():
+        entry = _entry(
+            medians[alg],
+            {name: _summarise(values) for name, values in values_of.items()},
+            {
+                name: value / medians[baseline][name]
+                for name, value in medians[alg].items()
+                if medians[baseline].get(name)
+            },
+        )
+        if config.end_to_end is not None:
+            entry["generator_saturated"] = saturated[alg]
+        algorithms[alg] = entry
+    # The same machine and versions facts a run's summary.json carries, for the report's header.
+    result: CompareFile = {
+        "schema": COMPARE_SCHEMA,
+        "machine": {"model": cpu_model(), "count": os.cpu_count()},
+        "versions": versions(),
+        "parameters": config.parameters(),
+        "baseline": baseline,
+        "repeat": config.repeat,
+        "interleaved": True,
+        "end_to_end": config.end_to_end is not None,
+        "micro_scope": "local",
+        "started_at": started,
+        "duration_s": time.time() - started,
+        "algorithms": algorithms,
+    }
+    if config.end_to_end is not None:
+        result["targets"] = {alg: _target_facts(config, alg) for alg in config.algs}
+    return result
+
+
+def table_rows(result: CompareFile) -> list[tuple[str, ...]]:
+    """Rows for the side-by-side table: figure, then each algorithm's median and ratio. Against
+    ``--target`` services the micro figures say ``(local)``: they are this machine's, not theirs."""
+    algs = list(result["algorithms"])
+    baseline = result["baseline"]
+    names = list(MICRO_FIGURES) + (list(E2E_FIGURES) if result["end_to_end"] else [])
+    local = _on_targets(result)
+    rows = []
+    for name in names:
+        cells = [f"{name} (local)" if local and name in MICRO_FIGURES else name]
+        for alg in algs:
+            entry = result["algorithms"][alg]
+            if name not in entry:
+                cells.append("-")
+                continue
+            value = figure_of(entry, name)
+            spread = entry["spread"].get(name)
+            text = f"{value:,.1f}" if name != "token_bytes" else f"{int(value)}"
+            if spread and result["repeat"] > 1 and name != "token_bytes":
+                text += f" ({spread['min']:,.1f}-{spread['max']:,.1f})"
+            ratio = entry["ratio_to_baseline"].get(name)
+            if alg != baseline and ratio:
+                text += f" {ratio:.2f}x"
+            cells.append(text)
+        rows.append(tuple(cells))
+    return rows
+
+
+def _on_targets(result: CompareFile) -> bool:
+    """True when the end-to-end rounds ran against ``--target`` services, not the embedded one."""
+    return any(not t["embedded"] for t in result.get("targets", {}).values())
+
+
+def capacity_lines(result: CompareFile) -> list[str]:
+    baseline = result["baseline"]
+    base = result["algorithms"][baseline]
+    verify = "local verify" if _on_targets(result) else "verify"
+    lines = []
+    for alg, entry in result["algorithms"].items():
+        cores = entry["capacity_cores"]
+        line = (
+            f"{alg}: {verify} {entry['verify_us']:.1f} µs -> "
+            f"{cores['10000_verifies_per_s']:.2f} cores for 10,000 tokens/s, "
+            f"{cores['100000_verifies_per_s']:.1f} cores for 100,000 tokens/s"
+        )
+        if alg != baseline:
+            line += f"; verify costs {entry['verify_us'] / base['verify_us']:.1f}x {baseline}"
+        lines.append(line)
+    return lines
+
+
+def write_compare_outputs(result: CompareFile, folder: Path) -> dict[str, Path]:
+    """compare.json and report.html (charts with spread, the table, capacity) in ``folder``."""
+    from sim.output.report import write_compare_report
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"json": folder / "compare.json", "html": folder / "report.html"}
+    write_artefact(result, paths["json"])
+    write_compare_report(result, paths["html"], table_rows(result), capacity_lines(result))
+    return paths
