@@ -3,7 +3,7 @@ PY := $(VENV)/bin/python
 # Every package, direct and transitive, at the version the suite last passed with (hashes checked).
 LOCK := requirements.lock
 
-.PHONY: install run test test-latest lock bench clean
+.PHONY: install run test test-fast test-latest lock bench clean
 
 $(VENV)/.installed: $(LOCK) pyproject.toml
 	python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ run: install
 
 test: install $(SEED)/node_modules/.installed
 	PY=$(PY) scripts/check
+
+# The quick loop: the same check without the tests that start processes (markers in pyproject.toml).
+test-fast: install
+	PY=$(PY) scripts/check -m "not slow and not browser and not node and not wheel"
 
 # Drift found on purpose: the newest versions pyproject.toml allows, the lock ignored, in a venv of its own.
 LATEST := .venv-latest

@@ -22,6 +22,7 @@ from typing import Any
 
 import requests
 
+from sim.device.seal import KEY_ENV, new_key_text
 from sim.run.embedded import EmbeddedTarget, free_port
 
 __all__ = ["main"]
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     target = EmbeddedTarget(args.token_alg).start()
     port = free_port()
     started: list[subprocess.Popen[bytes]] = []
+    key = {KEY_ENV: new_key_text()}  # the master and its workers share it
     try:
         master = _start(
             [
@@ -68,12 +70,12 @@ def main(argv: list[str] | None = None) -> int:
                 "--results", str(folder / "results"), "--quiet",
             ],
             folder / "master.log",
-            {"FLEETBENCH_ADMIN_KEY": target.admin_key},
+            {"FLEETBENCH_ADMIN_KEY": target.admin_key, **key},
         )  # fmt: skip
         started.append(master)
         for index in range(args.workers):
             started.append(
-                _start(["worker", "--master", f"127.0.0.1:{port}"], folder / f"w{index}.log", {})
+                _start(["worker", "--master", f"127.0.0.1:{port}"], folder / f"w{index}.log", key)
             )
         code = master.wait(timeout=args.duration + 300)
         summary = json.loads((folder / "results" / "summary.json").read_text())

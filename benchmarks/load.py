@@ -16,23 +16,28 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
+from benchmarks.held import run_data
 from sim.cli.exits import ExitCode
+from sim.errors import SimError
 from sim.processes import split_cores
-from sim.run.config import RunConfig
 from sim.run.embedded import EmbeddedTarget
-from sim.run.runner import run_benchmark
 
 __all__ = ["main", "wrk_rps"]
 
 DEVICE = "loadbench-device-1"
-SECRET = "loadbench-secret-0123456789abcdef"
+# Each ratio (figure over figure) and its goal.
+RATIOS = {
+    "harness_vs_wrk": ("HS256_data_harness_rps", "HS256_data_wrk_rps"),
+    "HS256_data_vs_healthz": ("HS256_data_wrk_rps", "HS256_healthz_wrk_rps"),
+    "ES256_data_vs_healthz": ("ES256_data_wrk_rps", "ES256_healthz_wrk_rps"),
+}
+GOALS = {"harness_vs_wrk": 0.90, "HS256_data_vs_healthz": 0.60, "ES256_data_vs_healthz": 0.35}
 _RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 
@@ -71,33 +76,30 @@ def main(argv: list[str] | None = None) -> int:
             "loadbench: error: wrk not found; install it with: apt-get install wrk", file=sys.stderr
         )
         return ExitCode.ERROR
+    try:
+        figures = _measure(args.connections, args.duration)
+    except SimError as e:
+        print(f"loadbench: error: {e}", file=sys.stderr)
+        return ExitCode.ERROR
+    print_figures(figures, as_json=args.json)
+    return 0
+
+
+def _measure(connections: int, duration_s: int) -> dict[str, Any]:
     target_cpus, load_cpus = split_cores(True)
-    figures: dict[str, Any] = {"connections": args.connections, "duration_s": args.duration}
+    figures: dict[str, Any] = {"connections": connections, "duration_s": duration_s}
     with EmbeddedTarget("HS256", cpus=target_cpus) as target:
-        token = target.device_token(DEVICE, SECRET)
+        token = target.device_token(DEVICE, secrets.token_urlsafe(32))
         figures["HS256_healthz_wrk_rps"] = wrk_rps(
-            f"{target.url}/healthz", connections=args.connections, duration_s=args.duration,
+            f"{target.url}/healthz", connections=connections, duration_s=duration_s,
             cpus=load_cpus,
         )  # fmt: skip
         figures["HS256_data_wrk_rps"] = wrk_rps(
-            f"{target.url}/api/data", connections=args.connections, duration_s=args.duration,
+            f"{target.url}/api/data", connections=connections, duration_s=duration_s,
             cpus=load_cpus, token=token,
         )  # fmt: skip
-        results = Path(tempfile.mkdtemp(prefix="fleetbench-loadbench-"))
-        summary = run_benchmark(
-            RunConfig(
-                target=target.url,
-                admin_key=target.admin_key,
-                devices=args.connections,
-                alg="secret",
-                token_alg="HS256",
-                scenarios={"verification": 1},
-                endpoint="data",
-                interval_s=0.0,
-                duration_s=float(args.duration),
-                results=results,
-                generator_cpus=load_cpus,
-            )
+        summary, results = run_data(
+            target, "HS256", load_cpus, connections, float(duration_s), rate_rps=None
         )
         rows = [r for r in summary["requests"] if r["scenario"] == "verification"]
         figures["HS256_data_harness_rps"] = sum(r["rps"] for r in rows)
@@ -107,35 +109,30 @@ def main(argv: list[str] | None = None) -> int:
         figures["harness_generator_saturated"] = summary["generator"]["saturated"]
         figures["harness_results"] = str(results)
     with EmbeddedTarget("ES256", cpus=target_cpus) as target:
-        token = target.device_token(DEVICE, SECRET)
+        token = target.device_token(DEVICE, secrets.token_urlsafe(32))
         figures["ES256_healthz_wrk_rps"] = wrk_rps(
             f"{target.url}/healthz",
-            connections=args.connections,
-            duration_s=args.duration,
+            connections=connections,
+            duration_s=duration_s,
             cpus=load_cpus,
         )
         figures["ES256_data_wrk_rps"] = wrk_rps(
             f"{target.url}/api/data",
-            connections=args.connections,
-            duration_s=args.duration,
+            connections=connections,
+            duration_s=duration_s,
             cpus=load_cpus,
             token=token,
         )
-    ratios = {
-        "harness_vs_wrk": (figures["HS256_data_harness_rps"] / figures["HS256_data_wrk_rps"], 0.90),
-        "HS256_data_vs_healthz": (
-            figures["HS256_data_wrk_rps"] / figures["HS256_healthz_wrk_rps"],
-            0.60,
-        ),
-        "ES256_data_vs_healthz": (
-            figures["ES256_data_wrk_rps"] / figures["ES256_healthz_wrk_rps"],
-            0.35,
-        ),
+    figures["ratios"] = {
+        name: round(figures[over] / figures[under], 3) for name, (over, under) in RATIOS.items()
     }
-    figures["ratios"] = {name: round(value, 3) for name, (value, _) in ratios.items()}
-    if args.json:
+    return figures
+
+
+def print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
         print(json.dumps(figures, indent=2))
-        return 0
+        return
     print(f"HS256 /healthz  wrk      {figures['HS256_healthz_wrk_rps']:9.0f} req/s")
     print(f"HS256 /api/data wrk      {figures['HS256_data_wrk_rps']:9.0f} req/s")
     print(
@@ -145,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"ES256 /healthz  wrk      {figures['ES256_healthz_wrk_rps']:9.0f} req/s")
     print(f"ES256 /api/data wrk      {figures['ES256_data_wrk_rps']:9.0f} req/s")
-    for name, (value, goal) in ratios.items():
+    for name, value in figures["ratios"].items():
+        goal = GOALS[name]
         verdict = "meets" if value >= goal else "MISSES"
         print(f"{name:24s} {value:6.2f}  ({verdict} goal >= {goal:.2f})")
-    return 0
 
 
 if __name__ == "__main__":

@@ -12,8 +12,8 @@ import json
 import sys
 from typing import Any
 
-from target.algorithms import ALG_NAMES, algorithm_list
 from target.costs import micro_benchmark
+from target.jose.algorithms import ALG_NAMES, algorithm_list
 
 __all__ = ["GOALS", "main"]
 

@@ -36,7 +36,7 @@ from typing import Any
 from sim.processes import split_cores
 from sim.run.embedded import EmbeddedTarget, TargetStartError
 from sim.run.openprobe import read_response
-from target.jose import client_credentials_form
+from target.jose.vocabulary import client_credentials_form
 
 __all__ = ["GOAL_RATIO", "ModeResult", "main"]
 

@@ -50,9 +50,9 @@ from typing import Any, TypeVar
 
 from sim.processes import running_on
 from sim.run.embedded import EmbeddedTarget
-from target.algorithms import ALGORITHMS, algorithm_list
 from target.costs import call_times_us, raw_verifier
-from target.jws import b64url_decode
+from target.jose.algorithms import ALGORITHMS, algorithm_list
+from target.jose.jws import b64url_decode
 
 __all__ = ["GOALS", "run_wrk", "wrk_benchmark", "wrk_figures"]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "AdminKeyRejected",
+    "AnswerUnreadable",
     "CapacityError",
     "CompareError",
     "ConfigError",
@@ -60,6 +61,10 @@ class TargetUnreachable(TargetUnusable):
 
 class AdminKeyRejected(TargetUnusable):
     """The target refused the admin key."""
+
+
+class AnswerUnreadable(TargetUnusable):
+    """An answer under load that could not be read as HTTP: counted as a transport error."""
 
 
 class CompareError(SimError):

@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         file=sys.stderr,
     )
     if settings.workers == 1:
-        from target.app import create_app
+        from target.api.app import create_app
 
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
         return
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.update(settings.to_env())
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="fleetbench-prom-"))
     uvicorn.run(
-        "target.app:create_app_from_env",
+        "target.api.app:create_app_from_env",
         factory=True,
         workers=settings.workers,
         **common,  # type: ignore[arg-type]

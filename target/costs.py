@@ -27,14 +27,14 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives import hmac as crypto_hmac
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 
-from target.algorithms import SigningKey
-from target.db import connect
-from target.jws import b64url_decode
-from target.keys import KeyStore
-from target.registry import registration_stamp
+from target.auth.tokens import TokenIssuer
+from target.auth.verifier import Verifier
+from target.jose.algorithms import SigningKey
+from target.jose.jws import b64url_decode
 from target.settings import Settings
-from target.tokens import TokenIssuer
-from target.verifier import Verifier
+from target.store.db import connect
+from target.store.keys import KeyStore
+from target.store.registry import registration_stamp
 
 __all__ = ["DEVICE", "call_times_us", "micro_benchmark", "per_call_us", "raw_verifier"]
 

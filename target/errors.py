@@ -82,8 +82,8 @@ class DatabaseUnavailable(TargetError):
 
 
 # -- storage ---------------------------------------------------------------------------------------
-# The registry and the key store say what went wrong in their own terms; target/responses.py is the
-# one place that turns these into HTTP answers.
+# The registry and the key store say what went wrong in their own terms; target/api/responses.py is
+# the one place that turns these into HTTP answers.
 
 
 class StorageError(TargetError):

@@ -16,8 +16,8 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from jwt.exceptions import InvalidKeyError
 from starlette.datastructures import Secret
 
-from target.algorithms import ALG_NAMES, ALGORITHMS, MIN_HMAC_SECRET_BYTES, AlgName
-from target.keys import load_signing_key_file
+from target.jose.algorithms import ALG_NAMES, ALGORITHMS, MIN_HMAC_SECRET_BYTES, AlgName
+from target.store.keys import load_signing_key_file
 
 __all__ = ["AdminKeyFileError", "LogLevel", "Settings", "parse_settings", "resolve_admin_key"]
 

@@ -7,16 +7,16 @@ import sqlite3
 import time
 from dataclasses import dataclass
 
-from target.algorithms import SigningKey
-from target.assertions import AssertionChecker
-from target.db import Database, revisions
-from target.keys import KeyStore, load_signing_key_file
+from target.auth.assertions import AssertionChecker
+from target.auth.tokens import TokenIssuer
+from target.auth.verifier import Verifier
+from target.jose.algorithms import SigningKey
 from target.metrics import Metrics
-from target.registry import DeviceRegistry
 from target.settings import Settings
-from target.telemetry import TelemetryLog
-from target.tokens import TokenIssuer
-from target.verifier import Verifier
+from target.store.db import Database, revisions
+from target.store.keys import KeyStore, load_signing_key_file
+from target.store.registry import DeviceRegistry
+from target.store.telemetry import TelemetryLog
 
 __all__ = ["TargetState"]
 
@@ -85,7 +85,7 @@ class TargetState:
 
     @classmethod
     def build(cls, settings: Settings) -> TargetState:
-        # Durable acknowledgements fsync each (group) commit: see telemetry.py and the README.
+        # Durable acknowledgements fsync each (group) commit: see telemetry.py and docs/target.md.
         db = Database(
             settings.db, synchronous="FULL" if settings.telemetry_ack == "commit" else "NORMAL"
         )

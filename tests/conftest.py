@@ -1,7 +1,16 @@
-"""Shared fixtures: real targets on loopback ports, real keys, real SQLite files."""
+"""Shared fixtures: real targets on loopback ports, real keys, real SQLite files.
+
+Also the test kinds (markers registered in pyproject.toml): a test that uses a fixture starting a
+real process is marked ``slow`` here, and one that drives the seed Express API ``node``; other
+tests carry their marks in their own modules. ``make test-fast`` deselects the four kinds, and a
+test without any of them that starts a process fails, so a missing mark cannot pass unseen.
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -9,10 +18,66 @@ from typing import Any
 import pytest
 
 from sim.run.embedded import EmbeddedTarget
+from sim.screenshot import chromium_path
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+REPO = Path(__file__).resolve().parents[1]
+VECTORS = REPO.parent / "shared" / "vectors"
+SEED_EXPRESS = REPO / "tests" / "apis" / "seed_express"
 
 StartTarget = Callable[..., EmbeddedTarget]
+
+# Fixtures that start a real server or run (directly or through a fixture they use).
+SLOW_FIXTURES = frozenset({
+    "start_target", "shared_target", "broken_target", "real_mixed_summary", "real_smoke",
+    "real_micro_compare", "real_e2e_compare", "prometheus_server", "stalling_api",
+    "start_weak", "es256_api", "flask_api", "start", "slow_api", "slow_search", "lax_api", "live",
+    "own_server",
+})  # fmt: skip
+NODE_FIXTURES = frozenset({"seed_express", "start_seed"})
+# The kinds that may start processes; make test-fast deselects them.
+PROCESS_MARKS = ("slow", "browser", "node", "wheel")
+
+
+def _absent(kind: str) -> str | None:
+    """Why tests of ``kind`` cannot run here, or None when they can."""
+    if kind == "browser" and (
+        chromium_path() is None or importlib.util.find_spec("playwright") is None
+    ):
+        return "needs Debian's chromium (apt-get install chromium) and playwright (pip, dev extra)"
+    if kind == "node" and shutil.which("node") is None:
+        return "node is not installed"
+    if kind == "node" and not (SEED_EXPRESS / "node_modules" / "express").is_dir():
+        return "run npm ci --prefix tests/apis/seed_express (as .ci/run does)"
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reasons = {kind: _absent(kind) for kind in ("browser", "node")}
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        if used & NODE_FIXTURES:
+            item.add_marker(pytest.mark.node)
+        if used & SLOW_FIXTURES:
+            item.add_marker(pytest.mark.slow)
+        for kind, reason in reasons.items():
+            if reason is not None and item.get_closest_marker(kind) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _a_process_needs_a_mark(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A test of none of the process kinds may not start a process: it would slow the fast loop
+    unseen. (Session fixtures start before this one; those that start servers mark their users.)"""
+    if any(request.node.get_closest_marker(kind) for kind in PROCESS_MARKS):
+        return
+    nodeid = request.node.nodeid
+
+    def refuse(self: subprocess.Popen[Any], args: Any, *rest: Any, **kwargs: Any) -> None:
+        pytest.fail(f"{nodeid} starts a process ({args!r}): mark it slow", pytrace=False)
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import psutil
 
@@ -17,6 +18,7 @@ __all__ = [
     "SATURATED_CPU_PERCENT",
     "SATURATION_RULE",
     "GeneratorSampler",
+    "ProcessNow",
     "ProcessTreeSampler",
     "cpu_saturated",
     "sample_until",
@@ -42,6 +44,15 @@ def cpu_saturated(samples: Sequence[float]) -> bool:
     mean = sum(samples) / len(samples)
     busy = sum(1 for s in samples if s >= BUSY_CPU_PERCENT)
     return mean >= SATURATED_CPU_PERCENT or busy >= BUSY_SHARE * len(samples)
+
+
+class ProcessNow(NamedTuple):
+    """One sampled process as a live view shows it."""
+
+    pid: int
+    role: str
+    cpu_percent: float  # at the last sample, % of one core
+    saturated: bool  # the saturation rule over its samples so far
 
 
 @dataclass
@@ -151,6 +162,14 @@ class ProcessTreeSampler:
         """Sample every ``interval_s`` until ``done()`` is true or ``deadline`` (monotonic);
         ``tick`` after each sample."""
         sample_until([self], done, interval_s, deadline, tick)
+
+    def processes_now(self) -> list[ProcessNow]:
+        """Each process at the last sample, with the saturation rule over its samples so far."""
+        return [
+            ProcessNow(pid, track.role, track.cpu[-1][1], cpu_saturated(_in(None, track.cpu)))
+            for pid, track in sorted(self._tracks.items())
+            if track.cpu
+        ]
 
     def latest_cpu_percent(self) -> float:
         """The whole tree's CPU at the last sample, in % of one core."""

@@ -20,7 +20,7 @@ offered_rps * delivered / offered``, the rate the fleet got in the terms it aske
 from __future__ import annotations
 
 from sim.account.generator import SATURATION_RULE
-from sim.account.measure import Measurements
+from sim.account.measure import KEPT_CONNECTION, Measurements
 from sim.artefacts.summary_file import GeneratorCpu, Load, Saturated, TargetCpu
 
 __all__ = ["IN_FLIGHT_SHARE", "MAX_SHORTFALL", "load_account", "load_line", "paced"]
@@ -171,6 +171,12 @@ def load_account(
         notes.append(
             "the target's CPU was not measured: it is not the embedded target and its /metrics "
             "exports no process_cpu_seconds_total"
+        )
+    kept = measurements.counters.get(KEPT_CONNECTION, 0)
+    if measurements.started:
+        notes.append(
+            f"requests sent: {kept:,} on the kept connection without the HTTP client library, "
+            f"{measurements.started - kept:,} through it"
         )
     saturated = _side(generator, target_cpu, overloaded, notes)
     load: Load = {

@@ -15,9 +15,10 @@ This module never imports Locust or gevent (the orchestrator reads it); the devi
 without and with ``--backoff``.
 
 ``reconnect-storm``: the embedded target is stopped and started again on the same database
-mid-run (:class:`Outage`); every device cut off re-authenticates, and ``storms.reconnect`` gives
-the outage, the re-authentication burst, the time until all are served again, and the readings
-acknowledged but lost (must be 0).
+mid-run (:class:`Outage`), or, against a ``--target``, the user's ``--outage-cmd`` runs (a
+restart of their service) and the outage lasts until the API answers HTTP again; every device
+cut off re-authenticates, and ``storms.reconnect`` gives the outage, the re-authentication
+burst, the time until all are served again, and the readings acknowledged but lost (must be 0).
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, cast, get_args
+from typing import Literal, Self, cast, get_args
 
 from sim.account.measure import Measurements, new_histogram, new_second_histogram, percentiles
+from sim.account.rotation import rotation_line
 from sim.artefacts.summary_file import (
     ExpiryStorm,
     OutcomeCounts,
@@ -45,6 +47,7 @@ __all__ = [
     "RECONNECT_TOKEN_SCENARIO",
     "STORMS",
     "STORM_TOKEN_SCENARIO",
+    "MidRun",
     "Outage",
     "Storm",
     "check_storm",
@@ -54,8 +57,10 @@ __all__ = [
     "storm_section",
 ]
 
-Storm = Literal["expiry-storm", "reconnect-storm"]
-STORMS: tuple[Storm, ...] = get_args(Storm)
+# rotation-storm and revocation are the trust scenarios (sim.run.trust): run like storms,
+# closed-loop on one host, with their own sections.
+Storm = Literal["expiry-storm", "reconnect-storm", "rotation-storm", "revocation"]
+STORMS: tuple[Storm, ...] = get_args(Storm)[:2]  # the ones ``python -m benchmarks.storms`` compares
 # The scenario name token requests are recorded under while a device is in the storm (from its
 # storm token's refusal to its next ok): the burst, apart from the expiry scenario's later renewals.
 STORM_TOKEN_SCENARIO = "expiry-storm"
@@ -73,28 +78,34 @@ def parse_run_scenario(text: str) -> tuple[dict[Scenario, int], Storm | None]:
     name = text.strip()
     if name == "expiry-storm":
         return {"expiry": 1}, "expiry-storm"
-    if name == "reconnect-storm":
-        return {"verification": 1}, "reconnect-storm"
+    if name in ("reconnect-storm", "rotation-storm", "revocation"):
+        return {"verification": 1}, cast(Storm, name)
     return parse_scenarios(text), None
 
 
 def check_storm(
-    storm: Storm,
+    storm: Storm | None,
     refresh: str,
     duration_s: float,
     token_ttl: int | None,
     leeway_s: int,
     *,
     embedded: bool = True,
+    outage_cmd: bool = False,
 ) -> None:
     """A storm the run can show: renewed on expiry, and the tokens expire well within the run
     (``token_ttl`` None: an external target's lifetime, not known here); a reconnect storm
-    restarts the embedded target, so it needs that and time before and after the outage."""
+    restarts the embedded target, or runs ``--outage-cmd`` against a ``--target``, and needs
+    time before and after the outage."""
+    if outage_cmd and (storm != "reconnect-storm" or embedded):
+        raise ConfigError("--outage-cmd is the outage of a --target API in reconnect-storm")
+    if storm is None or storm in ("rotation-storm", "revocation"):
+        return  # sim.run.trust checks these
     if storm == "reconnect-storm":
-        if not embedded:
+        if not embedded and not outage_cmd:
             raise ConfigError(
-                "reconnect-storm restarts the embedded target: drop --target (for your own "
-                "API, stop and start it yourself during a verification run)"
+                "reconnect-storm against a --target needs --outage-cmd CMD (a command that "
+                "restarts your API: it runs 35 % into the run)"
             )
         if duration_s < RECONNECT_MIN_DURATION_S:
             raise ConfigError(
@@ -203,26 +214,27 @@ def storm_section(
     lost: int | None = None,
 ) -> Storms | None:
     """``summary.json`` ``storms``: None without a storm scenario."""
-    if storm is None:
+    if storm is None or storm not in STORMS:
         return None
     if storm == "reconnect-storm":
         return {"reconnect": reconnect_storm(measurements, outage, backoff=backoff, lost=lost)}
     return {"expiry": expiry_storm(measurements, backoff=backoff)}
 
 
-class Outage:
-    """The reconnect storm's outage, on a thread beside Locust: once Locust's test has started
-    (its progress file appears), wait ``OUTAGE_AT_SHARE`` of the run, then restart the target."""
+class MidRun:
+    """Once Locust's test has started (its progress file appears), wait ``after_s``, then run
+    ``action``; it gets the stop event, set when the load ends, to bound any waiting of its own.
+    A :class:`SimError` it raises is kept in ``error`` for the run's verdict."""
 
-    def __init__(self, restart: Callable[[], tuple[float, float]], progress: Path, after_s: float):
-        self._restart = restart
+    def __init__(
+        self, action: Callable[[threading.Event], None], progress: Path, after_s: float
+    ) -> None:
+        self._action = action
         self._progress = progress
         self._after_s = after_s
         self._stop = threading.Event()
-        self.down_at: float | None = None
-        self.up_at: float | None = None
         self.error: str | None = None
-        self._thread = threading.Thread(target=self._run, name="fleetbench-outage", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="fleetbench-midrun", daemon=True)
 
     def _run(self) -> None:
         while not self._progress.exists():
@@ -231,17 +243,32 @@ class Outage:
         if self._stop.wait(self._after_s):
             return
         try:
-            self.down_at, self.up_at = self._restart()
-        except SimError as e:  # the restarted target did not come up: the run says so
+            self._action(self._stop)
+        except SimError as e:
             self.error = str(e)
 
-    def __enter__(self) -> Outage:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *_: object) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
+
+
+class Outage(MidRun):
+    """The reconnect storm's outage, on a thread beside Locust: once Locust's test has started,
+    wait ``OUTAGE_AT_SHARE`` of the run, then restart the target (``restart`` returns when it
+    went down and when it answered again)."""
+
+    def __init__(self, restart: Callable[[], tuple[float, float]], progress: Path, after_s: float):
+        self.down_at: float | None = None
+        self.up_at: float | None = None
+
+        def outage(_: threading.Event) -> None:
+            self.down_at, self.up_at = restart()
+
+        super().__init__(outage, progress, after_s)
 
 
 def _reconnect_line(storm: ReconnectStorm) -> str:
@@ -269,6 +296,8 @@ def recovery_line(summary: Summary) -> str | None:
     storms = summary.get("storms")
     if storms and "reconnect" in storms:
         return _reconnect_line(storms["reconnect"])
+    if storms and "rotation" in storms:
+        return rotation_line(storms["rotation"])
     storm = storms.get("expiry") if storms else None
     if storm is None:
         return None

@@ -1,6 +1,6 @@
 """``summary.json`` (schema ``fleetbench.summary/1``): one run's figures, from the raw account.
 
-Documented field by field in the README. Latencies are microseconds, from exact histograms.
+Documented field by field in docs/results.md. Latencies are microseconds, from exact histograms.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from sim.artefacts.summary_file import (
 )
 from sim.outcomes import FATAL_OUTCOMES, OUTCOMES, Outcome
 from sim.shape.scenarios import Scenario
+from sim.shape.schedule import is_open_model
 from sim.shape.stages import Stages
 
 __all__ = ["SUMMARY_SCHEMA", "build_summary", "telemetry_account", "verdict"]
@@ -444,16 +445,13 @@ def build_summary(
         answered=total,
         asked_requests=asked,
     )
-    if stages is not None and stages.kind == "rate":
-        # Rate stages are the open model at a changing rate: its account at their mean.
-        rate_rps = load.get("offered_rps") or 0.0
-        fleet = run["fleet"]["devices"]
-        interval_s = fleet / rate_rps if rate_rps else 0.0
-    open_model = (
-        None
-        if rate_rps is None
-        else open_account(measurements, load, rate_rps=rate_rps, interval_s=interval_s)
-    )
+    open_model = None
+    if is_open_model(rate_rps, stages):
+        if rate_rps is None:
+            # Rate stages are the open model at a changing rate: its account at their mean.
+            rate_rps = load.get("offered_rps") or 0.0
+            interval_s = run["fleet"]["devices"] / rate_rps if rate_rps else 0.0
+        open_model = open_account(measurements, load, rate_rps=rate_rps, interval_s=interval_s)
     timeline = [
         _timeline_row(second, counts) for second, counts in sorted(measurements.timeline.items())
     ]
@@ -507,7 +505,7 @@ def build_summary(
         "target_cpu": target_cpu,
         "load": load,
         "timeline": timeline,
-        # Additive keys for the HTML report (README, "summary.json"): setup apart from the
+        # Additive keys for the HTML report (docs/results.md): setup apart from the
         # measured run, latency over time and its distribution per endpoint, expiry over time.
         "setup_timeline": [
             _timeline_row(second, counts)

@@ -5,7 +5,7 @@ nowhere else; each one's type is in its own module beside this one.
 Each artefact is a ``TypedDict``: the producers build plain dicts that mypy checks key by key,
 and :mod:`msgspec` validates a file against the same type when it is read back
 (:func:`read_summary`, ...) and generates its JSON Schema (``python -m sim.artefacts.schemas``
-writes them to ``docs/schemas/``). Field meanings are in the README, section by section.
+writes them to ``docs/schemas/``). Field meanings are in docs/results.md and the command pages.
 Latencies are microseconds; times are Unix seconds.
 
 A reader ignores keys it does not know (msgspec's rule for ``TypedDict``), so adding a key to an

@@ -184,6 +184,9 @@ class RunParameters(TypedDict):
     worker_wait_s: NotRequired[int]
     storm: NotRequired[str | None]  # the storm scenario run (sim.account.storms), or None
     backoff: NotRequired[bool]  # --backoff: jittered exponential backoff on failed token calls
+    target_workers: NotRequired[int]  # the embedded target's worker processes (when above 1)
+    revoke_percent: NotRequired[float]  # --scenario revocation: the share of devices revoked
+    revocation_bound_s: NotRequired[float]  # --revocation-bound, when given
 
 
 class FleetFacts(TypedDict):
@@ -461,6 +464,24 @@ class ClusterWorker(TypedDict):
     # time is missing from the totals.
     affected_s: list[float] | None
     lost_device_ids: list[str]  # its devices when lost (the first 100), [] otherwise
+    users: NotRequired[int]  # the most users Locust gave it at once: its devices' cap
+    # Sealed messages from it that did not open (or came twice): dropped, its account incomplete.
+    unauthentic: NotRequired[int]
+    # The open model's (0 and None in a closed-loop run): the paced sends it reported (they sum
+    # to open_model.sent_requests), its generator's scheduling lag p99, and whether that lag
+    # reached open_model.generator_lag_limit_us (it, not the target, was behind).
+    scheduled_sends: NotRequired[int]
+    corrected_requests: NotRequired[int]  # answers timed from their intended send (corrected)
+    generator_lag_p99_us: NotRequired[float | None]
+    lagging: NotRequired[bool]
+
+
+class ClusterRefused(TypedDict):
+    """A peer the master did not admit: it never proved it holds the cluster key."""
+
+    id: str  # the id it gave (host name and a random tag)
+    host: str
+    reason: str
 
 
 class Cluster(TypedDict):
@@ -471,6 +492,7 @@ class Cluster(TypedDict):
     dealt: int  # devices handed to a worker; the rest found no user
     degraded: bool  # a worker was lost: the totals miss what it sent after its last report
     lost_workers: int
+    refused: NotRequired[list[ClusterRefused]]  # given no users, no devices, no settings
 
 
 class StormBurst(TypedDict):
@@ -516,11 +538,68 @@ class ReconnectStorm(TypedDict):
     burst: StormBurst  # the re-authentication: token requests from cut-off to first ok
 
 
+class RotationStorm(TypedDict):
+    """``rotation-storm``: the signing key rotated mid-run while the devices keep using the
+    tokens they hold and renew them as they would (sim.account.rotation)."""
+
+    via: str  # how the key was rotated: admin (embedded), profile, or command
+    started_at: float | None  # Unix s: the rotation call or command was sent / started
+    rotated_at: float | None  # ... and answered or finished: the moment times count from
+    old_kids: list[str]  # the kids devices held before the rotation
+    new_kids: list[str]  # kids first held after it (one, for one rotation)
+    grace_s: float | None  # the old key's grace period, if the API said (ours does)
+    devices: int  # devices that held a token
+    devices_renewed: int  # ... that came to hold one by a new key
+    time_to_all_new_s: float | None  # rotated_at to the last device's first new-key token
+    first_new_key_accepted_s: float | None  # rotated_at to the API's first ok of one
+    jwks: str | None  # the JWKS path watched, if the API publishes one
+    jwks_new_kid_s: float | None  # rotated_at to the JWKS first listing a new kid
+    # A probe device asks the token call and presents to the API on new connections, every
+    # 50 ms after the rotation: when it was first issued, and the API first accepted, a token by
+    # the new key (false: the profile mints its tokens, or has no endpoint without a body).
+    probed: bool
+    new_key_issued_s: float | None
+    new_key_accepted_s: float | None
+    refused_valid: int  # valid tokens refused in the run (a correct API: 0)
+    refused_valid_old_key: int  # ... of those, tokens by an old key: refused within the grace
+    refused_valid_new_key: int
+
+
 class Storms(TypedDict, total=False):
-    """The storm scenarios a run had (``--scenario expiry-storm`` or ``reconnect-storm``)."""
+    """The storm scenarios a run had (``--scenario expiry-storm``, ``reconnect-storm`` or
+    ``rotation-storm``)."""
 
     expiry: ExpiryStorm
     reconnect: ReconnectStorm
+    rotation: RotationStorm
+
+
+class Revocation(TypedDict):
+    """``--scenario revocation``: K % of the devices revoked mid-run; each keeps presenting the
+    token it held, on a new connection per request (spread over the API's processes), and
+    every acceptance after the API's stated bound is ``accepted_invalid``
+    (sim.account.revocation)."""
+
+    via: str  # admin (our contract) or profile
+    bound_s: float  # the API's stated bound: later acceptances are accepted_invalid
+    devices: int  # devices revoked
+    revoked_at: float | None  # Unix s: the first revoke call answered
+    revoke_call_us: Percentiles  # how long each revoke call took to answer
+    probes: int  # the revoked devices' requests that started after their revocation
+    refused: int  # ... refused
+    accepted: int  # ... accepted (within the bound or not)
+    late_acceptances: int  # accepted though started after revocation + bound: accepted_invalid
+    devices_refused: int  # revoked devices seen refused after their revocation
+    devices_late: int  # revoked devices accepted after the bound at least once
+    # Per revoked device seen refused: from its revoke call's answer to the answer of the last
+    # request (started after it) that was still accepted; 0 when none was.
+    time_to_refuse_us: Percentiles
+    time_to_refuse_max_s: float | None
+    # Each revoked device asks the token call once, past the bound: a token issued is an
+    # accepted_invalid (0 with a minted-token profile: there is no token call).
+    token_requests: int
+    tokens_issued: int
+    passed: bool  # no late acceptance or token, every revoked device seen refused, p99 in bound
 
 
 class Summary(TypedDict):
@@ -554,6 +633,7 @@ class Summary(TypedDict):
     stages: NotRequired[StagesSection]  # staged runs only (--stages)
     cluster: NotRequired[Cluster]  # runs over remote workers only (fleetbench run --master)
     storms: NotRequired[Storms | None]  # storm scenarios (sim.account.storms); null without one
+    revocation: NotRequired[Revocation]  # --scenario revocation only (sim.account.revocation)
 
 
 def counts_of(row: TimelineRow | ExpiryEvents) -> dict[str, int]:

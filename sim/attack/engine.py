@@ -35,7 +35,7 @@ from sim.fleet.model import Device, make_fleet
 from sim.output.report import write_attack_report
 from sim.profiles import Profile
 from sim.run.embedded import EmbeddedTarget
-from target.jose import ALG_NAMES
+from target.jose.vocabulary import ALG_NAMES
 
 __all__ = [
     "ATTACK_SCHEMA",

@@ -67,7 +67,7 @@ from sim.profiles.http import (
 )
 from sim.profiles.model import Endpoint, Profile
 from sim.untrusted import Answer
-from target.jose import ALG_NAMES
+from target.jose.vocabulary import ALG_NAMES
 
 __all__ = ["attack_profile"]
 

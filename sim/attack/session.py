@@ -14,7 +14,7 @@ from sim.fleet.client import TargetClient
 from sim.fleet.model import Device
 from sim.shape.scenarios import ENDPOINT_PATHS, Endpoint
 from sim.untrusted import Answer, checked_alg, fetch
-from target.jose import client_credentials_form
+from target.jose.vocabulary import client_credentials_form
 
 __all__ = ["AttackSession", "issuer_of", "public_key_for", "token_alg"]
 

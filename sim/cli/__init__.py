@@ -17,8 +17,10 @@ from rich.console import Console
 from sim import __version__
 from sim.cli import attack, capacity, compare, diff, probe, provision, run, smoke, worker
 from sim.cli.exits import ExitCode
+from sim.cli.metrics_options import metrics_options
 from sim.cli.options import Parser
 from sim.errors import Interrupted, SimError
+from sim.output.metrics_endpoint import exporting
 from sim.untrusted import shown
 
 __all__ = ["build_parser", "main"]
@@ -36,12 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _note(message: str) -> None:
+    print(f"fleetbench: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Not a terminal (CI logs, pipes): wide enough that the table does not fold.
     console = Console(width=None if sys.stdout.isatty() else 140)
     try:
-        code: int = args.handler(args, console)
+        with exporting(metrics_options(args), _note):
+            code: int = args.handler(args, console)
     except Interrupted as e:
         print(f"fleetbench: error: {e}", file=sys.stderr)
         return ExitCode.INTERRUPTED

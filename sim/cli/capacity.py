@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.cli.exits import ExitCode
+from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_float, positive_int
 from sim.run.results import results_folder
 from sim.sweep.capacity import (
@@ -101,6 +102,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print capacity.json to stdout")
+    add_metrics_options(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:

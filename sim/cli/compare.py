@@ -13,6 +13,7 @@ from rich.table import Table
 
 from sim.artefacts.compare_file import CompareFile
 from sim.cli.exits import ExitCode
+from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_int, seconds
 from sim.run.results import results_folder
 from sim.sweep.compare import (
@@ -74,6 +75,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--results", type=Path, help="results folder (default results/compare-<time>)")
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--json", action="store_true", help="print compare.json to stdout")
+    add_metrics_options(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:

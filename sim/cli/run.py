@@ -10,6 +10,7 @@ from rich.console import Console
 
 from sim.account.storms import parse_run_scenario
 from sim.cli.exits import verdict_exit
+from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     add_profile_option,
     add_target_options,
@@ -24,7 +25,7 @@ from sim.errors import ConfigError
 from sim.fleet.model import CREDENTIAL_KINDS
 from sim.shape.scenarios import REFRESH_MODES
 from sim.shape.stages import parse_stages
-from target.jose import ALG_NAMES as TOKEN_ALGS
+from target.jose.vocabulary import ALG_NAMES as TOKEN_ALGS
 
 __all__ = ["add_parser", "command"]
 
@@ -49,7 +50,37 @@ def add_parser(commands: Any) -> None:
         "--scenario",
         default="verification",
         help="issuance, verification, expiry, rejection, mixed, or weights (issuance=1,expiry=4);"
-        " or the storm expiry-storm",
+        " or a storm: expiry-storm, reconnect-storm, rotation-storm, revocation",
+    )
+    run.add_argument(
+        "--target-workers",
+        type=positive_int,
+        default=1,
+        help="the embedded target's worker processes (its --workers; default 1)",
+    )
+    run.add_argument(
+        "--outage-cmd",
+        metavar="CMD",
+        help="reconnect-storm on a --target: a command that restarts your API, run 35 %% in",
+    )
+    run.add_argument(
+        "--rotate-cmd",
+        metavar="CMD",
+        help="rotation-storm on a --target: a command that rotates its signing key, run 30 %% in"
+        " (default: the profile's [rotate] call)",
+    )
+    run.add_argument(
+        "--revoke-percent",
+        type=positive_float,
+        default=10.0,
+        help="revocation: the share of devices revoked, %% (default 10)",
+    )
+    run.add_argument(
+        "--revocation-bound",
+        type=seconds,
+        metavar="S",
+        help="revocation: seconds after a revoke call's answer by which every process must refuse"
+        " the device (default: the profile's [revoke] bound_s; ours 0)",
     )
     run.add_argument(
         "--backoff",
@@ -91,7 +122,7 @@ def add_parser(commands: Any) -> None:
     )
     run.add_argument(
         "--bind", default="127.0.0.1:5557", metavar="HOST:PORT",
-        help="with --master: where workers connect (a private address: secrets travel)",
+        help="with --master: where workers connect (they must prove FLEETBENCH_CLUSTER_KEY)",
     )  # fmt: skip
     run.add_argument(
         "--expect-workers", type=positive_int, help="with --master: workers to wait for"
@@ -103,6 +134,7 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_profile_option(run)
+    add_metrics_options(run)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
@@ -157,6 +189,11 @@ def command(args: argparse.Namespace, console: Console) -> int:
             worker_wait_s=args.worker_wait,
             storm=storm,
             backoff=args.backoff,
+            target_workers=args.target_workers,
+            outage_cmd=args.outage_cmd,
+            rotate_cmd=args.rotate_cmd,
+            revoke_percent=args.revoke_percent,
+            revocation_bound_s=args.revocation_bound,
         )
         summary = run_benchmark(config)
     print_summary(summary, console)

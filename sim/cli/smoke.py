@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from sim.cli.exits import verdict_exit
+from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     add_embedded_algs,
     add_profile_option,
@@ -45,6 +46,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_profile_option(p)
+    add_metrics_options(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -10,6 +11,9 @@ from rich.console import Console
 
 from sim.cli.exits import ExitCode
 from sim.cli.options import positive_int
+from sim.device.seal import KEY_ENV, ClusterKey
+from sim.device.settings import REFUSED_EXIT
+from sim.errors import ConfigError
 from sim.run.distributed import parse_address
 
 __all__ = ["add_parser", "command"]
@@ -29,12 +33,19 @@ def add_parser(commands: Any) -> None:
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
-    """0 when the master ended the run; 2 when Locust's worker failed (master unreachable)."""
+    """0 when the master ended the run; 2 when Locust's worker failed (master unreachable) or
+    the master refused this worker (its own line says why)."""
     from sim.run.worker import WorkerConfig, run_worker
 
     address = parse_address(args.master, "--master")
+    if ClusterKey.from_env(os.environ) is None:
+        raise ConfigError(
+            f"no cluster key: set {KEY_ENV} to the key the master printed (or was given)"
+        )
     console.print(f"joining the master at {address}", highlight=False)
     code = run_worker(WorkerConfig(master=args.master, processes=args.processes))
+    if code == REFUSED_EXIT:
+        return ExitCode.ERROR  # Locust's worker printed the master's refusal
     if code != 0:
         print(f"fleetbench: error: the Locust worker exited with {code}", file=sys.stderr)
         return ExitCode.ERROR

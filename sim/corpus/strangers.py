@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.x509.oid import NameOID
 
 from sim.corpus.forging import PYJWT_ALGORITHMS
-from target.jose import generate_private_key
+from target.jose.vocabulary import generate_private_key
 
 
 @cache

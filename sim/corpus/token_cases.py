@@ -14,7 +14,7 @@ from sim.corpus.forging import compact, hmac_token, sign_jws
 from sim.corpus.model import TokenCase, TokenContext, TokenForged
 from sim.corpus.strangers import stranger_jwk_text, stranger_key
 from sim.fleet.model import Device
-from target.jose import JWT_BEARER, client_credentials_form
+from target.jose.vocabulary import JWT_BEARER, client_credentials_form
 
 
 def _assertion_claims(ctx: TokenContext, device: Device, **changes: Any) -> dict[str, Any]:

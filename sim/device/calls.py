@@ -11,17 +11,21 @@ from typing import Any
 
 from locust.exception import CatchResponseError, StopUser
 
+from sim.account.measure import KEPT_CONNECTION
+from sim.device.keepalive import KeptConnection
 from sim.device.run_state import MEASUREMENTS, STATE
 from sim.device.settings import SimConfig
 from sim.fleet.model import Device
 from sim.outcomes import Outcome
 from sim.profiles import Profile
-from sim.profiles.http import Request, classify, endpoint_request
+from sim.profiles.http import Request, classify, endpoint_request, per_request
 from sim.profiles.model import Endpoint
 from sim.shape.schedule import SendSchedule
 from sim.untrusted import DEVICE_BODY_BYTES, AnswerRefused
 
 __all__ = ["DeviceRequests"]
+
+_CLIENT_ONLY_HEADERS = frozenset({"transfer-encoding", "expect"})
 
 
 class DeviceRequests:
@@ -41,6 +45,14 @@ class DeviceRequests:
     token_alg: str
     seq: int
     _http: Any
+    kept: KeptConnection  # the lean path's hold on the device's connection (sim.device.keepalive)
+    # The last request, what it was built from, and whether it is the same for the next one
+    # built from the same; the lean path's bytes on the wire for the request they were built for.
+    _request_of: tuple[Any, ...] | None = None
+    _last_request: Request | None = None
+    _request_fixed = False
+    _wire_for: Request | None = None
+    _wire: bytes = b""
     schedule: SendSchedule | None = None  # the open model's (--rate); None: the closed model
     _lag_s: float | None = None  # how late the request in flight went out, open model only
 
@@ -115,30 +127,28 @@ class DeviceRequests:
         reading: bool,
         lean: bool = False,
         authorization: str | None = None,
+        close_connection: bool = False,
     ) -> tuple[Outcome, str]:
         """One request to an endpoint of the profile carrying ``token`` (or a forged
-        ``authorization``, or nothing); ``reading`` sends the device's next seq."""
+        ``authorization``, or nothing); ``reading`` sends the device's next seq;
+        ``close_connection``: on a connection of its own, closed after the answer."""
         self._start()
         spec = self.endpoints[0] if len(self.endpoints) == 1 else self.rng.choice(self.endpoints)
         endpoint = spec.name
-        seq = self.seq + 1 if reading else 0
-        values = self._values(seq=seq, device_id=device_id)
-        request = self._request(spec, token, authorization, values)
+        request = self._request_for(spec, token, authorization, device_id, reading)
+        if close_connection:
+            lean = False
+            request = Request(
+                request.method, request.path, {**request.headers, "Connection": "close"},
+                request.body,
+            )  # fmt: skip
         sends_seq = spec.body is not None and "{seq}" in json.dumps(spec.body)
         if reading and sends_seq:
             MEASUREMENTS.telemetry[self.device.id][0] += 1
         body = request.body if sends_seq or spec.body is not None else None
         if lean and self.lean_ok:
-            return self._call_lean(
-                request.method,
-                request.path,
-                scenario,
-                endpoint,
-                request.headers,
-                body,
-                judge,
-                reading and sends_seq,
-            )
+            return self._call_lean(request, scenario, endpoint, body, judge, reading and sends_seq)
+        self.kept.release()  # the client's request takes the same connection
         with self.client.request(
             request.method,
             request.path,
@@ -159,35 +169,44 @@ class DeviceRequests:
 
     def _call_lean(
         self,
-        method: str,
-        path: str,
+        request: Request,
         scenario: str,
         endpoint: str,
-        headers: dict[str, str],
         body: bytes | None,
         judge: Callable[[int, str], Outcome],
         reading: bool,
     ) -> tuple[Outcome, str]:
-        """The steady-state request on the session's own connection, without FastHttpSession's
-        per-request wrapping (redirects, cookies, response objects): about a third of the
-        generator's CPU per request, which decides how close one core of Locust gets to wrk.
+        """The steady-state request on the device's own connection, without FastHttpSession's
+        per-request wrapping (redirects, cookies, response objects), and where it can be without
+        the client library's either: the request's bytes built once and written to the kept
+        connection, the answer read for its status, challenge and length
+        (:mod:`sim.device.keepalive`; half of the open model's generator CPU was the library's
+        per-request work).
         Timing, judging and Locust's statistics are the same as on the ``catch_response`` path."""
-        payload = body
+        method, path, headers = request.method, request.path, request.headers
         status, www_authenticate, length, error = 0, None, 0, None
         started = time.perf_counter()
         try:
-            response = self._http.request(method, path, body=payload, headers=headers)
-            try:
-                # One read up to the cap (it returns early when the answer ends): a longer
-                # answer is not read on; release() then closes the half-read connection.
-                length = len(response.read(DEVICE_BODY_BYTES + 1))
-                if length > DEVICE_BODY_BYTES:
-                    raise AnswerRefused(f"answered more than {DEVICE_BODY_BYTES} bytes")
-            finally:
-                response.release()
-            status = response.status_code
-            found = response.get("www-authenticate")
-            www_authenticate = found if isinstance(found, str) else None
+            wire = self._lean_wire(request, body)
+            if wire is not None:
+                answer = self.kept.exchange(method, wire)
+                status, www_authenticate = answer.status, answer.www_authenticate
+                length = answer.body_bytes
+                MEASUREMENTS.counters[KEPT_CONNECTION] += 1
+            else:
+                self.kept.release()  # the client's request takes the same connection
+                response = self._http.request(method, path, body=body, headers=headers)
+                try:
+                    # One read up to the cap (it returns early when the answer ends): a longer
+                    # answer is not read on; release() then closes the half-read connection.
+                    length = len(response.read(DEVICE_BODY_BYTES + 1))
+                    if length > DEVICE_BODY_BYTES:
+                        raise AnswerRefused(f"answered more than {DEVICE_BODY_BYTES} bytes")
+                finally:
+                    response.release()
+                status = response.status_code
+                found = response.get("www-authenticate")
+                www_authenticate = found if isinstance(found, str) else None
         except Exception as e:  # any failure to get an answer is a transport error
             error = e
         latency_ms = (time.perf_counter() - started) * 1000
@@ -217,6 +236,39 @@ class DeviceRequests:
             context={},
         )
         return outcome, reason
+
+    def _request_for(
+        self,
+        spec: Endpoint,
+        token: str | None,
+        authorization: str | None,
+        device_id: str,
+        reading: bool,
+    ) -> Request:
+        """The request, built through the profile only when what it is built from changed or
+        its endpoint names a value that changes per request (a seq, a time, a body)."""
+        built_of = (spec, token, authorization, device_id)
+        last = self._last_request
+        if last is not None and self._request_fixed and built_of == self._request_of:
+            return last
+        values = self._values(seq=self.seq + 1 if reading else 0, device_id=device_id)
+        request = self._request(spec, token, authorization, values)
+        self._request_of, self._last_request = built_of, request
+        self._request_fixed = spec.body is None and not per_request(spec.path)
+        return request
+
+    def _lean_wire(self, request: Request, body: bytes | None) -> bytes | None:
+        """The request as the client library writes it, built again only for a new request (a
+        renewed token, a new seq); None for what the kept connection does not send (a body sent
+        in chunks or after ``100 Continue``): the client sends those."""
+        if request is not self._wire_for:
+            if any(name.lower() in _CLIENT_ONLY_HEADERS for name in request.headers):
+                return None
+            head = self._http._build_request(
+                request.method, request.path, body=body or b"", headers=request.headers
+            )
+            self._wire_for, self._wire = request, head.encode("latin-1") + (body or b"")
+        return self._wire
 
     def _settle(
         self,

@@ -6,6 +6,11 @@ dealt to it. Dealing is on request: a worker asks for as many devices as Locust 
 the master hands out each device once, in fleet order. So any number of workers and users shard
 exactly, one device to one worker, and a worker joining late finds no device that is running.
 
+Only a worker that proved it holds the cluster key is registered and dealt anything
+(:mod:`sim.device.admission`); its claims, shards and reports travel sealed
+(:mod:`sim.device.seal`).
+A claim is capped at the users Locust gave that worker.
+
 The master follows each worker through its reports (what it sent, its CPU and memory) and
 Locust's heartbeats (``missing`` after about three silent seconds); what each worker drove, and
 which were lost when, goes into the raw account as ``cluster`` (:mod:`sim.run.distributed` reads
@@ -15,16 +20,21 @@ This module runs inside Locust (gevent); the orchestrator never imports it.
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import gevent
 import gevent.queue
 import psutil
+from hdrh.histogram import HdrHistogram
 from locust.runners import (
     STATE_MISSING,
     STATE_RUNNING,
@@ -33,8 +43,19 @@ from locust.runners import (
     WorkerRunner,
 )
 
-from sim.device.run_state import STATE, run_config, run_fleet
-from sim.device.settings import REMOTE_ENV, SimConfig
+from sim.account.measure import new_histogram
+from sim.device.admission import (
+    CHALLENGE,
+    HELLO,
+    PROOF,
+    REFUSED,
+    REFUSED_REASONS,
+    REPORT,
+    Door,
+)
+from sim.device.run_state import STATE, run_config, run_fleet, set_origin
+from sim.device.seal import ClusterKey, Unsealed, new_key_text
+from sim.device.settings import REFUSED_EXIT, REFUSED_FILE, REMOTE_ENV, SimConfig
 from sim.fleet.model import Device
 
 __all__ = [
@@ -46,6 +67,7 @@ __all__ = [
     "remote",
 ]
 
+# Sealed both ways (sim.device.seal): only the master and its proven workers can read or make them.
 CLAIM = "fleetbench_claim"  # worker -> master: {"count": devices wanted}
 SHARD = "fleetbench_shard"  # master -> worker: settings, devices, how many it could not have
 # Locust's headless master ends a run with "quit" alone and waits half a second for the workers'
@@ -59,6 +81,8 @@ FINAL_REPORT_WAIT_S = 10.0  # at stop, how long the master waits for each worker
 CPU_EVERY_S = 0.5  # a worker's own CPU sampling period (as the one-host sampler's)
 # Settings that are the master's own business: files on the master's host, per-device seqs.
 _LOCAL_SETTINGS = ("fleet", "raw", "claim_file", "progress_file", "seq_base")
+
+log = logging.getLogger("fleetbench")
 
 # The device, its index in the fleet (a profile's ``{n}``), and another device's id (the
 # rejection scenario's).
@@ -98,6 +122,15 @@ class _Shard:
     peak_rss: int = 0
     stopped: bool = False
     configured: bool = False  # the master's settings arrived (with the first shard)
+    key: ClusterKey | None = None
+    challenge: bytes | None = None  # the master's, proved: every sealed message is bound to it
+    seq: int = 0  # of this worker's sealed messages (the master drops one it saw before)
+
+    def seal(self, kind: str, client_id: str, payload: Any) -> dict[str, Any]:
+        assert self.key is not None and self.challenge is not None
+        self.seq += 1
+        sealed = self.key.seal(kind, client_id, self.challenge, {"seq": self.seq, "data": payload})
+        return {"sealed": sealed}
 
 
 _SHARD = _Shard()
@@ -110,8 +143,13 @@ def claim_device(environment: Any) -> Claimed | None:
     shard.wanted += 1
     users = int(getattr(environment.runner, "target_user_count", 0) or 0)
     target = max(shard.wanted, users)
+    if shard.challenge is None:
+        return None  # not admitted by the master: it deals nothing
     if target > shard.asked:
-        environment.runner.send_message(CLAIM, {"count": target - shard.asked})
+        runner = environment.runner
+        runner.send_message(
+            CLAIM, shard.seal(CLAIM, runner.client_id, {"count": target - shard.asked})
+        )
         shard.asked = target
     try:
         claimed: Claimed | None = shard.queue.get(timeout=CLAIM_WAIT_S)
@@ -128,14 +166,49 @@ def install_worker(environment: Any, apply_settings: Callable[[SimConfig], None]
         return  # not a fleetbench worker (--workers N runs local workers on the claim file)
     process = psutil.Process()
     process.cpu_percent(None)  # the first call only sets the baseline
+    _SHARD.key = ClusterKey.from_env(os.environ)
+
+    def on_challenge(environment: Any, msg: Any, **_: Any) -> None:
+        challenge = msg.data.get("challenge") if isinstance(msg.data, dict) else None
+        if not isinstance(challenge, bytes) or _SHARD.challenge is not None:
+            return
+        _SHARD.challenge = challenge
+        proof = _SHARD.key.proof(challenge, runner.client_id) if _SHARD.key else b""
+        runner.send_message(PROOF, {"proof": proof})
+        if _SHARD.key is not None:
+            # A first sealed report at once (Locust's own reports come every 3 s, and the master
+            # drops any before the proof): the master knows this worker's host and pid before
+            # it runs anything, even if it is lost in its first seconds.
+            gevent.spawn(runner._send_stats)
+
+    def on_refused(environment: Any, msg: Any, **_: Any) -> None:
+        code = msg.data.get("reason") if isinstance(msg.data, dict) else None
+        # Our own words: the master's text never reaches this terminal.
+        reason = REFUSED_REASONS.get(str(code), "refused")
+        print(f"fleetbench: error: the master refused this worker: {reason}", file=sys.stderr)
+        environment.process_exit_code = REFUSED_EXIT
+        _SHARD.challenge = None
+        gevent.spawn(runner.quit)  # not from the runner's own greenlet: quit kills those
 
     def on_shard(environment: Any, msg: Any, **_: Any) -> None:
-        data: dict[str, Any] = msg.data
+        try:
+            assert _SHARD.key is not None and _SHARD.challenge is not None
+            sealed = msg.data.get("sealed") if isinstance(msg.data, dict) else None
+            data: dict[str, Any] = _SHARD.key.open(
+                SHARD, runner.client_id, _SHARD.challenge, sealed
+            )
+        except (AssertionError, Unsealed) as e:
+            print(f"fleetbench: ignored a shard: {e}", file=sys.stderr)
+            return
         if not _SHARD.configured:
             settings = SimConfig(fleet="", **data["settings"])
             STATE["settings"] = settings
             apply_settings(settings)
             _SHARD.configured = True
+        if data.get("origin_s"):
+            # The master's start, by this host's clock: the stages' time 0 is the run's, as the
+            # master counts what they asked (hosts' clocks are assumed in step, as by NTP).
+            set_origin(float(data["origin_s"]))
         seqs: dict[str, int] = STATE["settings"].seq_base
         for entry in data["devices"]:
             device = _device(entry["device"])
@@ -167,7 +240,7 @@ def install_worker(environment: Any, apply_settings: Callable[[SimConfig], None]
         data: dict[str, Any] = {}
         # What Locust's own stats report does (WorkerRunner._send_stats), sent as FINAL.
         environment.events.report_to_master.fire(client_id=runner.client_id, data=data)
-        runner.send_message(FINAL, data)
+        runner.send_message(FINAL, data)  # sealed by on_report_to_master
 
     def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
         wire = data.get("fleetbench", {})
@@ -183,15 +256,23 @@ def install_worker(environment: Any, apply_settings: Callable[[SimConfig], None]
             "stopped": _SHARD.stopped,
         }
         _SHARD.cpu.clear()
+        # The whole report travels sealed: Locust's stats and the account both decide the verdict.
+        report = dict(data) if _SHARD.challenge is not None else {}
+        data.clear()
+        if report:
+            data.update(_SHARD.seal(REPORT, runner.client_id, report))
 
+    runner.register_message(CHALLENGE, on_challenge)
+    runner.register_message(REFUSED, on_refused)
     runner.register_message(SHARD, on_shard)
     runner.register_message(STOP, on_stop)
     gevent.spawn(sample_cpu)
     environment.events.test_start.add_listener(on_test_start)
     environment.events.test_stop.add_listener(on_test_stop)
     # After the account's own listener (sim.device.user), which puts this report's delta in
-    # "fleetbench".
+    # "fleetbench", and after Locust's: this one seals what they wrote.
     environment.events.report_to_master.add_listener(on_report_to_master)
+    runner.send_message(HELLO, None)  # Locust has acknowledged this worker: prove the key
 
 
 # -- the master's side ---------------------------------------------------------------------------
@@ -218,17 +299,24 @@ class _Worker:
     late: bool = False  # joined a running test: no devices
     silent_from: float | None = None  # its last report before it was lost
     returned_at: float | None = None  # a missing worker that reported again (it was paused)
+    users: int = 0  # the most users Locust gave it at once: its claims' cap
+    # The open model's: paced sends it reported, and its generator's own scheduling lag.
+    sends: int = 0
+    corrected: HdrHistogram = field(default_factory=new_histogram)  # all rows together
+    generator_lag: HdrHistogram = field(default_factory=new_histogram)
 
 
 class Dealer:
     """The master's half: deals shards, follows workers, and says what each one drove."""
 
-    def __init__(self, environment: Any) -> None:
+    def __init__(self, environment: Any, door: Door) -> None:
         self.environment = environment
         self.runner: MasterRunner = environment.runner
+        self.door = door
         config = run_config()
         self.fleet = run_fleet()
-        self.settings = settings_wire(config)
+        # The fleet's size: each remote device's share of an open-model rate is rate / size.
+        self.settings = settings_wire(config) | {"fleet_size": len(self.fleet)}
         self.seq_base = config.seq_base
         self.next = 0  # the next device to deal
         self.workers: dict[str, _Worker] = {}
@@ -241,9 +329,22 @@ class Dealer:
             worker = self.workers[client_id] = _Worker(client_id, time.time())
         return worker
 
+    def users_given(self, worker: _Worker) -> int:
+        """The most users Locust's dispatcher gave this worker at once (it only grows)."""
+        dispatcher = self.runner._users_dispatcher
+        if dispatcher is not None:
+            given = dispatcher._users_on_workers.get(worker.id, {})
+            worker.users = max(worker.users, sum(given.values()))
+        return worker.users
+
     def on_claim(self, environment: Any, msg: Any, **_: Any) -> None:
+        if msg.node_id not in self.runner.clients or not isinstance(msg.data, dict):
+            return  # the door passes only proven workers; Locust must have registered it too
         worker = self._worker(msg.node_id)
-        wanted = max(int(msg.data.get("count", 0)), 0)
+        # No more devices than Locust gave it users: a claim cannot take another worker's share.
+        room = max(self.users_given(worker) - len(worker.device_ids), 0)
+        asked = max(int(msg.data.get("count", 0)), 0)
+        wanted = min(asked, room)
         dealing = not self.stopping and worker.lost_at is None
         first = self.next
         devices = self.fleet.devices[first : first + wanted] if dealing else []
@@ -256,11 +357,15 @@ class Dealer:
                 {"device": device.to_json(), "seq": self.seq_base.get(device.id, 0),
                  "index": first + offset, "other": other.id}
             )  # fmt: skip
-        self.runner.send_message(
-            SHARD,
-            {"settings": self.settings, "devices": entries, "short": wanted - len(devices)},
-            client_id=msg.node_id,
-        )
+        shard = {
+            "settings": self.settings,
+            "devices": entries,
+            "short": asked - len(devices),
+            "origin_s": STATE.get("origin_s"),  # the run's time 0 (load stages, schedules)
+        }
+        challenge = self.door.challenge(msg.node_id)
+        sealed = self.door.key.seal(SHARD, msg.node_id, challenge, shard)
+        self.runner.send_message(SHARD, {"sealed": sealed}, client_id=msg.node_id)
 
     def on_worker_report(self, client_id: str, data: dict[str, Any], **_: Any) -> None:
         info = data.get("fleetbench_worker")
@@ -270,6 +375,13 @@ class Dealer:
         worker.host = str(info.get("host", ""))
         worker.pid = int(info["pid"]) if info.get("pid") is not None else None
         worker.requests += int(info.get("requests", 0))
+        wire = data.get("fleetbench", {})
+        worker.sends += int(wire.get("counters", {}).get("scheduled_sends", 0))
+        lag = wire.get("lag", {}).get("generator")
+        if lag:
+            worker.generator_lag.decode_and_add(lag)
+        for encoded in wire.get("corrected", {}).values():
+            worker.corrected.decode_and_add(encoded)
         worker.reports += 1
         if worker.lost_at is not None and worker.returned_at is None:
             worker.returned_at = time.time()
@@ -301,7 +413,7 @@ class Dealer:
             now = time.time()
             clients = self.runner.clients
             for client_id in clients:
-                self._worker(client_id)
+                self.users_given(self._worker(client_id))
             for worker in self.workers.values():
                 if worker.lost_at is not None:
                     continue
@@ -348,15 +460,34 @@ class Dealer:
                     "silent_from": worker.silent_from,
                     "returned_at": worker.returned_at,
                     "final": worker.final,
+                    "users": worker.users,
+                    "sends": worker.sends,
+                    "corrected_requests": worker.corrected.get_total_count(),
+                    "generator_lag_p99_us": (
+                        worker.generator_lag.get_value_at_percentile(99.0)
+                        if worker.generator_lag.get_total_count()
+                        else None
+                    ),
+                    "unauthentic": self.door.unauthentic(worker.id),
                 }
             )
         return {
             "fleet_devices": len(self.fleet),
             "dealt": self.next,
+            "refused": self.door.refused(),
             "started": started,
             "stopped": stopped,
             "workers": workers,
         }
+
+
+def _note_refused(door: Door) -> None:
+    """The refused so far, beside the raw account: a master whose workers never all joined
+    ends before it writes one, and the orchestrator's error names them from here."""
+    raw = run_config().raw
+    if raw:
+        path = Path(raw).with_name(REFUSED_FILE)
+        path.write_text(json.dumps({"refused": door.refused()}))
 
 
 def install_master(environment: Any) -> Dealer | None:
@@ -364,7 +495,13 @@ def install_master(environment: Any) -> Dealer | None:
     runner = environment.runner
     if not isinstance(runner, MasterRunner) or not run_config().distributed:
         return None
-    dealer = Dealer(environment)
+    key = ClusterKey.from_env(os.environ)
+    if key is None:  # the orchestrator always passes one: without it no worker can join
+        log.error("fleetbench: the master has no cluster key: no worker can join")
+        key = ClusterKey(new_key_text())
+    # Locust's "stats" and FINAL carry a worker's account; CLAIM asks for devices.
+    door = Door(runner, key, {"stats": REPORT, FINAL: REPORT, CLAIM: CLAIM}, _note_refused)
+    dealer = Dealer(environment, door)
     runner.register_message(CLAIM, dealer.on_claim)
     runner.register_message(FINAL, dealer.on_final)
     environment.events.worker_report.add_listener(dealer.on_worker_report)

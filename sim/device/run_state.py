@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,14 @@ __all__ = [
     "MEASUREMENTS",
     "STATE",
     "claim_index",
+    "fleet_size",
     "issuer",
+    "origin_file",
     "run_config",
     "run_fleet",
     "run_profile",
     "run_stages",
+    "set_origin",
     "signing_key",
 ]
 
@@ -80,6 +84,11 @@ def run_fleet() -> Fleet:
     return load_fleet(Path(run_config().fleet))
 
 
+def fleet_size() -> int:
+    """The whole fleet's size: dealt in the settings on a remote worker, else the fleet file's."""
+    return run_config().fleet_size or len(run_fleet())
+
+
 def issuer(host: str) -> str:
     """The ``aud`` of device assertions: configured, or the target's RFC 8414 metadata, once."""
     config = run_config()
@@ -116,3 +125,17 @@ def claim_index(environment: Any) -> int:
     index = offset + STATE["claimed"] * workers
     STATE["claimed"] += 1
     return int(index)
+
+
+def set_origin(origin_s: float) -> None:
+    """Time 0 of the load stages (and the open model's schedules) in this process: the run's
+    start as the master saw it. Workers start their test a second or more after the master
+    (Locust's first spawn message); each counting from its own start would send the stages
+    late and lose their last second to the master's stop."""
+    STATE["origin_s"] = origin_s
+    STATE["origin_perf_s"] = time.perf_counter() - (time.time() - origin_s)
+
+
+def origin_file(claim_file: str) -> Path:
+    """Where the master of local workers writes its start for them (beside the claim file)."""
+    return Path(claim_file + ".origin")

@@ -23,9 +23,11 @@ from sim.profiles import Profile, load_profile
 from sim.shape.scenarios import REFRESH_MODES, RefreshMode, Scenario, parse_scenarios
 from sim.shape.stages import Stages, parse_stages
 
-__all__ = ["REMOTE_ENV", "SimConfig", "choose_endpoint"]
+__all__ = ["REFUSED_EXIT", "REFUSED_FILE", "REMOTE_ENV", "SimConfig", "choose_endpoint"]
 
 REMOTE_ENV = "FLEETBENCH_REMOTE"  # "1": the Locust process is a remote worker (fleetbench worker)
+REFUSED_EXIT = 3  # a remote worker's Locust, refused by the master (it printed why)
+REFUSED_FILE = "refused.json"  # beside the raw account: the peers the master refused so far
 
 
 def choose_endpoint(profile: Profile, name: str | None, option: str = "--endpoint") -> str | None:
@@ -64,8 +66,18 @@ class SimConfig:
     # Each device waits a random 0..start_spread_s before its first request, so that many
     # generators starting together do not all ask the token endpoint in the same instant.
     start_spread_s: float = 0.0
-    storm: str | None = None  # a storm scenario (sim.account.storms): "expiry-storm"
+    storm: str | None = None  # a storm scenario (sim.account.storms): "expiry-storm", ...
     backoff: bool = False  # jittered exponential backoff on refused token calls, 429 and 503
+    # --scenario revocation (sim.account.revocation): the devices the run revokes mid-run, the
+    # journal of the revoke calls (sent and answered, Unix s) and the API's stated bound.
+    revoked_devices: list[str] = field(default_factory=list)
+    revocation_journal: str | None = None
+    revocation_bound_s: float | None = None  # None: no revocation in this run (or its default)
+    # The master adds the live account to the progress file (a metrics endpoint reads it).
+    live_account: bool = False
+    # The whole fleet's size on a remote worker, which holds only its shard (0: the fleet file's):
+    # the open model's per-device rate is the fleet-wide rate over it.
+    fleet_size: int = 0
 
     @cached_property
     def parsed_stages(self) -> Stages | None:

@@ -15,7 +15,7 @@ import jwt
 from sim.account.offered import paced
 from sim.device.calls import DeviceRequests
 from sim.device.run_state import MEASUREMENTS, signing_key
-from sim.outcomes import Outcome
+from sim.outcomes import Outcome, judge_forged
 from sim.profiles.http import (
     TokenAnswer,
     judge_answer,
@@ -89,10 +89,16 @@ class TokenHolder(DeviceRequests):
         return self._hold(TokenAnswer(token, now + ttl, now, spec.alg))
 
     def fetch_token(
-        self, grant: str, scenario: str, refresh_of: HeldToken | None = None
+        self,
+        grant: str,
+        scenario: str,
+        refresh_of: HeldToken | None = None,
+        *,
+        revoked: bool = False,
     ) -> HeldToken | None:
         """One token request by ``grant`` (client_credentials or jwt-bearer), or the profile's
-        refresh call with ``refresh_of``'s refresh token, judged and timed."""
+        refresh call with ``refresh_of``'s refresh token, judged and timed; ``revoked``: the
+        device was revoked, so a token issued is a bad credential accepted."""
         self._start(paced=paced(f"token {grant}", scenario))  # the issuance task's own request
         assertion = grant == "jwt-bearer"
         if refresh_of is not None:
@@ -103,6 +109,7 @@ class TokenHolder(DeviceRequests):
             values = self._values(assertion=self._mint_assertion() if assertion else "")
             request = token_request(self.profile, values, assertion=assertion)
             endpoint = f"token {grant}"
+        self.kept.release()  # the client's request takes the same connection
         with self.client.request(
             request.method,
             request.path,
@@ -112,7 +119,7 @@ class TokenHolder(DeviceRequests):
             catch_response=True,
         ) as response:
             status = response.status_code or 0
-            outcome = self._judge_issuance(status)
+            outcome = judge_forged(status) if revoked else self._judge_issuance(status)
             held = None
             if outcome == "ok":
                 try:

@@ -11,7 +11,9 @@ Assertion and token minting is timed on its own line (``MINT``), never inside a 
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import gc
 import logging
 import math
 import os
@@ -29,20 +31,24 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from sim.corpus import Case, ForgeContext, cases_for
 from sim.device import cluster
+from sim.device.keepalive import KeptConnection
 from sim.device.run_state import (
     DEFAULT_ISSUER,
     MEASUREMENTS,
     STATE,
     claim_index,
+    fleet_size,
     issuer,
+    origin_file,
     run_config,
     run_fleet,
     run_profile,
     run_stages,
+    set_origin,
 )
 from sim.device.settings import SimConfig
-from sim.device.storm_tasks import StormDevice
 from sim.device.tokens import RETRIED_OUTCOMES, HeldToken, TokenHolder
+from sim.device.trust_tasks import TrustDevice
 from sim.fleet.model import Device
 from sim.outcomes import Outcome, judge_forged
 from sim.processes import raise_open_files_limit
@@ -57,9 +63,11 @@ log = logging.getLogger("fleetbench")
 SETUP_ATTEMPTS = 3
 # How often the master writes the live figures that ``fleetbench run`` prints as progress.
 PROGRESS_INTERVAL_S = 1.0
+# With live metrics, at most this share of the master's time goes to writing its live account.
+LIVE_ACCOUNT_SHARE = 0.01
 
 
-class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
+class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
     """One device of the fleet: its own credential, its own tokens, its own connection."""
 
     concurrency = 1
@@ -97,6 +105,7 @@ class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
             self.key = None  # the profile's token call takes no device-signed assertion
         # The HTTPClient behind self.client: the same pool, so still one connection per device.
         self._http = self.client.client.clientpool.get_client(URL(self.host or ""))
+        self.kept = KeptConnection(self._http._connection_pool, self.network_timeout)
         self.config = run_config()
         self.issuer = issuer(self.host or "") if self.key is not None else DEFAULT_ISSUER
         self.endpoints = self._endpoints()
@@ -138,13 +147,14 @@ class FleetDevice(StormDevice, TokenHolder, FastHttpUser):
             # Rate stages: the open model, each device its share of the stage's rate.
             now = time.perf_counter()
             origin = float(STATE.get("origin_perf_s", now))
-            self.schedule = StagedSchedule(self.stages, len(fleet), origin, self.rng.random(), now)
+            devices = fleet_size()  # the whole fleet's, also on a remote worker with its shard
+            self.schedule = StagedSchedule(self.stages, devices, origin, self.rng.random(), now)
             gevent.sleep(min(max(0.0, self.schedule.intended_s - now), self.stages.total_s))
             return
         if self.config.rate_rps:
             # The open model: this device's share of the rate on its own clock, from a random
             # phase, so the fleet's sends are spread over each period (sim.shape.schedule).
-            period_s = len(fleet) / self.config.rate_rps
+            period_s = fleet_size() / self.config.rate_rps
             now = time.perf_counter()
             self.schedule = SendSchedule(period_s, now + self.rng.uniform(0, period_s), free_s=now)
             gevent.sleep(self.schedule.first_s - now)
@@ -283,10 +293,23 @@ def _write_locust_csv(environment: Any) -> None:
 
 
 def _progress_writer(path: Path, started: dict[str, float]) -> None:
-    """Every ``PROGRESS_INTERVAL_S``: the account so far, for the orchestrator's progress line."""
+    """Every ``PROGRESS_INTERVAL_S``: the account so far, for the orchestrator's progress line
+    and, when it serves metrics, its live account."""
+    live = run_config().live_account
+    account_due = 0.0
     while True:
         gevent.sleep(PROGRESS_INTERVAL_S)
-        MEASUREMENTS.write_progress(path, started=started.get("started"))
+        if not (live and time.monotonic() >= account_due):
+            MEASUREMENTS.write_progress(path, started=started.get("started"))
+            continue
+        # Encoding every histogram costs about 0.6 ms a row: a mixed run's hundred rows would
+        # take 6 % of the master's core if written every second, so the account is written as
+        # often as LIVE_ACCOUNT_SHARE of the time allows (every second for a few rows).
+        began = time.monotonic()
+        MEASUREMENTS.write_progress(
+            path, started=started.get("started"), account=MEASUREMENTS.live_wire()
+        )
+        account_due = began + (time.monotonic() - began) / LIVE_ACCOUNT_SHARE
 
 
 def _on_init(environment: Any, **_: Any) -> None:
@@ -302,13 +325,17 @@ def _on_init(environment: Any, **_: Any) -> None:
         MEASUREMENTS.reset()
         started.clear()
         started["started"] = time.time()
-        # Time 0 of the load stages in this process (each worker starts its own on its start).
-        STATE["origin_s"], STATE["origin_perf_s"] = time.time(), time.perf_counter()
+        # Time 0 of the load stages: the master's start (a remote worker's comes in its shard).
+        set_origin(started["started"])
         STATE["stopping"] = False  # the web UI starts again after a stop
         claim_file = run_config().claim_file
         if claim_file and not isinstance(runner, WorkerRunner):
             # The master resets before it tells any worker to spawn.
             Path(claim_file).write_text("0")
+            origin_file(claim_file).write_text(repr(started["started"]))
+        elif claim_file:
+            with contextlib.suppress(OSError, ValueError):
+                set_origin(float(origin_file(claim_file).read_text()))
         progress_file = run_config().progress_file
         if progress_file and not isinstance(runner, WorkerRunner) and not progress:
             progress.append(gevent.spawn(_progress_writer, Path(progress_file), started))
@@ -350,6 +377,7 @@ def _on_init(environment: Any, **_: Any) -> None:
             )
 
     environment.events.test_start.add_listener(on_test_start)
+    environment.events.spawning_complete.add_listener(_freeze_heap)
     environment.events.test_stop.add_listener(on_test_stop)
     environment.events.test_stopping.add_listener(on_test_stopping)
     environment.events.report_to_master.add_listener(on_report_to_master)
@@ -358,6 +386,14 @@ def _on_init(environment: Any, **_: Any) -> None:
     # After the account's listeners: the worker's report carries this report's delta already.
     cluster.install_worker(environment, _apply_settings)
     dealer = cluster.install_master(environment)
+
+
+def _freeze_heap(**_: Any) -> None:
+    """Once the fleet is spawned, what it holds for the whole run (modules, fleet, keys, users)
+    leaves the collector's reach: a full collection no longer walks it, which was a pause in the
+    middle of the schedule that every device due then waited out. No collection first: it
+    would be that pause, once, while the first devices already send."""
+    gc.freeze()
 
 
 def scenario_tasks(weights: dict[Scenario, int]) -> list[Callable[[FleetDevice], None]]:
@@ -389,6 +425,10 @@ def _apply_settings(config: SimConfig) -> None:
         tasks = [FleetDevice.expiry_storm]
     elif config.storm == "reconnect-storm":
         tasks = [FleetDevice.reconnect_storm]
+    elif config.storm == "rotation-storm":
+        tasks = [FleetDevice.rotation_storm]
+    elif config.storm == "revocation":
+        tasks = [FleetDevice.revocation]
     FleetDevice.tasks = tasks
     open_model = is_open_model(config.rate_rps, config.parsed_stages)
     FleetDevice.wait_time = open_pacing if open_model else constant_pacing(config.interval_s)

@@ -27,7 +27,7 @@ from jwt.algorithms import get_default_algorithms
 from sim.artefacts.codec import ArtefactError, fleet_json, read_fleet
 from sim.artefacts.fleet_file import FLEET_SCHEMA, FleetDeviceEntry, FleetFile
 from sim.errors import FleetError
-from target.jose import generate_private_key as _generate
+from target.jose.vocabulary import generate_private_key as _generate
 
 __all__ = [
     "CREDENTIAL_KINDS",

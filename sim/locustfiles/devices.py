@@ -1,7 +1,7 @@
 """The fleet for Locust, as ``fleetbench run`` starts it: ``locust -f <this file>``.
 
 One user per device of the fleet (``FLEETBENCH_CONFIG``, or ``FLEETBENCH_FLEET`` and the other
-``FLEETBENCH_*`` variables in the README). The repository's top-level ``locustfile.py`` imports
+``FLEETBENCH_*`` variables in docs/cli/run.md). The repository's top-level ``locustfile.py`` imports
 this module, for ``locust -f locustfile.py`` and the web UI.
 """
 

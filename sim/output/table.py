@@ -6,11 +6,20 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sim.account.revocation import revocation_line
 from sim.account.storms import recovery_line
-from sim.artefacts.summary_file import Percentiles, Summary
+from sim.artefacts.summary_file import ClusterRefused, Percentiles, Summary
 from sim.untrusted import shown
 
-__all__ = ["print_summary"]
+__all__ = ["print_summary", "refused_line"]
+
+
+def refused_line(refused: list[ClusterRefused]) -> str:
+    """The peers a master refused, in one line ('' when none)."""
+    if not refused:
+        return ""
+    named = "; ".join(f"{r['id']} ({r['reason']})" for r in refused)
+    return f"workers refused (given nothing): {named}"
 
 
 def _add_row(table: Table, *cells: str) -> None:
@@ -205,6 +214,9 @@ def _lines(summary: Summary) -> list[str]:
     storm = recovery_line(summary)
     if storm:
         lines.append(storm)
+    revocation = summary.get("revocation")
+    if revocation:
+        lines.append(revocation_line(revocation))
     corpus = summary.get("corpus")
     if corpus:
         accepted = [case for case, counts in corpus.items() if counts.get("accepted_invalid")]
@@ -232,12 +244,16 @@ def _lines(summary: Summary) -> list[str]:
         shares = "; ".join(
             f"{w['host']} pid {w['pid']} {w['devices']} devices {w['requests_per_s']:.0f} req/s"
             + (" LOST" if w["lost"] else " late" if w["late"] else "")
+            + (" LAGGING" if w.get("lagging") else "")
             for w in cluster["workers"]
         )
         lines.append(
             f"workers: {len(cluster['workers'])}, {cluster['dealt']} of "
             f"{cluster['fleet_devices']} devices dealt: {shares}"
         )
+        refused = refused_line(cluster.get("refused", []))
+        if refused:
+            lines.append(refused)
     return lines
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "endpoint_request",
     "judge_answer",
     "mint_token",
+    "per_request",
     "present",
     "read_token",
     "refresh_request",
@@ -73,6 +74,16 @@ def _value(name: str, values: Mapping[str, Any]) -> Any:
     key, _, spec = name.partition(":")
     value = values[key]
     return format(value, spec) if spec else value
+
+
+def per_request(template: str) -> bool:
+    """Whether ``template`` names a value that changes with every request (``now``, ``ts``,
+    ``seq``), so what it renders cannot be kept for the next one."""
+    for match in _FIELD.finditer(template):
+        name = match.group(1).strip()
+        if _ARITH.match(name) or name.partition(":")[0].strip() in ("now", "ts", "seq"):
+            return True
+    return False
 
 
 def render(template: Any, values: Mapping[str, Any]) -> Any:

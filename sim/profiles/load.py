@@ -101,7 +101,7 @@ def _substitute(value: Any, env: Mapping[str, str], fail: Any) -> Any:
 
 
 # Keys whose strings are templates (placeholders checked at load); the rest are plain values.
-_TEMPLATES = ("provision", "token", "present", "endpoints", "devices")
+_TEMPLATES = ("provision", "token", "present", "endpoints", "devices", "rotate", "revoke")
 _NOT_TEMPLATES = {"method", "via", "source", "alg", "token_field", "token_header", "ok"}
 _NOT_TEMPLATES |= {"expires_in_field", "refresh_token_field", "header", "query", "name", "file"}
 _NOT_TEMPLATES |= {"secret", "private_key_file", "pattern"}
@@ -235,6 +235,10 @@ def _check(profile: Profile, error: Any) -> None:
             ("default_endpoint",),
             f"default_endpoint {profile.default_endpoint!r} is not one of the endpoints"
             f" ({', '.join(names)})",
+        )
+    if profile.revoke is not None and not 0 <= profile.revoke.bound_s < 3600:
+        raise error(
+            ("revoke", "bound_s"), "revoke.bound_s must be 0 or more seconds (under an hour)"
         )
     provision = profile.provision
     if provision.via == "call" and not provision.path:

@@ -21,6 +21,8 @@ __all__ = [
     "Provision",
     "Refusal",
     "Refusals",
+    "Revoke",
+    "Rotate",
     "Token",
     "placeholders",
 ]
@@ -136,6 +138,25 @@ class Metrics(_Struct, frozen=True):
     verify_time: str | None = None  # a Prometheus histogram name (its _sum and _count)
 
 
+class Rotate(_Struct, frozen=True):
+    """The API's key rotation call (``--scenario rotation-storm``), sent with the admin key."""
+
+    path: str
+    method: str = "POST"
+    ok: list[int] = msgspec.field(default_factory=lambda: [200])
+    jwks: str | None = None  # where the API publishes its verification keys, if it does
+
+
+class Revoke(_Struct, frozen=True):
+    """The API's device revocation call (``--scenario revocation``), sent with the admin key;
+    ``bound_s``: how long after its answer the API says every process refuses the device."""
+
+    path: str  # with {device_id}
+    method: str = "POST"
+    ok: list[int] = msgspec.field(default_factory=lambda: [200])
+    bound_s: float = 0.0
+
+
 class Profile(_Struct, frozen=True):
     name: str
     leeway_s: float = 0.0
@@ -148,6 +169,8 @@ class Profile(_Struct, frozen=True):
     endpoints: list[Endpoint] = msgspec.field(default_factory=list)
     refusals: Refusals = msgspec.field(default_factory=Refusals)
     metrics: Metrics = msgspec.field(default_factory=Metrics)
+    rotate: Rotate | None = None
+    revoke: Revoke | None = None
     source: str = ""  # where it was loaded from (set by the loader, not the file)
     reads: tuple[str, ...] = ()  # the environment variables it names (set by the loader)
 

@@ -14,7 +14,7 @@ from sim.fleet.client import TargetClient
 from sim.fleet.model import Device, Fleet, load_fleet, make_device, make_fleet
 from sim.profiles.http import render
 from sim.profiles.model import Profile
-from target.algorithms import ASSERTION_ALGORITHMS
+from target.jose.algorithms import ASSERTION_ALGORITHMS
 
 __all__ = ["profile_fleet", "read_devices_file", "register_by_call"]
 

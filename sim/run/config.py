@@ -8,16 +8,19 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 from sim.account.live import RunProgress
+from sim.account.revocation import DEFAULT_REVOKE_PERCENT
 from sim.account.storms import Storm, check_storm
 from sim.artefacts.summary_file import RunParameters
-from sim.device.settings import choose_endpoint
+from sim.device.settings import SimConfig, choose_endpoint
 from sim.errors import ConfigError
 from sim.fleet.model import CredentialKind
 from sim.profiles import Profile, load_profile
-from sim.run.distributed import DEFAULT_PORT, Address, parse_address
+from sim.run.commands import parse_command
+from sim.run.distributed import DEFAULT_PORT, START_SPREAD_S, Address, parse_address
+from sim.run.trust import check_trust
 from sim.shape.scenarios import MIXED, RefreshMode, Scenario
 from sim.shape.schedule import is_open_model
 from sim.shape.stages import Stages
@@ -79,6 +82,14 @@ class RunConfig:
     storm: Storm | None = None
     # Jittered exponential backoff on refused token calls too, and on 429/503 in a storm.
     backoff: bool = False
+    # The embedded target's worker processes (its --workers): revocation across processes.
+    target_workers: int = 1
+    # The trust scenarios (sim.run.trust) and storms on any API: the user's commands that rotate
+    # their API's key and restart it (never written to the summary: they may name anything).
+    rotate_cmd: str | None = field(default=None, repr=False)
+    outage_cmd: str | None = field(default=None, repr=False)
+    revoke_percent: float = DEFAULT_REVOKE_PERCENT  # --scenario revocation: devices revoked
+    revocation_bound_s: float | None = None  # None: the profile's [revoke] bound_s
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -139,7 +150,21 @@ class RunConfig:
             raise ConfigError("--leeway must be 0 or more")
         if self.token_ttl is not None and self.token_ttl < 1:
             raise ConfigError("--token-ttl must be at least 1 second")
-        if self.storm is not None:
+        if self.target_workers < 1 or (self.target_workers > 1 and self.target is not None):
+            raise ConfigError(
+                "--target-workers sets the embedded target's processes: drop --target"
+            )
+        if not 0 < self.revoke_percent <= 100:
+            raise ConfigError("--revoke-percent must be above 0 and at most 100")
+        if self.revocation_bound_s is not None and self.revocation_bound_s < 0:
+            raise ConfigError("--revocation-bound must be 0 or more seconds")
+        for option, command in (
+            ("--outage-cmd", self.outage_cmd),
+            ("--rotate-cmd", self.rotate_cmd),
+        ):
+            if command is not None:
+                parse_command(command, option)  # one line now, not a failed run later
+        if self.storm is not None or self.outage_cmd is not None or self.rotate_cmd is not None:
             ttl = self.effective_token_ttl if self.target is None else None
             check_storm(
                 self.storm,
@@ -148,11 +173,19 @@ class RunConfig:
                 ttl,
                 self.effective_leeway,
                 embedded=self.target is None,
+                outage_cmd=self.outage_cmd is not None,
             )
-            if self.master or self.rate_rps is not None or self.stages:
-                raise ConfigError(
-                    "a storm scenario runs closed-loop on one host: drop --master, --rate, --stages"
-                )
+            check_trust(
+                self.storm,
+                profile,
+                embedded=self.target is None,
+                admin_key=self.target is None or bool(self.admin_key),
+                rotate_cmd=self.rotate_cmd,
+                duration_s=self.duration_s,
+                token_ttl=ttl,
+            )
+            if self.rate_rps is not None or self.stages:
+                raise ConfigError("a storm scenario runs closed-loop: drop --rate, --stages")
         self._check_master()
 
     def _check_master(self) -> None:
@@ -166,12 +199,6 @@ class RunConfig:
             raise ConfigError("--workers runs processes on this host; with --master drop it")
         if self.worker_wait_s < 1:
             raise ConfigError("--worker-wait must be at least 1 second")
-        if self.rate_rps is not None or self.stages:
-            # The schedule needs the fleet's size and the run's origin on every worker, which
-            # the shards do not carry yet: refused rather than paced wrongly.
-            raise ConfigError(
-                "--rate and --stages do not run over remote workers yet: drop --master"
-            )
         parse_address(self.bind, "--bind")
 
     @property
@@ -182,7 +209,8 @@ class RunConfig:
     def effective_token_ttl(self) -> int:
         if self.token_ttl is not None:
             return self.token_ttl
-        return 10 if "expiry" in self.scenarios else 3600
+        # Rotation: tokens the devices renew within the run, on the new key.
+        return 10 if "expiry" in self.scenarios or self.storm == "rotation-storm" else 3600
 
     @property
     def effective_leeway(self) -> int:
@@ -192,9 +220,47 @@ class RunConfig:
             return round(self.loaded_profile.leeway_s)  # 10 for our own contract
         return 1 if self.effective_token_ttl < 60 else 10
 
+    def locust_settings(
+        self,
+        *,
+        fleet: Path,
+        issuer: str | None,
+        scratch: Path,
+        seq_base: dict[str, int],
+        live_account: bool = False,
+        **found: Any,
+    ) -> SimConfig:
+        """What the Locust side is told, derived from this config: a field the two share by name
+        (one name, one meaning) is copied as it is; the rest is what the run found or made
+        (``found``: more of it, such as the trust scenarios' revoked devices and bound)."""
+        shared = {f.name for f in fields(SimConfig)} & {f.name for f in fields(self)}
+        settings = {name: getattr(self, name) for name in shared}
+        profile = Path(self.profile)
+        settings.update(
+            fleet=str(fleet),
+            scenarios=self.effective_scenarios,
+            endpoint=self.effective_endpoint,
+            # Locust runs in the results folder: a profile file named relative to here must still
+            # be found there.
+            profile=str(profile.resolve()) if profile.is_file() else self.profile,
+            stages=self.stages.text if self.stages else None,  # parsed again on the Locust side
+            leeway_s=float(self.effective_leeway),
+            issuer=issuer,
+            raw=str(scratch / "raw.json"),
+            claim_file=str(scratch / "claims"),
+            progress_file=str(scratch / "progress.json"),
+            distributed=self.master,
+            start_spread_s=START_SPREAD_S if self.master else 0.0,
+            seq_base=seq_base,
+            live_account=live_account,
+            **found,
+        )
+        return SimConfig(**settings)
+
     def parameters(self) -> RunParameters:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
-        hidden = {"admin_key", "log", "progress"}  # a secret, and callables
+        # A secret, callables, and the user's commands (they may name anything).
+        hidden = {"admin_key", "log", "progress", "rotate_cmd", "outage_cmd"}
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
         data["scenarios"] = dict(self.effective_scenarios)
         data["generator_cpus"] = sorted(self.generator_cpus) if self.generator_cpus else None
@@ -205,7 +271,11 @@ class RunConfig:
         data["leeway"] = self.effective_leeway
         data["endpoint"] = self.effective_endpoint
         data["stages"] = self.stages.text if self.stages else None
-        for optional in ("rate_rps", "stages"):
+        for optional in ("rate_rps", "stages", "revocation_bound_s"):
             if data[optional] is None:
                 del data[optional]  # a run without them keeps its parameters as they always were
+        if self.target_workers == 1:
+            del data["target_workers"]
+        if self.storm != "revocation":
+            del data["revoke_percent"]
         return cast(RunParameters, data)

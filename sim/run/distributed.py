@@ -2,19 +2,22 @@
 options of a master and of a worker, and the summary's ``cluster`` section from the account the
 master wrote (:mod:`sim.device.cluster` deals the fleet and follows the workers inside Locust).
 
-Everything a master and its workers exchange travels over Locust's messaging (ZeroMQ, no
-encryption), devices' secrets and keys included: keep the master's port on a private network or
-an SSH tunnel (README, "Running across machines").
+Only workers that prove they hold the cluster key join; the shards and the workers' accounts
+travel sealed (:mod:`sim.device.seal`, :mod:`sim.device.admission`; docs/security.md says
+what is sealed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from sim.account.generator import cpu_saturated
+from sim.account.open_model import GENERATOR_LAG_US
 from sim.account.summary import verdict
 from sim.artefacts.summary_file import Cluster, ClusterWorker, GeneratorCpu, ProcessCpu, Summary
+from sim.device.seal import KEY_ENV, ClusterKey, new_key_text
 from sim.errors import ConfigError
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "Address",
     "apply_cluster",
     "cluster_section",
+    "master_key",
     "parse_address",
     "with_workers",
 ]
@@ -63,6 +67,21 @@ def parse_address(text: str, what: str, default_host: str | None = None) -> Addr
     return Address(host, port)
 
 
+def master_key(environ: Mapping[str, str], announce: Callable[[str], None]) -> str:
+    """The cluster key of a run over remote workers: ``FLEETBENCH_CLUSTER_KEY``, or a fresh one,
+    announced once (the operator passes it to each worker; it is written nowhere else)."""
+    text = environ.get(KEY_ENV, "").strip()
+    if text:
+        ClusterKey(text)  # a bad key is one line now, not a refused worker later
+        return text
+    text = new_key_text()
+    announce(
+        f"cluster key (start each worker with {KEY_ENV}={text} fleetbench worker ...); "
+        f"set {KEY_ENV} to choose your own"
+    )
+    return text
+
+
 def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -> ClusterWorker:
     cpu = [float(c) for c in raw.get("cpu", [])]
     lost_at = raw.get("lost_at")
@@ -72,6 +91,8 @@ def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -
     lost = lost_at is not None
     returned_at = raw.get("returned_at")
     affected: list[float] | None = None
+    lag = raw.get("generator_lag_p99_us")
+    lag_p99_us = float(lag) if lag is not None else None
     if lost and started and stopped:
         since = raw.get("silent_from") or last_report or started
         until = min(returned_at, stopped) if returned_at is not None else stopped
@@ -97,6 +118,13 @@ def _worker(raw: dict[str, Any], started: float | None, stopped: float | None) -
         "account_complete": bool(raw.get("final")),
         "affected_s": affected,
         "lost_device_ids": list(raw.get("device_ids", []))[:LISTED_LOST_DEVICES] if lost else [],
+        "users": int(raw.get("users", 0)),
+        "unauthentic": int(raw.get("unauthentic", 0)),
+        "scheduled_sends": int(raw.get("sends", 0)),
+        "corrected_requests": int(raw.get("corrected_requests", 0)),
+        "generator_lag_p99_us": lag_p99_us,
+        # The open model's per-worker check: its own scheduling lag past the one-host limit.
+        "lagging": lag_p99_us is not None and lag_p99_us >= GENERATOR_LAG_US,
     }
 
 
@@ -111,14 +139,30 @@ def cluster_section(raw: dict[str, Any]) -> Cluster:
         "dealt": int(raw.get("dealt", 0)),
         "degraded": lost > 0,
         "lost_workers": lost,
+        "refused": [
+            {"id": str(r["id"]), "host": str(r["host"]), "reason": str(r["reason"])}
+            for r in raw.get("refused", [])
+        ],
     }
 
 
 def apply_cluster(summary: Summary, cluster: Cluster) -> None:
-    """Put ``cluster`` in the summary; a lost worker fails the verdict (the run is degraded)."""
+    """Put ``cluster`` in the summary. A lost worker fails the verdict (the run is degraded), and
+    so does a worker whose users had no device, or whose sealed account did not all open."""
     summary["cluster"] = cluster
     failures = list(summary["verdict"]["failures"])
     for worker in cluster["workers"]:
+        users, devices = worker.get("users", 0), worker["devices"]
+        if users > devices and not worker["lost"]:
+            failures.append(
+                f"worker {worker['id']} was given {users} users but dealt {devices} devices: "
+                f"{users - devices} ran without a device"
+            )
+        if worker.get("unauthentic"):
+            failures.append(
+                f"worker {worker['id']}: {worker.get('unauthentic')} of its messages failed "
+                "authentication and were dropped: its account is incomplete"
+            )
         if not worker["lost"]:
             continue
         first, last = worker["affected_s"] or [0.0, 0.0]
@@ -132,6 +176,17 @@ def apply_cluster(summary: Summary, cluster: Cluster) -> None:
                 f"worker {worker['id']} lost ({worker['lost_as']}): {worker['devices']} devices, "
                 f"its account missing from {first:g} s to {last:g} s"
             )
+    lagging = [w for w in cluster["workers"] if w.get("lagging")]
+    if lagging and "open_model" in summary:
+        summary["open_model"]["notes"] = [
+            *summary["open_model"]["notes"],
+            *(
+                f"worker {w['id']} sent late on its own: its generator's scheduling lag p99 was "
+                f"{(w.get('generator_lag_p99_us') or 0) / 1000:,.1f} ms: its devices' corrected "
+                "latency measures that worker, not the target (add a worker, or lower --rate)"
+                for w in lagging
+            ),
+        ]
     if cluster["dealt"] < cluster["fleet_devices"]:
         failures.append(
             f"{cluster['fleet_devices'] - cluster['dealt']} devices were dealt to no worker"

@@ -16,9 +16,9 @@ from types import TracebackType
 
 import requests
 
-from sim.errors import TargetStartError
+from sim.errors import TargetStartError, TargetUnusable
 from sim.processes import pin_to
-from target.jose import client_credentials_form
+from target.jose.vocabulary import client_credentials_form
 
 __all__ = ["EmbeddedTarget", "TargetStartError", "free_port"]
 
@@ -102,12 +102,17 @@ class EmbeddedTarget:
 
     def device_token(self, device_id: str, secret: str) -> str:
         """Register one secret device and return an access token for it (client_credentials)."""
-        requests.post(
+        registered = requests.post(
             f"{self.url}/admin/devices",
             json={"devices": [{"id": device_id, "secret": secret}]},
             headers={"Authorization": f"Bearer {self.admin_key}"},
             timeout=10,
-        ).raise_for_status()
+        )
+        if registered.status_code != 201:
+            raise TargetUnusable(
+                f"POST /admin/devices answered {registered.status_code}: "
+                + registered.text[:200].replace("\n", " ")
+            )
         response = requests.post(
             f"{self.url}/auth/token",
             data=client_credentials_form(device_id, secret),

@@ -22,6 +22,7 @@ from typing import Any
 
 from sim.account.generator import GeneratorSampler, ProcessTreeSampler, sample_until
 from sim.account.live import LIVE_EVERY_S, LiveFigures
+from sim.account.live_metrics import live_account
 from sim.errors import Interrupted
 from sim.processes import pin_to
 from sim.run.config import RunConfig
@@ -139,6 +140,7 @@ def run_locust(
     pin_to(process.pid, cpus)
     stop.locust = process
     sampler = GeneratorSampler(process.pid)
+    live_account().watch(progress_file, sampler)
     samplers = [sampler, *also]
     deadline = time.monotonic() + config.duration_s + STARTUP_ALLOWANCE_S
     if config.master:

@@ -10,15 +10,18 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sim import __version__
 from sim.account.generator import ProcessTreeSampler
+from sim.account.live_metrics import active, asked_rate, live_account
 from sim.account.measure import Measurements
 from sim.account.server_view import (
     DeviceStats,
@@ -31,24 +34,28 @@ from sim.account.storms import OUTAGE_AT_SHARE, Outage, storm_section
 from sim.account.summary import build_summary, telemetry_account
 from sim.artefacts.codec import write_summary
 from sim.artefacts.summary_file import FleetFacts, GeneratorCpu, Summary, TargetCpu
-from sim.device.settings import SimConfig
+from sim.device.seal import KEY_ENV
+from sim.device.settings import REFUSED_FILE
 from sim.errors import SimError
 from sim.fleet.admin import ProvisionResult, register_fleet
 from sim.fleet.client import TargetClient
 from sim.fleet.model import Fleet, load_fleet, make_fleet, save_fleet
+from sim.output.table import refused_line
 from sim.processes import raise_open_files_limit, split_cores
 from sim.profiles.registration import profile_fleet, register_by_call
+from sim.run.commands import run_command, wait_answering
 from sim.run.config import RunConfig
 from sim.run.distributed import (
-    START_SPREAD_S,
     apply_cluster,
     cluster_section,
+    master_key,
     with_workers,
 )
 from sim.run.embedded import EmbeddedTarget
 from sim.run.locust_child import Stop, locust_command, read_raw, run_locust
 from sim.run.machine import cpu_model, versions
 from sim.run.results import results_folder
+from sim.run.trust import TrustPlan
 from sim.untrusted import checked_alg, shown
 
 __all__ = ["fleet_file", "run_benchmark"]
@@ -121,6 +128,7 @@ def _target(config: RunConfig, cpus: set[int] | None) -> Iterator[_Target]:
     embedded = EmbeddedTarget(
         config.token_alg, cpus=cpus, token_ttl=config.effective_token_ttl,
         leeway=config.effective_leeway,
+        workers=config.target_workers if config.target_workers > 1 else None,
     )  # fmt: skip
     try:
         embedded.start()
@@ -164,38 +172,26 @@ def _provision(config: RunConfig, client: TargetClient, scratch: Path) -> _Provi
     return _Provisioned(fleet, path, result, time.monotonic() - started)
 
 
+def _announce(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)  # even with --quiet: the workers need it
+
+
 def _locust_env(
     config: RunConfig,
     fleet_path: Path,
     metadata: dict[str, Any],
     stats_before: DeviceStats | None,
     scratch: Path,
+    trust: TrustPlan | None = None,
 ) -> dict[str, str]:
     """The environment Locust runs in: its run described in a file, and no admin key."""
-    sim_config = SimConfig(
-        fleet=str(fleet_path),
-        scenarios=config.effective_scenarios,
-        endpoint=config.effective_endpoint,
-        interval_s=config.interval_s,
-        refresh=config.refresh,
-        bad_ratio=config.bad_ratio,
-        leeway_s=float(config.effective_leeway),
+    sim_config = config.locust_settings(
+        fleet=fleet_path,
         issuer=metadata.get("issuer"),
-        raw=str(scratch / "raw.json"),
-        claim_file=str(scratch / "claims"),
-        progress_file=str(scratch / "progress.json"),
-        # Locust runs in the results folder: a profile file named relative to here must still
-        # be found there.
-        profile=str(Path(config.profile).resolve())
-        if Path(config.profile).is_file()
-        else config.profile,
-        rate_rps=config.rate_rps,
-        stages=config.stages.text if config.stages else None,
-        distributed=config.master,
-        start_spread_s=START_SPREAD_S if config.master else 0.0,
-        storm=config.storm,
-        backoff=config.backoff,
+        scratch=scratch,
+        live_account=active(),
         seq_base={d: int(s.get("max_seq", 0)) for d, s in (stats_before or {}).items() if s},
+        **(trust.locust_settings() if trust else {}),
     )
     sim_config.write(scratch / "sim-config.json")
     env = {**os.environ, "FLEETBENCH_CONFIG": str(scratch / "sim-config.json")}
@@ -225,6 +221,9 @@ def _load(
 ) -> _Load:
     config.log(f"running {users} devices for {config.duration_s:g} s")
     command = locust_command(config, users, target.url, folder)
+    live_account().load_started(
+        asked_rate(config.rate_rps, config.stages, config.interval_s, users)
+    )
     embedded = target.embedded
     target_tree = (
         [ProcessTreeSampler(embedded.pid, ("server", "worker"))]
@@ -242,9 +241,11 @@ def _load(
             target_metrics.stop()
     raw = read_raw(scratch / "raw.json")
     if config.master and not raw.get("started") and not stop.requested:
+        refused = refused_line(read_raw(scratch / REFUSED_FILE).get("refused", []))
         raise SimError(
             f"{config.expect_workers} workers did not join {config.bind} within "
             f"{config.worker_wait_s} s (fleetbench worker --master HOST:PORT on each host)"
+            + (f"; {refused}" if refused else "")
         )
     window = (
         (float(raw["started"]), float(raw["stopped"]))
@@ -265,6 +266,8 @@ def _load(
 def run_benchmark(config: RunConfig) -> Summary:
     """Run one benchmark end to end and return its summary (also written to the results folder)."""
     config.check()
+    # Announced before the fleet is provisioned: the operator starts the workers meanwhile.
+    key = master_key(os.environ, _announce) if config.master else None
     if config.effective_scenarios != config.scenarios:
         profile = config.loaded_profile.name
         config.log(f"profile {profile} mints its tokens: mixed runs without issuance")
@@ -275,6 +278,8 @@ def run_benchmark(config: RunConfig) -> Summary:
     if config.generator_cpus:
         locust_cpus = config.generator_cpus
     stop = Stop()
+    live = live_account()
+    live.begin()
     try:
         with stop.installed(), _target(config, target_cpus) as target:
             client = TargetClient(target.url, target.admin_key)
@@ -283,14 +288,30 @@ def run_benchmark(config: RunConfig) -> Summary:
             via = config.loaded_profile.provision.via
             # /admin/stats (also proves the admin key) is our own contract's.
             stats_before = telemetry_stats(client) if via == "admin" else None
+            live.stage("provisioning")
             provisioned = _provision(config, client, scratch)
             metrics_before = scrape_metrics(client)
-            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch)
-            with _outage(config, target, scratch) as outage:
+            trust = TrustPlan.make(
+                config.storm, config.loaded_profile, TargetClient(target.url, target.admin_key),
+                scratch, embedded=target.embedded is not None, fleet=provisioned.fleet,
+                revoke_percent=config.revoke_percent, bound_s=config.revocation_bound_s,
+                rotate_cmd=config.rotate_cmd,
+            )  # fmt: skip
+            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch, trust)
+            env.pop(KEY_ENV, None)
+            if key is not None:
+                env[KEY_ENV] = key  # to Locust's master only: it proves and seals with it
+            with (
+                _outage(config, target, scratch) as outage,
+                trust.running(scratch / "progress.json", config.duration_s)
+                if trust
+                else contextlib.nullcontext(),
+            ):
                 load = _load(
                     config, target, len(provisioned.fleet), env, folder, scratch, locust_cpus, stop
                 )
             measurements = Measurements.from_wire(load.raw.get("measurements", {}))
+            live.stage("reporting")
             cluster = cluster_section(load.raw["cluster"]) if "cluster" in load.raw else None
             generator = with_workers(load.generator, cluster) if cluster else load.generator
             if target.embedded is not None:
@@ -362,13 +383,27 @@ def run_benchmark(config: RunConfig) -> Summary:
                     summary["verdict"]["failures"].append(outage.error)
                     summary["verdict"]["passed"] = False
                     summary["verdict"]["label"] = "FAIL"
+            if trust is not None:
+                trust.apply(summary, measurements)
+            live.finish(measurements, summary["verdict"])
             _write_outputs(summary, folder)
             return summary
     finally:
+        live.abandon()  # a run that failed leaves no live figures behind
         shutil.rmtree(scratch, ignore_errors=True)
 
 
 RESTARTED = "the target restarted mid-run (reconnect-storm): its /metrics counters started again"
+
+
+def command_outage(command: str, url: str) -> tuple[float, float]:
+    """``--outage-cmd``: the outage runs from the command's start until, after its end, the
+    API answers HTTP again (any status)."""
+    down_at = time.time()
+    run_command(command, "--outage-cmd")
+    return down_at, wait_answering(url)
+
+
 # How long the reconnect storm's target stays down before it starts again (plus its start time).
 OUTAGE_DOWN_S = 1.0
 
@@ -377,13 +412,16 @@ OUTAGE_DOWN_S = 1.0
 def _outage(config: RunConfig, target: _Target, scratch: Path) -> Iterator[Outage | None]:
     """The reconnect storm's restart of the embedded target, on its own thread during the load."""
     embedded = target.embedded
-    if config.storm != "reconnect-storm" or embedded is None:
+    if config.storm != "reconnect-storm":
         yield None
         return
     after_s = config.duration_s * OUTAGE_AT_SHARE
-    with Outage(
-        lambda: embedded.restart(OUTAGE_DOWN_S), scratch / "progress.json", after_s
-    ) as outage:
+    restart: Callable[[], tuple[float, float]] = (
+        partial(embedded.restart, OUTAGE_DOWN_S)
+        if embedded is not None
+        else partial(command_outage, config.outage_cmd or "", target.url)
+    )
+    with Outage(restart, scratch / "progress.json", after_s) as outage:
         config.log(
             f"the target goes down {after_s:.0f} s into the run, for about {OUTAGE_DOWN_S:g} s"
         )

@@ -22,7 +22,7 @@ from sim.shape.scenarios import MIXED, Scenario
 from sim.smoke.outputs import write_smoke_outputs
 from sim.smoke.result import SmokeResult
 from sim.thresholds import Thresholds, evaluate, run_alg
-from target.algorithms import ALG_NAMES
+from target.jose.algorithms import ALG_NAMES
 
 __all__ = ["DEFAULT_ALGS", "SmokeConfig", "run_smoke"]
 

@@ -34,8 +34,8 @@ from sim.artefacts.compare_file import (
 from sim.errors import CompareError, ConfigError, Interrupted, SimError
 from sim.run.machine import cpu_model, versions
 from sim.shape.scenarios import Endpoint
-from target.algorithms import ALG_NAMES, ALGORITHMS
 from target.costs import micro_benchmark
+from target.jose.algorithms import ALG_NAMES, ALGORITHMS
 
 if TYPE_CHECKING:
     from sim.run.config import RunConfig

@@ -26,7 +26,7 @@ from sim.thresholds.model import (
     is_glob,
 )
 from sim.tomlfile import TomlFile, parse_toml, read_toml
-from target.algorithms import ALG_NAMES
+from target.jose.algorithms import ALG_NAMES
 
 SELECTORS = ("name", "endpoint", "scenario", "alg", "outcome", "latency")
 KNOWN_SCENARIOS = (*SCENARIOS, "setup")

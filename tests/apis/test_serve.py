@@ -10,6 +10,8 @@ import pytest
 
 from tests.apis.serve import serve_listening
 
+pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
+
 
 def test_a_server_that_never_listens_fails_within_the_bound() -> None:
     started = time.monotonic()

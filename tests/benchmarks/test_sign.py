@@ -6,6 +6,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs the benchmark command
+
 FIGURES = {"sign_us", "verify_us", "raw_verify_us", "naive_verify_us", "cached_verify_us"}
 
 

@@ -6,11 +6,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each test runs the benchmark command
+
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_recovery_with_and_without_backoff_is_printed(tmp_path: Path) -> None:
-    """``python -m benchmarks.storms`` prints both times to recover (figures for the README)."""
+    """``python -m benchmarks.storms`` prints both times to recover (docs/benchmarks.md)."""
     result = subprocess.run(
         [sys.executable, "-m", "benchmarks.storms", "--devices", "6", "--token-ttl", "2",
          "--duration", "6", "--interval", "0.25", "--token-alg", "HS256",

@@ -1,25 +1,37 @@
-"""Simulator fixtures: a broken target that accepts any token, served by real uvicorn; one
-short real mixed run shared by the threshold and diff tests."""
+"""Simulator fixtures: a broken target that accepts any token, served by real uvicorn; golden
+summaries of real runs (``summaries/``, made by ``python -m tests.sim.golden``) for the tests that
+judge a summary's figures; one short real mixed run, smoke and compare each, shared by the tests
+that only read what they did."""
 
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 import requests
 
+from sim.artefacts.codec import read_summary
 from sim.artefacts.summary_file import Summary
+from sim.device.seal import KEY_ENV, new_key_text
 from sim.run.config import RunConfig
 from sim.run.embedded import free_port
 from sim.run.runner import run_benchmark
 from sim.shape.scenarios import MIXED
+from tests.commands import fleetbench
 
 REPO = Path(__file__).resolve().parents[2]
+SUMMARIES = Path(__file__).resolve().parent / "summaries"
+Start = Callable[..., subprocess.Popen[bytes]]
+CLUSTER_KEY = new_key_text()  # a master's and its workers' in these tests (sim.device.seal)
 
 
 @contextlib.contextmanager
@@ -27,11 +39,17 @@ def serve_broken_target(app: str = "tests.sim.broken_target:app") -> Iterator[st
     """URL of a target that answers 200 to every Bearer token, forged or not (``app``: another
     test target of that kind, such as ``tests.sim.slow_target:app``)."""
     port = free_port()
+    command = [sys.executable, "-m", "uvicorn", app, "--port", str(port), "--log-level", "warning"]
+    with serve_process(command, port) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serve_process(command: list[str], port: int) -> Iterator[str]:
+    """URL of a test server started by ``command`` on ``port``, once its /healthz answers 200."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", app, "--port", str(port),
-         "--log-level", "warning"],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
@@ -81,7 +99,96 @@ def mixed_run(folder: Path, interval_s: float = 0.1) -> Summary:
     return run_benchmark(config)
 
 
+def golden_path(name: str) -> Path:
+    """The golden summary ``name`` (see tests/sim/golden.py): ``mixed``, ``slow`` (the mixed run
+    at 0.5 s pacing) or ``forged_accepted`` (rejection against a target that accepts any token)."""
+    return SUMMARIES / f"{name}.json"
+
+
+def golden(name: str) -> Summary:
+    """The golden summary ``name``, read and validated as the product reads a summary."""
+    return read_summary(golden_path(name))
+
+
+@pytest.fixture
+def mixed_summary() -> Summary:
+    """The golden summary of a real mixed run (``mixed_run``)."""
+    return golden("mixed")
+
+
+class RealCommand(NamedTuple):
+    """A real ``fleetbench`` command shared by the tests that only read what it did."""
+
+    done: subprocess.CompletedProcess[str]
+    results: Path  # its --results folder
+    wall_s: float
+
+    def json(self) -> Any:
+        """What it printed with ``--json``."""
+        return json.loads(self.done.stdout)
+
+
+def _real(folder: Path, *args: str, timeout: float = 120) -> RealCommand:
+    results = folder / "results"
+    started = time.monotonic()
+    done = fleetbench(*args, "--results", str(results), timeout=timeout)
+    return RealCommand(done, results, time.monotonic() - started)
+
+
 @pytest.fixture(scope="session")
-def mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
+def real_smoke(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
+    """``fleetbench smoke --devices 50``: the CI smoke (HS256 then ES256, 8 s each), smaller. As
+    under GitHub Actions it appends its Markdown summary to ``$GITHUB_STEP_SUMMARY``: the file
+    ``step_summary.md`` beside its results, which held ``earlier step`` before."""
+    folder = tmp_path_factory.mktemp("smoke")
+    (folder / "step_summary.md").write_text("earlier step\n")
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("GITHUB_STEP_SUMMARY", str(folder / "step_summary.md"))
+        return _real(folder, "smoke", "--devices", "50")
+
+
+@pytest.fixture(scope="session")
+def real_micro_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
+    """``fleetbench compare --micro-only`` of HS256, ES256 and EdDSA, two rounds, ``--json``."""
+    return _real(
+        tmp_path_factory.mktemp("compare"), "compare", "--json", "--micro-only",
+        "--algs", "HS256,ES256,EdDSA", "--repeat", "2", "--micro-budget", "0.02",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def real_e2e_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
+    """``fleetbench compare`` end to end: HS256 and ES256, a 3 s round of 5 devices, ``--json``."""
+    return _real(
+        tmp_path_factory.mktemp("e2e"), "compare", "--json", "--algs", "HS256,ES256",
+        "--repeat", "1", "--micro-budget", "0.02", "--duration", "3", "--devices", "5",
+        timeout=180,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def real_mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
     """One real mixed run for the whole session; its summary.json is at ``run.results``."""
     return mixed_run(tmp_path_factory.mktemp("mixed"))
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Start]:
+    """``python -m sim ARGS`` in its own process group, output in ``tmp_path/<name>.log``; the
+    cluster key of these tests in its environment unless ``env`` says otherwise."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def run(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with open(tmp_path / f"{name}.log", "wb") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "sim", *args], stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True, env={**os.environ, KEY_ENV: CLUSTER_KEY, **(env or {})},
+            )  # fmt: skip
+        started.append(process)
+        return process
+
+    yield run
+    for process in started:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()

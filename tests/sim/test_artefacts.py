@@ -24,8 +24,8 @@ from sim.artefacts.codec import (
 )
 from sim.artefacts.schemas import SCHEMA_DIR, json_schema, main, normalised
 from sim.artefacts.summary_file import SUMMARY_SCHEMA, Summary
-from tests.commands import fleetbench
-from tests.sim.conftest import serve_broken_target
+from tests.commands import fleetbench, fleetbench_here
+from tests.sim.conftest import RealCommand, golden_path, serve_broken_target
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -95,7 +95,10 @@ def test_schemas_command_writes_one_file_per_artefact(tmp_path: Path) -> None:
         assert schema["title"] == name and "$defs" in schema
 
 
-def test_real_run_summary_matches_its_type(mixed_summary: dict[str, Any], tmp_path: Path) -> None:
+def test_real_run_summary_matches_its_type(
+    real_mixed_summary: dict[str, Any], tmp_path: Path
+) -> None:
+    mixed_summary = real_mixed_summary
     path = Path(mixed_summary["run"]["results"]) / "summary.json"
     summary = read_summary(path)
     _same_as_written(path, summary)
@@ -107,21 +110,19 @@ def test_real_run_summary_matches_its_type(mixed_summary: dict[str, Any], tmp_pa
     assert (tmp_path / "summary.json").read_text() == path.read_text()
 
 
-def test_real_smoke_and_its_runs_match_their_types(tmp_path: Path) -> None:
-    results = tmp_path / "smoke"
-    done = fleetbench(
-        "smoke", "--algs", "HS256", "--devices", "20", "--duration", "3",
-        "--results", str(results), "--quiet",
-    )  # fmt: skip
+def test_real_smoke_and_its_runs_match_their_types(real_smoke: RealCommand) -> None:
+    results, done = real_smoke.results, real_smoke.done
     assert done.returncode in (0, 1), done.stderr  # a breach on a busy machine is still a record
     smoke = read_smoke(results / "summary.json")
     _same_as_written(results / "summary.json", smoke)
-    assert list(smoke["runs"]) == ["HS256"]
+    assert list(smoke["runs"]) == ["HS256", "ES256"]
     assert read_summary_or_smoke(results / "summary.json") == smoke
-    run = read_summary(results / "HS256" / "summary.json")
-    _same_as_written(results / "HS256" / "summary.json", run)
+    for alg in smoke["runs"]:
+        run = read_summary(results / alg / "summary.json")
+        _same_as_written(results / alg / "summary.json", run)
 
 
+@pytest.mark.slow
 def test_real_attack_matches_its_type(tmp_path: Path) -> None:
     done = fleetbench("attack", "--algs", "ES256", "--quiet", "--results", str(tmp_path))
     assert done.returncode == 0, done.stderr
@@ -130,6 +131,7 @@ def test_real_attack_matches_its_type(tmp_path: Path) -> None:
     assert attack["runs"][0]["counts"]["cases"] == len(attack["runs"][0]["cases"])
 
 
+@pytest.mark.slow
 def test_real_attack_through_a_profile_matches_its_type(tmp_path: Path) -> None:
     lax = REPO / "tests" / "apis" / "lax" / "profile.toml"
     with serve_broken_target("tests.apis.lax.app:app") as url:
@@ -144,28 +146,23 @@ def test_real_attack_through_a_profile_matches_its_type(tmp_path: Path) -> None:
     assert {case.get("severity") for case in run["cases"]} >= {"critical", "high", "low"}
 
 
-def test_real_compare_matches_its_type(tmp_path: Path) -> None:
-    done = fleetbench(
-        "compare", "--micro-only", "--algs", "HS256,EdDSA", "--repeat", "1",
-        "--micro-budget", "0.02", "--results", str(tmp_path),
-    )  # fmt: skip
+def test_real_compare_matches_its_type(real_micro_compare: RealCommand) -> None:
+    done, folder = real_micro_compare.done, real_micro_compare.results
     assert done.returncode == 0, done.stderr
-    compare = read_compare(tmp_path / "compare.json")
-    _same_as_written(tmp_path / "compare.json", compare)
-    assert list(compare["algorithms"]) == ["HS256", "EdDSA"]
+    compare = read_compare(folder / "compare.json")
+    _same_as_written(folder / "compare.json", compare)
+    assert list(compare["algorithms"]) == ["HS256", "ES256", "EdDSA"]
 
 
-def test_real_end_to_end_compare_matches_its_type(tmp_path: Path) -> None:
-    done = fleetbench(
-        "compare", "--algs", "HS256", "--repeat", "1", "--micro-budget", "0.02",
-        "--devices", "5", "--duration", "2", "--results", str(tmp_path),
-    )  # fmt: skip
+def test_real_end_to_end_compare_matches_its_type(real_e2e_compare: RealCommand) -> None:
+    done, folder = real_e2e_compare.done, real_e2e_compare.results
     assert done.returncode == 0, done.stderr
-    compare = read_compare(tmp_path / "compare.json")
-    _same_as_written(tmp_path / "compare.json", compare)
+    compare = read_compare(folder / "compare.json")
+    _same_as_written(folder / "compare.json", compare)
     assert compare["end_to_end"] and "e2e_rps" in compare["algorithms"]["HS256"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alg", ["ES256", "secret"])
 def test_real_fleet_file_matches_its_type(tmp_path: Path, alg: str) -> None:
     out = tmp_path / "fleet.json"
@@ -177,10 +174,8 @@ def test_real_fleet_file_matches_its_type(tmp_path: Path, alg: str) -> None:
     assert ("private_key" in fleet["devices"][0]) == (alg != "secret")
 
 
-def test_a_wrong_field_type_is_refused_with_its_path(
-    mixed_summary: dict[str, Any], tmp_path: Path
-) -> None:
-    body = json.loads((Path(mixed_summary["run"]["results"]) / "summary.json").read_text())
+def test_a_wrong_field_type_is_refused_with_its_path(tmp_path: Path) -> None:
+    body = json.loads(golden_path("mixed").read_text())
     body["totals"]["requests"] = "many"
     path = tmp_path / "summary.json"
     path.write_text(json.dumps(body))
@@ -215,15 +210,13 @@ def test_unreadable_and_foreign_files_are_one_line_errors(tmp_path: Path) -> Non
     )
 
 
-def test_diff_refuses_a_summary_with_a_wrong_type_in_one_line(
-    mixed_summary: dict[str, Any], tmp_path: Path
-) -> None:
-    good = Path(mixed_summary["run"]["results"]) / "summary.json"
+def test_diff_refuses_a_summary_with_a_wrong_type_in_one_line(tmp_path: Path) -> None:
+    good = golden_path("mixed")
     body = json.loads(good.read_text())
     body["requests"][0]["latency_us"]["p99"] = "slow"
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(body))
-    done = fleetbench("diff", str(good), str(bad))
+    done = fleetbench_here("diff", str(good), str(bad))
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
         f"fleetbench: error: {bad} is not a valid fleetbench.summary/1 file: "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 import sim.errors
 import target.errors
 from sim.errors import Interrupted, SimError, TargetStartError, TargetUnusable
@@ -25,6 +27,7 @@ def test_no_simulator_error_shares_a_name_with_the_targets() -> None:
     assert not ours & theirs
 
 
+@pytest.mark.slow
 def test_a_target_that_does_not_start_raises_a_target_start_error() -> None:
     bad = EmbeddedTarget("ES256", startup_timeout_s=10, signing_key="/nonexistent/key.pem")
     try:

@@ -22,6 +22,8 @@ from sim.untrusted import AnswerRefused, fetch
 from tests.sim.conftest import serve_broken_target
 from tests.sim.hostile_target import BIG_BYTES, ESCAPES
 
+pytestmark = pytest.mark.slow  # every test starts the hostile API and the fleetbench command
+
 REPO = Path(__file__).resolve().parents[2]
 ADMIN_KEY = "hostile-admin-key-0123456789"
 # What a run at a short, small scale against the hostile API looks like.

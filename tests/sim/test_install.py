@@ -29,6 +29,7 @@ def _run(command: list[str], cwd: Path, timeout_s: float) -> subprocess.Complete
     return done
 
 
+@pytest.mark.wheel
 @pytest.mark.timeout(900)  # pip installs every dependency into the fresh environment
 def test_the_built_wheel_runs_from_an_empty_folder(tmp_path: Path) -> None:
     source = tmp_path / "source"  # building writes build/ into the tree: not into ours

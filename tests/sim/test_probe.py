@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,11 +13,11 @@ import pytest
 
 from sim.probe import ProbeConfig, run_probe
 from sim.profiles import load_profile
+from tests.commands import fleetbench_here
 from tests.conftest import StartTarget
 from tests.sim.conftest import serve_broken_target
 from tests.sim.profiles.test_flask_jwt import flask_api  # noqa: F401 (a fixture)
 from tests.sim.profiles.test_profile_run import PROFILE as LOGIN_PROFILE
-from tests.sim.profiles.test_seed_express import APP as SEED_APP
 from tests.sim.profiles.test_seed_express import SECRET as SEED_SECRET
 from tests.sim.profiles.test_seed_express import seed_express  # noqa: F401 (a fixture)
 
@@ -63,11 +62,6 @@ def test_probe_reads_our_target_consistently(start_target: StartTarget) -> None:
     assert target.admin_key not in result.stdout + result.stderr
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-@pytest.mark.skipif(
-    not (SEED_APP / "node_modules" / "express").is_dir(),
-    reason="run npm ci --prefix tests/apis/seed_express (as .ci/run does)",
-)
 def test_probe_reads_the_express_seed_api_consistently(seed_express: str) -> None:  # noqa: F811
     result = probe("--profile", "seed-express", "--target", seed_express, JWT_SECRET=SEED_SECRET)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -113,13 +107,16 @@ def test_probe_names_the_profile_line_to_change(flask_api: str, tmp_path: Path) 
     assert f"add 422 to [refusals] invalid ({wrong}:{line})" in result.stdout
 
 
-def test_probe_bad_input_is_one_line_exit_2(tmp_path: Path) -> None:
+def test_probe_bad_input_is_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JWT_SECRET", "x")
     for args in (
         ["--profile", "no-such-profile", "--target", "http://127.0.0.1:9"],
         ["--profile", "seed-express", "--target", "ftp://127.0.0.1:9"],
         ["--profile", "flask-jwt-extended", "--target", "http://127.0.0.1:9"],
     ):
-        result = probe(*args, JWT_SECRET="x")
+        result = fleetbench_here("probe", *args)
         assert result.returncode == 2, result.stdout + result.stderr
         assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr, result.stderr
 
@@ -138,6 +135,7 @@ def test_run_probe_returns_typed_steps_without_tokens(lax_api: str) -> None:
         assert step.excerpt.count(".") < 2 and "lax-api-test-secret" not in step.excerpt
 
 
+@pytest.mark.slow
 def test_probe_reads_body_classes_and_expires_in(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

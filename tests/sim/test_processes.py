@@ -13,6 +13,7 @@ import pytest
 from sim.processes import pin_to, raise_open_files_limit, split_cores
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
 def test_pin_to_pins_a_started_process_and_what_it_starts() -> None:
     core = min(os.sched_getaffinity(0))

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
 from sim.run.embedded import EmbeddedTarget
-from target.jose import client_credentials_form
-from target.registry import registration_stamp
+from target.jose.vocabulary import client_credentials_form
+from target.store.registry import registration_stamp
 
 # The algorithms the suite runs against; HS384 shares all its code paths with HS256 and HS512.
 ALGS = ("HS256", "ES256", "EdDSA", "RS256", "PS256", "ES384", "HS512")

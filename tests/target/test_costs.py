@@ -5,8 +5,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from target.algorithms import ALGORITHMS
+import pytest
+
 from target.costs import micro_benchmark, per_call_us, raw_verifier
+from target.jose.algorithms import ALGORITHMS
 
 FIGURES = {"sign_us", "verify_us", "raw_verify_us", "naive_verify_us", "cached_verify_us"}
 
@@ -27,6 +29,7 @@ def test_raw_verifier_checks_a_real_signature() -> None:
     assert per_call_us(check, 0.01) > 0
 
 
+@pytest.mark.slow
 def test_the_simulator_does_not_import_the_benchmark_command() -> None:
     code = "import sys, sim.sweep.compare; print('benchmarks.sign' in sys.modules)"
     imported = subprocess.run(

@@ -3,6 +3,8 @@ in a private file and never printed, private database files, ``TARGET_*`` variab
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import secrets
 import signal
@@ -37,6 +39,23 @@ def _run(*flags: str, timeout_s: float = 20) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=timeout_s,
         check=False,
+    )
+
+
+def _refused(monkeypatch: pytest.MonkeyPatch, *flags: str) -> subprocess.CompletedProcess[str]:
+    """``python -m target FLAGS`` up to its settings, in this process: what the start refuses before
+    it serves (``main`` parses the settings first). A flag accepted here would start a server, so it
+    fails the test instead; an exception other than the parser's exit is the traceback a user would
+    see, and fails it too."""
+    for name in os.environ:
+        if name.startswith("TARGET_"):
+            monkeypatch.delenv(name)
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr), pytest.raises(SystemExit) as refused:
+        parse_settings(list(flags))
+    code = refused.value.code if isinstance(refused.value.code, int) else 1
+    return subprocess.CompletedProcess(
+        ["python", "-m", "target", *flags], code, "", stderr.getvalue()
     )
 
 
@@ -85,8 +104,10 @@ def key_files(tmp_path: Path) -> dict[str, Path]:
     ],
     ids=lambda value: "-".join(value).strip("-") if isinstance(value, list) else "",
 )
-def test_a_bad_flag_is_one_line_on_stderr(flags: list[str], words: list[str]) -> None:
-    _assert_one_line_error(_run("--db", ":memory:", *flags), *words)
+def test_a_bad_flag_is_one_line_on_stderr(
+    flags: list[str], words: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _assert_one_line_error(_refused(monkeypatch, "--db", ":memory:", *flags), *words)
 
 
 @pytest.mark.parametrize(
@@ -101,10 +122,11 @@ def test_a_bad_flag_is_one_line_on_stderr(flags: list[str], words: list[str]) ->
     ],
 )
 def test_an_unusable_signing_key_is_one_line_on_stderr(
-    key_files: dict[str, Path], alg: str, key_file: str
+    key_files: dict[str, Path], alg: str, key_file: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Regression: these crashed at start with a traceback from inside the app factory."""
-    result = _run("--db", ":memory:", "--alg", alg, "--signing-key", str(key_files[key_file]))
+    flags = ("--db", ":memory:", "--alg", alg, "--signing-key", str(key_files[key_file]))
+    result = _refused(monkeypatch, *flags)
     _assert_one_line_error(result, "--signing-key", alg)
     # Nothing of the key file's content appears.
     content = key_files[key_file].read_bytes()
@@ -177,6 +199,7 @@ def test_the_database_files_are_private(own_server: tuple[Path, Path, int]) -> N
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
 
 
+@pytest.mark.slow
 def test_an_existing_admin_key_file_is_reused(tmp_path: Path) -> None:
     db = tmp_path / "fleet.db"
     key = secrets.token_urlsafe(32)
@@ -271,6 +294,7 @@ def test_key_grace_defaults_to_token_lifetime_plus_leeway(monkeypatch: pytest.Mo
     assert parse_settings(["--key-grace", "0"]).key_grace_s == 0
 
 
+@pytest.mark.slow
 def test_a_valid_start_says_where_it_listens() -> None:
     port = free_port()
     process = subprocess.Popen(
@@ -298,6 +322,7 @@ def test_a_valid_start_says_where_it_listens() -> None:
     assert b"k" * 32 not in stdout + stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("content", "mode", "words"),
     [

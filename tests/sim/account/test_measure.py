@@ -1,8 +1,23 @@
 from __future__ import annotations
 
 import json
+import random
 
-from sim.account.measure import Measurements, RowKey, SeriesKey, percentiles
+import pytest
+from hdrh.histogram import HdrHistogram
+
+from sim.account.measure import (
+    HIGHEST_US,
+    LOWEST_US,
+    SECOND_SIGNIFICANT_DIGITS,
+    SIGNIFICANT_DIGITS,
+    Measurements,
+    RowKey,
+    SeriesKey,
+    new_histogram,
+    new_second_histogram,
+    percentiles,
+)
 
 
 def test_shipped_deltas_merge_exactly() -> None:
@@ -61,3 +76,22 @@ def test_latency_per_second_and_expiry_events_ship_exactly() -> None:
         )
         == 1
     )
+
+
+@pytest.mark.parametrize("digits", [SIGNIFICANT_DIGITS, SECOND_SIGNIFICANT_DIGITS])
+def test_the_inlined_record_value_counts_as_the_library_does(digits: int) -> None:
+    ours = new_histogram() if digits == SIGNIFICANT_DIGITS else new_second_histogram()
+    library = HdrHistogram(LOWEST_US, HIGHEST_US, digits)
+    rng = random.Random(24)
+    edges = [0, 1, 2, 1023, 1024, 2047, 2048, HIGHEST_US, HIGHEST_US * 4, -1]
+    values = edges + [rng.randint(1, HIGHEST_US) for _ in range(20_000)]
+    values += [int(rng.expovariate(1 / 3_000)) for _ in range(20_000)]
+    for value in values:
+        assert ours.record_value(value) == library.record_value(value), value
+    assert list(ours.counts) == list(library.counts)
+    assert (ours.total_count, ours.min_value, ours.max_value) == (
+        library.total_count,
+        library.min_value,
+        library.max_value,
+    )
+    assert ours.encode() == library.encode()

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from rich.console import Console
 
 from sim.artefacts.summary_file import Summary
@@ -19,6 +20,8 @@ from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark
 from sim.thresholds import evaluate, parse_thresholds
 from tests.sim.conftest import serve_broken_target
+
+pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
 
 REPO = Path(__file__).resolve().parents[3]
 DEVICES = 20

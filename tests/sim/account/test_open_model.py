@@ -20,7 +20,7 @@ from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark
 from sim.shape.schedule import SendSchedule
 from sim.thresholds import ThresholdsError, evaluate, parse_thresholds
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
 from tests.sim.conftest import serve_stalling_api
 
 REPO = Path(__file__).resolve().parents[3]
@@ -87,6 +87,7 @@ p99_us = 500_000
     assert "latency=corrected" in corrected_check.threshold.selector.describe()  # type: ignore[union-attr]
 
 
+@pytest.mark.slow
 def test_the_fleet_sends_the_rate_asked_over_two_processes(tmp_path: Path) -> None:
     rate, duration_s = 40.0, 6.0
     summary = run_benchmark(
@@ -125,11 +126,11 @@ def test_corrected_latency_with_an_outcome_is_a_one_line_error() -> None:
 
 
 def test_rate_and_interval_together_are_one_line_exit_2() -> None:
-    result = fleetbench("run", "--rate", "100", "--interval", "1")
+    result = fleetbench_here("run", "--rate", "100", "--interval", "1")
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
     assert "--rate" in result.stderr and "--interval" in result.stderr
-    bad = fleetbench("run", "--rate", "0")
+    bad = fleetbench_here("run", "--rate", "0")
     assert bad.returncode == 2 and "--rate" in bad.stderr and bad.stderr.count("\n") == 1
 
 
@@ -179,8 +180,9 @@ def test_late_sends_to_a_fast_target_name_the_generator_as_the_limit() -> None:
 
 
 def test_a_closed_run_says_its_model_and_gains_nothing_else(
-    mixed_summary: dict[str, Any],
+    real_mixed_summary: dict[str, Any],
 ) -> None:
+    mixed_summary = real_mixed_summary
     assert mixed_summary["run"]["model"] == "closed"
     for key in ("open_model", "corrected_latency_distribution", "stages"):
         assert key not in mixed_summary

@@ -12,7 +12,8 @@ from sim.artefacts.summary_file import StormBurst, Summary, outcome_counts
 from sim.errors import ConfigError
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark
-from tests.commands import fleetbench
+from sim.shape.stages import parse_stages
+from tests.commands import fleetbench, fleetbench_here
 from tests.sim.conftest import serve_broken_target
 
 DEVICES = 12
@@ -35,6 +36,7 @@ def _storm_run(tmp_path: Path, **options: Any) -> Summary:
     )
 
 
+@pytest.mark.slow
 def test_expiry_storm_is_seen_and_the_fleet_recovers(tmp_path: Path) -> None:
     summary = _storm_run(tmp_path)
     storms = summary.get("storms")
@@ -81,6 +83,7 @@ def test_expiry_storm_is_seen_and_the_fleet_recovers(tmp_path: Path) -> None:
     assert on_disk.get("storms") == storms
 
 
+@pytest.mark.slow
 def test_expiry_storm_with_backoff_reports_it(tmp_path: Path) -> None:
     summary = _storm_run(tmp_path, backoff=True, devices=6)
     storms = summary.get("storms")
@@ -92,11 +95,9 @@ def test_expiry_storm_with_backoff_reports_it(tmp_path: Path) -> None:
     assert summary["run"]["parameters"].get("backoff") is True
 
 
-def test_a_run_without_a_storm_has_no_storm_section(tmp_path: Path) -> None:
-    summary = run_benchmark(
-        RunConfig(results=tmp_path / "r", devices=3, duration_s=2, token_alg="HS256")
-    )
-    assert "storms" not in summary
+def test_a_run_without_a_storm_has_no_storm_section(real_mixed_summary: Summary) -> None:
+    """The session's real mixed run (all four ordinary scenarios, no storm)."""
+    assert "storms" not in real_mixed_summary
 
 
 @pytest.mark.parametrize(
@@ -104,8 +105,8 @@ def test_a_run_without_a_storm_has_no_storm_section(tmp_path: Path) -> None:
     [
         ({"refresh": "proactive"}, "renews on expiry"),
         ({"token_ttl": 10, "duration_s": 8}, "make --duration at least 13 s"),
-        ({"token_ttl": 5, "duration_s": 20, "rate_rps": 50.0}, "drop --master, --rate"),
-        ({"token_ttl": 5, "duration_s": 20, "master": True, "expect_workers": 1}, "drop --master"),
+        ({"token_ttl": 5, "duration_s": 20, "rate_rps": 50.0}, "closed-loop: drop --rate"),
+        ({"token_ttl": 5, "duration_s": 20, "stages": parse_stages("20s:10")}, "--stages"),
     ],
 )
 def test_a_storm_it_cannot_show_is_refused(options: dict[str, Any], message: str) -> None:
@@ -115,7 +116,9 @@ def test_a_storm_it_cannot_show_is_refused(options: dict[str, Any], message: str
 
 
 def test_cli_storm_errors_are_one_line_and_exit_2() -> None:
-    result = fleetbench("run", "--scenario", "expiry-storm", "--token-ttl", "30", "--duration", "5")
+    result = fleetbench_here(
+        "run", "--scenario", "expiry-storm", "--token-ttl", "30", "--duration", "5"
+    )
     assert result.returncode == 2, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "make --duration at least" in result.stderr
@@ -149,6 +152,7 @@ def _per_second(burst: StormBurst) -> float:
     return burst["requests"] / (burst["last_t"] - burst["first_t"] + 1)
 
 
+@pytest.mark.slow
 def test_backoff_spares_a_throttling_token_endpoint(tmp_path: Path) -> None:
     """The token endpoint grants 4 renewals a second and answers the rest 429: without backoff
     each device asks again at every reading; with it, after a jittered, growing pause."""
@@ -176,6 +180,7 @@ def test_backoff_spares_a_throttling_token_endpoint(tmp_path: Path) -> None:
     assert ("expiry-storm", 429, "slow_down") in refusals
 
 
+@pytest.mark.slow
 def test_the_report_and_table_show_the_storm(tmp_path: Path) -> None:
     result = fleetbench(
         "run", "--scenario", "expiry-storm", "--devices", "4", "--token-alg", "HS256",
@@ -190,6 +195,7 @@ def test_the_report_and_table_show_the_storm(tmp_path: Path) -> None:
     assert 'data-figure="storms.expiry.time_to_recover_s"' in html
 
 
+@pytest.mark.slow
 def test_reconnect_storm_restarts_the_target_and_loses_nothing(tmp_path: Path) -> None:
     summary = run_benchmark(
         RunConfig(
@@ -234,7 +240,7 @@ def test_reconnect_storm_restarts_the_target_and_loses_nothing(tmp_path: Path) -
     assert 'data-figure="storms.reconnect.time_to_recover_s"' in html
 
 
-def test_reconnect_storm_needs_the_embedded_target() -> None:
+def test_reconnect_storm_on_a_target_needs_an_outage_cmd() -> None:
     config = RunConfig(
         target="http://127.0.0.1:9",
         admin_key="unused-here",
@@ -242,5 +248,5 @@ def test_reconnect_storm_needs_the_embedded_target() -> None:
         storm="reconnect-storm",
         duration_s=20,
     )
-    with pytest.raises(ConfigError, match="restarts the embedded target"):
+    with pytest.raises(ConfigError, match="needs --outage-cmd CMD"):
         config.check()

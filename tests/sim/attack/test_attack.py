@@ -25,6 +25,7 @@ WEAK_ADMIN_KEY = "weak-admin-key-0123456789"
 StartWeak = Callable[[str], str]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alg", ["HS256", "ES256", "EdDSA"])
 def test_our_target_refuses_every_case_as_documented(alg: str) -> None:
     with EmbeddedTarget(alg) as target:
@@ -48,6 +49,7 @@ def test_our_target_refuses_every_case_as_documented(alg: str) -> None:
     assert "token_endpoint" in families and (alg != "HS256" or "secret_strength" in families)
 
 
+@pytest.mark.slow
 def test_cli_json_and_results_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["attack", "--algs", "ES256", "--json", "--results", str(tmp_path)])
     printed = json.loads(capsys.readouterr().out)
@@ -62,6 +64,7 @@ def test_cli_json_and_results_folder(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert {"name", "expected", "got", "verdict"} <= set(run["cases"][0])
 
 
+@pytest.mark.slow
 def test_cli_verdict_lines_and_summary(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["attack", "--algs", "EdDSA", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -20,6 +20,8 @@ from sim.artefacts.codec import read_attack
 from tests.apis.serve import serve_listening
 from tests.sim.conftest import serve_broken_target
 
+pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
+
 REPO = Path(__file__).resolve().parents[3]
 SEED = REPO / "tests" / "apis" / "seed_express"
 LAX_PROFILE = REPO / "tests" / "apis" / "lax" / "profile.toml"

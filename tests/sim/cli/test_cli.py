@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 
 import psutil
+import pytest
 
 from sim.fleet.model import make_fleet, save_fleet
 from sim.run.embedded import free_port
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
 from tests.conftest import StartTarget
 
 REPO = Path(__file__).resolve().parents[3]
@@ -30,12 +31,14 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_bad_input_is_one_line_and_exit_2(start_target: StartTarget, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
-    assert "cannot reach" in one_line_error(fleetbench("run", "--target", dead, "--admin-key", "k"))
-    assert "unknown scenario" in one_line_error(fleetbench("run", "--scenario", "chaos"))
-    assert "--duration" in one_line_error(fleetbench("run", "--duration", "soon"))
-    assert "--devices" in one_line_error(fleetbench("run", "--devices", "0"))
+    assert "cannot reach" in one_line_error(
+        fleetbench_here("run", "--target", dead, "--admin-key", "k")
+    )
+    assert "unknown scenario" in one_line_error(fleetbench_here("run", "--scenario", "chaos"))
+    assert "--duration" in one_line_error(fleetbench_here("run", "--duration", "soon"))
+    assert "--devices" in one_line_error(fleetbench_here("run", "--devices", "0"))
     target = start_target("HS256")
-    wrong_key = fleetbench("provision", "--target", target.url, "--admin-key", "x" * 20,
+    wrong_key = fleetbench_here("provision", "--target", target.url, "--admin-key", "x" * 20,
                            "--devices", "2", "--out", str(tmp_path / "f.json"))  # fmt: skip
     assert "refused the admin key" in one_line_error(wrong_key)
     fleet = make_fleet(2, "ES256")
@@ -50,10 +53,12 @@ def test_bad_input_is_one_line_and_exit_2(start_target: StartTarget, tmp_path: P
         headers={"Authorization": f"Bearer {target.admin_key}"},
         timeout=10,
     )
-    mismatch = fleetbench("run", "--target", target.url, "--admin-key", target.admin_key,
+    mismatch = fleetbench_here("run", "--target", target.url, "--admin-key", target.admin_key,
                           "--fleet", str(tmp_path / "fleet.json"))  # fmt: skip
     assert "fleet file does not match the target" in one_line_error(mismatch)
-    assert "not found" in one_line_error(fleetbench("run", "--fleet", str(tmp_path / "no.json")))
+    assert "not found" in one_line_error(
+        fleetbench_here("run", "--fleet", str(tmp_path / "no.json"))
+    )
 
 
 def test_provision_writes_a_reusable_fleet(start_target: StartTarget, tmp_path: Path) -> None:
@@ -86,6 +91,7 @@ def test_a_target_that_accepts_forged_tokens_fails_the_run(
     assert "FAIL" in result.stdout
 
 
+@pytest.mark.slow
 def test_sigterm_stops_everything_and_writes_a_partial_summary(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
     process = subprocess.Popen(
@@ -125,19 +131,20 @@ def test_duration_is_parsed_as_locust_parses_run_time() -> None:
     assert parser.parse_args(["run", "--duration", "1h30m"]).duration == 5400
     assert parser.parse_args(["run", "--duration", "45"]).duration == 45
     assert parser.parse_args(["smoke", "--duration", "2m"]).duration == 120
-    assert "whole seconds" in one_line_error(fleetbench("run", "--duration", "2.5"))
-    assert "--duration" in one_line_error(fleetbench("smoke", "--duration", "0"))
+    assert "whole seconds" in one_line_error(fleetbench_here("run", "--duration", "2.5"))
+    assert "--duration" in one_line_error(fleetbench_here("smoke", "--duration", "0"))
 
 
 def test_provision_help_says_what_target_does() -> None:
     """Regression: it said --target defaults to "start our own"; provision only writes the file."""
-    shown = fleetbench("provision", "--help")
+    shown = fleetbench_here("provision", "--help")
     assert shown.returncode == 0
     text = " ".join(shown.stdout.split())
     assert "start our own" not in text
     assert "default: only write the file" in text
 
 
+@pytest.mark.slow
 def test_a_run_shows_progress_and_a_table_that_fits_80_columns(tmp_path: Path) -> None:
     result = fleetbench(
         "run", "--devices", "5", "--duration", "7", "--interval", "0.2",

@@ -17,7 +17,7 @@ from sim.errors import ConfigError
 from sim.profiles import ProfileError, load_profile
 from tests.apis.flask_jwt import FLASK_PROFILE
 from tests.apis.serve import serve_listening
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
 
 
 def two_endpoint_profile(folder: Path) -> Path:
@@ -28,6 +28,7 @@ def two_endpoint_profile(folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_endpoint_names_one_of_a_foreign_profiles_endpoints(tmp_path: Path) -> None:
     profile = two_endpoint_profile(tmp_path)
     env = {**os.environ, "JWT_SECRET": secrets.token_hex(32)}
@@ -46,9 +47,9 @@ def test_endpoint_names_one_of_a_foreign_profiles_endpoints(tmp_path: Path) -> N
 
 def test_an_unknown_endpoint_is_one_line_listing_the_profiles(tmp_path: Path) -> None:
     profile = two_endpoint_profile(tmp_path)
-    done = fleetbench(
+    done = fleetbench_here(
         "run", "--profile", str(profile), "--target", "http://127.0.0.1:9",
-        "--endpoint", "telemetry", "--results", str(tmp_path / "r"), timeout=60,
+        "--endpoint", "telemetry", "--results", str(tmp_path / "r"),
     )  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [

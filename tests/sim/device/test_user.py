@@ -50,6 +50,7 @@ def assert_mix(counts: dict[str, int], weights: dict[Scenario, int]) -> None:
         assert abs(share - expected) <= tolerance, (name, share, expected, counts)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "weights",
     [dict(MIXED), {"issuance": 1, "verification": 8}],
@@ -78,6 +79,7 @@ def test_the_realised_mix_of_a_real_run_matches_the_weights(
         assert entry["weight"] == weights[name]
 
 
+@pytest.mark.slow
 def test_a_token_endpoint_that_drops_connections_is_accounted_and_survived(
     tmp_path: Path,
 ) -> None:

@@ -1,4 +1,5 @@
-"""``fleetbench diff`` on real summaries: the same run against itself, and a run made slower."""
+"""``fleetbench diff`` on real summaries (golden ones, tests/sim/summaries/): the same run against
+itself, and a run made slower."""
 
 from __future__ import annotations
 
@@ -8,38 +9,34 @@ import pytest
 
 from sim.artefacts.summary_file import Summary
 from sim.output.diff import compare_runs, load_rows
-from tests.commands import fleetbench
-from tests.sim.conftest import mixed_run
+from tests.commands import fleetbench_here
+from tests.sim.conftest import golden, golden_path
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def _path(summary: Summary) -> Path:
-    return Path(summary["run"]["results"]) / "summary.json"
-
-
-@pytest.fixture(scope="module")
-def slow_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
+@pytest.fixture
+def slow_summary() -> Summary:
     """The same run with each device pacing 0.5 s instead of 0.1 s: about a fifth of the rps."""
-    return mixed_run(tmp_path_factory.mktemp("slow"), interval_s=0.5)
+    return golden("slow")
 
 
-def test_a_run_against_itself_has_no_regression(mixed_summary: Summary) -> None:
-    path = _path(mixed_summary)
+def test_a_run_against_itself_has_no_regression() -> None:
+    path = golden_path("mixed")
     changes = compare_runs(load_rows(path), load_rows(path), tolerance=0.0)
     assert {c.verdict for c in changes} <= {"same", "shown"}
     assert {"rps", "p50_us", "p99_us", "ok"} <= {c.metric for c in changes}
-    result = fleetbench("diff", str(path), str(path), "--tolerance", "0%")
+    result = fleetbench_here("diff", str(path), str(path), "--tolerance", "0%")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS no regression beyond 0%" in result.stdout
     assert "HS256 verification telemetry" in result.stdout
 
 
 def test_a_slower_run_is_a_regression(mixed_summary: Summary, slow_summary: Summary) -> None:
-    base, new = _path(mixed_summary), _path(slow_summary)
+    base, new = golden_path("mixed"), golden_path("slow")
     # --min-count 1: on a loaded machine the slow row can fall under the default 20 requests,
     # and then it is shown but not judged (that rule has its own place; this test is about rps).
-    result = fleetbench("diff", str(base), str(new), "--tolerance", "10%", "--min-count", "1")
+    result = fleetbench_here("diff", str(base), str(new), "--tolerance", "10%", "--min-count", "1")
     assert result.returncode == 1, result.stdout + result.stderr
     rows = {(r["scenario"], r["endpoint"]): r for r in mixed_summary["requests"]}
     slow = {(r["scenario"], r["endpoint"]): r for r in slow_summary["requests"]}
@@ -58,14 +55,14 @@ def test_a_slower_run_is_a_regression(mixed_summary: Summary, slow_summary: Summ
     assert rps.verdict == "better"
 
 
-def test_diff_usage_errors_are_one_line(tmp_path: Path, mixed_summary: Summary) -> None:
+def test_diff_usage_errors_are_one_line(tmp_path: Path) -> None:
     other = tmp_path / "other.json"
     other.write_text('{"schema": "something/else"}')
-    result = fleetbench("diff", str(_path(mixed_summary)), str(other))
+    result = fleetbench_here("diff", str(golden_path("mixed")), str(other))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"fleetbench: error: {other} is not a fleetbench summary.json (schema 'something/else')"
     ]
-    result = fleetbench("diff", str(other), str(other), "--tolerance", "lots")
+    result = fleetbench_here("diff", str(other), str(other), "--tolerance", "lots")
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1
     assert "not a percentage: 'lots'" in result.stderr

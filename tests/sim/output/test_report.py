@@ -8,7 +8,6 @@ report's screenshot is kept beside it as ``report.png``.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,15 +19,10 @@ import pytest
 from sim.artefacts.summary_file import Summary
 from sim.attack import AttackConfig, attack_json, run_attack
 from sim.output.report import human, write_attack_report
-from sim.screenshot import PageCheck, chromium_path, open_report
-from sim.smoke import SmokeConfig, run_smoke
-from sim.sweep.compare import CompareConfig, run_compare, write_compare_outputs
-from sim.thresholds import default_thresholds
+from sim.screenshot import PageCheck, open_report
+from tests.sim.conftest import RealCommand
 
-browser = pytest.mark.skipif(
-    chromium_path() is None or importlib.util.find_spec("playwright") is None,
-    reason="needs Debian's chromium (apt-get install chromium) and playwright (pip, dev extra)",
-)
+browser = pytest.mark.browser  # skipped without chromium (tests/conftest.py)
 
 
 def _resolve(document: Any, path: str) -> Any:
@@ -75,8 +69,8 @@ def _sums(check: PageCheck, chart_id: str) -> dict[str, float]:
 
 
 @browser
-def test_run_report_in_a_browser(mixed_summary: dict[str, Any]) -> None:
-    summary = mixed_summary
+def test_run_report_in_a_browser(real_mixed_summary: dict[str, Any]) -> None:
+    summary = real_mixed_summary
     folder = Path(summary["run"]["results"])
     check = _open(folder / "report.html")
     assert check.title.startswith("fleetbench run: PASS")
@@ -97,9 +91,9 @@ def test_run_report_in_a_browser(mixed_summary: dict[str, Any]) -> None:
     assert summary["run"]["cpu"]["model"] in check.text and " UTC" in check.text
 
 
-def test_summary_keys_for_the_report(mixed_summary: dict[str, Any]) -> None:
+def test_summary_keys_for_the_report(real_mixed_summary: dict[str, Any]) -> None:
     """The additive summary.json keys agree with the existing ones."""
-    summary = mixed_summary
+    summary = real_mixed_summary
     phases = summary["phases"]
     setup_rows = [r for r in summary["requests"] if r["scenario"] == "setup"]
     assert phases["setup"]["requests"] == sum(r["count"] for r in setup_rows) > 0
@@ -145,24 +139,21 @@ def test_summary_keys_for_the_report(mixed_summary: dict[str, Any]) -> None:
 
 
 @browser
-def test_smoke_report_and_job_summary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    step_summary = tmp_path / "step_summary.md"
-    step_summary.write_text("earlier step\n")
-    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(step_summary))
-    config = SmokeConfig(
-        algs=("HS256",), devices=20, duration_s=5, token_ttl=3, results=tmp_path / "smoke"
-    )
-    result = run_smoke(config, default_thresholds())
-    record = json.loads((result.folder / "summary.json").read_text())
-    markdown = (result.folder / "summary.md").read_text()
+def test_smoke_report_and_job_summary(real_smoke: RealCommand) -> None:
+    """The shared real smoke (HS256 and ES256), run with ``$GITHUB_STEP_SUMMARY`` set."""
+    folder = real_smoke.results
+    step_summary = folder.parent / "step_summary.md"
+    record = json.loads((folder / "summary.json").read_text())
+    markdown = (folder / "summary.md").read_text()
     verdict = "PASS" if record["passed"] else "FAIL"
     assert markdown.startswith(f"## fleetbench smoke: {verdict}")
     assert step_summary.read_text() == "earlier step\n" + markdown + "\n"
     for check in record["checks"]:
-        assert f"| HS256 | {check['threshold']} |" in markdown
-    assert "Worst" in markdown and "| HS256 | setup |" not in markdown
+        assert f"| {check['alg']} | {check['threshold']} |" in markdown
+    assert "Worst" in markdown
+    assert not any(f"| {alg} | setup |" in markdown for alg in record["runs"])
 
-    page = _open(result.folder / "report.html")
+    page = _open(folder / "report.html")
     assert page.title == f"fleetbench smoke: {verdict}"
     _figures_equal(page, record, minimum=3)
     failed = next(f for f in page.figures if f["figure"] == "checks.failed")
@@ -173,18 +164,18 @@ def test_smoke_report_and_job_summary(tmp_path: Path, monkeypatch: pytest.Monkey
             worst = pick(m["value"] for m in check["measured"])
             shown = next(f for f in page.figures if f["figure"] == f"checks.{index}.worst")
             assert json.loads(shown["value"]) == worst
-    _open(result.folder / "HS256" / "report.html")
+    for alg in record["runs"]:
+        _open(folder / alg / "report.html")
 
 
 @browser
-def test_compare_report_in_a_browser(tmp_path: Path) -> None:
-    result = run_compare(CompareConfig(["HS256", "ES256"], repeat=2, micro_budget_s=0.02))
-    paths = write_compare_outputs(result, tmp_path)
-    page = _open(paths["html"])
-    _figures_equal(page, dict(result), minimum=2)
+def test_compare_report_in_a_browser(real_micro_compare: RealCommand) -> None:
+    result = real_micro_compare.json()  # compare.json, as --json printed it
+    page = _open(real_micro_compare.results / "report.html")
+    _figures_equal(page, result, minimum=2)
     micro = _sums(page, "micro")
     assert micro["target verifier"] == pytest.approx(
-        sum(result["algorithms"][a]["verify_us"] for a in ("HS256", "ES256"))
+        sum(entry["verify_us"] for entry in result["algorithms"].values())
     )
     assert "cores for 10,000 tokens/s" in page.text
 

@@ -22,7 +22,7 @@ from sim.profiles.http import (
     token_request,
 )
 from sim.profiles.model import Present
-from target.jose import generate_private_key
+from target.jose.vocabulary import generate_private_key
 
 SECRET = "a-shared-secret-of-at-least-32-bytes!"
 

@@ -13,6 +13,8 @@ import pytest
 
 from tests.sim.conftest import REPO, serve_broken_target
 
+pytestmark = pytest.mark.slow  # each test starts a server, a run or the command
+
 PROFILE = """\
 name = "login-api"
 leeway_s = 0

@@ -143,6 +143,7 @@ def test_line_of_finds_nested_tables() -> None:
     assert line_of(text, ("t", "r", "d", "x")) == 9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", ["run", "smoke", "provision"])
 def test_a_bad_profile_is_one_line_and_exit_2(tmp_path: Path, command: str) -> None:
     import os

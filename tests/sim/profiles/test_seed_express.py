@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,13 +20,7 @@ REPO = Path(__file__).resolve().parents[3]
 APP = REPO / "tests" / "apis" / "seed_express"
 SECRET = "a-seed-express-secret-for-tests-only"
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed"),
-    pytest.mark.skipif(
-        not (APP / "node_modules" / "express").is_dir(),
-        reason="run npm ci --prefix tests/apis/seed_express (as .ci/run does)",
-    ),
-]
+pytestmark = pytest.mark.node  # skipped without node or its node_modules (tests/conftest.py)
 
 
 @pytest.fixture

@@ -3,51 +3,29 @@ real processes on loopback, against a real target; every process is killed in te
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psutil
 import pytest
 import requests
 
 from sim.artefacts.codec import read_summary
+from sim.artefacts.summary_file import Summary
 from sim.errors import ConfigError
-from sim.run.distributed import Address, parse_address
+from sim.output.table import refused_line
+from sim.run.distributed import Address, apply_cluster, cluster_section, parse_address
 from sim.run.embedded import EmbeddedTarget, free_port
+from tests.commands import fleetbench_here
 from tests.conftest import StartTarget
-from tests.sim.conftest import serve_broken_target
+from tests.sim.conftest import Start, serve_broken_target
 
-Start = Callable[..., subprocess.Popen[bytes]]
 RUN_LIMIT_S = 120  # every wait below is bounded
-
-
-@pytest.fixture
-def start(tmp_path: Path) -> Iterator[Start]:
-    """``python -m sim ARGS`` in its own process group, output in ``tmp_path/<name>.log``."""
-    started: list[subprocess.Popen[bytes]] = []
-
-    def run(name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        with open(tmp_path / f"{name}.log", "wb") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "sim", *args], stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True, env={**os.environ, **(env or {})},
-            )  # fmt: skip
-        started.append(process)
-        return process
-
-    yield run
-    for process in started:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 def _stats(target: EmbeddedTarget) -> dict[str, Any]:
@@ -255,14 +233,11 @@ def test_no_workers_is_one_line_and_exit_2(tmp_path: Path, start: Start) -> None
         (["run", "--master", "--expect-workers", "2", "--workers", "2"], "drop it"),
         (["run", "--master", "--expect-workers", "1", "--bind", "h:x"], "port must be a number"),
         (["worker", "--master", ":5557"], "--master needs a host"),
-        (["run", "--master", "--expect-workers", "1", "--rate", "50"], "drop --master"),
-        (["run", "--master", "--expect-workers", "1", "--stages", "5s:10"], "drop --master"),
+        (["run", "--master", "--expect-workers", "1", "--rate", "50", "--interval", "1"], "--rate"),
     ],
 )
 def test_bad_cluster_options_are_one_line(args: list[str], message: str) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "sim", *args], capture_output=True, text=True, timeout=60
-    )
+    done = fleetbench_here(*args)  # refused before anything starts: in process
     assert done.returncode == 2
     assert done.stderr.startswith("fleetbench: error:") and message in done.stderr
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
@@ -275,3 +250,31 @@ def test_addresses() -> None:
     assert str(Address("::1", 6000)) == "[::1]:6000"
     with pytest.raises(ConfigError, match="out of range"):
         parse_address("h:70000", "--bind")
+
+
+def test_a_worker_whose_users_had_no_device_or_whose_account_did_not_open_fails_the_run() -> None:
+    """Before, a worker given users but no devices (another took them) was not a failure."""
+    now = 1_000.0
+    raw = {
+        "fleet_devices": 12, "dealt": 12, "started": now, "stopped": now + 10,
+        "workers": [
+            {"id": "a_1", "devices": 12, "users": 6, "final": True, "cpu": [1.0]},
+            {"id": "b_2", "devices": 0, "users": 6, "final": True, "cpu": [1.0]},
+            {"id": "c_3", "devices": 0, "users": 0, "late": True},
+            {"id": "d_4", "devices": 0, "users": 0, "final": True, "unauthentic": 2},
+        ],
+        "refused": [{"id": "e_5", "host": "e", "reason": "its cluster key is not the master's"}],
+    }  # fmt: skip
+    summary = cast(Summary, {"verdict": {"failures": []}, "load": {}})
+    cluster = cluster_section(raw)
+    apply_cluster(summary, cluster)
+    assert summary["verdict"]["failures"] == [
+        "worker b_2 was given 6 users but dealt 0 devices: 6 ran without a device",
+        "worker d_4: 2 of its messages failed authentication and were dropped: its account is "
+        "incomplete",
+    ]
+    assert summary["verdict"]["label"] == "FAIL"
+    assert cluster["refused"] == raw["refused"]  # named, and not a failure: it got nothing
+    assert refused_line(cluster["refused"]) == (
+        "workers refused (given nothing): e_5 (its cluster key is not the master's)"
+    )

@@ -15,7 +15,6 @@ from sim.artefacts.summary_file import RequestRow, Summary, outcome_counts
 from sim.errors import ConfigError
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark
-from sim.shape.scenarios import MIXED
 from tests.conftest import StartTarget
 
 
@@ -40,6 +39,7 @@ def _rows(summary: Summary, scenario: str) -> dict[str, RequestRow]:
     return {r["endpoint"]: r for r in summary["requests"] if r["scenario"] == scenario}
 
 
+@pytest.mark.slow
 def test_verification_and_issuance(tmp_path: Path) -> None:
     summary = _run(tmp_path, scenarios={"issuance": 1, "verification": 3}, token_alg="HS256")
     outcomes = summary["outcomes"]
@@ -64,6 +64,7 @@ def test_verification_and_issuance(tmp_path: Path) -> None:
     assert (tmp_path / "results" / "locust.html").exists()
 
 
+@pytest.mark.slow
 def test_expiry_every_device_refreshes_and_continues(tmp_path: Path) -> None:
     summary = _run(
         tmp_path, scenarios={"expiry": 1}, token_ttl=2, leeway=0, duration_s=6, interval_s=0.25
@@ -82,6 +83,7 @@ def test_expiry_every_device_refreshes_and_continues(tmp_path: Path) -> None:
     assert summary["verdict"]["passed"]
 
 
+@pytest.mark.slow
 def test_rejection_refuses_every_corpus_case(tmp_path: Path) -> None:
     summary = _run(tmp_path, scenarios={"rejection": 1}, bad_ratio=0.7, endpoint="config")
     outcomes = summary["outcomes"]
@@ -95,6 +97,7 @@ def test_rejection_refuses_every_corpus_case(tmp_path: Path) -> None:
     assert summary["verdict"]["passed"]
 
 
+@pytest.mark.slow
 def test_one_and_two_workers_account_exactly(tmp_path: Path) -> None:
     for workers in (1, 2):
         folder = tmp_path / f"w{workers}"
@@ -112,6 +115,7 @@ def test_one_and_two_workers_account_exactly(tmp_path: Path) -> None:
         assert 0 <= totals["in_flight_at_stop"] <= 10
 
 
+@pytest.mark.slow
 def test_local_workers_need_no_fixed_port(tmp_path: Path) -> None:
     """Regression: ``--workers 2`` ran Locust's master on every interface's port 5557, so a
     second run on the host (or anything else on 5557) stopped it. It binds loopback, any port."""
@@ -126,11 +130,12 @@ def test_local_workers_need_no_fixed_port(tmp_path: Path) -> None:
     assert summary["outcomes"]["ok"] == summary["totals"]["requests"] > 0
 
 
-def test_locust_files_count_what_the_summary_counts(tmp_path: Path) -> None:
+def test_locust_files_count_what_the_summary_counts(real_mixed_summary: Summary) -> None:
     """Regression: Locust's CSV was last written up to a second before the end (120 in
-    summary.json, 100 in the CSV), and MINT pseudo-requests inflated Locust's totals."""
-    summary = _run(tmp_path, scenarios=dict(MIXED), token_alg="HS256", devices=10, interval_s=0.05)
-    folder = tmp_path / "results"
+    summary.json, 100 in the CSV), and MINT pseudo-requests inflated Locust's totals. On the
+    session's real mixed run (10 ES256 devices, HS256 tokens, all four scenarios)."""
+    summary = real_mixed_summary
+    folder = Path(summary["run"]["results"])
     assert summary["mint_us"]["ES256"]["count"] > 0  # devices minted assertions
     entries = json.loads((folder / "locust_stats.json").read_text())
     assert all(e["method"] != "MINT" for e in entries)

@@ -12,7 +12,7 @@ from sim.errors import ConfigError
 from sim.run.config import RunConfig
 from sim.run.runner import run_benchmark
 from sim.shape.stages import parse_stages
-from tests.commands import fleetbench
+from tests.commands import fleetbench_here
 
 # Sends against what the stages asked: each device joining a ramp sends once at once (its share
 # of a period is rounded up), and a device's last request may be cut off by the stop.
@@ -56,7 +56,7 @@ def test_stages_and_the_options_they_replace_are_one_line_exit_2() -> None:
         (("--stages", "5s:10", "--rate", "20"), "drop --rate"),
         (("--stages", "5s:x"), "is not a whole number"),
     ):
-        result = fleetbench("run", *args)
+        result = fleetbench_here("run", *args)
         assert result.returncode == 2, (args, result.stderr)
         assert result.stderr.count("\n") == 1 and reason in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
@@ -68,6 +68,7 @@ def _per_second(summary: Summary, second: int) -> int:
     return sum(sum(outcome_counts(row).values()) for row in timeline if row["t"] == start + second)
 
 
+@pytest.mark.slow
 def test_device_stages_ramp_the_devices_reporting(tmp_path: Path) -> None:
     interval_s = 0.2
     summary = run_benchmark(
@@ -97,6 +98,7 @@ def test_device_stages_ramp_the_devices_reporting(tmp_path: Path) -> None:
     assert 'id="stages"' in report and "asked by the stages" in report
 
 
+@pytest.mark.slow
 def test_rate_stages_are_the_open_model_at_a_changing_rate(tmp_path: Path) -> None:
     summary = run_benchmark(
         RunConfig(

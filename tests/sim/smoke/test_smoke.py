@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import json
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 from sim.run.embedded import free_port
 from sim.shape.scenarios import MIXED
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
+from tests.sim.conftest import RealCommand
 from tests.sim.device.test_user import assert_mix
 
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_smoke_end_to_end(tmp_path: Path) -> None:
-    results = tmp_path / "smoke"
-    started = time.monotonic()
+@pytest.mark.slow
+def test_smoke_end_to_end(real_smoke: RealCommand) -> None:
     # The default 8 s: 4 s tokens are refused from about 5 s after issue, so expiry shows.
-    result = fleetbench("smoke", "--devices", "50", "--results", str(results))
-    wall_s = time.monotonic() - started
+    results, result, wall_s = real_smoke.results, real_smoke.done, real_smoke.wall_s
     assert result.returncode == 0, result.stdout + result.stderr
     assert wall_s < 70
     assert "PASS" in result.stdout and "BREACH" not in result.stdout
@@ -61,6 +61,7 @@ def test_smoke_end_to_end(tmp_path: Path) -> None:
     assert "MISSING" in part.stdout
 
 
+@pytest.mark.slow
 def test_smoke_breach_exits_1_and_names_it(tmp_path: Path) -> None:
     strict = tmp_path / "strict.toml"
     strict.write_text(
@@ -97,6 +98,6 @@ def test_smoke_usage_and_setup_errors_exit_2(tmp_path: Path) -> None:
         (("--devices", "0"), "--devices"),
         (("--thresholds", str(tmp_path / "none.toml")), "cannot read thresholds file"),
     ]:
-        result = fleetbench("smoke", *args, "--results", str(tmp_path / "r"), timeout=30)
+        result = fleetbench_here("smoke", *args, "--results", str(tmp_path / "r"))
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert len(result.stderr.splitlines()) == 1 and message in result.stderr, result.stderr

@@ -3,7 +3,6 @@ its one-line refusals, and ``capacity.json`` against its type."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,9 +12,9 @@ import pytest
 from sim.artefacts.capacity_file import CapacityFile, CapacityStep, StepPhase
 from sim.artefacts.codec import read_capacity
 from sim.errors import CapacityError
-from sim.screenshot import chromium_path, open_report
+from sim.screenshot import open_report
 from sim.sweep.capacity import Objective, outcome, parse_error_budget, parse_slo, search
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
 from tests.sim.conftest import serve_broken_target
 
 # The slow target answers every request after SLOW_S: a device (one connection) serves at most
@@ -26,10 +25,7 @@ SLOW_DEVICES = 5
 SLOW_CAPACITY_RPS = SLOW_DEVICES / SLOW_S
 
 
-browser = pytest.mark.skipif(
-    chromium_path() is None or importlib.util.find_spec("playwright") is None,
-    reason="needs Debian's chromium (apt-get install chromium) and playwright (pip, dev extra)",
-)
+browser = pytest.mark.browser  # skipped without chromium (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +52,7 @@ def _doubling(steps: list[CapacityStep], start: float) -> None:
     assert raised == [start * 2**i for i in range(len(raised))]
 
 
+@pytest.mark.slow
 def test_the_embedded_hs256_target_has_a_rate_that_meets_the_objective(tmp_path: Path) -> None:
     code, result, stdout = _capacity(
         tmp_path, "--algs", "HS256", "--slo", "p99=50ms", "--devices", "10",
@@ -124,6 +121,7 @@ def test_a_slow_api_is_bracketed_and_narrowed_to_its_capacity(
     assert entry["second_opinion"] is None  # only on our embedded target's data endpoint
 
 
+@pytest.mark.slow
 def test_a_latency_break_on_the_embedded_target_gets_a_second_opinion(tmp_path: Path) -> None:
     # 1 ms at p99 from the intended send breaks at any rate on this machine: the start rate is the
     # knee, and the asyncio client (no Locust) is asked the same question at that rate.
@@ -186,6 +184,7 @@ def test_a_slow_api_breaks_a_tight_objective_at_the_start_rate(
     assert "even the start rate broke p99=20ms" in stdout
 
 
+@pytest.mark.slow
 def test_a_service_out_of_its_error_budget_breaks_at_the_start_rate(tmp_path: Path) -> None:
     # One request in 10 is a 503: fast answers, but 10 % errors against a 1 % budget.
     with serve_broken_target("tests.sim.erring_target:app") as url:
@@ -216,7 +215,7 @@ def test_a_service_out_of_its_error_budget_breaks_at_the_start_rate(tmp_path: Pa
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
-    done = fleetbench("capacity", *args)
+    done = fleetbench_here("capacity", *args)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr
     assert len(done.stderr.strip().splitlines()) <= 2 and "Traceback" not in done.stderr

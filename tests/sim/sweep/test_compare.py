@@ -19,7 +19,8 @@ from sim.run.embedded import EmbeddedTarget
 from target.costs import DEVICE
 from tests.apis.flask_jwt import metrics_profile
 from tests.apis.serve import serve_listening
-from tests.commands import fleetbench
+from tests.commands import fleetbench, fleetbench_here
+from tests.sim.conftest import RealCommand
 
 MICRO = ("sign_us", "verify_us", "raw_verify_us", "cached_verify_us", "token_bytes")
 E2E = ("e2e_rps", "e2e_p50_us", "e2e_p99_us", "server_verify_us")
@@ -44,14 +45,13 @@ def _real_token_bytes(alg: str) -> int:
         return len(target.device_token(DEVICE, "compare-test-secret-q7Xk2mZ9vR4t"))
 
 
+@pytest.mark.slow
 def test_micro_only_measures_every_algorithm_and_token_sizes_match_real_tokens(
-    tmp_path: Path,
+    real_micro_compare: RealCommand,
 ) -> None:
-    algs = ["HS256", "ES256", "EdDSA"]
-    result = _compare(
-        "--micro-only", "--algs", ",".join(algs), "--repeat", "2", "--micro-budget", "0.02",
-        "--results", str(tmp_path),
-    )  # fmt: skip
+    algs = ["HS256", "ES256", "EdDSA"]  # --micro-only --repeat 2 --micro-budget 0.02
+    assert real_micro_compare.done.returncode == 0, real_micro_compare.done.stderr
+    result, tmp_path = real_micro_compare.json(), real_micro_compare.results
     assert result["baseline"] == "HS256"
     assert list(result["algorithms"]) == algs
     for alg in algs:
@@ -71,11 +71,13 @@ def test_micro_only_measures_every_algorithm_and_token_sizes_match_real_tokens(
     assert "ES256" in (tmp_path / "report.html").read_text()
 
 
-def test_end_to_end_compare_runs_each_algorithm_against_its_own_target(tmp_path: Path) -> None:
-    result = _compare(
-        "--algs", "HS256,ES256", "--repeat", "1", "--micro-budget", "0.02",
-        "--duration", "3", "--devices", "5", "--results", str(tmp_path), timeout_s=180,
-    )  # fmt: skip
+@pytest.mark.slow
+def test_end_to_end_compare_runs_each_algorithm_against_its_own_target(
+    real_e2e_compare: RealCommand,
+) -> None:
+    # --algs HS256,ES256 --repeat 1 --micro-budget 0.02 --duration 3 --devices 5
+    assert real_e2e_compare.done.returncode == 0, real_e2e_compare.done.stderr
+    result, tmp_path = real_e2e_compare.json(), real_e2e_compare.results
     assert result["end_to_end"] is True
     for alg in ("HS256", "ES256"):
         entry = result["algorithms"][alg]
@@ -88,13 +90,7 @@ def test_end_to_end_compare_runs_each_algorithm_against_its_own_target(tmp_path:
 
 
 def test_unknown_algorithm_is_one_line_and_exit_2() -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "sim", "compare", "--micro-only", "--algs", "HS256,XS999"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = fleetbench_here("compare", "--micro-only", "--algs", "HS256,XS999")
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "XS999" in lines[0] and "ES256" in lines[0]
@@ -108,6 +104,7 @@ def _flask_api(alg: str) -> contextlib.AbstractContextManager[str]:
     return serve_listening([sys.executable, "-m", "tests.apis.flask_jwt.app", "0"], env)
 
 
+@pytest.mark.slow
 def test_compare_on_two_services_of_its_own_through_a_profile(tmp_path: Path) -> None:
     """HS256 and ES256 each on their own flask-jwt-extended service, two rounds (the devices
     registered in the first log in again in the second), the server's verify time from the
@@ -145,6 +142,7 @@ def test_compare_on_two_services_of_its_own_through_a_profile(tmp_path: Path) ->
     assert "sign_us (local)" in report and 'id="micro-scope"' in report and es256 in report
 
 
+@pytest.mark.slow
 def test_a_service_signing_another_algorithm_is_one_line_and_exit_2(tmp_path: Path) -> None:
     with _flask_api("ES256") as es256:
         done = fleetbench(
@@ -173,14 +171,11 @@ def test_a_service_signing_another_algorithm_is_one_line_and_exit_2(tmp_path: Pa
     ],
 )  # fmt: skip
 def test_compare_target_options_misused_are_one_line_and_exit_2(
-    args: tuple[str, ...], says: str, tmp_path: Path
+    args: tuple[str, ...], says: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "sim", "compare", *args, "--results", str(tmp_path)],
-        capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "JWT_SECRET": "compare-test-secret"},
-    )  # fmt: skip
+    monkeypatch.setenv("JWT_SECRET", "compare-test-secret")
+    done = fleetbench_here("compare", *args, "--results", str(tmp_path))
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], done.stderr

@@ -1,19 +1,15 @@
-"""Thresholds on real summaries: the shipped defaults pass, each kind of limit breaches, the
-always-on security rules cannot be switched off, and a bad file is one line naming its line."""
+"""Thresholds on real summaries: the shipped defaults pass a real run, each kind of limit breaches
+(judged on golden summaries of real runs, tests/sim/summaries/), the always-on security rules
+cannot be switched off, and a bad file is one line naming its line."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from sim.artefacts.summary_file import Summary
-from sim.run.config import RunConfig
-from sim.run.runner import run_benchmark
 from sim.thresholds import (
     ALWAYS_ON,
     Check,
@@ -22,7 +18,8 @@ from sim.thresholds import (
     evaluate,
     parse_thresholds,
 )
-from tests.sim.conftest import serve_broken_target
+from tests.commands import fleetbench_here
+from tests.sim.conftest import golden
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -35,7 +32,8 @@ def _failed(checks: list[Check]) -> list[Check]:
     return [c for c in checks if not c.passed]
 
 
-def test_shipped_defaults_pass_on_a_real_run(mixed_summary: Summary) -> None:
+def test_shipped_defaults_pass_on_a_real_run(real_mixed_summary: Summary) -> None:
+    mixed_summary = real_mixed_summary
     checks = evaluate(default_thresholds(), mixed_summary)
     assert not _failed(checks), [c.breaches() for c in _failed(checks)]
     assert {c.alg for c in checks} == {"HS256"}
@@ -153,21 +151,10 @@ def test_a_threshold_that_matches_nothing_fails_unless_it_is_for_another_alg(
     assert check.note == "no requests matched endpoint=config"
 
 
-@pytest.fixture(scope="module")
-def forged_accepted_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
-    """A real run against a target that accepts every token: all forgeries get through."""
-    with serve_broken_target() as url:
-        config = RunConfig(
-            target=url,
-            admin_key="anything-goes-here",
-            devices=4,
-            duration_s=3,
-            interval_s=0.1,
-            scenarios={"rejection": 1},
-            bad_ratio=1.0,
-            results=tmp_path_factory.mktemp("broken"),
-        )
-        return run_benchmark(config)
+@pytest.fixture
+def forged_accepted_summary() -> Summary:
+    """The golden summary of a real run against a target that accepts every token."""
+    return golden("forged_accepted")
 
 
 def test_error_ratio_breach(forged_accepted_summary: Summary) -> None:
@@ -268,12 +255,7 @@ def test_a_bad_file_is_one_line_naming_the_line(text: str, message: str) -> None
 def test_smoke_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> None:
     bad = tmp_path / "team.toml"
     bad.write_text("[run]\nmin_rps = 20\n\n[[threshold]]\np99_millis = 5\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "sim", "smoke", "--thresholds", str(bad),
-         "--results", str(tmp_path / "r")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=30,
-    )  # fmt: skip
+    result = fleetbench_here("smoke", "--thresholds", str(bad), "--results", str(tmp_path / "r"))
     assert result.returncode == 2
     assert result.stderr.splitlines() == [
         f"fleetbench: error: {bad} line 5: unknown metric 'p99_millis' in [[threshold]] #1; "
@@ -284,7 +266,8 @@ def test_smoke_refuses_a_bad_file_before_starting_anything(tmp_path: Path) -> No
     assert not (tmp_path / "r").exists()
 
 
-def test_protected_selects_every_row_but_the_token_calls(mixed_summary: Summary) -> None:
+def test_protected_selects_every_row_but_the_token_calls(real_mixed_summary: Summary) -> None:
+    mixed_summary = real_mixed_summary
     checks = _checks(
         """
         [[threshold]]

@@ -1,0 +1,1 @@
+"""The HTTP face: the Starlette app, its middleware, the routes, bodies, answers and OpenAPI."""

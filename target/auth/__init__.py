@@ -1,0 +1,1 @@
+"""Tokens in and out: the access-token issuer, the verifier, device-signed assertions."""

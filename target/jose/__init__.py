@@ -1,0 +1,1 @@
+"""The JOSE layer: the standard vocabulary both halves speak, the algorithm registry, JWS."""

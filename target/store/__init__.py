@@ -1,0 +1,1 @@
+"""What the target keeps in SQLite: the database, the device registry, the key store, telemetry."""

@@ -1,0 +1,30 @@
+"""``fleetbench capacity --workers N``: every step's open-model run over N Locust processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sim.artefacts.codec import read_capacity
+from tests.commands import fleetbench
+
+
+@pytest.mark.slow
+def test_capacity_runs_each_step_over_two_worker_processes(tmp_path: Path) -> None:
+    results = tmp_path / "capacity"
+    done = fleetbench(
+        "capacity", "--algs", "HS256", "--slo", "p99=250ms", "--devices", "10",
+        "--step-duration", "2", "--start-rate", "40", "--max-steps", "2", "--narrow-steps", "0",
+        "--workers", "2", "--results", str(results), "--quiet", timeout=240,
+    )  # fmt: skip
+    assert done.returncode in (0, 1), done.stdout + done.stderr
+    entry = read_capacity(results / "capacity.json")["algorithms"]["HS256"]
+    assert entry["steps"] and entry["steps"][0]["rate_rps"] == 40.0
+    for step in entry["steps"]:
+        assert step["results"] is not None
+        summary = json.loads((Path(step["results"]) / "summary.json").read_text())
+        assert summary["run"]["locust_workers"] == 2
+        assert summary["open_model"]["rate_rps"] == step["rate_rps"]
+        assert summary["open_model"]["sent_requests"] > 0
