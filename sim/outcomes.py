@@ -29,8 +29,8 @@ FATAL_OUTCOMES: frozenset[Outcome] = frozenset({"accepted_invalid"})
 
 # Clock slop between the generator and the target, on top of the target's own leeway.
 CLOCK_SLOP_S = 2.0
-_DESCRIPTION = re.compile(r'error_description="([a-z_]+):')
-_ERROR = re.compile(r'error="([a-z_]+)"')
+_DESCRIPTION = re.compile(r'error_description="([a-z_]{1,40}):')
+_ERROR = re.compile(r'error="([a-z_]{1,40})"')
 
 
 def refusal_reason(status: int, www_authenticate: str | None) -> str:

@@ -40,6 +40,7 @@ from sim.profiles.http import (
 from sim.profiles.load import line_of
 from sim.profiles.model import Endpoint, Profile
 from sim.profiles.registration import read_devices_file, register_by_call
+from sim.untrusted import Answer, fetch, same_origin, shown
 
 __all__ = [
     "ProbeConfig",
@@ -58,6 +59,8 @@ __all__ = [
 ]
 
 EXCERPT_CHARS = 100
+# The probe reads a token answer's JSON or a refusal's start: a real one fits many times over.
+PROBE_BYTES = 64 * 1024
 # Headers worth showing: they carry the refusal class (never Authorization: we sent that).
 _SHOWN_HEADERS = ("www-authenticate",)
 
@@ -99,24 +102,24 @@ class ProbeResult:
         return all(step.consistent for step in self.steps)
 
 
-Send = Callable[[Request], requests.Response]
+Send = Callable[[Request], Answer]
 
 
 def _sender(session: requests.Session, base: str, timeout_s: float) -> Send:
-    """One request to the target, never following a redirect; no answer is a ProbeError."""
+    """One request to the target: on its origin only, never following a redirect, its answer
+    read to at most PROBE_BYTES within one deadline; no answer is a ProbeError."""
 
-    def send(request: Request) -> requests.Response:
+    def send(request: Request) -> Answer:
+        url = base + request.path
+        if not same_origin(base, url):
+            raise ProbeError(f"{request!r} would leave --target {base}: refused")
         try:
-            return session.request(
-                request.method,
-                base + request.path,
-                headers=request.headers,
-                data=request.body,
-                timeout=timeout_s,
-                allow_redirects=False,
-            )
-        except requests.RequestException as e:
-            raise ProbeError(f"no answer from {base} to {request!r} ({type(e).__name__})") from None
+            return fetch(
+                session, request.method, url, headers=request.headers, data=request.body,
+                timeout_s=timeout_s, cap_bytes=PROBE_BYTES, truncate=True,
+            )  # fmt: skip
+        except TargetUnusable as e:
+            raise ProbeError(f"{base}: {e}") from None
 
     return send
 
@@ -456,7 +459,7 @@ def _judge(
     )
 
 
-def _excerpt(response: requests.Response, token: str) -> str:
+def _excerpt(response: Answer, token: str) -> str:
     for header in _SHOWN_HEADERS:
         value = response.headers.get(header)
         if value:  # the realm says nothing about the refusal: the error fields do
@@ -466,7 +469,9 @@ def _excerpt(response: requests.Response, token: str) -> str:
 
 
 def _clean(text: str, token: str) -> str:
-    """One line, short, no token: neither the one sent nor any JWT-shaped string answered."""
+    """One line, short, no token: neither the one sent nor any JWT-shaped string answered; no
+    control character or escape sequence (it came from the API)."""
+    text = shown(text)
     if token:
         text = text.replace(token, "<token>")
     words = ["<token>" if w.count(".") == 2 and len(w) > 40 else w for w in text.split()]
@@ -474,7 +479,7 @@ def _clean(text: str, token: str) -> str:
     return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
 
 
-def _json(response: requests.Response) -> Any:
+def _json(response: Answer) -> Any:
     try:
         return response.json()
     except ValueError:

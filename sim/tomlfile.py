@@ -97,6 +97,8 @@ def parse_toml(text: str, source: str, error: ErrorClass) -> TomlFile:
         else:
             where = f"line {max(1, len(text.splitlines()))} (end of file)"
         raise error(f"{source} {where}: not valid TOML: {found.group('message')}") from e
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise error(f"{source}: not valid TOML: nested too deep") from None
     return TomlFile(source, text, data)
 
 

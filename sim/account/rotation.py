@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
-import requests
 
 from sim.account.measure import Measurements
 from sim.artefacts.summary_file import RotationStorm
@@ -34,6 +33,7 @@ from sim.fleet.model import Device
 from sim.profiles import Profile
 from sim.profiles.http import Request, endpoint_request, read_token, token_request
 from sim.profiles.model import Rotate
+from sim.untrusted import Answer
 
 __all__ = [
     "HELD",
@@ -118,7 +118,7 @@ class NewKeyProbe:
                 "secret": self._device.secret, "now": int(now), "ts": now, "seq": 1,
                 "ttl": self._profile.token.ttl_s}  # fmt: skip
 
-    def _send(self, request: Request) -> requests.Response | None:
+    def _send(self, request: Request) -> Answer | None:
         headers = {**request.headers, "Connection": "close"}
         try:
             return self._client.request(

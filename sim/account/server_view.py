@@ -16,6 +16,7 @@ from sim.artefacts.summary_file import Server, TargetCpu, VerifyCost
 from sim.errors import TargetUnusable
 from sim.fleet.client import TargetClient
 from sim.profiles.model import Stats
+from sim.untrusted import AnswerRefused, fetch
 
 __all__ = [
     "DeviceStats",
@@ -36,7 +37,7 @@ DeviceStats = Mapping[str, Mapping[str, int]]
 def scrape_metrics(client: TargetClient) -> Samples | None:
     """Every sample of ``/metrics`` as ``name{label=value,...}`` -> value; None if unavailable."""
     try:
-        response = client.request("GET", "/metrics")
+        response = client.request("GET", "/metrics", timeout_s=SCRAPE_TIMEOUT_S)
     except TargetUnusable:
         return None
     if response.status_code != 200:
@@ -202,8 +203,11 @@ class MetricsCpuSampler:
     def _read(self) -> float | None:
         """The target's CPU seconds; None if this scrape got no answer. Sets ``exported``."""
         try:
-            response = self._session.get(self._url, timeout=SCRAPE_TIMEOUT_S)
-        except requests.RequestException:
+            response = fetch(self._session, "GET", self._url, timeout_s=SCRAPE_TIMEOUT_S)
+        except AnswerRefused:
+            self.exported = False  # too large or too slow every time: leave it alone
+            return None
+        except TargetUnusable:
             return None  # an overloaded target may not answer in time: skip this sample
         if response.status_code != 200:
             self.exported = False

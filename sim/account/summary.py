@@ -395,6 +395,22 @@ def _stages_section(stages: Stages, started: float, stopped: float) -> StagesSec
     }
 
 
+def _protected_all_failed(measurements: Measurements) -> bool:
+    """True when the measured phase sent requests with a held token to the profile's endpoints
+    (not token calls, not the rejection scenario's bad tokens) and not one of them was ok: a
+    run whose setup tokens alone succeeded measured nothing that works."""
+    protected = [
+        (key.outcome, hist.get_total_count())
+        for key, hist in measurements.latency.items()
+        if _phase(key.scenario) == "measured"
+        and key.scenario != "rejection"
+        and not key.endpoint.startswith("token ")
+    ]
+    return any(count for _, count in protected) and not any(
+        count for outcome, count in protected if outcome == "ok"
+    )
+
+
 def verdict(failures: list[str], load: Load) -> Verdict:
     """PASS, PASS (overloaded) or FAIL. Overload alone never fails a run (thresholds can)."""
     passed = not failures
@@ -432,6 +448,8 @@ def build_summary(
             failures.append(f"{outcomes[outcome]} {outcome}: a bad token was accepted")
     if outcomes["ok"] == 0:
         failures.append("no request succeeded")
+    elif _protected_all_failed(measurements):
+        failures.append("no request to the measured endpoints succeeded (only token calls did)")
     if telemetry.get("lost"):
         failures.append(f"{telemetry['lost']} acknowledged telemetry readings lost")
     if interrupted:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import requests
+import re
 
 from sim.attack.listener import Listener
 from sim.attack.session import AttackSession
@@ -17,17 +17,23 @@ from sim.corpus import (
     find_common_secret,
 )
 from sim.outcomes import refusal_reason
+from sim.untrusted import Answer
 
 __all__ = ["run_case", "run_token_case", "secret_strength"]
 
+_ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")  # as RFC 6749 error codes read; else the status
 
-def _oauth_error(response: requests.Response) -> str:
+
+def _oauth_error(response: Answer) -> str:
+    """The RFC 6749 error code the answer names (``invalid_grant``), if it reads as one."""
     try:
         body = response.json()
     except ValueError:
         return f"http_{response.status_code}"
     error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, str) else f"http_{response.status_code}"
+    if isinstance(error, str) and _ERROR_CODE.match(error):
+        return error
+    return f"http_{response.status_code}"
 
 
 def run_case(

@@ -20,14 +20,12 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jwt
-
 from sim.artefacts.attack_file import ATTACK_SCHEMA, AttackFile
 from sim.artefacts.codec import write_artefact
 from sim.attack.cases import run_case, run_token_case, secret_strength
 from sim.attack.listener import listening
 from sim.attack.profiled import attack_profile
-from sim.attack.session import AttackSession, issuer_of, public_key_for
+from sim.attack.session import AttackSession, issuer_of, public_key_for, token_alg
 from sim.attack.verdicts import AttackReport, CaseResult
 from sim.corpus import CASES, TOKEN_CASES, ForgeContext, TokenContext
 from sim.errors import ConfigError, TargetUnusable
@@ -82,7 +80,7 @@ def attack_target(
         client.check_alive()
         register_fleet(client, fleet)
         token = session.access_token(device)
-        alg = str(jwt.get_unverified_header(token).get("alg"))
+        alg = token_alg(token)
         report = AttackReport(url, embedded, alg)
         scoped = session.access_token(device, scope="config:read")
         revoked_token = session.access_token(revoked)

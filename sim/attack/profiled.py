@@ -29,13 +29,11 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-import jwt
-import requests
 from jwt import warnings as jwt_warnings
 
 from sim.attack.cases import WEAK_SECRET_IMPACT, secret_strength
 from sim.attack.listener import Listener, listening
-from sim.attack.session import AttackSession
+from sim.attack.session import AttackSession, token_alg
 from sim.attack.signed import SIGNED_CASES, SignedCase, SignedContext, sign_with
 from sim.attack.verdicts import AttackReport, CaseResult, Severity, Verdict
 from sim.corpus import (
@@ -69,6 +67,7 @@ from sim.profiles.http import (
     token_request,
 )
 from sim.profiles.model import Endpoint, Profile
+from sim.untrusted import Answer
 from target.jose.vocabulary import ALG_NAMES
 
 __all__ = ["attack_profile"]
@@ -93,11 +92,10 @@ class _Target:
         self.endpoint: Endpoint = probe_endpoint(profile)
         self.values = values
 
-    def send(self, request: Request) -> tuple[int, requests.Response | None]:
+    def send(self, request: Request) -> tuple[int, Answer | None]:
         return self.session.send(
-            request.method, request.path, headers=request.headers, data=request.body,
-            allow_redirects=False,
-        )  # fmt: skip
+            request.method, request.path, headers=request.headers, data=request.body
+        )
 
     def request(self, device_id: str, token: str | None, raw: str | None = None) -> Request:
         """``token`` presented the profile's way; ``raw``: this exact header value instead."""
@@ -245,7 +243,7 @@ _REFRESH_CASES = (
 )
 
 
-def _json_body(response: requests.Response) -> Any:
+def _json_body(response: Answer) -> Any:
     try:
         return response.json()
     except ValueError:
@@ -385,11 +383,10 @@ def attack_profile(
     config = ProbeConfig(profile, url, admin_key)
     lines = ProfileLines(profile)
 
-    def send(request: Request) -> requests.Response:
+    def send(request: Request) -> Answer:
         _, response = session.send(
-            request.method, request.path, headers=request.headers, data=request.body,
-            allow_redirects=False,
-        )  # fmt: skip
+            request.method, request.path, headers=request.headers, data=request.body
+        )
         if response is None:
             raise TargetUnusable(f"no answer from {url} to {request!r}")
         return response
@@ -413,10 +410,7 @@ def attack_profile(
                 f"the API refused the attack device's genuine token ({status}): nothing a "
                 f"refusal shows is meaningful; check the profile with fleetbench probe"
             )
-        try:
-            alg = str(jwt.get_unverified_header(token).get("alg"))
-        except jwt.PyJWTError:
-            alg = "opaque"
+        alg = token_alg(token) if token.count(".") == 2 else "opaque"
         report = AttackReport(url, False, alg, profile=profile.name)
 
         def record(result: CaseResult) -> None:

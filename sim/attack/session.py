@@ -13,9 +13,10 @@ from sim.errors import TargetUnusable
 from sim.fleet.client import TargetClient
 from sim.fleet.model import Device
 from sim.shape.scenarios import ENDPOINT_PATHS, Endpoint
+from sim.untrusted import Answer, checked_alg, fetch
 from target.jose.vocabulary import client_credentials_form
 
-__all__ = ["AttackSession", "issuer_of", "public_key_for"]
+__all__ = ["AttackSession", "issuer_of", "public_key_for", "token_alg"]
 
 DEFAULT_ISSUER = "urn:fleetbench:target"
 REQUEST_TIMEOUT_S = 10.0
@@ -31,19 +32,22 @@ class AttackSession:
     def close(self) -> None:
         self._session.close()
 
-    def send(self, method: str, path: str, **kwargs: Any) -> tuple[int, requests.Response | None]:
-        """(status, response); (0, None) when no HTTP answer came."""
+    def send(self, method: str, path: str, **kwargs: Any) -> tuple[int, Answer | None]:
+        """(status, answer); (0, None) when no whole HTTP answer came in time. No redirect is
+        followed (a 3xx is the answer); a body past the cap is cut (the verdict reads status,
+        headers and the body's start)."""
         try:
-            response = self._session.request(
-                method, self.url + path, timeout=REQUEST_TIMEOUT_S, **kwargs
-            )
-        except requests.RequestException:
+            answer = fetch(
+                self._session, method, self.url + path, timeout_s=REQUEST_TIMEOUT_S,
+                truncate=True, **kwargs,
+            )  # fmt: skip
+        except TargetUnusable:
             return 0, None
-        return response.status_code, response
+        return answer.status_code, answer
 
     def resource(
         self, endpoint: Endpoint, device_id: str, authorization: str | None
-    ) -> tuple[int, requests.Response | None]:
+    ) -> tuple[int, Answer | None]:
         method, path = ENDPOINT_PATHS[endpoint]
         headers = {} if authorization is None else {"Authorization": authorization}
         body = {"seq": 0, "ts": time.time(), "values": {"temp_c": 21.5}}
@@ -52,7 +56,7 @@ class AttackSession:
 
     def token(
         self, form: dict[str, str], basic: tuple[str, str] | None = None
-    ) -> tuple[int, requests.Response | None]:
+    ) -> tuple[int, Answer | None]:
         return self.send("POST", "/auth/token", data=form, auth=basic)
 
     def access_token(self, device: Device, scope: str | None = None) -> str:
@@ -65,10 +69,25 @@ class AttackSession:
             raise TargetUnusable(
                 f"the token endpoint refused a registered attack device ({status})"
             )
-        token = response.json().get("access_token")
+        try:
+            token = response.json().get("access_token")
+        except (ValueError, AttributeError):
+            token = None
         if not isinstance(token, str) or token.count(".") != 2:
             raise TargetUnusable("the token endpoint did not answer an access_token JWS")
         return token
+
+
+def token_alg(token: str) -> str:
+    """The ``alg`` a token's header names; one that does not read as an algorithm name is the
+    API's text, not an algorithm: the attack stops on it (one line, without the text)."""
+    try:
+        alg = checked_alg(jwt.get_unverified_header(token).get("alg"))
+    except (jwt.PyJWTError, RecursionError):
+        alg = None
+    if alg is None:
+        raise TargetUnusable("the API's token names no algorithm fleetbench can read in its alg")
+    return alg
 
 
 def issuer_of(client: TargetClient) -> str:

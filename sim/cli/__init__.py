@@ -21,6 +21,7 @@ from sim.cli.metrics_options import metrics_options
 from sim.cli.options import Parser
 from sim.errors import Interrupted, SimError
 from sim.output.metrics_endpoint import exporting
+from sim.untrusted import shown
 
 __all__ = ["build_parser", "main"]
 
@@ -51,8 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     except Interrupted as e:
         print(f"fleetbench: error: {e}", file=sys.stderr)
         return ExitCode.INTERRUPTED
-    except SimError as e:
-        print(f"fleetbench: error: {e}", file=sys.stderr)
+    except SimError as e:  # one line, and no escape sequence an answer may have put in it
+        print(f"fleetbench: error: {shown(e)}", file=sys.stderr)
         return ExitCode.ERROR
     except KeyboardInterrupt:
         print("fleetbench: interrupted", file=sys.stderr)

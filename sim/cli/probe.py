@@ -11,8 +11,8 @@ import os
 from typing import Any
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from sim.cli.exits import ExitCode
 from sim.cli.options import ADMIN_KEY_ENV
@@ -51,30 +51,34 @@ def command(args: argparse.Namespace, console: Console) -> int:
     if not 0 <= args.expiry_wait <= 600:
         raise ConfigError("--expiry-wait must be between 0 and 600 seconds")
     profile = load_profile(args.profile, os.environ)
+    # Names only, never values: what the operator's environment lends this profile.
+    reads = ", ".join(profile.reads) if profile.reads else "none"
+    console.print(Text(f"profile {profile.name} reads environment variables: {reads}"))
     result = run_probe(
         ProbeConfig(profile, args.target, args.admin_key, expiry_wait_s=args.expiry_wait)
     )
-    table = Table(title=f"probe: profile {result.profile} against {result.target}")
+    # Every cell is Text (never markup): the answer's excerpt, and the classes, came from the API.
+    table = Table(title=Text(f"probe: profile {result.profile} against {result.target}"))
     for column in ("probe", "request", "status"):
         table.add_column(column, no_wrap=True)
     table.add_column("answer", overflow="fold", ratio=1)
     for column in ("profile reads", "correct API", ""):
         table.add_column(column, no_wrap=True)
     for step in result.steps:
-        mark = "[green]ok[/green]" if step.consistent else "[red]MISMATCH[/red]"
-        table.add_row(
-            step.name, step.request, str(step.status), escape(step.excerpt), step.classified,
-            step.expected, mark,
-        )  # fmt: skip
+        mark = Text("ok", "green") if step.consistent else Text("MISMATCH", "red")
+        cells = (step.name, step.request, str(step.status), step.excerpt, step.classified)
+        table.add_row(*map(Text, cells), Text(step.expected), mark)
     console.print(table)
     for skipped in result.skipped:
-        console.print(f"skipped {escape(skipped)}", highlight=False, soft_wrap=True)
+        console.print(Text(f"skipped {skipped}"), highlight=False, soft_wrap=True)
     for step in result.steps:
         if not step.consistent:
             console.print(
-                f"[red]{step.name}:[/red] {escape(step.fix)}", highlight=False, soft_wrap=True
+                Text.assemble((f"{step.name}:", "red"), " ", step.fix),
+                highlight=False,
+                soft_wrap=True,
             )
     if result.consistent:
-        console.print(f"profile {result.profile} reads this API consistently", highlight=False)
+        console.print(Text(f"profile {result.profile} reads this API consistently"))
         return ExitCode.OK
     return ExitCode.FAILED

@@ -9,6 +9,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from sim.cli.exits import verdict_exit
 from sim.cli.metrics_options import add_metrics_options
@@ -26,6 +27,7 @@ from sim.profiles import load_profile
 from sim.smoke import DEFAULT_ALGS, SmokeConfig, SmokeResult, run_smoke
 from sim.smoke.result import measured_text
 from sim.thresholds import load_thresholds
+from sim.untrusted import shown
 
 __all__ = ["add_parser", "command"]
 
@@ -82,28 +84,37 @@ def print_smoke(result: SmokeResult, console: Console) -> None:
     table.add_column("result")
     for check in result.all_checks:
         worst = check.worst
-        table.add_row(
+        cells = (
             check.alg,
             check.threshold.name,
             check.threshold.rule,
             measured_text(check),
             worst.where if worst else check.note,
-            "[green]PASS[/green]" if check.passed else "[red]FAIL[/red]",
+        )
+        # Plain text: the run's algorithm and rows' names may hold what rich reads as markup.
+        table.add_row(
+            *(Text(shown(cell)) for cell in cells),
+            Text("PASS", "green") if check.passed else Text("FAIL", "red"),
         )
     console.print(table)
     for alg, summary in result.runs.items():
         totals, outcomes = summary["totals"], summary["outcomes"]
         console.print(
-            f"{alg}: {totals['requests']} requests from {totals['devices']} devices in "
-            f"{summary['run']['elapsed_s']:.1f} s, {totals['rps']:.1f} req/s; "
-            + ", ".join(f"{o} {n}" for o, n in outcomes.items() if n),
+            shown(
+                f"{alg}: {totals['requests']} requests from {totals['devices']} devices in "
+                f"{summary['run']['elapsed_s']:.1f} s, {totals['rps']:.1f} req/s; "
+                + ", ".join(f"{o} {n}" for o, n in outcomes.items() if n)
+            ),
             highlight=False,
             markup=False,
         )
     for alg, checks in result.checks.items():
         for check in checks:
             for line in [] if check.passed else check.breaches():
-                console.print(f"[red]BREACH[/red] {alg} {line}", highlight=False)
+                console.print(
+                    Text.assemble(("BREACH", "red"), " ", shown(f"{alg} {line}")),
+                    highlight=False,
+                )
     checks = result.all_checks
     failed = sum(not c.passed for c in checks)
     if result.passed:

@@ -21,6 +21,7 @@ from sim.profiles import Profile
 from sim.profiles.http import Request, classify, endpoint_request, per_request
 from sim.profiles.model import Endpoint
 from sim.shape.schedule import SendSchedule
+from sim.untrusted import DEVICE_BODY_BYTES, AnswerRefused
 
 __all__ = ["DeviceRequests"]
 
@@ -208,7 +209,11 @@ class DeviceRequests:
                 self.kept.release()  # the client's request takes the same connection
                 response = self._http.request(method, path, body=body, headers=headers)
                 try:
-                    length = len(response.read())
+                    # One read up to the cap (it returns early when the answer ends): a longer
+                    # answer is not read on; release() then closes the half-read connection.
+                    length = len(response.read(DEVICE_BODY_BYTES + 1))
+                    if length > DEVICE_BODY_BYTES:
+                        raise AnswerRefused(f"answered more than {DEVICE_BODY_BYTES} bytes")
                 finally:
                     response.release()
                 status = response.status_code

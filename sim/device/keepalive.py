@@ -5,8 +5,9 @@ status, ``WWW-Authenticate`` and the body's length; the body itself is counted a
 The connection is the device's own one from its Locust client's pool, held between these
 requests and handed back before any other request of the device (a token call), so a device
 still holds one connection. The answer is the API's, so hostile input: its head is capped at
-``MAX_HEAD_BYTES``, the whole exchange at the device's network timeout, nothing is followed
-(a redirect is only a status), and anything not read as one HTTP/1.x answer is an
+``MAX_HEAD_BYTES``, its body at ``DEVICE_BODY_BYTES``, the whole exchange at the device's
+network timeout, nothing is followed (a redirect is only a status), and anything not read as
+one HTTP/1.x answer is an
 :class:`~sim.errors.AnswerUnreadable` (a transport error to the caller), after which the
 connection is dropped, as it is whenever its framing is in doubt.
 """
@@ -21,6 +22,7 @@ import gevent
 from gevent import select
 
 from sim.errors import AnswerUnreadable
+from sim.untrusted import DEVICE_BODY_BYTES
 
 __all__ = ["IDLE_CHECK_S", "MAX_HEAD_BYTES", "Answer", "KeptConnection"]
 
@@ -234,6 +236,7 @@ class KeptConnection:
             if not text.isdigit():
                 raise AnswerUnreadable("the answer's Content-Length is not a number")
             length = int(text)
+            _within_cap(length)
             self._skip(sock, length, deadline_s)
         else:  # delimited by the close: read to the end, then the connection is gone
             length = self._to_close(sock, deadline_s)
@@ -277,6 +280,7 @@ class KeptConnection:
                 while self._line(sock, deadline_s):  # trailers, up to the empty line
                     pass
                 return length
+            _within_cap(length + size)
             self._skip(sock, size, deadline_s)
             if self._line(sock, deadline_s):
                 raise AnswerUnreadable("a chunk does not end with CRLF")
@@ -287,5 +291,13 @@ class KeptConnection:
         self._buffer.clear()
         while read := self._fill(sock, deadline_s):
             length += read
+            _within_cap(length)
             self._buffer.clear()
         return length
+
+
+def _within_cap(length: int) -> None:
+    """A body past the device's cap is not read on (dropped unread bytes still cost the wire and
+    the clock): the answer is unreadable and the connection dropped."""
+    if length > DEVICE_BODY_BYTES:
+        raise AnswerUnreadable(f"the answer's body is over {DEVICE_BODY_BYTES} bytes")

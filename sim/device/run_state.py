@@ -16,9 +16,11 @@ from locust.runners import WorkerRunner
 
 from sim.account.measure import Measurements
 from sim.device.settings import SimConfig
+from sim.errors import TargetUnusable
 from sim.fleet.model import Fleet, load_fleet
 from sim.profiles import Profile, load_profile
 from sim.shape.stages import Stages
+from sim.untrusted import fetch
 
 __all__ = [
     "DEFAULT_ISSUER",
@@ -95,8 +97,10 @@ def issuer(host: str) -> str:
     if "issuer" not in STATE:
         try:
             url = host.rstrip("/") + "/.well-known/oauth-authorization-server"
-            STATE["issuer"] = requests.get(url, timeout=10).json()["issuer"]
-        except (requests.RequestException, ValueError, KeyError, TypeError):
+            with requests.Session() as session:
+                found_issuer = fetch(session, "GET", url, timeout_s=10).json()["issuer"]
+            STATE["issuer"] = found_issuer if isinstance(found_issuer, str) else DEFAULT_ISSUER
+        except (TargetUnusable, ValueError, KeyError, TypeError):
             STATE["issuer"] = DEFAULT_ISSUER
     found: str = STATE["issuer"]
     return found

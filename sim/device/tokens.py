@@ -3,6 +3,7 @@ held per scenario, renewed proactively or on expiry, and backed off after failur
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -25,8 +26,11 @@ from sim.profiles.http import (
     token_request,
 )
 from sim.shape.scenarios import Scenario
+from sim.untrusted import parse_json
 
 __all__ = ["RETRIED_OUTCOMES", "HeldToken", "TokenHolder", "retry_after_s"]
+
+_ERROR_CODE = re.compile(r"^[a-z_]{1,40}$")  # an RFC 6749 error code, as the API may name one
 
 ASSERTION_LIFETIME_S = 300
 # Proactive refresh happens at a random point in this share of a token's lifetime, so a fleet
@@ -138,7 +142,7 @@ class TokenHolder(DeviceRequests):
             held = None
             if outcome == "ok":
                 try:
-                    body = response.json()
+                    body = parse_json(response.content or b"")
                 except (ValueError, TypeError):
                     body = None
                 answer = read_token(
@@ -189,9 +193,11 @@ class TokenHolder(DeviceRequests):
         if not response.status_code:
             return "connection"  # no answer at all: there is no body to read
         try:
-            return str(response.json().get("error", ""))[:40]
+            error = parse_json(response.content or b"").get("error", "")
         except (ValueError, AttributeError, TypeError):
             return ""
+        # The API's word becomes a reason in summary.json and the terminal: an error code only.
+        return error if isinstance(error, str) and _ERROR_CODE.match(error) else ""
 
     def _grant(self) -> str:
         return "jwt-bearer" if self.key is not None else "client_credentials"

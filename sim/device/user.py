@@ -72,6 +72,7 @@ class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
     """One device of the fleet: its own credential, its own tokens, its own connection."""
 
     concurrency = 1
+    max_redirects = 0  # a 3xx is the API's answer, judged: never re-sent (credentials included)
     connection_timeout = 10.0
     network_timeout = 30.0
     wait_time = constant_pacing(1.0)

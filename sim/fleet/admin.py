@@ -10,6 +10,7 @@ from typing import Any
 from sim.errors import FleetMismatch, TargetUnusable
 from sim.fleet.client import TargetClient
 from sim.fleet.model import Device, Fleet
+from sim.untrusted import shown
 
 __all__ = ["DEFAULT_CHUNK", "ProvisionResult", "register_fleet"]
 
@@ -38,8 +39,8 @@ def _post(client: TargetClient, devices: list[Device]) -> int:
     if response.status_code in (201, 409):
         return response.status_code
     try:
-        reason = str(response.json().get("error_description", ""))[:200]
-    except ValueError:
+        reason = shown(response.json().get("error_description", ""), limit=200)
+    except (ValueError, AttributeError):
         reason = ""
     raise TargetUnusable(f"device registration answered {response.status_code} {reason}".strip())
 

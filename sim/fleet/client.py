@@ -8,7 +8,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from sim.errors import AdminKeyRejected, TargetUnreachable, TargetUnusable
+from sim.errors import AdminKeyRejected, ConfigError, TargetUnreachable, TargetUnusable
+from sim.untrusted import Answer, fetch, same_origin
 
 __all__ = ["TargetClient"]
 
@@ -30,8 +31,19 @@ class TargetClient:
         self._session.close()
 
     def request(
-        self, method: str, path: str, *, admin: bool = False, **kwargs: Any
-    ) -> requests.Response:
+        self,
+        method: str,
+        path: str,
+        *,
+        admin: bool = False,
+        timeout_s: float = TIMEOUT_S,
+        **kwargs: Any,
+    ) -> Answer:
+        """One call, read bounded (:func:`sim.untrusted.fetch`: no redirect followed, at most
+        ``BODY_BYTES`` within ``timeout_s`` in all)."""
+        url = self.url + path
+        if not path.startswith("/") or not same_origin(self.url, url):
+            raise ConfigError(f"{method} {path.split('?')[0]} would leave the target {self.url}")
         headers = dict(kwargs.pop("headers", {}))
         if admin:
             if not self._admin_key:
@@ -40,15 +52,11 @@ class TargetClient:
                 )
             headers["Authorization"] = f"Bearer {self._admin_key}"
         try:
-            response = self._session.request(
-                method, self.url + path, headers=headers, timeout=TIMEOUT_S, **kwargs
+            response = fetch(
+                self._session, method, url, headers=headers, timeout_s=timeout_s, **kwargs
             )
-        except requests.ConnectionError as e:
-            raise TargetUnreachable(f"cannot reach the target at {self.url}") from e
-        except requests.RequestException as e:
-            raise TargetUnreachable(
-                f"no answer from the target at {self.url} ({type(e).__name__})"
-            ) from e
+        except TargetUnreachable as e:
+            raise TargetUnreachable(f"cannot reach the target at {self.url}: {e}") from None
         if admin and response.status_code == 401:
             raise AdminKeyRejected(f"the target at {self.url} refused the admin key (401)")
         return response

@@ -8,14 +8,17 @@ axes are the latency-over-time lines and the HDR percentile axis, where a log sc
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
-from typing import Any, Literal, TypedDict
+from collections.abc import Callable
+from typing import Any, Literal, ParamSpec, TypedDict
 
 from sim.artefacts.attack_file import AttackFile, AttackRun
 from sim.artefacts.capacity_file import CapacityFile
 from sim.artefacts.compare_file import CompareFile, figure_of
 from sim.artefacts.summary_file import Summary, counts_of
+from sim.untrusted import chart_text
 
 __all__ = [
     "OUTCOME_COLOURS",
@@ -59,6 +62,37 @@ VERDICT_COLOURS = {
 SERIES_COLOURS = ("#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#6a4c93", "#1982c4")
 # HdrHistogram's plotter: x is 1/(1 - percentile), on a log axis labelled in percentiles.
 HDR_TICKS = (1, 2, 10, 100, 1_000, 10_000, 100_000, 1_000_000)
+
+
+# Trace keys whose strings Plotly draws as text: names, categories, labels. Plotly reads a subset
+# of HTML in them (``<a href>`` becomes a link in the SVG), and endpoint names and algorithms may
+# have come from a profile or the API, so every one is escaped (hovertemplates are ours).
+_TEXT_KEYS = ("name", "x", "y", "text", "customdata")
+
+P = ParamSpec("P")
+
+
+def _escaped(build: Callable[P, list[Chart]]) -> Callable[P, list[Chart]]:
+    """``build``'s charts with every drawn string made plain text (:func:`chart_text`)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, str):
+            return chart_text(value)
+        if isinstance(value, list):
+            return [plain(item) for item in value]
+        return value
+
+    @functools.wraps(build)
+    def escaped(*args: P.args, **kwargs: P.kwargs) -> list[Chart]:
+        charts = build(*args, **kwargs)
+        for chart in charts:
+            for trace in chart["data"]:
+                for key in _TEXT_KEYS:
+                    if key in trace:
+                        trace[key] = plain(trace[key])
+        return charts
+
+    return escaped
 
 
 class Chart(TypedDict):
@@ -402,6 +436,7 @@ def _expiry(summary: Summary) -> Chart | None:
     }
 
 
+@_escaped
 def run_charts(summary: Summary) -> list[Chart]:
     """Every chart of a run's report, in reading order."""
     charts: list[Chart | None] = [
@@ -414,6 +449,7 @@ def run_charts(summary: Summary) -> list[Chart]:
     return [chart for chart in charts if chart is not None]
 
 
+@_escaped
 def smoke_run_charts(alg: str, summary: Summary) -> list[Chart]:
     """The two charts the smoke report shows per run; its own report has the rest."""
     charts = [
@@ -467,6 +503,7 @@ def _spread_bars(
     }
 
 
+@_escaped
 def compare_charts(result: CompareFile) -> list[Chart]:
     repeat = result["repeat"]
     note = f"median of {repeat}, whiskers min to max"
@@ -514,6 +551,7 @@ def compare_charts(result: CompareFile) -> list[Chart]:
 # -- capacity -----------------------------------------------------------------------------------
 
 
+@_escaped
 def capacity_charts(result: CapacityFile) -> list[Chart]:
     """Corrected latency (the objective's percentile) against offered rate, one line per
     algorithm over its steps in rate order; steps that broke the objective drawn hollow, the
@@ -589,6 +627,7 @@ def family_counts(run: AttackRun) -> dict[str, dict[str, int]]:
     return dict(sorted(by_family.items()))
 
 
+@_escaped
 def attack_charts(body: AttackFile) -> list[Chart]:
     charts: list[Chart] = []
     for index, run in enumerate(body["runs"]):

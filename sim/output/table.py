@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from sim.account.revocation import revocation_line
 from sim.account.storms import recovery_line
 from sim.artefacts.summary_file import ClusterRefused, Percentiles, Summary
+from sim.untrusted import shown
 
 __all__ = ["print_summary", "refused_line"]
 
@@ -20,10 +22,16 @@ def refused_line(refused: list[ClusterRefused]) -> str:
     return f"workers refused (given nothing): {named}"
 
 
+def _add_row(table: Table, *cells: str) -> None:
+    """Cells as plain text: names and algorithms came from the profile or the API, and rich
+    would read ``HS256[/x]`` as markup (a MarkupError) or draw what escapes it holds."""
+    table.add_row(*(Text(shown(cell)) for cell in cells))
+
+
 def _rows_table(title: str) -> Table:
     """A borderless table of the summary's request rows, opening with scenario and endpoint."""
     table = Table(
-        title=title,
+        title=Text(shown(title)),
         title_justify="left",
         box=None,
         pad_edge=False,
@@ -93,7 +101,8 @@ def _requests_table(summary: Summary) -> Table:
     for row in rows:
         latency = row["latency_us"]
         others = ", ".join(f"{n} {_short(o)}" for o, n in row["outcomes"].items() if o != "ok")
-        table.add_row(
+        _add_row(
+            table,
             row["scenario"],
             _short(row["endpoint"]),
             *([row["alg"]] if by_alg else []),
@@ -103,7 +112,8 @@ def _requests_table(summary: Summary) -> Table:
             others or "-",
         )
     for alg, mint in summary["mint_us"].items():
-        table.add_row(
+        _add_row(
+            table,
             "client",
             f"mint {alg}",
             *([""] if by_alg else []),
@@ -125,7 +135,8 @@ def _corrected_table(summary: Summary) -> Table:
         corrected = row.get("corrected_latency_us")
         if corrected is None:
             continue
-        table.add_row(
+        _add_row(
+            table,
             row["scenario"],
             _short(row["endpoint"]),
             str(corrected["count"]),
@@ -266,7 +277,7 @@ def print_summary(summary: Summary, console: Console | None = None) -> None:
         console.print(_corrected_table(summary))
     lines = _lines(summary) + _stage_lines(summary) + _load_lines(summary) + _open_lines(summary)
     for line in lines:
-        console.print(line, highlight=False, markup=False)
+        console.print(shown(line), highlight=False, markup=False)
     verdict = summary["verdict"]
     if verdict["passed"] and verdict.get("overloaded"):
         console.print("[yellow]PASS (overloaded)[/yellow]: the load asked for was not delivered")
@@ -274,7 +285,7 @@ def print_summary(summary: Summary, console: Console | None = None) -> None:
         console.print("[green]PASS[/green]")
     else:
         for failure in verdict["failures"]:
-            console.print(f"[red]FAIL[/red] {failure}", highlight=False)
+            console.print(Text.assemble(("FAIL", "red"), " ", shown(failure)), highlight=False)
     results = summary["run"].get("results")
     if results:
         console.print(f"results: {results}", highlight=False, markup=False)

@@ -19,6 +19,7 @@ import jwt
 
 from sim.outcomes import CLOCK_SLOP_S, Outcome, judge_held, refusal_reason
 from sim.profiles.model import Endpoint, Profile, Refusal
+from sim.untrusted import checked_alg
 
 __all__ = [
     "REFUSAL_CLASSES",
@@ -163,13 +164,16 @@ def read_token(
         if spec.expires_in_field and isinstance(body, dict) and spec.expires_in_field in body:
             lifetime = float(body[spec.expires_in_field])
             try:
-                alg = str(jwt.get_unverified_header(token).get("alg"))
+                alg: str | None = checked_alg(jwt.get_unverified_header(token).get("alg"))
             except jwt.PyJWTError:
                 alg = "opaque"
-            return TokenAnswer(token, now + lifetime, now, alg, refresh)
-        exp, iat, alg = token_exp(token)
-        return TokenAnswer(token, exp, iat, alg, refresh)
-    except (jwt.PyJWTError, KeyError, ValueError, TypeError, AttributeError):
+        else:
+            exp, iat, header_alg = token_exp(token)
+            now, lifetime, alg = iat, exp - iat, checked_alg(header_alg)
+        if alg is None:  # the API's own words for its algorithm: refused unless a plain name
+            return None
+        return TokenAnswer(token, now + lifetime, now, alg, refresh)
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError, AttributeError, RecursionError):
         return None
 
 

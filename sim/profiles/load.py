@@ -92,24 +92,11 @@ def allowed_keys(path: KeyPath) -> list[str]:
                 kind = inner[0]
         if not (isinstance(kind, type) and issubclass(kind, msgspec.Struct)):
             return []
-    return [f.encode_name for f in msgspec.structs.fields(kind) if f.name != "source"]
-
-
-# The only values ${VAR} may fill: credentials (header values, the HMAC secret, the bodies of the
-# registration, token and refresh calls). Never a path, name, method or query: a variable
-# there could move a request elsewhere or publish a secret in a report (issue 30).
-_CREDENTIAL_BODIES: set[KeyPath] = {("provision", "json"), ("provision", "form"), ("token", "json")}
-_CREDENTIAL_BODIES |= {("token", "form"), ("token", "assertion_form")}
-_CREDENTIAL_BODIES |= {("token", "refresh", "json"), ("token", "refresh", "form")}
-
-
-def holds_credential(path: KeyPath) -> bool:
-    """Whether the value at ``path`` may come from the environment."""
-    if len(path) >= 2 and path[-2] == "headers" and path[-3:-2] != ("jose_header",):
-        return True
-    if path == ("token", "secret"):
-        return True
-    return any(path[: len(body)] == body and len(path) > len(body) for body in _CREDENTIAL_BODIES)
+    return [
+        f.encode_name
+        for f in msgspec.structs.fields(kind)
+        if f.name not in ("source", "reads")  # set by the loader, never written
+    ]
 
 
 def _path(at: str) -> KeyPath:
@@ -125,6 +112,12 @@ def _strings(value: Any, path: KeyPath = ()) -> Iterator[tuple[KeyPath, str]]:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             yield from _strings(item, (*path, index))
+
+
+def _at(data: Any, path: KeyPath) -> Any:
+    for part in path:
+        data = data[part]
+    return data
 
 
 def _substitute(value: Any, env: Mapping[str, str], fail: Any) -> Any:
@@ -154,6 +147,52 @@ _NOT_TEMPLATES |= {"secret", "private_key_file", "pattern", "headers"}
 # What each registration way reads; another key under it is a mistake, not a setting.
 _PROVISION_KEYS = {"file": {"via", "file"}, "none": {"via"}, "admin": {"via"}}
 
+# Where ${VAR} may stand: the fields that hold credentials (a key, a secret, a token call's body,
+# the Authorization value). Anywhere else (paths, query, header names, method, names) a value
+# from the environment would travel to the API or into results unasked (docs/security.md).
+CREDENTIAL_FIELDS: tuple[KeyPath, ...] = (
+    ("token", "secret"),
+    ("token", "private_key_file"),
+    ("present", "format"),
+)
+CREDENTIAL_BODIES: tuple[KeyPath, ...] = (
+    ("token", "form"),
+    ("token", "json"),
+    ("token", "assertion_form"),
+    ("token", "refresh", "form"),
+    ("token", "refresh", "json"),
+    ("provision", "form"),
+    ("provision", "json"),
+)
+
+
+# Every path is appended to --target: it must start with "/", or it could name another host.
+def _is_path_field(path: KeyPath) -> bool:
+    return path in (("provision", "path"), ("token", "path"), ("token", "refresh", "path")) or (
+        len(path) == 3 and path[0] == "endpoints" and path[2] == "path"
+    )
+
+
+def holds_credential(path: KeyPath) -> bool:
+    """Whether the value at ``path`` may come from the environment: a header's value (never a
+    minted token's JOSE field), a credential field, or inside a credential call's body."""
+    if len(path) >= 2 and path[-2] == "headers":
+        return True
+    return path in CREDENTIAL_FIELDS or any(
+        path[: len(body)] == body and len(path) > len(body) for body in CREDENTIAL_BODIES
+    )
+
+
+def _parse(text: str, label: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        found = re.search(r"\(at line (\d+), column \d+\)", str(e))
+        line = found.group(1) if found else "1"
+        raise ProfileError(f"{label}:{line}: not valid TOML ({str(e).split(' (at')[0]})") from e
+    except RecursionError:  # tomllib recurses into nested arrays and tables
+        raise ProfileError(f"{label}: not valid TOML (nested too deep)") from None
+
 
 def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
     """The profile ``name_or_path`` with ``${VAR}`` taken from ``env``, validated."""
@@ -162,15 +201,11 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
     def error(path: KeyPath, message: str) -> ProfileError:
         return ProfileError(f"{label}:{line_of(text, path)}: {message}")
 
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        found = re.search(r"\(at line (\d+), column \d+\)", str(e))
-        line = found.group(1) if found else "1"
-        raise ProfileError(f"{label}:{line}: not valid TOML ({str(e).split(' (at')[0]})") from e
-    if "source" in data:
-        allowed = ", ".join(allowed_keys(()))
-        raise error(("source",), f"unknown key 'source' (allowed here: {allowed})")
+    data = _parse(text, label)
+    for key in ("source", "reads"):
+        if key in data:
+            allowed = ", ".join(allowed_keys(()))
+            raise error((key,), f"unknown key {key!r} (allowed here: {allowed})")
     try:
         msgspec.convert(data, Profile)  # the shape, before any value comes from the environment
     except msgspec.ValidationError as e:
@@ -194,20 +229,28 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
             f"provision.{unused[0]} is not used with via = {provision.get('via', 'admin')!r}"
             " (the devices are not registered by a call)",
         )
+    reads: list[str] = []
+    substituted_templates: list[KeyPath] = []
     for path, value in _strings(data):
-        found = _VAR.search(value)
-        if found and not holds_credential(path):
+        names = _VAR.findall(value)
+        if names and not holds_credential(path):
             where = ".".join(str(p) for p in path)
             raise error(
                 path,
-                f"${{{found.group(1)}}} in {where}: environment variables may fill only"
-                " credentials (header values, token.secret, the bodies of the provision,"
-                " token and refresh calls)",
+                f"${{{names[0]}}} in {where}: environment variables may stand only in fields "
+                "that hold credentials (header values, token.secret, token.private_key_file, "
+                "present.format, the token, refresh and provision calls' form or json)",
             )
-    for path, value in _strings(data):
+        reads += [name for name in names if name not in reads]
+        if names and path[0] in _TEMPLATES and not set(map(str, path)) & _NOT_TEMPLATES:
+            substituted_templates.append(path)
+        if _is_path_field(path) and not value.startswith("/"):
+            raise error(
+                path, f"{'.'.join(map(str, path))} must start with '/' (a path on --target)"
+            )
         if path[0] not in _TEMPLATES or set(map(str, path)) & _NOT_TEMPLATES:
             continue
-        for field in placeholders(value):
+        for field in placeholders(_VAR.sub("", value)):  # ${VAR} is no placeholder
             if not PLACEHOLDER.match(field):
                 raise error(path, f"unknown placeholder {{{field}}} in a template")
 
@@ -217,13 +260,17 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
         return ProfileError(f"{label}:{line}: environment variable {name} is not set")
 
     data = _substitute(data, env, missing)
+    for path in substituted_templates:  # a value with {braces} would read as a placeholder
+        value = _at(data, path)
+        if any(not PLACEHOLDER.match(field) for field in placeholders(value)):
+            raise error(path, "a value from the environment holds { or }: not in a template")
     try:
         profile = msgspec.convert(data, Profile)
     except msgspec.ValidationError as e:  # only a substituted value can fail here: never show it
         at = _AT.match(str(e)).group(2) or ""  # type: ignore[union-attr]
         raise error(_path(at), "a value from the environment does not fit this key") from None
     _check(profile, error)
-    return msgspec.structs.replace(profile, source=label)
+    return msgspec.structs.replace(profile, source=label, reads=tuple(sorted(reads)))
 
 
 def _check(profile: Profile, error: Any) -> None:

@@ -214,6 +214,7 @@ class Profile(_Struct, frozen=True):
     rotate: Rotate | None = None
     revoke: Revoke | None = None
     source: str = ""  # where it was loaded from (set by the loader, not the file)
+    reads: tuple[str, ...] = ()  # the environment variables it names (set by the loader)
 
     @property
     def minted(self) -> bool:

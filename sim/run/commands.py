@@ -10,7 +10,8 @@ import time
 
 import requests
 
-from sim.errors import ConfigError, SimError
+from sim.errors import ConfigError, SimError, TargetUnusable
+from sim.untrusted import EXCERPT_BYTES, fetch
 
 __all__ = ["COMMAND_TIMEOUT_S", "parse_command", "run_command", "wait_answering"]
 
@@ -51,8 +52,9 @@ def wait_answering(url: str, timeout_s: float = ANSWER_WAIT_S) -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            requests.get(url, timeout=1, allow_redirects=False)
+            with requests.Session() as session:  # the API's answer: read bounded, never whole
+                fetch(session, "GET", url, timeout_s=1, cap_bytes=EXCERPT_BYTES, truncate=True)
             return time.time()
-        except requests.RequestException:
+        except TargetUnusable:
             time.sleep(ANSWER_POLL_S)
     raise SimError(f"the target at {url} did not answer within {timeout_s:g} s of the outage")

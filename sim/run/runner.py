@@ -59,6 +59,7 @@ from sim.run.machine import cpu_model, versions
 from sim.run.machine_share import available_cpus, sharing_note
 from sim.run.results import results_folder
 from sim.run.trust import TrustPlan
+from sim.untrusted import checked_alg, shown
 
 __all__ = ["fleet_file", "run_benchmark"]
 
@@ -68,16 +69,28 @@ def _scrapes_metrics(profile: Profile) -> bool:
     return profile.name == "fleetbench" or profile.metrics.verify_time is not None
 
 
+ISSUER_CHARS = 2048
+
+
 def _discover(client: TargetClient) -> dict[str, Any]:
     """The target's issuer and token algorithm, if it publishes RFC 8414 metadata."""
     response = client.request("GET", "/.well-known/oauth-authorization-server")
     if response.status_code != 200:
         return {}
     try:
-        data: dict[str, Any] = response.json()
+        data = response.json()
     except ValueError:
         return {}
-    return data
+    if not isinstance(data, dict):
+        return {}
+    # Validated where it enters: only a name that reads as an algorithm, and an issuer that is
+    # one plain line (it becomes the devices' assertion audience: never altered, only refused).
+    issuer = data.get("issuer")
+    plain = isinstance(issuer, str) and len(issuer) <= ISSUER_CHARS and shown(issuer) == issuer
+    return {
+        "access_token_signing_alg": checked_alg(data.get("access_token_signing_alg")),
+        "issuer": issuer if plain else None,
+    }
 
 
 def _fleet(config: RunConfig, scratch: Path) -> tuple[Fleet, Path]:

@@ -7,8 +7,14 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from sim.smoke.result import SmokeResult, measured_text
+from sim.untrusted import shown
 
 __all__ = ["write_junit"]
+
+
+def _x(text: object) -> str:
+    """Text XML 1.0 can hold: a name from the API may carry control characters (``\x01``)."""
+    return shown(text, newlines=True)
 
 
 def write_junit(result: SmokeResult, path: Path) -> None:
@@ -29,7 +35,7 @@ def write_junit(result: SmokeResult, path: Path) -> None:
         suite = ET.SubElement(
             root,
             "testsuite",
-            name=f"fleetbench smoke {alg}",
+            name=_x(f"fleetbench smoke {alg}"),
             tests=str(len(run_checks)),
             failures=str(sum(not c.passed for c in run_checks)),
             errors="0",
@@ -47,20 +53,20 @@ def write_junit(result: SmokeResult, path: Path) -> None:
             ("target", str(run["target"]["url"])),
             ("results", str(run.get("results", ""))),
         ):
-            ET.SubElement(properties, "property", name=name, value=value)
+            ET.SubElement(properties, "property", name=name, value=_x(value))
         for check in run_checks:
             case = ET.SubElement(
                 suite,
                 "testcase",
-                classname=f"fleetbench.smoke.{alg}",
-                name=check.threshold.title,
+                classname=_x(f"fleetbench.smoke.{alg}"),
+                name=_x(check.threshold.title),
                 time="0",
             )
             where = check.threshold.selector.describe() if check.threshold.selector else "whole run"
             detail = [f"{m.where}: {m.value:g}" for m in check.measured]
             if check.passed:
                 worst = check.worst
-                ET.SubElement(case, "system-out").text = (
+                ET.SubElement(case, "system-out").text = _x(
                     f"{where}; worst {measured_text(check)} at {worst.where if worst else '-'}; "
                     f"{len(check.measured)} measured"
                 )
@@ -69,10 +75,12 @@ def write_junit(result: SmokeResult, path: Path) -> None:
             message = breaches[0] + (
                 f" (and {len(breaches) - 1} more)" if len(breaches) > 1 else ""
             )
-            failure = ET.SubElement(case, "failure", message=message, type="ThresholdBreached")
+            failure = ET.SubElement(case, "failure", message=_x(message), type="ThresholdBreached")
             line = f" (line {check.threshold.line})" if check.threshold.line else ""
-            failure.text = "\n".join(
-                [*breaches, f"selects {where}; from {result.thresholds.source}{line}", *detail]
+            failure.text = _x(
+                "\n".join(
+                    [*breaches, f"selects {where}; from {result.thresholds.source}{line}", *detail]
+                )
             )
     tree = ET.ElementTree(root)
     ET.indent(tree)

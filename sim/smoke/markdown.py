@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from sim.smoke.result import SmokeResult, measured_text
+from sim.untrusted import markdown_cell
 
 __all__ = ["smoke_markdown"]
 
@@ -26,7 +27,10 @@ def smoke_markdown(result: SmokeResult) -> str:
         + (" **Interrupted before the end.**" if result.interrupted else ""),
         "",
     ]
-    breaches = [f"- **{c.alg}** {line}" for c in failed for line in c.breaches()]
+    # Names that may have come from the API (an algorithm, an endpoint, where a worst value
+    # sits) are escaped as cells; the thresholds file's own titles are the operator's.
+    cell = markdown_cell
+    breaches = [f"- **{cell(c.alg)}** {cell(line)}" for c in failed for line in c.breaches()]
     if breaches:
         lines += ["### Breaches", "", *breaches, ""]
     lines += [
@@ -36,8 +40,9 @@ def smoke_markdown(result: SmokeResult) -> str:
     for check in checks:
         worst = check.worst
         lines.append(
-            f"| {check.alg} | {check.threshold.title} | {measured_text(check)} | "
-            f"{worst.where if worst else check.note} | {'PASS' if check.passed else '**FAIL**'} |"
+            f"| {cell(check.alg)} | {check.threshold.title} | {measured_text(check)} | "
+            f"{cell(worst.where if worst else check.note)} | "
+            f"{'PASS' if check.passed else '**FAIL**'} |"
         )
     lines += [
         "",
@@ -51,7 +56,8 @@ def smoke_markdown(result: SmokeResult) -> str:
         outcomes = phases["measured"]["outcomes"]
         generator = "**saturated**" if summary["generator"].get("saturated") else "not saturated"
         lines.append(
-            f"| {alg} | {phases['measured']['requests']:,} | {phases['setup']['requests']:,} | "
+            f"| {cell(alg)} | {phases['measured']['requests']:,} | "
+            f"{phases['setup']['requests']:,} | "
             f"{phases['measured']['rps']:,.1f} | {outcomes.get('ok', 0):,} | "
             f"{outcomes.get('refused_valid', 0):,} | {outcomes.get('server_error', 0):,} | "
             f"{outcomes.get('transport_error', 0):,} | {generator} |"
@@ -73,7 +79,8 @@ def smoke_markdown(result: SmokeResult) -> str:
     for alg, row in worst_rows:
         latency = row["latency_us"]
         lines.append(
-            f"| {alg} | {row['scenario']} | {row['endpoint']} | {row['count']:,} | "
+            f"| {cell(alg)} | {cell(row['scenario'])} | {cell(row['endpoint'])} | "
+            f"{row['count']:,} | "
             f"{latency['p50']:,} | {latency['p99']:,} | {latency['max']:,} |"
         )
     lines += ["", f"Results: `{result.folder}` (report.html, summary.json, junit.xml)", ""]

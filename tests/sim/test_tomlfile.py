@@ -48,3 +48,9 @@ def test_an_unreadable_file_names_what_it_is(tmp_path: Path) -> None:
         read_toml(missing, ConfigError, "profile")
     (tmp_path / "ok.toml").write_text("x = 1\n")
     assert read_toml(tmp_path / "ok.toml", ConfigError, "profile").data == {"x": 1}
+
+
+def test_a_deeply_nested_array_is_one_error_not_a_recursion_error() -> None:
+    # issue 30: tomllib recurses, so 5,000 nested arrays raised RecursionError
+    with pytest.raises(ConfigError, match="not valid TOML: nested too deep"):
+        parse_toml("x = " + "[" * 5000 + "]" * 5000 + "\n", "t.toml", ConfigError)
