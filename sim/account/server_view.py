@@ -169,9 +169,7 @@ def telemetry_stats(client: TargetClient) -> DeviceStats | None:
 def received_count(client: TargetClient, stats: Stats) -> int | None:
     """The API's own received count from the profile's ``[stats]`` call, or None when the call
     does not answer 200 with a number at ``stats.field``."""
-    response = client.request(
-        stats.method, stats.path, headers=stats.headers, allow_redirects=False
-    )
+    response = client.request(stats.method, stats.path, headers=stats.headers)  # no redirect
     if response.status_code != 200:
         return None
     try:
