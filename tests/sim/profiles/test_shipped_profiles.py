@@ -51,7 +51,8 @@ def test_probe_run_and_attack_through_the_shipped_profile(
     assert outcomes["accepted_invalid"] == outcomes["refused_valid"] == 0, outcomes
     assert outcomes["server_error"] == outcomes["transport_error"] == 0, outcomes
     assert summary["expiry"]["expirations"] > 0 and summary["expiry"]["devices_recovered"] > 0
-    assert not any(c.get("refused_otherwise") for c in summary["corpus"].values()), summary["corpus"]
+    corpus = summary["corpus"]
+    assert not any(c.get("refused_otherwise") for c in corpus.values()), corpus
     attack = fleetbench(
         "attack", "--profile", profile, "--target", url, "--results", str(tmp_path / "attack"),
         "--quiet", timeout=150,
