@@ -18,6 +18,7 @@ from rich.console import Console
 
 from sim.cli.exits import ExitCode
 from sim.errors import ConfigError
+from sim.profiles.mqtt_settings import TRANSPORTS
 from sim.run.machine_share import parse_cpus
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "Parser",
     "add_embedded_algs",
     "add_target_options",
+    "add_transport_options",
     "cpus",
     "duration",
     "embedded_algs",
@@ -148,6 +150,25 @@ def add_target_options(
         default=os.environ.get(ADMIN_KEY_ENV),
         help=f"the target's admin key (prefer {ADMIN_KEY_ENV}: flags show in ps)",
     )
+
+
+def add_transport_options(p: argparse.ArgumentParser, *, broker_port: bool = True) -> None:
+    """``--transport``: how the devices send their readings; ``--mqtt-port``: a --target's
+    broker (the embedded target starts its own)."""
+    p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="http",
+        help="http (default), or mqtt: one session per device, the token as its CONNECT password,"
+        " readings published at QoS 1 (the embedded target starts its broker)",
+    )
+    if broker_port:
+        p.add_argument(
+            "--mqtt-port",
+            type=positive_int,
+            metavar="N",
+            help="with --transport mqtt and --target: the broker's port on the target's host",
+        )
 
 
 def add_profile_option(p: argparse.ArgumentParser) -> None:

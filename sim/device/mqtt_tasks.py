@@ -1,0 +1,233 @@
+"""The device's side of ``--transport mqtt``: one MQTT session per device, its access token as
+the CONNECT password, telemetry published at QoS 1 (:mod:`sim.account.mqtt` for the account).
+
+Tokens come as over HTTP (the token call or minted, as the profile says), renewed when the
+session must be opened again with an expired one. A device notices at its next reading that
+the broker closed its session (at the token's expiry, as the Cloud IoT Core design does, or
+otherwise), counts the close by cause, renews its token if it expired and connects again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from locust.exception import CatchResponseError
+
+from sim.account.measure import WARMUP_SCENARIO
+from sim.account.mqtt import (
+    CLOSED,
+    CONNECT_ROW,
+    PUBLISH_ROW,
+    RECONNECTS,
+    REQUEST_TYPE,
+    RESENT_ACKED,
+    connack_counter,
+)
+from sim.account.storms import MARK_EXP, MARK_OK, MARK_REFUSED, STORM_TOKEN_SCENARIO
+from sim.device.mqtt_session import CloseCause, MqttSession
+from sim.device.run_state import MEASUREMENTS
+from sim.device.storm_tasks import StormDevice
+from sim.device.tokens import HeldToken
+from sim.outcomes import CLOCK_SLOP_S, Outcome, judge_held
+from sim.shape.scenarios import Scenario
+
+__all__ = ["MqttDevice"]
+
+# What each reading carries besides its seq and time: the HTTP telemetry body's values.
+READING_VALUES = {"temp_c": 21.5, "battery": 0.93}
+ACCEPTED_STATUS = 200
+STORED_STATUS = 202  # a PUBACK: the reading stored, as HTTP's 202
+
+
+class MqttDevice(StormDevice):
+    """The MQTT half of a :class:`sim.device.user.FleetDevice`."""
+
+    connection_timeout: float
+    network_timeout: float
+    mqtt_session: MqttSession | None = None
+    last_close: CloseCause | None = None  # why the session was found closed at this reading
+    _topic = ""
+    _unacked: list[Any]  # readings published whose PUBACK has not come (paho sends them again)
+
+    def _session(self) -> MqttSession:
+        if self.mqtt_session is None:
+            settings = self.config.mqtt_settings
+            values = {"device_id": self.device.id, "n": self.device_index}
+            self.mqtt_session = MqttSession(settings, values)
+            self._topic = settings.telemetry_topic.format(**values)
+            self._unacked = []
+        return self.mqtt_session
+
+    def on_stop(self) -> None:
+        if self.mqtt_session is not None:
+            self.mqtt_session.close()
+
+    def _late_acks(self) -> None:
+        """Readings acknowledged since they were cut off (sent again after a reconnect)."""
+        if self.mqtt_session is None or not self._unacked:
+            return
+        waiting = []
+        for info in self._unacked:
+            if info.is_published():
+                MEASUREMENTS.telemetry[self.device.id][1] += 1
+                MEASUREMENTS.counters[RESENT_ACKED] += 1
+            else:
+                waiting.append(info)
+        self._unacked = waiting
+
+    def _drop_idle_http(self) -> None:
+        """Close the token call's idle connection: a device of an MQTT fleet holds one socket,
+        its session (10,000 devices, 10,000 descriptors, not twice that)."""
+        pool = self._http._connection_pool
+        while pool._socket_queue.qsize():
+            pool.release_socket(pool.get_socket())
+
+    def _record(
+        self,
+        row: str,
+        scenario: str,
+        outcome: Outcome,
+        latency_ms: float,
+        status: int,
+        reason: str,
+        length: int,
+    ) -> None:
+        latency_us = latency_ms * 1000
+        MEASUREMENTS.record(
+            row, scenario, self.token_alg, outcome, latency_us, status=status, reason=reason,
+            corrected_us=self._answered(latency_us),
+        )  # fmt: skip
+        failed = outcome not in ("ok", "rejected_as_expected")
+        self.environment.events.request.fire(
+            request_type=REQUEST_TYPE,
+            name=f"{scenario} {row}",
+            response_time=latency_ms,
+            response_length=length,
+            exception=CatchResponseError(outcome) if failed else None,
+            context={},
+        )
+
+    def mqtt_session_for(self, scenario: Scenario, recorded_as: str) -> HeldToken | None:
+        """The token of a session that holds: the session open, or a new one (with a renewed
+        token if the held one expired); None when there is none. ``last_close`` says why a
+        session was found closed."""
+        session = self._session()
+        held = self.tokens.get(scenario)
+        self.last_close = None
+        if session.alive() and held is not None:
+            return held
+        if session.lost():
+            self.last_close = session.close_cause(
+                held.exp if held else 0.0, time.time(), CLOCK_SLOP_S
+            )
+            MEASUREMENTS.counters[CLOSED + self.last_close] += 1
+        if held is None or time.time() >= held.exp - CLOCK_SLOP_S:
+            held = self.tokens_for(scenario, recorded_as)
+            self._drop_idle_http()
+            if held is None:
+                return None
+        return held if self._connect(scenario, recorded_as, held) else None
+
+    def _connect(self, scenario: Scenario, recorded_as: str, held: HeldToken) -> bool:
+        """CONNECT with the token, judged by its CONNACK as HTTP's status it stands for."""
+        session = self._session()
+        if session.started:
+            MEASUREMENTS.counters[RECONNECTS] += 1
+        self._start(paced=False)
+        started = time.perf_counter()
+        code = session.connect(held.token, self.connection_timeout)
+        latency_ms = (time.perf_counter() - started) * 1000
+        settings = session.settings
+        status = settings.status(code)
+        now = time.time()
+        # An MQTT 3.1.1 refusal does not say why: a token past its exp was refused for it.
+        expired = status in (401, 403) and now >= held.exp - CLOCK_SLOP_S
+        outcome = judge_held(
+            401 if expired else status,
+            "expired" if expired else settings.reason(code),
+            exp=held.exp,
+            now=now,
+            leeway_s=self.config.leeway_s,
+        )
+        MEASUREMENTS.counters[connack_counter(code)] += 1
+        reason = "" if outcome == "ok" else settings.reason(code)
+        self._record(CONNECT_ROW, recorded_as, outcome, latency_ms, status, reason, 0)
+        if not session.connected and outcome == "refused_valid":
+            self.tokens.pop(scenario, None)  # renew before the next reading
+        return session.connected
+
+    def mqtt_publish(self, scenario: Scenario, held: HeldToken) -> Outcome:
+        """One reading at the settings' QoS, waited for until its PUBACK; a session closed
+        under it is opened again once (paho sends the reading again, DUP, after the CONNACK)."""
+        self._start()  # the reading's slot in the open model's schedule
+        recorded_as: str = scenario
+        if self._warming():
+            recorded_as, self._lag_s = WARMUP_SCENARIO, None  # sent and counted, not judged
+        session = self._session()
+        self.seq += 1
+        payload = json.dumps(
+            {"seq": self.seq, "ts": round(time.time(), 6), "values": READING_VALUES}
+        ).encode()
+        MEASUREMENTS.telemetry[self.device.id][0] += 1
+        sent_at = time.time()
+        started = time.perf_counter()
+        deadline = time.monotonic() + self.network_timeout
+        info = session.publish(self._topic, payload, self.network_timeout)
+        if not info.is_published() and session.lost():
+            renewed = self.mqtt_session_for(scenario, recorded_as)
+            if renewed is not None:
+                session.pump(
+                    lambda: info.is_published() or not session.connected,
+                    max(0.0, deadline - time.monotonic()),
+                )
+        latency_ms = (time.perf_counter() - started) * 1000
+        if info.is_published():
+            MEASUREMENTS.telemetry[self.device.id][1] += 1
+            status, reason = STORED_STATUS, ""
+            # Stored on a session whose token was past exp and leeway when the reading was
+            # sent: the broker honoured an expired token.
+            outcome = judge_held(
+                status, reason, exp=held.exp, now=sent_at, leeway_s=self.config.leeway_s
+            )
+        else:
+            self._unacked.append(info)  # paho keeps it: it may yet be acknowledged
+            status, reason, outcome = 0, "no_puback", "transport_error"
+        self._record(PUBLISH_ROW, recorded_as, outcome, latency_ms, status, reason, len(payload))
+        return outcome
+
+    # -- tasks ----------------------------------------------------------------------------------
+
+    def mqtt_verification(self) -> None:
+        """The steady state over MQTT: a reading per turn on the session held."""
+        MEASUREMENTS.counters["runs verification"] += 1
+        self._late_acks()
+        held = self.mqtt_session_for("verification", "verification")
+        if held is not None:
+            self.mqtt_publish("verification", held)
+
+    def mqtt_expiry_storm(self) -> None:
+        """The expiry storm over MQTT: the fleet's sessions, opened with tokens of one lifetime,
+        closed by the broker at their expiry; each device marks its token's exp, the close it
+        found, and its first reading stored after it."""
+        MEASUREMENTS.counters["runs expiry"] += 1
+        MEASUREMENTS.device_sets["expiry"].add(self.device.id)
+        self._late_acks()
+        first = self.tokens.get("expiry")
+        if first is not None:
+            self._mark(MARK_EXP, first.exp)  # once: the token fetched with the fleet
+        session = self._session()
+        closed = not session.alive() and session.lost()
+        if closed and first is not None and time.time() >= first.exp - CLOCK_SLOP_S:
+            MEASUREMENTS.counters["expirations"] += 1
+            MEASUREMENTS.device_sets["expired"].add(self.device.id)
+            MEASUREMENTS.counters["refreshes"] += 1
+            self._mark(MARK_REFUSED, time.time())
+        recorded_as = STORM_TOKEN_SCENARIO if self._in_storm() else "expiry"
+        held = self.mqtt_session_for("expiry", recorded_as)
+        if held is None:
+            return
+        if self.mqtt_publish("expiry", held) == "ok" and self._in_storm():
+            self._mark(MARK_OK, time.time())
+            MEASUREMENTS.device_sets["recovered"].add(self.device.id)
