@@ -13,8 +13,6 @@ import json
 import time
 from typing import Any
 
-from locust.exception import CatchResponseError
-
 from sim.account.measure import WARMUP_SCENARIO
 from sim.account.mqtt import (
     CLOSED,
@@ -84,31 +82,6 @@ class MqttDevice(StormDevice):
         while pool._socket_queue.qsize():
             pool.release_socket(pool.get_socket())
 
-    def _record(
-        self,
-        row: str,
-        scenario: str,
-        outcome: Outcome,
-        latency_ms: float,
-        status: int,
-        reason: str,
-        length: int,
-    ) -> None:
-        latency_us = latency_ms * 1000
-        MEASUREMENTS.record(
-            row, scenario, self.token_alg, outcome, latency_us, status=status, reason=reason,
-            corrected_us=self._answered(latency_us),
-        )  # fmt: skip
-        failed = outcome not in ("ok", "rejected_as_expected")
-        self.environment.events.request.fire(
-            request_type=REQUEST_TYPE,
-            name=f"{scenario} {row}",
-            response_time=latency_ms,
-            response_length=length,
-            exception=CatchResponseError(outcome) if failed else None,
-            context={},
-        )
-
     def mqtt_session_for(self, scenario: Scenario, recorded_as: str) -> HeldToken | None:
         """The token of a session that holds: the session open, or a new one (with a renewed
         token if the held one expired); None when there is none. ``last_close`` says why a
@@ -153,7 +126,9 @@ class MqttDevice(StormDevice):
         )
         MEASUREMENTS.counters[connack_counter(code)] += 1
         reason = "" if outcome == "ok" else settings.reason(code)
-        self._record(CONNECT_ROW, recorded_as, outcome, latency_ms, status, reason, 0)
+        self.record_exchange(
+            REQUEST_TYPE, CONNECT_ROW, recorded_as, outcome, latency_ms, status, reason, 0
+        )
         if not session.connected and outcome == "refused_valid":
             self.tokens.pop(scenario, None)  # renew before the next reading
         return session.connected
@@ -194,7 +169,10 @@ class MqttDevice(StormDevice):
         else:
             self._unacked.append(info)  # paho keeps it: it may yet be acknowledged
             status, reason, outcome = 0, "no_puback", "transport_error"
-        self._record(PUBLISH_ROW, recorded_as, outcome, latency_ms, status, reason, len(payload))
+        self.record_exchange(
+            REQUEST_TYPE, PUBLISH_ROW, recorded_as, outcome, latency_ms, status, reason,
+            len(payload),
+        )  # fmt: skip
         return outcome
 
     # -- tasks ----------------------------------------------------------------------------------
