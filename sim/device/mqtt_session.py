@@ -36,8 +36,6 @@ CLOSE_CAUSES: tuple[CloseCause, ...] = ("expiry_close", "broker_close", "network
 # paho hands an MQTT 3.1.1 CONNACK's return code to on_connect as MQTT 5's reason code: back to
 # the code the broker sent (3.1.1 section 3.2.2.3), so the account names what was on the wire.
 _V311_CODES = {0: 0, 0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
-# Longest single wait on the socket, so paho's keepalive (loop_misc) runs while waiting.
-PUMP_SLICE_S = 1.0
 
 
 class _Client(mqtt.Client):
@@ -58,6 +56,8 @@ class MqttSession:
 
     def __init__(self, settings: MqttSettings, values: dict[str, Any]) -> None:
         self.settings = settings
+        # The longest single wait on the socket: paho's keepalive (loop_misc) runs in between.
+        self._slice_s = max(1.0, settings.keepalive_s / 2)
         self._values = values
         version = mqtt.MQTTv5 if settings.protocol == "5" else mqtt.MQTTv311
         client = _Client(
@@ -138,6 +138,10 @@ class MqttSession:
         """Whether the session ended without the device asking (since the last connect)."""
         return self._lost
 
+    def forget_loss(self) -> None:
+        """The loss was counted: the next one is another."""
+        self._lost = False
+
     def close_cause(self, token_exp: float, now: float, slop_s: float) -> CloseCause:
         """Why the session ended: at or after the token's ``exp`` (less the clock slop), the
         expiry close the broker owes; else an end of stream or a broker's DISCONNECT, the
@@ -160,7 +164,7 @@ class MqttSession:
                 return
             writing = [sock] if client.want_write() else []
             readable, writable, _ = select.select(
-                [sock], writing, [], min(remaining_s, PUMP_SLICE_S)
+                [sock], writing, [], min(remaining_s, self._slice_s)
             )
             if readable and client.loop_read() and client.socket() is None:
                 return

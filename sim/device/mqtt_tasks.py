@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
+
+import gevent
 
 from sim.account.measure import WARMUP_SCENARIO
 from sim.account.mqtt import (
@@ -24,14 +27,14 @@ from sim.account.mqtt import (
     connack_counter,
 )
 from sim.account.storms import MARK_EXP, MARK_OK, MARK_REFUSED, STORM_TOKEN_SCENARIO
-from sim.device.mqtt_session import CloseCause, MqttSession
-from sim.device.run_state import MEASUREMENTS
+from sim.device.mqtt_session import MqttSession
+from sim.device.run_state import MEASUREMENTS, STATE
 from sim.device.storm_tasks import StormDevice
 from sim.device.tokens import HeldToken
 from sim.outcomes import CLOCK_SLOP_S, Outcome, judge_held
 from sim.shape.scenarios import Scenario
 
-__all__ = ["MqttDevice"]
+__all__ = ["MqttDevice", "watching"]
 
 # What each reading carries besides its seq and time: the HTTP telemetry body's values.
 READING_VALUES = {"temp_c": 21.5, "battery": 0.93}
@@ -45,7 +48,6 @@ class MqttDevice(StormDevice):
     connection_timeout: float
     network_timeout: float
     mqtt_session: MqttSession | None = None
-    last_close: CloseCause | None = None  # why the session was found closed at this reading
     _topic = ""
     _unacked: list[Any]  # readings published whose PUBACK has not come (paho sends them again)
 
@@ -82,20 +84,29 @@ class MqttDevice(StormDevice):
         while pool._socket_queue.qsize():
             pool.release_socket(pool.get_socket())
 
-    def mqtt_session_for(self, scenario: Scenario, recorded_as: str) -> HeldToken | None:
-        """The token of a session that holds: the session open, or a new one (with a renewed
-        token if the held one expired); None when there is none. ``last_close`` says why a
-        session was found closed."""
+    def _reopen(self) -> HeldToken | None:
+        """The token of a session that holds: the one open, or a new one (its token renewed
+        first if it expired); None when there is none. A session found closed is counted by
+        cause; in the expiry storm, its token's exp, the expiry close and the recovery are the
+        device's marks."""
+        scenario: Scenario = "expiry" if self.config.storm == "expiry-storm" else "verification"
+        storm = scenario == "expiry"
         session = self._session()
         held = self.tokens.get(scenario)
-        self.last_close = None
+        if storm and held is not None:
+            self._mark(MARK_EXP, held.exp)  # once: the token fetched with the fleet
         if session.alive() and held is not None:
             return held
         if session.lost():
-            self.last_close = session.close_cause(
-                held.exp if held else 0.0, time.time(), CLOCK_SLOP_S
-            )
-            MEASUREMENTS.counters[CLOSED + self.last_close] += 1
+            cause = session.close_cause(held.exp if held else 0.0, time.time(), CLOCK_SLOP_S)
+            session.forget_loss()
+            MEASUREMENTS.counters[CLOSED + cause] += 1
+            if storm and cause == "expiry_close":
+                MEASUREMENTS.counters["expirations"] += 1
+                MEASUREMENTS.device_sets["expired"].add(self.device.id)
+                MEASUREMENTS.counters["refreshes"] += 1
+                self._mark(MARK_REFUSED, time.time())
+        recorded_as = STORM_TOKEN_SCENARIO if storm and self._in_storm() else scenario
         if held is None or time.time() >= held.exp - CLOCK_SLOP_S:
             held = self.tokens_for(scenario, recorded_as)
             self._drop_idle_http()
@@ -150,13 +161,11 @@ class MqttDevice(StormDevice):
         started = time.perf_counter()
         deadline = time.monotonic() + self.network_timeout
         info = session.publish(self._topic, payload, self.network_timeout)
-        if not info.is_published() and session.lost():
-            renewed = self.mqtt_session_for(scenario, recorded_as)
-            if renewed is not None:
-                session.pump(
-                    lambda: info.is_published() or not session.connected,
-                    max(0.0, deadline - time.monotonic()),
-                )
+        if not info.is_published() and session.lost() and self._reopen() is not None:
+            session.pump(
+                lambda: info.is_published() or not session.connected,
+                max(0.0, deadline - time.monotonic()),
+            )
         latency_ms = (time.perf_counter() - started) * 1000
         if info.is_published():
             MEASUREMENTS.telemetry[self.device.id][1] += 1
@@ -175,37 +184,48 @@ class MqttDevice(StormDevice):
         )  # fmt: skip
         return outcome
 
-    # -- tasks ----------------------------------------------------------------------------------
-
-    def mqtt_verification(self) -> None:
-        """The steady state over MQTT: a reading per turn on the session held."""
-        MEASUREMENTS.counters["runs verification"] += 1
+    def mqtt_telemetry(self) -> None:
+        """The task over MQTT: a reading on the session held (opened again if it was closed).
+        In the expiry storm, the device's first reading stored after its expiry close marks
+        its recovery."""
+        storm = self.config.storm == "expiry-storm"
+        scenario: Scenario = "expiry" if storm else "verification"
+        MEASUREMENTS.counters[f"runs {scenario}"] += 1
+        if storm:
+            MEASUREMENTS.device_sets["expiry"].add(self.device.id)
         self._late_acks()
-        held = self.mqtt_session_for("verification", "verification")
-        if held is not None:
-            self.mqtt_publish("verification", held)
-
-    def mqtt_expiry_storm(self) -> None:
-        """The expiry storm over MQTT: the fleet's sessions, opened with tokens of one lifetime,
-        closed by the broker at their expiry; each device marks its token's exp, the close it
-        found, and its first reading stored after it."""
-        MEASUREMENTS.counters["runs expiry"] += 1
-        MEASUREMENTS.device_sets["expiry"].add(self.device.id)
-        self._late_acks()
-        first = self.tokens.get("expiry")
-        if first is not None:
-            self._mark(MARK_EXP, first.exp)  # once: the token fetched with the fleet
-        session = self._session()
-        closed = not session.alive() and session.lost()
-        if closed and first is not None and time.time() >= first.exp - CLOCK_SLOP_S:
-            MEASUREMENTS.counters["expirations"] += 1
-            MEASUREMENTS.device_sets["expired"].add(self.device.id)
-            MEASUREMENTS.counters["refreshes"] += 1
-            self._mark(MARK_REFUSED, time.time())
-        recorded_as = STORM_TOKEN_SCENARIO if self._in_storm() else "expiry"
-        held = self.mqtt_session_for("expiry", recorded_as)
+        held = self._reopen()
         if held is None:
             return
-        if self.mqtt_publish("expiry", held) == "ok" and self._in_storm():
+        if self.mqtt_publish(scenario, held) == "ok" and storm and self._in_storm():
             self._mark(MARK_OK, time.time())
             MEASUREMENTS.device_sets["recovered"].add(self.device.id)
+
+    def watch(self, delay_s: float) -> None:
+        """Wait ``delay_s`` (until the next reading) on the session's socket, as a device in
+        paho's loop does: a close by the broker is found when it happens and the session
+        opened again at once (the fleet's reconnect storm is in the second of the close)."""
+        deadline = time.monotonic() + delay_s
+        session = self.mqtt_session
+        while session is not None and not STATE.get("stopping"):
+            remaining_s = deadline - time.monotonic()
+            if remaining_s <= 0:
+                return
+            session.pump(lambda: not session.connected, remaining_s)
+            if session.connected or not session.lost():
+                break  # the wait is over, or there is no session to watch
+            self._late_acks()
+            if self._reopen() is None:
+                break  # no token or refused: the next reading tries again
+        gevent.sleep(max(0.0, deadline - time.monotonic()))
+
+
+def watching(pacing: Callable[[Any], float]) -> Callable[[Any], float]:
+    """Locust's ``wait_time`` for an MQTT device: ``pacing``'s wait, spent watching the
+    session (:meth:`MqttDevice.watch`); Locust then has nothing left to wait."""
+
+    def wait_time(device: Any) -> float:
+        device.watch(pacing(device))
+        return 0.0
+
+    return wait_time

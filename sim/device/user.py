@@ -32,7 +32,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from sim.corpus import Case, ForgeContext, cases_for
 from sim.device import cluster
 from sim.device.keepalive import KeptConnection
-from sim.device.mqtt_tasks import MqttDevice
+from sim.device.mqtt_tasks import MqttDevice, watching
 from sim.device.run_state import (
     DEFAULT_ISSUER,
     MEASUREMENTS,
@@ -445,14 +445,11 @@ def _apply_settings(config: SimConfig) -> None:
     if config.transport == "mqtt":
         # Over MQTT (sim.device.mqtt_tasks): the steady state and the expiry storm; the run
         # refuses the other scenarios with --transport mqtt before it starts.
-        tasks = [
-            _staged(FleetDevice.mqtt_expiry_storm)
-            if config.storm == "expiry-storm"
-            else _staged(FleetDevice.mqtt_verification)
-        ]
+        tasks = [_staged(FleetDevice.mqtt_telemetry)]
     FleetDevice.tasks = tasks
     open_model = is_open_model(config.rate_rps, config.parsed_stages)
-    FleetDevice.wait_time = open_pacing if open_model else constant_pacing(config.interval_s)
+    pacing = open_pacing if open_model else constant_pacing(config.interval_s)
+    FleetDevice.wait_time = watching(pacing) if config.transport == "mqtt" else pacing
 
 
 def configure(config: SimConfig | None = None) -> type[FleetDevice]:
