@@ -112,7 +112,13 @@ class MqttDevice(StormDevice):
             self._drop_idle_http()
             if held is None:
                 return None
-        return held if self._connect(scenario, recorded_as, held) else None
+        if not self._connect(scenario, recorded_as, held):
+            return None
+        if storm and self._in_storm():
+            # Recovered: its session open again (the next reading is stored on it).
+            self._mark(MARK_OK, time.time())
+            MEASUREMENTS.device_sets["recovered"].add(self.device.id)
+        return held
 
     def _connect(self, scenario: Scenario, recorded_as: str, held: HeldToken) -> bool:
         """CONNECT with the token, judged by its CONNACK as HTTP's status it stands for."""
@@ -185,9 +191,7 @@ class MqttDevice(StormDevice):
         return outcome
 
     def mqtt_telemetry(self) -> None:
-        """The task over MQTT: a reading on the session held (opened again if it was closed).
-        In the expiry storm, the device's first reading stored after its expiry close marks
-        its recovery."""
+        """The task over MQTT: a reading on the session held (opened again if it was closed)."""
         storm = self.config.storm == "expiry-storm"
         scenario: Scenario = "expiry" if storm else "verification"
         MEASUREMENTS.counters[f"runs {scenario}"] += 1
@@ -195,11 +199,8 @@ class MqttDevice(StormDevice):
             MEASUREMENTS.device_sets["expiry"].add(self.device.id)
         self._late_acks()
         held = self._reopen()
-        if held is None:
-            return
-        if self.mqtt_publish(scenario, held) == "ok" and storm and self._in_storm():
-            self._mark(MARK_OK, time.time())
-            MEASUREMENTS.device_sets["recovered"].add(self.device.id)
+        if held is not None:
+            self.mqtt_publish(scenario, held)
 
     def watch(self, delay_s: float) -> None:
         """Wait ``delay_s`` (until the next reading) on the session's socket, as a device in
