@@ -190,6 +190,10 @@ class MqttDevice(StormDevice):
         )  # fmt: skip
         return outcome
 
+    def mqtt_open(self) -> None:
+        """Open the device's session (at its start), before its first reading."""
+        self._reopen()
+
     def mqtt_telemetry(self) -> None:
         """The task over MQTT: a reading on the session held (opened again if it was closed)."""
         storm = self.config.storm == "expiry-storm"

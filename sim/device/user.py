@@ -144,6 +144,8 @@ class FleetDevice(MqttDevice, TrustDevice, TokenHolder, FastHttpUser):
                     break  # refused: retrying the same credential would be refused again
             # Still without a token: the scenario's task asks again, backing off as here.
         MEASUREMENTS.device_ready(time.time() - started)  # from here: one report per interval
+        if self.config.transport == "mqtt":
+            self.mqtt_open()  # a device connects as it boots; its readings keep their pace
         self.stages = run_stages()
         if self.stages is not None and self.stages.kind == "rate":
             # Rate stages: the open model, each device its share of the stage's rate.
