@@ -29,8 +29,8 @@ from sim.account.mqtt import (
 from sim.account.storms import MARK_EXP, MARK_OK, MARK_REFUSED, STORM_TOKEN_SCENARIO
 from sim.device.mqtt_session import MqttSession
 from sim.device.run_state import MEASUREMENTS, STATE
-from sim.device.storm_tasks import StormDevice
 from sim.device.tokens import HeldToken
+from sim.device.trust_tasks import TrustDevice
 from sim.outcomes import CLOCK_SLOP_S, Outcome, judge_held
 from sim.shape.scenarios import Scenario
 
@@ -42,7 +42,7 @@ ACCEPTED_STATUS = 200
 STORED_STATUS = 202  # a PUBACK: the reading stored, as HTTP's 202
 
 
-class MqttDevice(StormDevice):
+class MqttDevice(TrustDevice):
     """The MQTT half of a :class:`sim.device.user.FleetDevice`."""
 
     connection_timeout: float
@@ -194,8 +194,41 @@ class MqttDevice(StormDevice):
         """Open the device's session (at its start), before its first reading."""
         self._reopen()
 
+    def _revoked_probe(self) -> bool:
+        """--scenario revocation over MQTT, for a device the run revokes: once its revocation
+        is under way, each reading's turn is a new CONNECT with the token it holds, judged
+        against the revoke calls' journal (a CONNACK 0 past the bound: a bad token accepted).
+        False: not revoked (yet), the steady state."""
+        journal = self.revoked_journal()
+        if journal is None or journal.sent.get(self.device.id) is None:
+            return False
+        held = self.tokens.get("verification")
+        if held is None or time.time() >= held.exp:
+            return True  # it is issued no new token, and has no live one to present
+        session = self._session()
+        session.close()  # its own close: the probe is a new session
+        judge = self.revocation_judge(journal, held, time.time())
+        self._start(paced=False)
+        started = time.perf_counter()
+        code = session.connect(held.token, self.connection_timeout)
+        latency_ms = (time.perf_counter() - started) * 1000
+        settings = session.settings
+        status, reason = settings.status(code), settings.reason(code)
+        outcome = judge(status, reason)
+        MEASUREMENTS.counters[connack_counter(code)] += 1
+        self.record_exchange(
+            REQUEST_TYPE, CONNECT_ROW, "revocation", outcome, latency_ms, status,
+            "" if outcome == "ok" else reason, 0,
+        )  # fmt: skip
+        session.close()
+        if outcome == "refused_valid":
+            self.tokens.pop("verification", None)  # not revoked yet: renew as it would
+        return True
+
     def mqtt_telemetry(self) -> None:
         """The task over MQTT: a reading on the session held (opened again if it was closed)."""
+        if self.config.storm == "revocation" and self._revoked_probe():
+            return
         storm = self.config.storm == "expiry-storm"
         scenario: Scenario = "expiry" if storm else "verification"
         MEASUREMENTS.counters[f"runs {scenario}"] += 1

@@ -120,7 +120,7 @@ def test_an_expiry_storm_over_mqtt_recovers_and_loses_nothing(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"scenarios": {"rejection": 1}}, "verification scenario or expiry-storm"),
+        ({"scenarios": {"rejection": 1}}, "verification scenario, expiry-storm or revocation"),
         ({"endpoint": "config"}, "publishes telemetry"),
         ({"target": "http://127.0.0.1:9", "admin_key": "k"}, "needs --mqtt-port"),
         ({"mqtt_port": 1883}, "the embedded one has its own"),
@@ -137,3 +137,43 @@ def test_what_mqtt_devices_cannot_do_is_refused_in_one_line(
 def test_a_broker_port_without_mqtt_is_refused() -> None:
     with pytest.raises(ConfigError, match="--transport mqtt"):
         RunConfig(mqtt_port=1883).check()
+
+
+@pytest.mark.slow
+def test_a_revoked_devices_connect_is_refused_as_expected(tmp_path: Path) -> None:
+    """--scenario revocation over MQTT: the run revokes half the fleet mid-run; each revoked
+    device then presents its still unexpired token in a new CONNECT, refused (CONNACK 5)."""
+    summary = _mqtt_run(
+        tmp_path, storm="revocation", scenarios={"verification": 1}, revoke_percent=50,
+        duration_s=7,
+    )  # fmt: skip
+    probes = [
+        r for r in summary["requests"]
+        if r["scenario"] == "revocation" and r["endpoint"] == CONNECT_ROW
+    ]  # fmt: skip
+    assert probes, summary["requests"]
+    refused = sum(r["outcomes"].get("rejected_as_expected", 0) for r in probes)
+    assert refused >= DEVICES // 2
+    assert summary["outcomes"]["accepted_invalid"] == 0
+    assert summary["outcomes"]["refused_valid"] == 0
+    assert summary["mqtt"]["connack_codes"].get("5", 0) >= refused
+    revocation = summary.get("revocation")
+    assert revocation is not None
+    assert summary["telemetry"].get("lost") == 0
+    assert summary["verdict"]["passed"], summary["verdict"]
+
+
+@pytest.mark.slow
+def test_two_locust_workers_merge_the_mqtt_account_exactly(tmp_path: Path) -> None:
+    summary = _mqtt_run(tmp_path, workers=2, duration_s=4)
+    assert summary["run"]["locust_workers"] == 2
+    mqtt, telemetry = summary["mqtt"], summary["telemetry"]
+    assert mqtt["connect"]["outcomes"].get("ok", 0) == DEVICES  # each device once, one worker
+    # Both workers' PUBACKs, merged: the same readings the target counted.
+    assert telemetry["acknowledged"] == mqtt["publish"]["outcomes"].get("ok", 0) > 0
+    assert telemetry.get("lost") == 0
+    with open(Path(summary["run"]["results"]) / "locust_stats.csv", newline="") as f:
+        published = [
+            r for r in csv.DictReader(f) if r["Type"] == "MQTT" and r["Name"].endswith(PUBLISH_ROW)
+        ]
+    assert sum(int(r["Request Count"]) for r in published) == mqtt["publish"]["count"]
