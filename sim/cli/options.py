@@ -27,6 +27,7 @@ __all__ = [
     "add_embedded_algs",
     "add_target_options",
     "add_transport_options",
+    "check_transport",
     "cpus",
     "duration",
     "embedded_algs",
@@ -34,6 +35,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "ratio",
+    "refuse_transport",
     "seconds",
     "tolerance",
 ]
@@ -168,6 +170,25 @@ def add_transport_options(p: argparse.ArgumentParser, *, broker_port: bool = Tru
             type=positive_int,
             metavar="N",
             help="with --transport mqtt and --target: the broker's port on the target's host",
+        )
+
+
+def refuse_transport(p: argparse.ArgumentParser, command: str) -> None:
+    """``--transport`` on a command that has only HTTP devices yet: named, and refused in one
+    line (never silently ignored)."""
+    p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="http",
+        help=f"http only: {command} has no MQTT devices yet (fleetbench run and smoke have)",
+    )
+
+
+def check_transport(transport: str, command: str) -> None:
+    if transport != "http":
+        raise ConfigError(
+            f"{command} --transport {transport}: {command} has no MQTT devices yet; "
+            "fleetbench run and smoke have them"
         )
 
 
