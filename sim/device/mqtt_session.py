@@ -23,6 +23,7 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 from gevent import select
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.matcher import MQTTMatcher
 
 from sim.profiles.mqtt_settings import MqttSettings
 
@@ -38,11 +39,50 @@ CLOSE_CAUSES: tuple[CloseCause, ...] = ("expiry_close", "broker_close", "network
 _V311_CODES = {0: 0, 0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
 
 
+class _NoLock:
+    """A lock for what only one greenlet ever touches."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+
+_NO_LOCK = _NoLock()
+# paho's seven mutexes guard a client against its own network thread; each of ours is driven
+# by its device's greenlet alone, so they guard nothing, and were a fifth of a client's memory.
+_MUTEXES = (
+    "_in_callback_mutex",
+    "_callback_mutex",
+    "_msgtime_mutex",
+    "_out_message_mutex",
+    "_in_message_mutex",
+    "_reconnect_delay_mutex",
+    "_mid_generate_mutex",
+)
+# A device subscribes to nothing: one empty topic matcher for all (each was 1.5 KB).
+_NO_SUBSCRIPTIONS = MQTTMatcher()  # type: ignore[no-untyped-call]
+
+
 class _Client(mqtt.Client):
-    """paho's client, telling an end of stream (the broker closed the socket) from a socket
-    error (the network): paho reports both as MQTT_ERR_CONN_LOST."""
+    """paho's client, slimmed for a fleet of them in one process, and telling an end of stream
+    (the broker closed the socket) from a socket error (the network): paho reports both as
+    MQTT_ERR_CONN_LOST."""
 
     ended_by_peer = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in _MUTEXES:
+            setattr(self, name, _NO_LOCK)
+        self._on_message_filtered = _NO_SUBSCRIPTIONS
 
     def _sock_recv(self, bufsize: int) -> bytes:
         data: bytes = super()._sock_recv(bufsize)
@@ -162,10 +202,14 @@ class MqttSession:
             remaining_s = deadline - time.monotonic()
             if sock is None or remaining_s <= 0:
                 return
-            writing = [sock] if client.want_write() else []
-            readable, writable, _ = select.select(
-                [sock], writing, [], min(remaining_s, self._slice_s)
-            )
+            # poll, not select: select() stops at descriptor 1024, and a fleet has thousands.
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
+            events = 0
+            for _, found in poller.poll(min(remaining_s, self._slice_s) * 1000):
+                events |= found
+            readable = events & ~select.POLLOUT
+            writable = events & select.POLLOUT
             if readable and client.loop_read() and client.socket() is None:
                 return
             if writable and client.loop_write() and client.socket() is None:

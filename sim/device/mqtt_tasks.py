@@ -78,11 +78,10 @@ class MqttDevice(TrustDevice):
         self._unacked = waiting
 
     def _drop_idle_http(self) -> None:
-        """Close the token call's idle connection: a device of an MQTT fleet holds one socket,
-        its session (10,000 devices, 10,000 descriptors, not twice that)."""
-        pool = self._http._connection_pool
-        while pool._socket_queue.qsize():
-            pool.release_socket(pool.get_socket())
+        """Close the token call's client and its idle connection: a device of an MQTT fleet
+        holds one socket, its session (10,000 devices, 10,000 descriptors, not twice that), and
+        not the HTTP client between renewals (its next token call makes one again)."""
+        self.client.client.clientpool.close()
 
     def _reopen(self) -> HeldToken | None:
         """The token of a session that holds: the one open, or a new one (its token renewed
