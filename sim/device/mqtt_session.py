@@ -110,6 +110,8 @@ class MqttSession:
             client.tls_set()
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self._acked: set[int] = set()  # message ids PUBACKed and not yet counted by the device
         self.client = client
         self.connack: int | None = None
         self.connected = False
@@ -123,6 +125,9 @@ class MqttSession:
         code = int(reason.value)
         self.connack = _V311_CODES.get(code, code) if self.settings.protocol == "3.1.1" else code
         self.connected = self.connack == 0
+
+    def _on_publish(self, _c: Any, _u: Any, mid: int, _r: Any, _p: Any) -> None:
+        self._acked.add(mid)
 
     def _on_disconnect(self, _c: Any, _u: Any, flags: Any, _r: Any, _p: Any) -> None:
         if self.connected:
@@ -156,13 +161,23 @@ class MqttSession:
             self.close()
         return self.connack
 
-    def publish(self, topic: str, payload: bytes, timeout_s: float) -> mqtt.MQTTMessageInfo:
+    def publish(self, topic: str, payload: bytes, timeout_s: float) -> int:
         """PUBLISH at the settings' QoS and wait until it is acknowledged, the session ends or
-        ``timeout_s`` passes; the message's info says which (``is_published``)."""
-        info = self.client.publish(topic, payload, qos=self.settings.qos)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
-            self.pump(lambda: info.is_published() or not self.connected, timeout_s)
-        return info
+        ``timeout_s`` passes; its message id (``acknowledged`` says which). paho keeps a QoS 1
+        message published without a session, and sends it after the next CONNACK."""
+        mid = self.client.publish(topic, payload, qos=self.settings.qos).mid
+        if self.connected:
+            self.pump(lambda: mid in self._acked or not self.connected, timeout_s)
+        return mid
+
+    def acknowledged(self, mid: int) -> bool:
+        """Whether message ``mid``'s PUBACK came (paho's message info raises for a message
+        queued without a session, so the PUBACKs are kept here, by id)."""
+        return mid in self._acked
+
+    def forget(self, mid: int) -> None:
+        """The device counted message ``mid``'s PUBACK."""
+        self._acked.discard(mid)
 
     def alive(self) -> bool:
         """Read what the broker sent meanwhile, without waiting (a close, a PUBACK of a message
