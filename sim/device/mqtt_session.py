@@ -107,7 +107,7 @@ class MqttSession:
             clean_session=True if version == mqtt.MQTTv311 else None,
         )
         if settings.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=settings.ca_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
@@ -142,8 +142,10 @@ class MqttSession:
         none came (no TCP connection, the socket closed, or ``timeout_s`` passed)."""
         settings, client = self.settings, self.client
         values = {**self._values, "token": token}
+        # A pattern that leaves a field empty (the token in the username) sends no such field.
         client.username_pw_set(
-            settings.username.format(**values), settings.password.format(**values)
+            settings.username.format(**values) or None,
+            settings.password.format(**values) or None,
         )
         self.connack, self.connected, self._lost = None, False, False
         self._broker_disconnect = False
