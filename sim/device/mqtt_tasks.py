@@ -27,6 +27,7 @@ from sim.account.mqtt import (
     connack_counter,
 )
 from sim.account.storms import MARK_EXP, MARK_OK, MARK_REFUSED, STORM_TOKEN_SCENARIO
+from sim.device.keepalive import KeptConnection
 from sim.device.mqtt_session import MqttSession
 from sim.device.run_state import MEASUREMENTS, STATE
 from sim.device.tokens import HeldToken
@@ -40,6 +41,7 @@ __all__ = ["MqttDevice", "watching"]
 READING_VALUES = {"temp_c": 21.5, "battery": 0.93}
 ACCEPTED_STATUS = 200
 STORED_STATUS = 202  # a PUBACK: the reading stored, as HTTP's 202
+_DETACHED = KeptConnection(None, 0.0)  # holds no connection: release() has nothing to give back
 
 
 class MqttDevice(TrustDevice):
@@ -83,6 +85,8 @@ class MqttDevice(TrustDevice):
         holds one socket, its session (10,000 devices, 10,000 descriptors, not twice that), and
         not the HTTP client between renewals (its next token call makes one again)."""
         self.client.client.clientpool.close()
+        # The lean path's hold on it too (an MQTT device sends no HTTP reading).
+        self._http, self.kept = None, _DETACHED
 
     def _reopen(self) -> HeldToken | None:
         """The token of a session that holds: the one open, or a new one (its token renewed
@@ -192,7 +196,9 @@ class MqttDevice(TrustDevice):
         return outcome
 
     def mqtt_open(self) -> None:
-        """Open the device's session (at its start), before its first reading."""
+        """Open the device's session (at its start), before its first reading; the HTTP client
+        of its first token goes."""
+        self._drop_idle_http()
         self._reopen()
 
     def _revoked_probe(self) -> bool:
