@@ -3,7 +3,13 @@ real Locust, real paho sessions; the account checked against the target's /admin
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +19,11 @@ from sim.account.mqtt import CONNECT_ROW, PUBLISH_ROW
 from sim.artefacts.summary_file import Summary
 from sim.errors import ConfigError
 from sim.run.config import RunConfig
+from sim.run.embedded import free_port
 from sim.run.runner import run_benchmark
 from sim.smoke.engine import SmokeConfig
 from tests.commands import fleetbench_here
+from tests.sim.conftest import serve_process
 
 DEVICES = 6
 
@@ -197,3 +205,53 @@ def test_smoke_over_mqtt_runs_the_steady_state_over_mqtt() -> None:
     assert all(r.transport == "mqtt" and r.scenarios == {"verification": 1} for r in runs)
     # Its short tokens (4 s) make the broker close every session within the run.
     assert all(r.effective_token_ttl == 4 for r in runs)
+
+
+@contextlib.contextmanager
+def _lax_broker(folder: Path) -> Iterator[int]:
+    """A plain amqtt broker that lets anyone in and never closes a session at its token's
+    expiry: the broker a device fleet must not trust."""
+    port = free_port()
+    config = folder / "broker.yaml"
+    config.write_text(
+        f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
+        "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+        "    allow_anonymous: true\n"
+    )
+    amqtt = Path(sys.executable).with_name("amqtt")
+    process = subprocess.Popen(
+        [str(amqtt), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_broker_that_keeps_an_expired_session_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our token endpoint issues 2 s tokens; the broker never closes a session at expiry: the
+    readings it acknowledges on a session whose token is past exp (and the clock slop) are
+    accepted_invalid, and the run fails."""
+    admin_key = "k" * 32
+    monkeypatch.setenv("TARGET_ADMIN_KEY", admin_key)
+    port = free_port()
+    command = [sys.executable, "-m", "target", "--port", str(port), "--db", ":memory:",
+               "--alg", "HS256", "--token-ttl", "2", "--leeway", "0"]  # fmt: skip
+    with serve_process(command, port) as url, _lax_broker(tmp_path) as broker_port:
+        summary = _mqtt_run(
+            tmp_path, target=url, admin_key=admin_key, mqtt_port=broker_port, leeway=0,
+            duration_s=7,
+        )  # fmt: skip
+    assert summary["mqtt"]["publish"]["outcomes"].get("accepted_invalid", 0) > 0
+    assert summary["mqtt"]["closes"] == {}  # it never closed one
+    assert not summary["verdict"]["passed"]
+    assert any("bad token was accepted" in f for f in summary["verdict"]["failures"])
