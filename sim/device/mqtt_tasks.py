@@ -16,6 +16,7 @@ from typing import Any
 
 import gevent
 
+from sim.account import storms
 from sim.account.measure import WARMUP_SCENARIO
 from sim.account.mqtt import (
     CLOSED,
@@ -26,7 +27,6 @@ from sim.account.mqtt import (
     RESENT_ACKED,
     connack_counter,
 )
-from sim.account.storms import MARK_EXP, MARK_OK, MARK_REFUSED, STORM_TOKEN_SCENARIO
 from sim.device.keepalive import KeptConnection
 from sim.device.mqtt_session import MqttSession
 from sim.device.run_state import MEASUREMENTS, STATE
@@ -91,14 +91,16 @@ class MqttDevice(TrustDevice):
     def _reopen(self) -> HeldToken | None:
         """The token of a session that holds: the one open, or a new one (its token renewed
         first if it expired); None when there is none. A session found closed is counted by
-        cause; in the expiry storm, its token's exp, the expiry close and the recovery are the
-        device's marks."""
+        cause. The storms' marks: in the expiry storm, its token's exp, the expiry close and
+        the session open again; in the reconnect storm, the first loss (or failed CONNECT)
+        and the session open again after it."""
         scenario: Scenario = "expiry" if self.config.storm == "expiry-storm" else "verification"
         storm = scenario == "expiry"
+        outage = self.config.storm == "reconnect-storm"
         session = self._session()
         held = self.tokens.get(scenario)
         if storm and held is not None:
-            self._mark(MARK_EXP, held.exp)  # once: the token fetched with the fleet
+            self._mark(storms.MARK_EXP, held.exp)  # once: the token fetched with the fleet
         if session.alive() and held is not None:
             return held
         if session.lost():
@@ -109,19 +111,29 @@ class MqttDevice(TrustDevice):
                 MEASUREMENTS.counters["expirations"] += 1
                 MEASUREMENTS.device_sets["expired"].add(self.device.id)
                 MEASUREMENTS.counters["refreshes"] += 1
-                self._mark(MARK_REFUSED, time.time())
-        recorded_as = STORM_TOKEN_SCENARIO if storm and self._in_storm() else scenario
+                self._mark(storms.MARK_REFUSED, time.time())
+            elif outage and cause != "expiry_close":
+                self._mark(storms.MARK_CUT, time.time())
+        recorded_as: str = scenario
+        if storm and self._in_storm():
+            recorded_as = storms.STORM_TOKEN_SCENARIO
+        elif outage and self._cut_off():
+            recorded_as = storms.RECONNECT_TOKEN_SCENARIO
         if held is None or time.time() >= held.exp - CLOCK_SLOP_S:
             held = self.tokens_for(scenario, recorded_as)
             self._drop_idle_http()
             if held is None:
                 return None
         if not self._connect(scenario, recorded_as, held):
+            if outage and session.connack is None:
+                self._mark(storms.MARK_CUT, time.time())  # no broker to answer
             return None
         if storm and self._in_storm():
             # Recovered: its session open again (the next reading is stored on it).
-            self._mark(MARK_OK, time.time())
+            self._mark(storms.MARK_OK, time.time())
             MEASUREMENTS.device_sets["recovered"].add(self.device.id)
+        elif outage and self._cut_off():
+            self._mark(storms.MARK_BACK, time.time())
         return held
 
     def _connect(self, scenario: Scenario, recorded_as: str, held: HeldToken) -> bool:

@@ -127,10 +127,31 @@ def test_an_expiry_storm_over_mqtt_recovers_and_loses_nothing(tmp_path: Path) ->
     assert summary["verdict"]["passed"], summary["verdict"]
 
 
+@pytest.mark.slow
+def test_a_reconnect_storm_over_mqtt_brings_every_session_back(tmp_path: Path) -> None:
+    """The embedded target (and its broker) restarted mid-run: every session lost, every device
+    connecting again once it is back, not one acknowledged reading lost."""
+    summary = _mqtt_run(
+        tmp_path, storm="reconnect-storm", scenarios={"verification": 1}, duration_s=12,
+        interval_s=0.5,
+    )  # fmt: skip
+    storm = (summary.get("storms") or {}).get("reconnect")
+    assert storm is not None and storm["outage_s"] is not None
+    assert storm["devices"] == DEVICES
+    assert storm["devices_recovered"] == DEVICES
+    assert storm["time_to_recover_s"] is not None
+    assert storm["acknowledged_lost"] == 0
+    connects = storm.get("connect_burst")
+    assert connects is not None and connects["outcomes"].get("ok", 0) == DEVICES
+    closes = summary["mqtt"]["closes"]
+    assert closes.get("broker_close", 0) + closes.get("network_error", 0) >= DEVICES
+    assert summary["telemetry"].get("lost") == 0
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"scenarios": {"rejection": 1}}, "verification scenario, expiry-storm or revocation"),
+        ({"scenarios": {"rejection": 1}}, "verification scenario, expiry-storm, reconnect-storm"),
         ({"endpoint": "config"}, "publishes telemetry"),
         ({"target": "http://127.0.0.1:9", "admin_key": "k"}, "needs --mqtt-port"),
         ({"mqtt_port": 1883}, "the embedded one has its own"),
