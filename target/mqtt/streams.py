@@ -1,15 +1,16 @@
-"""The byte stream of one MQTT connection, bounded: field size and readings in flight."""
+"""The byte streams of one MQTT connection, bounded: field size, readings in flight, and how
+long a client may leave our packets unread."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
 
-from amqtt.adapters import StreamReaderAdapter
+from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
 
 from target.errors import PacketTooLarge
 
-__all__ = ["MAX_IN_FLIGHT", "BoundedReader"]
+__all__ = ["MAX_IN_FLIGHT", "BoundedReader", "BoundedWriter"]
 
 # Publishes of one connection being handled at once (each a task amqtt starts per packet). At
 # the limit the connection is not read until one finishes, so a flood fills the client's TCP
@@ -53,3 +54,46 @@ class BoundedReader(StreamReaderAdapter):
         self._in_flight -= 1
         if self._in_flight < MAX_IN_FLIGHT:
             self._room.set()
+
+
+# Above this many bytes waiting in the transport, asyncio pauses the writer and ``drain`` waits.
+_HIGH_WATER_BYTES = 64 * 1024
+
+
+class BoundedWriter(StreamWriterAdapter):
+    """A client that leaves our packets unread for ``deadline_s`` is cut off (the transport
+    aborted): amqtt awaits ``drain`` after every packet and ``close`` drains first, so one client
+    that never reads would hold its session, its slot and every message routed to it forever."""
+
+    def __init__(
+        self, writer: asyncio.StreamWriter, deadline_s: float, on_stalled: Callable[[], None]
+    ) -> None:
+        super().__init__(writer)
+        self._stream = writer
+        self.deadline_s = deadline_s
+        self._on_stalled = on_stalled
+        self._cut = False
+
+    def _cut_off(self, *, stalled: bool = True) -> None:
+        if stalled and not self._cut:
+            self._on_stalled()
+        self._cut = self.is_closed = True
+        self._stream.transport.abort()
+
+    async def drain(self) -> None:
+        if self._stream.transport.get_write_buffer_size() <= _HIGH_WATER_BYTES:
+            await super().drain()  # not paused: returns at once, no timer needed
+            return
+        try:
+            await asyncio.wait_for(super().drain(), self.deadline_s)
+        except TimeoutError:
+            self._cut_off()
+            raise ConnectionResetError("the client does not read") from None
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(super().close(), self.deadline_s)
+        except TimeoutError:
+            self._cut_off()
+        except OSError:  # reset by the client meanwhile: nothing left to wait for
+            self._cut_off(stalled=False)
