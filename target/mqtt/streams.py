@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Callable
 
 from amqtt.adapters import StreamReaderAdapter, StreamWriterAdapter
+from amqtt.errors import NoDataError
 
 from target.errors import PacketTooLarge
 
@@ -35,13 +36,28 @@ class BoundedReader(StreamReaderAdapter):
         self._in_flight = 0
         self._room = asyncio.Event()
         self._room.set()
+        self._shut = False
+
+    def shut(self) -> None:
+        """Read nothing more: amqtt's reader loop then ends as at EOF.
+
+        Stopping a session cancels amqtt's reader task, but Python 3.11's ``asyncio.wait_for``
+        (which wraps each of its reads) drops a cancellation that arrives as the read completes,
+        so with packets already buffered the loop read on and the connection stayed open until
+        the client closed it."""
+        self._shut = True
+        self._room.set()
 
     async def read(self, n: int = -1) -> bytes:
+        if self._shut:
+            raise NoDataError("the session is stopping")
         if not 0 <= n <= self._max_read:  # -1 would read to EOF: unbounded
             self._on_too_large()
             raise PacketTooLarge(f"read of {n} bytes over the limit of {self._max_read}")
         if not self._room.is_set():
             await self._room.wait()
+            if self._shut:
+                raise NoDataError("the session is stopping")
         data: bytes = await super().read(n)
         return data
 
