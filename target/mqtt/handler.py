@@ -61,7 +61,9 @@ class DeviceHandler(BrokerProtocolHandler):
             # HTTP API allows); the device renews and connects again.
             closes_at = self.grant.exp + self.rules.gate.leeway_s
             delay_s = max(0.0, closes_at - time.time())
-            self._expiry = self._loop.call_later(delay_s, self.close, "token_expired")
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay_s, self.close, "token_expired"
+            )
 
     async def stop(self) -> None:
         if self._expiry is not None:
