@@ -45,6 +45,7 @@ from target.state import TargetState
 __all__ = ["CONNECT_TIMEOUT_S", "MqttListener"]
 
 CONNECT_TIMEOUT_S = 10.0
+LISTEN_BACKLOG = 4096
 MQTT_3_1_1 = 4
 # The longest a client may leave our packets unread (less if its keepalive is shorter).
 MAX_WRITE_WAIT_S = 30.0
@@ -281,7 +282,9 @@ class MqttListener:
                 reuse_address=True,
                 # asyncio's read buffer: a field up to --mqtt-max-packet, and no more waits in it.
                 limit=self._settings.mqtt_max_packet + 1024,
-                backlog=1024,
+                # A reconnect storm queues here while CONNECTs are checked: a SYN the kernel drops
+                # from a full backlog is retried 1 s, 3 s, 7 s later. Linux caps it at somaxconn.
+                backlog=LISTEN_BACKLOG,
             )
         except BaseException:
             await self._broker.shutdown()
