@@ -61,11 +61,15 @@ class DeviceHandler(BrokerProtocolHandler):
             # HTTP API allows); the device renews and connects again.
             closes_at = self.grant.exp + self.rules.gate.leeway_s
             delay_s = max(0.0, closes_at - time.time())
-            self._expiry = self._loop.call_later(delay_s, self.close, "token_expired")
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay_s, self.close, "token_expired"
+            )
 
     async def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        if isinstance(self.reader, BoundedReader):
+            self.reader.shut()
         await super().stop()
 
     def close(self, reason: str) -> None:
@@ -92,6 +96,8 @@ class DeviceHandler(BrokerProtocolHandler):
 
     async def _publish(self, packet: Any) -> None:
         grant, rules = self.grant, self.rules
+        if self._closing is not None:  # what the client sent after a refusal is not taken
+            return
         if grant is None or rules is None:  # not admitted: cannot happen after CONNACK 0
             self.close("not_admitted")
             return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -11,8 +12,9 @@ import pytest
 import requests
 
 from sim.run.embedded import EmbeddedTarget
+from tests.target.helpers import Device as Registered
 from tests.target.helpers import admin_headers, client_token, new_device, wait_until
-from tests.target.mqtt.clients import ACCEPTED, Device
+from tests.target.mqtt.clients import ACCEPTED, Device, publish_packet, raw_session
 
 pytestmark = pytest.mark.slow
 
@@ -32,6 +34,16 @@ def _stats(target: EmbeddedTarget, device_id: str) -> dict[str, int]:
     body = requests.get(f"{target.url}/admin/stats", headers=admin_headers(target), timeout=10)
     found: dict[str, int] = body.json()["devices"].get(device_id, {})
     return found
+
+
+def _answer_then_close(target: EmbeddedTarget, registered: Registered, data: bytes) -> bytes:
+    """What the broker answers ``data`` sent right after a good CONNECT, up to its close."""
+    with raw_session(target.mqtt_port, registered.id, client_token(target, registered)) as sock:
+        sock.sendall(data)
+        answered = b""
+        while chunk := sock.recv(4096):
+            answered += chunk
+    return answered
 
 
 def _metric(target: EmbeddedTarget, line_start: str) -> float:
@@ -111,3 +123,27 @@ def test_an_invalid_reading_closes_the_connection_and_is_counted(
     assert device.disconnected.wait(10)
     assert _metric(target, 'fleetbench_mqtt_readings_total{result="invalid"}') == before + 1
     assert _stats(target, device.device_id) == {}
+
+
+def test_nothing_sent_after_a_refused_publish_is_taken(target: EmbeddedTarget) -> None:
+    """A refusal closes the connection; readings already on the wire behind it are not stored
+    (nor acknowledged) in the moment before the close takes effect."""
+    registered, other = new_device(target), new_device(target)
+    reading = json.dumps({"seq": 1, "ts": 0}).encode()
+    burst = publish_packet(f"devices/{other.id}/telemetry", reading, 1) + b"".join(
+        publish_packet(f"devices/{registered.id}/telemetry", reading, packet_id)
+        for packet_id in range(2, 50)
+    )
+    assert _answer_then_close(target, registered, burst) == b""
+    assert _stats(target, registered.id) == {}
+
+
+def test_a_topic_that_is_not_utf8_closes_the_connection(target: EmbeddedTarget) -> None:
+    """MQTT 3.1.1 §1.5.3: ill-formed UTF-8 closes the connection (amqtt hands such a topic on
+    as the text ``b'...'``, which is no device's topic)."""
+    registered = new_device(target)
+    topic = f"devices/{registered.id}/".encode() + b"\xff\xfe"
+    body = len(topic).to_bytes(2, "big") + topic + b"\x00\x01" + b'{"seq": 1, "ts": 0}'
+    publish = bytes([0x32, len(body)]) + body  # QoS 1, one length byte (< 128)
+    assert _answer_then_close(target, registered, publish) == b""
+    assert _stats(target, registered.id) == {}
