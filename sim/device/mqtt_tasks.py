@@ -33,13 +33,13 @@ from sim.device.run_state import MEASUREMENTS, STATE
 from sim.device.tokens import HeldToken
 from sim.device.trust_tasks import TrustDevice
 from sim.outcomes import CLOCK_SLOP_S, Outcome, judge_held
+from sim.profiles.http import claimed_exp
 from sim.shape.scenarios import Scenario
 
 __all__ = ["MqttDevice", "watching"]
 
 # What each reading carries besides its seq and time: the HTTP telemetry body's values.
 READING_VALUES = {"temp_c": 21.5, "battery": 0.93}
-ACCEPTED_STATUS = 200
 STORED_STATUS = 202  # a PUBACK: the reading stored, as HTTP's 202
 _DETACHED = KeptConnection(None, 0.0)  # holds no connection: release() has nothing to give back
 
@@ -51,6 +51,10 @@ class MqttDevice(TrustDevice):
     network_timeout: float
     mqtt_session: MqttSession | None = None
     _topic = ""
+    # The open session's token's own exp (its claim; else as the device reckoned it from
+    # expires_in at receipt, which is later by the token call's latency): what the broker's
+    # close and the judging of its PUBACKs go by.
+    _session_exp = 0.0
     _unacked: list[int]  # readings (message ids) whose PUBACK has not come: paho sends them again
 
     def _session(self) -> MqttSession:
@@ -104,7 +108,7 @@ class MqttDevice(TrustDevice):
         if session.alive() and held is not None:
             return held
         if session.lost():
-            cause = session.close_cause(held.exp if held else 0.0, time.time(), CLOCK_SLOP_S)
+            cause = session.close_cause(self._session_exp, time.time(), CLOCK_SLOP_S)
             session.forget_loss()
             MEASUREMENTS.counters[CLOSED + cause] += 1
             if storm and cause == "expiry_close":
@@ -162,7 +166,9 @@ class MqttDevice(TrustDevice):
         self.record_exchange(
             REQUEST_TYPE, CONNECT_ROW, recorded_as, outcome, latency_ms, status, reason, 0
         )
-        if not session.connected and outcome == "refused_valid":
+        if session.connected:
+            self._session_exp = claimed_exp(held.token, held.exp)
+        elif outcome == "refused_valid":
             self.tokens.pop(scenario, None)  # renew before the next reading
         return session.connected
 
@@ -196,7 +202,11 @@ class MqttDevice(TrustDevice):
             # Stored on a session whose token was past exp and leeway when the reading was
             # sent: the broker honoured an expired token.
             outcome = judge_held(
-                status, reason, exp=held.exp, now=sent_at, leeway_s=self.config.leeway_s
+                status,
+                reason,
+                exp=min(held.exp, self._session_exp or held.exp),
+                now=sent_at,
+                leeway_s=self.config.leeway_s,
             )
         else:
             self._unacked.append(mid)  # paho keeps it: it may yet be acknowledged

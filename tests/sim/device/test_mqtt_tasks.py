@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from sim.account.mqtt import CONNECT_ROW, PUBLISH_ROW
 from sim.artefacts.summary_file import Summary
 from sim.errors import ConfigError
+from sim.profiles.http import claimed_exp
 from sim.run.config import RunConfig
 from sim.run.embedded import free_port
 from sim.run.runner import run_benchmark
@@ -276,3 +278,14 @@ def test_a_broker_that_keeps_an_expired_session_fails_the_run(
     assert summary["mqtt"]["closes"] == {}  # it never closed one
     assert not summary["verdict"]["passed"]
     assert any("bad token was accepted" in f for f in summary["verdict"]["failures"])
+
+
+def test_a_session_goes_by_its_tokens_own_exp_claim() -> None:
+    """The device reckons exp from expires_in when the token answer arrives: late by the token
+    call's latency (seconds, under a storm), which made the broker's close at the claim's exp
+    look early (broker_close) and judged its PUBACKs too kindly. The claim decides."""
+    claimed = time.time() + 60
+    token = jwt.encode({"sub": "dev-1", "exp": int(claimed)}, "k" * 32, algorithm="HS256")
+    assert claimed_exp(token, int(claimed) + 5.0) == int(claimed)
+    assert claimed_exp(token, int(claimed) - 5.0) == int(claimed) - 5.0  # never later
+    assert claimed_exp("not-a-jwt", claimed) == claimed
