@@ -1,0 +1,204 @@
+"""``fleetbench attack --transport mqtt``: the corpus as CONNECT credentials and the topic-ACL
+cases, against real brokers. Our embedded broker passes with every case judged; a plain amqtt
+broker that lets anyone in (``tests/apis/lax_mqtt``) fails with ``accepted_invalid`` on the
+forged tokens and the ACL cases; a broker that never answers is one line."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sim.artefacts.codec import read_attack
+from sim.run.embedded import EmbeddedTarget
+from tests.apis.serve import serve_listening
+
+pytestmark = pytest.mark.slow  # each test starts brokers, a target and the command
+
+REPO = Path(__file__).resolve().parents[3]
+LAX_PROFILE = REPO / "tests" / "apis" / "lax" / "profile.toml"
+# The cases that carry a genuine credential (they must be served) and those not sent over MQTT.
+CONTROLS = {"valid_connect", "valid_publish_own_topic"}
+ACL = {"acl_publish_other_device", "acl_subscribe_other_device", "acl_subscribe_wildcard"}
+
+
+def attack(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETBENCH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "sim", "attack", "--transport", "mqtt", *args],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def read_run(folder: Path) -> dict[str, Any]:
+    body = read_attack(folder / "attack.json")  # validated against its type
+    assert len(body["runs"]) == 1
+    return dict(body["runs"][0])
+
+
+@pytest.fixture(scope="module")
+def issuer() -> Iterator[EmbeddedTarget]:
+    """Our target as the token issuer, without its broker: the brokers under test are others."""
+    with EmbeddedTarget("ES256") as target:
+        yield target
+
+
+Run = tuple[subprocess.CompletedProcess[str], dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+def lax_runs(issuer: EmbeddedTarget, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    """The lax broker attacked with our contract's tokens, and through a profile whose devices
+    mint their own (so its signed rule-breakers go as CONNECTs too)."""
+    command = [sys.executable, "-m", "tests.apis.lax_mqtt.broker"]
+    runs = {}
+    with serve_listening(command, os.environ) as url:
+        port = url.rsplit(":", 1)[1]
+        for name, profile in (("ours", "fleetbench"), ("minted", str(LAX_PROFILE))):
+            folder = tmp_path_factory.mktemp(f"lax-mqtt-{name}")
+            result = attack(
+                "--profile", profile, "--target", issuer.url, "--admin-key", issuer.admin_key,
+                "--mqtt-port", port, "--results", str(folder), "--quiet",
+            )  # fmt: skip
+            runs[name] = (result, read_run(folder))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def lax_run(lax_runs: dict[str, Run]) -> Run:
+    return lax_runs["ours"]
+
+
+def test_a_lax_broker_takes_the_signed_rule_breakers_of_a_minted_profile(
+    lax_runs: dict[str, Run],
+) -> None:
+    result, run = lax_runs["minted"]
+    assert result.returncode == 1, result.stderr
+    assert run["profile"] == "lax" and run["transport"] == "mqtt"
+    cases = {case["name"]: case for case in run["cases"]}
+    for name in ("signed_alg_none", "signed_expired", "signed_nbf_future"):
+        assert (cases[name]["verdict"], cases[name]["outcome"]) == ("accepted", "accepted_invalid")
+    assert cases["signed_no_exp"]["verdict"] == "finding"
+    assert cases["short_hmac_secret"]["verdict"] == "refused"  # 39 bytes: long enough
+
+
+def test_a_lax_broker_fails_with_accepted_invalid(
+    lax_run: Run,
+) -> None:
+    result, run = lax_run
+    assert result.returncode == 1, result.stderr
+    assert result.stdout.count("\nFAIL ES256 mqtt://127.0.0.1:") == 1
+    assert run["transport"] == "mqtt" and not run["passed"]
+    cases = {case["name"]: case for case in run["cases"]}
+    for name in CONTROLS:
+        assert cases[name]["verdict"] == "valid", cases[name]
+    forged = [c for c in run["cases"] if c["family"] not in ("control", "acl", "identity")]
+    sent = [c for c in forged if c["verdict"] != "skipped"]
+    assert len(sent) > 90  # the bearer corpus, as CONNECT passwords
+    for case in sent:
+        assert (case["verdict"], case["outcome"]) == ("accepted", "accepted_invalid"), case
+        assert case["got"] == "CONNACK 0 (session accepted)"
+    for name in ACL:
+        assert (cases[name]["verdict"], cases[name]["outcome"]) == ("accepted", "accepted_invalid")
+    # Judged by where the message landed, not by the broker's word alone.
+    assert cases["acl_publish_other_device"]["got"] == "delivered to the other device's subscriber"
+    assert "reading came through" in cases["acl_subscribe_wildcard"]["got"]
+    assert cases["other_device"]["severity"] == "high"  # a valid token, another device's name
+    assert cases["mqtt_username_unknown_device"]["verdict"] == "accepted"
+    assert cases["mqtt_client_id_other_device"]["verdict"] == "finding"
+    skipped = {c["name"]: c["got"] for c in forged if c["verdict"] == "skipped"}
+    assert skipped == {
+        "scope_missing": "not sent: a scope is an HTTP endpoint's rule",
+        "oversized_1mib": "not sent: longer than a CONNECT field holds (65535 bytes)",
+    }
+    assert run["counts"]["refused_valid"] == 0 and run["still_serving"]
+
+
+def test_the_report_shows_the_mqtt_cases(lax_run: Run, tmp_path: Path) -> None:
+    result, _ = lax_run
+    folder = Path(result.stdout.strip().splitlines()[-1].rsplit(" in ", 1)[1])
+    html = (folder / "report.html").read_text()
+    assert "ES256 over MQTT: FAIL" in html
+    assert "acl_publish_other_device" in html and "accepted_invalid" in html
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("embedded-mqtt")
+    result = attack("--algs", "ES256", "--results", str(folder))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout, read_run(folder)
+
+
+def test_our_embedded_broker_passes_with_every_case_judged(
+    embedded_run: tuple[str, dict[str, Any]],
+) -> None:
+    stdout, run = embedded_run
+    assert run["passed"] and run["embedded"] and run["broker"].startswith("mqtt://127.0.0.1:")
+    assert run["still_serving"] and not run["failures"]
+    verdicts = {case["name"]: case["verdict"] for case in run["cases"]}
+    assert {verdicts[name] for name in CONTROLS} == {"valid"}
+    # Every case judged from the broker's own answer: a refusal code, a closed connection.
+    judged = {name: v for name, v in verdicts.items() if v != "skipped" and name not in CONTROLS}
+    assert set(judged.values()) == {"refused"}, {n: v for n, v in judged.items() if v != "refused"}
+    assert len(judged) > 95
+    assert [name for name, v in verdicts.items() if v == "skipped"] == [
+        "scope_missing", "oversized_1mib",
+    ]  # fmt: skip
+    cases = {case["name"]: case for case in run["cases"]}
+    assert cases["alg_none"]["got"] == "CONNACK 4 bad credentials"
+    assert cases["alg_none"]["outcome"] == "rejected_as_expected"
+    assert cases["other_device"]["got"].startswith("CONNACK ")  # username B, token of A
+    assert cases["acl_publish_other_device"]["got"] == "connection closed on the PUBLISH"
+    assert cases["acl_subscribe_other_device"]["got"] == "SUBACK 0x80"
+    assert cases["acl_subscribe_wildcard"]["got"] == "SUBACK 0x80"
+    assert "\nPASS ES256 mqtt://127.0.0.1:" in stdout
+
+
+def test_the_emqx_example_profile_works_against_our_broker(tmp_path: Path) -> None:
+    """The shipped EMQX example with its [mqtt] settings as they are, pointed at our broker."""
+    with EmbeddedTarget("ES256", mqtt=True) as target:
+        result = attack(
+            "--profile", "emqx-jwt", "--target", target.url, "--admin-key", target.admin_key,
+            "--mqtt-port", str(target.mqtt_port), "--results", str(tmp_path), "--quiet",
+        )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    run = read_run(tmp_path)
+    assert run["profile"] == "emqx-jwt" and run["passed"] and run["still_serving"]
+    verdicts = [case["verdict"] for case in run["cases"]]
+    assert verdicts.count("valid") == 2 and "accepted" not in verdicts
+    assert verdicts.count("refused") > 90  # through a profile: no revoked device, no JWKS key
+    assert "(profile emqx-jwt)" in result.stdout
+
+
+def test_a_broker_that_never_answers_is_one_line(issuer: EmbeddedTarget, tmp_path: Path) -> None:
+    profile = tmp_path / "silent.toml"
+    text = (REPO / "sim" / "profiles" / "builtin" / "fleetbench.toml").read_text()
+    profile.write_text(
+        text.replace('name = "fleetbench"', 'name = "silent"') + "\n[mqtt]\nconnect_timeout_s = 1\n"
+    )
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    held: list[socket.socket] = []
+    accepting = threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True)
+    accepting.start()
+    try:
+        result = attack(
+            "--profile", str(profile), "--target", issuer.url, "--admin-key", issuer.admin_key,
+            "--mqtt-port", str(port), "--results", str(tmp_path / "r"), timeout=60,
+        )  # fmt: skip
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"fleetbench: error: the MQTT broker at mqtt://127.0.0.1:{port}: no CONNACK within 1 s"
+    ]
