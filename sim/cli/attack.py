@@ -120,7 +120,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     text = not args.json
 
     def show(result: CaseResult) -> None:
-        if text and (not args.quiet or result.verdict != "refused"):
+        if text and (not args.quiet or result.verdict not in ("refused", "valid")):
             print(verdict_line(result), flush=True)
 
     def log(message: str) -> None:
