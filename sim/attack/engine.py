@@ -26,10 +26,17 @@ from sim.artefacts.codec import write_artefact
 from sim.attack import mqtt_cases
 from sim.attack.broker import BrokerAddress
 from sim.attack.cases import run_case, run_token_case, secret_strength
+from sim.attack.device_jwt import DeviceJwtContext, device_jwt_cases
 from sim.attack.listener import listening
 from sim.attack.mqtt_cases import MqttContext
 from sim.attack.profiled import attack_profile
-from sim.attack.session import AttackSession, issuer_of, public_key_for, token_alg
+from sim.attack.session import (
+    AttackSession,
+    issuer_of,
+    public_key_for,
+    token_alg,
+    token_claim,
+)
 from sim.attack.verdicts import AttackReport, CaseResult
 from sim.corpus import CASES, TOKEN_CASES, ForgeContext, TokenContext
 from sim.errors import ConfigError, TargetUnusable
@@ -122,6 +129,9 @@ def attack_target(
                     broker, mqtt or Mqtt(), device.id, token, other.id, other_token
                 )
                 mqtt_cases.play(mqtt_ctx, ctx, listener, record)
+                audience = token_claim(token, "aud")
+                jwt_ctx = DeviceJwtContext(device, other, revoked, audience, issuer)
+                device_jwt_cases(mqtt_ctx, jwt_ctx, record)
             if alg.startswith("HS"):
                 record(secret_strength(token, alg))
             time.sleep(0.2)  # a fetch the target made in the background still counts

@@ -32,7 +32,9 @@ __all__ = [
     "accepts",
     "acl_cases",
     "connect_case",
+    "connect_result",
     "identity_cases",
+    "judge_connack",
     "outcome_of",
     "play",
     "signed_case",
@@ -83,13 +85,21 @@ class MqttContext:
         c = credentials(self.mqtt, device_id, token)
         return BrokerSession(self.address, c.client_id, c.username, c.password)
 
+    def connect_once(self, device_id: str, token: str | None) -> Connack:
+        """One CONNECT as ``device_id`` presenting ``token``; the session closed after."""
+        session = self.session(device_id, token)
+        try:
+            return session.connect()
+        finally:
+            session.close()
+
     def refusals(self) -> str:
         bad, denied = self.mqtt.refusal_codes()
         codes = {*bad, *denied, _ID_REJECTED[self.address.protocol]}
         return "|".join(str(code) for code in sorted(codes))
 
 
-def _judge_connack(ctx: MqttContext, connack: Connack) -> tuple[Verdict, str]:
+def judge_connack(ctx: MqttContext, connack: Connack) -> tuple[Verdict, str]:
     bad, denied = ctx.mqtt.refusal_codes()
     code = connack.code
     if code is None:
@@ -108,7 +118,7 @@ def _judge_connack(ctx: MqttContext, connack: Connack) -> tuple[Verdict, str]:
     return "mismatch", f"CONNACK {code}"
 
 
-def _result(
+def connect_result(
     name: str, family: str, description: str, expected: str, got: str, verdict: Verdict,
     severity: Severity = "", impact: str = "",
 ) -> CaseResult:  # fmt: skip
@@ -119,24 +129,16 @@ def _result(
     )  # fmt: skip
 
 
-def _connect_once(ctx: MqttContext, device_id: str, token: str | None) -> Connack:
-    session = ctx.session(device_id, token)
-    try:
-        return session.connect()
-    finally:
-        session.close()
-
-
 def valid_connect(ctx: MqttContext, name: str = "valid_connect") -> CaseResult:
     """The genuine token, the profile's way: CONNACK 0 expected (else ``refused_valid``)."""
-    connack = _connect_once(ctx, ctx.device_id, ctx.token)
-    verdict, got = _judge_connack(ctx, connack)
+    connack = ctx.connect_once(ctx.device_id, ctx.token)
+    verdict, got = judge_connack(ctx, connack)
     if connack.accepted:
         verdict = "valid"
     elif verdict in ("refused", "mismatch"):
         verdict = "refused_valid"
     description = "the device's genuine token, its own username and client id"
-    return _result(name, "control", description, "CONNACK 0", got, verdict)
+    return connect_result(name, "control", description, "CONNACK 0", got, verdict)
 
 
 def connect_case(
@@ -147,7 +149,7 @@ def connect_case(
     expected = f"CONNACK {ctx.refusals()}"
 
     def skipped(why: str) -> CaseResult:
-        return _result(case.name, case.family, case.description, expected, why, "skipped")
+        return connect_result(case.name, case.family, case.description, expected, why, "skipped")
 
     if case.needs & _HTTP_ONLY:
         return skipped("not sent: a scope is an HTTP endpoint's rule")
@@ -168,13 +170,13 @@ def connect_case(
     if token is not None and len(token.encode()) > MAX_PASSWORD_BYTES:
         return skipped(f"not sent: longer than a CONNECT field holds ({MAX_PASSWORD_BYTES} bytes)")
     before = listener.count()
-    verdict, got = _judge_connack(ctx, _connect_once(ctx, forged.device_id, token))
+    verdict, got = judge_connack(ctx, ctx.connect_once(forged.device_id, token))
     severity: Severity = "critical" if case.name != "other_device" else "high"
     impact = _FORGED_IMPACT if case.name != "other_device" else _ACL_IMPACT
     if listener.count() > before:
         verdict, got = "fetched", f"{got}, after fetching the key URL"
         severity, impact = "high", "the broker fetches keys from a URL the token names"
-    return _result(
+    return connect_result(
         case.name, case.family, case.description, expected, got, verdict, severity, impact
     )
 
@@ -187,9 +189,9 @@ def identity_cases(ctx: MqttContext) -> list[CaseResult]:
     unknown = f"unknown-{secrets.token_hex(4)}"
     results = []
     if ctx.mqtt.token_in == "password":
-        verdict, got = _judge_connack(ctx, _connect_once(ctx, unknown, ctx.token))
+        verdict, got = judge_connack(ctx, ctx.connect_once(unknown, ctx.token))
         results.append(
-            _result(
+            connect_result(
                 "mqtt_username_unknown_device", "identity",
                 "the genuine token with a never registered device's id as the username",
                 expected, got, verdict, "high", _ACL_IMPACT,
@@ -200,11 +202,11 @@ def identity_cases(ctx: MqttContext) -> list[CaseResult]:
     if other_client != c.client_id:
         session = BrokerSession(ctx.address, other_client, c.username, c.password)
         try:
-            verdict, got = _judge_connack(ctx, session.connect())
+            verdict, got = judge_connack(ctx, session.connect())
         finally:
             session.close()
         results.append(
-            _result(
+            connect_result(
                 "mqtt_client_id_other_device", "identity",
                 "the genuine token and username with another device's client id",
                 f"{expected} (or a finding)", got, "finding" if verdict == "accepted" else verdict,
@@ -241,7 +243,7 @@ def _publish_other(
     else:
         verdict = "mismatch"
         got = "PUBACK, not delivered (dropped)" if answer.answered else "no PUBACK, not delivered"
-    return _result(
+    return connect_result(
         "acl_publish_other_device", "acl",
         f"a genuine session publishes (QoS {qos}) to another device's topic {name}",
         "closed|PUBACK>=0x80, undelivered", got, verdict, "high",
@@ -274,7 +276,7 @@ def _subscribe(
         else:
             verdict = "mismatch"
             got = f"SUBACK granted QoS {answer.codes[0]}, nothing delivered"
-    return _result(case, "acl", description, expected, got, verdict, "high", _ACL_IMPACT)
+    return connect_result(case, "acl", description, expected, got, verdict, "high", _ACL_IMPACT)
 
 
 def acl_cases(ctx: MqttContext, record: Callable[[CaseResult], None]) -> None:
@@ -309,7 +311,7 @@ def acl_cases(ctx: MqttContext, record: Callable[[CaseResult], None]) -> None:
         )
         got = "no session" if answer is None else "refused" if refused_own else "PUBACK"
         record(
-            _result(
+            connect_result(
                 "valid_publish_own_topic", "control",
                 f"a genuine session publishes (QoS {qos}) to its own topic {own_topic}",
                 "PUBACK" if qos else "connection kept", got,
@@ -362,12 +364,12 @@ def play(
 
 def still_serving(ctx: MqttContext, token: str) -> bool:
     """A fresh genuine token still opens a session after the corpus."""
-    return _connect_once(ctx, ctx.device_id, token).accepted
+    return ctx.connect_once(ctx.device_id, token).accepted
 
 
 def accepts(ctx: MqttContext, device_id: str, token: str) -> bool:
     """Whether ``token`` opens a session as ``device_id``."""
-    return _connect_once(ctx, device_id, token).accepted
+    return ctx.connect_once(device_id, token).accepted
 
 
 def signed_case(ctx: MqttContext, case: SignedCase, signed: SignedContext) -> CaseResult:
@@ -376,11 +378,11 @@ def signed_case(ctx: MqttContext, case: SignedCase, signed: SignedContext) -> Ca
     built = case.build(signed)
     if built is None:
         why = f"not sent: a {signed.profile.token.alg} key signs under no other alg"
-        return _result(case.name, "signed", case.description, expected, why, "skipped")
-    verdict, got = _judge_connack(ctx, _connect_once(ctx, built.device_id, built.token))
+        return connect_result(case.name, "signed", case.description, expected, why, "skipped")
+    verdict, got = judge_connack(ctx, ctx.connect_once(built.device_id, built.token))
     if verdict == "accepted" and not case.fails:
         verdict = "finding"
-    return _result(
+    return connect_result(
         case.name, "signed", case.description, expected, got, verdict,
         case.severity(signed.profile), case.impact,
     )  # fmt: skip

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow  # each test starts brokers, a target and the comm
 REPO = Path(__file__).resolve().parents[3]
 LAX_PROFILE = REPO / "tests" / "apis" / "lax" / "profile.toml"
 # The cases that carry a genuine credential (they must be served) and those not sent over MQTT.
-CONTROLS = {"valid_connect", "valid_publish_own_topic"}
+CONTROLS = {"valid_connect", "valid_publish_own_topic", "device_jwt_valid"}
 ACL = {"acl_publish_other_device", "acl_subscribe_other_device", "acl_subscribe_wildcard"}
 
 
@@ -99,7 +99,10 @@ def test_a_lax_broker_fails_with_accepted_invalid(
     cases = {case["name"]: case for case in run["cases"]}
     for name in CONTROLS:
         assert cases[name]["verdict"] == "valid", cases[name]
-    forged = [c for c in run["cases"] if c["family"] not in ("control", "acl", "identity")]
+    forged = [
+        c for c in run["cases"]
+        if c["family"] not in ("control", "acl", "identity") and c["name"] not in CONTROLS
+    ]  # fmt: skip
     sent = [c for c in forged if c["verdict"] != "skipped"]
     assert len(sent) > 90  # the bearer corpus, as CONNECT passwords
     for case in sent:
@@ -111,6 +114,9 @@ def test_a_lax_broker_fails_with_accepted_invalid(
     assert cases["acl_publish_other_device"]["got"] == "delivered to the other device's subscriber"
     assert "reading came through" in cases["acl_subscribe_wildcard"]["got"]
     assert cases["other_device"]["severity"] == "high"  # a valid token, another device's name
+    # Correctly signed by the device's own key, each breaking one rule: all let in.
+    assert cases["device_jwt_replayed"]["verdict"] == "accepted"
+    assert cases["device_jwt_expired"]["verdict"] == "accepted"
     assert cases["mqtt_username_unknown_device"]["verdict"] == "accepted"
     assert cases["mqtt_client_id_other_device"]["verdict"] == "finding"
     skipped = {c["name"]: c["got"] for c in forged if c["verdict"] == "skipped"}
@@ -159,6 +165,8 @@ def test_our_embedded_broker_passes_with_every_case_judged(
     assert cases["acl_publish_other_device"]["got"] == "connection closed on the PUBLISH"
     assert cases["acl_subscribe_other_device"]["got"] == "SUBACK 0x80"
     assert cases["acl_subscribe_wildcard"]["got"] == "SUBACK 0x80"
+    device_jwts = [c for c in run["cases"] if c["family"] == "device_jwt"]
+    assert len(device_jwts) == 8 and verdicts["device_jwt_replayed"] == "refused"
     assert "\nPASS ES256 mqtt://127.0.0.1:" in stdout
 
 
