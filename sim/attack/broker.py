@@ -114,9 +114,6 @@ class BrokerSession:
         client.connect_timeout = address.timeout_s
         if username is not None or password is not None:
             client.username_pw_set(username or "", password)
-        if address.tls:
-            context = ssl.create_default_context(cafile=address.ca_file)
-            client.tls_set_context(context)
         state = self.state
 
         def on_connect(c: Any, u: Any, flags: Any, reason: ReasonCode, props: Any) -> None:
@@ -158,10 +155,17 @@ class BrokerSession:
     def connect(self) -> Connack:
         """CONNECT, then the CONNACK within the address's timeout."""
         address = self.address
+        if address.tls:
+            try:
+                context = ssl.create_default_context(cafile=address.ca_file)
+            except (OSError, ssl.SSLError) as e:  # the CA file: missing, unreadable, not PEM
+                why = getattr(e, "strerror", None) or type(e).__name__
+                return Connack(None, f"cannot use mqtt.ca_file {address.ca_file}: {why}")
+            self._client.tls_set_context(context)
         try:
             self._client.connect(address.host, address.port, keepalive=60)
         except (OSError, ValueError, ssl.SSLError) as e:
-            why = getattr(e, "strerror", None) or type(e).__name__
+            why = getattr(e, "strerror", None) or getattr(e, "reason", None) or type(e).__name__
             return Connack(None, f"cannot connect to {address}: {why}")
         self._turn(lambda: self.state.connack is not None, address.timeout_s)
         state = self.state

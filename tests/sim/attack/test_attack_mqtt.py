@@ -5,6 +5,8 @@ forged tokens and the ACL cases; a broker that never answers is one line."""
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import socket
 import subprocess
@@ -15,6 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from sim.artefacts.codec import read_attack
 from sim.run.embedded import EmbeddedTarget
@@ -210,3 +216,67 @@ def test_a_broker_that_never_answers_is_one_line(issuer: EmbeddedTarget, tmp_pat
     assert result.stderr.strip().splitlines() == [
         f"fleetbench: error: the MQTT broker at mqtt://127.0.0.1:{port}: no CONNACK within 1 s"
     ]
+
+
+def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (its own CA) and its key, as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject).issuer_name(subject).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([loopback]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )  # fmt: skip
+    cert_file, key_file = folder / f"{name}.pem", folder / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )  # fmt: skip
+    return cert_file, key_file
+
+
+def test_tls_to_the_broker_checks_it_with_the_profiles_ca_file(
+    issuer: EmbeddedTarget, tmp_path: Path
+) -> None:
+    """Over TLS the broker's certificate is verified with ``[mqtt] ca_file``: the right CA
+    connects (and the lax broker fails the attack as over TCP); another CA is one line."""
+    cert, key = self_signed(tmp_path, "broker")
+    stranger, _ = self_signed(tmp_path, "stranger")
+    base = (REPO / "sim" / "profiles" / "builtin" / "fleetbench.toml").read_text()
+    results = {}
+    command = [sys.executable, "-m", "tests.apis.lax_mqtt.broker", str(cert), str(key)]
+    with serve_listening(command, os.environ) as url:
+        port = url.rsplit(":", 1)[1]
+        for ca in (cert, stranger):
+            profile = tmp_path / f"tls-{ca.stem}.toml"
+            profile.write_text(
+                base.replace('name = "fleetbench"', 'name = "tls"')
+                + f'\n[mqtt]\ntls = true\nca_file = "{ca}"\nconnect_timeout_s = 2\n'
+            )
+            results[ca.stem] = attack(
+                "--profile", str(profile), "--target", issuer.url, "--admin-key",
+                issuer.admin_key, "--mqtt-port", port, "--results", str(tmp_path / ca.stem),
+                "--quiet",
+            )  # fmt: skip
+    trusted, untrusted = results["broker"], results["stranger"]
+    assert trusted.returncode == 1, trusted.stderr
+    run = read_run(tmp_path / "broker")
+    assert run["broker"] == f"mqtts://127.0.0.1:{port}"
+    assert [c["verdict"] for c in run["cases"] if c["name"] == "valid_connect"] == ["valid"]
+    assert untrusted.returncode == 2
+    lines = untrusted.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in untrusted.stderr
+    assert lines[0].startswith(
+        f"fleetbench: error: the MQTT broker at mqtts://127.0.0.1:{port}: cannot connect to "
+    )
+    assert "CERTIFICATE_VERIFY_FAILED" in lines[0]

@@ -7,6 +7,7 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,14 @@ def test_no_broker_is_one_line() -> None:
         "None",
         f"cannot connect to mqtt://127.0.0.1:{port}: Connection refused",
     )
+
+
+def test_a_ca_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
+    not_pem = tmp_path / "ca.pem"
+    not_pem.write_text("not a certificate\n")
+    for ca_file, why in ((tmp_path / "missing.pem", "No such file or directory"), (not_pem, "")):
+        address = BrokerAddress("127.0.0.1", 1, tls=True, ca_file=str(ca_file), timeout_s=1.0)
+        connack = BrokerSession(address, "c", "dev", "a.b.c").connect()
+        assert connack.code is None
+        assert connack.error.startswith(f"cannot use mqtt.ca_file {ca_file}: {why}")
+        assert "\n" not in connack.error
