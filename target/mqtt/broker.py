@@ -24,10 +24,11 @@ import math
 import weakref
 from typing import Any
 
-from amqtt.adapters import StreamWriterAdapter
+from amqtt.adapters import BufferReader, StreamWriterAdapter
 from amqtt.broker import Broker
 from amqtt.errors import MQTTError
-from amqtt.mqtt.connack import NOT_AUTHORIZED, ConnackPacket
+from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
+from amqtt.mqtt.packet import CONNECT, MQTTFixedHeader
 from amqtt.session import Session
 
 from target.errors import ConnectRefused
@@ -41,6 +42,7 @@ from target.state import TargetState
 __all__ = ["CONNECT_TIMEOUT_S", "MqttListener"]
 
 CONNECT_TIMEOUT_S = 10.0
+MQTT_3_1_1 = 4
 LISTENER = "default"
 SUBACK_FAILURE = 0x80
 # A client without keepalive (0) is treated as asking for the most a client can ask for: the
@@ -50,6 +52,32 @@ MAX_KEEPALIVE_S = 65535
 FILTERS_PER_CONNECTION = 8
 
 log = logging.getLogger("target.mqtt")
+
+
+async def _read_packet(reader: Any) -> bytes:
+    """One whole packet (fixed header and body), read with amqtt's own header codec."""
+    header = await MQTTFixedHeader.from_stream(reader)
+    if header is None or header.packet_type != CONNECT:
+        raise MQTTError("the first packet is not a CONNECT")
+    body: bytes = await reader.read(header.remaining_length)
+    if len(body) != header.remaining_length:
+        raise MQTTError("CONNECT cut short")
+    return bytes(header.to_bytes()) + body
+
+
+def _protocol_level(connect: bytes) -> int | None:
+    """The CONNECT's protocol level, if its protocol name is MQTT's (None: let amqtt judge)."""
+    start = connect.find(b"\x00\x04MQTT")
+    if not 2 <= start <= 5 or len(connect) <= start + 6:
+        return None
+    return connect[start + 6]
+
+
+async def _refuse(writer: Any, connack: int) -> None:
+    try:
+        await ConnackPacket.build(0, connack).to_stream(writer)
+    finally:
+        await writer.close()
 
 
 class DeviceBroker(Broker):
@@ -76,19 +104,30 @@ class DeviceBroker(Broker):
         self, reader: Any, writer: Any, remote_address: str, remote_port: int
     ) -> tuple[DeviceHandler, Session]:
         try:
-            handler, session = await asyncio.wait_for(
-                DeviceHandler.init_from_connect(reader, writer, self.plugins_manager),
-                CONNECT_TIMEOUT_S,
-            )
-        except MQTTError as e:
-            # amqtt's own checks: CONNACK 1 (not MQTT 3.1.1), 2 or 4 sent, or a bad CONNECT
-            self._count("protocol", "amqtt")
-            await writer.close()
-            raise MQTTError("CONNECT refused by amqtt") from e
+            connect = await asyncio.wait_for(_read_packet(reader), CONNECT_TIMEOUT_S)
         except TimeoutError as e:
             self._count("no_connect", "none")
             await writer.close()
             raise MQTTError("no CONNECT in time") from e
+        except Exception as e:  # EOF, a field over the limit, bytes that are not MQTT
+            self._count("malformed", "none")
+            await writer.close()
+            raise MQTTError("unreadable CONNECT") from e
+        if _protocol_level(connect) not in (None, MQTT_3_1_1):
+            # MQTT 5 (or 3.1): amqtt reads only 3.1.1; say so before its parser misreads the rest.
+            self._count("protocol_version", str(UNACCEPTABLE_PROTOCOL_VERSION))
+            await _refuse(writer, UNACCEPTABLE_PROTOCOL_VERSION)
+            raise MQTTError("not MQTT 3.1.1")
+        try:
+            # Parsed from memory: a CONNECT whose fields overrun it ends here, not in a wait.
+            handler, session = await DeviceHandler.init_from_connect(
+                BufferReader(connect), writer, self.plugins_manager
+            )
+        except MQTTError as e:
+            # amqtt's own checks: CONNACK 2 or 4 sent for some, the socket closed for others
+            self._count("protocol", "amqtt")
+            await writer.close()
+            raise MQTTError("CONNECT refused by amqtt") from e
         except Exception as e:  # garbage: whatever amqtt's decoder raised, close cleanly
             self._count("malformed", "none")
             await writer.close()
@@ -101,10 +140,7 @@ class DeviceBroker(Broker):
                 raise ConnectRefused(NOT_AUTHORIZED, "will")
         except ConnectRefused as e:
             self._count(e.reason, str(e.connack))
-            try:
-                await ConnackPacket.build(0, e.connack).to_stream(writer)
-            finally:
-                await writer.close()
+            await _refuse(writer, e.connack)
             raise MQTTError("CONNECT refused") from e
         self._count("accepted", "0")
         asked_keepalive = session.keep_alive > 0
