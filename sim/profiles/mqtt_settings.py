@@ -60,6 +60,9 @@ class MqttSettings:
     not_authorised: tuple[int, ...] = (5, 0x87)
     # CONNACK codes of a broker that cannot serve now (3.1.1: 3; 5: 0x88 unavailable, 0x89 busy).
     unavailable: tuple[int, ...] = (3, 0x88, 0x89)
+    # The broker's CONNECT verify-time histogram on the target's /metrics (the server view of an
+    # MQTT run); None: not exported.
+    verify_metric: str | None = "fleetbench_mqtt_verify_seconds"
 
     def status(self, code: int | None) -> int:
         """The HTTP status a CONNACK code is judged as: 0 accepted is 200, a credential's

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sim import __version__
 from sim.account.generator import ProcessTreeSampler
@@ -44,6 +45,7 @@ from sim.fleet.model import Fleet, load_fleet, make_fleet, save_fleet
 from sim.output.table import refused_line
 from sim.processes import raise_open_files_limit, split_cores
 from sim.profiles import Profile
+from sim.profiles.mqtt_settings import MqttSettings
 from sim.profiles.registration import profile_fleet, register_by_call
 from sim.run.commands import run_command, wait_answering
 from sim.run.config import RunConfig
@@ -125,22 +127,30 @@ class _Target:
     url: str
     admin_key: str | None = field(repr=False)
     embedded: EmbeddedTarget | None
+    mqtt: MqttSettings | None = None  # --transport mqtt: where the devices' broker is
 
 
 @contextlib.contextmanager
 def _target(config: RunConfig, cpus: set[int] | None) -> Iterator[_Target]:
+    mqtt = config.transport == "mqtt"
     if config.target is not None:
-        yield _Target(config.target.rstrip("/"), config.admin_key or None, None)
+        url = config.target.rstrip("/")
+        broker = None
+        if mqtt and config.mqtt_port is not None:
+            broker = MqttSettings(host=urlsplit(url).hostname or "", port=config.mqtt_port)
+        yield _Target(url, config.admin_key or None, None, broker)
         return
-    config.log(f"starting the embedded {config.token_alg} target")
+    config.log(f"starting the embedded {config.token_alg} target" + (" with MQTT" if mqtt else ""))
     embedded = EmbeddedTarget(
         config.token_alg, cpus=cpus, token_ttl=config.effective_token_ttl,
         leeway=config.effective_leeway,
         workers=config.target_workers if config.target_workers > 1 else None,
+        mqtt=mqtt,
     )  # fmt: skip
     try:
         embedded.start()
-        yield _Target(embedded.url, embedded.admin_key, embedded)
+        broker = MqttSettings(port=embedded.mqtt_port) if mqtt else None
+        yield _Target(embedded.url, embedded.admin_key, embedded, broker)
     finally:
         embedded.stop()
 
@@ -191,10 +201,12 @@ def _locust_env(
     stats_before: DeviceStats | None,
     scratch: Path,
     trust: TrustPlan | None = None,
+    mqtt: MqttSettings | None = None,
 ) -> dict[str, str]:
     """The environment Locust runs in: its run described in a file, and no admin key."""
     sim_config = config.locust_settings(
         fleet=fleet_path,
+        mqtt=mqtt.to_dict() if mqtt else None,
         issuer=metadata.get("issuer"),
         scratch=scratch,
         live_account=active(),
@@ -319,7 +331,9 @@ def run_benchmark(config: RunConfig) -> Summary:
                 revoke_percent=config.revoke_percent, bound_s=config.revocation_bound_s,
                 rotate_cmd=config.rotate_cmd,
             )  # fmt: skip
-            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch, trust)
+            env = _locust_env(
+                config, provisioned.path, metadata, stats_before, scratch, trust, target.mqtt
+            )
             env.pop(KEY_ENV, None)
             if key is not None:
                 env[KEY_ENV] = key  # to Locust's master only: it proves and seals with it
@@ -341,7 +355,10 @@ def run_benchmark(config: RunConfig) -> Summary:
             server = server_delta(
                 metrics_before,
                 scrape_metrics(client) if scrapes else None,
-                config.loaded_profile.metrics.verify_time,
+                # Over MQTT the tokens are verified by the broker, at CONNECT.
+                target.mqtt.verify_metric
+                if target.mqtt is not None
+                else config.loaded_profile.metrics.verify_time,
                 _token_alg(measurements),
             )
             if outage is not None and outage.down_at is not None:
