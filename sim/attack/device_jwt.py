@@ -5,7 +5,8 @@ it breaks can refuse it.
 The control (``device_jwt_valid``: ``iss`` = ``sub`` = the device, the API's audience, five
 minutes) must open a session; every other case must be refused: the same JWT again (its
 ``jti`` is single-use), an expired one, one made for the token endpoint's audience, one
-claiming another device, an unsigned one, one that lives a month, one of a revoked device.
+claiming another device, an unsigned one, one that lives a month, one of a revoked device;
+and a session whose JWT lives two seconds must be closed once its ``exp`` and the leeway pass.
 """
 
 from __future__ import annotations
@@ -16,15 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sim.attack.broker import BrokerSession
 from sim.attack.mqtt_cases import MqttContext, connect_result, judge_connack
 from sim.attack.verdicts import CaseResult, Verdict
 from sim.corpus.forging import compact, sign_jws
 from sim.fleet.model import Device
+from sim.outcomes import CLOCK_SLOP_S
+from sim.profiles.mqtt import topic
 
 __all__ = ["DeviceJwtContext", "device_jwt_cases"]
 
 _LIFETIME_S = 300
 _PAST_S = 7200  # well past the exp of any leeway a broker allows
+_SHORT_LIFETIME_S = 2.0  # session_outlives_token: the JWT runs out while the other cases run
 _IMPACT = "a device-signed JWT that breaks a rule opens a session"
 
 
@@ -37,6 +42,7 @@ class DeviceJwtContext:
     revoked: Device
     audience: str  # the API's: what a CONNECT password is made for
     issuer: str  # the token endpoint's: what an assertion is made for
+    leeway_s: float  # how long past exp the broker may keep a session (the profile's)
 
 
 def _signed(device: Device, claims: dict[str, Any]) -> str:
@@ -102,6 +108,44 @@ def device_jwt_cases(
     else:  # a refused first use: the replay proves nothing
         verdict, got = "skipped", "not sent: the first use was refused"
     record(connect_result("device_jwt_replayed", family, description, expected, got, verdict))
-    for name, description, username, token in _cases(ctx):
-        verdict, got = judge_connack(mqtt, mqtt.connect_once(username, token))
-        record(connect_result(name, family, description, expected, got, verdict, "high", _IMPACT))
+    # Opened now, judged last: the other cases run while its token runs out.
+    short_exp = time.time() + _SHORT_LIFETIME_S
+    claims = _claims(ctx, ctx.device, exp=int(short_exp) + 1)
+    short = mqtt.session(ctx.device.id, _signed(ctx.device, claims))
+    try:
+        opened = short.connect().accepted
+        for name, description, username, token in _cases(ctx):
+            verdict, got = judge_connack(mqtt, mqtt.connect_once(username, token))
+            record(
+                connect_result(name, family, description, expected, got, verdict, "high", _IMPACT)
+            )
+        record(_outlives(mqtt, short if opened else None, int(short_exp) + 1, ctx.leeway_s))
+    finally:
+        short.close()
+
+
+def _outlives(
+    mqtt: MqttContext, session: BrokerSession | None, exp: float, leeway_s: float
+) -> CaseResult:
+    """Whether the broker closes a session once its token's ``exp`` (plus its leeway) passed,
+    as the Cloud IoT Core design does: a session open past it is a token honoured after it
+    expired (or after its device was revoked)."""
+    name = "session_outlives_token"
+    description = f"a session whose device JWT lives {_SHORT_LIFETIME_S:g} s, {leeway_s:g} s leeway"
+    expected = "closed by exp + leeway"
+    if session is None:
+        why = "not sent: the short-lived JWT was refused"
+        return connect_result(name, "device_jwt", description, expected, why, "skipped")
+    deadline = exp + leeway_s + CLOCK_SLOP_S
+    session.wait(max(deadline - time.time(), 0.0))
+    if not session.open:
+        got = f"closed by {time.time() - exp:.0f} s after exp"
+        return connect_result(name, "device_jwt", description, expected, got, "refused")
+    answer = session.publish(topic(mqtt.mqtt.telemetry_topic, mqtt.device_id), b"{}", mqtt.mqtt.qos)
+    got = f"still open {time.time() - exp:.0f} s after exp" + (
+        ", and its PUBLISH was acknowledged" if answer.answered and answer.codes[0] < 0x80 else ""
+    )
+    return connect_result(
+        name, "device_jwt", description, expected, got, "accepted", "high",
+        "a session outlives its token: an expired (or revoked) device keeps publishing",
+    )  # fmt: skip

@@ -62,6 +62,7 @@ __all__ = [
 ]
 
 DEFAULT_ALGS = ("HS256", "ES256", "EdDSA")
+_EMBEDDED_MQTT_LEEWAY_S = 1
 
 
 def _still_serving(session: AttackSession, token: str, device: Device, other: Device) -> bool:
@@ -84,10 +85,12 @@ def attack_target(
     on_result: Callable[[CaseResult], None] = lambda result: None,
     broker: BrokerAddress | None = None,
     mqtt: Mqtt | None = None,
+    leeway_s: float = 10.0,
 ) -> AttackReport:
     """Every corpus case against the target at ``url``; the attack devices are deleted after.
     With ``broker``: the target issues the tokens, and the cases go to its MQTT broker, played
-    by the ``mqtt`` rules (:mod:`sim.attack.mqtt_cases`)."""
+    by the ``mqtt`` rules (:mod:`sim.attack.mqtt_cases`); ``leeway_s``: how long past a
+    token's exp its broker may keep a session."""
     started = time.monotonic()
     client = TargetClient(url, admin_key)
     session = AttackSession(url)
@@ -130,7 +133,7 @@ def attack_target(
                 )
                 mqtt_cases.play(mqtt_ctx, ctx, listener, record)
                 audience = token_claim(token, "aud")
-                jwt_ctx = DeviceJwtContext(device, other, revoked, audience, issuer)
+                jwt_ctx = DeviceJwtContext(device, other, revoked, audience, issuer, leeway_s)
                 device_jwt_cases(mqtt_ctx, jwt_ctx, record)
             if alg.startswith("HS"):
                 record(secret_strength(token, alg))
@@ -234,21 +237,24 @@ def run_attack(config: AttackConfig) -> list[AttackReport]:
             ]  # fmt: skip
         assert config.admin_key is not None  # checked above
         config.log(f"attacking {where}")
+        leeway_s = config.profile.leeway_s if config.profile is not None else 10.0
         return [
             attack_target(
                 target_url, config.admin_key, on_result=config.on_result, broker=broker,
-                mqtt=config.mqtt,
+                mqtt=config.mqtt, leeway_s=leeway_s,
             )
         ]  # fmt: skip
     reports = []
     for alg in config.algs:
         config.log(f"starting the embedded {alg} target{' and its MQTT broker' if mqtt else ''}")
-        with EmbeddedTarget(alg, mqtt=mqtt) as target:
+        # A short leeway: session_outlives_token waits it out.
+        leeway = _EMBEDDED_MQTT_LEEWAY_S if mqtt else None
+        with EmbeddedTarget(alg, mqtt=mqtt, leeway=leeway) as target:
             broker = config.broker(target.url, target.mqtt_port) if mqtt else None
             reports.append(
                 attack_target(
                     target.url, target.admin_key, embedded=True, on_result=config.on_result,
-                    broker=broker, mqtt=config.mqtt,
+                    broker=broker, mqtt=config.mqtt, leeway_s=leeway or 0,
                 )
             )  # fmt: skip
     return reports

@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow  # each test starts brokers, a target and the comm
 
 REPO = Path(__file__).resolve().parents[3]
 LAX_PROFILE = REPO / "tests" / "apis" / "lax" / "profile.toml"
+FLEETBENCH = REPO / "sim" / "profiles" / "builtin" / "fleetbench.toml"
 # The cases that carry a genuine credential (they must be served) and those not sent over MQTT.
 CONTROLS = {"valid_connect", "valid_publish_own_topic", "device_jwt_valid"}
 ACL = {"acl_publish_other_device", "acl_subscribe_other_device", "acl_subscribe_wildcard"}
@@ -64,10 +65,13 @@ def lax_runs(issuer: EmbeddedTarget, tmp_path_factory: pytest.TempPathFactory) -
     """The lax broker attacked with our contract's tokens, and through a profile whose devices
     mint their own (so its signed rule-breakers go as CONNECTs too)."""
     command = [sys.executable, "-m", "tests.apis.lax_mqtt.broker"]
+    # Our contract with a 1 s leeway: session_outlives_token waits exp + leeway, not 10 s.
+    ours = tmp_path_factory.mktemp("profiles") / "fleetbench.toml"
+    ours.write_text(FLEETBENCH.read_text().replace("leeway_s = 10", "leeway_s = 1"))
     runs = {}
     with serve_listening(command, os.environ) as url:
         port = url.rsplit(":", 1)[1]
-        for name, profile in (("ours", "fleetbench"), ("minted", str(LAX_PROFILE))):
+        for name, profile in (("ours", str(ours)), ("minted", str(LAX_PROFILE))):
             folder = tmp_path_factory.mktemp(f"lax-mqtt-{name}")
             result = attack(
                 "--profile", profile, "--target", issuer.url, "--admin-key", issuer.admin_key,
@@ -107,7 +111,8 @@ def test_a_lax_broker_fails_with_accepted_invalid(
         assert cases[name]["verdict"] == "valid", cases[name]
     forged = [
         c for c in run["cases"]
-        if c["family"] not in ("control", "acl", "identity") and c["name"] not in CONTROLS
+        if c["family"] not in ("control", "acl", "identity")
+        and c["name"] not in {*CONTROLS, "session_outlives_token"}
     ]  # fmt: skip
     sent = [c for c in forged if c["verdict"] != "skipped"]
     assert len(sent) > 90  # the bearer corpus, as CONNECT passwords
@@ -123,6 +128,9 @@ def test_a_lax_broker_fails_with_accepted_invalid(
     # Correctly signed by the device's own key, each breaking one rule: all let in.
     assert cases["device_jwt_replayed"]["verdict"] == "accepted"
     assert cases["device_jwt_expired"]["verdict"] == "accepted"
+    outlives = cases["session_outlives_token"]
+    assert (outlives["verdict"], outlives["outcome"]) == ("accepted", "accepted_invalid")
+    assert outlives["got"].endswith("s after exp, and its PUBLISH was acknowledged")
     assert cases["mqtt_username_unknown_device"]["verdict"] == "accepted"
     assert cases["mqtt_client_id_other_device"]["verdict"] == "finding"
     skipped = {c["name"]: c["got"] for c in forged if c["verdict"] == "skipped"}
@@ -172,7 +180,8 @@ def test_our_embedded_broker_passes_with_every_case_judged(
     assert cases["acl_subscribe_other_device"]["got"] == "SUBACK 0x80"
     assert cases["acl_subscribe_wildcard"]["got"] == "SUBACK 0x80"
     device_jwts = [c for c in run["cases"] if c["family"] == "device_jwt"]
-    assert len(device_jwts) == 8 and verdicts["device_jwt_replayed"] == "refused"
+    assert len(device_jwts) == 9 and verdicts["device_jwt_replayed"] == "refused"
+    assert cases["session_outlives_token"]["got"].startswith("closed by ")
     assert "\nPASS ES256 mqtt://127.0.0.1:" in stdout
 
 
@@ -194,7 +203,7 @@ def test_the_emqx_example_profile_works_against_our_broker(tmp_path: Path) -> No
 
 def test_a_broker_that_never_answers_is_one_line(issuer: EmbeddedTarget, tmp_path: Path) -> None:
     profile = tmp_path / "silent.toml"
-    text = (REPO / "sim" / "profiles" / "builtin" / "fleetbench.toml").read_text()
+    text = FLEETBENCH.read_text()
     profile.write_text(
         text.replace('name = "fleetbench"', 'name = "silent"') + "\n[mqtt]\nconnect_timeout_s = 1\n"
     )
@@ -252,7 +261,7 @@ def test_tls_to_the_broker_checks_it_with_the_profiles_ca_file(
     connects (and the lax broker fails the attack as over TCP); another CA is one line."""
     cert, key = self_signed(tmp_path, "broker")
     stranger, _ = self_signed(tmp_path, "stranger")
-    base = (REPO / "sim" / "profiles" / "builtin" / "fleetbench.toml").read_text()
+    base = FLEETBENCH.read_text()
     results = {}
     command = [sys.executable, "-m", "tests.apis.lax_mqtt.broker", str(cert), str(key)]
     with serve_listening(command, os.environ) as url:
