@@ -47,6 +47,8 @@ _HTTP_ONLY = frozenset({"scoped_token"})
 # The client id refused (MQTT 3.1.1: 2, identifier rejected; MQTT 5: 0x85): a refusal too, of
 # an identity that does not match the token (a broker may bind the client id to the device).
 _ID_REJECTED = {"3.1.1": 2, "5": 0x85}
+# The protocol refused (3.1.1: 1, unacceptable protocol version; MQTT 5: 0x84).
+_UNSUPPORTED_PROTOCOL = {"3.1.1": 1, "5": 0x84}
 # Refusal codes that say the server failed, not that it judged the credential.
 _SERVER_CODES = {"3.1.1": frozenset({3}), "5": frozenset({0x80, 0x83, 0x88, 0x89})}
 _OUTCOMES: dict[Verdict, Outcome] = {
@@ -129,16 +131,16 @@ def connect_result(
     )  # fmt: skip
 
 
-def valid_connect(ctx: MqttContext, name: str = "valid_connect") -> CaseResult:
-    """The genuine token, the profile's way: CONNACK 0 expected (else ``refused_valid``)."""
-    connack = ctx.connect_once(ctx.device_id, ctx.token)
+def valid_connect(ctx: MqttContext, connack: Connack) -> CaseResult:
+    """The genuine token's CONNECT, the profile's way: CONNACK 0 expected (else
+    ``refused_valid``)."""
     verdict, got = judge_connack(ctx, connack)
     if connack.accepted:
         verdict = "valid"
     elif verdict in ("refused", "mismatch"):
         verdict = "refused_valid"
     description = "the device's genuine token, its own username and client id"
-    return connect_result(name, "control", description, "CONNACK 0", got, verdict)
+    return connect_result("valid_connect", "control", description, "CONNACK 0", got, verdict)
 
 
 def connect_case(
@@ -351,7 +353,14 @@ def play(
 ) -> None:  # fmt: skip
     """Every MQTT case: the genuine CONNECT first (a broker that does not answer it stops the
     attack in one line), then the corpus as CONNECTs, the identity and the topic cases."""
-    control = valid_connect(ctx)
+    connack = ctx.connect_once(ctx.device_id, ctx.token)
+    protocol = ctx.address.protocol
+    if connack.code == _UNSUPPORTED_PROTOCOL[protocol]:
+        raise TargetUnusable(
+            f"the MQTT broker at {ctx.address} does not speak MQTT {protocol} (CONNACK "
+            f"{connack.code}): set [mqtt] protocol in the profile"
+        )
+    control = valid_connect(ctx, connack)
     if control.verdict == "transport_error":
         raise TargetUnusable(f"the MQTT broker at {ctx.address}: {control.got}")
     record(control)

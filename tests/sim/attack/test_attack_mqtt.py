@@ -185,13 +185,22 @@ def test_our_embedded_broker_passes_with_every_case_judged(
     assert "\nPASS ES256 mqtt://127.0.0.1:" in stdout
 
 
-def test_the_emqx_example_profile_works_against_our_broker(tmp_path: Path) -> None:
-    """The shipped EMQX example with its [mqtt] settings as they are, pointed at our broker."""
+@pytest.fixture(scope="module")
+def our_broker() -> Iterator[EmbeddedTarget]:
+    """Our target with its broker, attacked as an outside one (--target, --mqtt-port)."""
     with EmbeddedTarget("ES256", mqtt=True) as target:
-        result = attack(
-            "--profile", "emqx-jwt", "--target", target.url, "--admin-key", target.admin_key,
-            "--mqtt-port", str(target.mqtt_port), "--results", str(tmp_path), "--quiet",
-        )  # fmt: skip
+        yield target
+
+
+def test_the_emqx_example_profile_works_against_our_broker(
+    our_broker: EmbeddedTarget, tmp_path: Path
+) -> None:
+    """The shipped EMQX example with its [mqtt] settings as they are, pointed at our broker."""
+    target = our_broker
+    result = attack(
+        "--profile", "emqx-jwt", "--target", target.url, "--admin-key", target.admin_key,
+        "--mqtt-port", str(target.mqtt_port), "--results", str(tmp_path), "--quiet",
+    )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     run = read_run(tmp_path)
     assert run["profile"] == "emqx-jwt" and run["passed"] and run["still_serving"]
@@ -199,6 +208,26 @@ def test_the_emqx_example_profile_works_against_our_broker(tmp_path: Path) -> No
     assert verdicts.count("valid") == 2 and "accepted" not in verdicts
     assert verdicts.count("refused") > 90  # through a profile: no revoked device, no JWKS key
     assert "(profile emqx-jwt)" in result.stdout
+
+
+def test_a_protocol_the_broker_does_not_speak_is_one_line(
+    our_broker: EmbeddedTarget, tmp_path: Path
+) -> None:
+    profile = tmp_path / "v5.toml"
+    profile.write_text(
+        FLEETBENCH.read_text().replace('name = "fleetbench"', 'name = "v5"')
+        + '\n[mqtt]\nprotocol = "5"\n'
+    )
+    result = attack(
+        "--profile", str(profile), "--target", our_broker.url, "--admin-key",
+        our_broker.admin_key, "--mqtt-port", str(our_broker.mqtt_port), "--results",
+        str(tmp_path / "r"),
+    )  # fmt: skip
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"fleetbench: error: the MQTT broker at mqtt://127.0.0.1:{our_broker.mqtt_port} does not "
+        "speak MQTT 5 (CONNACK 132): set [mqtt] protocol in the profile"
+    ]
 
 
 def test_a_broker_that_never_answers_is_one_line(issuer: EmbeddedTarget, tmp_path: Path) -> None:
