@@ -55,8 +55,6 @@ _OUTCOMES: dict[Verdict, Outcome] = {
     "accepted": "accepted_invalid",
     "refused": "rejected_as_expected",
     "mismatch": "rejected_as_expected",
-    "fetched": "rejected_as_expected",
-    "finding": "accepted_invalid",
     "server_error": "server_error",
     "transport_error": "transport_error",
     "valid": "ok",
@@ -65,10 +63,14 @@ _OUTCOMES: dict[Verdict, Outcome] = {
 _DELIVERY_WAIT_S = 0.5  # after a PUBACK: time for the broker to route the message on
 _FORGED_IMPACT = "a forged token opens an MQTT session: anyone can connect as any device"
 _ACL_IMPACT = "a device reads or writes another device's topics (broken object-level authorization)"
+_IDENTITY_IMPACT = (
+    "the broker does not bind the username to the token: a device connects as another"
+)
 
 
 def outcome_of(verdict: Verdict) -> Outcome | None:
-    """The run's outcome a verdict stands for (None: nothing was judged)."""
+    """The run's outcome a verdict stands for (None: none does: a skipped case, a finding graded
+    by its severity, a key URL fetched)."""
     return _OUTCOMES.get(verdict)
 
 
@@ -124,7 +126,7 @@ def connect_result(
     name: str, family: str, description: str, expected: str, got: str, verdict: Verdict,
     severity: Severity = "", impact: str = "",
 ) -> CaseResult:  # fmt: skip
-    graded = verdict in ("accepted", "finding")
+    graded = verdict in ("accepted", "finding", "fetched")
     return CaseResult(
         name, family, description, expected, got, verdict, 0, "", severity if graded else "",
         impact if graded else "", transport="mqtt", outcome=outcome_of(verdict),
@@ -174,7 +176,7 @@ def connect_case(
     before = listener.count()
     verdict, got = judge_connack(ctx, ctx.connect_once(forged.device_id, token))
     severity: Severity = "critical" if case.name != "other_device" else "high"
-    impact = _FORGED_IMPACT if case.name != "other_device" else _ACL_IMPACT
+    impact = _FORGED_IMPACT if case.name != "other_device" else _IDENTITY_IMPACT
     if listener.count() > before:
         verdict, got = "fetched", f"{got}, after fetching the key URL"
         severity, impact = "high", "the broker fetches keys from a URL the token names"
@@ -196,7 +198,7 @@ def identity_cases(ctx: MqttContext) -> list[CaseResult]:
             connect_result(
                 "mqtt_username_unknown_device", "identity",
                 "the genuine token with a never registered device's id as the username",
-                expected, got, verdict, "high", _ACL_IMPACT,
+                expected, got, verdict, "high", _IDENTITY_IMPACT,
             )
         )  # fmt: skip
     c = credentials(ctx.mqtt, ctx.device_id, ctx.token)
