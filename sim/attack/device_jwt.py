@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sim.attack.broker import BrokerSession
-from sim.attack.mqtt_cases import MqttContext, connect_result, judge_connack
+from sim.attack.mqtt_cases import MqttContext, connect_result, judge_connack, reading
 from sim.attack.verdicts import CaseResult, Verdict
 from sim.corpus.forging import compact, sign_jws
 from sim.fleet.model import Device
@@ -141,7 +141,9 @@ def _outlives(
     if not session.open:
         got = f"closed by {time.time() - exp:.0f} s after exp"
         return connect_result(name, "device_jwt", description, expected, got, "refused")
-    answer = session.publish(topic(mqtt.mqtt.telemetry_topic, mqtt.device_id), b"{}", mqtt.mqtt.qos)
+    answer = session.publish(
+        topic(mqtt.mqtt.telemetry_topic, mqtt.device_id), reading(2), mqtt.mqtt.qos
+    )
     got = f"still open {time.time() - exp:.0f} s after exp" + (
         ", and its PUBLISH was acknowledged" if answer.answered and answer.codes[0] < 0x80 else ""
     )

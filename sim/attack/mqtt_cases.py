@@ -13,7 +13,9 @@ grants, is ``accepted``.
 
 from __future__ import annotations
 
+import json
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +39,7 @@ __all__ = [
     "judge_connack",
     "outcome_of",
     "play",
+    "reading",
     "signed_case",
     "still_serving",
     "valid_connect",
@@ -221,6 +224,11 @@ def identity_cases(ctx: MqttContext) -> list[CaseResult]:
     return results
 
 
+def reading(seq: int) -> bytes:
+    """A telemetry reading as the devices send it (a broker that checks readings takes it)."""
+    return json.dumps({"seq": seq, "ts": time.time(), "values": {"temp_c": 21.5}}).encode()
+
+
 def _delivered(victim: BrokerSession | None, topic_name: str) -> bool:
     if victim is None:
         return False
@@ -232,7 +240,7 @@ def _publish_other(
     ctx: MqttContext, attacker: BrokerSession, victim: BrokerSession | None, qos: int
 ) -> CaseResult:
     name = topic(ctx.mqtt.acl_topic, ctx.device_id, ctx.other_device_id)
-    answer = attacker.publish(name, b'{"seq": 0, "ts": 0, "values": {}}', qos)
+    answer = attacker.publish(name, reading(0), qos)
     delivered = _delivered(victim, name)
     if delivered:
         verdict: Verdict = "accepted"
@@ -272,7 +280,7 @@ def _subscribe(
         verdict, got = "accepted", f"SUBACK granted QoS {answer.codes[0]}"
     else:  # granted: does the other device's own reading come through?
         own = topic(ctx.mqtt.telemetry_topic, ctx.other_device_id)
-        victim.publish(own, b'{"seq": 1, "ts": 0, "values": {}}', qos)
+        victim.publish(own, reading(1), qos)
         attacker.wait(_DELIVERY_WAIT_S)
         if own in attacker.received:
             verdict = "accepted"
@@ -309,7 +317,7 @@ def acl_cases(ctx: MqttContext, record: Callable[[CaseResult], None]) -> None:
     try:
         own = attacker()
         own_topic = topic(ctx.mqtt.telemetry_topic, ctx.device_id)
-        answer = own.publish(own_topic, b'{"seq": 0, "ts": 0, "values": {}}', qos) if own else None
+        answer = own.publish(own_topic, reading(0), qos) if own else None
         refused_own = (
             answer is None or answer.closed or not answer.answered or answer.codes[0] >= 0x80
         )
