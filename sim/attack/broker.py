@@ -34,6 +34,7 @@ __all__ = [
 Protocol = MqttProtocol
 MAX_PASSWORD_BYTES = 65_535  # a CONNECT field's two-byte length
 _STEP_S = 0.05
+_RECEIVED_KEPT = 1_000  # distinct topics of messages received, kept to see a delivery
 # paho hands MQTT 3.1.1 CONNACK codes over as MQTT 5 reason codes; back to the wire's numbers.
 _V311_CONNACK = {0x00: 0, 0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
 _PROTOCOLS = {"3.1.1": paho.MQTTv311, "5": paho.MQTTv5}
@@ -85,7 +86,7 @@ class _State:
     closed: bool = False
     error: str = ""
     acks: dict[int, tuple[int, ...]] = field(default_factory=dict)
-    received: list[str] = field(default_factory=list)
+    received: set[str] = field(default_factory=set)
 
 
 def _code(reason: ReasonCode, protocol: Protocol, connack: bool = False) -> int:
@@ -129,7 +130,8 @@ class BrokerSession:
             state.acks[mid] = tuple(_code(reason, protocol) for reason in reasons)
 
         def on_message(c: Any, u: Any, message: paho.MQTTMessage) -> None:
-            state.received.append(message.topic)
+            if len(state.received) < _RECEIVED_KEPT:  # a broker that floods costs no memory
+                state.received.add(message.topic)
 
         client.on_connect = on_connect
         client.on_disconnect = on_disconnect
@@ -206,7 +208,7 @@ class BrokerSession:
         self._turn(lambda: False, seconds)
 
     @property
-    def received(self) -> list[str]:
+    def received(self) -> set[str]:
         return self.state.received
 
     @property

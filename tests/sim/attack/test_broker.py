@@ -98,3 +98,29 @@ def test_a_ca_file_that_cannot_be_read_is_one_line(tmp_path: Path) -> None:
         assert connack.code is None
         assert connack.error.startswith(f"cannot use mqtt.ca_file {ca_file}: {why}")
         assert "\n" not in connack.error
+
+
+def test_a_broker_that_floods_messages_costs_no_memory() -> None:
+    """5,000 messages on distinct topics to one session: it keeps at most 1,000 topics, and the
+    wait still ends on time."""
+
+    def flood(conn: socket.socket) -> None:
+        conn.recv(4096)  # CONNECT
+        conn.sendall(b"\x20\x02\x00\x00")  # CONNACK 0
+        packets = []
+        for n in range(5_000):
+            topic = f"flood/{n:05d}".encode()
+            body = len(topic).to_bytes(2, "big") + topic + b"x"
+            packets.append(b"\x30" + bytes([len(body)]) + body)  # PUBLISH, QoS 0
+        conn.sendall(b"".join(packets))
+        conn.recv(4096)  # until the client goes
+
+    with serving(flood) as port:
+        session = BrokerSession(BrokerAddress("127.0.0.1", port, timeout_s=2.0), "c", "d", "p")
+        try:
+            assert session.connect().accepted
+            session.wait(1.0)
+            assert len(session.received) == 1_000
+            assert "flood/00000" in session.received
+        finally:
+            session.close()
