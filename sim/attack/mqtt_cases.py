@@ -63,6 +63,9 @@ _OUTCOMES: dict[Verdict, Outcome] = {
     "valid": "ok",
     "refused_valid": "refused_valid",
 }
+# A broker that answered the genuine CONNECT, then leaves this many in a row unanswered, is
+# not judging tokens any more: the attack stops rather than wait out every case.
+_SILENT_IN_A_ROW = 3
 _DELIVERY_WAIT_S = 0.5  # after a PUBACK: time for the broker to route the message on
 _FORGED_IMPACT = "a forged token opens an MQTT session: anyone can connect as any device"
 _ACL_IMPACT = "a device reads or writes another device's topics (broken object-level authorization)"
@@ -374,8 +377,16 @@ def play(
     if control.verdict == "transport_error":
         raise TargetUnusable(f"the MQTT broker at {ctx.address}: {control.got}")
     record(control)
+    silent = 0  # CONNECTs in a row with no answer: a broker that stopped answering
     for case in CASES:
-        record(connect_case(ctx, case, forge, listener))
+        result = connect_case(ctx, case, forge, listener)
+        record(result)
+        silent = silent + 1 if result.verdict == "transport_error" else 0
+        if silent == _SILENT_IN_A_ROW:
+            raise TargetUnusable(
+                f"the MQTT broker at {ctx.address} stopped answering: {silent} CONNECTs in a "
+                f"row without a CONNACK (the last: {result.got})"
+            )
     for result in identity_cases(ctx):
         record(result)
     acl_cases(ctx, record)

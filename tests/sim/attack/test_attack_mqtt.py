@@ -5,6 +5,7 @@ forged tokens and the ACL cases; a broker that never answers is one line."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 import os
@@ -254,6 +255,46 @@ def test_a_broker_that_never_answers_is_one_line(issuer: EmbeddedTarget, tmp_pat
     assert result.stderr.strip().splitlines() == [
         f"fleetbench: error: the MQTT broker at mqtt://127.0.0.1:{port}: no CONNACK within 1 s"
     ]
+
+
+def test_a_broker_that_stops_answering_is_one_line(issuer: EmbeddedTarget, tmp_path: Path) -> None:
+    """It lets the genuine CONNECT in, then answers no other: three silent CONNECTs in a row stop
+    the attack (not a hundred timeouts)."""
+    profile = tmp_path / "silent.toml"
+    profile.write_text(
+        FLEETBENCH.read_text().replace('name = "fleetbench"', 'name = "mute"')
+        + "\n[mqtt]\nconnect_timeout_s = 1\n"
+    )
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(30)
+    port = server.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = server.accept()
+                held.append(conn)
+                conn.recv(65_536)
+                if len(held) == 1:
+                    conn.sendall(b"\x20\x02\x00\x00")  # CONNACK 0 to the first only
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        result = attack(
+            "--profile", str(profile), "--target", issuer.url, "--admin-key", issuer.admin_key,
+            "--mqtt-port", str(port), "--results", str(tmp_path / "r"), timeout=60,
+        )  # fmt: skip
+    finally:
+        server.close()
+        for conn in held:
+            conn.close()
+    assert result.returncode == 2, result.stdout
+    assert result.stderr.strip().splitlines() == [
+        f"fleetbench: error: the MQTT broker at mqtt://127.0.0.1:{port} stopped answering: 3 "
+        "CONNECTs in a row without a CONNACK (the last: no CONNACK within 1 s)"
+    ]
+    assert len(held) == 4  # the genuine CONNECT, then three
 
 
 def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
