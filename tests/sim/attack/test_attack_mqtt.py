@@ -214,11 +214,7 @@ def test_the_emqx_example_profile_works_against_our_broker(
 def test_a_protocol_the_broker_does_not_speak_is_one_line(
     our_broker: EmbeddedTarget, tmp_path: Path
 ) -> None:
-    profile = tmp_path / "v5.toml"
-    profile.write_text(
-        FLEETBENCH.read_text().replace('name = "fleetbench"', 'name = "v5"')
-        + '\n[mqtt]\nprotocol = "5"\n'
-    )
+    profile = ours_as(tmp_path, "v5", 'protocol = "5"')
     result = attack(
         "--profile", str(profile), "--target", our_broker.url, "--admin-key",
         our_broker.admin_key, "--mqtt-port", str(our_broker.mqtt_port), "--results",
@@ -231,40 +227,21 @@ def test_a_protocol_the_broker_does_not_speak_is_one_line(
     ]
 
 
-def test_a_broker_that_never_answers_is_one_line(issuer: EmbeddedTarget, tmp_path: Path) -> None:
-    profile = tmp_path / "silent.toml"
-    text = FLEETBENCH.read_text()
-    profile.write_text(
-        text.replace('name = "fleetbench"', 'name = "silent"') + "\n[mqtt]\nconnect_timeout_s = 1\n"
-    )
-    server = socket.create_server(("127.0.0.1", 0))
-    port = server.getsockname()[1]
-    held: list[socket.socket] = []
-    accepting = threading.Thread(target=lambda: held.append(server.accept()[0]), daemon=True)
-    accepting.start()
-    try:
-        result = attack(
-            "--profile", str(profile), "--target", issuer.url, "--admin-key", issuer.admin_key,
-            "--mqtt-port", str(port), "--results", str(tmp_path / "r"), timeout=60,
-        )  # fmt: skip
-    finally:
-        server.close()
-        for conn in held:
-            conn.close()
-    assert result.returncode == 2, result.stdout
-    assert result.stderr.strip().splitlines() == [
-        f"fleetbench: error: the MQTT broker at mqtt://127.0.0.1:{port}: no CONNACK within 1 s"
-    ]
+def ours_as(folder: Path, name: str, mqtt: str) -> Path:
+    """Our contract's profile under another name (so it goes the profile's way), with ``mqtt``
+    as its [mqtt] section."""
+    profile = folder / f"{name}.toml"
+    text = FLEETBENCH.read_text().replace('name = "fleetbench"', f'name = "{name}"')
+    profile.write_text(f"{text}\n[mqtt]\n{mqtt}\n")
+    return profile
 
 
-def test_a_broker_that_stops_answering_is_one_line(issuer: EmbeddedTarget, tmp_path: Path) -> None:
-    """It lets the genuine CONNECT in, then answers no other: three silent CONNECTs in a row stop
-    the attack (not a hundred timeouts)."""
-    profile = tmp_path / "silent.toml"
-    profile.write_text(
-        FLEETBENCH.read_text().replace('name = "fleetbench"', 'name = "mute"')
-        + "\n[mqtt]\nconnect_timeout_s = 1\n"
-    )
+def attack_scripted(
+    issuer: EmbeddedTarget, folder: Path, answered: int
+) -> tuple[subprocess.CompletedProcess[str], int, int]:
+    """The attack against a scripted broker that answers CONNACK 0 to its first ``answered``
+    connections and nothing to the rest; (result, its port, connections it took)."""
+    profile = ours_as(folder, "scripted", "connect_timeout_s = 1")
     server = socket.create_server(("127.0.0.1", 0))
     server.settimeout(30)
     port = server.getsockname()[1]
@@ -276,25 +253,39 @@ def test_a_broker_that_stops_answering_is_one_line(issuer: EmbeddedTarget, tmp_p
                 conn, _ = server.accept()
                 held.append(conn)
                 conn.recv(65_536)
-                if len(held) == 1:
-                    conn.sendall(b"\x20\x02\x00\x00")  # CONNACK 0 to the first only
+                if len(held) <= answered:
+                    conn.sendall(b"\x20\x02\x00\x00")  # CONNACK 0
 
     threading.Thread(target=serve, daemon=True).start()
     try:
         result = attack(
             "--profile", str(profile), "--target", issuer.url, "--admin-key", issuer.admin_key,
-            "--mqtt-port", str(port), "--results", str(tmp_path / "r"), timeout=60,
+            "--mqtt-port", str(port), "--results", str(folder / "r"), timeout=60,
         )  # fmt: skip
     finally:
         server.close()
         for conn in held:
             conn.close()
     assert result.returncode == 2, result.stdout
+    return result, port, len(held)
+
+
+def test_a_broker_that_never_answers_is_one_line(issuer: EmbeddedTarget, tmp_path: Path) -> None:
+    result, port, _ = attack_scripted(issuer, tmp_path, answered=0)
+    assert result.stderr.strip().splitlines() == [
+        f"fleetbench: error: the MQTT broker at mqtt://127.0.0.1:{port}: no CONNACK within 1 s"
+    ]
+
+
+def test_a_broker_that_stops_answering_is_one_line(issuer: EmbeddedTarget, tmp_path: Path) -> None:
+    """It lets the genuine CONNECT in, then answers no other: three silent CONNECTs in a row stop
+    the attack (not a hundred timeouts)."""
+    result, port, connections = attack_scripted(issuer, tmp_path, answered=1)
     assert result.stderr.strip().splitlines() == [
         f"fleetbench: error: the MQTT broker at mqtt://127.0.0.1:{port} stopped answering: 3 "
         "CONNECTs in a row without a CONNACK (the last: no CONNACK within 1 s)"
     ]
-    assert len(held) == 4  # the genuine CONNECT, then three
+    assert connections == 4  # the genuine CONNECT, then three
 
 
 def self_signed(folder: Path, name: str) -> tuple[Path, Path]:
@@ -331,17 +322,13 @@ def test_tls_to_the_broker_checks_it_with_the_profiles_ca_file(
     connects (and the lax broker fails the attack as over TCP); another CA is one line."""
     cert, key = self_signed(tmp_path, "broker")
     stranger, _ = self_signed(tmp_path, "stranger")
-    base = FLEETBENCH.read_text()
     results = {}
     command = [sys.executable, "-m", "tests.apis.lax_mqtt.broker", str(cert), str(key)]
     with serve_listening(command, os.environ) as url:
         port = url.rsplit(":", 1)[1]
         for ca in (cert, stranger):
-            profile = tmp_path / f"tls-{ca.stem}.toml"
-            profile.write_text(
-                base.replace('name = "fleetbench"', 'name = "tls"')
-                + f'\n[mqtt]\ntls = true\nca_file = "{ca}"\nconnect_timeout_s = 2\n'
-            )
+            mqtt = f'tls = true\nca_file = "{ca}"\nconnect_timeout_s = 2'
+            profile = ours_as(tmp_path, f"tls-{ca.stem}", mqtt)
             results[ca.stem] = attack(
                 "--profile", str(profile), "--target", issuer.url, "--admin-key",
                 issuer.admin_key, "--mqtt-port", port, "--results", str(tmp_path / ca.stem),
