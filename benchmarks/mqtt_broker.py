@@ -33,7 +33,7 @@ from sim.processes import split_cores
 from sim.run.embedded import EmbeddedTarget
 from target.jose.vocabulary import client_credentials_form
 
-__all__ = ["main", "measure"]
+__all__ = ["connect_packet", "main", "measure"]
 
 REGISTER_BATCH = 10_000  # the admin API's most per request
 TIMEOUT_S = 30.0
@@ -83,7 +83,8 @@ def _tokens(target: EmbeddedTarget, count: int) -> list[tuple[str, str]]:
     return tokens
 
 
-def _connect_packet(device_id: str, token: str, keepalive_s: int) -> bytes:
+def connect_packet(device_id: str, token: str, keepalive_s: int) -> bytes:
+    """An MQTT 3.1.1 CONNECT (clean session) for ``device_id`` with its token, as bytes."""
     header = ConnectVariableHeader()
     header.keep_alive = keepalive_s
     header.clean_session_flag = True
@@ -107,7 +108,7 @@ async def _connect_one(
     started = time.perf_counter()
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(_connect_packet(device_id, token, keepalive_s))
+        writer.write(connect_packet(device_id, token, keepalive_s))
         connack = await asyncio.wait_for(
             ConnackPacket.from_stream(StreamReaderAdapter(reader)), TIMEOUT_S
         )

@@ -125,8 +125,8 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             if mqtt is not None:  # first: no reading arrives while the rest is drained
-                with contextlib.suppress(Exception):
-                    await mqtt.stop()
+                with contextlib.suppress(Exception):  # TimeoutError too: the exit closes the rest
+                    await asyncio.wait_for(mqtt.stop(), SHUTDOWN_DRAIN_S)
             with contextlib.suppress(Exception):
                 await state.telemetry.drain(SHUTDOWN_DRAIN_S)
             for task in tasks:

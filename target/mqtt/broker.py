@@ -24,7 +24,7 @@ import math
 import weakref
 from typing import Any
 
-from amqtt.adapters import BufferReader, StreamWriterAdapter
+from amqtt.adapters import BufferReader
 from amqtt.broker import Broker
 from amqtt.errors import MQTTError
 from amqtt.mqtt.connack import NOT_AUTHORIZED, UNACCEPTABLE_PROTOCOL_VERSION, ConnackPacket
@@ -35,7 +35,7 @@ from target.errors import ConnectRefused
 from target.metrics import Metrics
 from target.mqtt.gate import ConnectGate
 from target.mqtt.handler import DeviceHandler, SessionRules
-from target.mqtt.streams import BoundedReader
+from target.mqtt.streams import BoundedReader, BoundedWriter
 from target.mqtt.topics import is_own_filter, is_own_topic
 from target.state import TargetState
 
@@ -43,6 +43,8 @@ __all__ = ["CONNECT_TIMEOUT_S", "MqttListener"]
 
 CONNECT_TIMEOUT_S = 10.0
 MQTT_3_1_1 = 4
+# The longest a client may leave our packets unread (less if its keepalive is shorter).
+MAX_WRITE_WAIT_S = 30.0
 LISTENER = "default"
 SUBACK_FAILURE = 0x80
 # A client without keepalive (0) is treated as asking for the most a client can ask for: the
@@ -145,6 +147,8 @@ class DeviceBroker(Broker):
         self._count("accepted", "0")
         asked_keepalive = session.keep_alive > 0
         session.keep_alive = math.ceil(1.5 * (session.keep_alive or MAX_KEEPALIVE_S))
+        if isinstance(writer, BoundedWriter):  # our packets may wait unread as long, no longer
+            writer.deadline_s = min(session.keep_alive, MAX_WRITE_WAIT_S)
         handler.admit(grant, self._rules, asked_keepalive)
         session.password = None  # the token stays out of amqtt's session (and its reprs)
 
@@ -233,7 +237,9 @@ class MqttListener:
                 self._settings.mqtt_max_packet,
                 self._metrics.mqtt_sessions_closed.labels(reason="too_large").inc,
             )
-            await self._broker.external_connected(bounded, StreamWriterAdapter(writer), LISTENER)
+            stalled = self._metrics.mqtt_sessions_closed.labels(reason="not_reading").inc
+            writes = BoundedWriter(writer, CONNECT_TIMEOUT_S, stalled)
+            await self._broker.external_connected(bounded, writes, LISTENER)
         except Exception as e:  # a client's doing must never reach asyncio's error log as ours
             log.debug("MQTT connection ended: %s", type(e).__name__, exc_info=True)
         finally:

@@ -66,6 +66,8 @@ class DeviceHandler(BrokerProtocolHandler):
     async def stop(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
+        if isinstance(self.reader, BoundedReader):
+            self.reader.shut()
         await super().stop()
 
     def close(self, reason: str) -> None:
@@ -92,6 +94,8 @@ class DeviceHandler(BrokerProtocolHandler):
 
     async def _publish(self, packet: Any) -> None:
         grant, rules = self.grant, self.rules
+        if self._closing is not None:  # what the client sent after a refusal is not taken
+            return
         if grant is None or rules is None:  # not admitted: cannot happen after CONNACK 0
             self.close("not_admitted")
             return

@@ -13,9 +13,11 @@ import time
 from typing import Any
 
 import paho.mqtt.client as mqtt
+from amqtt.mqtt.publish import PublishPacket
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from benchmarks.mqtt_broker import connect_packet
 from sim.run.embedded import EmbeddedTarget
 
 ACCEPTED = "Success"  # 0
@@ -125,3 +127,21 @@ def raw_exchange(port: int, data: bytes, wait_s: float = WAIT_S) -> bytes:
             if not chunk:
                 return received
             received += chunk
+
+
+def raw_session(port: int, device_id: str, token: str, keepalive_s: int = 60) -> socket.socket:
+    """A socket past CONNECT: the CONNACK read and checked to be 0 (no paho: a test that must
+    misbehave at the byte level, never answering PINGs or flooding, drives it itself)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=WAIT_S)
+    sock.sendall(connect_packet(device_id, token, keepalive_s))
+    connack = b""
+    while len(connack) < 4:
+        chunk = sock.recv(4 - len(connack))
+        assert chunk, "closed before CONNACK"
+        connack += chunk
+    assert connack == b"\x20\x02\x00\x00", connack
+    return sock
+
+
+def publish_packet(topic: str, payload: bytes, packet_id: int, qos: int = 1) -> bytes:
+    return bytes(PublishPacket.build(topic, payload, packet_id, False, qos, False).to_bytes())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import requests
 
 from sim.run.embedded import EmbeddedTarget
 from tests.target.helpers import admin_headers, client_token, new_device, wait_until
-from tests.target.mqtt.clients import ACCEPTED, Device
+from tests.target.mqtt.clients import ACCEPTED, Device, publish_packet, raw_session
 
 pytestmark = pytest.mark.slow
 
@@ -111,3 +112,22 @@ def test_an_invalid_reading_closes_the_connection_and_is_counted(
     assert device.disconnected.wait(10)
     assert _metric(target, 'fleetbench_mqtt_readings_total{result="invalid"}') == before + 1
     assert _stats(target, device.device_id) == {}
+
+
+def test_nothing_sent_after_a_refused_publish_is_taken(target: EmbeddedTarget) -> None:
+    """A refusal closes the connection; readings already on the wire behind it are not stored
+    (nor acknowledged) in the moment before the close takes effect."""
+    registered, other = new_device(target), new_device(target)
+    reading = json.dumps({"seq": 1, "ts": 0}).encode()
+    burst = publish_packet(f"devices/{other.id}/telemetry", reading, 1) + b"".join(
+        publish_packet(f"devices/{registered.id}/telemetry", reading, packet_id)
+        for packet_id in range(2, 50)
+    )
+    token = client_token(target, registered)
+    with raw_session(target.mqtt_port, registered.id, token) as sock:
+        sock.sendall(burst)
+        answered = b""
+        while chunk := sock.recv(4096):
+            answered += chunk
+    assert answered == b""
+    assert _stats(target, registered.id) == {}
