@@ -23,6 +23,7 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 from gevent import select
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.matcher import MQTTMatcher
 
 from sim.profiles.mqtt_settings import MqttSettings
 
@@ -38,11 +39,50 @@ CLOSE_CAUSES: tuple[CloseCause, ...] = ("expiry_close", "broker_close", "network
 _V311_CODES = {0: 0, 0x84: 1, 0x85: 2, 0x88: 3, 0x86: 4, 0x87: 5}
 
 
+class _NoLock:
+    """A lock for what only one greenlet ever touches."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        return True
+
+    def release(self) -> None:
+        pass
+
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        pass
+
+
+_NO_LOCK = _NoLock()
+# paho's seven mutexes guard a client against its own network thread; each of ours is driven
+# by its device's greenlet alone, so they guard nothing, and were a fifth of a client's memory.
+_MUTEXES = (
+    "_in_callback_mutex",
+    "_callback_mutex",
+    "_msgtime_mutex",
+    "_out_message_mutex",
+    "_in_message_mutex",
+    "_reconnect_delay_mutex",
+    "_mid_generate_mutex",
+)
+# A device subscribes to nothing: one empty topic matcher for all (each was 1.5 KB).
+_NO_SUBSCRIPTIONS = MQTTMatcher()  # type: ignore[no-untyped-call]
+
+
 class _Client(mqtt.Client):
-    """paho's client, telling an end of stream (the broker closed the socket) from a socket
-    error (the network): paho reports both as MQTT_ERR_CONN_LOST."""
+    """paho's client, slimmed for a fleet of them in one process, and telling an end of stream
+    (the broker closed the socket) from a socket error (the network): paho reports both as
+    MQTT_ERR_CONN_LOST."""
 
     ended_by_peer = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in _MUTEXES:
+            setattr(self, name, _NO_LOCK)
+        self._on_message_filtered = _NO_SUBSCRIPTIONS
 
     def _sock_recv(self, bufsize: int) -> bytes:
         data: bytes = super()._sock_recv(bufsize)
@@ -67,9 +107,11 @@ class MqttSession:
             clean_session=True if version == mqtt.MQTTv311 else None,
         )
         if settings.tls:
-            client.tls_set()
+            client.tls_set(ca_certs=settings.ca_file)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_publish = self._on_publish
+        self._acked: set[int] = set()  # message ids PUBACKed and not yet counted by the device
         self.client = client
         self.connack: int | None = None
         self.connected = False
@@ -84,6 +126,9 @@ class MqttSession:
         self.connack = _V311_CODES.get(code, code) if self.settings.protocol == "3.1.1" else code
         self.connected = self.connack == 0
 
+    def _on_publish(self, _c: Any, _u: Any, mid: int, _r: Any, _p: Any) -> None:
+        self._acked.add(mid)
+
     def _on_disconnect(self, _c: Any, _u: Any, flags: Any, _r: Any, _p: Any) -> None:
         if self.connected:
             self._lost = True
@@ -97,8 +142,10 @@ class MqttSession:
         none came (no TCP connection, the socket closed, or ``timeout_s`` passed)."""
         settings, client = self.settings, self.client
         values = {**self._values, "token": token}
+        # A pattern that leaves a field empty (the token in the username) sends no such field.
         client.username_pw_set(
-            settings.username.format(**values), settings.password.format(**values)
+            settings.username.format(**values) or None,
+            settings.password.format(**values) or None,
         )
         self.connack, self.connected, self._lost = None, False, False
         self._broker_disconnect = False
@@ -116,13 +163,23 @@ class MqttSession:
             self.close()
         return self.connack
 
-    def publish(self, topic: str, payload: bytes, timeout_s: float) -> mqtt.MQTTMessageInfo:
+    def publish(self, topic: str, payload: bytes, timeout_s: float) -> int:
         """PUBLISH at the settings' QoS and wait until it is acknowledged, the session ends or
-        ``timeout_s`` passes; the message's info says which (``is_published``)."""
-        info = self.client.publish(topic, payload, qos=self.settings.qos)
-        if info.rc == mqtt.MQTT_ERR_SUCCESS:
-            self.pump(lambda: info.is_published() or not self.connected, timeout_s)
-        return info
+        ``timeout_s`` passes; its message id (``acknowledged`` says which). paho keeps a QoS 1
+        message published without a session, and sends it after the next CONNACK."""
+        mid = self.client.publish(topic, payload, qos=self.settings.qos).mid
+        if self.connected:
+            self.pump(lambda: mid in self._acked or not self.connected, timeout_s)
+        return mid
+
+    def acknowledged(self, mid: int) -> bool:
+        """Whether message ``mid``'s PUBACK came (paho's message info raises for a message
+        queued without a session, so the PUBACKs are kept here, by id)."""
+        return mid in self._acked
+
+    def forget(self, mid: int) -> None:
+        """The device counted message ``mid``'s PUBACK."""
+        self._acked.discard(mid)
 
     def alive(self) -> bool:
         """Read what the broker sent meanwhile, without waiting (a close, a PUBACK of a message
@@ -162,10 +219,14 @@ class MqttSession:
             remaining_s = deadline - time.monotonic()
             if sock is None or remaining_s <= 0:
                 return
-            writing = [sock] if client.want_write() else []
-            readable, writable, _ = select.select(
-                [sock], writing, [], min(remaining_s, self._slice_s)
-            )
+            # poll, not select: select() stops at descriptor 1024, and a fleet has thousands.
+            poller = select.poll()
+            poller.register(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
+            events = 0
+            for _, found in poller.poll(min(remaining_s, self._slice_s) * 1000):
+                events |= found
+            readable = events & ~select.POLLOUT
+            writable = events & select.POLLOUT
             if readable and client.loop_read() and client.socket() is None:
                 return
             if writable and client.loop_write() and client.socket() is None:

@@ -49,7 +49,7 @@ class MqttDevice(TrustDevice):
     network_timeout: float
     mqtt_session: MqttSession | None = None
     _topic = ""
-    _unacked: list[Any]  # readings published whose PUBACK has not come (paho sends them again)
+    _unacked: list[int]  # readings (message ids) whose PUBACK has not come: paho sends them again
 
     def _session(self) -> MqttSession:
         if self.mqtt_session is None:
@@ -68,21 +68,21 @@ class MqttDevice(TrustDevice):
         """Readings acknowledged since they were cut off (sent again after a reconnect)."""
         if self.mqtt_session is None or not self._unacked:
             return
-        waiting = []
-        for info in self._unacked:
-            if info.is_published():
+        session, waiting = self.mqtt_session, []
+        for mid in self._unacked:
+            if session.acknowledged(mid):
+                session.forget(mid)
                 MEASUREMENTS.telemetry[self.device.id][1] += 1
                 MEASUREMENTS.counters[RESENT_ACKED] += 1
             else:
-                waiting.append(info)
+                waiting.append(mid)
         self._unacked = waiting
 
     def _drop_idle_http(self) -> None:
-        """Close the token call's idle connection: a device of an MQTT fleet holds one socket,
-        its session (10,000 devices, 10,000 descriptors, not twice that)."""
-        pool = self._http._connection_pool
-        while pool._socket_queue.qsize():
-            pool.release_socket(pool.get_socket())
+        """Close the token call's client and its idle connection: a device of an MQTT fleet
+        holds one socket, its session (10,000 devices, 10,000 descriptors, not twice that), and
+        not the HTTP client between renewals (its next token call makes one again)."""
+        self.client.client.clientpool.close()
 
     def _reopen(self) -> HeldToken | None:
         """The token of a session that holds: the one open, or a new one (its token renewed
@@ -166,14 +166,15 @@ class MqttDevice(TrustDevice):
         sent_at = time.time()
         started = time.perf_counter()
         deadline = time.monotonic() + self.network_timeout
-        info = session.publish(self._topic, payload, self.network_timeout)
-        if not info.is_published() and session.lost() and self._reopen() is not None:
+        mid = session.publish(self._topic, payload, self.network_timeout)
+        if not session.acknowledged(mid) and session.lost() and self._reopen() is not None:
             session.pump(
-                lambda: info.is_published() or not session.connected,
+                lambda: session.acknowledged(mid) or not session.connected,
                 max(0.0, deadline - time.monotonic()),
             )
         latency_ms = (time.perf_counter() - started) * 1000
-        if info.is_published():
+        if session.acknowledged(mid):
+            session.forget(mid)
             MEASUREMENTS.telemetry[self.device.id][1] += 1
             status, reason = STORED_STATUS, ""
             # Stored on a session whose token was past exp and leeway when the reading was
@@ -182,7 +183,7 @@ class MqttDevice(TrustDevice):
                 status, reason, exp=held.exp, now=sent_at, leeway_s=self.config.leeway_s
             )
         else:
-            self._unacked.append(info)  # paho keeps it: it may yet be acknowledged
+            self._unacked.append(mid)  # paho keeps it: it may yet be acknowledged
             status, reason, outcome = 0, "no_puback", "transport_error"
         self.record_exchange(
             REQUEST_TYPE, PUBLISH_ROW, recorded_as, outcome, latency_ms, status, reason,

@@ -47,6 +47,7 @@ class MqttSettings:
     host: str = "127.0.0.1"
     port: int = 1883
     tls: bool = False
+    ca_file: str | None = None  # with tls: a PEM bundle to verify the broker by (else the system's)
     protocol: MqttProtocol = "3.1.1"
     client_id: str = "{device_id}"
     username: str = "{device_id}"

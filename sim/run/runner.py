@@ -26,6 +26,7 @@ from sim.account.measure import Measurements
 from sim.account.server_view import (
     DeviceStats,
     MetricsCpuSampler,
+    Samples,
     received_count,
     scrape_metrics,
     server_delta,
@@ -356,7 +357,7 @@ def run_benchmark(config: RunConfig) -> Summary:
                 time.sleep(0.2)  # one telemetry flush tick
             server = server_delta(
                 metrics_before,
-                scrape_metrics(client) if scrapes else None,
+                _scrape_after(client, mqtt=target.mqtt is not None) if scrapes else None,
                 # Over MQTT the tokens are verified by the broker, at CONNECT.
                 target.mqtt.verify_metric
                 if target.mqtt is not None
@@ -472,6 +473,20 @@ def _outage(config: RunConfig, target: _Target, scratch: Path) -> Iterator[Outag
             f"the target goes down {after_s:.0f} s into the run, for about {OUTAGE_DOWN_S:g} s"
         )
         yield outage
+
+
+# After an MQTT run the broker is still closing the fleet's sessions (thousands, each one at
+# once): /metrics may not answer within one scrape's timeout, so it is asked this many times.
+MQTT_SCRAPES = 3
+
+
+def _scrape_after(client: TargetClient, *, mqtt: bool) -> Samples | None:
+    """The target's /metrics after the load."""
+    for _ in range(MQTT_SCRAPES if mqtt else 1):
+        samples = scrape_metrics(client)
+        if samples is not None:
+            return samples
+    return None
 
 
 def _token_alg(measurements: Measurements) -> str:

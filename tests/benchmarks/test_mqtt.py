@@ -30,7 +30,7 @@ def test_connects_memory_and_the_storm_are_printed(tmp_path: Path) -> None:
     assert int(connected.group(1)) >= DEVICES and connected.group(3) == str(DEVICES)
     assert re.search(r"connect rate \d+/s \(peak \d+/s\)", out), out
     assert re.search(r"CONNACK p50 [\d.]+ ms, p99 [\d.]+ ms; the target's verify time: HS256", out)
-    assert re.search(r"per device -?[\d.]+ KiB", out), out
+    assert re.search(r"holding the fleet \d+ MiB, -?[\d.]+ KiB per device", out), out
     assert f"{DEVICES}/{DEVICES} devices; acknowledged readings lost 0" in out, out
     recover = re.search(r"time to recover ([\d.]+) s", out)
     assert recover is not None and float(recover.group(1)) > 0, out
