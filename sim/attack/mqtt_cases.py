@@ -45,6 +45,10 @@ __all__ = [
     "valid_connect",
 ]
 
+# What a corpus case is over MQTT, where the HTTP wording does not fit.
+_OVER_MQTT = {
+    "other_device": "a genuine token with another registered device's id as username and client id"
+}
 # Cases that speak of HTTP only: a scope is an endpoint's rule, not a CONNECT's.
 _HTTP_ONLY = frozenset({"scoped_token"})
 # The client id refused (MQTT 3.1.1: 2, identifier rejected; MQTT 5: 0x85): a refusal too, of
@@ -186,8 +190,9 @@ def connect_case(
     if listener.count() > before:
         verdict, got = "fetched", f"{got}, after fetching the key URL"
         severity, impact = "high", "the broker fetches keys from a URL the token names"
+    description = _OVER_MQTT.get(case.name, case.description)
     return connect_result(
-        case.name, case.family, case.description, expected, got, verdict, severity, impact
+        case.name, case.family, description, expected, got, verdict, severity, impact
     )
 
 

@@ -126,6 +126,7 @@ def test_a_lax_broker_fails_with_accepted_invalid(
     assert cases["acl_publish_other_device"]["got"] == "delivered to the other device's subscriber"
     assert "reading came through" in cases["acl_subscribe_wildcard"]["got"]
     assert cases["other_device"]["severity"] == "high"  # a valid token, another device's name
+    assert "another registered device's id as username" in cases["other_device"]["description"]
     # Correctly signed by the device's own key, each breaking one rule: all let in.
     assert cases["device_jwt_replayed"]["verdict"] == "accepted"
     assert cases["device_jwt_expired"]["verdict"] == "accepted"
