@@ -10,7 +10,9 @@ import pytest
 from sim.errors import ConfigError
 from sim.profiles import ProfileError, load_profile
 from sim.profiles.mqtt import broker_host, credentials, mqtt_settings, topic
-from tests.commands import fleetbench_here
+from sim.run.config import RunConfig
+from sim.run.runner import run_benchmark
+from tests.commands import REPO, fleetbench_here
 
 BASE = """\
 name = "broker"
@@ -132,3 +134,24 @@ def test_refusal_codes_follow_the_protocol_unless_named(tmp_path: Path) -> None:
     assert (settings.port, settings.bad_credentials, settings.not_authorised) == (
         8883, (0x86,), (0x87,),
     )  # fmt: skip
+
+
+@pytest.mark.slow
+def test_a_runs_devices_connect_as_the_profiles_mqtt_section_says(tmp_path: Path) -> None:
+    """Our contract with another client-id pattern: the devices send it, and our broker, which
+    binds the client id to the device, refuses every CONNECT (CONNACK 2). The section reached
+    them; with the shipped profile the same run connects (tests/sim/device/test_mqtt_tasks.py)."""
+    profile = tmp_path / "fleetbench.toml"
+    shipped = REPO / "sim" / "profiles" / "builtin" / "fleetbench.toml"
+    profile.write_text(shipped.read_text() + '\n[mqtt]\nclient_id = "x-{device_id}"\n')
+    summary = run_benchmark(
+        RunConfig(
+            transport="mqtt", profile=str(profile), devices=3, token_alg="HS256", alg="secret",
+            duration_s=3, interval_s=0.25, results=tmp_path / "results",
+        )
+    )  # fmt: skip
+    mqtt = summary.get("mqtt")
+    assert mqtt is not None
+    assert mqtt["connack_codes"].get("2", 0) >= 3, mqtt["connack_codes"]
+    assert mqtt["connack_codes"].get("0", 0) == 0
+    assert not summary["verdict"]["passed"]
