@@ -37,6 +37,7 @@ from sim.attack.session import (
     token_alg,
     token_claim,
 )
+from sim.attack.topic_acl import acl_cases
 from sim.attack.verdicts import AttackReport, CaseResult
 from sim.corpus import CASES, TOKEN_CASES, ForgeContext, TokenContext
 from sim.errors import ConfigError, TargetUnusable
@@ -132,6 +133,7 @@ def attack_target(
                     broker, mqtt or Mqtt(), device.id, token, other.id, other_token
                 )
                 mqtt_cases.play(mqtt_ctx, ctx, listener, record)
+                acl_cases(mqtt_ctx, record)
                 audience = token_claim(token, "aud")
                 jwt_ctx = DeviceJwtContext(device, other, revoked, audience, issuer, leeway_s)
                 device_jwt_cases(mqtt_ctx, jwt_ctx, record)

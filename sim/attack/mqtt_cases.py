@@ -1,14 +1,12 @@
-"""The corpus over MQTT: bad tokens as CONNECT credentials, and a genuine session's reach into
-another device's topics; each judged from the broker's answer.
+"""The corpus over MQTT: bad tokens as CONNECT credentials, judged from the broker's CONNACK;
+and what every MQTT case shares (the context, the CONNACK's judgement, a case's result).
 
 A CONNECT is judged by its CONNACK: 0 for a bad token is ``accepted`` (outcome
 ``accepted_invalid``, fatal), a code the profile names for bad credentials or not authorised is
 ``refused`` (``rejected_as_expected``), another refusal code or a connection closed before any
 CONNACK is ``mismatch`` (refused, but not the documented way), a server-side code
 ``server_error``, no answer in time ``transport_error``. A genuine credential refused is
-``refused_valid``. A topic reach is judged by what the broker did with it: a PUBLISH to
-another device's topic that reaches that device's own subscriber, or a SUBSCRIBE the broker
-grants, is ``accepted``.
+``refused_valid``. The topic cases are :mod:`sim.attack.topic_acl`.
 """
 
 from __future__ import annotations
@@ -27,12 +25,11 @@ from sim.corpus import CASES, Case, ForgeContext
 from sim.errors import TargetUnusable
 from sim.outcomes import Outcome
 from sim.profiles.model import Mqtt
-from sim.profiles.mqtt import credentials, topic
+from sim.profiles.mqtt import credentials
 
 __all__ = [
     "MqttContext",
     "accepts",
-    "acl_cases",
     "connect_case",
     "connect_result",
     "identity_cases",
@@ -70,9 +67,7 @@ _OUTCOMES: dict[Verdict, Outcome] = {
 # A broker that answered the genuine CONNECT, then leaves this many in a row unanswered, is
 # not judging tokens any more: the attack stops rather than wait out every case.
 _SILENT_IN_A_ROW = 3
-_DELIVERY_WAIT_S = 0.5  # after a PUBACK: time for the broker to route the message on
 _FORGED_IMPACT = "a forged token opens an MQTT session: anyone can connect as any device"
-_ACL_IMPACT = "a device reads or writes another device's topics (broken object-level authorization)"
 _IDENTITY_IMPACT = (
     "the broker does not bind the username to the token: a device connects as another"
 )
@@ -237,140 +232,13 @@ def reading(seq: int) -> bytes:
     return json.dumps({"seq": seq, "ts": time.time(), "values": {"temp_c": 21.5}}).encode()
 
 
-def _delivered(victim: BrokerSession | None, topic_name: str) -> bool:
-    if victim is None:
-        return False
-    victim.wait(_DELIVERY_WAIT_S)
-    return topic_name in victim.received
-
-
-def _publish_other(
-    ctx: MqttContext, attacker: BrokerSession, victim: BrokerSession | None, qos: int
-) -> CaseResult:
-    name = topic(ctx.mqtt.acl_topic, ctx.device_id, ctx.other_device_id)
-    answer = attacker.publish(name, reading(0), qos)
-    delivered = _delivered(victim, name)
-    if delivered:
-        verdict: Verdict = "accepted"
-        got = "delivered to the other device's subscriber"
-    elif answer.closed:
-        verdict, got = "refused", "connection closed on the PUBLISH"
-    elif answer.codes and answer.codes[0] >= 0x80:
-        verdict, got = "refused", f"PUBACK {answer.codes[0]:#04x}"
-    elif victim is None:  # nothing to see a delivery with: the broker's answer is all there is
-        verdict = "accepted" if answer.answered else "mismatch"
-        got = "PUBACK (no second device to see where it went)" if answer.answered else "no PUBACK"
-    else:
-        verdict = "mismatch"
-        got = "PUBACK, not delivered (dropped)" if answer.answered else "no PUBACK, not delivered"
-    return connect_result(
-        "acl_publish_other_device", "acl",
-        f"a genuine session publishes (QoS {qos}) to another device's topic {name}",
-        "closed|PUBACK>=0x80, undelivered", got, verdict, "high",
-        _ACL_IMPACT,
-    )  # fmt: skip
-
-
-def _subscribe(
-    ctx: MqttContext, attacker: BrokerSession, victim: BrokerSession | None, name: str,
-    case: str, description: str, qos: int,
-) -> CaseResult:  # fmt: skip
-    answer = attacker.subscribe(name, qos)
-    expected = "SUBACK >= 0x80"
-    if answer.closed:
-        verdict: Verdict = "mismatch"
-        got = "connection closed on the SUBSCRIBE"
-    elif not answer.answered:
-        verdict, got = "mismatch", "no SUBACK"
-    elif all(code >= 0x80 for code in answer.codes):
-        verdict, got = "refused", f"SUBACK {answer.codes[0]:#04x}"
-    elif victim is None or not victim.open:  # nothing to see a delivery with
-        verdict, got = "accepted", f"SUBACK granted QoS {answer.codes[0]}"
-    else:  # granted: does the other device's own reading come through?
-        own = topic(ctx.mqtt.telemetry_topic, ctx.other_device_id)
-        victim.publish(own, reading(1), qos)
-        attacker.wait(_DELIVERY_WAIT_S)
-        if own in attacker.received:
-            verdict = "accepted"
-            got = f"SUBACK granted QoS {answer.codes[0]}, the other device's reading came through"
-        else:
-            verdict = "mismatch"
-            got = f"SUBACK granted QoS {answer.codes[0]}, nothing delivered"
-    return connect_result(case, "acl", description, expected, got, verdict, "high", _ACL_IMPACT)
-
-
-def acl_cases(ctx: MqttContext, record: Callable[[CaseResult], None]) -> None:
-    """A genuine session's own topic (control), then another device's: publish, subscribe, and
-    a wildcard over every device's telemetry. The other device, when there is one, holds a
-    session subscribed to its own topic, so a delivery is seen where it lands."""
-    qos = ctx.mqtt.qos
-    victim: BrokerSession | None = None
-    if ctx.other_token is not None:
-        victim = ctx.session(ctx.other_device_id, ctx.other_token)
-        if victim.connect().accepted:
-            victim.subscribe(
-                topic(ctx.mqtt.acl_topic, ctx.other_device_id, ctx.other_device_id), qos
-            )
-        else:
-            victim.close()
-            victim = None
-    sessions: list[BrokerSession] = []
-
-    def attacker() -> BrokerSession | None:
-        """A fresh genuine session (a refused publish may close the last one)."""
-        session = ctx.session(ctx.device_id, ctx.token)
-        sessions.append(session)
-        return session if session.connect().accepted else None
-
-    try:
-        own = attacker()
-        own_topic = topic(ctx.mqtt.telemetry_topic, ctx.device_id)
-        answer = own.publish(own_topic, reading(0), qos) if own else None
-        refused_own = (
-            answer is None or answer.closed or not answer.answered or answer.codes[0] >= 0x80
-        )
-        got = "no session" if answer is None else "refused" if refused_own else "PUBACK"
-        record(
-            connect_result(
-                "valid_publish_own_topic", "control",
-                f"a genuine session publishes (QoS {qos}) to its own topic {own_topic}",
-                "PUBACK" if qos else "connection kept", got,
-                "refused_valid" if refused_own else "valid",
-            )
-        )  # fmt: skip
-        session = attacker()
-        if session is None:
-            return
-        record(_publish_other(ctx, session, victim, qos))
-        session = attacker()
-        if session is None:
-            return
-        name = topic(ctx.mqtt.acl_topic, ctx.device_id, ctx.other_device_id)
-        description = f"a genuine session subscribes to another device's topic {name}"
-        record(
-            _subscribe(ctx, session, victim, name, "acl_subscribe_other_device", description, qos)
-        )
-        session = attacker()
-        if session is None:
-            return
-        wildcard = topic(ctx.mqtt.telemetry_topic, "+")
-        description = f"a genuine session subscribes to every device's telemetry, {wildcard}"
-        record(
-            _subscribe(ctx, session, victim, wildcard, "acl_subscribe_wildcard", description, qos)
-        )
-    finally:
-        for open_session in sessions:
-            open_session.close()
-        if victim is not None:
-            victim.close()
-
-
 def play(
     ctx: MqttContext, forge: ForgeContext, listener: Listener,
     record: Callable[[CaseResult], None],
 ) -> None:  # fmt: skip
-    """Every MQTT case: the genuine CONNECT first (a broker that does not answer it stops the
-    attack in one line), then the corpus as CONNECTs, the identity and the topic cases."""
+    """The CONNECT cases: the genuine one first (a broker that does not answer it stops the
+    attack in one line), then the corpus as CONNECTs and the identity cases. The topic cases
+    follow (:mod:`sim.attack.topic_acl`)."""
     connack = ctx.connect_once(ctx.device_id, ctx.token)
     protocol = ctx.address.protocol
     if connack.code == _UNSUPPORTED_PROTOCOL[protocol]:
@@ -394,7 +262,6 @@ def play(
             )
     for result in identity_cases(ctx):
         record(result)
-    acl_cases(ctx, record)
 
 
 def still_serving(ctx: MqttContext, token: str) -> bool:

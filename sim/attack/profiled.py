@@ -39,6 +39,7 @@ from sim.attack.listener import Listener, listening
 from sim.attack.mqtt_cases import MqttContext
 from sim.attack.session import AttackSession, token_alg
 from sim.attack.signed import SIGNED_CASES, SignedCase, SignedContext, sign_with
+from sim.attack.topic_acl import acl_cases
 from sim.attack.verdicts import AttackReport, CaseResult, Severity, Verdict
 from sim.corpus import (
     CASES,
@@ -446,6 +447,7 @@ def attack_profile(
             )  # fmt: skip
             if mqtt_ctx is not None:
                 mqtt_cases.play(mqtt_ctx, ctx, listener, record)
+                acl_cases(mqtt_ctx, record)
             else:
                 for case in CASES:
                     record(_corpus_case(target, case, ctx, listener))
