@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from sim import __version__
 from sim.account.generator import ProcessTreeSampler
@@ -46,6 +45,7 @@ from sim.fleet.model import Fleet, load_fleet, make_fleet, save_fleet
 from sim.output.table import refused_line
 from sim.processes import raise_open_files_limit, split_cores
 from sim.profiles import Profile
+from sim.profiles.mqtt import broker_host, mqtt_settings
 from sim.profiles.mqtt_settings import MqttSettings
 from sim.profiles.registration import profile_fleet, register_by_call
 from sim.run.commands import run_command, wait_answering
@@ -137,8 +137,9 @@ def _target(config: RunConfig, cpus: set[int] | None) -> Iterator[_Target]:
     if config.target is not None:
         url = config.target.rstrip("/")
         broker = None
-        if mqtt and config.mqtt_port is not None:
-            broker = MqttSettings(host=urlsplit(url).hostname or "", port=config.mqtt_port)
+        if mqtt and config.mqtt_port is not None:  # the profile's [mqtt], on --target's host
+            section = config.loaded_profile.mqtt
+            broker = mqtt_settings(section, broker_host(section, url), config.mqtt_port)
         yield _Target(url, config.admin_key or None, None, broker)
         return
     config.log(f"starting the embedded {config.token_alg} target" + (" with MQTT" if mqtt else ""))
@@ -150,7 +151,8 @@ def _target(config: RunConfig, cpus: set[int] | None) -> Iterator[_Target]:
     )  # fmt: skip
     try:
         embedded.start()
-        broker = MqttSettings(port=embedded.mqtt_port) if mqtt else None
+        section = config.loaded_profile.mqtt
+        broker = mqtt_settings(section, "127.0.0.1", embedded.mqtt_port) if mqtt else None
         yield _Target(embedded.url, embedded.admin_key, embedded, broker)
     finally:
         embedded.stop()
