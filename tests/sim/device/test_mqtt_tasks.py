@@ -130,6 +130,19 @@ def test_an_expiry_storm_over_mqtt_recovers_and_loses_nothing(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+def test_the_open_model_paces_the_readings_over_mqtt(tmp_path: Path) -> None:
+    """--rate: each device publishes on its own schedule; the readings are the paced requests
+    (corrected latency from their intended send), the CONNECTs are not."""
+    summary = _mqtt_run(tmp_path, rate_rps=24.0, duration_s=5)
+    assert summary["run"]["model"] == "open"
+    corrected = {r["endpoint"] for r in summary["requests"] if "corrected_latency_us" in r}
+    assert corrected == {PUBLISH_ROW}
+    published = summary["mqtt"]["publish"]["count"]
+    assert 0 < published <= 24 * 5
+    assert summary["telemetry"].get("lost") == 0
+
+
+@pytest.mark.slow
 def test_a_reconnect_storm_over_mqtt_brings_every_session_back(tmp_path: Path) -> None:
     """The embedded target (and its broker) restarted mid-run: every session lost, every device
     connecting again once it is back, not one acknowledged reading lost."""
