@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import sqlite3
 import weakref
 from typing import Any
 
@@ -41,12 +42,14 @@ from target.mqtt.handler import DeviceHandler, SessionRules
 from target.mqtt.streams import BoundedReader, BoundedWriter
 from target.mqtt.topics import is_own_filter, is_own_topic
 from target.state import TargetState
+from target.store.db import revisions
 
 __all__ = ["CONNECT_TIMEOUT_S", "MqttListener"]
 
 CONNECT_TIMEOUT_S = 10.0
 LISTEN_BACKLOG = 4096
 MQTT_3_1_1 = 4
+REVOCATION_SWEEP_S = 1.0
 # The longest a client may leave our packets unread (less if its keepalive is shorter).
 MAX_WRITE_WAIT_S = 30.0
 LISTENER = "default"
@@ -261,6 +264,7 @@ class MqttListener:
         self._broker: DeviceBroker | None = None
         self._server: asyncio.Server | None = None
         self._open = 0
+        self._sweeper: asyncio.Task[None] | None = None
         self.port = 0
 
     async def start(self) -> int:
@@ -290,7 +294,26 @@ class MqttListener:
             await self._broker.shutdown()
             raise
         self.port = int(self._server.sockets[0].getsockname()[1])
+        self._sweeper = asyncio.create_task(self._close_revoked())
         return self.port
+
+    async def _close_revoked(self) -> None:
+        """Close within a second the sessions of devices revoked, deleted or registered again
+        (each session checks at its next reading too; this reaches the quiet ones). It looks
+        only when the registry's revision moved: one small read a second otherwise."""
+        seen: int | None = None
+        while True:
+            await asyncio.sleep(REVOCATION_SWEEP_S)
+            try:
+                current = revisions(self._state.db.reader).get("devices")
+            except sqlite3.Error:
+                continue
+            if current == seen or self._broker is None:
+                continue
+            seen = current
+            for _, handler in list(self._broker.sessions.values()):
+                if isinstance(handler, DeviceHandler):
+                    handler.close_if_revoked()
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._open += 1
@@ -315,6 +338,8 @@ class MqttListener:
             self._metrics.mqtt_connections.dec()
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._server is not None:
             self._server.close()
         if self._broker is not None:
