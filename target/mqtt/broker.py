@@ -89,6 +89,18 @@ async def _refuse(writer: Any, connack: int) -> None:
         await writer.close()
 
 
+class _Filters(dict[str, list[tuple[Session, int]]]):
+    """amqtt's subscription table, with a repr that does not walk it.
+
+    After every SUBSCRIBE, amqtt 0.12.1 calls ``logger.debug(repr(self._subscriptions))``: the
+    argument is built even with debug logging off, a string of every filter and every session in
+    the broker, so each SUBSCRIBE cost O(filters) (5,000 subscribed devices: 6.1 ms of target CPU
+    per CONNECT and SUBSCRIBE, against 1.2 ms for a CONNECT alone)."""
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} subscription filters>"
+
+
 class DeviceBroker(Broker):
     def __init__(self, state: TargetState, gate: ConnectGate, rules: SessionRules) -> None:
         settings = state.settings
@@ -106,6 +118,7 @@ class DeviceBroker(Broker):
         self._admitted: weakref.WeakValueDictionary[int, Session] = weakref.WeakValueDictionary()
         self._max_filters = settings.mqtt_max_connections * FILTERS_PER_CONNECTION
         self._filters_of: dict[str, set[str]] = {}  # client id -> its subscription filters
+        self._subscriptions = _Filters()
 
     def _count(self, result: str, connack: str) -> None:
         self._metrics.mqtt_connects.labels(result=result, connack=connack).inc()
