@@ -80,6 +80,14 @@ class DeviceHandler(BrokerProtocolHandler):
             self.rules.metrics.mqtt_sessions_closed.labels(reason=reason).inc()
         self._closing = asyncio.ensure_future(self.handle_connection_closed())
 
+    def close_if_revoked(self) -> None:
+        """Close a connected session whose device was revoked, deleted or registered again."""
+        grant, rules, session = self.grant, self.rules, self.session
+        if grant is None or rules is None or session is None:
+            return
+        if session.transitions.state == "connected" and rules.gate.lapsed(grant) == "revoked":
+            self.close("revoked")
+
     def handle_read_timeout(self) -> None:
         # amqtt's broker handler ignores it; MQTT 3.1.1 §3.1.2.10 says close after 1.5 keepalives.
         self.close("keepalive" if self.asked_keepalive else "idle")
@@ -113,8 +121,9 @@ class DeviceHandler(BrokerProtocolHandler):
         if topic != telemetry_topic(grant.sub):
             await super().handle_publish(packet)
             return
-        if not rules.gate.still_valid(grant):  # revoked (or expired) since CONNECT
-            self.close("revoked")
+        lapsed = rules.gate.lapsed(grant)
+        if lapsed is not None:  # revoked (or expired) since CONNECT: not one more reading
+            self.close(lapsed)
             return
         try:
             reading = parse_reading(bytes(packet.data or b""))
