@@ -83,6 +83,9 @@ class SimConfig:
     # The whole fleet's size on a remote worker, which holds only its shard (0: the fleet file's):
     # the open model's per-device rate is the fleet-wide rate over it.
     fleet_size: int = 0
+    # A private folder of tokens kept from an earlier run of this fleet on this service
+    # (sim.device.kept_tokens): devices start with them and write theirs back at the stop.
+    kept_tokens: str | None = None
 
     @cached_property
     def parsed_stages(self) -> Stages | None:

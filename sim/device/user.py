@@ -32,6 +32,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from sim.corpus import Case, ForgeContext, cases_for
 from sim.device import cluster
 from sim.device.keepalive import KeptConnection
+from sim.device.kept_tokens import keep, kept_token, save_kept, start_keeping
 from sim.device.run_state import (
     DEFAULT_ISSUER,
     MEASUREMENTS,
@@ -130,8 +131,18 @@ class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
         self.last_token_outcome: Outcome = "ok"
         MEASUREMENTS.counters["devices_started"] += 1
         started = MEASUREMENTS.device_started(time.time())
+        kept_folder = self.config.kept_tokens
+        if kept_folder:
+            keep(self.device.id, self.tokens)
         for scenario in self.config.scenarios:
             if scenario == "issuance":
+                continue
+            kept = kept_token(kept_folder, self.device.id, scenario) if kept_folder else None
+            if kept is not None and scenario != "expiry":
+                # An earlier run of this fleet on this service fetched it: no login again.
+                self.tokens[scenario] = kept
+                self.token_alg = kept.alg
+                MEASUREMENTS.counters["tokens_kept"] += 1
                 continue
             if self.profile.minted:
                 self.tokens[scenario] = self._mint_held(scenario)
@@ -329,6 +340,7 @@ def _on_init(environment: Any, **_: Any) -> None:
         # starts a fresh account; a headless run starts once.
         STATE["claimed"] = 0
         MEASUREMENTS.reset()
+        start_keeping()
         started.clear()
         started["started"] = time.time()
         # Time 0 of the load stages: the master's start (a remote worker's comes in its shard).
@@ -354,6 +366,7 @@ def _on_init(environment: Any, **_: Any) -> None:
 
     def on_test_stop(**_: Any) -> None:
         started.setdefault("stopped", time.time())
+        _save_kept_tokens()
 
     def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
         data["fleetbench"] = MEASUREMENTS.take_wire()
@@ -371,6 +384,7 @@ def _on_init(environment: Any, **_: Any) -> None:
     def on_quit(**_: Any) -> None:
         for greenlet in progress:
             greenlet.kill(block=False)
+        _save_kept_tokens()
         if isinstance(runner, WorkerRunner):
             return
         raw = run_config().raw
@@ -398,6 +412,12 @@ def _on_init(environment: Any, **_: Any) -> None:
     # After the account's listeners: the worker's report carries this report's delta already.
     cluster.install_worker(environment, _apply_settings)
     dealer = cluster.install_master(environment)
+
+
+def _save_kept_tokens() -> None:
+    folder = run_config().kept_tokens
+    if folder:
+        save_kept(folder)
 
 
 def _freeze_heap(**_: Any) -> None:

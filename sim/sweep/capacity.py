@@ -83,6 +83,7 @@ _UNIT_US = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
 # Narrowing stops once the bracket is this narrow (relative to the rate that met): finer than a
 # busy machine's step-to-step noise would be a false precision.
 NARROW_ENOUGH = 0.05
+KEPT_TOKENS = "tokens"  # beside a service's fleet file: its devices' tokens between steps
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,9 @@ class CapacityConfig:
             duration_s=self.warmup_s + self.step_duration_s,
             warmup_s=self.warmup_s,
             workers=self.workers,
+            # One service's steps share its fleet and the tokens its devices hold: a step logs
+            # in only the devices whose token is gone, not the whole fleet again.
+            kept_tokens=str(fleet.parent / KEPT_TOKENS) if fleet else None,
             results=self.results / f"{alg}-step{index:02d}-{rate_rps:g}rps",
             pin=self.pin,
             log=self.log,
@@ -476,6 +480,7 @@ def _fleet_of(config: CapacityConfig, alg: str, scratch: Path) -> Path | None:
             return scratch / other / "fleet.json"
     folder = scratch / alg
     folder.mkdir()
+    (folder / KEPT_TOKENS).mkdir(mode=0o700)  # bearer tokens: the user's only
     return fleet_file(config.run_config(alg, config.start_rate_rps, 1), folder)
 
 
