@@ -14,12 +14,14 @@ the target: the search stops there and the result is a floor (the target took at
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import re
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -175,6 +177,12 @@ class CapacityConfig:
     interval_s: float = 60.0  # the real fleet's reporting interval: devices = rate x interval
     endpoint: str | None = None
     workers: int = 1
+    # Over remote ``fleetbench worker --stay`` processes: each step is a ``run --master`` they
+    # join (sim.run.distributed), the step's rate split by their shares of the fleet.
+    master: bool = False
+    bind: str = "127.0.0.1:5557"
+    expect_workers: int = 0
+    worker_wait_s: int = 60
     pin: bool = True
     results: Path = Path("results")
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
@@ -208,6 +216,10 @@ class CapacityConfig:
             duration_s=self.warmup_s + self.step_duration_s,
             warmup_s=self.warmup_s,
             workers=self.workers,
+            master=self.master,
+            bind=self.bind,
+            expect_workers=self.expect_workers,
+            worker_wait_s=self.worker_wait_s,
             # One service's steps share its fleet and the tokens its devices hold: a step logs
             # in only the devices whose token is gone, not the whole fleet again.
             kept_tokens=str(fleet.parent / KEPT_TOKENS) if fleet else None,
@@ -297,6 +309,20 @@ def judge(
         "verdict": verdict,
         "results": summary["run"].get("results"),
     }
+    cluster = summary.get("cluster")
+    if cluster is not None:
+        step["workers"] = [
+            {
+                "id": w["id"],
+                "host": w["host"],
+                "devices": w["devices"],
+                "sent": w.get("scheduled_sends", 0),
+                "requests": w["requests"],
+                "saturated": w["saturated"],
+                "lagging": w.get("lagging", False),
+            }
+            for w in cluster["workers"]
+        ]
     return step
 
 
@@ -391,6 +417,14 @@ def _measure(
         check_token_algs(summary, alg, config.target(alg).url, CapacityError)
         step = judge(summary, config.objective, config.error_budget, phase)
         config.log(f"{alg}: {step_line(step, config.objective)}")
+        for worker in step.get("workers", []):
+            if worker["saturated"] or worker["lagging"]:
+                states = {"saturated": worker["saturated"], "lagging": worker["lagging"]}
+                why = " and ".join(name for name, on in states.items() if on)
+                config.log(
+                    f"warning: {alg}: worker {worker['id']} ({worker['host']}, {worker['devices']}"
+                    f" devices) was {why}: its devices' latency measures the worker (add one)"
+                )
         longest_s = setup_s(summary)
         if not step["met"] and longest_s > config.warmup_s:
             config.log(
@@ -500,14 +534,35 @@ def _search_alg(config: CapacityConfig, alg: str, fleet: Path | None) -> Capacit
     return entry
 
 
+@contextlib.contextmanager
+def _generators(config: CapacityConfig) -> Iterator[CapacityConfig]:
+    """The search's config as its steps run it. ``--workers N`` on this host: N ``fleetbench
+    worker --stay`` processes on the load cores, joining each step's master on loopback, so each
+    step's account names every worker (its sends, its requests, a saturated or lagging one) as
+    over remote workers, rather than Locust's own worker processes, which report no share."""
+    if config.workers <= 1 or config.master:
+        yield config
+        return
+    from sim.run.worker import local_workers
+
+    _, load_cpus = split_cores(config.pin)
+    with local_workers(config.workers, load_cpus, config.results / "workers") as bind:
+        yield dataclasses.replace(
+            config, master=True, bind=bind, expect_workers=config.workers, workers=1
+        )
+
+
 def run_capacity(config: CapacityConfig) -> CapacityFile:
     """Search every algorithm in turn; the capacity.json document."""
     config.check()
     started = time.time()
     algorithms: dict[str, CapacityAlgorithm] = {}
-    with tempfile.TemporaryDirectory(prefix="fleetbench-capacity-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="fleetbench-capacity-") as scratch,
+        _generators(config) as steps,
+    ):
         for alg in config.algs:
-            algorithms[alg] = _search_alg(config, alg, _fleet_of(config, alg, Path(scratch)))
+            algorithms[alg] = _search_alg(steps, alg, _fleet_of(config, alg, Path(scratch)))
     targets: dict[str, CompareTarget] = {
         alg: {
             "url": config.target(alg).url,
