@@ -100,6 +100,9 @@ class CapacityAlgorithm(TypedDict):
     floor: bool
     steps: list[CapacityStep]
     second_opinion: SecondOpinion | None
+    # A service's own fleet (--target): the unjudged runs before the first step in which its
+    # devices fetched the tokens every step then keeps (0: none needed, or the embedded target).
+    login_rounds: NotRequired[int]
 
 
 class CapacityParameters(TypedDict):

@@ -19,11 +19,12 @@ import time
 from dataclasses import asdict
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sim.device.tokens import HeldToken
+if TYPE_CHECKING:  # the orchestrator reads these files too: no Locust imported here
+    from sim.device.tokens import HeldToken
 
-__all__ = ["keep", "kept_token", "save_kept", "start_keeping"]
+__all__ = ["keep", "kept_devices", "kept_token", "read_kept", "save_kept", "start_keeping"]
 
 # The tokens of this process's devices, by device id: each device's own dict of held tokens (by
 # scenario), the very object it renews in, so what is written at the stop is what it held last.
@@ -58,6 +59,18 @@ def save_kept(folder: str) -> None:
 
 @cache
 def _found(folder: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """What earlier runs kept, read once in a run's process (its devices start together)."""
+    return read_kept(folder)
+
+
+def kept_devices(folder: str) -> int:
+    """How many devices hold a token kept in ``folder`` that is still valid."""
+    now = time.time() + 1.0
+    kept = read_kept(folder).values()
+    return sum(1 for tokens in kept if any(float(t["exp"]) > now for t in tokens.values()))
+
+
+def read_kept(folder: str) -> dict[str, dict[str, dict[str, Any]]]:
     """Every token an earlier run kept in ``folder``, by device and scenario (the latest expiry
     wins where two processes kept one for the same device)."""
     found: dict[str, dict[str, dict[str, Any]]] = {}
@@ -74,9 +87,10 @@ def _found(folder: str) -> dict[str, dict[str, dict[str, Any]]]:
     return found
 
 
-def kept_token(folder: str, device_id: str, scenario: str) -> HeldToken | None:
-    """The token an earlier run left this device for ``scenario``, while it is still valid."""
+def kept_token(folder: str, device_id: str, scenario: str) -> dict[str, Any] | None:
+    """The token an earlier run left this device for ``scenario`` (a ``HeldToken``'s fields),
+    while it is still valid."""
     held = _found(folder).get(device_id, {}).get(scenario)
     if held is None or float(held["exp"]) <= time.time() + 1.0:
         return None
-    return HeldToken(**held)
+    return held

@@ -137,10 +137,10 @@ class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
         for scenario in self.config.scenarios:
             if scenario == "issuance":
                 continue
-            kept = kept_token(kept_folder, self.device.id, scenario) if kept_folder else None
-            if kept is not None and scenario != "expiry":
+            fields = kept_token(kept_folder, self.device.id, scenario) if kept_folder else None
+            if fields is not None and scenario != "expiry":
                 # An earlier run of this fleet on this service fetched it: no login again.
-                self.tokens[scenario] = kept
+                kept = self.tokens[scenario] = HeldToken(**fields)
                 self.token_alg = kept.alg
                 MEASUREMENTS.counters["tokens_kept"] += 1
                 continue

@@ -86,6 +86,10 @@ _UNIT_US = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
 # busy machine's step-to-step noise would be a false precision.
 NARROW_ENOUGH = 0.05
 KEPT_TOKENS = "tokens"  # beside a service's fleet file: its devices' tokens between steps
+# The fleet's first tokens come in unjudged runs before the first step: at most this many, each
+# device asking one request per LOGIN_PERIOD_S meanwhile (the open model needs some rate).
+LOGIN_ROUNDS = 5
+LOGIN_PERIOD_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -518,7 +522,45 @@ def _fleet_of(config: CapacityConfig, alg: str, scratch: Path) -> Path | None:
     return fleet_file(config.run_config(alg, config.start_rate_rps, 1), folder)
 
 
+def _log_in(config: CapacityConfig, alg: str, fleet: Path) -> int:
+    """Before the first step on a service's own fleet: unjudged runs at a token rate (each device
+    one request per ``LOGIN_PERIOD_S``) until every device holds a token kept for the steps, at
+    most ``LOGIN_ROUNDS`` (a device still logging in when a round stops tries again in the
+    next). A login burst (a password hash per call on some APIs) then falls in no step; the
+    number of rounds run."""
+    from sim.device.kept_tokens import kept_devices
+    from sim.run.runner import run_benchmark
+
+    folder = str(fleet.parent / KEPT_TOKENS)
+    started = time.monotonic()
+    rounds = 0
+    while kept_devices(folder) < config.devices and rounds < LOGIN_ROUNDS:
+        rounds += 1
+        config.log(f"{alg}: the fleet's tokens, round {rounds} (not judged)")
+        run = dataclasses.replace(
+            config.run_config(alg, config.devices / LOGIN_PERIOD_S, 0, fleet),
+            results=config.results / f"{alg}-logins{rounds}",
+        )
+        if run_benchmark(run)["run"]["interrupted"]:
+            raise Interrupted("interrupted")
+    held = kept_devices(folder)
+    config.log(
+        f"{alg}: {held} of {config.devices} devices hold a token"
+        f" ({rounds} unjudged rounds, {time.monotonic() - started:,.0f} s)"
+    )
+    return rounds
+
+
+def _keeps_tokens_here(config: CapacityConfig) -> bool:
+    """Every generator process writes to this host's folder: not over remote hosts."""
+    if not config.master:
+        return True
+    host = config.bind.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "localhost")
+
+
 def _search_alg(config: CapacityConfig, alg: str, fleet: Path | None) -> CapacityAlgorithm:
+    rounds = _log_in(config, alg, fleet) if fleet and _keeps_tokens_here(config) else 0
     steps = search(
         _measure(config, alg, fleet),
         config.start_rate_rps,
@@ -526,6 +568,8 @@ def _search_alg(config: CapacityConfig, alg: str, fleet: Path | None) -> Capacit
         config.narrow_steps,
     )
     entry = outcome(steps, config.interval_s)
+    if fleet is not None:
+        entry["login_rounds"] = rounds
     if _asks_second_opinion(config, alg, entry):
         opinion = second_opinion(config, alg, cast(float, entry["knee_rps"]))
         entry["second_opinion"] = opinion

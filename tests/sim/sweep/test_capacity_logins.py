@@ -47,19 +47,22 @@ def test_each_step_keeps_the_fleet_and_leaves_the_logins_out(
     costly_logins: str, tmp_path: Path
 ) -> None:
     result = _capacity(costly_logins, tmp_path)
-    steps = result["algorithms"]["HS256"]["steps"]  # type: ignore[index]
-    # Both steps' devices logged in: the second step used the first step's fleet (new devices
-    # of the same ids were refused their login: no answers at all).
+    entry = result["algorithms"]["HS256"]  # type: ignore[index]
+    steps = entry["steps"]
+    # Both steps' devices were answered: the second step used the first step's fleet (new
+    # devices of the same ids were refused their login: no answers at all).
     assert len(steps) == 2, steps
     for step in steps:
         assert step["errors"] == 0 and step["requests"] > 0, step
         # Data requests answer in milliseconds here; 1.5 s of logins ahead of them broke
         # p99=700ms at 10 req/s before the warm-up.
         assert step["met"], step
-    scenarios = [_scenarios(step) for step in steps]
-    assert {"setup", "warmup", "verification"} <= scenarios[0], scenarios
-    # The second step's devices started with the first step's tokens: no login at all.
-    assert "setup" not in scenarios[1] and {"warmup", "verification"} <= scenarios[1], scenarios
+    # The fleet's logins came in unjudged rounds before the first step: no step logged in.
+    assert entry["login_rounds"] >= 1, entry
+    first_round = tmp_path / "c" / "HS256-logins1" / "summary.json"
+    assert "setup" in {r["scenario"] for r in json.loads(first_round.read_text())["requests"]}
+    for scenarios in map(_scenarios, steps):
+        assert "setup" not in scenarios and {"warmup", "verification"} <= scenarios, scenarios
 
 
 def _scenarios(step: dict[str, object]) -> set[str]:
@@ -80,9 +83,9 @@ def test_the_fleet_logs_in_once_for_all_steps(costly_logins: str, tmp_path: Path
     assert DEVICES <= logins < 2 * DEVICES, logins
 
 
-def test_a_warmup_shorter_than_the_logins_is_named(costly_logins: str, tmp_path: Path) -> None:
-    """Logins that outlast the warm-up (10 x 0.15 s on one worker against 1 s) are judged with
-    the step: the search says so instead of only "broke"."""
+def test_logins_longer_than_the_warmup_are_not_judged(costly_logins: str, tmp_path: Path) -> None:
+    """Logins that outlast the warm-up (10 x 0.15 s on one worker against 1 s) were judged with
+    the first step, which broke p99=100ms (exit 1); now they come before it, unjudged."""
     profile = tmp_path / "login.toml"
     profile.write_text(PROFILE)
     done = fleetbench(
@@ -91,6 +94,6 @@ def test_a_warmup_shorter_than_the_logins_is_named(costly_logins: str, tmp_path:
         "--warmup", "1", "--max-steps", "1", "--narrow-steps", "0", "--slo", "p99=100ms",
         "--results", str(tmp_path / "c"), timeout=240,
     )  # fmt: skip
-    # 1.5 s of logins hold the requests meant for the measured window's first half second.
-    assert done.returncode == 1, done.stdout + done.stderr
-    assert "longer than the 1 s warm-up: the step judged its own logins" in done.stdout
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "judged its own logins" not in done.stdout
+    assert f"{DEVICES} of {DEVICES} devices hold a token" in done.stdout
