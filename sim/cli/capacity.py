@@ -17,6 +17,7 @@ from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     ADMIN_KEY_ENV,
     add_master_options,
+    cpus,
     duration,
     logger,
     positive_float,
@@ -121,6 +122,12 @@ def add_parser(commands: Any) -> None:
         help="embedded target: skip the check at the knee by a client without Locust",
     )
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
+    p.add_argument(
+        "--generator-cpus",
+        type=cpus,
+        metavar="LIST",
+        help="cores the load generator runs on (e.g. 1 or 2-3), away from a --target on this host",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print capacity.json to stdout")
     add_metrics_options(p)
@@ -157,6 +164,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
         expect_workers=args.expect_workers or 0,
         worker_wait_s=args.worker_wait,
         pin=not args.no_pin,
+        generator_cpus=args.generator_cpus,
         results=folder,
         log=log,
         targets=targets,

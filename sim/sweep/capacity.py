@@ -188,6 +188,9 @@ class CapacityConfig:
     expect_workers: int = 0
     worker_wait_s: int = 60
     pin: bool = True
+    # The cores the load generator runs on (--generator-cpus): a --target on this host shares
+    # the machine, and unpinned the generator shares its cores too.
+    generator_cpus: set[int] | None = None
     results: Path = Path("results")
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     targets: Mapping[str, AlgTarget] = field(default_factory=dict)
@@ -229,6 +232,7 @@ class CapacityConfig:
             kept_tokens=str(fleet.parent / KEPT_TOKENS) if fleet else None,
             results=self.results / f"{alg}-step{index:02d}-{rate_rps:g}rps",
             pin=self.pin,
+            generator_cpus=self.generator_cpus,
             log=self.log,
         )
 
@@ -589,7 +593,7 @@ def _generators(config: CapacityConfig) -> Iterator[CapacityConfig]:
         return
     from sim.run.worker import local_workers
 
-    _, load_cpus = split_cores(config.pin)
+    load_cpus = config.generator_cpus or split_cores(config.pin)[1]
     with local_workers(config.workers, load_cpus, config.results / "workers") as bind:
         yield dataclasses.replace(
             config, master=True, bind=bind, expect_workers=config.workers, workers=1
