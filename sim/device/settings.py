@@ -86,6 +86,9 @@ class SimConfig:
     # A private folder of tokens kept from an earlier run of this fleet on this service
     # (sim.device.kept_tokens): devices start with them and write theirs back at the stop.
     kept_tokens: str | None = None
+    # At most this many of a process's devices fetch their first token at once (0: no bound):
+    # capacity's login rounds, so that a round's stop abandons few logins on a slow server.
+    setup_concurrency: int = 0
 
     @cached_property
     def parsed_stages(self) -> Stages | None:

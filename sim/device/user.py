@@ -19,11 +19,12 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gevent
+from gevent.lock import BoundedSemaphore
 from geventhttpclient.url import URL
 from locust import FastHttpUser, constant_pacing, events
 from locust.exception import StopUser
@@ -147,11 +148,12 @@ class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
             if self.profile.minted:
                 self.tokens[scenario] = self._mint_held(scenario)
                 continue
-            for _ in range(SETUP_ATTEMPTS):
-                if self.tokens_for(scenario, "setup") is not None:
-                    break
-                if self.last_token_outcome not in RETRIED_OUTCOMES:
-                    break  # refused: retrying the same credential would be refused again
+            with _setup_slot():
+                for _ in range(SETUP_ATTEMPTS):
+                    if self.tokens_for(scenario, "setup") is not None:
+                        break
+                    if self.last_token_outcome not in RETRIED_OUTCOMES:
+                        break  # refused: retrying the same credential would be refused again
             # Still without a token: the scenario's task asks again, backing off as here.
         MEASUREMENTS.device_ready(time.time() - started)  # from here: one report per interval
         self.stages = run_stages()
@@ -412,6 +414,20 @@ def _on_init(environment: Any, **_: Any) -> None:
     # After the account's listeners: the worker's report carries this report's delta already.
     cluster.install_worker(environment, _apply_settings)
     dealer = cluster.install_master(environment)
+
+
+@contextlib.contextmanager
+def _setup_slot() -> Iterator[None]:
+    """One of ``setup_concurrency`` places to fetch a first token in (none: no bound)."""
+    bound = run_config().setup_concurrency
+    if not bound:
+        yield
+        return
+    slots = STATE.get("setup_slots")
+    if slots is None:
+        slots = STATE["setup_slots"] = BoundedSemaphore(bound)
+    with slots:
+        yield
 
 
 def _save_kept_tokens() -> None:

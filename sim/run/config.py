@@ -94,6 +94,7 @@ class RunConfig:
     # capacity's steps: a private folder where each run's devices keep their tokens for the next
     # run of the same fleet on the same service (sim.device.kept_tokens); a scratch path.
     kept_tokens: str | None = None
+    setup_concurrency: int = 0  # capacity's login rounds (SimConfig.setup_concurrency)
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -273,7 +274,15 @@ class RunConfig:
     def parameters(self) -> RunParameters:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
         # A secret, callables, and the user's commands (they may name anything).
-        hidden = {"admin_key", "log", "progress", "rotate_cmd", "outage_cmd", "kept_tokens"}
+        hidden = {
+            "admin_key",
+            "log",
+            "progress",
+            "rotate_cmd",
+            "outage_cmd",
+            "kept_tokens",
+            "setup_concurrency",
+        }
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
         data["scenarios"] = dict(self.effective_scenarios)
         data["generator_cpus"] = sorted(self.generator_cpus) if self.generator_cpus else None

@@ -89,6 +89,10 @@ KEPT_TOKENS = "tokens"  # beside a service's fleet file: its devices' tokens bet
 # The fleet's first tokens come in unjudged runs before the first step: at most this many, each
 # device asking one request per LOGIN_PERIOD_S meanwhile (the open model needs some rate).
 LOGIN_ROUNDS = 5
+# A generator process's devices log in at most this many at once in those rounds: all at once, a
+# server that shares its core among them (threads) finishes none before it has done nearly all,
+# and a round's stop abandons every one (the server still works them through).
+LOGIN_CONCURRENCY = 8
 LOGIN_PERIOD_S = 10.0
 
 
@@ -529,9 +533,10 @@ def _fleet_of(config: CapacityConfig, alg: str, scratch: Path) -> Path | None:
 def _log_in(config: CapacityConfig, alg: str, fleet: Path) -> int:
     """Before the first step on a service's own fleet: unjudged runs at a token rate (each device
     one request per ``LOGIN_PERIOD_S``) until every device holds a token kept for the steps, at
-    most ``LOGIN_ROUNDS`` (a device still logging in when a round stops tries again in the
-    next). A login burst (a password hash per call on some APIs) then falls in no step; the
-    number of rounds run."""
+    most ``LOGIN_ROUNDS``, each twice as long as the last, with at most ``LOGIN_CONCURRENCY``
+    logins at once per generator process. A device still logging in when a round stops tries
+    again in the next. A login burst (a password hash per call on some APIs) then falls in no
+    step; the number of rounds."""
     from sim.device.kept_tokens import kept_devices
     from sim.run.runner import run_benchmark
 
@@ -541,8 +546,11 @@ def _log_in(config: CapacityConfig, alg: str, fleet: Path) -> int:
     while kept_devices(folder) < config.devices and rounds < LOGIN_ROUNDS:
         rounds += 1
         config.log(f"{alg}: the fleet's tokens, round {rounds} (not judged)")
+        run = config.run_config(alg, config.devices / LOGIN_PERIOD_S, 0, fleet)
         run = dataclasses.replace(
-            config.run_config(alg, config.devices / LOGIN_PERIOD_S, 0, fleet),
+            run,
+            duration_s=run.duration_s * 2 ** (rounds - 1),
+            setup_concurrency=LOGIN_CONCURRENCY,
             results=config.results / f"{alg}-logins{rounds}",
         )
         if run_benchmark(run)["run"]["interrupted"]:

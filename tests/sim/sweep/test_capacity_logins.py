@@ -5,12 +5,16 @@ fleet for every step, its tokens kept from step to step, and each step's first s
 from __future__ import annotations
 
 import json
+import os
+import secrets
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
+from tests.apis.serve import serve_listening
 from tests.commands import fleetbench
 from tests.sim.conftest import serve_broken_target
 from tests.sim.profiles.test_profile_run import PROFILE
@@ -96,4 +100,25 @@ def test_logins_longer_than_the_warmup_are_not_judged(costly_logins: str, tmp_pa
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert "judged its own logins" not in done.stdout
+    assert f"{DEVICES} of {DEVICES} devices hold a token" in done.stdout
+
+
+def test_logins_a_threaded_server_shares_out_still_end(tmp_path: Path) -> None:
+    """The DRF app (threads) with Django's PBKDF2 logins shares its core among all the logins it
+    holds and answered none of the fleet's before it had done nearly all: a round as short as a
+    step (2 s) lost every one, the server kept working the abandoned ones, and the next round's
+    were more: five rounds, no token, no answers at all. Now each round runs twice as long as the
+    last, with at most 8 logins at once per generator process."""
+    env = {**os.environ, "JWT_SECRET": secrets.token_hex(32), "DRF_HASHER": "pbkdf2"}
+    command = [sys.executable, "-m", "tests.apis.drf_simplejwt.app", "0"]
+    with serve_listening(command, env) as url:
+        done = fleetbench(
+            "capacity", "--target", url, "--profile", "drf-simplejwt", "--algs", "HS256",
+            "--devices", str(DEVICES), "--start-rate", "5", "--step-duration", "1",
+            "--warmup", "1", "--max-steps", "1", "--narrow-steps", "0", "--slo", "p99=2s",
+            "--results", str(tmp_path / "c"), timeout=240,
+        )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    entry = json.loads((tmp_path / "c" / "capacity.json").read_text())["algorithms"]["HS256"]
+    assert entry["login_rounds"] >= 1 and entry["steps"][0]["requests"] > 0, entry
     assert f"{DEVICES} of {DEVICES} devices hold a token" in done.stdout
