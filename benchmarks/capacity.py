@@ -108,7 +108,7 @@ def compare_with_wrk2(
         search = dataclasses.replace(
             config, algs=[alg], targets={alg: AlgTarget(service.url, service.profile)},
             admin_key=service.admin_key, generator_cpus=load_cpus, second_opinion=False,
-            results=config.results / f"{api}-{alg}",
+            results=config.results / f"{api}-{alg}", log=log,
         )  # fmt: skip
         result = run_capacity(search)
         write_capacity_outputs(result, search.results)
