@@ -27,8 +27,9 @@ same service (one bearer token of one registered device, as many connections as 
 devices), and capacity's figure over wrk2's (goal: ES256 >= 0.8; a floor says floor).
 ``--api drf-simplejwt`` makes that service the Django REST Framework + SimpleJWT app of
 ``tests/apis`` with Django's PBKDF2 password hashing (a costly login: ~0.3 s of CPU each) instead
-of the embedded target, and runs only that comparison (goal: within 20 %). Without ``--wrk2`` the
-comparison is not run, and the output says so.
+of the embedded target, and runs only that comparison (goal: within 20 %); ``--wrk2-only`` runs
+only the comparison on the embedded target too. Without ``--wrk2`` the comparison is not run, and
+the output says so.
 """
 
 from __future__ import annotations
@@ -341,6 +342,9 @@ def _parser() -> argparse.ArgumentParser:
         "--api", choices=APIS, default="embedded",
         help="the service of the wrk2 comparison (drf-simplejwt: only that comparison)",
     )  # fmt: skip
+    parser.add_argument(
+        "--wrk2-only", action="store_true", help="only the wrk2 comparison (not the wrk part)"
+    )
     parser.add_argument("--results", type=Path, help="folder of the capacity steps")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     return parser
@@ -353,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--devices, --step-duration, --workers and --max-steps must be at least 1")
     if args.wrk2 is not None and not os.access(args.wrk2, os.X_OK):
         parser.error(f"--wrk2 {args.wrk2}: not an executable file")
+    if args.wrk2_only and args.wrk2 is None:
+        parser.error("--wrk2-only needs --wrk2 PATH")
     results = args.results or Path(tempfile.mkdtemp(prefix="fleetbench-capacitybench-"))
     log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
     rows: list[dict[str, Any]] = []
@@ -367,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
             raise_steps=args.max_steps, narrow_steps=args.narrow_steps, workers=args.workers,
             results=results / "wrk2",
         )  # fmt: skip
-        if args.api == "embedded":
+        if args.api == "embedded" and not args.wrk2_only:
             rows, searches = _embedded(args, algs, results)
         if args.wrk2 is not None or args.api != "embedded":
             compared = [

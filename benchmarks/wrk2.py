@@ -9,10 +9,12 @@ name the binary (``--wrk2 PATH``); it is never part of this repository.
 Each step is one wrk2 run (one thread, one connection per device of the capacity search): its
 first ``10 s + 5 ms`` per connection are wrk2's calibration, after which it resets its
 histograms, so a step runs that long plus the step's duration. A step meets the objective as
-capacity's do: its corrected latency at the objective's percentile within the limit, its share of
-answers that are not 2xx/3xx or socket errors within the error budget, and it sent at most 5 %
-short of the rate. The search is capacity's own (:func:`sim.sweep.capacity.search`): doubling
-from the start rate, then bisection of the bracket.
+capacity's do: its corrected latency at the objective's percentile within the limit, and its share
+of answers that are not 2xx/3xx or socket errors within the error budget. A send wrk2 could not make
+on time is timed from when it was due, so a service that did not take the rate shows in that
+latency; its requests per second (over the whole run, calibration included: a little under the
+rate even when it kept up) are reported, not judged. The search is capacity's own
+(:func:`sim.sweep.capacity.search`): doubling from the start rate, then bisection of the bracket.
 
 The bearer token travels in a Lua script (``wrk.headers``) in a private temporary file, not on
 the command line where other users' ``ps`` would show it.
@@ -28,7 +30,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sim.account.offered import MAX_SHORTFALL
 from sim.artefacts.capacity_file import CapacityAlgorithm, CapacityStep, StepPhase, StepVerdict
 from sim.sweep.capacity import Objective, outcome, search
 
@@ -133,8 +134,6 @@ def wrk2_step(
         verdict = "errors"
     elif at_objective > objective.limit_us:
         verdict = "latency"
-    elif run.rps < (1 - MAX_SHORTFALL) * rate_rps:
-        verdict = "shortfall"
     else:
         verdict, met = "met", True
     return {
