@@ -51,3 +51,10 @@ def test_a_wrk2_that_is_no_program_is_one_line(capsys: pytest.CaptureFixture[str
         main(["--wrk2", "/nonexistent/wrk2"])
     assert exited.value.code == 2
     assert "--wrk2 /nonexistent/wrk2: not an executable file" in capsys.readouterr().err
+
+
+def test_wrk2_only_without_wrk2_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--wrk2-only"])
+    assert exited.value.code == 2
+    assert "--wrk2-only needs --wrk2 PATH" in capsys.readouterr().err
