@@ -17,11 +17,13 @@ from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     ADMIN_KEY_ENV,
     add_master_options,
+    check_transport,
     cpus,
     duration,
     logger,
     positive_float,
     positive_int,
+    refuse_transport,
 )
 from sim.device.seal import KEY_ENV
 from sim.run.distributed import master_key
@@ -130,11 +132,13 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print capacity.json to stdout")
+    refuse_transport(p, "fleetbench capacity")
     add_metrics_options(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 a rate met the objective for every algorithm, 1 the start rate broke it for one."""
+    check_transport(args.transport, "fleetbench capacity")
     log = logger(console, quiet=args.quiet or args.json)
     if args.algs is None:
         algs = default_algs(args.target, args.profile, args.admin_key, os.environ)
