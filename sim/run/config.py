@@ -212,12 +212,12 @@ class RunConfig:
             if self.mqtt_port is not None:
                 raise ConfigError("--mqtt-port is the broker of --transport mqtt")
             return
-        if self.storm not in (None, "expiry-storm", "revocation") or (
+        if self.storm not in (None, "expiry-storm", "reconnect-storm", "revocation") or (
             self.storm is None and set(self.scenarios) != {"verification"}
         ):
             raise ConfigError(
-                "--transport mqtt runs the verification scenario, expiry-storm or revocation:"
-                " drop --scenario"
+                "--transport mqtt runs the verification scenario, expiry-storm, reconnect-storm"
+                " or revocation: drop --scenario"
             )
         if self.endpoint not in (None, "telemetry"):
             raise ConfigError("--transport mqtt publishes telemetry: drop --endpoint")
