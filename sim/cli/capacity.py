@@ -12,9 +12,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sim.cli.exits import ExitCode
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_float, positive_int
+from sim.exits import ExitCode
 from sim.run.results import results_folder
 from sim.sweep.capacity import (
     TABLE_HEADERS,

@@ -12,9 +12,9 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.artefacts.compare_file import CompareFile
-from sim.cli.exits import ExitCode
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_int, seconds
+from sim.exits import ExitCode
 from sim.run.results import results_folder
 from sim.sweep.compare import (
     CompareConfig,
