@@ -28,8 +28,8 @@ def test_metricsbench_pairs_rounds_and_checks_its_scrapes() -> None:
     # The rounds with metrics were scraped, and each final scrape equalled its summary.json (the
     # bench fails otherwise).
     assert all(r["scrapes"] >= 1 for r in rounds if r["metrics"])
-    # The block's figure is the geometric mean of its two pairs (the printed ratios are rounded to four
-    # places, so the mean of the rounded pairs may differ from the block's in the last place).
+    # The block's figure is the geometric mean of its two pairs (the printed ratios are rounded to
+    # four places, so the mean of the rounded pairs may differ from the block's in the last place).
     first, second = figures["ratios"]
     assert figures["block_ratios"] == [pytest.approx((first * second) ** 0.5, abs=2e-4)]
     assert figures["median_ratio"] == figures["block_ratios"][0]

@@ -358,18 +358,23 @@ def test_new_connections_reach_both_workers_of_our_target() -> None:
     with EmbeddedTarget("HS256", workers=2) as target:
         assert target.pid is not None
         held: list[socket.socket] = []
+        serving: set[int] = set()
         try:
-            for _ in range(40):  # kept open, so each process still holds what it accepted
-                conn = socket.create_connection(("127.0.0.1", target.port), timeout=10)
-                conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-                assert conn.recv(64).startswith(b"HTTP/1.1 200")
-                held.append(conn)
-            serving = {
-                process.pid
-                for process in psutil.Process(target.pid).children(recursive=True)
-                for c in process.net_connections(kind="tcp")
-                if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == target.port
-            }
+            # Kept open, so each process still holds what it accepted. The target answers once one
+            # process serves; on a busy machine the second may still be starting, so connections
+            # are opened in rounds (at most 400) until both have accepted some.
+            while len(serving) < 2 and len(held) < 400:
+                for _ in range(20):
+                    conn = socket.create_connection(("127.0.0.1", target.port), timeout=10)
+                    conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                    assert conn.recv(64).startswith(b"HTTP/1.1 200")
+                    held.append(conn)
+                serving = {
+                    process.pid
+                    for process in psutil.Process(target.pid).children(recursive=True)
+                    for c in process.net_connections(kind="tcp")
+                    if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == target.port
+                }
         finally:
             for conn in held:
                 conn.close()
