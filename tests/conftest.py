@@ -52,11 +52,6 @@ SERIAL = (
     "tests/sim/sweep/test_capacity.py",
     "tests/sim/test_processes.py",
 )
-# Session fixtures holding one real run for the tests that only read it: their users share one
-# pytest-xdist worker (``--dist loadgroup``), so each run happens once per pass, not once a worker.
-SHARED_RUNS = frozenset(
-    {"real_mixed_summary", "real_smoke", "real_micro_compare", "real_e2e_compare"}
-)
 # The kinds that may start processes; make test-fast deselects them.
 PROCESS_MARKS = ("slow", "browser", "node", "wheel")
 
@@ -84,8 +79,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
         if item.nodeid.startswith(SERIAL):
             item.add_marker(pytest.mark.serial)
-        if used & SHARED_RUNS:
-            item.add_marker(pytest.mark.xdist_group("shared-runs"))
         for kind, reason in reasons.items():
             if reason is not None and item.get_closest_marker(kind) is not None:
                 item.add_marker(pytest.mark.skip(reason=reason))
