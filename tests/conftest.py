@@ -52,6 +52,11 @@ SERIAL = (
     "tests/sim/sweep/test_capacity.py",
     "tests/sim/test_processes.py",
 )
+# A test that reads a session's shared real run (tests/sim/conftest.py) judges no timing of its own:
+# it stays in the first pass, where the run is made once for every worker, even in a SERIAL file.
+SHARED_RUNS = frozenset(
+    {"real_mixed_summary", "real_smoke", "real_micro_compare", "real_e2e_compare"}
+)
 # The kinds that may start processes; make test-fast deselects them.
 PROCESS_MARKS = ("slow", "browser", "node", "wheel")
 
@@ -77,7 +82,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.node)
         if used & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
-        if item.nodeid.startswith(SERIAL):
+        if item.nodeid.startswith(SERIAL) and not used & SHARED_RUNS:
             item.add_marker(pytest.mark.serial)
         for kind, reason in reasons.items():
             if reason is not None and item.get_closest_marker(kind) is not None:
