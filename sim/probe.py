@@ -52,6 +52,7 @@ __all__ = [
     "genuine_token",
     "probe_devices",
     "probe_endpoint",
+    "probe_pair",
     "request_values",
     "run_probe",
     "signing_key",
@@ -226,6 +227,12 @@ def request_values(profile: Profile, device: Device, other: str) -> dict[str, An
 
 def probe_devices(config: ProbeConfig, lines: ProfileLines) -> tuple[Device, str]:
     """The probe's device, registered the profile's way, and another device's id."""
+    device, other = probe_pair(config, lines)
+    return device, other.id if other is not None else device.id + "x"
+
+
+def probe_pair(config: ProbeConfig, lines: ProfileLines) -> tuple[Device, Device | None]:
+    """Two devices registered the profile's way (None: a devices file with only one)."""
     profile = config.profile
     spec = profile.provision
     client = TargetClient(config.target, config.admin_key)
@@ -234,18 +241,17 @@ def probe_devices(config: ProbeConfig, lines: ProfileLines) -> tuple[Device, str
         client.check_alive()
         if spec.via == "file" and spec.file:
             fleet = read_devices_file(Path(spec.file))
-            other = fleet.devices[1].id if len(fleet.devices) > 1 else fleet.devices[0].id + "x"
-            return fleet.devices[0], other
+            return fleet.devices[0], fleet.devices[1] if len(fleet.devices) > 1 else None
         kind: Any = "secret"  # the probe needs no key: the token call takes a secret
         if spec.via == "admin":
             fleet = make_fleet(2, kind)
             register_fleet(client, fleet)
-            return fleet.devices[0], fleet.devices[1].id
+            return fleet.devices[0], fleet.devices[1]
         ids = [str(render(profile.devices.id_pattern, {"n": tag + i})) for i in range(2)]
         pair = [make_device(device_id, kind) for device_id in ids]
         if spec.via == "call":
             register_by_call(client, profile, Fleet(kind, pair))
-        return pair[0], pair[1].id
+        return pair[0], pair[1]
     except (TargetUnreachable, AdminKeyRejected) as e:
         raise ProbeError(f"cannot register a probe device: {e}") from None
     except TargetUnusable as e:  # the registration call answered what the profile did not expect

@@ -136,3 +136,20 @@ class KeyPinnedError(StorageError):
 
     def __init__(self) -> None:
         super().__init__(self.description)
+
+
+# -- MQTT ------------------------------------------------------------------------------------------
+
+
+class ConnectRefused(TargetError):
+    """An MQTT CONNECT refused: ``connack`` is the MQTT 3.1.1 return code, ``reason`` the metric
+    label (fixed text of ours, never a piece of the CONNECT)."""
+
+    def __init__(self, connack: int, reason: str) -> None:
+        super().__init__(f"CONNECT refused ({reason}), CONNACK {connack}")
+        self.connack = connack
+        self.reason = reason
+
+
+class PacketTooLarge(TargetError):
+    """An MQTT client announced a packet field or payload over the listener's limit."""

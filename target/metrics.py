@@ -55,6 +55,44 @@ class Metrics:
         self.telemetry_accepted = Counter(
             "fleetbench_telemetry_accepted", "Telemetry readings accepted (202)", registry=registry
         )
+        # MQTT (target/mqtt/): siblings of the HTTP families, so a profile names one or the other.
+        self.mqtt_connects = Counter(
+            "fleetbench_mqtt_connects",
+            "MQTT CONNECTs by result (accepted, or why refused) and the CONNACK code sent",
+            ["result", "connack"],
+            registry=registry,
+        )
+        self.mqtt_verify_seconds = Histogram(
+            "fleetbench_mqtt_verify_seconds",
+            "Time to verify one MQTT CONNECT password (access token or device JWT)",
+            ["alg"],
+            buckets=VERIFY_BUCKETS_S,
+            registry=registry,
+        )
+        self.mqtt_connections = Gauge(
+            "fleetbench_mqtt_connections",
+            "MQTT connections open now (before and after CONNECT)",
+            registry=registry,
+            multiprocess_mode="livesum",
+        )
+        self.mqtt_sessions_closed = Counter(
+            "fleetbench_mqtt_sessions_closed",
+            "MQTT connections the broker closed, by reason",
+            ["reason"],
+            registry=registry,
+        )
+        self.mqtt_acl_refusals = Counter(
+            "fleetbench_mqtt_acl_refusals",
+            "MQTT publishes and subscriptions refused for a topic outside the device's own",
+            ["action"],
+            registry=registry,
+        )
+        self.mqtt_readings = Counter(
+            "fleetbench_mqtt_readings",
+            "MQTT telemetry readings by result (acknowledged: stored, then PUBACKed)",
+            ["result"],
+            registry=registry,
+        )
         self.active_devices = Gauge(
             "fleetbench_active_devices",
             "Devices whose tokens are honoured",

@@ -47,6 +47,11 @@ class Settings:
     # "commit": a 202 means the reading is committed (group commit, synchronous=FULL);
     # "receipt": answered on receipt, written within 0.1 s (the old, non-durable behaviour).
     telemetry_ack: TelemetryAck = "commit"
+    # The MQTT listener (target/mqtt/), off unless a port is given; 0 picks a free one.
+    mqtt_host: str = "127.0.0.1"
+    mqtt_port: int | None = None
+    mqtt_max_connections: int = 20000
+    mqtt_max_packet: int = 32 * 1024
 
     @property
     def key_grace_s(self) -> int:
@@ -130,6 +135,25 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("TARGET_TELEMETRY_ACK", "commit"),
         help="answer 202 once the reading is committed (durable), or on receipt (not durable)",
     )
+    p.add_argument("--mqtt-host", default=env("TARGET_MQTT_HOST", "127.0.0.1"))
+    p.add_argument(
+        "--mqtt-port",
+        type=_port,
+        default=env("TARGET_MQTT_PORT"),
+        help="also serve MQTT 3.1.1 on this port (0: any free one); off by default",
+    )
+    p.add_argument(
+        "--mqtt-max-connections",
+        type=_positive,
+        default=env("TARGET_MQTT_MAX_CONNECTIONS", "20000"),
+        help="MQTT connections held at once; one more is closed at once",
+    )
+    p.add_argument(
+        "--mqtt-max-packet",
+        type=_positive,
+        default=env("TARGET_MQTT_MAX_PACKET", str(32 * 1024)),
+        help="bytes: the largest MQTT payload or field read; a larger one closes the connection",
+    )
     return p
 
 
@@ -157,6 +181,8 @@ def parse_settings(argv: list[str] | None = None) -> Settings:
         parser.error("--leeway must be at most 300 seconds")
     if values["workers"] > 1 and values["db"] == ":memory:":
         parser.error("--workers > 1 needs a database file, not :memory:")
+    if values["mqtt_port"] is not None and values["workers"] > 1:
+        parser.error("--mqtt-port needs --workers 1 (one process holds the MQTT sessions)")
     if values["public_url"] is not None:
         if not values["public_url"].startswith(("http://", "https://")):
             parser.error("--public-url must start with http:// or https://")

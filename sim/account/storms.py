@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Literal, Self, cast, get_args
 
 from sim.account.measure import Measurements, new_histogram, new_second_histogram, percentiles
+from sim.account.mqtt import CONNECT_ROW
 from sim.account.rotation import rotation_line
 from sim.artefacts.summary_file import (
     ExpiryStorm,
@@ -121,16 +122,20 @@ def check_storm(
         )
 
 
-def _burst(measurements: Measurements, scenario: str = STORM_TOKEN_SCENARIO) -> StormBurst:
+def _burst(
+    measurements: Measurements, scenario: str = STORM_TOKEN_SCENARIO, rows: str = "token "
+) -> StormBurst:
+    """The storm's requests of the rows whose name starts with ``rows``: token calls, or
+    (``mqtt connect``) the MQTT fleet's CONNECTs."""
     hist = new_histogram()
     outcomes: Counter[Outcome] = Counter()
     for key, row in measurements.latency.items():
-        if key.scenario == scenario and key.endpoint.startswith("token "):
+        if key.scenario == scenario and key.endpoint.startswith(rows):
             hist.add(row)
             outcomes[key.outcome] += row.get_total_count()
     per_second: Counter[int] = Counter()
     for series, seconds in measurements.latency_seconds.items():
-        if series.scenario == scenario and series.endpoint.startswith("token "):
+        if series.scenario == scenario and series.endpoint.startswith(rows):
             for second, second_hist in seconds.items():
                 per_second[second] += second_hist.get_total_count()
     counts = cast(OutcomeCounts, {o: outcomes[o] for o in OUTCOMES if outcomes[o]})
@@ -161,7 +166,7 @@ def expiry_storm(measurements: Measurements, *, backoff: bool) -> ExpiryStorm:
         if every_device and expires_at is not None
         else None
     )
-    return {
+    storm: ExpiryStorm = {
         "devices": len(marks),
         "expires_at": expires_at,
         "expiry_window_s": round(max(exps) - min(exps), 3) if exps else None,
@@ -172,6 +177,9 @@ def expiry_storm(measurements: Measurements, *, backoff: bool) -> ExpiryStorm:
         "backoff": backoff,
         "burst": _burst(measurements),
     }
+    if any(key.endpoint == CONNECT_ROW for key in measurements.latency):
+        storm["connect_burst"] = _burst(measurements, rows=CONNECT_ROW)  # --transport mqtt
+    return storm
 
 
 def reconnect_storm(
@@ -311,9 +319,20 @@ def recovery_line(summary: Summary) -> str | None:
         else f"{storm['devices_recovered']}/{storm['devices']} devices back to ok by the end"
     )
     window = storm["expiry_window_s"]
+    connects = storm.get("connect_burst")
+    reconnects = ""
+    if connects is not None:
+        latency = connects["latency_us"]
+        connect_p99 = f"p99 {latency['p99'] / 1000:.1f} ms" if latency["count"] else "none"
+        lost = summary["telemetry"].get("lost")
+        reconnects = (
+            f"; reconnect {connects['requests']} CONNECTs (peak {connects['peak_rps']}/s, "
+            f"{connect_p99}, {connects['refusals']} refused or failed); acknowledged readings "
+            f"lost: {lost if lost is not None else '-'}"
+        )
     return (
         f"expiry storm{' (backoff)' if storm['backoff'] else ''}: {storm['devices']} tokens "
         f"expired within {window if window is not None else 0:.2f} s; burst "
         f"{burst['requests']} token requests (peak {burst['peak_rps']}/s, {p99}, "
-        f"{burst['refusals']} refused or failed); {recovered}"
+        f"{burst['refusals']} refused or failed){reconnects}; {recovered}"
     )

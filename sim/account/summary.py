@@ -20,6 +20,7 @@ from sim.account.measure import (
     new_second_histogram,
     percentiles,
 )
+from sim.account.mqtt import mqtt_section
 from sim.account.offered import load_account
 from sim.account.open_model import open_account
 from sim.account.server_view import DeviceStats
@@ -536,6 +537,9 @@ def build_summary(
         "latency_distribution": _latency_distribution(measurements),
         "expiry_timeline": _events_timeline(measurements),
     }
+    mqtt = mqtt_section(measurements)
+    if mqtt is not None:
+        summary["mqtt"] = mqtt
     if stages is not None and started and stopped:
         summary["stages"] = _stages_section(stages, started, stopped)
     if open_model is not None:

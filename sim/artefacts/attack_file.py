@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Final, Literal, NotRequired, TypedDict
 
+from sim.outcomes import Outcome
+
 __all__ = [
     "ATTACK_SCHEMA",
     "AttackCase",
@@ -11,6 +13,7 @@ __all__ = [
     "AttackFile",
     "AttackRun",
     "AttackSeverity",
+    "AttackTransport",
     "AttackVerdict",
 ]
 
@@ -27,7 +30,10 @@ AttackVerdict = Literal[
     "fetched",
     "weak_secret",
     "finding",
+    "valid",  # a genuine credential served, as it should be (the MQTT attack's controls)
+    "refused_valid",  # a genuine credential refused
 ]
+AttackTransport = Literal["http", "mqtt"]
 # How bad an accepted case is (through a profile; "" when the case passed or is not graded).
 AttackSeverity = Literal["", "info", "low", "medium", "high", "critical"]
 
@@ -43,6 +49,8 @@ class AttackCase(TypedDict):
     reason: str
     severity: NotRequired[AttackSeverity]
     impact: NotRequired[str]  # what an acceptance lets an attacker do
+    transport: NotRequired[AttackTransport]  # absent: http
+    outcome: NotRequired[Outcome]  # over MQTT: the run's outcome the verdict stands for
 
 
 class AttackCounts(TypedDict):
@@ -56,6 +64,8 @@ class AttackCounts(TypedDict):
     fetched: int
     weak_secret: int
     finding: NotRequired[int]
+    valid: NotRequired[int]
+    refused_valid: NotRequired[int]
 
 
 class AttackRun(TypedDict):
@@ -63,6 +73,8 @@ class AttackRun(TypedDict):
 
     target: str
     profile: NotRequired[str]  # the target profile's name (absent: fleetbench, before profiles)
+    transport: NotRequired[AttackTransport]  # absent: http
+    broker: NotRequired[str]  # over MQTT: mqtt://host:port (target: the token issuer's URL)
     embedded: bool
     token_alg: str
     passed: bool

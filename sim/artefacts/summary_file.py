@@ -189,6 +189,8 @@ class RunParameters(TypedDict):
     target_workers: NotRequired[int]  # the embedded target's worker processes (when above 1)
     revoke_percent: NotRequired[float]  # --scenario revocation: the share of devices revoked
     revocation_bound_s: NotRequired[float]  # --revocation-bound, when given
+    transport: NotRequired[Literal["http", "mqtt"]]  # --transport mqtt only; absent: http
+    mqtt_port: NotRequired[int]  # --mqtt-port: a --target's broker
 
 
 class FleetFacts(TypedDict):
@@ -511,6 +513,30 @@ class StormBurst(TypedDict):
     peak_rps: int  # the most token requests of the burst answered in one second
 
 
+class MqttRow(TypedDict):
+    """One MQTT exchange over the run: ``mqtt connect`` (CONNECT to CONNACK: the broker's
+    authentication) or ``mqtt publish`` (PUBLISH to PUBACK)."""
+
+    count: int
+    outcomes: OutcomeCounts
+    latency_us: Percentiles
+
+
+class MqttSection(TypedDict):
+    """``--transport mqtt``: the devices' sessions, their reconnects by cause, and the
+    broker's CONNACK codes."""
+
+    connect: MqttRow
+    publish: MqttRow
+    # Sessions that ended without the device asking, by why: expiry_close (at or after the
+    # token's exp: the close the broker owes), broker_close (before it: an end of stream or a
+    # DISCONNECT), network_error (a reset or timeout).
+    closes: dict[str, int]
+    reconnects: int  # CONNECTs after a device's first one
+    connack_codes: dict[str, int]  # CONNACK code (or "none": no CONNACK) -> count
+    resent_acknowledged: int  # QoS 1 readings acknowledged only after a reconnect (sent again)
+
+
 class ExpiryStorm(TypedDict):
     """``expiry-storm``: the fleet's tokens of one lifetime expiring together, and the recovery."""
 
@@ -523,6 +549,9 @@ class ExpiryStorm(TypedDict):
     device_recover_us: Percentiles  # per device: from its token's exp to its first ok again
     backoff: bool
     burst: StormBurst
+    # --transport mqtt: the fleet's CONNECTs between its sessions' close and its next ok (the
+    # reconnect burst on the broker: peak_rps is its connects per second).
+    connect_burst: NotRequired[StormBurst]
 
 
 class ReconnectStorm(TypedDict):
@@ -637,6 +666,7 @@ class Summary(TypedDict):
     cluster: NotRequired[Cluster]  # runs over remote workers only (fleetbench run --master)
     storms: NotRequired[Storms | None]  # storm scenarios (sim.account.storms); null without one
     revocation: NotRequired[Revocation]  # --scenario revocation only (sim.account.revocation)
+    mqtt: NotRequired[MqttSection]  # --transport mqtt only (sim.account.mqtt)
 
 
 def counts_of(row: TimelineRow | ExpiryEvents) -> dict[str, int]:

@@ -4,7 +4,9 @@
 :mod:`sim.attack.profiled`, with :mod:`sim.attack.signed` when the profile holds the signing
 key), :mod:`sim.attack.cases` plays one case, :mod:`sim.attack.verdicts` says what the answer
 means, :mod:`sim.attack.session` and :mod:`sim.attack.listener` are its two network ends;
-:mod:`sim.corpus` holds the cases.
+:mod:`sim.corpus` holds the cases. Over MQTT (``--transport mqtt``) the cases are CONNECTs and
+topic reaches (:mod:`sim.attack.mqtt_cases`, :mod:`sim.attack.topic_acl`, device-signed JWTs
+in :mod:`sim.attack.device_jwt`), sent by :mod:`sim.attack.broker`, its third network end.
 """
 
 from __future__ import annotations

@@ -27,14 +27,19 @@ import secrets
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from jwt import warnings as jwt_warnings
 
+from sim.attack import mqtt_cases
+from sim.attack.broker import BrokerAddress
 from sim.attack.cases import WEAK_SECRET_IMPACT, secret_strength
 from sim.attack.listener import Listener, listening
+from sim.attack.mqtt_cases import MqttContext
 from sim.attack.session import AttackSession, token_alg
 from sim.attack.signed import SIGNED_CASES, SignedCase, SignedContext, sign_with
+from sim.attack.topic_acl import acl_cases
 from sim.attack.verdicts import AttackReport, CaseResult, Severity, Verdict
 from sim.corpus import (
     CASES,
@@ -52,8 +57,8 @@ from sim.probe import (
     ProfileLines,
     Unusable,
     genuine_token,
-    probe_devices,
     probe_endpoint,
+    probe_pair,
     request_values,
     signing_key,
 )
@@ -200,7 +205,7 @@ def _signed_case(target: _Target, case: SignedCase, ctx: SignedContext) -> CaseR
 
 
 def _weak_secret(
-    target: _Target, profile: Profile, token: str, alg: str, device_id: str
+    accepts: Callable[[str, str], bool], profile: Profile, token: str, alg: str, device_id: str
 ) -> CaseResult | None:
     """The common-secrets check of an HMAC key (None: no HMAC), with its use shown."""
     if profile.minted and profile.token.alg.startswith("HS") and profile.token.secret:
@@ -218,7 +223,7 @@ def _weak_secret(
     claims["exp"] = int(time.time()) + 3600
     header = {k: v for k, v in header.items() if k not in ("alg", "typ")}
     forged = sign_with(common_secrets()[index], alg, claims, header)
-    accepted = target.accepts(stranger, forged)
+    accepted = accepts(stranger, forged)
     impact = (
         f"anyone can mint a token for any device id, e.g. {json.dumps(claims)} signed with "
         f"{common_secret_name(index)}: the API {'ACCEPTED' if accepted else 'refused'} it "
@@ -376,8 +381,10 @@ def attack_profile(
     admin_key: str | None,
     *,
     on_result: Callable[[CaseResult], None] = lambda result: None,
+    broker: BrokerAddress | None = None,
 ) -> AttackReport:
-    """The corpus (and, with the profile's key, the signed cases) against ``url``."""
+    """The corpus (and, with the profile's key, the signed cases) against ``url``; with
+    ``broker``, as CONNECTs to that MQTT broker (the API at ``url`` issues the tokens)."""
     started = time.monotonic()
     session = AttackSession(url)
     config = ProbeConfig(profile, url, admin_key)
@@ -398,20 +405,33 @@ def attack_profile(
 
     try:
         try:
-            device, other_id = probe_devices(config, lines)
+            device, other = probe_pair(config, lines)
             token = token_for(device)
         except Unusable as e:
             raise TargetUnusable(f"profile {profile.name}: {e.step.fix}") from None
+        other_id = other.id if other is not None else device.id + "x"
         values = request_values(profile, device, other_id)
         target = _Target(profile, session, values)
-        status, _, verdict = target.answer(target.request(device.id, token))
-        if verdict != "accepted":
-            raise TargetUnusable(
-                f"the API refused the attack device's genuine token ({status}): nothing a "
-                f"refusal shows is meaningful; check the profile with fleetbench probe"
-            )
+        accepts: Callable[[str, str], bool] = target.accepts
+        mqtt_ctx: MqttContext | None = None
+        if broker is not None:  # the broker's CONNACK to it is the first MQTT case
+            try:
+                other_token = token_for(other) if other is not None else None
+            except Unusable:
+                other_token = None
+            mqtt_ctx = MqttContext(broker, profile.mqtt, device.id, token, other_id, other_token)
+            accepts = partial(mqtt_cases.accepts, mqtt_ctx)
+        else:
+            status, _, verdict = target.answer(target.request(device.id, token))
+            if verdict != "accepted":
+                raise TargetUnusable(
+                    f"the API refused the attack device's genuine token ({status}): nothing a "
+                    f"refusal shows is meaningful; check the profile with fleetbench probe"
+                )
         alg = token_alg(token) if token.count(".") == 2 else "opaque"
-        report = AttackReport(url, False, alg, profile=profile.name)
+        report = AttackReport(
+            url, False, alg, profile=profile.name, broker=str(broker) if broker else ""
+        )
 
         def record(result: CaseResult) -> None:
             report.results.append(result)
@@ -425,16 +445,23 @@ def attack_profile(
                 token, alg, device.id, other_id, public_key=public_key,
                 listener_url=listener.url,
             )  # fmt: skip
-            for case in CASES:
-                record(_corpus_case(target, case, ctx, listener))
+            if mqtt_ctx is not None:
+                mqtt_cases.play(mqtt_ctx, ctx, listener, record)
+                acl_cases(mqtt_ctx, record)
+            else:
+                for case in CASES:
+                    record(_corpus_case(target, case, ctx, listener))
             if key is not None:
                 signed = SignedContext(profile, key, values)
                 for signed_case in SIGNED_CASES:
-                    record(_signed_case(target, signed_case, signed))
-            if not profile.minted:
+                    if mqtt_ctx is not None:
+                        record(mqtt_cases.signed_case(mqtt_ctx, signed_case, signed))
+                    else:
+                        record(_signed_case(target, signed_case, signed))
+            if not profile.minted and mqtt_ctx is None:
                 for result in _token_call_cases(target, device.secret, other_id):
                     record(result)
-            weak = _weak_secret(target, profile, token, alg, device.id)
+            weak = _weak_secret(accepts, profile, token, alg, device.id)
             if weak is not None:
                 record(weak)
             short = _short_secret(profile)
@@ -443,7 +470,7 @@ def attack_profile(
             time.sleep(0.2)  # a fetch the target made in the background still counts
             report.listener_requests = listener.count()
         try:  # a fresh genuine token still works after the corpus
-            report.still_serving = target.accepts(device.id, token_for(device))
+            report.still_serving = accepts(device.id, token_for(device))
         except (Unusable, TargetUnusable):
             report.still_serving = False
     finally:

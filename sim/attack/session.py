@@ -16,7 +16,7 @@ from sim.shape.scenarios import ENDPOINT_PATHS, Endpoint
 from sim.untrusted import Answer, checked_alg, fetch
 from target.jose.vocabulary import client_credentials_form
 
-__all__ = ["AttackSession", "issuer_of", "public_key_for", "token_alg"]
+__all__ = ["AttackSession", "issuer_of", "public_key_for", "token_alg", "token_claim"]
 
 DEFAULT_ISSUER = "urn:fleetbench:target"
 REQUEST_TIMEOUT_S = 10.0
@@ -88,6 +88,15 @@ def token_alg(token: str) -> str:
     if alg is None:
         raise TargetUnusable("the API's token names no algorithm fleetbench can read in its alg")
     return alg
+
+
+def token_claim(token: str, name: str) -> str:
+    """A string claim of the API's token, read unverified ("" when absent or not a string)."""
+    try:
+        value = jwt.decode(token, options={"verify_signature": False}).get(name)
+    except (jwt.PyJWTError, RecursionError):
+        value = None
+    return value if isinstance(value, str) else ""
 
 
 def issuer_of(client: TargetClient) -> str:

@@ -22,8 +22,10 @@ from sim.artefacts.attack_file import (
     AttackCounts,
     AttackRun,
     AttackSeverity,
+    AttackTransport,
     AttackVerdict,
 )
+from sim.outcomes import Outcome
 
 __all__ = [
     "PASSING",
@@ -41,8 +43,8 @@ Verdict = AttackVerdict  # written once, with attack.json's other types
 Severity = AttackSeverity
 SEVERITIES: tuple[Severity, ...] = get_args(Severity)  # the mildest first
 VERDICTS: tuple[Verdict, ...] = get_args(Verdict)
-PASSING: frozenset[Verdict] = frozenset({"refused", "mismatch", "skipped", "finding"})
-STRICT_PASSING: frozenset[Verdict] = frozenset({"refused", "skipped"})
+PASSING: frozenset[Verdict] = frozenset({"refused", "mismatch", "skipped", "finding", "valid"})
+STRICT_PASSING: frozenset[Verdict] = frozenset({"refused", "skipped", "valid"})
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,8 @@ class CaseResult:
     reason: str = ""
     severity: Severity = ""  # of an acceptance (through a profile); "" when not graded
     impact: str = ""  # what the acceptance lets an attacker do
+    transport: AttackTransport = "http"
+    outcome: Outcome | None = None  # over MQTT: the run's outcome the verdict stands for
 
 
 @dataclass
@@ -73,6 +77,11 @@ class AttackReport:
     listener_requests: int = 0
     elapsed_s: float = 0.0
     profile: str = "fleetbench"
+    broker: str = ""  # over MQTT: the broker's address
+
+    @property
+    def transport(self) -> AttackTransport:
+        return "mqtt" if self.broker else "http"
 
     def counts(self) -> dict[str, int]:
         counted = Counter(result.verdict for result in self.results)
@@ -110,7 +119,7 @@ class AttackReport:
             "weak_secret": counted["weak_secret"],
             "finding": counted["finding"],
         }
-        return {
+        run: AttackRun = {
             "target": self.target,
             "profile": self.profile,
             "embedded": self.embedded,
@@ -123,10 +132,15 @@ class AttackReport:
             "elapsed_s": round(self.elapsed_s, 3),
             "cases": [_case_json(result) for result in self.results],
         }
+        if self.broker:
+            counts["valid"] = counted["valid"]
+            counts["refused_valid"] = counted["refused_valid"]
+            run["transport"], run["broker"] = "mqtt", self.broker
+        return run
 
 
 def _case_json(result: CaseResult) -> AttackCase:
-    return {
+    case: AttackCase = {
         "name": result.name,
         "family": result.family,
         "description": result.description,
@@ -138,6 +152,11 @@ def _case_json(result: CaseResult) -> AttackCase:
         "severity": result.severity,
         "impact": result.impact,
     }
+    if result.transport != "http":
+        case["transport"] = result.transport
+    if result.outcome is not None:
+        case["outcome"] = result.outcome
+    return case
 
 
 def judge(

@@ -28,6 +28,7 @@ from sim.cli.options import (
 )
 from sim.exits import verdict_exit
 from sim.profiles import load_profile
+from sim.profiles.mqtt_settings import TRANSPORTS
 from sim.run.results import results_folder
 
 __all__ = ["add_parser", "command", "findings_lines", "summary_line", "verdict_line"]
@@ -38,6 +39,7 @@ _MARKS: dict[str, str] = {
     "mismatch": "WARN",
     "skipped": "skip",
     "finding": "NOTE",
+    "valid": "ok  ",
 }
 
 
@@ -49,6 +51,18 @@ def add_parser(commands: Any) -> None:
     add_target_options(p)
     add_profile_option(p)
     add_embedded_algs(p, DEFAULT_ALGS, "")
+    p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="http",
+        help="http: bearer tokens on the API; mqtt: tokens as CONNECT credentials, and topic ACLs",
+    )
+    p.add_argument(
+        "--mqtt-host", metavar="HOST", help="the MQTT broker's host (default: --target's host)"
+    )
+    p.add_argument(
+        "--mqtt-port", type=int, metavar="PORT", help="the MQTT broker's port (default: profile's)"
+    )
     p.add_argument("--json", action="store_true", help="print attack.json to stdout")
     p.add_argument("--strict", action="store_true", help="a refusal with another answer fails too")
     p.add_argument("--results", type=Path, help="results folder (default results/attack-<time>)")
@@ -58,9 +72,12 @@ def add_parser(commands: Any) -> None:
 def verdict_line(result: CaseResult) -> str:
     mark = _MARKS.get(result.verdict, "FAIL")
     graded = f", {result.severity}" if result.severity else ""
+    # Over MQTT a failure names the run's outcome too (accepted_invalid, refused_valid).
+    outcome = f" = {result.outcome}" if result.outcome and result.verdict not in _MARKS else ""
+    tag = f"  [{result.verdict}{graded}{outcome}]"
     line = (
         f"{mark} {result.name:<28} expected {result.expected:<28} got {result.got}"
-        f"{f'  [{result.verdict}{graded}]' if result.verdict not in _MARKS or graded else ''}"
+        f"{tag if result.verdict not in _MARKS or graded else ''}"
     )
     return f"{line}\n     {result.impact}" if result.impact else line
 
@@ -68,14 +85,14 @@ def verdict_line(result: CaseResult) -> str:
 def summary_line(report: AttackReport, strict: bool) -> str:
     counts = report.counts()
     refused = counts["refused"] + counts["mismatch"]
-    other = (
-        len(report.results) - refused - counts["skipped"] - counts["accepted"] - counts["finding"]
-    )
+    passed = counts["skipped"] + counts["finding"] + counts["valid"]
+    other = len(report.results) - refused - passed - counts["accepted"]
     skipped = f", {counts['skipped']} skipped" if counts["skipped"] else ""
     profile = "" if report.profile == "fleetbench" else f" (profile {report.profile})"
     findings = f", {counts['finding']} findings" if counts["finding"] else ""
+    where = f"{report.broker} (tokens from {report.target})" if report.broker else report.target
     return (
-        f"{'FAIL' if report.failures(strict) else 'PASS'} {report.token_alg} {report.target}"
+        f"{'FAIL' if report.failures(strict) else 'PASS'} {report.token_alg} {where}"
         f"{profile}: "
         f"{len(report.results)} cases, {refused} refused ({counts['mismatch']} with another "
         f"answer than expected){skipped}, {counts['accepted']} accepted{findings}, {other} other "
@@ -103,7 +120,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
     text = not args.json
 
     def show(result: CaseResult) -> None:
-        if text and (not args.quiet or result.verdict != "refused"):
+        if text and (not args.quiet or result.verdict not in ("refused", "valid")):
             print(verdict_line(result), flush=True)
 
     def log(message: str) -> None:
@@ -112,8 +129,9 @@ def command(args: argparse.Namespace, console: Console) -> int:
 
     profile = load_profile(args.profile, os.environ)
     config = AttackConfig(
-        args.target, args.admin_key, algs, args.strict, on_result=show, log=log, profile=profile
-    )
+        args.target, args.admin_key, algs, args.strict, on_result=show, log=log, profile=profile,
+        transport=args.transport, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port,
+    )  # fmt: skip
     config.check()  # before a results folder is made
     reports = run_attack(config)
     body = attack_json(reports, args.strict)

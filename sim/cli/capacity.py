@@ -13,7 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.cli.metrics_options import add_metrics_options
-from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_float, positive_int
+from sim.cli.options import (
+    ADMIN_KEY_ENV,
+    check_transport,
+    duration,
+    logger,
+    positive_float,
+    positive_int,
+    refuse_transport,
+)
 from sim.exits import ExitCode
 from sim.run.results import results_folder
 from sim.sweep.capacity import (
@@ -113,11 +121,13 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print capacity.json to stdout")
+    refuse_transport(p, "fleetbench capacity")
     add_metrics_options(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 a rate met the objective for every algorithm, 1 the start rate broke it for one."""
+    check_transport(args.transport, "fleetbench capacity")
     log = logger(console, quiet=args.quiet or args.json)
     if args.algs is None:
         algs = default_algs(args.target, args.profile, args.admin_key, os.environ)

@@ -13,7 +13,15 @@ from rich.table import Table
 
 from sim.artefacts.compare_file import CompareFile
 from sim.cli.metrics_options import add_metrics_options
-from sim.cli.options import ADMIN_KEY_ENV, duration, logger, positive_int, seconds
+from sim.cli.options import (
+    ADMIN_KEY_ENV,
+    check_transport,
+    duration,
+    logger,
+    positive_int,
+    refuse_transport,
+    seconds,
+)
 from sim.exits import ExitCode
 from sim.run.results import results_folder
 from sim.sweep.compare import (
@@ -75,10 +83,12 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--results", type=Path, help="results folder (default results/compare-<time>)")
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--json", action="store_true", help="print compare.json to stdout")
+    refuse_transport(p, "fleetbench compare")
     add_metrics_options(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
+    check_transport(args.transport, "fleetbench compare")
     algs = parse_algs(args.algs)
     targets = targets_of(algs, args.target, args.profile)
     folder = results_folder(args.results, "compare")

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from sim.errors import ConfigError
 from sim.exits import ExitCode
+from sim.profiles.mqtt_settings import TRANSPORTS
 from sim.run.machine_share import parse_cpus
 
 __all__ = [
@@ -25,6 +26,8 @@ __all__ = [
     "Parser",
     "add_embedded_algs",
     "add_target_options",
+    "add_transport_options",
+    "check_transport",
     "cpus",
     "duration",
     "embedded_algs",
@@ -32,6 +35,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "ratio",
+    "refuse_transport",
     "seconds",
     "tolerance",
 ]
@@ -148,6 +152,44 @@ def add_target_options(
         default=os.environ.get(ADMIN_KEY_ENV),
         help=f"the target's admin key (prefer {ADMIN_KEY_ENV}: flags show in ps)",
     )
+
+
+def add_transport_options(p: argparse.ArgumentParser, *, broker_port: bool = True) -> None:
+    """``--transport``: how the devices send their readings; ``--mqtt-port``: a --target's
+    broker (the embedded target starts its own)."""
+    p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="http",
+        help="http (default), or mqtt: one session per device, the token as its CONNECT password,"
+        " readings published at QoS 1 (the embedded target starts its broker)",
+    )
+    if broker_port:
+        p.add_argument(
+            "--mqtt-port",
+            type=positive_int,
+            metavar="N",
+            help="with --transport mqtt and --target: the broker's port on the target's host",
+        )
+
+
+def refuse_transport(p: argparse.ArgumentParser, command: str) -> None:
+    """``--transport`` on a command that has only HTTP devices yet: named, and refused in one
+    line (never silently ignored)."""
+    p.add_argument(
+        "--transport",
+        choices=TRANSPORTS,
+        default="http",
+        help=f"http only: {command} has no MQTT devices yet (fleetbench run and smoke have)",
+    )
+
+
+def check_transport(transport: str, command: str) -> None:
+    if transport != "http":
+        raise ConfigError(
+            f"{command} --transport {transport}: {command} has no MQTT devices yet; "
+            "fleetbench run and smoke have them"
+        )
 
 
 def add_profile_option(p: argparse.ArgumentParser) -> None:

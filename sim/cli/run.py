@@ -13,6 +13,7 @@ from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     add_profile_option,
     add_target_options,
+    add_transport_options,
     cpus,
     duration,
     logger,
@@ -141,6 +142,7 @@ def add_parser(commands: Any) -> None:
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_profile_option(run)
+    add_transport_options(run)
     add_metrics_options(run)
 
 
@@ -202,6 +204,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
             rotate_cmd=args.rotate_cmd,
             revoke_percent=args.revoke_percent,
             revocation_bound_s=args.revocation_bound,
+            transport=args.transport,
+            mqtt_port=args.mqtt_port,
         )
         summary = run_benchmark(config)
     print_summary(summary, console)

@@ -16,6 +16,7 @@ from sim.cli.options import (
     add_embedded_algs,
     add_profile_option,
     add_target_options,
+    add_transport_options,
     duration,
     embedded_algs,
     logger,
@@ -46,6 +47,7 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     add_profile_option(p)
+    add_transport_options(p)
     add_metrics_options(p)
 
 
@@ -68,6 +70,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
             log=logger(console, args.quiet),
             progress=None if args.quiet else progress,
             profile=args.profile,
+            transport=args.transport,
+            mqtt_port=args.mqtt_port,
         )
         result = run_smoke(config, thresholds)
     print_smoke(result, console)

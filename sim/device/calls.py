@@ -228,26 +228,39 @@ class DeviceRequests:
         if reading and status == 202:
             self.seq += 1
             MEASUREMENTS.telemetry[self.device.id][1] += 1
-        MEASUREMENTS.record(
-            endpoint,
-            scenario,
-            self.token_alg,
-            outcome,
-            latency_ms * 1000,
-            status=status,
-            reason=reason,
-            corrected_us=self._answered(latency_ms * 1000),
+        self.record_exchange(
+            method, endpoint, scenario, outcome, latency_ms, status, reason, length, error
         )
+        return outcome, reason
+
+    def record_exchange(
+        self,
+        request_type: str,
+        endpoint: str,
+        scenario: str,
+        outcome: Outcome,
+        latency_ms: float,
+        status: int,
+        reason: str,
+        length: int,
+        error: Exception | None = None,
+    ) -> None:
+        """One exchange timed without Locust's client (the lean path, MQTT's): into the
+        account and into Locust's statistics as its ``request_type``."""
+        latency_us = latency_ms * 1000
+        MEASUREMENTS.record(
+            endpoint, scenario, self.token_alg, outcome, latency_us, status=status,
+            reason=reason, corrected_us=self._answered(latency_us),
+        )  # fmt: skip
         failed = outcome not in ("ok", "rejected_as_expected")
         self.environment.events.request.fire(
-            request_type=method,
+            request_type=request_type,
             name=f"{scenario} {endpoint}",
             response_time=latency_ms,
             response_length=length,
             exception=(error or CatchResponseError(outcome)) if failed else None,
             context={},
         )
-        return outcome, reason
 
     def _request_for(
         self,

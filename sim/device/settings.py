@@ -20,6 +20,7 @@ from typing import Any
 
 from sim.errors import ConfigError
 from sim.profiles import Profile, load_profile
+from sim.profiles.mqtt_settings import MqttSettings
 from sim.shape.scenarios import REFRESH_MODES, RefreshMode, Scenario, parse_scenarios
 from sim.shape.stages import Stages, parse_stages
 
@@ -83,6 +84,16 @@ class SimConfig:
     # The whole fleet's size on a remote worker, which holds only its shard (0: the fleet file's):
     # the open model's per-device rate is the fleet-wide rate over it.
     fleet_size: int = 0
+    # How the devices send their readings: "http" (the profile's endpoints) or "mqtt" (one
+    # session per device, with the token as its CONNECT password), and then the broker's
+    # settings (MqttSettings.to_dict: plain JSON, to cross processes as it is).
+    transport: str = "http"
+    mqtt: dict[str, Any] | None = None
+
+    @cached_property
+    def mqtt_settings(self) -> MqttSettings:
+        """The broker's settings, read once in this process (our contract's without any)."""
+        return MqttSettings.from_dict(self.mqtt or {})
 
     @cached_property
     def parsed_stages(self) -> Stages | None:

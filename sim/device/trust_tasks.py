@@ -6,6 +6,7 @@ calls' journal."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -61,40 +62,38 @@ class TrustDevice(StormDevice):
                 MEASUREMENTS.counters[REFUSED_VALID + kid] += 1
             self.tokens.pop("verification", None)  # renew before the next reading
 
-    def revocation(self) -> None:
-        """A device the run does not revoke: the steady state. A revoked one: its token, on a new
-        connection each time, judged against the journal of the revoke calls."""
+    def revoked_journal(self) -> Journal | None:
+        """--scenario revocation: the revoke calls' journal if the run revokes this device;
+        past the bound, once, the token call must refuse it too (a token: accepted_invalid)."""
         config = run_config()
         if self.device.id not in _revoked(tuple(config.revoked_devices)):
-            self.verification()  # type: ignore[attr-defined]  # FleetDevice's task
-            return
+            return None
         MEASUREMENTS.counters["runs revocation"] += 1
         journal = _journal(config.revocation_journal or "")
-        device = self.device.id
         bound_s = config.revocation_bound_s or 0.0
-        revoked_at = journal.refresh().answered.get(device)
+        revoked_at = journal.refresh().answered.get(self.device.id)
         if (
             revoked_at is not None
             and not self._asked_when_revoked
             and not self.profile.minted
             and time.time() > revoked_at + bound_s
         ):
-            # Once, past the bound: the token call must refuse it too (a token: accepted_invalid).
             self._asked_when_revoked = True
             self.fetch_token(self._grant(), "revocation", revoked=True)
             MEASUREMENTS.counters[TOKEN_ASKED] += 1
             if self.last_token_outcome == "accepted_invalid":
                 MEASUREMENTS.counters[TOKEN_ISSUED] += 1
-        if journal.sent.get(device) is None:
-            held = self.held("verification", proactive=True)  # not yet revoked: renews as usual
-        else:
-            held = self.tokens.get("verification")
-            if held is None or time.time() >= held.exp:
-                return  # revoked: it is issued no new token, and has no live one to present
-        if held is None:
-            return
-        started = time.time()
-        leeway = config.leeway_s
+        return journal
+
+    def revocation_judge(
+        self, journal: Journal, held: HeldToken, started: float
+    ) -> Callable[[int, str], Outcome]:
+        """How a revoked device's request with its token is judged, against the journal: an
+        acceptance past the bound is a bad credential accepted, a refusal once the revocation
+        was under way is expected; each one while the token is unexpired is a probe."""
+        device = self.device.id
+        config = run_config()
+        bound_s = config.revocation_bound_s or 0.0
 
         def judge(status: int, reason: str) -> Outcome:
             answered = time.time()
@@ -113,9 +112,29 @@ class TrustDevice(StormDevice):
             if refused and sent is not None and answered >= sent:
                 return "rejected_as_expected"  # refused once its revocation was under way
             return judge_answer(
-                self.profile, status, reason, exp=held.exp, now=answered, leeway_s=leeway
-            )
+                self.profile, status, reason, exp=held.exp, now=answered,
+                leeway_s=config.leeway_s,
+            )  # fmt: skip
 
+        return judge
+
+    def revocation(self) -> None:
+        """A device the run does not revoke: the steady state. A revoked one: its token, on a new
+        connection each time, judged against the journal of the revoke calls."""
+        journal = self.revoked_journal()
+        if journal is None:
+            self.verification()  # type: ignore[attr-defined]  # FleetDevice's task
+            return
+        device = self.device.id
+        if journal.sent.get(device) is None:
+            held = self.held("verification", proactive=True)  # not yet revoked: renews as usual
+        else:
+            held = self.tokens.get("verification")
+            if held is None or time.time() >= held.exp:
+                return  # revoked: it is issued no new token, and has no live one to present
+        if held is None:
+            return
+        judge = self.revocation_judge(journal, held, time.time())
         # A new connection per request, so the kernel spreads them over the API's processes.
         outcome, _ = self.call(
             "revocation", held.token, device, judge, reading=True, close_connection=True

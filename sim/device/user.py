@@ -32,6 +32,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from sim.corpus import Case, ForgeContext, cases_for
 from sim.device import cluster
 from sim.device.keepalive import KeptConnection
+from sim.device.mqtt_tasks import MqttDevice, watching
 from sim.device.run_state import (
     DEFAULT_ISSUER,
     MEASUREMENTS,
@@ -68,7 +69,7 @@ PROGRESS_INTERVAL_S = 1.0
 LIVE_ACCOUNT_SHARE = 0.01
 
 
-class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
+class FleetDevice(MqttDevice, TrustDevice, TokenHolder, FastHttpUser):
     """One device of the fleet: its own credential, its own tokens, its own connection."""
 
     concurrency = 1
@@ -143,6 +144,8 @@ class FleetDevice(TrustDevice, TokenHolder, FastHttpUser):
                     break  # refused: retrying the same credential would be refused again
             # Still without a token: the scenario's task asks again, backing off as here.
         MEASUREMENTS.device_ready(time.time() - started)  # from here: one report per interval
+        if self.config.transport == "mqtt":
+            self.mqtt_open()  # a device connects as it boots; its readings keep their pace
         self.stages = run_stages()
         if self.stages is not None and self.stages.kind == "rate":
             # Rate stages: the open model, each device its share of the stage's rate.
@@ -441,9 +444,14 @@ def _apply_settings(config: SimConfig) -> None:
         tasks = [FleetDevice.rotation_storm]
     elif config.storm == "revocation":
         tasks = [FleetDevice.revocation]
+    if config.transport == "mqtt":
+        # Over MQTT (sim.device.mqtt_tasks): the steady state and the expiry storm; the run
+        # refuses the other scenarios with --transport mqtt before it starts.
+        tasks = [_staged(FleetDevice.mqtt_telemetry)]
     FleetDevice.tasks = tasks
     open_model = is_open_model(config.rate_rps, config.parsed_stages)
-    FleetDevice.wait_time = open_pacing if open_model else constant_pacing(config.interval_s)
+    pacing = open_pacing if open_model else constant_pacing(config.interval_s)
+    FleetDevice.wait_time = watching(pacing) if config.transport == "mqtt" else pacing
 
 
 def configure(config: SimConfig | None = None) -> type[FleetDevice]:

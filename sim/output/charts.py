@@ -58,6 +58,8 @@ VERDICT_COLOURS = {
     "fetched": "#9d0208",
     "weak_secret": "#6a040f",
     "finding": "#e76f51",
+    "valid": "#52b788",  # over MQTT: a genuine credential served
+    "refused_valid": "#e63946",
 }
 SERIES_COLOURS = ("#264653", "#2a9d8f", "#e9c46a", "#f4a261", "#e76f51", "#6a4c93", "#1982c4")
 # HdrHistogram's plotter: x is 1/(1 - percentile), on a log axis labelled in percentiles.

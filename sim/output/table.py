@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from sim.account.mqtt import mqtt_line
 from sim.account.revocation import revocation_line
 from sim.account.storms import recovery_line
 from sim.artefacts.summary_file import ClusterRefused, Percentiles, Summary
@@ -215,6 +216,9 @@ def _lines(summary: Summary) -> list[str]:
             f"{expiry['devices_recovered']} refreshed and continued; "
             f"refused_valid {expiry['refused_valid']}"
         )
+    mqtt = summary.get("mqtt")
+    if mqtt:
+        lines.append(mqtt_line(mqtt))
     storm = recovery_line(summary)
     if storm:
         lines.append(storm)

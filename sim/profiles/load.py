@@ -138,10 +138,11 @@ def _substitute(value: Any, env: Mapping[str, str], fail: Any) -> Any:
 
 
 # Keys whose strings are templates (placeholders checked at load); the rest are plain values.
-_TEMPLATES = ("provision", "token", "present", "endpoints", "devices", "rotate", "revoke")
+_TEMPLATES = ("provision", "token", "present", "endpoints", "devices", "rotate", "revoke", "mqtt")
 _NOT_TEMPLATES = {"method", "via", "source", "alg", "token_field", "token_header", "ok"}
 _NOT_TEMPLATES |= {"expires_in_field", "refresh_token_field", "header", "query", "name", "file"}
 _NOT_TEMPLATES |= {"secret", "private_key_file", "pattern", "headers"}
+_NOT_TEMPLATES |= {"host", "ca_file", "protocol", "token_in"}
 
 
 # What each registration way reads; another key under it is a mistake, not a setting.
@@ -314,6 +315,7 @@ def _check(profile: Profile, error: Any) -> None:
         raise error(("provision", "via"), "provision via file needs file = PATH")
     if profile.present.query is None and "{token}" not in profile.present.format:
         raise error(("present", "format"), "present.format must contain {token}")
+    _check_mqtt(profile, error)
     for name in ("missing", "expired", "invalid", "forbidden"):
         refusal = getattr(profile.refusals, name)
         for key in ("pattern", "body"):
@@ -323,3 +325,44 @@ def _check(profile: Profile, error: Any) -> None:
                     re.compile(regex)
             except re.error as e:
                 raise error(("refusals", name, key), f"not a valid regex ({e.msg})") from None
+
+
+# What each [mqtt] template may name, and what it must (the topics name their device).
+_MQTT_TEMPLATES = {
+    "username": (frozenset({"device_id"}), ""),
+    "client_id": (frozenset({"device_id"}), ""),
+    "telemetry_topic": (frozenset({"device_id"}), "device_id"),
+    "acl_topic": (frozenset({"device_id", "other_device_id"}), "other_device_id"),
+}
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}$|^\[[0-9A-Fa-f:.]{2,45}\]$")
+
+
+def _check_mqtt(profile: Profile, error: Any) -> None:
+    mqtt = profile.mqtt
+    if mqtt.host is not None and not _HOST.match(mqtt.host):
+        raise error(("mqtt", "host"), "mqtt.host must be a host name or address, nothing more")
+    if not 0 < mqtt.port < 65536:
+        raise error(("mqtt", "port"), "mqtt.port must be 1 to 65535")
+    if mqtt.ca_file is not None and not mqtt.tls:
+        raise error(("mqtt", "ca_file"), "mqtt.ca_file needs tls = true")
+    if mqtt.qos not in (0, 1):
+        raise error(("mqtt", "qos"), "mqtt.qos must be 0 or 1")
+    if not 0 < mqtt.connect_timeout_s <= 60:
+        raise error(
+            ("mqtt", "connect_timeout_s"), "mqtt.connect_timeout_s must be over 0, at most 60"
+        )
+    for key in ("bad_credentials", "not_authorised"):
+        codes = getattr(mqtt, key)
+        if codes is not None and (not codes or not all(0 < code < 256 for code in codes)):
+            raise error(("mqtt", key), f"mqtt.{key} must list CONNACK codes from 1 to 255")
+    for key, (allowed, needed) in _MQTT_TEMPLATES.items():
+        value = getattr(mqtt, key)
+        fields = placeholders(value)
+        wrong = [field for field in fields if field not in allowed]
+        if wrong:
+            names = ", ".join(f"{{{name}}}" for name in sorted(allowed))
+            raise error(("mqtt", key), f"mqtt.{key} may name only {names}, not {{{wrong[0]}}}")
+        if needed and needed not in fields:
+            raise error(("mqtt", key), f"mqtt.{key} must name {{{needed}}}")
+        if key.endswith("topic") and (set(value) & set("+#\x00") or not value.strip("/")):
+            raise error(("mqtt", key), f"mqtt.{key} must be a topic name without + or #")

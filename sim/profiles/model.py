@@ -11,11 +11,14 @@ from typing import Any, Literal
 
 import msgspec
 
+from sim.profiles.mqtt_settings import MqttProtocol
+
 __all__ = [
     "PLACEHOLDER",
     "Devices",
     "Endpoint",
     "Metrics",
+    "Mqtt",
     "Present",
     "Profile",
     "Provision",
@@ -198,6 +201,40 @@ class Revoke(_Struct, frozen=True):
     bound_s: float = 0.0
 
 
+# The CONNACK codes of a credential refusal, in each protocol's own numbering.
+MQTT_REFUSALS: dict[MqttProtocol, tuple[list[int], list[int]]] = {
+    "3.1.1": ([4], [5]),  # bad user name or password; not authorised
+    "5": ([0x86], [0x87]),
+}
+
+
+class Mqtt(_Struct, frozen=True):
+    """How a device reaches the API's MQTT broker (``--transport mqtt``). ``host`` None: the
+    host of ``--target``; a profile may name only that host (another one only from the command
+    line, docs/security.md)."""
+
+    host: str | None = None
+    port: int = 1883
+    tls: bool = False
+    ca_file: str | None = None  # a PEM bundle to verify the broker with (else the system's)
+    protocol: MqttProtocol = "3.1.1"
+    username: str = "{device_id}"
+    client_id: str = "{device_id}"
+    # Where the token goes: the CONNECT password, or the username with no password.
+    token_in: Literal["password", "username"] = "password"
+    bad_credentials: list[int] | None = None  # None: the protocol's (MQTT_REFUSALS)
+    not_authorised: list[int] | None = None
+    telemetry_topic: str = "devices/{device_id}/telemetry"
+    acl_topic: str = "devices/{other_device_id}/telemetry"  # another device's: must be refused
+    qos: int = 1
+    connect_timeout_s: float = 10.0
+
+    def refusal_codes(self) -> tuple[list[int], list[int]]:
+        """(bad credentials, not authorised): the CONNACK codes that refuse a credential."""
+        bad, denied = MQTT_REFUSALS[self.protocol]
+        return self.bad_credentials or bad, self.not_authorised or denied
+
+
 class Profile(_Struct, frozen=True):
     name: str
     leeway_s: float = 0.0
@@ -213,6 +250,7 @@ class Profile(_Struct, frozen=True):
     stats: Stats | None = None
     rotate: Rotate | None = None
     revoke: Revoke | None = None
+    mqtt: Mqtt = msgspec.field(default_factory=Mqtt)
     source: str = ""  # where it was loaded from (set by the loader, not the file)
     reads: tuple[str, ...] = ()  # the environment variables it names (set by the loader)
 

@@ -18,6 +18,7 @@ from sim.device.settings import SimConfig, choose_endpoint
 from sim.errors import ConfigError
 from sim.fleet.model import CredentialKind
 from sim.profiles import Profile, load_profile
+from sim.profiles.mqtt_settings import Transport
 from sim.run.commands import parse_command
 from sim.run.distributed import DEFAULT_PORT, START_SPREAD_S, Address, parse_address
 from sim.run.trust import check_trust
@@ -91,6 +92,10 @@ class RunConfig:
     outage_cmd: str | None = field(default=None, repr=False)
     revoke_percent: float = DEFAULT_REVOKE_PERCENT  # --scenario revocation: devices revoked
     revocation_bound_s: float | None = None  # None: the profile's [revoke] bound_s
+    # How the devices send their readings (sim.device.mqtt_tasks for "mqtt"): the embedded
+    # target then runs its broker too; a --target's broker is at its host, on mqtt_port.
+    transport: Transport = "http"
+    mqtt_port: int | None = None
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -194,7 +199,37 @@ class RunConfig:
             )
             if self.rate_rps is not None or self.stages:
                 raise ConfigError("a storm scenario runs closed-loop: drop --rate, --stages")
+        self._check_transport()
         self._check_master()
+
+    def _check_transport(self) -> None:
+        """--transport mqtt: what the MQTT devices can do (one line for the rest)."""
+        if self.transport != "mqtt":
+            if self.mqtt_port is not None:
+                raise ConfigError("--mqtt-port is the broker of --transport mqtt")
+            return
+        if self.storm not in (None, "expiry-storm", "revocation") or (
+            self.storm is None and set(self.scenarios) != {"verification"}
+        ):
+            raise ConfigError(
+                "--transport mqtt runs the verification scenario, expiry-storm or revocation:"
+                " drop --scenario"
+            )
+        if self.endpoint not in (None, "telemetry"):
+            raise ConfigError("--transport mqtt publishes telemetry: drop --endpoint")
+        if self.loaded_profile.name != "fleetbench":
+            raise ConfigError(
+                f"--transport mqtt speaks our target's MQTT contract: profile "
+                f"{self.loaded_profile.name} describes another API"
+            )
+        if self.target is not None and self.mqtt_port is None:
+            raise ConfigError("--transport mqtt with --target needs --mqtt-port (its broker)")
+        if self.target is None and self.mqtt_port is not None:
+            raise ConfigError("--mqtt-port names a --target's broker: the embedded one has its own")
+        if self.target_workers > 1:
+            raise ConfigError(
+                "--transport mqtt: the embedded broker is one process: drop --target-workers"
+            )
 
     def _check_master(self) -> None:
         if not self.master:
@@ -292,4 +327,8 @@ class RunConfig:
             del data["target_workers"]
         if self.storm != "revocation":
             del data["revoke_percent"]
+        if self.transport == "http":
+            del data["transport"]  # an HTTP run keeps its parameters as they always were
+        if self.mqtt_port is None:
+            del data["mqtt_port"]
         return cast(RunParameters, data)

@@ -53,7 +53,9 @@ class EmbeddedTarget:
     """``python -m target`` on 127.0.0.1 with a temporary database, stopped on exit.
 
     ``cpus`` pins the server to those cores (Linux), so a load generator on the other cores does not
-    compete with it. Extra flags go straight to ``python -m target``.
+    compete with it. ``mqtt=True`` also serves MQTT on ``mqtt_port`` (127.0.0.1, listening once
+    :meth:`start` returns; docs/target-api.md, "MQTT"). Extra flags go straight to
+    ``python -m target``.
     """
 
     def __init__(
@@ -63,10 +65,13 @@ class EmbeddedTarget:
         cpus: set[int] | None = None,
         db: str | None = None,
         startup_timeout_s: float = 20.0,
+        mqtt: bool = False,
         **flags: object,
     ) -> None:
         self.alg = alg
         self.cpus = cpus
+        # Chosen here, like the HTTP port, so a restart comes back on the same one.
+        self._mqtt_port: int | None = free_port() if mqtt else None
         # Hex: a key starting with '-' would read as a flag in `--admin-key KEY`.
         self.admin_key = secrets.token_hex(32)
         self.port = free_port()
@@ -77,6 +82,13 @@ class EmbeddedTarget:
         self._startup_timeout_s = startup_timeout_s
         self._log = Path(self._tmp) / "target.log"
         self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def mqtt_port(self) -> int:
+        """The MQTT port on 127.0.0.1 (made with ``mqtt=True``; listening once started)."""
+        if self._mqtt_port is None:
+            raise TargetUnusable("the embedded target was made without mqtt=True")
+        return self._mqtt_port
 
     def command(self) -> list[str]:
         cmd = [
@@ -90,6 +102,8 @@ class EmbeddedTarget:
             "--db",
             self.db,
         ]
+        if self._mqtt_port is not None:
+            cmd += ["--mqtt-port", str(self._mqtt_port)]
         for name, value in self._flags.items():
             if value is None or value is False:
                 continue

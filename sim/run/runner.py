@@ -26,6 +26,7 @@ from sim.account.measure import Measurements
 from sim.account.server_view import (
     DeviceStats,
     MetricsCpuSampler,
+    Samples,
     received_count,
     scrape_metrics,
     server_delta,
@@ -44,6 +45,8 @@ from sim.fleet.model import Fleet, load_fleet, make_fleet, save_fleet
 from sim.output.table import refused_line
 from sim.processes import raise_open_files_limit, split_cores
 from sim.profiles import Profile
+from sim.profiles.mqtt import broker_host, mqtt_settings
+from sim.profiles.mqtt_settings import MqttSettings
 from sim.profiles.registration import profile_fleet, register_by_call
 from sim.run.commands import run_command, wait_answering
 from sim.run.config import RunConfig
@@ -125,22 +128,32 @@ class _Target:
     url: str
     admin_key: str | None = field(repr=False)
     embedded: EmbeddedTarget | None
+    mqtt: MqttSettings | None = None  # --transport mqtt: where the devices' broker is
 
 
 @contextlib.contextmanager
 def _target(config: RunConfig, cpus: set[int] | None) -> Iterator[_Target]:
+    mqtt = config.transport == "mqtt"
     if config.target is not None:
-        yield _Target(config.target.rstrip("/"), config.admin_key or None, None)
+        url = config.target.rstrip("/")
+        broker = None
+        if mqtt and config.mqtt_port is not None:  # the profile's [mqtt], on --target's host
+            section = config.loaded_profile.mqtt
+            broker = mqtt_settings(section, broker_host(section, url), config.mqtt_port)
+        yield _Target(url, config.admin_key or None, None, broker)
         return
-    config.log(f"starting the embedded {config.token_alg} target")
+    config.log(f"starting the embedded {config.token_alg} target" + (" with MQTT" if mqtt else ""))
     embedded = EmbeddedTarget(
         config.token_alg, cpus=cpus, token_ttl=config.effective_token_ttl,
         leeway=config.effective_leeway,
         workers=config.target_workers if config.target_workers > 1 else None,
+        mqtt=mqtt,
     )  # fmt: skip
     try:
         embedded.start()
-        yield _Target(embedded.url, embedded.admin_key, embedded)
+        section = config.loaded_profile.mqtt
+        broker = mqtt_settings(section, "127.0.0.1", embedded.mqtt_port) if mqtt else None
+        yield _Target(embedded.url, embedded.admin_key, embedded, broker)
     finally:
         embedded.stop()
 
@@ -191,10 +204,12 @@ def _locust_env(
     stats_before: DeviceStats | None,
     scratch: Path,
     trust: TrustPlan | None = None,
+    mqtt: MqttSettings | None = None,
 ) -> dict[str, str]:
     """The environment Locust runs in: its run described in a file, and no admin key."""
     sim_config = config.locust_settings(
         fleet=fleet_path,
+        mqtt=mqtt.to_dict() if mqtt else None,
         issuer=metadata.get("issuer"),
         scratch=scratch,
         live_account=active(),
@@ -319,7 +334,9 @@ def run_benchmark(config: RunConfig) -> Summary:
                 revoke_percent=config.revoke_percent, bound_s=config.revocation_bound_s,
                 rotate_cmd=config.rotate_cmd,
             )  # fmt: skip
-            env = _locust_env(config, provisioned.path, metadata, stats_before, scratch, trust)
+            env = _locust_env(
+                config, provisioned.path, metadata, stats_before, scratch, trust, target.mqtt
+            )
             env.pop(KEY_ENV, None)
             if key is not None:
                 env[KEY_ENV] = key  # to Locust's master only: it proves and seals with it
@@ -340,8 +357,11 @@ def run_benchmark(config: RunConfig) -> Summary:
                 time.sleep(0.2)  # one telemetry flush tick
             server = server_delta(
                 metrics_before,
-                scrape_metrics(client) if scrapes else None,
-                config.loaded_profile.metrics.verify_time,
+                _scrape_after(client, mqtt=target.mqtt is not None) if scrapes else None,
+                # Over MQTT the tokens are verified by the broker, at CONNECT.
+                target.mqtt.verify_metric
+                if target.mqtt is not None
+                else config.loaded_profile.metrics.verify_time,
                 _token_alg(measurements),
             )
             if outage is not None and outage.down_at is not None:
@@ -453,6 +473,20 @@ def _outage(config: RunConfig, target: _Target, scratch: Path) -> Iterator[Outag
             f"the target goes down {after_s:.0f} s into the run, for about {OUTAGE_DOWN_S:g} s"
         )
         yield outage
+
+
+# After an MQTT run the broker is still closing the fleet's sessions (thousands, each one at
+# once): /metrics may not answer within one scrape's timeout, so it is asked this many times.
+MQTT_SCRAPES = 3
+
+
+def _scrape_after(client: TargetClient, *, mqtt: bool) -> Samples | None:
+    """The target's /metrics after the load."""
+    for _ in range(MQTT_SCRAPES if mqtt else 1):
+        samples = scrape_metrics(client)
+        if samples is not None:
+            return samples
+    return None
 
 
 def _token_alg(measurements: Measurements) -> str:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sim.account.live import RunProgress
 from sim.errors import ConfigError
+from sim.profiles.mqtt_settings import Transport
 from sim.run.config import RunConfig
 from sim.run.results import results_folder
 from sim.run.runner import run_benchmark
@@ -46,6 +47,10 @@ class SmokeConfig:
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     progress: RunProgress | None = field(default=None, repr=False)
     profile: str = "fleetbench"  # the target profile (sim/profiles), for --target
+    # --transport mqtt: the steady state over MQTT (the scenarios' HTTP requests have no MQTT
+    # form), its short tokens closing every session mid-run; mqtt_port: a --target's broker.
+    transport: Transport = "http"
+    mqtt_port: int | None = None
 
     def check(self) -> None:
         if not self.algs:
@@ -63,9 +68,12 @@ class SmokeConfig:
 
     def runs(self, folder: Path) -> list[tuple[str, RunConfig]]:
         """(folder name, run) per run: one per algorithm, or the one ``--target``."""
+        mqtt = self.transport == "mqtt"
         shared = RunConfig(
             devices=self.devices,
-            scenarios=self.scenarios,
+            scenarios={"verification": 1} if mqtt else self.scenarios,
+            transport=self.transport,
+            mqtt_port=self.mqtt_port,
             interval_s=self.interval_s,
             duration_s=self.duration_s,
             pin=self.pin,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -22,6 +23,7 @@ from target.api.responses import EXCEPTION_HANDLERS
 from target.jose.algorithms import ASSERTION_ALGORITHMS
 from target.jose.vocabulary import CLIENT_CREDENTIALS, JWT_BEARER
 from target.metrics import CONTENT_TYPE_LATEST
+from target.mqtt.broker import MqttListener
 from target.settings import Settings, settings_from_env
 from target.state import TargetState
 
@@ -112,9 +114,19 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         tasks = [asyncio.create_task(_upkeep(state)), asyncio.create_task(state.telemetry.run())]
+        # MQTT in this same loop and state: started before the first HTTP request is answered,
+        # so a /healthz 200 means the MQTT port listens too.
+        mqtt = MqttListener(state) if settings.mqtt_port is not None else None
+        if mqtt is not None:
+            port = await mqtt.start()
+            app.state.mqtt_port = port
+            print(f"target: MQTT 3.1.1 on {settings.mqtt_host}:{port}", file=sys.stderr)
         try:
             yield
         finally:
+            if mqtt is not None:  # first: no reading arrives while the rest is drained
+                with contextlib.suppress(Exception):  # TimeoutError too: the exit closes the rest
+                    await asyncio.wait_for(mqtt.stop(), SHUTDOWN_DRAIN_S)
             with contextlib.suppress(Exception):
                 await state.telemetry.drain(SHUTDOWN_DRAIN_S)
             for task in tasks:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from starlette.requests import Request
@@ -12,13 +11,10 @@ from starlette.routing import Route
 from target.api.bodies import read_json
 from target.auth.verifier import AccessClaims
 from target.errors import RequestError
+from target.reading import MAX_READING_BYTES, InvalidReading, Reading, check_reading
 from target.state import TargetState
 
 __all__ = ["routes"]
-
-MAX_READING_BYTES = 16 * 1024
-MAX_VALUES = 64
-MAX_SEQ = 2**63 - 1
 
 
 def _grant(
@@ -35,24 +31,11 @@ def _grant(
     return grant
 
 
-def _reading(body: Any) -> tuple[int, float, dict[str, Any]]:
-    if not isinstance(body, dict):
-        raise RequestError(422, "invalid_reading", "body must be a JSON object")
-    seq, ts, values = body.get("seq"), body.get("ts"), body.get("values", {})
-    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq <= MAX_SEQ:
-        raise RequestError(422, "invalid_reading", "seq must be an integer from 0 to 2^63-1")
-    if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
-        raise RequestError(422, "invalid_reading", "ts must be a finite number")
-    if not isinstance(values, dict) or len(values) > MAX_VALUES:
-        raise RequestError(
-            422, "invalid_reading", f"values must be an object of at most {MAX_VALUES}"
-        )
-    for name, value in values.items():
-        if len(name) > 64 or not isinstance(value, int | float | str | bool | None):
-            raise RequestError(422, "invalid_reading", "values must map short names to scalars")
-        if isinstance(value, str) and len(value) > 256:
-            raise RequestError(422, "invalid_reading", "a value string is longer than 256")
-    return seq, float(ts), values
+def _reading(body: Any) -> Reading:
+    try:
+        return check_reading(body)
+    except InvalidReading as e:
+        raise RequestError(422, "invalid_reading", e.description) from e
 
 
 async def telemetry(request: Request) -> Response:

@@ -10,9 +10,9 @@ from functools import cache
 from typing import Any
 
 from target import __version__
-from target.api.devices import MAX_SEQ, MAX_VALUES
 from target.jose.algorithms import ASSERTION_ALGORITHMS
 from target.jose.vocabulary import CLIENT_CREDENTIALS, JWT_BEARER
+from target.reading import MAX_SEQ, MAX_VALUES
 from target.store.registry import (
     DEVICE_ID,
     MAX_DEVICES_PER_REQUEST,

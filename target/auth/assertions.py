@@ -6,6 +6,7 @@ import contextlib
 import functools
 import sqlite3
 import time
+from typing import NamedTuple
 
 from target.errors import OAuthError, TokenError
 from target.jose.algorithms import ALGORITHMS, ASSERTION_ALGORITHMS, SigningKey
@@ -13,7 +14,7 @@ from target.jose.jws import b64url_decode, decode_json_object, split_compact, ve
 from target.jose.vocabulary import FORBIDDEN_HEADERS, numeric_claim
 from target.store.registry import DeviceRegistry
 
-__all__ = ["MAX_ASSERTION_LIFETIME_S", "AssertionChecker"]
+__all__ = ["MAX_ASSERTION_LIFETIME_S", "AssertionChecker", "Proven"]
 
 MAX_ASSERTION_LIFETIME_S = 600
 
@@ -37,19 +38,46 @@ def _claim_error(reason: str) -> OAuthError:
     return _grant_error(f"assertion {reason}")
 
 
+class Proven(NamedTuple):
+    """What a verified assertion proves."""
+
+    device_id: str
+    scope: str
+    registration: int
+    alg: str
+    exp: float
+
+
 class AssertionChecker:
-    """Checks an assertion against its device's registered key and spends its ``jti`` once."""
+    """Checks an assertion against its device's registered key and spends its ``jti`` once.
+
+    The token endpoint's checker takes the issuer as ``audience`` and assertions of at most
+    600 s; the MQTT broker's (a device-signed JWT as CONNECT password) takes the API's audience,
+    so neither accepts the other's, and the access token's lifetime.
+    """
 
     def __init__(
-        self, conn: sqlite3.Connection, registry: DeviceRegistry, *, audience: str, leeway_s: float
+        self,
+        conn: sqlite3.Connection,
+        registry: DeviceRegistry,
+        *,
+        audience: str,
+        leeway_s: float,
+        max_lifetime_s: float = MAX_ASSERTION_LIFETIME_S,
     ) -> None:
         self._conn = conn
         self._registry = registry
         self._audience = audience
         self._leeway_s = leeway_s
+        self._max_lifetime_s = max_lifetime_s
 
     def check(self, assertion: str, now: float | None = None) -> tuple[str, str, int]:
         """The device id, scope and registration the assertion proves, or ``invalid_grant``."""
+        proven = self.prove(assertion, now)
+        return proven.device_id, proven.scope, proven.registration
+
+    def prove(self, assertion: str, now: float | None = None) -> Proven:
+        """What the assertion proves (with its algorithm and expiry), or ``invalid_grant``."""
         now = time.time() if now is None else now
         try:
             header_segment, payload_segment, signature_segment = split_compact(assertion)
@@ -88,15 +116,15 @@ class AssertionChecker:
             raise _grant_error("assertion has expired")
         if iat > now + self._leeway_s:
             raise _grant_error("assertion iat is in the future")
-        if exp - iat > MAX_ASSERTION_LIFETIME_S:
-            raise _grant_error("assertion lifetime exceeds 600 s")
+        if exp - iat > self._max_lifetime_s:
+            raise _grant_error(f"assertion lifetime exceeds {self._max_lifetime_s:.0f} s")
         if "nbf" in claims and numeric_claim(claims, "nbf", _claim_error) > now + self._leeway_s:
             raise _grant_error("assertion not yet valid")
         jti = claims.get("jti")
         if not isinstance(jti, str) or not 1 <= len(jti) <= 256:
             raise _grant_error("assertion jti missing")
         self._spend_jti(device_id, jti, exp + self._leeway_s, now)
-        return device_id, scope, registration
+        return Proven(device_id, scope, registration, alg, exp)
 
     def _spend_jti(self, device_id: str, jti: str, expires_at: float, now: float) -> None:
         try:

@@ -143,7 +143,7 @@ class Verifier:
             if cached is not None:
                 self._cache.move_to_end(token)
                 self.cache_hits += 1
-                return self._still_valid(cached, now)
+                return self.still_valid(cached, now)
         parsed = self._tokens.get(token)
         if parsed is None:
             parsed = self._parse(token)
@@ -179,9 +179,11 @@ class Verifier:
             raise ClaimsError("iat is in the future")
         if grant.nbf is not None and grant.nbf > now + self._leeway_s:
             raise ClaimsError("token not yet valid")
-        return self._still_valid(grant, now)
+        return self.still_valid(grant, now)
 
-    def _still_valid(self, grant: AccessClaims, now: float) -> AccessClaims:
+    def still_valid(self, grant: AccessClaims, now: float) -> AccessClaims:
+        """``grant`` again, if it has not expired and its device still holds that registration
+        (an MQTT session checks this on every reading, having verified its token once)."""
         if grant.exp <= now - self._leeway_s:
             raise ExpiredTokenError("token has expired")
         if self._registered_at is not None:

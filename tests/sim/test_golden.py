@@ -49,6 +49,10 @@ def test_each_golden_summary_reads_as_a_summary_of_the_run_it_names() -> None:
     assert slow["run"]["parameters"]["interval_s"] == 0.5
     assert forged["outcomes"]["accepted_invalid"] > 0
     assert not forged["run"]["target"]["embedded"]
+    mqtt = summaries["mqtt"]
+    assert mqtt["run"]["parameters"].get("transport") == "mqtt"
+    assert {r["endpoint"] for r in mqtt["requests"]} >= {"mqtt connect", "mqtt publish"}
+    assert mqtt["mqtt"]["closes"].get("expiry_close", 0) > 0
 
 
 def test_a_real_run_has_the_golden_summarys_shape(real_mixed_summary: Summary) -> None:

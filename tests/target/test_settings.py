@@ -101,6 +101,9 @@ def key_files(tmp_path: Path) -> dict[str, Path]:
         (["--admin-key", "short"], ["--admin-key"]),
         (["--signing-key", "/no/such/file"], ["--signing-key", "no such file"]),
         (["--workers", "2", "--db", ":memory:"], ["--workers"]),
+        (["--mqtt-port", "70000"], ["--mqtt-port"]),
+        (["--mqtt-max-packet", "0"], ["--mqtt-max-packet"]),
+        (["--workers", "2", "--db", "t.db", "--mqtt-port", "1883"], ["--mqtt-port", "--workers 1"]),
     ],
     ids=lambda value: "-".join(value).strip("-") if isinstance(value, list) else "",
 )

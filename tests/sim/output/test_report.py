@@ -18,9 +18,9 @@ import pytest
 
 from sim.artefacts.summary_file import Summary
 from sim.attack import AttackConfig, attack_json, run_attack
-from sim.output.report import human, write_attack_report
+from sim.output.report import human, write_attack_report, write_report
 from sim.screenshot import PageCheck, open_report
-from tests.sim.conftest import RealCommand
+from tests.sim.conftest import RealCommand, golden
 
 browser = pytest.mark.browser  # skipped without chromium (tests/conftest.py)
 
@@ -89,6 +89,19 @@ def test_run_report_in_a_browser(real_mixed_summary: dict[str, Any]) -> None:
     assert expiry["expirations"] == summary["expiry"]["expirations"] > 0
     assert expiry["refreshes"] == summary["expiry"]["refreshes"]
     assert summary["run"]["cpu"]["model"] in check.text and " UTC" in check.text
+
+
+@browser
+def test_mqtt_run_report_in_a_browser(tmp_path: Path) -> None:
+    """The MQTT sections (the golden MQTT run's): every figure shows summary.json's value."""
+    summary = golden("mqtt")
+    html = tmp_path / "report.html"
+    write_report(summary, html)
+    check = _open(html)
+    assert "MQTT sessions" in check.text
+    mqtt_figures = [f for f in check.figures if f["figure"].startswith("mqtt.")]
+    assert len(mqtt_figures) >= 6
+    _figures_equal(check, summary, 6)
 
 
 def test_summary_keys_for_the_report(real_mixed_summary: dict[str, Any]) -> None:

@@ -1,0 +1,95 @@
+"""``python -m target --mqtt-port 0``: the port it picked on stderr, and the listener's bounds."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from sim.run.embedded import free_port
+from tests.target.helpers import wait_until
+from tests.target.mqtt.clients import raw_exchange
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[3]
+MAX_CONNECTIONS = 3
+MAX_PACKET = 4096
+ANNOUNCED = re.compile(rb"target: MQTT 3\.1\.1 on 127\.0\.0\.1:(\d+)")
+
+
+class Started:
+    def __init__(self, http_port: int, mqtt_port: int, stderr: Path) -> None:
+        self.url = f"http://127.0.0.1:{http_port}"
+        self.mqtt_port = mqtt_port
+        self.stderr = stderr
+
+    def metric(self, line_start: str) -> float:
+        text = requests.get(f"{self.url}/metrics", timeout=10).text
+        return sum(float(x.split()[-1]) for x in text.splitlines() if x.startswith(line_start))
+
+
+@pytest.fixture(scope="module")
+def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
+    folder = tmp_path_factory.mktemp("mqtt-listener")
+    http_port, stderr = free_port(), folder / "stderr"
+    flags = ["--port", str(http_port), "--db", ":memory:", "--mqtt-port", "0"]
+    flags += ["--mqtt-max-connections", str(MAX_CONNECTIONS), "--mqtt-max-packet", str(MAX_PACKET)]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_")}
+    with open(stderr, "wb") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "target", *flags],
+            cwd=REPO,
+            env={**env, "TARGET_ADMIN_KEY": "k" * 32},
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            start_new_session=True,
+        )
+    try:
+        assert wait_until(lambda: ANNOUNCED.search(stderr.read_bytes()) is not None, 20, 0.05)
+        found = ANNOUNCED.search(stderr.read_bytes())
+        assert found is not None
+        yield Started(http_port, int(found.group(1)), stderr)
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+def test_port_0_picks_a_port_and_says_which(started: Started) -> None:
+    assert started.mqtt_port > 0
+    assert requests.get(f"{started.url}/healthz", timeout=10).status_code == 200
+    with socket.create_connection(("127.0.0.1", started.mqtt_port), timeout=10):
+        pass
+
+
+def test_a_connection_over_the_limit_is_closed_at_once(started: Started) -> None:
+    before = started.metric('fleetbench_mqtt_connects_total{connack="none",result="over_limit"}')
+    held = [socket.create_connection(("127.0.0.1", started.mqtt_port)) for _ in range(3)]
+    try:
+        assert wait_until(lambda: started.metric("fleetbench_mqtt_connections ") == 3, 10)
+        assert raw_exchange(started.mqtt_port, b"") == b""  # closed without waiting for CONNECT
+        assert (
+            started.metric('fleetbench_mqtt_connects_total{connack="none",result="over_limit"}')
+            == before + 1
+        )
+    finally:
+        for sock in held:
+            sock.close()
+    assert wait_until(lambda: started.metric("fleetbench_mqtt_connections ") == 0, 10)
+
+
+def test_a_field_over_the_packet_limit_closes_the_connection(started: Started) -> None:
+    before = started.metric('fleetbench_mqtt_sessions_closed_total{reason="too_large"}')
+    # A CONNECT whose client id announces 60 000 bytes: refused before they are read.
+    huge = b"\x10\xe8\xd4\x03\x00\x04MQTT\x04\x02\x00\x3c\xea\x60" + b"a" * 1000
+    assert raw_exchange(started.mqtt_port, huge) == b""
+    assert started.metric('fleetbench_mqtt_sessions_closed_total{reason="too_large"}') == before + 1
+    assert requests.get(f"{started.url}/healthz", timeout=10).status_code == 200
