@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import secrets
 import sys
 import time
@@ -23,8 +24,11 @@ from typing import Any, NoReturn
 
 import requests
 from amqtt.adapters import StreamReaderAdapter
+from amqtt.errors import NoDataError
 from amqtt.mqtt.connack import ConnackPacket
 from amqtt.mqtt.connect import ConnectPacket, ConnectPayload, ConnectVariableHeader
+from amqtt.mqtt.suback import SubackPacket
+from amqtt.mqtt.subscribe import SubscribePacket
 from prometheus_client.parser import text_string_to_metric_families
 
 from sim.errors import SimError
@@ -45,6 +49,13 @@ def _rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
     raise SimError("no VmRSS for the target process")
+
+
+def _cpu_s(pid: int) -> float:
+    """The process's CPU time so far (user + system): steadier than wall time on a busy machine."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -102,8 +113,19 @@ class _Held:
         self.refused: dict[str, int] = {}
 
 
+async def _subscribe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, topic: str
+) -> None:
+    writer.write(bytes(SubscribePacket.build([(topic, 1)], 1).to_bytes()))
+    suback = await asyncio.wait_for(
+        SubackPacket.from_stream(StreamReaderAdapter(reader)), TIMEOUT_S
+    )
+    if suback.payload.return_codes != [1]:
+        raise ValueError("subscription refused")
+
+
 async def _connect_one(
-    port: int, device_id: str, token: str, keepalive_s: int, held: _Held
+    port: int, device_id: str, token: str, keepalive_s: int, held: _Held, *, subscribe: bool
 ) -> None:
     started = time.perf_counter()
     try:
@@ -112,7 +134,9 @@ async def _connect_one(
         connack = await asyncio.wait_for(
             ConnackPacket.from_stream(StreamReaderAdapter(reader)), TIMEOUT_S
         )
-    except (OSError, TimeoutError, ValueError) as e:
+        if subscribe and connack.return_code == 0:
+            await _subscribe(reader, writer, f"devices/{device_id}/commands")
+    except (OSError, TimeoutError, ValueError, NoDataError) as e:  # NoDataError: closed on us
         held.refused[type(e).__name__] = held.refused.get(type(e).__name__, 0) + 1
         return
     if connack.return_code != 0:
@@ -126,14 +150,19 @@ async def _connect_one(
 
 
 async def _open_all(
-    port: int, tokens: list[tuple[str, str]], concurrency: int, keepalive_s: int
+    port: int,
+    tokens: list[tuple[str, str]],
+    concurrency: int,
+    keepalive_s: int,
+    *,
+    subscribe: bool = False,
 ) -> tuple[_Held, float]:
     held = _Held()
     slots = asyncio.Semaphore(concurrency)
 
     async def one(device_id: str, token: str) -> None:
         async with slots:
-            await _connect_one(port, device_id, token, keepalive_s, held)
+            await _connect_one(port, device_id, token, keepalive_s, held, subscribe=subscribe)
 
     started = time.perf_counter()
     await asyncio.gather(*(one(d, t) for d, t in tokens))
@@ -178,8 +207,28 @@ def _p99_bound_us(
     return None
 
 
+def _wave(held: _Held, elapsed_s: float, cpu_s: float) -> dict[str, Any]:
+    """One wave of CONNECTs as the client saw it, and the target's CPU time for it."""
+    times = held.connack_s
+    return {
+        "target_cpu_ms_per_connect": round(cpu_s / len(times) * 1e3, 3) if times else None,
+        "connected": len(times),
+        "refused": held.refused,
+        "connect_s": round(elapsed_s, 3),
+        "connects_per_s": round(len(times) / elapsed_s, 1) if elapsed_s else None,
+        "connack_p50_ms": round(_percentile(times, 0.5) * 1e3, 2) if times else None,
+        "connack_p99_ms": round(_percentile(times, 0.99) * 1e3, 2) if times else None,
+    }
+
+
 def measure(
-    connections: int, *, alg: str = "ES256", concurrency: int = 200, hold_s: float = 5.0
+    connections: int,
+    *,
+    alg: str = "ES256",
+    concurrency: int = 200,
+    hold_s: float = 5.0,
+    subscribe: bool = False,
+    reconnect: bool = False,
 ) -> dict[str, Any]:
     """Open ``connections`` MQTT connections to a fresh embedded target, hold them, measure."""
     target_cpus, _ = split_cores(pin=True)
@@ -195,7 +244,10 @@ def measure(
         count_before, sum_before, buckets_before = _verify_histogram(target)
 
         async def run() -> dict[str, Any]:
-            held, elapsed_s = await _open_all(target.mqtt_port, tokens, concurrency, 600)
+            port = target.mqtt_port
+            cpu_before = _cpu_s(pid)
+            held, elapsed_s = await _open_all(port, tokens, concurrency, 600, subscribe=subscribe)
+            cpu_s = _cpu_s(pid) - cpu_before
             await asyncio.sleep(hold_s)
             # Measured while every connection is still open.
             figures = {
@@ -204,10 +256,20 @@ def measure(
                 "rss_held": _rss_bytes(pid),
                 "verify": await asyncio.to_thread(_verify_histogram, target),
                 "held_data": held,
+                "cpu_s": cpu_s,
                 "elapsed_s": elapsed_s,
             }
             for writer in held.writers:
                 writer.close()
+            if reconnect:  # the whole fleet again, at once: an expiry storm's reconnects
+                await asyncio.sleep(1.0)
+                cpu_before = _cpu_s(pid)
+                again, again_s = await _open_all(
+                    port, tokens, concurrency, 600, subscribe=subscribe
+                )
+                figures["reconnect"] = _wave(again, again_s, _cpu_s(pid) - cpu_before)
+                for writer in again.writers:
+                    writer.close()
             return figures
 
         measured = asyncio.run(run())
@@ -222,15 +284,9 @@ def measure(
         "asked": connections,
         "held": held_count,
         "broker_counted_open": int(measured["gauge"]),
-        "refused": held.refused,
-        "connect_s": round(measured["elapsed_s"], 3),
-        "connects_per_s": round(len(held.connack_s) / measured["elapsed_s"], 1),
-        "connack_p50_ms": round(_percentile(held.connack_s, 0.5) * 1e3, 2)
-        if held.connack_s
-        else None,
-        "connack_p99_ms": round(_percentile(held.connack_s, 0.99) * 1e3, 2)
-        if held.connack_s
-        else None,
+        "subscribed": subscribe,
+        **_wave(held, measured["elapsed_s"], measured["cpu_s"]),
+        "reconnect": measured.get("reconnect"),
         "verified": int(verified),
         "verify_mean_us": round((sum_after - sum_before) / verified * 1e6, 1) if verified else None,
         "verify_p99_at_most_us": _p99_bound_us(buckets_before, buckets_after, verified),
@@ -252,8 +308,17 @@ def _print(row: dict[str, Any]) -> None:
     )
     print(
         f"  connect: {row['connect_s']:.1f} s = {row['connects_per_s']:,.0f} connects/s;"
-        f" CONNECT->CONNACK p50 {row['connack_p50_ms']} ms, p99 {row['connack_p99_ms']} ms"
+        f" CONNECT->CONNACK p50 {row['connack_p50_ms']} ms, p99 {row['connack_p99_ms']} ms;"
+        f" target CPU {row['target_cpu_ms_per_connect']} ms a CONNECT"
     )
+    again = row["reconnect"]
+    if again is not None:
+        print(
+            f"  reconnect, all at once: {again['connected']:,} in {again['connect_s']:.1f} s ="
+            f" {again['connects_per_s']:,.0f} connects/s; p50 {again['connack_p50_ms']} ms,"
+            f" p99 {again['connack_p99_ms']} ms; target CPU {again['target_cpu_ms_per_connect']} ms"
+            + (f"; refused: {again['refused']}" if again["refused"] else "")
+        )
     print(
         f"  broker verify per CONNECT: mean {row['verify_mean_us']} us,"
         f" p99 <= {row['verify_p99_at_most_us']} us (histogram bucket), {row['verified']:,} checks"
@@ -278,14 +343,21 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", type=int, default=200, help="CONNECTs in flight at once (200)"
     )
     parser.add_argument("--hold", type=float, default=5.0, help="seconds to hold them (5)")
+    parser.add_argument(
+        "--subscribe", action="store_true", help="each subscribes to devices/{id}/commands"
+    )
+    parser.add_argument(
+        "--reconnect", action="store_true", help="then close all and connect them again at once"
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
     if args.connections < 1 or args.concurrency < 1 or args.hold < 0:
         parser.error("--connections and --concurrency at least 1, --hold at least 0")
     try:
         row = measure(
-            args.connections, alg=args.alg, concurrency=args.concurrency, hold_s=args.hold
-        )
+            args.connections, alg=args.alg, concurrency=args.concurrency, hold_s=args.hold,
+            subscribe=args.subscribe, reconnect=args.reconnect,
+        )  # fmt: skip
     except (SimError, OSError, requests.RequestException) as e:
         print(f"mqtt_broker: error: {e}", file=sys.stderr)
         return ExitCode.ERROR

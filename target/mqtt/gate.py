@@ -20,7 +20,13 @@ from amqtt.mqtt.connack import (
 
 from target.auth.assertions import AssertionChecker
 from target.auth.verifier import AccessClaims
-from target.errors import ConnectRefused, DatabaseUnavailable, OAuthError, TokenError
+from target.errors import (
+    ConnectRefused,
+    DatabaseUnavailable,
+    ExpiredTokenError,
+    OAuthError,
+    TokenError,
+)
 from target.jose.jws import b64url_decode, decode_json_object, split_compact
 from target.state import TargetState
 
@@ -100,13 +106,16 @@ class ConnectGate:
             raise ConnectRefused(NOT_AUTHORIZED, "scope")
         return grant
 
-    def still_valid(self, grant: AccessClaims) -> bool:
-        """Whether a session's grant is still honoured (not expired, device not revoked)."""
+    def lapsed(self, grant: AccessClaims) -> str | None:
+        """Why a session's grant is no longer honoured (``token_expired``, or ``revoked``: the
+        device revoked, deleted or registered again), or None while it is."""
         try:
             self._state.verifier.still_valid(grant, time.time())
+        except ExpiredTokenError:
+            return "token_expired"
         except TokenError:
-            return False
-        return True
+            return "revoked"
+        return None
 
     def _observe(self, alg: str, started: float) -> None:
         self._histograms.labels(alg=alg).observe(time.perf_counter() - started)

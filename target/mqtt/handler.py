@@ -61,7 +61,9 @@ class DeviceHandler(BrokerProtocolHandler):
             # HTTP API allows); the device renews and connects again.
             closes_at = self.grant.exp + self.rules.gate.leeway_s
             delay_s = max(0.0, closes_at - time.time())
-            self._expiry = self._loop.call_later(delay_s, self.close, "token_expired")
+            self._expiry = asyncio.get_running_loop().call_later(
+                delay_s, self.close, "token_expired"
+            )
 
     async def stop(self) -> None:
         if self._expiry is not None:
@@ -77,6 +79,14 @@ class DeviceHandler(BrokerProtocolHandler):
         if self.rules is not None:
             self.rules.metrics.mqtt_sessions_closed.labels(reason=reason).inc()
         self._closing = asyncio.ensure_future(self.handle_connection_closed())
+
+    def close_if_revoked(self) -> None:
+        """Close a connected session whose device was revoked, deleted or registered again."""
+        grant, rules, session = self.grant, self.rules, self.session
+        if grant is None or rules is None or session is None:
+            return
+        if session.transitions.state == "connected" and rules.gate.lapsed(grant) == "revoked":
+            self.close("revoked")
 
     def handle_read_timeout(self) -> None:
         # amqtt's broker handler ignores it; MQTT 3.1.1 §3.1.2.10 says close after 1.5 keepalives.
@@ -111,8 +121,9 @@ class DeviceHandler(BrokerProtocolHandler):
         if topic != telemetry_topic(grant.sub):
             await super().handle_publish(packet)
             return
-        if not rules.gate.still_valid(grant):  # revoked (or expired) since CONNECT
-            self.close("revoked")
+        lapsed = rules.gate.lapsed(grant)
+        if lapsed is not None:  # revoked (or expired) since CONNECT: not one more reading
+            self.close(lapsed)
             return
         try:
             reading = parse_reading(bytes(packet.data or b""))

@@ -72,10 +72,6 @@ class BoundedReader(StreamReaderAdapter):
             self._room.set()
 
 
-# Above this many bytes waiting in the transport, asyncio pauses the writer and ``drain`` waits.
-_HIGH_WATER_BYTES = 64 * 1024
-
-
 class BoundedWriter(StreamWriterAdapter):
     """A client that leaves our packets unread for ``deadline_s`` is cut off (the transport
     aborted): amqtt awaits ``drain`` after every packet and ``close`` drains first, so one client
@@ -97,8 +93,11 @@ class BoundedWriter(StreamWriterAdapter):
         self._stream.transport.abort()
 
     async def drain(self) -> None:
-        if self._stream.transport.get_write_buffer_size() <= _HIGH_WATER_BYTES:
-            await super().drain()  # not paused: returns at once, no timer needed
+        if not self._stream.transport.get_write_buffer_size():
+            # All handed to the kernel, so the writer cannot be paused: no timer needed. (With
+            # bytes still buffered it may be, even below the high-water mark, until the client
+            # reads down to the low one.)
+            await super().drain()
             return
         try:
             await asyncio.wait_for(super().drain(), self.deadline_s)

@@ -164,3 +164,27 @@ def test_a_forged_connect_for_a_connected_device_leaves_its_session_alone(
         assert holder.connected.is_set()
     finally:
         holder.close()
+
+
+def test_a_device_jwt_may_live_no_longer_than_an_access_token(target: EmbeddedTarget) -> None:
+    device = new_device(target, key_alg="ES256", secret=False)
+    now = int(time.time())
+    too_long = device_assertion(device, aud=AUDIENCE, iat=now, exp=now + 3600 + 60)
+    assert connack_of(target, device.id, too_long) == BAD_CREDENTIALS
+
+
+@pytest.mark.parametrize(
+    ("own", "retain", "answer"),
+    [(True, False, ACCEPTED), (False, False, NOT_AUTHORISED), (True, True, NOT_AUTHORISED)],
+)
+def test_a_will_outside_its_own_topics_or_retained_is_not_authorised(
+    target: EmbeddedTarget, own: bool, retain: bool, answer: str
+) -> None:
+    device, other = new_device(target), new_device(target)
+    client = Device(target, device.id, client_token(target, device))
+    topic = f"devices/{device.id if own else other.id}/status"
+    client.client.will_set(topic, b"gone", qos=1, retain=retain)
+    try:
+        assert client.connect() == answer
+    finally:
+        client.close()

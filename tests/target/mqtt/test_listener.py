@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from amqtt.mqtt.subscribe import SubscribePacket
 
 from sim.run.embedded import free_port
+from target.jose.vocabulary import client_credentials_form
 from tests.target.helpers import wait_until
-from tests.target.mqtt.clients import raw_exchange
+from tests.target.mqtt.clients import raw_exchange, raw_session
 
 pytestmark = pytest.mark.slow
 
@@ -93,3 +96,31 @@ def test_a_field_over_the_packet_limit_closes_the_connection(started: Started) -
     assert raw_exchange(started.mqtt_port, huge) == b""
     assert started.metric('fleetbench_mqtt_sessions_closed_total{reason="too_large"}') == before + 1
     assert requests.get(f"{started.url}/healthz", timeout=10).status_code == 200
+
+
+def test_a_sessions_filters_go_with_it(started: Started) -> None:
+    """Filters are capped at 8 per allowed connection (24 here); those of a session that ended
+    are dropped (amqtt's scan of every filter is replaced by an index), so a device that
+    subscribes anew on each of 40 connections is granted every time."""
+    admin = {"Authorization": f"Bearer {'k' * 32}"}
+    secret = secrets.token_urlsafe(24)
+    registered = requests.post(
+        f"{started.url}/admin/devices",
+        json={"devices": [{"id": "filters", "secret": secret}]},
+        headers=admin,
+        timeout=10,
+    )
+    assert registered.status_code == 201
+    token = requests.post(
+        f"{started.url}/auth/token",
+        data=client_credentials_form("filters", secret),
+        timeout=10,
+    ).json()["access_token"]
+    for round_ in range(40):
+        topic_filter = f"devices/filters/f{round_}"
+        with raw_session(started.mqtt_port, "filters", token) as sock:
+            sock.sendall(bytes(SubscribePacket.build([(topic_filter, 1)], 1).to_bytes()))
+            suback = b""
+            while len(suback) < 5:
+                suback += sock.recv(5 - len(suback))
+        assert suback == b"\x90\x03\x00\x01\x01", (round_, suback)

@@ -73,6 +73,26 @@ def test_a_device_revoked_while_connected_is_closed_at_its_next_reading(
     assert _received(target, registered.id) == 1
 
 
+def test_a_quiet_device_revoked_while_connected_is_closed_within_a_second_or_so(
+    target: EmbeddedTarget,
+) -> None:
+    registered = new_device(target)
+    device = Device(target, registered.id, client_token(target, registered))
+    before = _metric(target, 'fleetbench_mqtt_sessions_closed_total{reason="revoked"}')
+    try:
+        assert device.connect() == ACCEPTED
+        revoked = requests.post(
+            f"{target.url}/admin/devices/{registered.id}/revoke",
+            headers=admin_headers(target),
+            timeout=10,
+        )
+        assert revoked.status_code == 200
+        assert device.disconnected.wait(WAIT_S)  # it sends nothing: the broker's sweep found it
+    finally:
+        device.close()
+    assert _metric(target, 'fleetbench_mqtt_sessions_closed_total{reason="revoked"}') == before + 1
+
+
 def test_a_flood_of_readings_is_all_acknowledged_while_http_keeps_answering(
     target: EmbeddedTarget,
 ) -> None:

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from sim.run.embedded import EmbeddedTarget
+from tests.target.helpers import Device as Registered
 from tests.target.helpers import admin_headers, client_token, new_device, wait_until
 from tests.target.mqtt.clients import ACCEPTED, Device, publish_packet, raw_session
 
@@ -33,6 +34,16 @@ def _stats(target: EmbeddedTarget, device_id: str) -> dict[str, int]:
     body = requests.get(f"{target.url}/admin/stats", headers=admin_headers(target), timeout=10)
     found: dict[str, int] = body.json()["devices"].get(device_id, {})
     return found
+
+
+def _answer_then_close(target: EmbeddedTarget, registered: Registered, data: bytes) -> bytes:
+    """What the broker answers ``data`` sent right after a good CONNECT, up to its close."""
+    with raw_session(target.mqtt_port, registered.id, client_token(target, registered)) as sock:
+        sock.sendall(data)
+        answered = b""
+        while chunk := sock.recv(4096):
+            answered += chunk
+    return answered
 
 
 def _metric(target: EmbeddedTarget, line_start: str) -> float:
@@ -123,11 +134,16 @@ def test_nothing_sent_after_a_refused_publish_is_taken(target: EmbeddedTarget) -
         publish_packet(f"devices/{registered.id}/telemetry", reading, packet_id)
         for packet_id in range(2, 50)
     )
-    token = client_token(target, registered)
-    with raw_session(target.mqtt_port, registered.id, token) as sock:
-        sock.sendall(burst)
-        answered = b""
-        while chunk := sock.recv(4096):
-            answered += chunk
-    assert answered == b""
+    assert _answer_then_close(target, registered, burst) == b""
+    assert _stats(target, registered.id) == {}
+
+
+def test_a_topic_that_is_not_utf8_closes_the_connection(target: EmbeddedTarget) -> None:
+    """MQTT 3.1.1 §1.5.3: ill-formed UTF-8 closes the connection (amqtt hands such a topic on
+    as the text ``b'...'``, which is no device's topic)."""
+    registered = new_device(target)
+    topic = f"devices/{registered.id}/".encode() + b"\xff\xfe"
+    body = len(topic).to_bytes(2, "big") + topic + b"\x00\x01" + b'{"seq": 1, "ts": 0}'
+    publish = bytes([0x32, len(body)]) + body  # QoS 1, one length byte (< 128)
+    assert _answer_then_close(target, registered, publish) == b""
     assert _stats(target, registered.id) == {}
