@@ -19,7 +19,9 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import psutil
 
 from sim.account.offered import MAX_SHORTFALL
 from sim.artefacts.summary_file import Summary
@@ -29,15 +31,35 @@ from sim.processes import split_cores
 from sim.run.config import RunConfig
 from sim.run.embedded import EmbeddedTarget
 from sim.run.runner import run_benchmark
+from sim.sweep.compare import check_token_algs
 
-__all__ = ["HELD_LAG_P99_US", "RATIO_GOAL", "main", "measure_alg", "run_data"]
+__all__ = [
+    "HELD_LAG_P99_US",
+    "RATIO_GOAL",
+    "Service",
+    "figures",
+    "main",
+    "measure_alg",
+    "run_data",
+    "served_rps",
+]
 
 HELD_LAG_P99_US = 2_000  # the generator's own scheduling lag p99 a held rate stays within
 RATIO_GOAL = 0.8
 
 
+class Service(Protocol):
+    """A running service the bench drives: the embedded target, or a test's."""
+
+    @property
+    def url(self) -> str: ...
+
+    @property
+    def admin_key(self) -> str | None: ...
+
+
 def run_data(
-    target: EmbeddedTarget, alg: str, cpus: set[int] | None, devices: int, duration_s: float,
+    target: Service, alg: str, cpus: set[int] | None, devices: int, duration_s: float,
     *, rate_rps: float | None,
 ) -> tuple[Summary, Path]:  # fmt: skip
     """One run of secret devices on ``target``'s ``/api/data`` with Locust on ``cpus``: the
@@ -59,30 +81,48 @@ def run_data(
             generator_cpus=cpus,
         )
     )
+    # A figure for tokens of another algorithm would stand for one the target never verified.
+    check_token_algs(summary, alg, target.url, SimError)
     return summary, results
 
 
-def _run(
-    target: EmbeddedTarget, alg: str, cpus: set[int] | None, devices: int, duration_s: float,
-    *, rate_rps: float | None,
-) -> dict[str, Any]:  # fmt: skip
-    summary, results = run_data(target, alg, cpus, devices, duration_s, rate_rps=rate_rps)
-    served = sum(r["rps"] for r in summary["requests"] if r["scenario"] == "verification")
-    cpu = summary["load"]["generator_cpu_percent"]
-    figures: dict[str, Any] = {
+def served_rps(summary: Summary) -> float:
+    """Verification requests answered ``ok`` per second: an error answer (a 503 at once, a
+    refusal) costs the target no verification and is not a request it served."""
+    rows = [r for r in summary["requests"] if r["scenario"] == "verification"]
+    return sum(r["rps"] * r["outcomes"].get("ok", 0) / r["count"] for r in rows if r["count"])
+
+
+def _per_request_us(cpu_percent: float | None, rate: float) -> float | None:
+    """A process's CPU time per request served: steadier than any rate on a busy machine."""
+    return round(cpu_percent * 10_000 / rate, 1) if cpu_percent and rate else None
+
+
+def figures(summary: Summary, results: Path, rate_rps: float | None) -> dict[str, Any]:
+    """One run's figures: what was served ``ok``, what each side spent per request, and (open
+    model) the account against ``rate_rps``."""
+    served = served_rps(summary)
+    load = summary["load"]
+    verify = summary["server"].get("verify", {}) if summary["server"]["available"] else {}
+    found: dict[str, Any] = {
         "served_rps": round(served, 1),
-        # The generator's CPU time per request served: steadier than any rate on a busy machine.
-        "cpu_us_per_request": round(cpu * 10_000 / served, 1) if cpu and served else None,
-        "generator_cpu_percent": summary["load"]["generator_cpu_percent"],
+        "answered_rps": round(
+            sum(r["rps"] for r in summary["requests"] if r["scenario"] == "verification"), 1
+        ),
+        "cpu_us_per_request": _per_request_us(load["generator_cpu_percent"], served),
+        "generator_cpu_percent": load["generator_cpu_percent"],
         # Time the generator was ready to run and waited for a core (others' work on a shared
         # machine shows here, and in the lag).
-        "generator_cpu_wait_percent": summary["load"]["generator_cpu_wait_percent"],
+        "generator_cpu_wait_percent": load["generator_cpu_wait_percent"],
+        # The target's own word: a rate its verification cost cannot explain shows here.
+        "verifications": sum(v["count"] for v in verify.values()),
+        "verify_mean_us": max((v["mean_us"] for v in verify.values()), default=None),
         "results": str(results),
     }
     account = summary.get("open_model")
     if account is not None:
         lag = account["generator_lag_us"]
-        figures |= {
+        found |= {
             "rate_rps": rate_rps,
             "sent_rps": account["sent_rps"],
             "shortfall": account["shortfall"],
@@ -91,10 +131,35 @@ def _run(
             "corrected_p99_us": account["corrected_latency_us"].get("p99"),
             "service_p99_us": account["service_latency_us"].get("p99"),
         }
-        figures["held"] = (
+        found["held"] = (
             account["shortfall"] <= MAX_SHORTFALL and (lag.get("p99") or 0) <= HELD_LAG_P99_US
         )
-    return figures
+    return found
+
+
+def _run(
+    target: Service, alg: str, cpus: set[int] | None, devices: int, duration_s: float,
+    *, rate_rps: float | None,
+) -> dict[str, Any]:  # fmt: skip
+    process = psutil.Process(target.pid) if isinstance(target, EmbeddedTarget) else None
+    before = _cpu_s(process)
+    summary, results = run_data(target, alg, cpus, devices, duration_s, rate_rps=rate_rps)
+    found = figures(summary, results, rate_rps)
+    ok = sum(
+        r["outcomes"].get("ok", 0) for r in summary["requests"] if r["scenario"] == "verification"
+    )
+    # The target's CPU time over the whole run (its fleet's registration and logins too, a few
+    # hundred calls) per verification answered ok: what one served request costs it.
+    spent_s = _cpu_s(process) - before
+    found["target_us_per_request"] = round(spent_s * 1e6 / ok, 1) if process and ok else None
+    return found
+
+
+def _cpu_s(process: psutil.Process | None) -> float:
+    if process is None:
+        return 0.0
+    times = process.cpu_times()
+    return float(times.user + times.system)
 
 
 def measure_alg(
@@ -134,6 +199,17 @@ def _percent(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+def _target_line(run: dict[str, Any]) -> str:
+    """The target's side of a run: its core, its CPU per request served, its verifications
+    (one per request served ``ok``: no cache answers for it), and any answers not ``ok``."""
+    not_ok = run["answered_rps"] - run["served_rps"]
+    return (
+        f"target CPU {_percent(run['target_us_per_request'])} us a request served;"
+        f" {run['verifications']:,} verifications, mean {_percent(run['verify_mean_us'])} us"
+        + (f"; {not_ok:,.0f} answers/s not ok (not counted as served)" if not_ok >= 0.5 else "")
+    )
+
+
 def _print(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         closed = row["closed"]
@@ -143,6 +219,7 @@ def _print(rows: list[dict[str, Any]]) -> None:
             f"{_percent(closed['cpu_us_per_request'])} us a request; "
             f"waited for a core {_percent(closed['generator_cpu_wait_percent'])} %)"
         )
+        print(f"  {_target_line(closed)}")
         print(
             f"  {'asked/s':>8} {'sent/s':>8} {'short %':>7} {'lag p99':>8} {'p99.9':>7} "
             f"{'corr p99':>9} {'cpu %':>6} {'us/req':>6} {'wait %':>6}  held   "

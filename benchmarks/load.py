@@ -22,7 +22,7 @@ import subprocess
 import sys
 from typing import Any
 
-from benchmarks.held import run_data
+from benchmarks.held import run_data, served_rps
 from sim.errors import SimError
 from sim.exits import ExitCode
 from sim.processes import split_cores
@@ -101,8 +101,7 @@ def _measure(connections: int, duration_s: int) -> dict[str, Any]:
         summary, results = run_data(
             target, "HS256", load_cpus, connections, float(duration_s), rate_rps=None
         )
-        rows = [r for r in summary["requests"] if r["scenario"] == "verification"]
-        figures["HS256_data_harness_rps"] = sum(r["rps"] for r in rows)
+        figures["HS256_data_harness_rps"] = served_rps(summary)
         figures["harness_generator_cpu_percent"] = max(
             (p["cpu_percent_mean"] for p in summary["generator"]["processes"]), default=0.0
         )

@@ -50,6 +50,8 @@ SERIAL = (
     "tests/sim/run/test_openprobe.py",
     "tests/sim/shape/test_stages.py",
     "tests/sim/sweep/test_capacity.py",
+    "tests/sim/sweep/test_capacity_remote.py",
+    "tests/sim/sweep/test_capacity_workers.py",
     "tests/sim/test_processes.py",
 )
 # A test that reads a session's shared real run (tests/sim/conftest.py) judges no timing of its own:

@@ -195,7 +195,7 @@ def reconnect_storm(
     for m in back:
         recover.record_value(max(1, round((m[MARK_BACK] - since) * 1_000_000)))
     every_device = bool(cut) and len(back) == len(cut)
-    return {
+    storm: ReconnectStorm = {
         "down_at": down_at,
         "up_at": up_at,
         "outage_s": round(up_at - down_at, 3) if up_at and down_at else None,
@@ -211,6 +211,10 @@ def reconnect_storm(
         "backoff": backoff,
         "burst": _burst(measurements, RECONNECT_TOKEN_SCENARIO),
     }
+    if any(key.endpoint == CONNECT_ROW for key in measurements.latency):
+        # --transport mqtt: the sessions' return is the burst on the broker.
+        storm["connect_burst"] = _burst(measurements, RECONNECT_TOKEN_SCENARIO, CONNECT_ROW)
+    return storm
 
 
 def storm_section(
@@ -290,12 +294,20 @@ def _reconnect_line(storm: ReconnectStorm) -> str:
         if recover is not None
         else f"{storm['devices_recovered']}/{storm['devices']} devices back to ok by the end"
     )
+    connects = storm.get("connect_burst")
+    reconnects = (
+        f"; {connects['requests']} CONNECTs (peak {connects['peak_rps']}/s, "
+        f"{connects['refusals']} refused or failed)"
+        if connects is not None
+        else ""
+    )
     return (
         f"reconnect storm{' (backoff)' if storm['backoff'] else ''}: target down "
         f"{outage if outage is not None else '-'} s, {storm['devices']} devices cut off; "
         f"re-authentication {burst['requests']} token requests (peak {burst['peak_rps']}/s, "
-        f"{p99}, {burst['refusals']} refused or failed); {recovered}; acknowledged readings "
-        f"lost: {storm['acknowledged_lost'] if storm['acknowledged_lost'] is not None else '-'}"
+        f"{p99}, {burst['refusals']} refused or failed){reconnects}; {recovered}; acknowledged "
+        f"readings lost: "
+        f"{storm['acknowledged_lost'] if storm['acknowledged_lost'] is not None else '-'}"
     )
 
 

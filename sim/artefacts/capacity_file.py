@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Final, Literal, TypedDict
+from typing import Final, Literal, NotRequired, TypedDict
 
 from sim.artefacts.compare_file import CompareTarget, Machine
 from sim.artefacts.summary_file import Saturated
@@ -16,6 +16,7 @@ __all__ = [
     "SecondOpinion",
     "StepPhase",
     "StepVerdict",
+    "StepWorker",
 ]
 
 CAPACITY_SCHEMA: Final = "fleetbench.capacity/1"
@@ -47,6 +48,22 @@ class CapacityStep(TypedDict):
     met: bool  # the objective and the error budget held (generator-limited steps: a floor)
     verdict: StepVerdict
     results: str | None
+    # Over remote workers (--master): each worker's share of the step, from the run's cluster.
+    workers: NotRequired[list[StepWorker]]
+
+
+class StepWorker(TypedDict):
+    """One remote worker's part of a capacity step: its devices, the sends it scheduled and the
+    requests it timed, and whether it was the limit (saturated CPU, or its own send lag past
+    the open model's limit: its devices' latency then measures the worker)."""
+
+    id: str
+    host: str
+    devices: int
+    sent: int
+    requests: int
+    saturated: bool
+    lagging: bool
 
 
 class SecondOpinion(TypedDict):
@@ -83,6 +100,9 @@ class CapacityAlgorithm(TypedDict):
     floor: bool
     steps: list[CapacityStep]
     second_opinion: SecondOpinion | None
+    # A service's own fleet (--target): the unjudged runs before the first step in which its
+    # devices fetched the tokens every step then keeps (0: none needed, or the embedded target).
+    login_rounds: NotRequired[int]
 
 
 class CapacityParameters(TypedDict):

@@ -568,6 +568,8 @@ class ReconnectStorm(TypedDict):
     acknowledged_lost: int | None  # acknowledged readings the target does not hold (must be 0)
     backoff: bool
     burst: StormBurst  # the re-authentication: token requests from cut-off to first ok
+    # --transport mqtt: the fleet's CONNECTs from its sessions' loss to their return.
+    connect_burst: NotRequired[StormBurst]
 
 
 class RotationStorm(TypedDict):

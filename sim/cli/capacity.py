@@ -15,14 +15,18 @@ from rich.table import Table
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     ADMIN_KEY_ENV,
+    add_master_options,
     check_transport,
+    cpus,
     duration,
     logger,
     positive_float,
     positive_int,
     refuse_transport,
 )
+from sim.device.seal import KEY_ENV
 from sim.exits import ExitCode
+from sim.run.distributed import master_key
 from sim.run.results import results_folder
 from sim.sweep.capacity import (
     TABLE_HEADERS,
@@ -88,6 +92,7 @@ def add_parser(commands: Any) -> None:
         help="the real fleet's reporting interval, s: devices = max rate x this (default 60)",
     )
     p.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes")
+    add_master_options(p)
     p.add_argument(
         "--endpoint",
         help="one of the profile's [[endpoints]] by name (default: data on the embedded target)",
@@ -119,6 +124,12 @@ def add_parser(commands: Any) -> None:
         help="embedded target: skip the check at the knee by a client without Locust",
     )
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
+    p.add_argument(
+        "--generator-cpus",
+        type=cpus,
+        metavar="LIST",
+        help="cores the load generator runs on (e.g. 1 or 2-3), away from a --target on this host",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print capacity.json to stdout")
     refuse_transport(p, "fleetbench capacity")
@@ -152,13 +163,24 @@ def command(args: argparse.Namespace, console: Console) -> int:
         interval_s=args.interval_s,
         endpoint=args.endpoint,
         workers=args.workers,
+        master=args.master,
+        bind=args.bind,
+        expect_workers=args.expect_workers or 0,
+        worker_wait_s=args.worker_wait,
         pin=not args.no_pin,
+        generator_cpus=args.generator_cpus,
         results=folder,
         log=log,
         targets=targets,
         admin_key=args.admin_key,
         second_opinion=not args.no_second_opinion,
     )
+    if args.master:
+        config.check()  # a bad --bind or a missing --expect-workers: one line, before the key
+        # One key for every step's master: the workers join each step with the same one.
+        os.environ[KEY_ENV] = master_key(
+            os.environ, lambda line: print(line, file=sys.stderr, flush=True)
+        )
     result = run_capacity(config)
     paths = write_capacity_outputs(result, folder)
     if args.json:

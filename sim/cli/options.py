@@ -154,6 +154,22 @@ def add_target_options(
     )
 
 
+def add_master_options(p: argparse.ArgumentParser) -> None:
+    """``--master``, ``--bind``, ``--expect-workers``, ``--worker-wait``: the load from remote
+    ``fleetbench worker`` processes (run, capacity)."""
+    p.add_argument(
+        "--master", action="store_true", help="deal the fleet to remote fleetbench workers"
+    )
+    p.add_argument(
+        "--bind", default="127.0.0.1:5557", metavar="HOST:PORT",
+        help="with --master: where workers connect (they must prove FLEETBENCH_CLUSTER_KEY)",
+    )  # fmt: skip
+    p.add_argument("--expect-workers", type=positive_int, help="with --master: workers to wait for")
+    p.add_argument(
+        "--worker-wait", type=positive_int, default=60, help="with --master: seconds to wait"
+    )
+
+
 def add_transport_options(p: argparse.ArgumentParser, *, broker_port: bool = True) -> None:
     """``--transport``: how the devices send their readings; ``--mqtt-port``: a --target's
     broker (the embedded target starts its own)."""

@@ -11,6 +11,7 @@ from rich.console import Console
 from sim.account.storms import parse_run_scenario
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
+    add_master_options,
     add_profile_option,
     add_target_options,
     add_transport_options,
@@ -119,19 +120,7 @@ def add_parser(commands: Any) -> None:
     )
     run.add_argument("--spawn-rate", type=float, help="devices started per second")
     run.add_argument("--workers", type=positive_int, default=1, help="Locust worker processes")
-    run.add_argument(
-        "--master", action="store_true", help="deal the fleet to remote fleetbench workers"
-    )
-    run.add_argument(
-        "--bind", default="127.0.0.1:5557", metavar="HOST:PORT",
-        help="with --master: where workers connect (they must prove FLEETBENCH_CLUSTER_KEY)",
-    )  # fmt: skip
-    run.add_argument(
-        "--expect-workers", type=positive_int, help="with --master: workers to wait for"
-    )
-    run.add_argument(
-        "--worker-wait", type=positive_int, default=60, help="with --master: seconds to wait"
-    )
+    add_master_options(run)
     run.add_argument("--results", type=Path, help="results folder (default results/run-<time>)")
     run.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     run.add_argument(

@@ -30,6 +30,12 @@ def add_parser(commands: Any) -> None:
     p.add_argument(
         "--processes", type=positive_int, default=1, help="Locust workers on this host (1 a core)"
     )
+    p.add_argument(
+        "--stay",
+        action="store_true",
+        help="join again after each run the master ends (fleetbench capacity --master: a master"
+        " per step), until none comes",
+    )
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
@@ -43,7 +49,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
             f"no cluster key: set {KEY_ENV} to the key the master printed (or was given)"
         )
     console.print(f"joining the master at {address}", highlight=False)
-    code = run_worker(WorkerConfig(master=args.master, processes=args.processes))
+    code = run_worker(WorkerConfig(master=args.master, processes=args.processes, stay=args.stay))
     if code == REFUSED_EXIT:
         return ExitCode.ERROR  # Locust's worker printed the master's refusal
     if code != 0:

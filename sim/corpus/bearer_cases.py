@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable, Iterator
+from functools import cache
 
 from sim.corpus.forgers import (
     alg_forgery,
@@ -588,8 +589,9 @@ CASES: tuple[Case, ...] = (
 assert len({case.name for case in CASES}) == len(CASES)
 
 
+@cache
 def cases_for(device_path: bool) -> tuple[Case, ...]:
     """The cases the rejection scenario can send from a held token: on an endpoint with (or
-    without) a device id in its path, needing nothing else."""
+    without) a device id in its path, needing nothing else (one tuple for every device)."""
     usable: frozenset[Need] = frozenset({"device_path"}) if device_path else frozenset()
     return tuple(case for case in CASES if case.needs <= usable)

@@ -16,6 +16,7 @@ from typing import Any
 
 import gevent
 
+from sim.account import storms
 from sim.account.measure import WARMUP_SCENARIO
 from sim.account.mqtt import (
     CLOSED,
@@ -26,20 +27,21 @@ from sim.account.mqtt import (
     RESENT_ACKED,
     connack_counter,
 )
-from sim.account.storms import MARK_EXP, MARK_OK, MARK_REFUSED, STORM_TOKEN_SCENARIO
+from sim.device.keepalive import KeptConnection
 from sim.device.mqtt_session import MqttSession
 from sim.device.run_state import MEASUREMENTS, STATE
 from sim.device.tokens import HeldToken
 from sim.device.trust_tasks import TrustDevice
 from sim.outcomes import CLOCK_SLOP_S, Outcome, judge_held
+from sim.profiles.http import claimed_exp
 from sim.shape.scenarios import Scenario
 
 __all__ = ["MqttDevice", "watching"]
 
 # What each reading carries besides its seq and time: the HTTP telemetry body's values.
 READING_VALUES = {"temp_c": 21.5, "battery": 0.93}
-ACCEPTED_STATUS = 200
 STORED_STATUS = 202  # a PUBACK: the reading stored, as HTTP's 202
+_DETACHED = KeptConnection(None, 0.0)  # holds no connection: release() has nothing to give back
 
 
 class MqttDevice(TrustDevice):
@@ -49,6 +51,10 @@ class MqttDevice(TrustDevice):
     network_timeout: float
     mqtt_session: MqttSession | None = None
     _topic = ""
+    # The open session's token's own exp (its claim; else as the device reckoned it from
+    # expires_in at receipt, which is later by the token call's latency): what the broker's
+    # close and the judging of its PUBACKs go by.
+    _session_exp = 0.0
     _unacked: list[int]  # readings (message ids) whose PUBACK has not come: paho sends them again
 
     def _session(self) -> MqttSession:
@@ -83,41 +89,55 @@ class MqttDevice(TrustDevice):
         holds one socket, its session (10,000 devices, 10,000 descriptors, not twice that), and
         not the HTTP client between renewals (its next token call makes one again)."""
         self.client.client.clientpool.close()
+        # The lean path's hold on it too (an MQTT device sends no HTTP reading).
+        self._http, self.kept = None, _DETACHED
 
     def _reopen(self) -> HeldToken | None:
         """The token of a session that holds: the one open, or a new one (its token renewed
         first if it expired); None when there is none. A session found closed is counted by
-        cause; in the expiry storm, its token's exp, the expiry close and the recovery are the
-        device's marks."""
+        cause. The storms' marks: in the expiry storm, its token's exp, the expiry close and
+        the session open again; in the reconnect storm, the first loss (or failed CONNECT)
+        and the session open again after it."""
         scenario: Scenario = "expiry" if self.config.storm == "expiry-storm" else "verification"
         storm = scenario == "expiry"
+        outage = self.config.storm == "reconnect-storm"
         session = self._session()
         held = self.tokens.get(scenario)
         if storm and held is not None:
-            self._mark(MARK_EXP, held.exp)  # once: the token fetched with the fleet
+            self._mark(storms.MARK_EXP, held.exp)  # once: the token fetched with the fleet
         if session.alive() and held is not None:
             return held
         if session.lost():
-            cause = session.close_cause(held.exp if held else 0.0, time.time(), CLOCK_SLOP_S)
+            cause = session.close_cause(self._session_exp, time.time(), CLOCK_SLOP_S)
             session.forget_loss()
             MEASUREMENTS.counters[CLOSED + cause] += 1
             if storm and cause == "expiry_close":
                 MEASUREMENTS.counters["expirations"] += 1
                 MEASUREMENTS.device_sets["expired"].add(self.device.id)
                 MEASUREMENTS.counters["refreshes"] += 1
-                self._mark(MARK_REFUSED, time.time())
-        recorded_as = STORM_TOKEN_SCENARIO if storm and self._in_storm() else scenario
+                self._mark(storms.MARK_REFUSED, time.time())
+            elif outage and cause != "expiry_close":
+                self._mark(storms.MARK_CUT, time.time())
+        recorded_as: str = scenario
+        if storm and self._in_storm():
+            recorded_as = storms.STORM_TOKEN_SCENARIO
+        elif outage and self._cut_off():
+            recorded_as = storms.RECONNECT_TOKEN_SCENARIO
         if held is None or time.time() >= held.exp - CLOCK_SLOP_S:
             held = self.tokens_for(scenario, recorded_as)
             self._drop_idle_http()
             if held is None:
                 return None
         if not self._connect(scenario, recorded_as, held):
+            if outage and session.connack is None:
+                self._mark(storms.MARK_CUT, time.time())  # no broker to answer
             return None
         if storm and self._in_storm():
             # Recovered: its session open again (the next reading is stored on it).
-            self._mark(MARK_OK, time.time())
+            self._mark(storms.MARK_OK, time.time())
             MEASUREMENTS.device_sets["recovered"].add(self.device.id)
+        elif outage and self._cut_off():
+            self._mark(storms.MARK_BACK, time.time())
         return held
 
     def _connect(self, scenario: Scenario, recorded_as: str, held: HeldToken) -> bool:
@@ -146,7 +166,9 @@ class MqttDevice(TrustDevice):
         self.record_exchange(
             REQUEST_TYPE, CONNECT_ROW, recorded_as, outcome, latency_ms, status, reason, 0
         )
-        if not session.connected and outcome == "refused_valid":
+        if session.connected:
+            self._session_exp = claimed_exp(held.token, held.exp)
+        elif outcome == "refused_valid":
             self.tokens.pop(scenario, None)  # renew before the next reading
         return session.connected
 
@@ -180,7 +202,11 @@ class MqttDevice(TrustDevice):
             # Stored on a session whose token was past exp and leeway when the reading was
             # sent: the broker honoured an expired token.
             outcome = judge_held(
-                status, reason, exp=held.exp, now=sent_at, leeway_s=self.config.leeway_s
+                status,
+                reason,
+                exp=min(held.exp, self._session_exp or held.exp),
+                now=sent_at,
+                leeway_s=self.config.leeway_s,
             )
         else:
             self._unacked.append(mid)  # paho keeps it: it may yet be acknowledged
@@ -192,7 +218,9 @@ class MqttDevice(TrustDevice):
         return outcome
 
     def mqtt_open(self) -> None:
-        """Open the device's session (at its start), before its first reading."""
+        """Open the device's session (at its start), before its first reading; the HTTP client
+        of its first token goes."""
+        self._drop_idle_http()
         self._reopen()
 
     def _revoked_probe(self) -> bool:

@@ -84,6 +84,12 @@ class SimConfig:
     # The whole fleet's size on a remote worker, which holds only its shard (0: the fleet file's):
     # the open model's per-device rate is the fleet-wide rate over it.
     fleet_size: int = 0
+    # A private folder of tokens kept from an earlier run of this fleet on this service
+    # (sim.device.kept_tokens): devices start with them and write theirs back at the stop.
+    kept_tokens: str | None = None
+    # At most this many of a process's devices fetch their first token at once (0: no bound):
+    # capacity's login rounds, so that a round's stop abandons few logins on a slow server.
+    setup_concurrency: int = 0
     # How the devices send their readings: "http" (the profile's endpoints) or "mqtt" (one
     # session per device, with the token as its CONNECT password), and then the broker's
     # settings (MqttSettings.to_dict: plain JSON, to cross processes as it is).

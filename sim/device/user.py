@@ -19,11 +19,12 @@ import math
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import gevent
+from gevent.lock import BoundedSemaphore
 from geventhttpclient.url import URL
 from locust import FastHttpUser, constant_pacing, events
 from locust.exception import StopUser
@@ -32,6 +33,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from sim.corpus import Case, ForgeContext, cases_for
 from sim.device import cluster
 from sim.device.keepalive import KeptConnection
+from sim.device.kept_tokens import keep, kept_token, save_kept, start_keeping
 from sim.device.mqtt_tasks import MqttDevice, watching
 from sim.device.run_state import (
     DEFAULT_ISSUER,
@@ -63,6 +65,9 @@ __all__ = ["MEASUREMENTS", "FleetDevice", "configure"]
 log = logging.getLogger("fleetbench")
 
 SETUP_ATTEMPTS = 3
+# One random generator for the process's devices: they take turns (greenlets), none is seeded,
+# and a Mersenne Twister's state was 2.5 KB a device.
+_RNG = random.Random()
 # How often the master writes the live figures that ``fleetbench run`` prints as progress.
 PROGRESS_INTERVAL_S = 1.0
 # With live metrics, at most this share of the master's time goes to writing its live account.
@@ -119,7 +124,7 @@ class FleetDevice(MqttDevice, TrustDevice, TokenHolder, FastHttpUser):
         self.lean_ok = refusals.read == "rfc6750" or not any(
             r is not None and (r.body is not None or r.header is not None) for r in classes
         )
-        self.rng = random.Random()
+        self.rng = _RNG
         self.seq = self.config.seq_base.get(self.device.id, 0)
         self.token_alg = "?"
         self.tokens: dict[Scenario, HeldToken] = {}
@@ -131,17 +136,28 @@ class FleetDevice(MqttDevice, TrustDevice, TokenHolder, FastHttpUser):
         self.last_token_outcome: Outcome = "ok"
         MEASUREMENTS.counters["devices_started"] += 1
         started = MEASUREMENTS.device_started(time.time())
+        kept_folder = self.config.kept_tokens
+        if kept_folder:
+            keep(self.device.id, self.tokens)
         for scenario in self.config.scenarios:
             if scenario == "issuance":
+                continue
+            fields = kept_token(kept_folder, self.device.id, scenario) if kept_folder else None
+            if fields is not None and scenario != "expiry":
+                # An earlier run of this fleet on this service fetched it: no login again.
+                kept = self.tokens[scenario] = HeldToken(**fields)
+                self.token_alg = kept.alg
+                MEASUREMENTS.counters["tokens_kept"] += 1
                 continue
             if self.profile.minted:
                 self.tokens[scenario] = self._mint_held(scenario)
                 continue
-            for _ in range(SETUP_ATTEMPTS):
-                if self.tokens_for(scenario, "setup") is not None:
-                    break
-                if self.last_token_outcome not in RETRIED_OUTCOMES:
-                    break  # refused: retrying the same credential would be refused again
+            with _setup_slot():
+                for _ in range(SETUP_ATTEMPTS):
+                    if self.tokens_for(scenario, "setup") is not None:
+                        break
+                    if self.last_token_outcome not in RETRIED_OUTCOMES:
+                        break  # refused: retrying the same credential would be refused again
             # Still without a token: the scenario's task asks again, backing off as here.
         MEASUREMENTS.device_ready(time.time() - started)  # from here: one report per interval
         if self.config.transport == "mqtt":
@@ -332,6 +348,7 @@ def _on_init(environment: Any, **_: Any) -> None:
         # starts a fresh account; a headless run starts once.
         STATE["claimed"] = 0
         MEASUREMENTS.reset()
+        start_keeping()
         started.clear()
         started["started"] = time.time()
         # Time 0 of the load stages: the master's start (a remote worker's comes in its shard).
@@ -357,6 +374,7 @@ def _on_init(environment: Any, **_: Any) -> None:
 
     def on_test_stop(**_: Any) -> None:
         started.setdefault("stopped", time.time())
+        _save_kept_tokens()
 
     def on_report_to_master(data: dict[str, Any], **_: Any) -> None:
         data["fleetbench"] = MEASUREMENTS.take_wire()
@@ -374,6 +392,7 @@ def _on_init(environment: Any, **_: Any) -> None:
     def on_quit(**_: Any) -> None:
         for greenlet in progress:
             greenlet.kill(block=False)
+        _save_kept_tokens()
         if isinstance(runner, WorkerRunner):
             return
         raw = run_config().raw
@@ -401,6 +420,26 @@ def _on_init(environment: Any, **_: Any) -> None:
     # After the account's listeners: the worker's report carries this report's delta already.
     cluster.install_worker(environment, _apply_settings)
     dealer = cluster.install_master(environment)
+
+
+@contextlib.contextmanager
+def _setup_slot() -> Iterator[None]:
+    """One of ``setup_concurrency`` places to fetch a first token in (none: no bound)."""
+    bound = run_config().setup_concurrency
+    if not bound:
+        yield
+        return
+    slots = STATE.get("setup_slots")
+    if slots is None:
+        slots = STATE["setup_slots"] = BoundedSemaphore(bound)
+    with slots:
+        yield
+
+
+def _save_kept_tokens() -> None:
+    folder = run_config().kept_tokens
+    if folder:
+        save_kept(folder)
 
 
 def _freeze_heap(**_: Any) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "REFUSAL_CLASSES",
     "Request",
     "TokenAnswer",
+    "claimed_exp",
     "classify",
     "endpoint_request",
     "expected_classes",
@@ -140,6 +141,16 @@ def token_exp(token: str) -> tuple[float, float, str]:
     claims = jwt.decode(token, options={"verify_signature": False})
     exp = float(claims["exp"])
     return exp, float(claims.get("iat", time.time())), str(header.get("alg"))
+
+
+def claimed_exp(token: str, reckoned_exp: float) -> float:
+    """The token's own ``exp`` claim if it is a JWT that says, never later than
+    ``reckoned_exp`` (the device's reckoning from ``expires_in`` when the answer came, later by
+    the token call's latency); else ``reckoned_exp`` (an opaque token)."""
+    try:
+        return min(reckoned_exp, token_exp(token)[0])
+    except (jwt.PyJWTError, KeyError, ValueError, TypeError, AttributeError, RecursionError):
+        return reckoned_exp
 
 
 def read_token(

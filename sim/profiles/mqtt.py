@@ -69,6 +69,7 @@ def mqtt_settings(mqtt: Mqtt, host: str, port: int | None = None) -> MqttSetting
         host=host,
         port=port or mqtt.port,
         tls=mqtt.tls,
+        ca_file=mqtt.ca_file,
         protocol=mqtt.protocol,
         client_id=mqtt.client_id,
         username="{token}" if in_username else mqtt.username,

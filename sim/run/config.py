@@ -92,6 +92,10 @@ class RunConfig:
     outage_cmd: str | None = field(default=None, repr=False)
     revoke_percent: float = DEFAULT_REVOKE_PERCENT  # --scenario revocation: devices revoked
     revocation_bound_s: float | None = None  # None: the profile's [revoke] bound_s
+    # capacity's steps: a private folder where each run's devices keep their tokens for the next
+    # run of the same fleet on the same service (sim.device.kept_tokens); a scratch path.
+    kept_tokens: str | None = None
+    setup_concurrency: int = 0  # capacity's login rounds (SimConfig.setup_concurrency)
     # How the devices send their readings (sim.device.mqtt_tasks for "mqtt"): the embedded
     # target then runs its broker too; a --target's broker is at its host, on mqtt_port.
     transport: Transport = "http"
@@ -208,12 +212,12 @@ class RunConfig:
             if self.mqtt_port is not None:
                 raise ConfigError("--mqtt-port is the broker of --transport mqtt")
             return
-        if self.storm not in (None, "expiry-storm", "revocation") or (
+        if self.storm not in (None, "expiry-storm", "reconnect-storm", "revocation") or (
             self.storm is None and set(self.scenarios) != {"verification"}
         ):
             raise ConfigError(
-                "--transport mqtt runs the verification scenario, expiry-storm or revocation:"
-                " drop --scenario"
+                "--transport mqtt runs the verification scenario, expiry-storm, reconnect-storm"
+                " or revocation: drop --scenario"
             )
         if self.endpoint not in (None, "telemetry"):
             raise ConfigError("--transport mqtt publishes telemetry: drop --endpoint")
@@ -305,7 +309,15 @@ class RunConfig:
     def parameters(self) -> RunParameters:
         """The run's parameters for ``summary.json``: no admin key, no secrets."""
         # A secret, callables, and the user's commands (they may name anything).
-        hidden = {"admin_key", "log", "progress", "rotate_cmd", "outage_cmd"}
+        hidden = {
+            "admin_key",
+            "log",
+            "progress",
+            "rotate_cmd",
+            "outage_cmd",
+            "kept_tokens",
+            "setup_concurrency",
+        }
         data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
         data["scenarios"] = dict(self.effective_scenarios)
         data["generator_cpus"] = sorted(self.generator_cpus) if self.generator_cpus else None

@@ -14,12 +14,14 @@ the target: the search stops there and the result is a floor (the target took at
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import re
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -83,6 +85,15 @@ _UNIT_US = {"us": 1.0, "µs": 1.0, "ms": 1_000.0, "s": 1_000_000.0}
 # Narrowing stops once the bracket is this narrow (relative to the rate that met): finer than a
 # busy machine's step-to-step noise would be a false precision.
 NARROW_ENOUGH = 0.05
+KEPT_TOKENS = "tokens"  # beside a service's fleet file: its devices' tokens between steps
+# The fleet's first tokens come in unjudged runs before the first step: at most this many, each
+# device asking one request per LOGIN_PERIOD_S meanwhile (the open model needs some rate).
+LOGIN_ROUNDS = 5
+# A generator process's devices log in at most this many at once in those rounds: all at once, a
+# server that shares its core among them (threads) finishes none before it has done nearly all,
+# and a round's stop abandons every one (the server still works them through).
+LOGIN_CONCURRENCY = 8
+LOGIN_PERIOD_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -174,7 +185,16 @@ class CapacityConfig:
     interval_s: float = 60.0  # the real fleet's reporting interval: devices = rate x interval
     endpoint: str | None = None
     workers: int = 1
+    # Over remote ``fleetbench worker --stay`` processes: each step is a ``run --master`` they
+    # join (sim.run.distributed), the step's rate split by their shares of the fleet.
+    master: bool = False
+    bind: str = "127.0.0.1:5557"
+    expect_workers: int = 0
+    worker_wait_s: int = 60
     pin: bool = True
+    # The cores the load generator runs on (--generator-cpus): a --target on this host shares
+    # the machine, and unpinned the generator shares its cores too.
+    generator_cpus: set[int] | None = None
     results: Path = Path("results")
     log: Callable[[str], None] = field(default=lambda message: None, repr=False)
     targets: Mapping[str, AlgTarget] = field(default_factory=dict)
@@ -207,8 +227,16 @@ class CapacityConfig:
             duration_s=self.warmup_s + self.step_duration_s,
             warmup_s=self.warmup_s,
             workers=self.workers,
+            master=self.master,
+            bind=self.bind,
+            expect_workers=self.expect_workers,
+            worker_wait_s=self.worker_wait_s,
+            # One service's steps share its fleet and the tokens its devices hold: a step logs
+            # in only the devices whose token is gone, not the whole fleet again.
+            kept_tokens=str(fleet.parent / KEPT_TOKENS) if fleet else None,
             results=self.results / f"{alg}-step{index:02d}-{rate_rps:g}rps",
             pin=self.pin,
+            generator_cpus=self.generator_cpus,
             log=self.log,
         )
 
@@ -293,6 +321,20 @@ def judge(
         "verdict": verdict,
         "results": summary["run"].get("results"),
     }
+    cluster = summary.get("cluster")
+    if cluster is not None:
+        step["workers"] = [
+            {
+                "id": w["id"],
+                "host": w["host"],
+                "devices": w["devices"],
+                "sent": w.get("scheduled_sends", 0),
+                "requests": w["requests"],
+                "saturated": w["saturated"],
+                "lagging": w.get("lagging", False),
+            }
+            for w in cluster["workers"]
+        ]
     return step
 
 
@@ -387,6 +429,14 @@ def _measure(
         check_token_algs(summary, alg, config.target(alg).url, CapacityError)
         step = judge(summary, config.objective, config.error_budget, phase)
         config.log(f"{alg}: {step_line(step, config.objective)}")
+        for worker in step.get("workers", []):
+            if worker["saturated"] or worker["lagging"]:
+                states = {"saturated": worker["saturated"], "lagging": worker["lagging"]}
+                why = " and ".join(name for name, on in states.items() if on)
+                config.log(
+                    f"warning: {alg}: worker {worker['id']} ({worker['host']}, {worker['devices']}"
+                    f" devices) was {why}: its devices' latency measures the worker (add one)"
+                )
         longest_s = setup_s(summary)
         if not step["met"] and longest_s > config.warmup_s:
             config.log(
@@ -476,10 +526,53 @@ def _fleet_of(config: CapacityConfig, alg: str, scratch: Path) -> Path | None:
             return scratch / other / "fleet.json"
     folder = scratch / alg
     folder.mkdir()
+    (folder / KEPT_TOKENS).mkdir(mode=0o700)  # bearer tokens: the user's only
     return fleet_file(config.run_config(alg, config.start_rate_rps, 1), folder)
 
 
+def _log_in(config: CapacityConfig, alg: str, fleet: Path) -> int:
+    """Before the first step on a service's own fleet: unjudged runs at a token rate (each device
+    one request per ``LOGIN_PERIOD_S``) until every device holds a token kept for the steps, at
+    most ``LOGIN_ROUNDS``, each twice as long as the last, with at most ``LOGIN_CONCURRENCY``
+    logins at once per generator process. A device still logging in when a round stops tries
+    again in the next. A login burst (a password hash per call on some APIs) then falls in no
+    step; the number of rounds."""
+    from sim.device.kept_tokens import kept_devices
+    from sim.run.runner import run_benchmark
+
+    folder = str(fleet.parent / KEPT_TOKENS)
+    started = time.monotonic()
+    rounds = 0
+    while kept_devices(folder) < config.devices and rounds < LOGIN_ROUNDS:
+        rounds += 1
+        config.log(f"{alg}: the fleet's tokens, round {rounds} (not judged)")
+        run = config.run_config(alg, config.devices / LOGIN_PERIOD_S, 0, fleet)
+        run = dataclasses.replace(
+            run,
+            duration_s=run.duration_s * 2 ** (rounds - 1),
+            setup_concurrency=LOGIN_CONCURRENCY,
+            results=config.results / f"{alg}-logins{rounds}",
+        )
+        if run_benchmark(run)["run"]["interrupted"]:
+            raise Interrupted("interrupted")
+    held = kept_devices(folder)
+    config.log(
+        f"{alg}: {held} of {config.devices} devices hold a token"
+        f" ({rounds} unjudged rounds, {time.monotonic() - started:,.0f} s)"
+    )
+    return rounds
+
+
+def _keeps_tokens_here(config: CapacityConfig) -> bool:
+    """Every generator process writes to this host's folder: not over remote hosts."""
+    if not config.master:
+        return True
+    host = config.bind.rsplit(":", 1)[0].strip("[]")
+    return host in ("127.0.0.1", "::1", "localhost")
+
+
 def _search_alg(config: CapacityConfig, alg: str, fleet: Path | None) -> CapacityAlgorithm:
+    rounds = _log_in(config, alg, fleet) if fleet and _keeps_tokens_here(config) else 0
     steps = search(
         _measure(config, alg, fleet),
         config.start_rate_rps,
@@ -487,6 +580,8 @@ def _search_alg(config: CapacityConfig, alg: str, fleet: Path | None) -> Capacit
         config.narrow_steps,
     )
     entry = outcome(steps, config.interval_s)
+    if fleet is not None:
+        entry["login_rounds"] = rounds
     if _asks_second_opinion(config, alg, entry):
         opinion = second_opinion(config, alg, cast(float, entry["knee_rps"]))
         entry["second_opinion"] = opinion
@@ -495,14 +590,35 @@ def _search_alg(config: CapacityConfig, alg: str, fleet: Path | None) -> Capacit
     return entry
 
 
+@contextlib.contextmanager
+def _generators(config: CapacityConfig) -> Iterator[CapacityConfig]:
+    """The search's config as its steps run it. ``--workers N`` on this host: N ``fleetbench
+    worker --stay`` processes on the load cores, joining each step's master on loopback, so each
+    step's account names every worker (its sends, its requests, a saturated or lagging one) as
+    over remote workers, rather than Locust's own worker processes, which report no share."""
+    if config.workers <= 1 or config.master:
+        yield config
+        return
+    from sim.run.worker import local_workers
+
+    load_cpus = config.generator_cpus or split_cores(config.pin)[1]
+    with local_workers(config.workers, load_cpus, config.results / "workers") as bind:
+        yield dataclasses.replace(
+            config, master=True, bind=bind, expect_workers=config.workers, workers=1
+        )
+
+
 def run_capacity(config: CapacityConfig) -> CapacityFile:
     """Search every algorithm in turn; the capacity.json document."""
     config.check()
     started = time.time()
     algorithms: dict[str, CapacityAlgorithm] = {}
-    with tempfile.TemporaryDirectory(prefix="fleetbench-capacity-") as scratch:
+    with (
+        tempfile.TemporaryDirectory(prefix="fleetbench-capacity-") as scratch,
+        _generators(config) as steps,
+    ):
         for alg in config.algs:
-            algorithms[alg] = _search_alg(config, alg, _fleet_of(config, alg, Path(scratch)))
+            algorithms[alg] = _search_alg(steps, alg, _fleet_of(config, alg, Path(scratch)))
     targets: dict[str, CompareTarget] = {
         alg: {
             "url": config.target(alg).url,

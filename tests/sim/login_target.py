@@ -5,7 +5,8 @@ default 3600), a refresh call, ``Bearer`` tokens, 401 with a JSON ``code`` for e
 ``LOGIN_HOLD_S`` (default 20) first, as behind a server's full connection limit.
 ``LOGIN_RETRY_AFTER_S``: each user's first login is a 429 with that ``Retry-After``.
 ``LOGIN_COST_S``: each login holds the server that long (a password hash on one worker: the
-requests behind it wait). Serve with ``python -m uvicorn tests.sim.login_target:app``.
+requests behind it wait). ``GET /api/stats``: how many login calls it has answered, so a test
+counts the token requests a fleet made. Serve with ``python -m uvicorn tests.sim.login_target:app``.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ LOGIN_HOLD_S = float(os.environ.get("LOGIN_HOLD_S", "20"))
 LOGIN_COST_S = float(os.environ.get("LOGIN_COST_S", "0"))
 LOGIN_RETRY_AFTER_S = os.environ.get("LOGIN_RETRY_AFTER_S")
 THROTTLED: set[str] = set()
+LOGINS = [0]  # login calls answered, whatever the answer
 ANSWERED: set[str] = set()
 
 
@@ -48,6 +50,7 @@ async def register(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
+    LOGINS[0] += 1
     body: Any = await request.json()
     name, password = body.get("username"), body.get("password")
     if LOGIN_ANSWERS and name not in ANSWERED:
@@ -104,9 +107,14 @@ async def data(request: Request) -> Response:
     return JSONResponse({"ok": True})
 
 
+async def stats(request: Request) -> Response:
+    return JSONResponse({"logins": LOGINS[0]})
+
+
 app = Starlette(
     routes=[
         Route("/healthz", healthz),
+        Route("/api/stats", stats),
         Route("/api/register", register, methods=["POST"]),
         Route("/api/login", login, methods=["POST"]),
         Route("/api/refresh", refresh, methods=["POST"]),

@@ -3,19 +3,29 @@ real Locust, real paho sessions; the account checked against the target's /admin
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from sim.account.mqtt import CONNECT_ROW, PUBLISH_ROW
 from sim.artefacts.summary_file import Summary
 from sim.errors import ConfigError
+from sim.profiles.http import claimed_exp
 from sim.run.config import RunConfig
+from sim.run.embedded import free_port
 from sim.run.runner import run_benchmark
 from sim.smoke.engine import SmokeConfig
 from tests.commands import fleetbench_here
+from tests.sim.conftest import serve_process
 
 DEVICES = 6
 
@@ -119,10 +129,44 @@ def test_an_expiry_storm_over_mqtt_recovers_and_loses_nothing(tmp_path: Path) ->
     assert summary["verdict"]["passed"], summary["verdict"]
 
 
+@pytest.mark.slow
+def test_the_open_model_paces_the_readings_over_mqtt(tmp_path: Path) -> None:
+    """--rate: each device publishes on its own schedule; the readings are the paced requests
+    (corrected latency from their intended send), the CONNECTs are not."""
+    summary = _mqtt_run(tmp_path, rate_rps=24.0, duration_s=5)
+    assert summary["run"]["model"] == "open"
+    corrected = {r["endpoint"] for r in summary["requests"] if "corrected_latency_us" in r}
+    assert corrected == {PUBLISH_ROW}
+    published = summary["mqtt"]["publish"]["count"]
+    assert 0 < published <= 24 * 5
+    assert summary["telemetry"].get("lost") == 0
+
+
+@pytest.mark.slow
+def test_a_reconnect_storm_over_mqtt_brings_every_session_back(tmp_path: Path) -> None:
+    """The embedded target (and its broker) restarted mid-run: every session lost, every device
+    connecting again once it is back, not one acknowledged reading lost."""
+    summary = _mqtt_run(
+        tmp_path, storm="reconnect-storm", scenarios={"verification": 1}, duration_s=12,
+        interval_s=0.5,
+    )  # fmt: skip
+    storm = (summary.get("storms") or {}).get("reconnect")
+    assert storm is not None and storm["outage_s"] is not None
+    assert storm["devices"] == DEVICES
+    assert storm["devices_recovered"] == DEVICES
+    assert storm["time_to_recover_s"] is not None
+    assert storm["acknowledged_lost"] == 0
+    connects = storm.get("connect_burst")
+    assert connects is not None and connects["outcomes"].get("ok", 0) == DEVICES
+    closes = summary["mqtt"]["closes"]
+    assert closes.get("broker_close", 0) + closes.get("network_error", 0) >= DEVICES
+    assert summary["telemetry"].get("lost") == 0
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"scenarios": {"rejection": 1}}, "verification scenario, expiry-storm or revocation"),
+        ({"scenarios": {"rejection": 1}}, "verification scenario, expiry-storm, reconnect-storm"),
         ({"endpoint": "config"}, "publishes telemetry"),
         ({"target": "http://127.0.0.1:9", "admin_key": "k"}, "needs --mqtt-port"),
         ({"mqtt_port": 1883}, "the embedded one has its own"),
@@ -197,3 +241,64 @@ def test_smoke_over_mqtt_runs_the_steady_state_over_mqtt() -> None:
     assert all(r.transport == "mqtt" and r.scenarios == {"verification": 1} for r in runs)
     # Its short tokens (4 s) make the broker close every session within the run.
     assert all(r.effective_token_ttl == 4 for r in runs)
+
+
+@contextlib.contextmanager
+def _lax_broker(folder: Path) -> Iterator[int]:
+    """A plain amqtt broker that lets anyone in and never closes a session at its token's
+    expiry: the broker a device fleet must not trust."""
+    port = free_port()
+    config = folder / "broker.yaml"
+    config.write_text(
+        f"listeners:\n  default:\n    type: tcp\n    bind: 127.0.0.1:{port}\n"
+        "plugins:\n  amqtt.plugins.authentication.AnonymousAuthPlugin:\n"
+        "    allow_anonymous: true\n"
+    )
+    amqtt = Path(sys.executable).with_name("amqtt")
+    process = subprocess.Popen(
+        [str(amqtt), "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            time.sleep(0.1)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_broker_that_keeps_an_expired_session_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Our token endpoint issues 2 s tokens; the broker never closes a session at expiry: the
+    readings it acknowledges on a session whose token is past exp (and the clock slop) are
+    accepted_invalid, and the run fails."""
+    admin_key = "k" * 32
+    monkeypatch.setenv("TARGET_ADMIN_KEY", admin_key)
+    port = free_port()
+    command = [sys.executable, "-m", "target", "--port", str(port), "--db", ":memory:",
+               "--alg", "HS256", "--token-ttl", "2", "--leeway", "0"]  # fmt: skip
+    with serve_process(command, port) as url, _lax_broker(tmp_path) as broker_port:
+        summary = _mqtt_run(
+            tmp_path, target=url, admin_key=admin_key, mqtt_port=broker_port, leeway=0,
+            duration_s=7,
+        )  # fmt: skip
+    assert summary["mqtt"]["publish"]["outcomes"].get("accepted_invalid", 0) > 0
+    assert summary["mqtt"]["closes"] == {}  # it never closed one
+    assert not summary["verdict"]["passed"]
+    assert any("bad token was accepted" in f for f in summary["verdict"]["failures"])
+
+
+def test_a_session_goes_by_its_tokens_own_exp_claim() -> None:
+    """The device reckons exp from expires_in when the token answer arrives: late by the token
+    call's latency (seconds, under a storm), which made the broker's close at the claim's exp
+    look early (broker_close) and judged its PUBACKs too kindly. The claim decides."""
+    claimed = time.time() + 60
+    token = jwt.encode({"sub": "dev-1", "exp": int(claimed)}, "k" * 32, algorithm="HS256")
+    assert claimed_exp(token, int(claimed) + 5.0) == int(claimed)
+    assert claimed_exp(token, int(claimed) - 5.0) == int(claimed) - 5.0  # never later
+    assert claimed_exp("not-a-jwt", claimed) == claimed

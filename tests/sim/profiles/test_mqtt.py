@@ -136,6 +136,15 @@ def test_refusal_codes_follow_the_protocol_unless_named(tmp_path: Path) -> None:
     )  # fmt: skip
 
 
+def test_the_devices_verify_a_tls_broker_by_the_profiles_ca_file(tmp_path: Path) -> None:
+    bundle = tmp_path / "ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")
+    section = f'tls = true\nca_file = "{bundle}"'
+    mqtt = load_profile(str(profile_file(tmp_path, section)), {}).mqtt
+    settings = mqtt_settings(mqtt, "broker", 8883)
+    assert (settings.tls, settings.ca_file) == (True, str(bundle))
+
+
 @pytest.mark.slow
 def test_a_runs_devices_connect_as_the_profiles_mqtt_section_says(tmp_path: Path) -> None:
     """Our contract with another client-id pattern: the devices send it, and our broker, which

@@ -1,0 +1,60 @@
+"""``python -m benchmarks.capacity`` runs end to end, briefly (its figures are the benchmark's, not
+the test's): without wrk2 the constant-rate comparison is absent and says so; with a wrk2 binary
+named by the ``WRK2`` variable (built from source: no registry has it, so CI has none) it compares
+capacity's figure with wrk2's on the costly-login API."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from benchmarks.capacity import NO_WRK2, main
+
+pytestmark = pytest.mark.slow  # real targets, real Locust runs
+BRIEF = ["--devices", "5", "--step-duration", "1", "--start-rate", "20", "--max-steps", "1"]
+WRK2 = os.environ.get("WRK2")
+
+
+def test_without_wrk2_the_comparison_is_absent_and_said(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--algs", "HS256", *BRIEF, "--narrow-steps", "0", "--wrk-duration", "1", "--json"]
+    assert main(argv) == 0
+    document = json.loads(capsys.readouterr().out)
+    (row,) = document["rows"]
+    assert row["alg"] == "HS256" and row["wrk_rps"] > 0
+    assert row["objective"]["steps"] == 1 and row["throughput"]["steps"] == 1
+    assert document["wrk2"] == [] and document["wrk2_note"] == NO_WRK2
+
+
+@pytest.mark.skipif(not WRK2, reason="WRK2 names no wrk2 binary (built from source, not in CI)")
+def test_with_wrk2_capacity_is_compared_on_the_costly_login_api(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--algs", "HS256", *BRIEF, "--api", "drf-simplejwt", "--wrk2", str(WRK2)]
+    assert main([*argv, "--slo", "p99=2s", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["rows"] == [] and document["wrk2_note"] is None
+    (row,) = document["wrk2"]
+    ours, theirs = row["capacity"], row["wrk2"]
+    assert row["api"] == "drf-simplejwt" and ours["steps"] == 1 and theirs["steps"] == 1
+    if ours["max_rate"] and theirs["max_rate"]:
+        assert row["ratio"] == round(ours["max_rate"] / theirs["max_rate"], 3)
+    else:
+        assert row["ratio"] is None
+
+
+def test_a_wrk2_that_is_no_program_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--wrk2", "/nonexistent/wrk2"])
+    assert exited.value.code == 2
+    assert "--wrk2 /nonexistent/wrk2: not an executable file" in capsys.readouterr().err
+
+
+def test_wrk2_only_without_wrk2_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--wrk2-only"])
+    assert exited.value.code == 2
+    assert "--wrk2-only needs --wrk2 PATH" in capsys.readouterr().err
