@@ -189,11 +189,20 @@ class MqttDevice(TrustDevice):
         started = time.perf_counter()
         deadline = time.monotonic() + self.network_timeout
         mid = session.publish(self._topic, payload, self.network_timeout)
-        if not session.acknowledged(mid) and session.lost() and self._reopen() is not None:
-            session.pump(
-                lambda: session.acknowledged(mid) or not session.connected,
-                max(0.0, deadline - time.monotonic()),
-            )
+        # The token the reading is stored under, and when it was sent under it.
+        judged_exp, judged_at = min(held.exp, self._session_exp or held.exp), sent_at
+        if not session.acknowledged(mid) and session.lost():
+            renewed = self._reopen()
+            if renewed is not None:
+                # paho sends it again on the new session, under the renewed token: a reading
+                # first sent on a session the broker had closed at its exp is stored under the
+                # new one, and judging it by the old exp called it accepted_invalid.
+                judged_exp = min(renewed.exp, self._session_exp or renewed.exp)
+                judged_at = time.time()
+                session.pump(
+                    lambda: session.acknowledged(mid) or not session.connected,
+                    max(0.0, deadline - time.monotonic()),
+                )
         latency_ms = (time.perf_counter() - started) * 1000
         if session.acknowledged(mid):
             session.forget(mid)
@@ -204,8 +213,8 @@ class MqttDevice(TrustDevice):
             outcome = judge_held(
                 status,
                 reason,
-                exp=min(held.exp, self._session_exp or held.exp),
-                now=sent_at,
+                exp=judged_exp,
+                now=judged_at,
                 leeway_s=self.config.leeway_s,
             )
         else:
