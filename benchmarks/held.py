@@ -25,8 +25,8 @@ import psutil
 
 from sim.account.offered import MAX_SHORTFALL
 from sim.artefacts.summary_file import Summary
-from sim.cli.exits import ExitCode
 from sim.errors import SimError
+from sim.exits import ExitCode
 from sim.processes import split_cores
 from sim.run.config import RunConfig
 from sim.run.embedded import EmbeddedTarget

@@ -23,8 +23,8 @@ import sys
 from typing import Any
 
 from benchmarks.held import run_data, served_rps
-from sim.cli.exits import ExitCode
 from sim.errors import SimError
+from sim.exits import ExitCode
 from sim.processes import split_cores
 from sim.run.embedded import EmbeddedTarget
 

@@ -31,8 +31,8 @@ from amqtt.mqtt.suback import SubackPacket
 from amqtt.mqtt.subscribe import SubscribePacket
 from prometheus_client.parser import text_string_to_metric_families
 
-from sim.cli.exits import ExitCode
 from sim.errors import SimError
+from sim.exits import ExitCode
 from sim.processes import split_cores
 from sim.run.embedded import EmbeddedTarget
 from target.jose.vocabulary import client_credentials_form

@@ -1,7 +1,7 @@
 """The simulator's exception tree: one root; each message is one readable line, never a secret.
 
 The command line turns every :class:`SimError` into one line on stderr and an exit code
-(:mod:`sim.cli.exits`); nothing outside this tree should reach a user.
+(:mod:`sim.exits`); nothing outside this tree should reach a user.
 """
 
 from __future__ import annotations

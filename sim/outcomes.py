@@ -1,4 +1,5 @@
-"""The outcome account: every request is exactly one of six outcomes, judged by what was sent."""
+"""The outcome account: every request is exactly one of six outcomes, judged by what was sent
+(the scenario that sent it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import Literal, get_args
 __all__ = [
     "FATAL_OUTCOMES",
     "OUTCOMES",
+    "SCENARIOS",
     "Outcome",
+    "Scenario",
     "judge_forged",
     "judge_held",
     "judge_issuance",
@@ -24,6 +27,10 @@ Outcome = Literal[
     "transport_error",
 ]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+# What a device sends: a token request, a held token (fresh, or kept past its exp) or a bad one.
+# Named here, under the artefact types that count by them; sim/shape/scenarios.py parses weights.
+Scenario = Literal["issuance", "verification", "expiry", "rejection"]
+SCENARIOS: tuple[Scenario, ...] = get_args(Scenario)
 # A bad token accepted is a security failure: it fails the run, always.
 FATAL_OUTCOMES: frozenset[Outcome] = frozenset({"accepted_invalid"})
 

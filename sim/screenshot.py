@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sim.cli.exits import ExitCode
+from sim.exits import ExitCode
 
 __all__ = ["CHROMIUM_ARGS", "PageCheck", "chromium_path", "open_report"]
 

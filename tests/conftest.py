@@ -34,6 +34,31 @@ SLOW_FIXTURES = frozenset({
     "own_server",
 })  # fmt: skip
 NODE_FIXTURES = frozenset({"seed_express", "start_seed"})
+# The tests marked ``serial``: they judge rates, lag, saturation or a run's timing (benches, the
+# open model, stages, storms, capacity searches) or pin cores, so they must not share the machine
+# with other tests; scripts/check runs them alone, after the rest has run on several workers.
+SERIAL = (
+    "tests/benchmarks/",
+    "tests/sim/account/test_offered.py",
+    "tests/sim/account/test_open_model.py",
+    "tests/sim/account/test_storms.py",
+    # Not a judge of rates, but the heaviest: a two-worker run, Prometheus and chromium at once
+    # (beside four other workers on a busy machine its page outlasted the browser's waits).
+    "tests/sim/output/test_metrics_endpoint.py::test_prometheus_graph_page_draws_the_run",
+    "tests/sim/run/test_distributed_open.py",
+    "tests/sim/run/test_machine_share.py",
+    "tests/sim/run/test_openprobe.py",
+    "tests/sim/shape/test_stages.py",
+    "tests/sim/sweep/test_capacity.py",
+    "tests/sim/sweep/test_capacity_remote.py",
+    "tests/sim/sweep/test_capacity_workers.py",
+    "tests/sim/test_processes.py",
+)
+# A test that reads a session's shared real run (tests/sim/conftest.py) judges no timing of its own:
+# it stays in the first pass, where the run is made once for every worker, even in a SERIAL file.
+SHARED_RUNS = frozenset(
+    {"real_mixed_summary", "real_smoke", "real_micro_compare", "real_e2e_compare"}
+)
 # The kinds that may start processes; make test-fast deselects them.
 PROCESS_MARKS = ("slow", "browser", "node", "wheel")
 
@@ -59,6 +84,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.node)
         if used & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
+        if item.nodeid.startswith(SERIAL) and not used & SHARED_RUNS:
+            item.add_marker(pytest.mark.serial)
         for kind, reason in reasons.items():
             if reason is not None and item.get_closest_marker(kind) is not None:
                 item.add_marker(pytest.mark.skip(reason=reason))

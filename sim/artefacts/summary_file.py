@@ -5,8 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final, Literal, NotRequired, TypedDict, cast
 
-from sim.outcomes import OUTCOMES, Outcome
-from sim.shape.scenarios import Scenario
+from sim.outcomes import OUTCOMES, Outcome, Scenario
 
 __all__ = [
     "SUMMARY_SCHEMA",

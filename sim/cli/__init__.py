@@ -16,10 +16,10 @@ from rich.console import Console
 
 from sim import __version__
 from sim.cli import attack, capacity, compare, diff, probe, provision, run, smoke, worker
-from sim.cli.exits import ExitCode
 from sim.cli.metrics_options import metrics_options
 from sim.cli.options import Parser
 from sim.errors import Interrupted, SimError
+from sim.exits import ExitCode
 from sim.output.metrics_endpoint import exporting
 from sim.untrusted import shown
 

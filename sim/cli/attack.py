@@ -20,13 +20,13 @@ from sim.attack import (
     run_attack,
     write_attack_outputs,
 )
-from sim.cli.exits import verdict_exit
 from sim.cli.options import (
     add_embedded_algs,
     add_profile_option,
     add_target_options,
     embedded_algs,
 )
+from sim.exits import verdict_exit
 from sim.profiles import load_profile
 from sim.profiles.mqtt_settings import TRANSPORTS
 from sim.run.results import results_folder

@@ -12,7 +12,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sim.cli.exits import ExitCode
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     ADMIN_KEY_ENV,
@@ -26,6 +25,7 @@ from sim.cli.options import (
     refuse_transport,
 )
 from sim.device.seal import KEY_ENV
+from sim.exits import ExitCode
 from sim.run.distributed import master_key
 from sim.run.results import results_folder
 from sim.sweep.capacity import (

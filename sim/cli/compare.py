@@ -12,7 +12,6 @@ from rich.console import Console
 from rich.table import Table
 
 from sim.artefacts.compare_file import CompareFile
-from sim.cli.exits import ExitCode
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     ADMIN_KEY_ENV,
@@ -23,6 +22,7 @@ from sim.cli.options import (
     refuse_transport,
     seconds,
 )
+from sim.exits import ExitCode
 from sim.run.results import results_folder
 from sim.sweep.compare import (
     CompareConfig,

@@ -9,8 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from sim.cli.exits import ExitCode
 from sim.cli.options import positive_int, tolerance
+from sim.exits import ExitCode
 from sim.output.diff import Change, compare_runs, load_rows
 
 __all__ = ["add_parser", "command"]

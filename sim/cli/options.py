@@ -16,8 +16,8 @@ from typing import NoReturn
 
 from rich.console import Console
 
-from sim.cli.exits import ExitCode
 from sim.errors import ConfigError
+from sim.exits import ExitCode
 from sim.profiles.mqtt_settings import TRANSPORTS
 from sim.run.machine_share import parse_cpus
 

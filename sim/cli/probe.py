@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sim.cli.exits import ExitCode
 from sim.cli.options import ADMIN_KEY_ENV
+from sim.exits import ExitCode
 
 __all__ = ["add_parser", "command"]
 

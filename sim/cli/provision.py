@@ -8,8 +8,8 @@ from typing import Any
 
 from rich.console import Console
 
-from sim.cli.exits import ExitCode
 from sim.cli.options import add_profile_option, add_target_options, positive_int
+from sim.exits import ExitCode
 from sim.fleet.admin import DEFAULT_CHUNK
 from sim.fleet.model import CREDENTIAL_KINDS
 from sim.output.progress import ConsoleProgress

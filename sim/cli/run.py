@@ -9,7 +9,6 @@ from typing import Any
 from rich.console import Console
 
 from sim.account.storms import parse_run_scenario
-from sim.cli.exits import verdict_exit
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     add_master_options,
@@ -25,6 +24,7 @@ from sim.cli.options import (
     seconds,
 )
 from sim.errors import ConfigError
+from sim.exits import verdict_exit
 from sim.fleet.model import CREDENTIAL_KINDS
 from sim.shape.scenarios import REFRESH_MODES
 from sim.shape.stages import parse_stages

@@ -11,7 +11,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from sim.cli.exits import verdict_exit
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     add_embedded_algs,
@@ -23,6 +22,7 @@ from sim.cli.options import (
     logger,
     positive_int,
 )
+from sim.exits import verdict_exit
 from sim.output.progress import ConsoleProgress
 from sim.profiles import load_profile
 from sim.smoke import DEFAULT_ALGS, SmokeConfig, SmokeResult, run_smoke

@@ -9,11 +9,11 @@ from typing import Any
 
 from rich.console import Console
 
-from sim.cli.exits import ExitCode
 from sim.cli.options import positive_int
 from sim.device.seal import KEY_ENV, ClusterKey
 from sim.device.settings import REFUSED_EXIT
 from sim.errors import ConfigError
+from sim.exits import ExitCode
 from sim.run.distributed import parse_address
 
 __all__ = ["add_parser", "command"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -23,11 +24,29 @@ from target.jose.vocabulary import client_credentials_form
 __all__ = ["EmbeddedTarget", "TargetStartError", "free_port"]
 
 
+# Linux's range for the local ends of outgoing connections (and for bind to port 0).
+EPHEMERAL_PORTS = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_PICKED_PORT = 10_000  # below it sit most well-known services' ports
+
+
 def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing is bound to, for a server about to start on it.
+
+    Picked at random below the kernel's ephemeral range where there is room: a port the kernel
+    hands out (port 0) and we release goes back into that range, where any outgoing connection
+    (a load test opens thousands) may take it as its local end before the server binds it, and
+    the server then fails with "address already in use"."""
+    with contextlib.suppress(OSError, ValueError):
+        lowest_ephemeral = int(EPHEMERAL_PORTS.read_text().split()[0])
+        for _ in range(50):
+            port = secrets.SystemRandom().randrange(LOWEST_PICKED_PORT, lowest_ephemeral)
+            with socket.socket() as sock, contextlib.suppress(OSError):
+                sock.bind((host, port))
+                return port
     with socket.socket() as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+        return picked
 
 
 class EmbeddedTarget:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 from sim.errors import ConfigError
+from sim.outcomes import SCENARIOS, Scenario
 
 __all__ = [
     "ENDPOINTS",
@@ -18,8 +19,6 @@ __all__ = [
     "parse_scenarios",
 ]
 
-Scenario = Literal["issuance", "verification", "expiry", "rejection"]
-SCENARIOS: tuple[Scenario, ...] = get_args(Scenario)
 Endpoint = Literal["telemetry", "config", "data"]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
 # Method and path of each endpoint a device calls (``{id}`` is the device's id).

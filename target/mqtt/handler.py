@@ -4,6 +4,7 @@ its token expires."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -47,20 +48,29 @@ class DeviceHandler(BrokerProtocolHandler):
         self.rules: SessionRules | None = None
         self.asked_keepalive = False
         self._expiry: asyncio.TimerHandle | None = None
+        self._closes_at = math.inf  # exp + leeway, wall clock (set by ``admit``)
         self._closing: asyncio.Task[None] | None = None
 
     def admit(self, grant: AccessClaims, rules: SessionRules, asked_keepalive: bool) -> None:
         self.grant = grant
         self.rules = rules
         self.asked_keepalive = asked_keepalive
+        self._closes_at = grant.exp + rules.gate.leeway_s
+
+    def _expired(self) -> bool:
+        """Past exp + leeway: closed as the expiry timer closes it. The timer lags when the loop
+        is busy (a reconnect storm), so every PUBLISH and SUBSCRIBE compares the clock too."""
+        if time.time() < self._closes_at:
+            return False
+        self.close("token_expired")
+        return True
 
     async def start(self) -> None:
         await super().start()
         if self.grant is not None and self.rules is not None and self._expiry is None:
             # Cloud IoT Core's rule: a session lasts as long as its token (plus the leeway the
             # HTTP API allows); the device renews and connects again.
-            closes_at = self.grant.exp + self.rules.gate.leeway_s
-            delay_s = max(0.0, closes_at - time.time())
+            delay_s = max(0.0, self._closes_at - time.time())
             self._expiry = asyncio.get_running_loop().call_later(
                 delay_s, self.close, "token_expired"
             )
@@ -88,6 +98,10 @@ class DeviceHandler(BrokerProtocolHandler):
         if session.transitions.state == "connected" and rules.gate.lapsed(grant) == "revoked":
             self.close("revoked")
 
+    async def handle_subscribe(self, subscribe: Any) -> None:
+        if self._closing is None and not self._expired():
+            await super().handle_subscribe(subscribe)
+
     def handle_read_timeout(self) -> None:
         # amqtt's broker handler ignores it; MQTT 3.1.1 §3.1.2.10 says close after 1.5 keepalives.
         self.close("keepalive" if self.asked_keepalive else "idle")
@@ -108,6 +122,8 @@ class DeviceHandler(BrokerProtocolHandler):
             return
         if grant is None or rules is None:  # not admitted: cannot happen after CONNACK 0
             self.close("not_admitted")
+            return
+        if self._expired():
             return
         topic = packet.topic_name
         if topic is None or not is_own_topic(grant.sub, topic):

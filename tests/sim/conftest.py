@@ -6,15 +6,17 @@ that only read what they did."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import pytest
 import requests
@@ -128,11 +130,45 @@ class RealCommand(NamedTuple):
         return json.loads(self.done.stdout)
 
 
-def _real(folder: Path, *args: str, timeout: float = 120) -> RealCommand:
-    results = folder / "results"
-    started = time.monotonic()
-    done = fleetbench(*args, "--results", str(results), timeout=timeout)
-    return RealCommand(done, results, time.monotonic() - started)
+def _once(factory: pytest.TempPathFactory, name: str, make: Callable[[Path], object]) -> Path:
+    """The folder ``name`` that ``make`` filled once for this pytest run: the pytest-xdist
+    workers of one run share it (their base folders sit side by side), and the first to come
+    makes it while the others wait on its lock."""
+    root = factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    folder = root / name
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        if not (folder / "made").exists():
+            shutil.rmtree(folder, ignore_errors=True)  # a maker that failed half way
+            folder.mkdir()
+            make(folder)
+            (folder / "made").touch()
+    return folder
+
+
+def _real(
+    factory: pytest.TempPathFactory, name: str, *args: str, timeout: float = 120, step: bool = False
+) -> RealCommand:
+    """``fleetbench ARGS --results <folder>/results``, run once for this pytest run (``step``:
+    with ``$GITHUB_STEP_SUMMARY`` at ``<folder>/step_summary.md``, holding ``earlier step``)."""
+
+    def make(folder: Path) -> None:
+        with pytest.MonkeyPatch.context() as env:
+            if step:
+                (folder / "step_summary.md").write_text("earlier step\n")
+                env.setenv("GITHUB_STEP_SUMMARY", str(folder / "step_summary.md"))
+            started = time.monotonic()
+            done = fleetbench(*args, "--results", str(folder / "results"), timeout=timeout)
+        kept = {"args": done.args, "returncode": done.returncode, "stdout": done.stdout}
+        kept |= {"stderr": done.stderr, "wall_s": time.monotonic() - started}
+        (folder / "command.json").write_text(json.dumps(kept))
+
+    folder = _once(factory, name, make)
+    kept = json.loads((folder / "command.json").read_text())
+    wall_s = kept.pop("wall_s")
+    return RealCommand(subprocess.CompletedProcess(**kept), folder / "results", wall_s)
 
 
 @pytest.fixture(scope="session")
@@ -140,18 +176,14 @@ def real_smoke(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
     """``fleetbench smoke --devices 50``: the CI smoke (HS256 then ES256, 8 s each), smaller. As
     under GitHub Actions it appends its Markdown summary to ``$GITHUB_STEP_SUMMARY``: the file
     ``step_summary.md`` beside its results, which held ``earlier step`` before."""
-    folder = tmp_path_factory.mktemp("smoke")
-    (folder / "step_summary.md").write_text("earlier step\n")
-    with pytest.MonkeyPatch.context() as env:
-        env.setenv("GITHUB_STEP_SUMMARY", str(folder / "step_summary.md"))
-        return _real(folder, "smoke", "--devices", "50")
+    return _real(tmp_path_factory, "smoke", "smoke", "--devices", "50", step=True)
 
 
 @pytest.fixture(scope="session")
 def real_micro_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
     """``fleetbench compare --micro-only`` of HS256, ES256 and EdDSA, two rounds, ``--json``."""
     return _real(
-        tmp_path_factory.mktemp("compare"), "compare", "--json", "--micro-only",
+        tmp_path_factory, "compare", "compare", "--json", "--micro-only",
         "--algs", "HS256,ES256,EdDSA", "--repeat", "2", "--micro-budget", "0.02",
     )  # fmt: skip
 
@@ -160,7 +192,7 @@ def real_micro_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
 def real_e2e_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
     """``fleetbench compare`` end to end: HS256 and ES256, a 3 s round of 5 devices, ``--json``."""
     return _real(
-        tmp_path_factory.mktemp("e2e"), "compare", "--json", "--algs", "HS256,ES256",
+        tmp_path_factory, "e2e", "compare", "--json", "--algs", "HS256,ES256",
         "--repeat", "1", "--micro-budget", "0.02", "--duration", "3", "--devices", "5",
         timeout=180,
     )  # fmt: skip
@@ -168,8 +200,11 @@ def real_e2e_compare(tmp_path_factory: pytest.TempPathFactory) -> RealCommand:
 
 @pytest.fixture(scope="session")
 def real_mixed_summary(tmp_path_factory: pytest.TempPathFactory) -> Summary:
-    """One real mixed run for the whole session; its summary.json is at ``run.results``."""
-    return mixed_run(tmp_path_factory.mktemp("mixed"))
+    """One real mixed run for the whole pytest run (its workers share it); its summary.json is at
+    ``run.results``."""
+    # As the run wrote it (read_summary's typed decoding would not write back the same text).
+    written = (_once(tmp_path_factory, "mixed", mixed_run) / "summary.json").read_text()
+    return cast(Summary, json.loads(written))
 
 
 @pytest.fixture

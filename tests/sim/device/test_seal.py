@@ -51,7 +51,10 @@ def test_the_proof_answers_one_challenge_for_one_worker() -> None:
     assert not key.proves(CHALLENGE, "w1", "not bytes")
 
 
-@pytest.mark.parametrize("text", ["short", "x" * 43 + "!", new_key_text()[:-2]])
+# Named ids: a random key in a test's id differs between pytest-xdist's workers, which refuse that.
+@pytest.mark.parametrize(
+    "text", ["short", "x" * 43 + "!", new_key_text()[:-2]], ids=["short", "bad-char", "truncated"]
+)
 def test_a_bad_key_is_one_line_that_does_not_echo_it(text: str) -> None:
     with pytest.raises(ConfigError, match=KEY_ENV) as raised:
         ClusterKey(text)

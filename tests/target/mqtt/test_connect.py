@@ -131,6 +131,7 @@ def test_an_mqtt_5_client_is_told_the_version_is_unsupported(target: EmbeddedTar
         b"\x10\x0c\x00\x04MQTT\x04\xc2\x00\x3c\x00\x02\xff\xfe",  # bad UTF-8, then silence
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
     ],
+    ids=["random", "huge-connect", "bad-utf8", "http"],  # the same in every pytest-xdist worker
 )
 def test_garbage_closes_the_socket_and_http_still_answers(
     target: EmbeddedTarget, garbage: bytes

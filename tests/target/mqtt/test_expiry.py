@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import time
 from collections.abc import Iterator
 
 import pytest
 import requests
 
 from sim.run.embedded import EmbeddedTarget
-from tests.target.helpers import claims_of, client_token, new_device
+from tests.target.helpers import admin_headers, claims_of, client_token, new_device
 from tests.target.mqtt.clients import ACCEPTED, BAD_CREDENTIALS, Device, connack_of
 
 pytestmark = pytest.mark.slow
@@ -39,3 +42,37 @@ def test_a_session_is_closed_at_its_tokens_expiry_and_counted(short_lived: Embed
     renewed = client_token(short_lived, registered)
     assert claims_of(renewed)["exp"] > claims_of(token)["exp"]
     assert connack_of(short_lived, registered.id, renewed) == ACCEPTED
+
+
+def test_a_reading_sent_past_expiry_is_refused_even_if_the_timer_is_late(
+    short_lived: EmbeddedTarget,
+) -> None:
+    """The broker is frozen (SIGSTOP) across exp, so its timer is late, as in a reconnect storm;
+    the reading and SUBSCRIBE waiting in its socket get no PUBACK, no SUBACK, no store."""
+    registered = new_device(short_lived)
+    token = client_token(short_lived, registered)
+    exp = float(claims_of(token)["exp"])
+    pid = short_lived.pid
+    assert pid is not None
+    device = Device(short_lived, registered.id, token)
+    try:
+        assert device.connect() == ACCEPTED
+        device.publish_reading(1).wait_for_publish(10)
+        time.sleep(max(0.0, exp - 0.5 - time.time()))
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(max(0.0, exp + 1.0 - time.time()))
+            late = device.publish_reading(2)
+            device.client.subscribe(f"devices/{registered.id}/commands", qos=1)
+            time.sleep(0.3)  # in the broker's socket before it runs again
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert device.disconnected.wait(10)
+        assert not late.is_published()
+        assert not device.subscribed.is_set()  # no SUBACK on the expired session
+    finally:
+        device.close()
+    stats = requests.get(
+        f"{short_lived.url}/admin/stats", headers=admin_headers(short_lived), timeout=10
+    ).json()
+    assert stats["devices"][registered.id]["received"] == 1
