@@ -271,7 +271,9 @@ def load_profile(name_or_path: str, env: Mapping[str, str]) -> Profile:
         at = _AT.match(str(e)).group(2) or ""  # type: ignore[union-attr]
         raise error(_path(at), "a value from the environment does not fit this key") from None
     _check(profile, error)
-    return msgspec.structs.replace(profile, source=label, reads=tuple(sorted(reads)))
+    return msgspec.structs.replace(
+        profile, source=label, reads=tuple(sorted(reads)), has_mqtt="mqtt" in data
+    )
 
 
 def _check(profile: Profile, error: Any) -> None:

@@ -253,6 +253,9 @@ class Profile(_Struct, frozen=True):
     mqtt: Mqtt = msgspec.field(default_factory=Mqtt)
     source: str = ""  # where it was loaded from (set by the loader, not the file)
     reads: tuple[str, ...] = ()  # the environment variables it names (set by the loader)
+    # Whether the file has an [mqtt] section (set by the loader): `mqtt` is filled either way,
+    # with our target's contract, but only a profile that names its broker may drive another.
+    has_mqtt: bool = False
 
     @property
     def minted(self) -> bool:

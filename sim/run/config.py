@@ -221,10 +221,10 @@ class RunConfig:
             )
         if self.endpoint not in (None, "telemetry"):
             raise ConfigError("--transport mqtt publishes telemetry: drop --endpoint")
-        if self.loaded_profile.name != "fleetbench":
+        if self.loaded_profile.name != "fleetbench" and not self.loaded_profile.has_mqtt:
             raise ConfigError(
-                f"--transport mqtt speaks our target's MQTT contract: profile "
-                f"{self.loaded_profile.name} describes another API"
+                f"--transport mqtt needs the profile's [mqtt] section: profile "
+                f"{self.loaded_profile.name} has none"
             )
         if self.target is not None and self.mqtt_port is None:
             raise ConfigError("--transport mqtt with --target needs --mqtt-port (its broker)")

@@ -9,6 +9,7 @@ import pytest
 
 import sim.profiles
 from sim.device.settings import SimConfig
+from sim.errors import ConfigError
 from sim.run.config import RunConfig
 from sim.run.distributed import START_SPREAD_S
 from sim.shape.stages import parse_stages
@@ -76,3 +77,28 @@ def test_a_profile_file_named_from_here_is_found_from_locusts_folder(
     assert settings.leeway_s == 10.0  # the embedded target's, with an hour's tokens
     assert (settings.distributed, settings.start_spread_s) == (False, 0.0)
     assert (settings.rate_rps, settings.stages, settings.storm) == (None, None, None)
+
+
+def test_transport_mqtt_takes_a_profile_with_an_mqtt_section() -> None:
+    config = RunConfig(
+        transport="mqtt",
+        profile="emqx-jwt",
+        target="http://127.0.0.1:1",
+        admin_key="k",
+        mqtt_port=1,
+    )
+    config.check()  # another API's profile, with its broker named: no refusal
+    assert config.loaded_profile.has_mqtt
+
+
+def test_transport_mqtt_names_the_missing_mqtt_section() -> None:
+    with pytest.raises(
+        ConfigError, match=r"^--transport mqtt needs the profile's \[mqtt\] section"
+    ):
+        RunConfig(
+            transport="mqtt",
+            profile="flask-jwt-extended",
+            target="http://127.0.0.1:1",
+            admin_key="k",
+            mqtt_port=1,
+        ).check()
