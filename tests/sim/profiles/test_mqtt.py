@@ -11,6 +11,7 @@ from sim.errors import ConfigError
 from sim.profiles import ProfileError, load_profile
 from sim.profiles.mqtt import broker_host, credentials, mqtt_settings, topic
 from sim.run.config import RunConfig
+from sim.run.embedded import EmbeddedTarget
 from sim.run.runner import run_benchmark
 from tests.commands import REPO, fleetbench_here
 
@@ -164,3 +165,24 @@ def test_a_runs_devices_connect_as_the_profiles_mqtt_section_says(tmp_path: Path
     assert mqtt["connack_codes"].get("2", 0) >= 3, mqtt["connack_codes"]
     assert mqtt["connack_codes"].get("0", 0) == 0
     assert not summary["verdict"]["passed"]
+
+
+@pytest.mark.slow
+def test_a_run_through_the_emqx_example_adds_up_on_our_broker(tmp_path: Path) -> None:
+    """The shipped EMQX example drives another broker's devices: pointed at our target and its
+    broker, its run connects every device, and every reading sent is acknowledged and received."""
+    with EmbeddedTarget("ES256", mqtt=True) as target:
+        assert target.mqtt_port is not None
+        summary = run_benchmark(
+            RunConfig(
+                transport="mqtt", profile="emqx-jwt", target=target.url,
+                admin_key=target.admin_key, mqtt_port=target.mqtt_port, devices=4,
+                duration_s=3, interval_s=0.25, results=tmp_path / "results",
+            )
+        )  # fmt: skip
+    mqtt = summary.get("mqtt")
+    assert mqtt is not None and mqtt["connack_codes"] == {"0": 4}, mqtt
+    telemetry = summary["telemetry"]
+    assert telemetry["sent"] == telemetry["acknowledged"] == telemetry["received"] > 0
+    assert summary["outcomes"]["accepted_invalid"] == summary["outcomes"]["refused_valid"] == 0
+    assert summary["verdict"]["passed"]
