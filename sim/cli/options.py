@@ -12,19 +12,20 @@ import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from rich.console import Console
 
 from sim.errors import ConfigError
 from sim.exits import ExitCode
-from sim.profiles.mqtt_settings import TRANSPORTS
+from sim.profiles.mqtt_settings import MQTT_SESSIONS, TRANSPORTS, MqttSessions
 from sim.run.machine_share import parse_cpus
 
 __all__ = [
     "ADMIN_KEY_ENV",
     "Parser",
     "add_embedded_algs",
+    "add_mqtt_session_option",
     "add_target_options",
     "add_transport_options",
     "check_transport",
@@ -32,6 +33,7 @@ __all__ = [
     "duration",
     "embedded_algs",
     "logger",
+    "mqtt_session_of",
     "positive_float",
     "positive_int",
     "ratio",
@@ -187,6 +189,31 @@ def add_transport_options(p: argparse.ArgumentParser, *, broker_port: bool = Tru
             metavar="N",
             help="with --transport mqtt and --target: the broker's port on the target's host",
         )
+
+
+def add_mqtt_session_option(p: argparse.ArgumentParser, default: MqttSessions) -> None:
+    """``--mqtt-session``: a session held across a device's readings, or one per reading. The
+    parsed default is None: given without ``--transport mqtt`` it is refused, not ignored."""
+    p.add_argument(
+        "--mqtt-session",
+        choices=MQTT_SESSIONS,
+        help="with --transport mqtt: held (one CONNECT per token lifetime) or per-reading"
+        " (CONNECT, PUBLISH, DISCONNECT for each reading: a token check per reading);"
+        f" default {default}",
+    )
+
+
+def mqtt_session_of(
+    transport: str, session: str | None, default: MqttSessions, mqtt_ports: list[str] | None = None
+) -> MqttSessions:
+    """The sessions of ``--transport mqtt`` (``default`` when not given); ``--mqtt-session`` or
+    ``--mqtt-port`` with HTTP devices is one line."""
+    if transport != "mqtt":
+        if session is not None:
+            raise ConfigError("--mqtt-session is the sessions of --transport mqtt")
+        if mqtt_ports:
+            raise ConfigError("--mqtt-port is the broker of --transport mqtt")
+    return cast(MqttSessions, session or default)
 
 
 def refuse_transport(p: argparse.ArgumentParser, command: str) -> None:
