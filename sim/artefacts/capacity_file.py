@@ -13,6 +13,7 @@ __all__ = [
     "CapacityFile",
     "CapacityParameters",
     "CapacityStep",
+    "RateOf",
     "SecondOpinion",
     "StepPhase",
     "StepVerdict",
@@ -23,6 +24,7 @@ CAPACITY_SCHEMA: Final = "fleetbench.capacity/1"
 
 
 StepPhase = Literal["raise", "narrow"]
+RateOf = Literal["requests", "connects", "publishes"]
 # met; or what broke it: the corrected latency, the error budget, a target that did not take the
 # rate (sent short of asked), no answers at all; or the generator was the limit (search ends).
 StepVerdict = Literal["met", "latency", "errors", "shortfall", "no_answers", "generator"]
@@ -117,6 +119,12 @@ class CapacityParameters(TypedDict):
     narrow_steps: int
     interval_s: float  # the real fleet's reporting interval
     endpoint: str | None
+    # How the devices spoke (absent in files from before MQTT: http), and what the searched
+    # rate counts: HTTP requests, or over MQTT CONNECTs (a session per reading: the broker's
+    # auth) or QoS 1 PUBLISHes (sessions held).
+    transport: NotRequired[Literal["http", "mqtt"]]
+    rate_of: NotRequired[RateOf]
+    mqtt_session: NotRequired[Literal["held", "per-reading"]]
 
 
 class CapacityFile(TypedDict):

@@ -26,9 +26,9 @@ __all__ = [
     "Parser",
     "add_embedded_algs",
     "add_mqtt_session_option",
+    "add_sweep_transport_options",
     "add_target_options",
     "add_transport_options",
-    "check_transport",
     "cpus",
     "duration",
     "embedded_algs",
@@ -37,7 +37,6 @@ __all__ = [
     "positive_float",
     "positive_int",
     "ratio",
-    "refuse_transport",
     "seconds",
     "tolerance",
 ]
@@ -216,23 +215,19 @@ def mqtt_session_of(
     return cast(MqttSessions, session or default)
 
 
-def refuse_transport(p: argparse.ArgumentParser, command: str) -> None:
-    """``--transport`` on a command that has only HTTP devices yet: named, and refused in one
-    line (never silently ignored)."""
+def add_sweep_transport_options(p: argparse.ArgumentParser) -> None:
+    """compare's and capacity's ``--transport``: a broker port per algorithm's ``--target``, and
+    sessions per reading by default (every reading a CONNECT: the auth cost is the question)."""
+    add_transport_options(p, broker_port=False)
     p.add_argument(
-        "--transport",
-        choices=TRANSPORTS,
-        default="http",
-        help=f"http only: {command} has no MQTT devices yet (fleetbench run and smoke have)",
+        "--mqtt-port",
+        action="append",
+        default=[],
+        metavar="[ALG=]N",
+        help="with --transport mqtt: the broker's port on ALG's --target host (repeat per"
+        " algorithm; bare: every algorithm)",
     )
-
-
-def check_transport(transport: str, command: str) -> None:
-    if transport != "http":
-        raise ConfigError(
-            f"{command} --transport {transport}: {command} has no MQTT devices yet; "
-            "fleetbench run and smoke have them"
-        )
+    add_mqtt_session_option(p, "per-reading")
 
 
 def add_profile_option(p: argparse.ArgumentParser) -> None:

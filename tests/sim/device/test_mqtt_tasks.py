@@ -24,7 +24,6 @@ from sim.run.config import RunConfig
 from sim.run.embedded import free_port
 from sim.run.runner import run_benchmark
 from sim.smoke.engine import SmokeConfig
-from tests.commands import fleetbench_here
 from tests.sim.conftest import serve_process
 
 DEVICES = 6
@@ -247,14 +246,6 @@ def test_two_locust_workers_merge_the_mqtt_account_exactly(tmp_path: Path) -> No
             r for r in csv.DictReader(f) if r["Type"] == "MQTT" and r["Name"].endswith(PUBLISH_ROW)
         ]
     assert sum(int(r["Request Count"]) for r in published) == mqtt["publish"]["count"]
-
-
-@pytest.mark.parametrize("command", ["compare", "capacity"])
-def test_commands_without_mqtt_devices_refuse_the_flag_in_one_line(command: str) -> None:
-    result = fleetbench_here(command, "--transport", "mqtt")
-    assert result.returncode == 2, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert f"{command} has no MQTT devices yet" in result.stderr
 
 
 def test_smoke_over_mqtt_runs_the_steady_state_over_mqtt() -> None:
