@@ -577,7 +577,8 @@ def account_lines(result: CompareFile) -> list[str]:
             continue
         cut = account["sent"] - account["received"]
         lines.append(
-            f"{alg}: readings over {account['rounds']} rounds: sent {account['sent']:,},"
+            f"{alg}: readings over {account['rounds']} round{'s' * (account['rounds'] != 1)}:"
+            f" sent {account['sent']:,},"
             f" acknowledged {account['acknowledged']:,}, received {account['received']:,}"
             f" ({account['unacknowledged']:,} held whose PUBACK the stop cut off, {cut:,} cut off"
             f" before the broker), lost {account['lost']:,}: "
