@@ -157,7 +157,7 @@ def test_a_session_per_reading_connects_for_every_reading_on_its_slot(tmp_path: 
     assert CONNECT_ROW in warmed
     assert mqtt["connect"]["count"] >= mqtt["publish"]["count"] > 2 * DEVICES
     assert mqtt["reconnects"] == mqtt["connect"]["count"] - DEVICES
-    assert sum(mqtt["closes"].values()) * 10 <= mqtt["connect"]["count"], mqtt["closes"]
+    assert mqtt["closes"] == {}
     telemetry = summary["telemetry"]
     assert telemetry["acknowledged"] == mqtt["publish"]["outcomes"].get("ok", 0)
     assert telemetry.get("lost") == 0 and telemetry["sent"] >= telemetry.get("distinct", -1)

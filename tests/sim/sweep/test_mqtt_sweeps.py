@@ -55,9 +55,7 @@ def test_compare_over_mqtt_gives_both_algorithms_connect_and_publish_rows(
         mqtt = summary["mqtt"]
         # A session per reading: a CONNECT for every reading, far more than one per device.
         assert mqtt["connect"]["count"] >= mqtt["publish"]["count"] > DEVICES
-        # The device's own DISCONNECTs are not losses: counted as closes, they would be one a
-        # reading (the embedded broker ends a rare session itself on a busy machine).
-        assert sum(mqtt["closes"].values()) * 10 <= mqtt["connect"]["count"], mqtt["closes"]
+        assert mqtt["closes"] == {}  # the device's own DISCONNECTs are not losses
         # The broker verified each CONNECT timed, and at most one more per device (cut off by
         # the stop before its CONNACK was read).
         verified = summary["server"]["verify"][alg]["count"]
