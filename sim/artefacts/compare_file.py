@@ -30,8 +30,9 @@ class CompareAccount(TypedDict):
     """Over MQTT: the readings of an algorithm's rounds, summed: sent (published), acknowledged
     (PUBACKed), received (distinct readings the target holds, by its ``/admin/stats``),
     unacknowledged (held, their PUBACK cut off by a round's stop), lost (acknowledged, not
-    held). ``exact``: in every round sent = acknowledged + unacknowledged + never arrived (cut
-    off at the stop), none lost."""
+    held). ``available``: every round had the target's own count (a profile's ``[stats]``).
+    ``exact``: in every round sent = acknowledged + unacknowledged + never arrived (cut off at
+    the stop), none lost."""
 
     rounds: int
     sent: int
@@ -39,6 +40,7 @@ class CompareAccount(TypedDict):
     received: int
     unacknowledged: int
     lost: int
+    available: bool
     exact: bool
 
 

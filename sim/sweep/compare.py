@@ -58,9 +58,11 @@ __all__ = [
     "CompareError",
     "EndToEndLoad",
     "account_lines",
+    "add_round_account",
     "capacity_lines",
     "check_alg_run",
     "check_token_algs",
+    "new_account",
     "parse_algs",
     "parse_per_alg",
     "run_compare",
@@ -353,7 +355,7 @@ def _end_to_end(
         }
         if config.end_to_end is not None and config.end_to_end.transport == "mqtt":
             figures.update(_mqtt_figures(alg, rows))
-            _add_account(accounts.setdefault(alg, _new_account()), summary)
+            add_round_account(accounts.setdefault(alg, new_account()), summary)
         else:
             row = max(rows, key=lambda r: r["count"])
             figures["e2e_rps"] = row["rps"]
@@ -383,14 +385,14 @@ def _mqtt_figures(alg: str, rows: list[RequestRow]) -> dict[str, float | bool]:
     return figures
 
 
-def _new_account() -> CompareAccount:
+def new_account() -> CompareAccount:
     return {
         "rounds": 0, "sent": 0, "acknowledged": 0, "received": 0, "unacknowledged": 0,
-        "lost": 0, "exact": True,
+        "lost": 0, "available": True, "exact": True,
     }  # fmt: skip
 
 
-def _add_account(account: CompareAccount, summary: Summary) -> None:
+def add_round_account(account: CompareAccount, summary: Summary) -> None:
     """One round's telemetry account into its algorithm's. ``received``: distinct readings the
     target holds. Exact while every round's readings add up: each acknowledged one held (none
     lost; the run's verdict already fails on a lost one), and each held one sent; what the stop
@@ -404,8 +406,9 @@ def _add_account(account: CompareAccount, summary: Summary) -> None:
     account["received"] += received or 0
     account["unacknowledged"] += telemetry.get("unacknowledged", 0)
     account["lost"] += telemetry.get("lost", 0)
+    account["available"] = account["available"] and telemetry["available"] and received is not None
     account["exact"] = account["exact"] and (
-        telemetry["available"]
+        account["available"]
         and received is not None
         and not telemetry.get("lost")
         and telemetry["acknowledged"] + telemetry.get("unacknowledged", 0) == received
@@ -575,10 +578,17 @@ def account_lines(result: CompareFile) -> list[str]:
         account = entry.get("telemetry")
         if account is None:
             continue
+        rounds = f"{account['rounds']} round{'s' * (account['rounds'] != 1)}"
+        if not account["available"]:
+            lines.append(
+                f"{alg}: readings over {rounds}: sent {account['sent']:,}, acknowledged"
+                f" {account['acknowledged']:,}; the target's own count is not available"
+                " (its profile has no [stats]): the account cannot be shown exact"
+            )
+            continue
         cut = account["sent"] - account["received"]
         lines.append(
-            f"{alg}: readings over {account['rounds']} round{'s' * (account['rounds'] != 1)}:"
-            f" sent {account['sent']:,},"
+            f"{alg}: readings over {rounds}: sent {account['sent']:,},"
             f" acknowledged {account['acknowledged']:,}, received {account['received']:,}"
             f" ({account['unacknowledged']:,} held whose PUBACK the stop cut off, {cut:,} cut off"
             f" before the broker), lost {account['lost']:,}: "

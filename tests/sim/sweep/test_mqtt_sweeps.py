@@ -4,17 +4,20 @@ artefacts read back against their types."""
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from sim.artefacts.codec import read_capacity, read_compare
-from sim.artefacts.compare_file import figure_of
+from sim.artefacts.compare_file import CompareFile, figure_of
+from sim.artefacts.summary_file import Summary
 from sim.run.embedded import EmbeddedTarget
-from sim.sweep.compare import MQTT_FIGURES
+from sim.sweep.compare import MQTT_FIGURES, account_lines, add_round_account, new_account
 from tests.commands import fleetbench, fleetbench_here
+from tests.sim.conftest import SUMMARIES
 
 DEVICES = 5
 
@@ -157,3 +160,32 @@ def test_mqtt_sweeps_misused_are_one_line_and_exit_2(
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and says in lines[0], done.stderr
+
+
+def test_the_rounds_account_is_exact_only_with_the_targets_own_count() -> None:
+    """compare's account over its rounds, from a real MQTT run's summary: exact when the target
+    held every acknowledged reading; not exact with one lost, nor without the target's count."""
+    summary = cast(Summary, json.loads((SUMMARIES / "mqtt.json").read_text()))
+    sent = summary["telemetry"]["sent"]
+    account = new_account()
+    for _ in range(2):
+        add_round_account(account, summary)
+    assert account["rounds"] == 2 and account["sent"] == account["received"] == 2 * sent
+    assert account["available"] and account["exact"]
+    lost = copy.deepcopy(summary)
+    lost["telemetry"]["lost"] = 1
+    lost["telemetry"]["distinct"] = sent - 1
+    add_round_account(account, lost)
+    assert (account["lost"], account["exact"]) == (1, False)  # one round lost one: not exact
+    foreign = copy.deepcopy(summary)
+    foreign["telemetry"] = {"available": False, "devices": 6, "sent": sent, "acknowledged": sent}
+    unknown = new_account()
+    add_round_account(unknown, foreign)
+    assert not unknown["available"] and not unknown["exact"]
+    result = cast(
+        CompareFile,
+        {"algorithms": {"HS256": {"telemetry": account}, "ES256": {"telemetry": unknown}}},
+    )
+    lines = account_lines(result)
+    assert "lost 1: NOT exact" in lines[0] and "over 3 rounds" in lines[0]
+    assert "count is not available" in lines[1] and "over 1 round:" in lines[1]
