@@ -316,10 +316,15 @@ def judge(
     error_ratio = errors / requests if requests else 1.0
     at_objective = cast(Mapping[str, float], corrected).get(objective.percentile)
     limit = account["limit"]
+    # Readings acknowledged that the target does not hold (MQTT's PUBACK, HTTP's 202): the
+    # exact account broke, and no rate at which it breaks is a capacity.
+    lost = summary["telemetry"].get("lost", 0)
     verdict: StepVerdict = "met"
     # "both": the target was saturated too, so a break there is the target's as well: judged on
     # its figures (the line says the generator was busy); "generator" alone ends the search.
-    if limit == "generator":
+    if lost:
+        verdict = "lost"  # first: whoever was the limit, the target broke the account
+    elif limit == "generator":
         verdict = "generator"
     elif at_objective is None or requests == 0:
         verdict = "no_answers"
@@ -334,6 +339,7 @@ def judge(
         and at_objective is not None
         and at_objective <= objective.limit_us
         and error_ratio <= error_budget
+        and not lost
     )
     step: CapacityStep = {
         "phase": phase,
@@ -347,6 +353,7 @@ def judge(
         "requests": requests,
         "errors": errors,
         "error_ratio": round(error_ratio, 6),
+        "lost": lost,
         "limit": limit,
         "met": met,
         "verdict": verdict,

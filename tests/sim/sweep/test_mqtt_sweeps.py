@@ -15,6 +15,7 @@ from sim.artefacts.codec import read_capacity, read_compare
 from sim.artefacts.compare_file import CompareFile, figure_of
 from sim.artefacts.summary_file import Summary
 from sim.run.embedded import EmbeddedTarget
+from sim.sweep.capacity import judge, parse_slo
 from sim.sweep.compare import MQTT_FIGURES, account_lines, add_round_account, new_account
 from tests.commands import fleetbench, fleetbench_here
 from tests.sim.conftest import SUMMARIES
@@ -110,6 +111,15 @@ def test_capacity_over_mqtt_searches_connects_per_second(tmp_path: Path) -> None
     assert parameters["mqtt_session"] == "per-reading"
     _found_a_figure_or_a_floor(result, "HS256")
     assert result["algorithms"]["HS256"]["second_opinion"] is None  # HTTP's client only
+    # The exact account is part of the objective: the same step with one acknowledged reading
+    # the target does not hold is judged lost, not met, whatever its latency.
+    step = result["algorithms"]["HS256"]["steps"][0]
+    summary = cast(Summary, _summary(Path(step["results"])))
+    objective, budget = parse_slo("p99=2s"), 0.05
+    assert judge(summary, objective, budget, "raise")["lost"] == 0
+    summary["telemetry"]["lost"] = 1
+    judged = judge(summary, objective, budget, "raise")
+    assert (judged["verdict"], judged["met"], judged["lost"]) == ("lost", False, 1)
     assert "CONNECTs/s" in stdout
     assert code == 0, stdout
 
