@@ -177,14 +177,16 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         ours, theirs, ratio = row["capacity"], row["wrk2"], row["ratio"]
         name = f"{row['alg']} on {row['api']}"
+        if ours["generator_limited"]:  # first: a search the generator stopped measured it
+            bound = (
+                "no rate met the objective before it" if ratio is None else f"ratio >= {ratio:.2f}"
+            )
+            lines.append(
+                f"{name}: capacity's figure is a floor set by the generator: {bound}, no verdict"
+            )
+            continue
         if ratio is None:
             lines.append(f"{name}: no ratio (a search found no rate that met {row['slo']})")
-            continue
-        if ours["generator_limited"]:
-            lines.append(
-                f"{name}: capacity's figure is a floor set by the generator: ratio >= {ratio:.2f},"
-                " no verdict"
-            )
             continue
         if ours["floor"] or theirs["floor"]:
             lines.append(f"{name}: a search still met the objective at its last rate: no verdict")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.capacity import NO_WRK2, compare_with_wrk2, endpoint_of, main
+from benchmarks.capacity import NO_WRK2, _verdicts, compare_with_wrk2, endpoint_of, main
 from benchmarks.service import ServiceError
 from sim.sweep.capacity import CapacityConfig, parse_slo
 
@@ -68,6 +68,19 @@ def test_a_profile_without_the_path_wrk2_sends_is_said() -> None:
     assert endpoint_of("fleetbench", "/api/data") == "data"
     with pytest.raises(ServiceError, match="no endpoint at /nowhere"):
         endpoint_of("fleetbench", "/nowhere")
+
+
+def test_a_search_the_generator_stopped_says_floor_even_with_no_rate_met() -> None:
+    # It said "no ratio (a search found no rate that met ...)", as if the target had broken it.
+    stopped = {"max_rate": None, "floor": True, "generator_limited": True}
+    found = {"max_rate": 5400.0, "floor": False, "generator_limited": False}
+    row = {"alg": "ES256", "api": "embedded", "slo": "p99=50ms", "ratio": None}
+    (line,) = _verdicts([{**row, "capacity": stopped, "wrk2": found}])
+    assert line.startswith("ES256 on embedded: capacity's figure is a floor set by the generator")
+    (line,) = _verdicts(
+        [{**row, "capacity": {**found, "max_rate": 4860.0}, "wrk2": found, "ratio": 0.9}]
+    )
+    assert line == "ES256 on embedded: capacity / wrk2 = 0.90 (meets goal >= 0.8)"
 
 
 def test_a_wrk2_that_is_no_program_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
