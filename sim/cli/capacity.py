@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -149,7 +150,6 @@ def command(args: argparse.Namespace, console: Console) -> int:
     objective = parse_slo(args.slo)
     budget = parse_error_budget(args.error_budget)
     targets = targets_of(algs, args.target, args.profile)
-    folder = results_folder(args.results, "capacity")
     config = CapacityConfig(
         algs=algs,
         objective=objective,
@@ -169,14 +169,16 @@ def command(args: argparse.Namespace, console: Console) -> int:
         worker_wait_s=args.worker_wait,
         pin=not args.no_pin,
         generator_cpus=args.generator_cpus,
-        results=folder,
+        results=args.results or Path("results"),
         log=log,
         targets=targets,
         admin_key=args.admin_key,
         second_opinion=not args.no_second_opinion,
     )
+    config.check()  # a bad step count, --bind or --expect-workers: one line, before any folder
+    folder = results_folder(args.results, "capacity")
+    config = dataclasses.replace(config, results=folder)
     if args.master:
-        config.check()  # a bad --bind or a missing --expect-workers: one line, before the key
         # One key for every step's master: the workers join each step with the same one.
         os.environ[KEY_ENV] = master_key(
             os.environ, lambda line: print(line, file=sys.stderr, flush=True)
