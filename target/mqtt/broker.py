@@ -327,7 +327,7 @@ class MqttListener:
             seen = current
             for _, handler in list(self._broker.sessions.values()):
                 if isinstance(handler, DeviceHandler):
-                    handler.close_if_revoked()
+                    handler.close_if_lapsed()
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._open += 1
