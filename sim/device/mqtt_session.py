@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from gevent import select
+from gevent import get_hub
+from gevent.socket import wait as wait_on
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.matcher import MQTTMatcher
 
@@ -69,6 +70,11 @@ _MUTEXES = (
 )
 # A device subscribes to nothing: one empty topic matcher for all (each was 1.5 KB).
 _NO_SUBSCRIPTIONS = MQTTMatcher()  # type: ignore[no-untyped-call]
+_READ, _WRITE = 1, 2  # libev's EV_READ, EV_WRITE
+
+
+class _Quiet(Exception):
+    """Nothing on the socket within the wait's slice."""
 
 
 class _Client(mqtt.Client):
@@ -174,6 +180,9 @@ class MqttSession:
         except (OSError, ValueError):
             return None
         self.pump(lambda: self.connack is not None, timeout_s)
+        # The CONNECT is on the wire: paho's bytes copy of the token (600 bytes a device) is
+        # not needed again; the next connect sets the password it presents.
+        client.username_pw_set(client.username, None)
         if self.connack is None:
             self.close()
         return self.connack
@@ -227,7 +236,7 @@ class MqttSession:
 
     def pump(self, done: Callable[[], bool], timeout_s: float) -> None:
         """Serve the socket (read, write, keepalive) until ``done()``, the socket closes or
-        ``timeout_s`` passes: the device's greenlet waits cooperatively in the select."""
+        ``timeout_s`` passes: the device's greenlet waits cooperatively on one libev watcher."""
         client = self.client
         deadline = time.monotonic() + timeout_s
         while not done():
@@ -235,17 +244,23 @@ class MqttSession:
             remaining_s = deadline - time.monotonic()
             if sock is None or remaining_s <= 0:
                 return
-            # poll, not select: select() stops at descriptor 1024, and a fleet has thousands.
-            poller = select.poll()
-            poller.register(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
-            events = 0
-            for _, found in poller.poll(min(remaining_s, self._slice_s) * 1000):
-                events |= found
-            readable = events & ~select.POLLOUT
-            writable = events & select.POLLOUT
-            if readable and client.loop_read() and client.socket() is None:
+            # One io watcher for the wait, not gevent's select.poll (its poll object, result,
+            # event and watcher list cost 1 KB per waiting device; select() also stops at
+            # descriptor 1024, and a fleet has thousands).
+            watcher = get_hub().loop.io(
+                sock.fileno(), _READ | (_WRITE if client.want_write() else 0)
+            )
+            try:
+                wait_on(watcher, min(remaining_s, self._slice_s), _Quiet)
+                woken = True
+            except _Quiet:
+                woken = False
+            finally:
+                watcher.close()
+            # paho's socket is non-blocking: a read or write with nothing to do returns at once.
+            if woken and client.want_write() and client.loop_write() and client.socket() is None:
                 return
-            if writable and client.loop_write() and client.socket() is None:
+            if woken and client.loop_read() and client.socket() is None:
                 return
             if client.socket() is not None:
                 client.loop_misc()
