@@ -120,6 +120,7 @@ class DeviceBroker(Broker):
         self._max_filters = settings.mqtt_max_connections * FILTERS_PER_CONNECTION
         self._filters_of: dict[str, set[str]] = {}  # client id -> its subscription filters
         self._subscriptions = _Filters()
+        self._stopping = False  # shutdown(): every session is cleaned up, connected or not
 
     def _count(self, result: str, connack: str) -> None:
         self._metrics.mqtt_connects.labels(result=result, connack=connack).inc()
@@ -243,6 +244,21 @@ class DeviceBroker(Broker):
                     (topic, QOS_0), client_session
                 )
         await self._client_message_loop(client_session, handler)
+
+    async def _cleanup_session(self, client_id: str) -> None:
+        # amqtt 0.12.1's session monitor lists the clean sessions it finds disconnected, then
+        # cleans them up one by one, awaiting each: a device that connected again meanwhile
+        # under the same client id (one that connects per reading) had its new, live session
+        # popped and its handler stopped, its connection closed under it. A session found
+        # connected again is no longer the monitor's; at shutdown every one goes.
+        found = self._sessions.get(client_id)
+        if not self._stopping and found is not None and found[0].transitions.is_connected():
+            return
+        await super()._cleanup_session(client_id)
+
+    async def shutdown(self) -> None:
+        self._stopping = True
+        await super().shutdown()
 
     async def _del_all_subscriptions(self, session: Session) -> None:
         # amqtt scans every filter in the broker for the session's: O(filters) per session ended
