@@ -53,7 +53,7 @@ GOAL_BYTES_PER_DEVICE = 30_000
 
 
 def _run(folder: Path, devices: int, duration_s: float, **config: Any) -> Summary:
-    return run_benchmark(
+    summary = run_benchmark(
         RunConfig(
             devices=devices,
             alg="secret",  # client credentials: no device keys to make for a large fleet
@@ -64,6 +64,10 @@ def _run(folder: Path, devices: int, duration_s: float, **config: Any) -> Summar
             **config,
         )
     )
+    if summary["run"]["interrupted"]:
+        # Ctrl-C stops the run it lands in with a summary: the bench stops too, not the run.
+        raise SimError(f"interrupted; the run so far is in {folder}")
+    return summary
 
 
 def _connect_rate(summary: Summary) -> tuple[float, int]:
