@@ -28,7 +28,7 @@ from sim.account.mqtt import (
     connack_counter,
 )
 from sim.device.keepalive import KeptConnection
-from sim.device.mqtt_session import MqttSession
+from sim.device.mqtt_session import MqttSession, ShortQueue
 from sim.device.run_state import MEASUREMENTS, STATE
 from sim.device.tokens import HeldToken
 from sim.device.trust_tasks import TrustDevice
@@ -238,6 +238,9 @@ class MqttDevice(TrustDevice):
     def mqtt_open(self) -> None:
         """Open the device's session (at its start), before its first reading; the HTTP client
         of its first token goes. A device with a session per reading opens none until then."""
+        tasks = getattr(self, "_taskset_instance", None)  # Locust's, made before on_start
+        if tasks is not None and not tasks._task_queue:
+            tasks._task_queue = ShortQueue()  # one task queued at a time: no 760-byte deque
         self._drop_idle_http()
         if not self._per_reading():
             self._reopen()
