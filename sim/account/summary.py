@@ -455,6 +455,8 @@ def build_summary(
         failures.append(f"{telemetry['lost']} acknowledged telemetry readings lost")
     if interrupted:
         failures.append("interrupted before the end")
+    if errors := measurements.counters.get("device_errors", 0):
+        failures.append(f"{errors} errors in fleetbench's own device code (see locust.log)")
     target_cpu = target_cpu or {"available": False}
     asked = _stages_asked(measurements, stages, started, stopped, interval_s)
     load = load_account(

@@ -410,6 +410,11 @@ def _on_init(environment: Any, **_: Any) -> None:
                 **extra,
             )
 
+    def on_user_error(**_: Any) -> None:
+        # Locust logs a device's uncaught exception and carries on: the run must not pass by it.
+        MEASUREMENTS.counters["device_errors"] += 1
+
+    environment.events.user_error.add_listener(on_user_error)
     environment.events.test_start.add_listener(on_test_start)
     environment.events.spawning_complete.add_listener(_freeze_heap)
     environment.events.test_stop.add_listener(on_test_stop)

@@ -177,3 +177,31 @@ def test_each_web_ui_start_hands_out_devices_afresh(
         assert test["requests"] > 20, tests
         # A fresh account each start, as Locust's own stats start afresh.
         assert test["requests"] == test["locust_requests"], tests
+
+
+USER_ERROR = textwrap.dedent(
+    """
+    import locust
+    from locust.env import Environment
+    from locust.event import Events
+    from sim.device import user as users
+    from sim.device.run_state import MEASUREMENTS
+
+    environment = Environment(events=Events())
+    users._on_init(environment)
+    environment.events.user_error.fire(user_instance=None, exception=RuntimeError("x"), tb=None)
+    print(MEASUREMENTS.counters["device_errors"])
+    """
+)
+
+
+@pytest.mark.slow  # Locust patches the interpreter it is imported into: its own process
+def test_an_error_in_a_devices_code_is_counted_for_the_verdict() -> None:
+    # Locust logs a device's uncaught exception and goes on; the account counts it, and a run
+    # with any fails ("errors in fleetbench's own device code"), so a broken device never passes
+    # as a slow target (an MQTT fleet once died in on_start, published nothing, and said PASS).
+    done = subprocess.run(
+        [sys.executable, "-c", USER_ERROR], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "1", done.stdout
