@@ -268,7 +268,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         flush=True,
     )
     try:
-        for line in connected_lines(connected(args.devices, args.interval, args.token_alg, folder)):
+        fleet = connected(args.devices, args.interval, args.token_alg, folder, args.settle)
+        for line in connected_lines(fleet):
             print(line, flush=True)
         if not args.no_storm:
             for line in storm_lines(
