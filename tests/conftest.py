@@ -35,34 +35,36 @@ SLOW_FIXTURES = frozenset({
 })  # fmt: skip
 NODE_FIXTURES = frozenset({"seed_express", "start_seed"})
 # The tests marked ``serial``: they saturate or measure the machine (benches, capacity searches on
-# our embedded target, the fleet's rate against the clock over two processes) or judge pinned
-# cores, so scripts/check runs them one at a time, with the machine to themselves, last.
+# our embedded target), judge a short run's rate or shortfall second by second (the open model,
+# overload, stages: a second lost to another test's start-up breaks them) or judge pinned cores,
+# so scripts/check runs them one at a time, with the machine to themselves, last.
 SERIAL = (
     "tests/benchmarks/",
-    "tests/sim/account/test_open_model.py::test_the_fleet_sends_the_rate_asked_over_two_processes",
+    "tests/sim/account/test_offered.py",
+    "tests/sim/account/test_open_model.py",
+    # Revokes half the fleet 7 s into a short run: beside four workers its revoked devices had
+    # not yet tried a new CONNECT when the run ended.
+    "tests/sim/device/test_mqtt_tasks.py::test_a_revoked_devices_connect_is_refused_as_expected",
     "tests/sim/run/test_machine_share.py",
+    "tests/sim/shape/test_stages.py",
     # Searches that double the rate until our embedded target (or the generator) gives out.
     "tests/sim/sweep/test_capacity.py::test_the_embedded_hs256_target_has_a_rate_that_meets_the_",
     "tests/sim/sweep/test_capacity.py::test_a_latency_break_on_the_embedded_target_gets_a_second",
     "tests/sim/test_processes.py",
 )
-# The tests marked ``paired``: they judge a run's timing, lag or storms, but mostly wait (a slow or
+# The tests marked ``paired``: they judge a run's timing, lag or storms with room to spare (a
+# recovery within the run, a share within 10 %, a loose objective), and mostly wait (a slow or
 # stalling target, a token lifetime, a few dozen requests a second; about a third of a core each),
 # so they must not run beside the first pass's load, yet two of them share the machine's two cores
-# well: scripts/check runs them two at a time between the first pass and the serial tests.
+# well: scripts/check runs them two at a time, a file per worker, between the first pass and the
+# serial tests.
 PAIRED = (
-    "tests/sim/account/test_offered.py",
-    "tests/sim/account/test_open_model.py",
     "tests/sim/account/test_storms.py",
     # Not a judge of rates, but the heaviest: a two-worker run, Prometheus and chromium at once
     # (beside four other workers on a busy machine its page outlasted the browser's waits).
     "tests/sim/output/test_metrics_endpoint.py::test_prometheus_graph_page_draws_the_run",
-    # Revokes half the fleet 7 s into a short run: beside four workers its revoked devices had
-    # not yet tried a new CONNECT when the run ended.
-    "tests/sim/device/test_mqtt_tasks.py::test_a_revoked_devices_connect_is_refused_as_expected",
     "tests/sim/run/test_distributed_open.py",
     "tests/sim/run/test_openprobe.py",
-    "tests/sim/shape/test_stages.py",
     "tests/sim/sweep/test_capacity.py",  # searches over a slow API: it sleeps, nobody computes
     "tests/sim/sweep/test_capacity_remote.py",
     "tests/sim/sweep/test_capacity_workers.py",

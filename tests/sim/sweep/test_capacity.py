@@ -28,8 +28,6 @@ SLOW_START_RPS = SLOW_CAPACITY_RPS / 2
 
 
 browser = pytest.mark.browser  # skipped without chromium (tests/conftest.py)
-# The tests of the module's slow API: on one pytest-xdist worker, so it and its search run once.
-slow_api_group = pytest.mark.xdist_group("slow_api")
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +95,6 @@ def slow_search(
     return code, result, stdout, folder / "capacity"
 
 
-@slow_api_group
 def test_a_slow_api_is_bracketed_and_narrowed_to_its_capacity(
     slow_api: str, slow_search: tuple[int, CapacityFile, str, Path]
 ) -> None:
@@ -153,7 +150,6 @@ def test_a_latency_break_on_the_embedded_target_gets_a_second_opinion(tmp_path: 
 
 
 @browser
-@slow_api_group
 def test_the_report_draws_latency_against_rate_per_step(
     slow_search: tuple[int, CapacityFile, str, Path],
 ) -> None:
@@ -171,7 +167,6 @@ def test_the_report_draws_latency_against_rate_per_step(
     assert "p99=250ms" in check.title
 
 
-@slow_api_group
 def test_a_slow_api_breaks_a_tight_objective_at_the_start_rate(
     slow_api: str, tmp_path: Path
 ) -> None:
