@@ -22,9 +22,10 @@ machine it ran on.
 
 ``--wrk2 PATH`` adds the constant-rate comparison (:mod:`benchmarks.wrk2`): per algorithm, one
 running service on the first core; the capacity search against it (``--target``, its own fleet,
-Locust on the other cores), then wrk2's highest constant rate at the same objective against the
-same service (one bearer token of one registered device, as many connections as the search has
-devices), and capacity's figure over wrk2's (goal: ES256 >= 0.8; a floor says floor).
+the profile's endpoint for the GET wrk2 sends, Locust on the other cores), then wrk2's highest
+constant rate at the same objective against the same service (one bearer token of one registered
+device, as many connections as the search has devices), and capacity's figure over wrk2's (goal:
+ES256 >= 0.8; a floor says floor).
 ``--api drf-simplejwt`` makes that service the Django REST Framework + SimpleJWT app of
 ``tests/apis`` with Django's PBKDF2 password hashing (a costly login: ~0.3 s of CPU each) instead
 of the embedded target, and runs only that comparison (goal: within 20 %); ``--wrk2-only`` runs
@@ -51,6 +52,7 @@ from benchmarks.wrk2 import Wrk2Error, wrk2_search
 from sim.artefacts.capacity_file import CapacityAlgorithm, CapacityFile, CapacityStep, SecondOpinion
 from sim.errors import SimError
 from sim.processes import split_cores
+from sim.profiles import load_profile
 from sim.run.embedded import EmbeddedTarget
 from sim.sweep.capacity import (
     EMBEDDED_PATH,
@@ -64,7 +66,7 @@ from sim.sweep.capacity import (
 )
 from sim.sweep.compare import AlgTarget, parse_algs
 
-__all__ = ["compare_with_wrk2", "main", "wrk_max_rps"]
+__all__ = ["compare_with_wrk2", "endpoint_of", "main", "wrk_max_rps"]
 
 GOAL_SHARE = 0.8
 # issue 26: on an API with costly logins, capacity's figure within 20 % of a constant-rate tool's.
@@ -109,6 +111,7 @@ def compare_with_wrk2(
         search = dataclasses.replace(
             config, algs=[alg], targets={alg: AlgTarget(service.url, service.profile)},
             admin_key=service.admin_key, generator_cpus=load_cpus, second_opinion=False,
+            endpoint=endpoint_of(service.profile, service.path),
             results=config.results / f"{api}-{alg}", log=log,
         )  # fmt: skip
         result = run_capacity(search)
@@ -130,11 +133,23 @@ def compare_with_wrk2(
         "alg": alg,
         "api": api,
         "slo": config.objective.text,
+        "path": service.path,  # what both clients sent
         "capacity": _figure(found),
         "wrk2": None if reference is None else _figure(reference),
         "ratio": ratio,
         "results": str(search.results),
     }
+
+
+def endpoint_of(profile: str, path: str) -> str:
+    """The profile's endpoint that sends the GET wrk2 sends (``path``): without it the search
+    drives the profile's default endpoint (ours: telemetry, a POST the target stores) while wrk2
+    reads ``/api/data``, and the ratio compares two different requests."""
+    endpoints = load_profile(profile, {}).endpoints
+    found = next((e.name for e in endpoints if e.method == "GET" and e.path == path), None)
+    if found is None:
+        raise ServiceError(f"profile {profile} has no endpoint at {path}: nothing to compare")
+    return found
 
 
 def _figure(entry: CapacityAlgorithm) -> dict[str, Any]:
@@ -162,14 +177,16 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
     for row in rows:
         ours, theirs, ratio = row["capacity"], row["wrk2"], row["ratio"]
         name = f"{row['alg']} on {row['api']}"
+        if ours["generator_limited"]:  # first: a search the generator stopped measured it
+            bound = (
+                "no rate met the objective before it" if ratio is None else f"ratio >= {ratio:.2f}"
+            )
+            lines.append(
+                f"{name}: capacity's figure is a floor set by the generator: {bound}, no verdict"
+            )
+            continue
         if ratio is None:
             lines.append(f"{name}: no ratio (a search found no rate that met {row['slo']})")
-            continue
-        if ours["generator_limited"]:
-            lines.append(
-                f"{name}: capacity's figure is a floor set by the generator: ratio >= {ratio:.2f},"
-                " no verdict"
-            )
             continue
         if ours["floor"] or theirs["floor"]:
             lines.append(f"{name}: a search still met the objective at its last rate: no verdict")
@@ -198,9 +215,9 @@ def _verdicts(rows: list[dict[str, Any]]) -> list[str]:
 
 def _print_wrk2(rows: list[dict[str, Any]]) -> None:
     print(
-        f"\nconstant-rate comparison (one running service; capacity's Locust, then wrk2, on the"
-        f" load cores):\n{'alg':6} {'api':14} {'objective':>10} {'capacity':>10} {'wrk2':>10}"
-        f" {'capacity/wrk2':>14}"
+        f"\nconstant-rate comparison (one running service, the same GET by both; capacity's"
+        f" Locust, then wrk2, on the load cores):\n{'alg':6} {'api':14} {'objective':>10}"
+        f" {'capacity':>10} {'wrk2':>10} {'capacity/wrk2':>14}"
     )
     for row in rows:
         ratio = row["ratio"]

@@ -11,6 +11,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
     generate_latest,
     multiprocess,
@@ -33,6 +34,10 @@ class Metrics:
         self._flushes: list[Callable[[], None]] = []
         self._multiprocess = "PROMETHEUS_MULTIPROC_DIR" in os.environ
         registry = None if self._multiprocess else self.registry
+        if not self._multiprocess:
+            # process_cpu_seconds_total: a load generator elsewhere reads the target's own CPU
+            # from it (several workers' processes would each count only themselves).
+            ProcessCollector(registry=self.registry)
         self.tokens_issued = Counter(
             "fleetbench_tokens_issued", "Access tokens issued", ["grant", "alg"], registry=registry
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import secrets
 import stat
@@ -52,6 +53,7 @@ class Settings:
     mqtt_port: int | None = None
     mqtt_max_connections: int = 20000
     mqtt_max_packet: int = 32 * 1024
+    mqtt_connect_timeout: float = 10.0  # s from a connection's open to its CONNECT
 
     @property
     def key_grace_s(self) -> int:
@@ -76,6 +78,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, not {value}")
+    return value
+
+
+def _positive_seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < math.inf:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
 
 
@@ -153,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive,
         default=env("TARGET_MQTT_MAX_PACKET", str(32 * 1024)),
         help="bytes: the largest MQTT payload or field read; a larger one closes the connection",
+    )
+    p.add_argument(
+        "--mqtt-connect-timeout",
+        type=_positive_seconds,
+        default=env("TARGET_MQTT_CONNECT_TIMEOUT", "10"),
+        help="s a new MQTT connection has to send its CONNECT; then it is closed",
     )
     return p
 

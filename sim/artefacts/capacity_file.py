@@ -13,6 +13,7 @@ __all__ = [
     "CapacityFile",
     "CapacityParameters",
     "CapacityStep",
+    "RateOf",
     "SecondOpinion",
     "StepPhase",
     "StepVerdict",
@@ -23,9 +24,11 @@ CAPACITY_SCHEMA: Final = "fleetbench.capacity/1"
 
 
 StepPhase = Literal["raise", "narrow"]
+RateOf = Literal["requests", "connects", "publishes"]
 # met; or what broke it: the corrected latency, the error budget, a target that did not take the
-# rate (sent short of asked), no answers at all; or the generator was the limit (search ends).
-StepVerdict = Literal["met", "latency", "errors", "shortfall", "no_answers", "generator"]
+# rate (sent short of asked), no answers at all, acknowledged readings lost; or the generator was
+# the limit (search ends).
+StepVerdict = Literal["met", "latency", "errors", "shortfall", "no_answers", "lost", "generator"]
 
 
 class CapacityStep(TypedDict):
@@ -44,6 +47,9 @@ class CapacityStep(TypedDict):
     requests: int
     errors: int  # answered requests not ok (server errors, refused valid tokens, transport)
     error_ratio: float
+    # Readings acknowledged (a PUBACK, a 202) that the target does not hold: a step with any is
+    # not met (verdict "lost"). Absent in files from before it was counted.
+    lost: NotRequired[int]
     limit: Saturated | None  # the open-model account's limit
     met: bool  # the objective and the error budget held (generator-limited steps: a floor)
     verdict: StepVerdict
@@ -117,6 +123,12 @@ class CapacityParameters(TypedDict):
     narrow_steps: int
     interval_s: float  # the real fleet's reporting interval
     endpoint: str | None
+    # How the devices spoke (absent in files from before MQTT: http), and what the searched
+    # rate counts: HTTP requests, or over MQTT CONNECTs (a session per reading: the broker's
+    # auth) or QoS 1 PUBLISHes (sessions held).
+    transport: NotRequired[Literal["http", "mqtt"]]
+    rate_of: NotRequired[RateOf]
+    mqtt_session: NotRequired[Literal["held", "per-reading"]]
 
 
 class CapacityFile(TypedDict):

@@ -7,6 +7,7 @@ from typing import Final, Literal, NotRequired, TypedDict, cast
 
 __all__ = [
     "COMPARE_SCHEMA",
+    "CompareAccount",
     "CompareAlgorithm",
     "CompareFile",
     "CompareParameters",
@@ -25,6 +26,24 @@ class Spread(TypedDict):
     max: float
 
 
+class CompareAccount(TypedDict):
+    """Over MQTT: the readings of an algorithm's rounds, summed: sent (published), acknowledged
+    (PUBACKed), received (distinct readings the target holds, by its ``/admin/stats``),
+    unacknowledged (held, their PUBACK cut off by a round's stop), lost (acknowledged, not
+    held). ``available``: every round had the target's own count (a profile's ``[stats]``).
+    ``exact``: in every round sent = acknowledged + unacknowledged + never arrived (cut off at
+    the stop), none lost."""
+
+    rounds: int
+    sent: int
+    acknowledged: int
+    received: int
+    unacknowledged: int
+    lost: int
+    available: bool
+    exact: bool
+
+
 class CompareAlgorithm(TypedDict):
     """One algorithm's medians over the rounds, their spread, and what they mean for capacity.
     The end-to-end figures are there only with ``end_to_end``."""
@@ -38,6 +57,15 @@ class CompareAlgorithm(TypedDict):
     e2e_rps: NotRequired[float]
     e2e_p50_us: NotRequired[float]
     e2e_p99_us: NotRequired[float]
+    # Over MQTT (parameters.transport "mqtt"), instead of e2e_*: CONNECT to CONNACK (the
+    # broker's auth of the token) and PUBLISH to PUBACK (a reading stored), per s and latency.
+    mqtt_connect_per_s: NotRequired[float]
+    mqtt_connect_p50_us: NotRequired[float]
+    mqtt_connect_p99_us: NotRequired[float]
+    mqtt_publish_per_s: NotRequired[float]
+    mqtt_publish_p50_us: NotRequired[float]
+    mqtt_publish_p99_us: NotRequired[float]
+    telemetry: NotRequired[CompareAccount]
     server_verify_us: NotRequired[float]
     generator_cpu_percent: NotRequired[float]
     generator_saturated: NotRequired[bool]
@@ -58,6 +86,10 @@ class CompareParameters(TypedDict):
     interval_s: NotRequired[float]
     # The endpoint of the end-to-end rounds; None: each profile's default_endpoint, else all.
     endpoint: NotRequired[str | None]
+    # How the devices spoke (absent in files from before MQTT: http); over MQTT, whether each
+    # reading opened its own session (per-reading: a CONNECT per reading) or one was held.
+    transport: NotRequired[Literal["http", "mqtt"]]
+    mqtt_session: NotRequired[Literal["held", "per-reading"]]
 
 
 class CompareTarget(TypedDict):
@@ -67,6 +99,7 @@ class CompareTarget(TypedDict):
     url: str | None
     embedded: bool
     profile: str
+    mqtt_port: NotRequired[int]  # --transport mqtt: the --target's broker port
 
 
 class CompareFile(TypedDict):

@@ -191,6 +191,9 @@ class RunParameters(TypedDict):
     revocation_bound_s: NotRequired[float]  # --revocation-bound, when given
     transport: NotRequired[Literal["http", "mqtt"]]  # --transport mqtt only; absent: http
     mqtt_port: NotRequired[int]  # --mqtt-port: a --target's broker
+    # --mqtt-session per-reading: a session per reading (CONNECT, PUBLISH, DISCONNECT); absent:
+    # held across the readings
+    mqtt_session: NotRequired[Literal["held", "per-reading"]]
 
 
 class FleetFacts(TypedDict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -16,20 +17,19 @@ from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     ADMIN_KEY_ENV,
     add_master_options,
-    check_transport,
+    add_sweep_transport_options,
     cpus,
     duration,
     logger,
+    mqtt_session_of,
     positive_float,
     positive_int,
-    refuse_transport,
 )
 from sim.device.seal import KEY_ENV
 from sim.exits import ExitCode
 from sim.run.distributed import master_key
 from sim.run.results import results_folder
 from sim.sweep.capacity import (
-    TABLE_HEADERS,
     CapacityConfig,
     capacity_lines,
     default_algs,
@@ -37,6 +37,7 @@ from sim.sweep.capacity import (
     parse_error_budget,
     parse_slo,
     run_capacity,
+    table_headers,
     table_rows,
     write_capacity_outputs,
 )
@@ -132,13 +133,13 @@ def add_parser(commands: Any) -> None:
     )
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.add_argument("--json", action="store_true", help="print capacity.json to stdout")
-    refuse_transport(p, "fleetbench capacity")
+    add_sweep_transport_options(p)
     add_metrics_options(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
     """0 a rate met the objective for every algorithm, 1 the start rate broke it for one."""
-    check_transport(args.transport, "fleetbench capacity")
+    session = mqtt_session_of(args.transport, args.mqtt_session, "per-reading", args.mqtt_port)
     log = logger(console, quiet=args.quiet or args.json)
     if args.algs is None:
         algs = default_algs(args.target, args.profile, args.admin_key, os.environ)
@@ -148,8 +149,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
         algs = parse_algs(args.algs)
     objective = parse_slo(args.slo)
     budget = parse_error_budget(args.error_budget)
-    targets = targets_of(algs, args.target, args.profile)
-    folder = results_folder(args.results, "capacity")
+    targets = targets_of(algs, args.target, args.profile, args.mqtt_port)
     config = CapacityConfig(
         algs=algs,
         objective=objective,
@@ -169,14 +169,18 @@ def command(args: argparse.Namespace, console: Console) -> int:
         worker_wait_s=args.worker_wait,
         pin=not args.no_pin,
         generator_cpus=args.generator_cpus,
-        results=folder,
+        results=args.results or Path("results"),
         log=log,
         targets=targets,
         admin_key=args.admin_key,
         second_opinion=not args.no_second_opinion,
+        transport=args.transport,
+        mqtt_session=session,
     )
+    config.check()  # a bad step count, --bind or --expect-workers: one line, before any folder
+    folder = results_folder(args.results, "capacity")
+    config = dataclasses.replace(config, results=folder)
     if args.master:
-        config.check()  # a bad --bind or a missing --expect-workers: one line, before the key
         # One key for every step's master: the workers join each step with the same one.
         os.environ[KEY_ENV] = master_key(
             os.environ, lambda line: print(line, file=sys.stderr, flush=True)
@@ -190,7 +194,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
                 print(f"fleetbench: {line}", file=sys.stderr)
     else:
         table = Table(title=f"capacity at {objective.text} (corrected latency)")
-        for index, header in enumerate(TABLE_HEADERS):
+        for index, header in enumerate(table_headers(result)):
             table.add_column(header, justify="left" if index == 0 else "right")
         for row in table_rows(result):
             table.add_row(*row)

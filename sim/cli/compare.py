@@ -15,18 +15,20 @@ from sim.artefacts.compare_file import CompareFile
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     ADMIN_KEY_ENV,
-    check_transport,
+    add_sweep_transport_options,
     duration,
     logger,
+    mqtt_session_of,
     positive_int,
-    refuse_transport,
     seconds,
 )
+from sim.errors import CompareError
 from sim.exits import ExitCode
 from sim.run.results import results_folder
 from sim.sweep.compare import (
     CompareConfig,
     EndToEndLoad,
+    account_lines,
     capacity_lines,
     parse_algs,
     run_compare,
@@ -47,7 +49,9 @@ def add_parser(commands: Any) -> None:
         "--algs", default="HS256,ES256", help="comma-separated; the first is the baseline"
     )
     p.add_argument("--repeat", type=positive_int, default=3, help="interleaved rounds (default 3)")
-    p.add_argument("--micro-only", action="store_true", help="in-process figures only, no HTTP")
+    p.add_argument(
+        "--micro-only", action="store_true", help="in-process figures only, no HTTP or MQTT"
+    )
     p.add_argument(
         "--micro-budget", type=seconds, default=0.25, help="seconds per micro figure / 5"
     )
@@ -83,14 +87,16 @@ def add_parser(commands: Any) -> None:
     p.add_argument("--results", type=Path, help="results folder (default results/compare-<time>)")
     p.add_argument("--no-pin", action="store_true", help="do not pin target and Locust to cores")
     p.add_argument("--json", action="store_true", help="print compare.json to stdout")
-    refuse_transport(p, "fleetbench compare")
+    add_sweep_transport_options(p)
     add_metrics_options(p)
 
 
 def command(args: argparse.Namespace, console: Console) -> int:
-    check_transport(args.transport, "fleetbench compare")
+    session = mqtt_session_of(args.transport, args.mqtt_session, "per-reading", args.mqtt_port)
+    if args.micro_only and args.transport == "mqtt":
+        raise CompareError("--transport mqtt is for the end-to-end rounds: drop --micro-only")
     algs = parse_algs(args.algs)
-    targets = targets_of(algs, args.target, args.profile)
+    targets = targets_of(algs, args.target, args.profile, args.mqtt_port)
     folder = results_folder(args.results, "compare")
     log = logger(console, quiet=args.json)
     load = None
@@ -101,6 +107,8 @@ def command(args: argparse.Namespace, console: Console) -> int:
             interval_s=args.interval,
             endpoint=args.endpoint,
             pin=not args.no_pin,
+            transport=args.transport,
+            mqtt_session=session,
         )
     config = CompareConfig(
         algs, args.repeat, args.micro_budget, load, folder, log, targets, args.admin_key
@@ -123,7 +131,7 @@ def _print_compare(result: CompareFile, algs: list[str], repeat: int, console: C
     for row in table_rows(result):
         table.add_row(*row)
     console.print(table)
-    for line in capacity_lines(result):
+    for line in capacity_lines(result) + account_lines(result):
         console.print(line, highlight=False)
     targets = result.get("targets", {})
     if any(not t["embedded"] for t in targets.values()):

@@ -12,30 +12,31 @@ import os
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, cast
 
 from rich.console import Console
 
 from sim.errors import ConfigError
 from sim.exits import ExitCode
-from sim.profiles.mqtt_settings import TRANSPORTS
+from sim.profiles.mqtt_settings import MQTT_SESSIONS, TRANSPORTS, MqttSessions
 from sim.run.machine_share import parse_cpus
 
 __all__ = [
     "ADMIN_KEY_ENV",
     "Parser",
     "add_embedded_algs",
+    "add_mqtt_session_option",
+    "add_sweep_transport_options",
     "add_target_options",
     "add_transport_options",
-    "check_transport",
     "cpus",
     "duration",
     "embedded_algs",
     "logger",
+    "mqtt_session_of",
     "positive_float",
     "positive_int",
     "ratio",
-    "refuse_transport",
     "seconds",
     "tolerance",
 ]
@@ -189,23 +190,44 @@ def add_transport_options(p: argparse.ArgumentParser, *, broker_port: bool = Tru
         )
 
 
-def refuse_transport(p: argparse.ArgumentParser, command: str) -> None:
-    """``--transport`` on a command that has only HTTP devices yet: named, and refused in one
-    line (never silently ignored)."""
+def add_mqtt_session_option(p: argparse.ArgumentParser, default: MqttSessions) -> None:
+    """``--mqtt-session``: a session held across a device's readings, or one per reading. The
+    parsed default is None: given without ``--transport mqtt`` it is refused, not ignored."""
     p.add_argument(
-        "--transport",
-        choices=TRANSPORTS,
-        default="http",
-        help=f"http only: {command} has no MQTT devices yet (fleetbench run and smoke have)",
+        "--mqtt-session",
+        choices=MQTT_SESSIONS,
+        help="with --transport mqtt: held (one CONNECT per token lifetime) or per-reading"
+        " (CONNECT, PUBLISH, DISCONNECT for each reading: a token check per reading);"
+        f" default {default}",
     )
 
 
-def check_transport(transport: str, command: str) -> None:
-    if transport != "http":
-        raise ConfigError(
-            f"{command} --transport {transport}: {command} has no MQTT devices yet; "
-            "fleetbench run and smoke have them"
-        )
+def mqtt_session_of(
+    transport: str, session: str | None, default: MqttSessions, mqtt_ports: list[str] | None = None
+) -> MqttSessions:
+    """The sessions of ``--transport mqtt`` (``default`` when not given); ``--mqtt-session`` or
+    ``--mqtt-port`` with HTTP devices is one line."""
+    if transport != "mqtt":
+        if session is not None:
+            raise ConfigError("--mqtt-session is the sessions of --transport mqtt")
+        if mqtt_ports:
+            raise ConfigError("--mqtt-port is the broker of --transport mqtt")
+    return cast(MqttSessions, session or default)
+
+
+def add_sweep_transport_options(p: argparse.ArgumentParser) -> None:
+    """compare's and capacity's ``--transport``: a broker port per algorithm's ``--target``, and
+    sessions per reading by default (every reading a CONNECT: the auth cost is the question)."""
+    add_transport_options(p, broker_port=False)
+    p.add_argument(
+        "--mqtt-port",
+        action="append",
+        default=[],
+        metavar="[ALG=]N",
+        help="with --transport mqtt: the broker's port on ALG's --target host (repeat per"
+        " algorithm; bare: every algorithm)",
+    )
+    add_mqtt_session_option(p, "per-reading")
 
 
 def add_profile_option(p: argparse.ArgumentParser) -> None:

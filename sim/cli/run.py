@@ -12,12 +12,14 @@ from sim.account.storms import parse_run_scenario
 from sim.cli.metrics_options import add_metrics_options
 from sim.cli.options import (
     add_master_options,
+    add_mqtt_session_option,
     add_profile_option,
     add_target_options,
     add_transport_options,
     cpus,
     duration,
     logger,
+    mqtt_session_of,
     positive_float,
     positive_int,
     ratio,
@@ -132,6 +134,7 @@ def add_parser(commands: Any) -> None:
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     add_profile_option(run)
     add_transport_options(run)
+    add_mqtt_session_option(run, "held")
     add_metrics_options(run)
 
 
@@ -195,6 +198,7 @@ def command(args: argparse.Namespace, console: Console) -> int:
             revocation_bound_s=args.revocation_bound,
             transport=args.transport,
             mqtt_port=args.mqtt_port,
+            mqtt_session=mqtt_session_of(args.transport, args.mqtt_session, "held"),
         )
         summary = run_benchmark(config)
     print_summary(summary, console)

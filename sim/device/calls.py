@@ -12,7 +12,7 @@ from typing import Any
 from locust.exception import CatchResponseError, StopUser
 
 from sim.account.measure import KEPT_CONNECTION, WARMUP_SCENARIO
-from sim.device.keepalive import KeptConnection
+from sim.device.keepalive import READY_WITHIN_S, KeptConnection
 from sim.device.run_state import MEASUREMENTS, STATE
 from sim.device.settings import SimConfig
 from sim.fleet.model import Device
@@ -84,6 +84,19 @@ class DeviceRequests:
             if sent is not None:
                 self._lag_s = sent[0]
                 MEASUREMENTS.record_send(sent[0] * 1_000_000, sent[1] * 1_000_000)
+
+    def ready_for(self, wait_s: float) -> float:
+        """Before a wait of ``wait_s`` for the next send (due within ``READY_WITHIN_S``): a
+        connection opened now if the device holds none (:meth:`KeptConnection.ready`); the wait
+        left after opening it."""
+        if wait_s > READY_WITHIN_S or self.kept.held:
+            return wait_s
+        began_s = time.perf_counter()
+        self.kept.ready()
+        now_s = time.perf_counter()
+        if self.schedule is not None:
+            self.schedule.answered(now_s)  # a connect past the send's time: the target's wait
+        return max(0.0, wait_s - (now_s - began_s))
 
     def _warming(self) -> bool:
         """Whether the request just started was meant to go out in the run's warm-up (by its

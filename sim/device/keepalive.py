@@ -10,6 +10,12 @@ network timeout, nothing is followed (a redirect is only a status), and anything
 one HTTP/1.x answer is an
 :class:`~sim.errors.AnswerUnreadable` (a transport error to the caller), after which the
 connection is dropped, as it is whenever its framing is in doubt.
+
+A service may close the connection after every answer (Django under werkzeug's server does;
+gunicorn's sync workers too). The device then opens its next connection while it waits for its
+next send (:meth:`KeptConnection.ready`), as wrk2 reconnects at once, rather than at that send:
+otherwise each request's latency held the service's accept of a new connection (a thread to
+start, behind every busy one), which wrk2's requests never wait for (issue 26).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from gevent import select
 from sim.errors import AnswerUnreadable
 from sim.untrusted import DEVICE_BODY_BYTES
 
-__all__ = ["IDLE_CHECK_S", "MAX_HEAD_BYTES", "Answer", "KeptConnection"]
+__all__ = ["IDLE_CHECK_S", "MAX_HEAD_BYTES", "READY_WITHIN_S", "Answer", "KeptConnection"]
 
 MAX_HEAD_BYTES = 64 * 1024  # status line and headers; far above any API's answer head
 MAX_CHUNK_LINE_BYTES = 4096
@@ -32,6 +38,9 @@ READ_BYTES = 64 * 1024
 # A held connection idle this long is checked for a close by the server before it is written to
 # (a select, as the client library does before every request); at load rates it is never idle.
 IDLE_CHECK_S = 0.5
+# A device whose next send is due within this long holds a connection ready for it (ready()); a
+# device sending less often connects at its send, as a real fleet's sparse reports do.
+READY_WITHIN_S = 1.0
 # How often the watchdog looks for exchanges past their deadline (see _Watchdog).
 WATCH_EVERY_S = 0.25
 # RFC 9110 section 9.2.2: only these are sent again when a reused connection turns out closed.
@@ -126,6 +135,19 @@ class KeptConnection:
     @property
     def held(self) -> bool:
         return self._sock is not None
+
+    def ready(self) -> None:
+        """Hold an open connection for the next request, if the device holds none (the service
+        closed the last one after its answer, or it waits in the client's pool). A connection
+        that cannot be opened is left to the next request, which meets the failure and counts it."""
+        if self._sock is not None:
+            return
+        try:
+            sock = self._pool.get_socket()  # a pooled (alive) connection, else a fresh one
+        except (OSError, RuntimeError):  # refused, timed out, unresolvable: said at the send
+            return
+        sock.settimeout(None)  # the watchdog holds the deadline
+        self._sock, self._used_s = sock, time.perf_counter()
 
     def release(self) -> None:
         """Hand the connection back to the pool (before the device's client uses it)."""

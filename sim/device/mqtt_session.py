@@ -21,13 +21,14 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
-from gevent import select
+from gevent import get_hub
+from gevent.socket import wait as wait_on
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.matcher import MQTTMatcher
 
 from sim.profiles.mqtt_settings import MqttSettings
 
-__all__ = ["CLOSE_CAUSES", "CloseCause", "MqttSession"]
+__all__ = ["CLOSE_CAUSES", "CloseCause", "MqttSession", "ShortQueue"]
 
 # Why a session ended without the device asking: the broker closed it at the token's expiry
 # (judged by the device's clock against the token's exp), the broker closed it otherwise
@@ -69,6 +70,23 @@ _MUTEXES = (
 )
 # A device subscribes to nothing: one empty topic matcher for all (each was 1.5 KB).
 _NO_SUBSCRIPTIONS = MQTTMatcher()  # type: ignore[no-untyped-call]
+_READ, _WRITE = 1, 2  # libev's EV_READ, EV_WRITE
+
+
+class _Quiet(Exception):
+    """Nothing on the socket within the wait's slice."""
+
+
+class ShortQueue(list[Any]):
+    """A deque's queue operations on a list, for a queue that holds one or two items: an empty
+    deque is 760 bytes (its first block of 64 slots), a list 56. paho's outgoing packets and
+    Locust's task queue are such queues, one each per device."""
+
+    def popleft(self) -> Any:
+        return self.pop(0)
+
+    def appendleft(self, item: Any) -> None:
+        self.insert(0, item)
 
 
 class _Client(mqtt.Client):
@@ -83,6 +101,7 @@ class _Client(mqtt.Client):
         for name in _MUTEXES:
             setattr(self, name, _NO_LOCK)
         self._on_message_filtered = _NO_SUBSCRIPTIONS
+        self._out_packet = ShortQueue()  # type: ignore[assignment]
 
     def _sock_recv(self, bufsize: int) -> bytes:
         data: bytes = super()._sock_recv(bufsize)
@@ -174,6 +193,9 @@ class MqttSession:
         except (OSError, ValueError):
             return None
         self.pump(lambda: self.connack is not None, timeout_s)
+        # The CONNECT is on the wire: paho's bytes copy of the token (600 bytes a device) is
+        # not needed again; the next connect sets the password it presents.
+        client.username_pw_set(client.username, None)
         if self.connack is None:
             self.close()
         return self.connack
@@ -227,7 +249,7 @@ class MqttSession:
 
     def pump(self, done: Callable[[], bool], timeout_s: float) -> None:
         """Serve the socket (read, write, keepalive) until ``done()``, the socket closes or
-        ``timeout_s`` passes: the device's greenlet waits cooperatively in the select."""
+        ``timeout_s`` passes: the device's greenlet waits cooperatively on one libev watcher."""
         client = self.client
         deadline = time.monotonic() + timeout_s
         while not done():
@@ -235,17 +257,23 @@ class MqttSession:
             remaining_s = deadline - time.monotonic()
             if sock is None or remaining_s <= 0:
                 return
-            # poll, not select: select() stops at descriptor 1024, and a fleet has thousands.
-            poller = select.poll()
-            poller.register(sock, select.POLLIN | (select.POLLOUT if client.want_write() else 0))
-            events = 0
-            for _, found in poller.poll(min(remaining_s, self._slice_s) * 1000):
-                events |= found
-            readable = events & ~select.POLLOUT
-            writable = events & select.POLLOUT
-            if readable and client.loop_read() and client.socket() is None:
+            # One io watcher for the wait, not gevent's select.poll (its poll object, result,
+            # event and watcher list cost 1 KB per waiting device; select() also stops at
+            # descriptor 1024, and a fleet has thousands).
+            watcher = get_hub().loop.io(
+                sock.fileno(), _READ | (_WRITE if client.want_write() else 0)
+            )
+            try:
+                wait_on(watcher, min(remaining_s, self._slice_s), _Quiet)
+                woken = True
+            except _Quiet:
+                woken = False
+            finally:
+                watcher.close()
+            # paho's socket is non-blocking: a read or write with nothing to do returns at once.
+            if woken and client.want_write() and client.loop_write() and client.socket() is None:
                 return
-            if writable and client.loop_write() and client.socket() is None:
+            if woken and client.loop_read() and client.socket() is None:
                 return
             if client.socket() is not None:
                 client.loop_misc()

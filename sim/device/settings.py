@@ -95,6 +95,7 @@ class SimConfig:
     # settings (MqttSettings.to_dict: plain JSON, to cross processes as it is).
     transport: str = "http"
     mqtt: dict[str, Any] | None = None
+    mqtt_session: str = "held"  # or "per-reading" (sim.profiles.mqtt_settings.MqttSessions)
 
     @cached_property
     def mqtt_settings(self) -> MqttSettings:

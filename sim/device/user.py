@@ -169,7 +169,8 @@ class FleetDevice(MqttDevice, TrustDevice, TokenHolder, FastHttpUser):
             origin = float(STATE.get("origin_perf_s", now))
             devices = fleet_size()  # the whole fleet's, also on a remote worker with its shard
             self.schedule = StagedSchedule(self.stages, devices, origin, self.rng.random(), now)
-            gevent.sleep(min(max(0.0, self.schedule.intended_s - now), self.stages.total_s))
+            wait_s = min(max(0.0, self.schedule.intended_s - now), self.stages.total_s)
+            gevent.sleep(self.ready_for(wait_s))
             return
         if self.config.rate_rps:
             # The open model: this device's share of the rate on its own clock, from a random
@@ -177,11 +178,11 @@ class FleetDevice(MqttDevice, TrustDevice, TokenHolder, FastHttpUser):
             period_s = fleet_size() / self.config.rate_rps
             now = time.perf_counter()
             self.schedule = SendSchedule(period_s, now + self.rng.uniform(0, period_s), free_s=now)
-            gevent.sleep(self.schedule.first_s - now)
+            gevent.sleep(self.ready_for(self.schedule.first_s - now))
             return
         # Devices spawned together would otherwise report in lockstep, every one in the same
         # instant each interval: a burst that measures queueing, not the target.
-        gevent.sleep(self.rng.uniform(0, self.config.interval_s))
+        gevent.sleep(self.ready_for(self.rng.uniform(0, self.config.interval_s)))
         # constant_pacing counts from the user's creation, so without this only the first report
         # was spread: every later one fell back into the spawn second's lockstep (issue 16).
         self._cp_last_run = time.perf_counter()
@@ -490,7 +491,17 @@ def _apply_settings(config: SimConfig) -> None:
     FleetDevice.tasks = tasks
     open_model = is_open_model(config.rate_rps, config.parsed_stages)
     pacing = open_pacing if open_model else constant_pacing(config.interval_s)
-    FleetDevice.wait_time = watching(pacing) if config.transport == "mqtt" else pacing
+    FleetDevice.wait_time = watching(pacing) if config.transport == "mqtt" else ready(pacing)
+
+
+def ready(pacing: Callable[[Any], float]) -> Callable[[Any], float]:
+    """Locust's ``wait_time`` for an HTTP device: ``pacing``'s wait, with a connection made
+    ready for the next send first (:meth:`DeviceRequests.ready_for`)."""
+
+    def wait_time(device: FleetDevice) -> float:
+        return device.ready_for(pacing(device))
+
+    return wait_time
 
 
 def configure(config: SimConfig | None = None) -> type[FleetDevice]:

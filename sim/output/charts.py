@@ -526,7 +526,30 @@ def compare_charts(result: CompareFile) -> list[Chart]:
             result, (("token_bytes", "token size"),), "bytes", "token-bytes", "Token size"
         ),
     ]
-    if result["end_to_end"]:
+    if result["end_to_end"] and result["parameters"].get("transport") == "mqtt":
+        charts += [
+            _spread_bars(
+                result,
+                (("mqtt_connect_per_s", "CONNECTs"), ("mqtt_publish_per_s", "PUBLISHes")),
+                "per second",
+                "e2e-rps",
+                f"MQTT throughput, same load per algorithm ({note})",
+            ),
+            _spread_bars(
+                result,
+                (
+                    ("mqtt_connect_p50_us", "CONNACK p50"),
+                    ("mqtt_connect_p99_us", "CONNACK p99"),
+                    ("mqtt_publish_p50_us", "PUBACK p50"),
+                    ("mqtt_publish_p99_us", "PUBACK p99"),
+                    ("server_verify_us", "broker verify"),
+                ),
+                "µs",
+                "e2e-latency",
+                f"MQTT latency and the broker's verify time ({note})",
+            ),
+        ]
+    elif result["end_to_end"]:
         charts += [
             _spread_bars(
                 result,

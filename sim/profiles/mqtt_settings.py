@@ -20,14 +20,22 @@ from typing import Any, Literal
 __all__ = [
     "ACCEPTED",
     "MQTT_PROTOCOLS",
+    "MQTT_SESSIONS",
     "TRANSPORTS",
     "MqttProtocol",
+    "MqttSessions",
     "MqttSettings",
     "Transport",
 ]
 
 Transport = Literal["http", "mqtt"]
 TRANSPORTS: tuple[Transport, ...] = ("http", "mqtt")
+# How long a device's session lasts: "held" across its readings (the steady state: one CONNECT
+# per token lifetime), or "per-reading": a session opened for each reading (CONNECT, PUBLISH,
+# DISCONNECT, as a device that sleeps between readings), so every reading costs one CONNECT's
+# token check, the auth cost of a broker.
+MqttSessions = Literal["held", "per-reading"]
+MQTT_SESSIONS: tuple[MqttSessions, ...] = ("held", "per-reading")
 MqttProtocol = Literal["3.1.1", "5"]
 MQTT_PROTOCOLS: tuple[MqttProtocol, ...] = ("3.1.1", "5")
 ACCEPTED = 0  # CONNACK 0: connection accepted (both versions)

@@ -18,7 +18,7 @@ from sim.device.settings import SimConfig, choose_endpoint
 from sim.errors import ConfigError
 from sim.fleet.model import CredentialKind
 from sim.profiles import Profile, load_profile
-from sim.profiles.mqtt_settings import Transport
+from sim.profiles.mqtt_settings import MqttSessions, Transport
 from sim.run.commands import parse_command
 from sim.run.distributed import DEFAULT_PORT, START_SPREAD_S, Address, parse_address
 from sim.run.trust import check_trust
@@ -100,6 +100,9 @@ class RunConfig:
     # target then runs its broker too; a --target's broker is at its host, on mqtt_port.
     transport: Transport = "http"
     mqtt_port: int | None = None
+    # "per-reading": each reading its own session, a CONNECT each (compare's and capacity's
+    # MQTT load, where the auth cost is the question); "held": one session per token lifetime.
+    mqtt_session: MqttSessions = "held"
 
     @cached_property
     def loaded_profile(self) -> Profile:  # read once (a frozen dataclass still caches this)
@@ -211,7 +214,13 @@ class RunConfig:
         if self.transport != "mqtt":
             if self.mqtt_port is not None:
                 raise ConfigError("--mqtt-port is the broker of --transport mqtt")
+            if self.mqtt_session != "held":
+                raise ConfigError("--mqtt-session is the sessions of --transport mqtt")
             return
+        if self.mqtt_session == "per-reading" and self.storm is not None:
+            raise ConfigError(
+                f"--mqtt-session per-reading runs the steady state: drop --scenario {self.storm}"
+            )
         if self.storm not in (None, "expiry-storm", "reconnect-storm", "revocation") or (
             self.storm is None and set(self.scenarios) != {"verification"}
         ):
@@ -343,4 +352,6 @@ class RunConfig:
             del data["transport"]  # an HTTP run keeps its parameters as they always were
         if self.mqtt_port is None:
             del data["mqtt_port"]
+        if self.mqtt_session == "held":
+            del data["mqtt_session"]  # as runs recorded it before sessions per reading
         return cast(RunParameters, data)

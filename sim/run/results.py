@@ -12,13 +12,16 @@ def results_folder(given: Path | None, kind: str, root: Path = Path("results")) 
     """``given`` if set, else ``results/<kind>-<YYYYmmdd-HHMMSS>`` (``-2``, ``-3``... when two
     commands start in the same second); created either way."""
     if given is not None:
-        folder = given
-    else:
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        folder = root / f"{kind}-{stamp}"
-        suffix = 1
-        while folder.exists():
+        given.mkdir(parents=True, exist_ok=True)
+        return given
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    root.mkdir(parents=True, exist_ok=True)
+    suffix = 1
+    while True:
+        folder = root / (f"{kind}-{stamp}" if suffix == 1 else f"{kind}-{stamp}-{suffix}")
+        try:
+            folder.mkdir()  # not exist_ok: two processes in the same second get two folders
+        except FileExistsError:
             suffix += 1
-            folder = root / f"{kind}-{stamp}-{suffix}"
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+            continue
+        return folder

@@ -438,6 +438,8 @@ def run_benchmark(config: RunConfig) -> Summary:
     finally:
         live.abandon()  # a run that failed leaves no live figures behind
         shutil.rmtree(scratch, ignore_errors=True)
+        if config.results is None and not any(folder.iterdir()):
+            folder.rmdir()  # nor an empty stamped folder
 
 
 RESTARTED = "the target restarted mid-run (reconnect-storm): its /metrics counters started again"

@@ -10,6 +10,13 @@ real, short ``run_benchmark`` and is kept in the result.
 
 When a step's account names the generator as the limit, its figures measure the generator, not
 the target: the search stops there and the result is a floor (the target took at least that).
+
+Over MQTT (``--transport mqtt``) the same search drives MQTT devices: by default each reading is
+a session of its own (CONNECT with the token, PUBLISH at QoS 1, DISCONNECT), the CONNECT serving
+the reading's slot, so the rate searched is CONNECTs per second and the objective is on the
+CONNACK's corrected latency: how many JWT-authenticated MQTT connections the broker takes. With
+sessions held (``mqtt_session`` "held") the rate is QoS 1 PUBLISHes per second, judged on the
+PUBACK's corrected latency.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from sim.artefacts.capacity_file import (
     CapacityFile,
     CapacityParameters,
     CapacityStep,
+    RateOf,
     SecondOpinion,
     StepPhase,
     StepVerdict,
@@ -48,6 +56,7 @@ from sim.artefacts.compare_file import CompareTarget
 from sim.artefacts.summary_file import Summary
 from sim.errors import CapacityError, Interrupted
 from sim.processes import running_on, split_cores
+from sim.profiles.mqtt_settings import MqttSessions, Transport
 from sim.run.machine import cpu_model, versions
 from sim.shape.scenarios import ENDPOINT_PATHS
 from sim.sweep.compare import (
@@ -72,8 +81,10 @@ __all__ = [
     "default_algs",
     "parse_error_budget",
     "parse_slo",
+    "rate_unit",
     "run_capacity",
     "search",
+    "table_headers",
     "table_rows",
     "write_capacity_outputs",
 ]
@@ -201,6 +212,16 @@ class CapacityConfig:
     admin_key: str | None = field(default=None, repr=False)
     # At the knee on the embedded target: the independent client's word (see second_opinion).
     second_opinion: bool = True
+    # "mqtt": MQTT devices (sim.sweep.compare.EndToEndLoad's two fields, the same meaning).
+    transport: Transport = "http"
+    mqtt_session: MqttSessions = "per-reading"
+
+    @property
+    def rate_of(self) -> RateOf:
+        """What one unit of the searched rate is (capacity.json's ``rate_of``)."""
+        if self.transport != "mqtt":
+            return "requests"
+        return "connects" if self.mqtt_session == "per-reading" else "publishes"
 
     def target(self, alg: str) -> AlgTarget:
         return self.targets.get(alg, AlgTarget())
@@ -213,6 +234,7 @@ class CapacityConfig:
         from sim.run.config import RunConfig
 
         target = self.target(alg)
+        mqtt = self.transport == "mqtt"
         return RunConfig(
             target=target.url,
             fleet=fleet,
@@ -222,7 +244,10 @@ class CapacityConfig:
             alg="secret",  # the device credential only matters for issuance
             token_alg=alg,
             scenarios={"verification": 1},
-            endpoint=self.endpoint or (None if target.url else EMBEDDED_ENDPOINT),
+            endpoint=self.endpoint or (None if target.url or mqtt else EMBEDDED_ENDPOINT),
+            transport=self.transport,
+            mqtt_port=target.mqtt_port,
+            mqtt_session=self.mqtt_session if mqtt else "held",
             rate_rps=rate_rps,
             duration_s=self.warmup_s + self.step_duration_s,
             warmup_s=self.warmup_s,
@@ -252,7 +277,7 @@ class CapacityConfig:
             check_alg_run(alg, self.run_config(alg, self.start_rate_rps, 1), CapacityError)
 
     def parameters(self) -> CapacityParameters:
-        return {
+        found: CapacityParameters = {
             "slo": self.objective.text,
             "percentile": self.objective.percentile,
             "limit_us": self.objective.limit_us,
@@ -264,7 +289,13 @@ class CapacityConfig:
             "narrow_steps": self.narrow_steps,
             "interval_s": self.interval_s,
             "endpoint": self.endpoint or (None if self.targets else EMBEDDED_ENDPOINT),
+            "transport": self.transport,
+            "rate_of": self.rate_of,
         }
+        if self.transport == "mqtt":
+            found["endpoint"] = self.endpoint or "telemetry"
+            found["mqtt_session"] = self.mqtt_session
+        return found
 
 
 def judge(
@@ -285,10 +316,15 @@ def judge(
     error_ratio = errors / requests if requests else 1.0
     at_objective = cast(Mapping[str, float], corrected).get(objective.percentile)
     limit = account["limit"]
+    # Readings acknowledged that the target does not hold (MQTT's PUBACK, HTTP's 202): the
+    # exact account broke, and no rate at which it breaks is a capacity.
+    lost = summary["telemetry"].get("lost", 0)
     verdict: StepVerdict = "met"
     # "both": the target was saturated too, so a break there is the target's as well: judged on
     # its figures (the line says the generator was busy); "generator" alone ends the search.
-    if limit == "generator":
+    if lost:
+        verdict = "lost"  # first: whoever was the limit, the target broke the account
+    elif limit == "generator":
         verdict = "generator"
     elif at_objective is None or requests == 0:
         verdict = "no_answers"
@@ -303,6 +339,7 @@ def judge(
         and at_objective is not None
         and at_objective <= objective.limit_us
         and error_ratio <= error_budget
+        and not lost
     )
     step: CapacityStep = {
         "phase": phase,
@@ -316,6 +353,7 @@ def judge(
         "requests": requests,
         "errors": errors,
         "error_ratio": round(error_ratio, 6),
+        "lost": lost,
         "limit": limit,
         "met": met,
         "verdict": verdict,
@@ -421,14 +459,14 @@ def _measure(
         nonlocal count
         count += 1
         rate_rps = round(rate_rps, 1)
-        config.log(f"{alg}: step {count} ({phase}) at {rate_rps:g} req/s")
+        config.log(f"{alg}: step {count} ({phase}) at {rate_rps:g} {_UNITS[config.rate_of]}")
         summary = run_benchmark(config.run_config(alg, rate_rps, count, fleet))
         if summary["run"]["interrupted"]:
             raise Interrupted("interrupted")
         # A step of another algorithm's tokens would report a figure for one the API never used.
         check_token_algs(summary, alg, config.target(alg).url, CapacityError)
         step = judge(summary, config.objective, config.error_budget, phase)
-        config.log(f"{alg}: {step_line(step, config.objective)}")
+        config.log(f"{alg}: {step_line(step, config.objective, _UNITS[config.rate_of])}")
         for worker in step.get("workers", []):
             if worker["saturated"] or worker["lagging"]:
                 states = {"saturated": worker["saturated"], "lagging": worker["lagging"]}
@@ -455,11 +493,11 @@ def setup_s(summary: Summary) -> float:
     return max((float(r["latency_us"].get("max") or 0) / 1e6 for r in rows), default=0.0)
 
 
-def step_line(step: CapacityStep, objective: Objective) -> str:
+def step_line(step: CapacityStep, objective: Objective, unit: str = "req/s") -> str:
     value = step["objective_us"]
     shown = "-" if value is None else f"{value / 1000:,.1f} ms"
     return (
-        f"{_rate(step['rate_rps'])} req/s asked, {step['sent_rps']:,.0f} sent:"
+        f"{_rate(step['rate_rps'])} {unit} asked, {step['sent_rps']:,.0f} sent:"
         f" {objective.percentile.replace('_', '.')} corrected {shown},"
         f" errors {step['error_ratio'] * 100:.2f} % -> {step['verdict']}"
     )
@@ -504,6 +542,7 @@ def _asks_second_opinion(config: CapacityConfig, alg: str, entry: CapacityAlgori
     """On our embedded target's data endpoint, where a broken step is Locust's word alone."""
     return (
         config.second_opinion
+        and config.transport == "http"  # the asyncio client speaks HTTP only
         and config.target(alg).url is None
         and (config.endpoint or EMBEDDED_ENDPOINT) == EMBEDDED_ENDPOINT
         and entry["knee_rps"] is not None
@@ -619,14 +658,16 @@ def run_capacity(config: CapacityConfig) -> CapacityFile:
     ):
         for alg in config.algs:
             algorithms[alg] = _search_alg(steps, alg, _fleet_of(config, alg, Path(scratch)))
-    targets: dict[str, CompareTarget] = {
-        alg: {
-            "url": config.target(alg).url,
-            "embedded": config.target(alg).url is None,
-            "profile": config.target(alg).profile,
+    targets: dict[str, CompareTarget] = {}
+    for alg in config.algs:
+        target = config.target(alg)
+        targets[alg] = {
+            "url": target.url,
+            "embedded": target.url is None,
+            "profile": target.profile,
         }
-        for alg in config.algs
-    }
+        if target.mqtt_port is not None:
+            targets[alg]["mqtt_port"] = target.mqtt_port
     return {
         "schema": CAPACITY_SCHEMA,
         "machine": {"model": cpu_model(), "count": os.cpu_count()},
@@ -671,6 +712,22 @@ def table_rows(result: CapacityFile) -> list[tuple[str, ...]]:
 
 
 TABLE_HEADERS = ("alg", "max req/s", "objective ms", "p99 ms", "knee req/s", "devices", "steps")
+# The searched rate's unit by capacity.json's rate_of (absent in files from before MQTT: requests).
+_UNITS: dict[RateOf, str] = {
+    "requests": "req/s",
+    "connects": "CONNECTs/s",
+    "publishes": "PUBLISHes/s",
+}
+
+
+def rate_unit(result: CapacityFile) -> str:
+    """``req/s``, or over MQTT ``CONNECTs/s`` or ``PUBLISHes/s``: what the search's rate counts."""
+    return _UNITS[result["parameters"].get("rate_of", "requests")]
+
+
+def table_headers(result: CapacityFile) -> tuple[str, ...]:
+    unit = rate_unit(result)
+    return tuple(h.replace("req/s", unit) for h in TABLE_HEADERS)
 
 
 def capacity_lines(result: CapacityFile) -> list[str]:
@@ -679,6 +736,7 @@ def capacity_lines(result: CapacityFile) -> list[str]:
     budget = result["parameters"]["error_budget"] * 100
     interval = result["parameters"]["interval_s"]
     percentile_name = result["parameters"]["percentile"].replace("_", ".")
+    unit = rate_unit(result)
     lines = []
     for alg, entry in result["algorithms"].items():
         if entry["max_rate"] is None:
@@ -690,15 +748,15 @@ def capacity_lines(result: CapacityFile) -> list[str]:
         else:
             floor = "at least " if entry["floor"] else ""
             lines.append(
-                f"{alg}: {floor}{_rate(entry['max_rate'])} req/s met {slo} (error budget"
+                f"{alg}: {floor}{_rate(entry['max_rate'])} {unit} met {slo} (error budget"
                 f" {budget:g} %): {entry['devices_at_interval']:,} devices reporting every"
                 f" {interval:g} s"
-                + (f"; broke at {_rate(entry['knee_rps'])} req/s" if entry["knee_rps"] else "")
+                + (f"; broke at {_rate(entry['knee_rps'])} {unit}" if entry["knee_rps"] else "")
             )
         both = [s["rate_rps"] for s in entry["steps"] if s["limit"] == "both"]
         if both:
             lines.append(
-                f"{alg}: at {_rate(min(both))} req/s the generator was saturated as well as the"
+                f"{alg}: at {_rate(min(both))} {unit} the generator was saturated as well as the"
                 " target: the figures there are bounded by both"
             )
         opinion = entry["second_opinion"]

@@ -7,6 +7,12 @@ The micro figures are always local: this machine's cryptography under our own ve
 (``target/``). The end-to-end rounds run against a fresh embedded target per algorithm, or
 against each algorithm's own ``--target`` (a service runs one algorithm per deployment) through
 its ``--profile``: a team's own service.
+
+Over MQTT (``--transport mqtt``) each round is a ``fleetbench run --transport mqtt`` whose
+devices, by default, open a session per reading (CONNECT with the token, PUBLISH at QoS 1,
+DISCONNECT): every reading costs one CONNECT's token check, so the auth cost (the ``mqtt
+connect`` row, CONNECT to CONNACK) is measured over as many CONNECTs as readings, beside the
+steady cost (``mqtt publish``, PUBLISH to PUBACK) and the broker's own verify time.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
+from sim.account.mqtt import CONNECT_ROW, PUBLISH_ROW
 from sim.artefacts.codec import write_artefact
 from sim.artefacts.compare_file import (
     COMPARE_SCHEMA,
+    CompareAccount,
     CompareAlgorithm,
     CompareFile,
     CompareParameters,
@@ -31,8 +39,9 @@ from sim.artefacts.compare_file import (
     Spread,
     figure_of,
 )
-from sim.artefacts.summary_file import Summary
+from sim.artefacts.summary_file import RequestRow, Summary
 from sim.errors import CompareError, ConfigError, Interrupted, SimError
+from sim.profiles.mqtt_settings import MqttSessions, Transport
 from sim.run.machine import cpu_model, versions
 from sim.shape.scenarios import Endpoint
 from target.costs import micro_benchmark
@@ -43,13 +52,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MICRO_FIGURES",
+    "MQTT_FIGURES",
     "AlgTarget",
     "CompareConfig",
     "CompareError",
     "EndToEndLoad",
+    "account_lines",
+    "add_round_account",
     "capacity_lines",
     "check_alg_run",
     "check_token_algs",
+    "new_account",
     "parse_algs",
     "parse_per_alg",
     "run_compare",
@@ -61,6 +74,18 @@ __all__ = [
 
 MICRO_FIGURES = ("sign_us", "verify_us", "raw_verify_us", "cached_verify_us", "token_bytes")
 E2E_FIGURES = ("e2e_rps", "e2e_p50_us", "e2e_p99_us", "server_verify_us", "generator_cpu_percent")
+# Over MQTT: CONNECT to CONNACK (the broker's auth), PUBLISH to PUBACK (storing a reading).
+MQTT_FIGURES = (
+    "mqtt_connect_per_s",
+    "mqtt_connect_p50_us",
+    "mqtt_connect_p99_us",
+    "mqtt_publish_per_s",
+    "mqtt_publish_p50_us",
+    "mqtt_publish_p99_us",
+    "server_verify_us",
+    "generator_cpu_percent",
+)
+_MQTT_ROWS = {"mqtt_connect": CONNECT_ROW, "mqtt_publish": PUBLISH_ROW}
 CAPACITY_RATES_PER_S = (10_000, 100_000)
 # The seed's minimal protected endpoint: the least work beside auth.
 EMBEDDED_ENDPOINT: Endpoint = "data"
@@ -79,15 +104,21 @@ class EndToEndLoad:
     interval_s: float = 0.0
     endpoint: str | None = None
     pin: bool = True  # the embedded target and Locust on cores of their own
+    # "mqtt": the devices publish over MQTT (to the embedded target's broker, or the broker of
+    # each --target at its mqtt_port), a session per reading unless mqtt_session says held.
+    transport: Transport = "http"
+    mqtt_session: MqttSessions = "per-reading"
 
 
 @dataclass(frozen=True)
 class AlgTarget:
     """Where one algorithm's end-to-end rounds run: a service signing with it (``url``), spoken
-    to through ``profile``; ``url`` None: a fresh embedded target signing with it."""
+    to through ``profile``, its broker on ``mqtt_port`` of the URL's host (with ``--transport
+    mqtt``); ``url`` None: a fresh embedded target signing with it."""
 
     url: str | None = None
     profile: str = "fleetbench"
+    mqtt_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -116,7 +147,10 @@ class CompareConfig:
             found["devices"] = load.devices
             found["duration_s"] = load.duration_s
             found["interval_s"] = load.interval_s
-            found["endpoint"] = load.endpoint or (None if self.targets else EMBEDDED_ENDPOINT)
+            found["endpoint"] = _endpoint(load, self.targets)
+            found["transport"] = load.transport
+            if load.transport == "mqtt":
+                found["mqtt_session"] = load.mqtt_session
         return found
 
     def run_config(self, alg: str, round_index: int, fleet: Path | None = None) -> RunConfig:
@@ -126,6 +160,7 @@ class CompareConfig:
 
         load = self.end_to_end or EndToEndLoad()
         target = self.target(alg)
+        mqtt = load.transport == "mqtt"
         return RunConfig(
             target=target.url,
             fleet=fleet,
@@ -135,12 +170,15 @@ class CompareConfig:
             alg="secret",  # the device credential only matters for issuance
             token_alg=alg,
             scenarios={"verification": 1},
-            endpoint=load.endpoint or (None if target.url else EMBEDDED_ENDPOINT),
+            endpoint=load.endpoint or (None if target.url or mqtt else EMBEDDED_ENDPOINT),
             interval_s=load.interval_s,
             duration_s=load.duration_s,
             results=self.results / f"e2e-{alg}-{round_index}",
             pin=load.pin,
             log=self.log,
+            transport=load.transport,
+            mqtt_port=target.mqtt_port,
+            mqtt_session=load.mqtt_session if mqtt else "held",
         )
 
     def check(self) -> None:
@@ -151,6 +189,13 @@ class CompareConfig:
             return
         for alg in self.algs:
             check_alg_run(alg, self.run_config(alg, 1), CompareError)
+
+
+def _endpoint(load: EndToEndLoad, targets: Mapping[str, AlgTarget]) -> str | None:
+    """The endpoint of the rounds as compare.json records it (MQTT: the telemetry topic's)."""
+    if load.endpoint or load.transport == "mqtt":
+        return load.endpoint or "telemetry"
+    return None if targets else EMBEDDED_ENDPOINT
 
 
 def check_alg_run(alg: str, config: RunConfig, error: type[SimError]) -> None:
@@ -234,14 +279,26 @@ def parse_per_alg(values: list[str], algs: list[str], option: str) -> dict[str, 
 
 
 def targets_of(
-    algs: list[str], target_values: list[str], profile_values: list[str]
+    algs: list[str],
+    target_values: list[str],
+    profile_values: list[str],
+    mqtt_port_values: list[str] | None = None,
 ) -> dict[str, AlgTarget]:
-    """Each algorithm's target and profile from the command line's values; none: embedded."""
+    """Each algorithm's target, profile and broker port from the command line's values; none:
+    embedded."""
     urls = parse_per_alg(target_values, algs, "--target")
     profiles = parse_per_alg(profile_values, algs, "--profile")
+    ports = {
+        alg: _port(text)
+        for alg, text in parse_per_alg(mqtt_port_values or [], algs, "--mqtt-port").items()
+    }
     if not urls:
         if any(name != "fleetbench" for name in profiles.values()):
             raise CompareError("--profile describes the API at --target: give --target URL")
+        if ports:
+            raise CompareError(
+                "--mqtt-port names a --target's broker: the embedded one has its own"
+            )
         return {}
     missing = [alg for alg in algs if alg not in urls]
     if missing:
@@ -249,14 +306,25 @@ def targets_of(
             f"--target gives no URL for {', '.join(missing)}: one ALG=URL per algorithm,"
             " or a bare URL for all"
         )
-    return {alg: AlgTarget(urls[alg], profiles.get(alg, "fleetbench")) for alg in algs}
+    return {
+        alg: AlgTarget(urls[alg], profiles.get(alg, "fleetbench"), ports.get(alg)) for alg in algs
+    }
 
 
-def _end_to_end(config: CompareConfig, scratch: Path) -> Callable[[str], dict[str, float | bool]]:
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise CompareError(f"--mqtt-port {text[:16]!r}: a port number, 1 to 65535")
+    return int(text)
+
+
+def _end_to_end(
+    config: CompareConfig, scratch: Path, accounts: dict[str, CompareAccount]
+) -> Callable[[str], dict[str, float | bool]]:
     """One ``fleetbench run`` per call: ``alg``'s target (a fresh embedded one, or its own), the
     same verification load every time, each run's results in its own folder. A service of one's
     own keeps its devices between rounds: one fleet per service (in ``scratch``), made in its
-    first round and registered again (already known) in the others."""
+    first round and registered again (already known) in the others. Over MQTT each round's
+    telemetry account is added to ``accounts`` (its algorithm's)."""
     from sim.run.runner import fleet_file, run_benchmark
 
     rounds: dict[str, int] = {}
@@ -280,15 +348,19 @@ def _end_to_end(config: CompareConfig, scratch: Path) -> Callable[[str], dict[st
         if not rows:
             raise CompareError(f"the {alg} run made no verification requests")
         check_token_algs(summary, alg, config.target(alg).url, CompareError)
-        row = max(rows, key=lambda r: r["count"])
         processes = summary["generator"].get("processes", [])
         figures: dict[str, float | bool] = {
-            "e2e_rps": row["rps"],
-            "e2e_p50_us": row["latency_us"]["p50"],
-            "e2e_p99_us": row["latency_us"]["p99"],
             "generator_cpu_percent": max((p["cpu_percent_mean"] for p in processes), default=0.0),
             "generator_saturated": bool(summary["generator"].get("saturated")),
         }
+        if config.end_to_end is not None and config.end_to_end.transport == "mqtt":
+            figures.update(_mqtt_figures(alg, rows))
+            add_round_account(accounts.setdefault(alg, new_account()), summary)
+        else:
+            row = max(rows, key=lambda r: r["count"])
+            figures["e2e_rps"] = row["rps"]
+            figures["e2e_p50_us"] = row["latency_us"]["p50"]
+            figures["e2e_p99_us"] = row["latency_us"]["p99"]
         # The server's own verify time where its profile names a histogram: else not there
         # (not available), never zero. One without an alg label is named by the tokens' alg.
         verify = summary["server"].get("verify", {})
@@ -298,6 +370,50 @@ def _end_to_end(config: CompareConfig, scratch: Path) -> Callable[[str], dict[st
         return figures
 
     return run
+
+
+def _mqtt_figures(alg: str, rows: list[RequestRow]) -> dict[str, float | bool]:
+    """The MQTT round's figures: each row's rate and latency (an empty row: a one-line error)."""
+    figures: dict[str, float | bool] = {}
+    for prefix, name in _MQTT_ROWS.items():
+        row = next((r for r in rows if r["endpoint"] == name), None)
+        if row is None or not row["count"]:
+            raise CompareError(f"the {alg} run made no {name} exchanges")
+        figures[f"{prefix}_per_s"] = row["rps"]
+        figures[f"{prefix}_p50_us"] = row["latency_us"]["p50"]
+        figures[f"{prefix}_p99_us"] = row["latency_us"]["p99"]
+    return figures
+
+
+def new_account() -> CompareAccount:
+    return {
+        "rounds": 0, "sent": 0, "acknowledged": 0, "received": 0, "unacknowledged": 0,
+        "lost": 0, "available": True, "exact": True,
+    }  # fmt: skip
+
+
+def add_round_account(account: CompareAccount, summary: Summary) -> None:
+    """One round's telemetry account into its algorithm's. ``received``: distinct readings the
+    target holds. Exact while every round's readings add up: each acknowledged one held (none
+    lost; the run's verdict already fails on a lost one), and each held one sent; what the stop
+    cut off is either held without its PUBACK (``unacknowledged``) or never arrived. A broker
+    without a count of its own leaves it not exact: it cannot be shown."""
+    telemetry = summary["telemetry"]
+    received = telemetry.get("distinct", telemetry.get("received"))
+    account["rounds"] += 1
+    account["sent"] += telemetry["sent"]
+    account["acknowledged"] += telemetry["acknowledged"]
+    account["received"] += received or 0
+    account["unacknowledged"] += telemetry.get("unacknowledged", 0)
+    account["lost"] += telemetry.get("lost", 0)
+    account["available"] = account["available"] and telemetry["available"] and received is not None
+    account["exact"] = account["exact"] and (
+        account["available"]
+        and received is not None
+        and not telemetry.get("lost")
+        and telemetry["acknowledged"] + telemetry.get("unacknowledged", 0) == received
+        and received <= telemetry["sent"]
+    )
 
 
 def _summarise(values: list[float]) -> Spread:
@@ -327,6 +443,11 @@ def _entry(
         entry["e2e_rps"] = medians["e2e_rps"]
         entry["e2e_p50_us"] = medians["e2e_p50_us"]
         entry["e2e_p99_us"] = medians["e2e_p99_us"]
+    named = cast(dict[str, float], entry)  # the figure lists are data (figure_of)
+    for name in MQTT_FIGURES:
+        if name.startswith("mqtt_") and name in medians:
+            named[name] = medians[name]
+    if "generator_cpu_percent" in medians:
         entry["generator_cpu_percent"] = medians["generator_cpu_percent"]
     if "server_verify_us" in medians:
         entry["server_verify_us"] = medians["server_verify_us"]
@@ -335,7 +456,14 @@ def _entry(
 
 def _target_facts(config: CompareConfig, alg: str) -> CompareTarget:
     target = config.target(alg)
-    return {"url": target.url, "embedded": target.url is None, "profile": target.profile}
+    facts: CompareTarget = {
+        "url": target.url,
+        "embedded": target.url is None,
+        "profile": target.profile,
+    }
+    if target.mqtt_port is not None:
+        facts["mqtt_port"] = target.mqtt_port
+    return facts
 
 
 def _rounds(
@@ -362,9 +490,12 @@ def run_compare(config: CompareConfig) -> CompareFile:
     config.check()
     samples: dict[str, dict[str, list[float]]] = {alg: {} for alg in config.algs}
     saturated: dict[str, bool] = dict.fromkeys(config.algs, False)
+    accounts: dict[str, CompareAccount] = {}
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="fleetbench-compare-") as scratch:
-        end_to_end = None if config.end_to_end is None else _end_to_end(config, Path(scratch))
+        end_to_end = (
+            None if config.end_to_end is None else _end_to_end(config, Path(scratch), accounts)
+        )
         _rounds(config, end_to_end, samples, saturated)
     baseline = config.algs[0]
     medians = {
@@ -384,6 +515,8 @@ def run_compare(config: CompareConfig) -> CompareFile:
         )
         if config.end_to_end is not None:
             entry["generator_saturated"] = saturated[alg]
+        if alg in accounts:
+            entry["telemetry"] = accounts[alg]
         algorithms[alg] = entry
     # The same machine and versions facts a run's summary.json carries, for the report's header.
     result: CompareFile = {
@@ -410,7 +543,7 @@ def table_rows(result: CompareFile) -> list[tuple[str, ...]]:
     ``--target`` services the micro figures say ``(local)``: they are this machine's, not theirs."""
     algs = list(result["algorithms"])
     baseline = result["baseline"]
-    names = list(MICRO_FIGURES) + (list(E2E_FIGURES) if result["end_to_end"] else [])
+    names = list(MICRO_FIGURES) + (list(end_to_end_figures(result)) if result["end_to_end"] else [])
     local = _on_targets(result)
     rows = []
     for name in names:
@@ -431,6 +564,37 @@ def table_rows(result: CompareFile) -> list[tuple[str, ...]]:
             cells.append(text)
         rows.append(tuple(cells))
     return rows
+
+
+def end_to_end_figures(result: CompareFile) -> tuple[str, ...]:
+    """The end-to-end figures of the rounds' transport."""
+    return MQTT_FIGURES if result["parameters"].get("transport") == "mqtt" else E2E_FIGURES
+
+
+def account_lines(result: CompareFile) -> list[str]:
+    """Over MQTT, each algorithm's telemetry account over its rounds."""
+    lines = []
+    for alg, entry in result["algorithms"].items():
+        account = entry.get("telemetry")
+        if account is None:
+            continue
+        rounds = f"{account['rounds']} round{'s' * (account['rounds'] != 1)}"
+        if not account["available"]:
+            lines.append(
+                f"{alg}: readings over {rounds}: sent {account['sent']:,}, acknowledged"
+                f" {account['acknowledged']:,}; the target's own count is not available"
+                " (its profile has no [stats]): the account cannot be shown exact"
+            )
+            continue
+        cut = account["sent"] - account["received"]
+        lines.append(
+            f"{alg}: readings over {rounds}: sent {account['sent']:,},"
+            f" acknowledged {account['acknowledged']:,}, received {account['received']:,}"
+            f" ({account['unacknowledged']:,} held whose PUBACK the stop cut off, {cut:,} cut off"
+            f" before the broker), lost {account['lost']:,}: "
+            + ("exact" if account["exact"] else "NOT exact (see each round's summary)")
+        )
+    return lines
 
 
 def _on_targets(result: CompareFile) -> bool:
@@ -463,5 +627,6 @@ def write_compare_outputs(result: CompareFile, folder: Path) -> dict[str, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "compare.json", "html": folder / "report.html"}
     write_artefact(result, paths["json"])
-    write_compare_report(result, paths["html"], table_rows(result), capacity_lines(result))
+    lines = capacity_lines(result) + account_lines(result)
+    write_compare_report(result, paths["html"], table_rows(result), lines)
     return paths

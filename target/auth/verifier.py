@@ -181,10 +181,14 @@ class Verifier:
             raise ClaimsError("token not yet valid")
         return self.still_valid(grant, now)
 
+    def honoured_until(self, grant: AccessClaims) -> float:
+        """When ``grant`` expires for good: its ``exp`` plus the clock leeway (wall clock)."""
+        return grant.exp + self._leeway_s
+
     def still_valid(self, grant: AccessClaims, now: float) -> AccessClaims:
         """``grant`` again, if it has not expired and its device still holds that registration
         (an MQTT session checks this on every reading, having verified its token once)."""
-        if grant.exp <= now - self._leeway_s:
+        if now >= self.honoured_until(grant):
             raise ExpiredTokenError("token has expired")
         if self._registered_at is not None:
             registration = self._registered_at(grant.sub)

@@ -7,7 +7,7 @@ loop as the Starlette app and reaches the same ``TargetState``. What is ours and
   refuse a connection over ``--mqtt-max-connections`` at once (amqtt's own limit makes it
   wait, unanswered), and read through :class:`BoundedReader`.
 - ``_initialize_client_session`` replaces amqtt's own (a private method, the one place that
-  reads the CONNECT): it waits at most ``CONNECT_TIMEOUT_S`` for it, authenticates it before
+  reads the CONNECT): it waits at most ``--mqtt-connect-timeout`` for it, authenticates it before
   amqtt touches an existing session of that client id (amqtt deletes or takes over that
   session before authenticating, so a forged CONNECT could end a device's session), answers a
   refusal with its own CONNACK code (amqtt only ever sends 5), and makes the protocol handler a
@@ -44,9 +44,9 @@ from target.mqtt.topics import is_own_filter, is_own_topic
 from target.state import TargetState
 from target.store.db import revisions
 
-__all__ = ["CONNECT_TIMEOUT_S", "MqttListener"]
+__all__ = ["WRITE_STALL_S", "MqttListener"]
 
-CONNECT_TIMEOUT_S = 10.0
+WRITE_STALL_S = 10.0  # a client that leaves our packets unread this long is cut off
 LISTEN_BACKLOG = 4096
 MQTT_3_1_1 = 4
 REVOCATION_SWEEP_S = 1.0
@@ -114,11 +114,13 @@ class DeviceBroker(Broker):
         self._gate = gate
         self._rules = rules
         self._metrics = rules.metrics
+        self._connect_timeout_s = settings.mqtt_connect_timeout
         # By identity: amqtt's Session defines __eq__ and so is unhashable.
         self._admitted: weakref.WeakValueDictionary[int, Session] = weakref.WeakValueDictionary()
         self._max_filters = settings.mqtt_max_connections * FILTERS_PER_CONNECTION
         self._filters_of: dict[str, set[str]] = {}  # client id -> its subscription filters
         self._subscriptions = _Filters()
+        self._stopping = False  # shutdown(): every session is cleaned up, connected or not
 
     def _count(self, result: str, connack: str) -> None:
         self._metrics.mqtt_connects.labels(result=result, connack=connack).inc()
@@ -127,7 +129,7 @@ class DeviceBroker(Broker):
         self, reader: Any, writer: Any, remote_address: str, remote_port: int
     ) -> tuple[DeviceHandler, Session]:
         try:
-            connect = await asyncio.wait_for(_read_packet(reader), CONNECT_TIMEOUT_S)
+            connect = await asyncio.wait_for(_read_packet(reader), self._connect_timeout_s)
         except TimeoutError as e:
             self._count("no_connect", "none")
             await writer.close()
@@ -243,6 +245,21 @@ class DeviceBroker(Broker):
                 )
         await self._client_message_loop(client_session, handler)
 
+    async def _cleanup_session(self, client_id: str) -> None:
+        # amqtt 0.12.1's session monitor lists the clean sessions it finds disconnected, then
+        # cleans them up one by one, awaiting each: a device that connected again meanwhile
+        # under the same client id (one that connects per reading) had its new, live session
+        # popped and its handler stopped, its connection closed under it. A session found
+        # connected again is no longer the monitor's; at shutdown every one goes.
+        found = self._sessions.get(client_id)
+        if not self._stopping and found is not None and found[0].transitions.is_connected():
+            return
+        await super()._cleanup_session(client_id)
+
+    async def shutdown(self) -> None:
+        self._stopping = True
+        await super().shutdown()
+
     async def _del_all_subscriptions(self, session: Session) -> None:
         # amqtt scans every filter in the broker for the session's: O(filters) per session ended
         # (each clean session's reconnect, each session the monitor expires). Ours are indexed.
@@ -326,7 +343,7 @@ class MqttListener:
             seen = current
             for _, handler in list(self._broker.sessions.values()):
                 if isinstance(handler, DeviceHandler):
-                    handler.close_if_revoked()
+                    handler.close_if_lapsed()
 
     async def _connected(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._open += 1
@@ -341,7 +358,7 @@ class MqttListener:
                 self._metrics.mqtt_sessions_closed.labels(reason="too_large").inc,
             )
             stalled = self._metrics.mqtt_sessions_closed.labels(reason="not_reading").inc
-            writes = BoundedWriter(writer, CONNECT_TIMEOUT_S, stalled)
+            writes = BoundedWriter(writer, WRITE_STALL_S, stalled)
             await self._broker.external_connected(bounded, writes, LISTENER)
         except Exception as e:  # a client's doing must never reach asyncio's error log as ours
             log.debug("MQTT connection ended: %s", type(e).__name__, exc_info=True)

@@ -59,9 +59,10 @@ class ConnectGate:
         )
         self._histograms = state.metrics.mqtt_verify_seconds
 
-    @property
-    def leeway_s(self) -> float:
-        return float(self._state.settings.leeway)
+    def closes_at(self, grant: AccessClaims) -> float:
+        """When a session on ``grant`` is closed for its token's expiry (wall clock): the
+        moment :meth:`lapsed` starts to say ``token_expired``."""
+        return self._state.verifier.honoured_until(grant)
 
     async def admit(
         self, client_id: str | None, username: str | None, password: str | None
@@ -107,8 +108,9 @@ class ConnectGate:
         return grant
 
     def lapsed(self, grant: AccessClaims) -> str | None:
-        """Why a session's grant is no longer honoured (``token_expired``, or ``revoked``: the
-        device revoked, deleted or registered again), or None while it is."""
+        """Why a session's grant is no longer honoured (``token_expired``: past exp + leeway, or
+        ``revoked``: the device revoked, deleted or registered again), or None while it is. The
+        one rule a session is held to: by its expiry timer, and on every PUBLISH and SUBSCRIBE."""
         try:
             self._state.verifier.still_valid(grant, time.time())
         except ExpiredTokenError:

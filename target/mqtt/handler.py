@@ -4,7 +4,6 @@ its token expires."""
 from __future__ import annotations
 
 import asyncio
-import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -48,32 +47,47 @@ class DeviceHandler(BrokerProtocolHandler):
         self.rules: SessionRules | None = None
         self.asked_keepalive = False
         self._expiry: asyncio.TimerHandle | None = None
-        self._closes_at = math.inf  # exp + leeway, wall clock (set by ``admit``)
         self._closing: asyncio.Task[None] | None = None
 
     def admit(self, grant: AccessClaims, rules: SessionRules, asked_keepalive: bool) -> None:
         self.grant = grant
         self.rules = rules
         self.asked_keepalive = asked_keepalive
-        self._closes_at = grant.exp + rules.gate.leeway_s
 
-    def _expired(self) -> bool:
-        """Past exp + leeway: closed as the expiry timer closes it. The timer lags when the loop
-        is busy (a reconnect storm), so every PUBLISH and SUBSCRIBE compares the clock too."""
-        if time.time() < self._closes_at:
+    def _honoured(self) -> bool:
+        """Whether the session's grant still holds, by the gate's one rule (exp + leeway, the
+        device still registered); if not, the session is closed, counted by why. The expiry
+        timer lags when the loop is busy (a reconnect storm), so every PUBLISH and SUBSCRIBE
+        asks too."""
+        grant, rules = self.grant, self.rules
+        if grant is None or rules is None:  # not admitted: cannot happen after CONNACK 0
+            self.close("not_admitted")
             return False
-        self.close("token_expired")
-        return True
+        lapsed = rules.gate.lapsed(grant)
+        if lapsed is None:
+            return True
+        self.close(lapsed)
+        return False
+
+    def _arm_expiry(self) -> None:
+        """Cloud IoT Core's rule: a session lasts as long as its token (plus the leeway the
+        HTTP API allows); the device renews and connects again."""
+        grant, rules = self.grant, self.rules
+        if grant is None or rules is None or self._closing is not None:
+            return
+        delay_s = max(0.0, rules.gate.closes_at(grant) - time.time())
+        self._expiry = asyncio.get_running_loop().call_later(delay_s, self._expire)
+
+    def _expire(self) -> None:
+        # The loop's clock is not the wall clock exp is on: a timer that fires a little early
+        # is armed again, so the close waits for the rule to say so and never goes missing.
+        if self._honoured():
+            self._arm_expiry()
 
     async def start(self) -> None:
         await super().start()
-        if self.grant is not None and self.rules is not None and self._expiry is None:
-            # Cloud IoT Core's rule: a session lasts as long as its token (plus the leeway the
-            # HTTP API allows); the device renews and connects again.
-            delay_s = max(0.0, self._closes_at - time.time())
-            self._expiry = asyncio.get_running_loop().call_later(
-                delay_s, self.close, "token_expired"
-            )
+        if self._expiry is None:
+            self._arm_expiry()
 
     async def stop(self) -> None:
         if self._expiry is not None:
@@ -90,16 +104,16 @@ class DeviceHandler(BrokerProtocolHandler):
             self.rules.metrics.mqtt_sessions_closed.labels(reason=reason).inc()
         self._closing = asyncio.ensure_future(self.handle_connection_closed())
 
-    def close_if_revoked(self) -> None:
-        """Close a connected session whose device was revoked, deleted or registered again."""
-        grant, rules, session = self.grant, self.rules, self.session
-        if grant is None or rules is None or session is None:
+    def close_if_lapsed(self) -> None:
+        """Close a connected session whose grant lapsed: its device revoked, deleted or
+        registered again (or its token expired and the timer is late)."""
+        session = self.session
+        if self.grant is None or session is None or session.transitions.state != "connected":
             return
-        if session.transitions.state == "connected" and rules.gate.lapsed(grant) == "revoked":
-            self.close("revoked")
+        self._honoured()
 
     async def handle_subscribe(self, subscribe: Any) -> None:
-        if self._closing is None and not self._expired():
+        if self._closing is None and self._honoured():
             await super().handle_subscribe(subscribe)
 
     def handle_read_timeout(self) -> None:
@@ -117,14 +131,12 @@ class DeviceHandler(BrokerProtocolHandler):
                 reader.release()
 
     async def _publish(self, packet: Any) -> None:
-        grant, rules = self.grant, self.rules
         if self._closing is not None:  # what the client sent after a refusal is not taken
             return
-        if grant is None or rules is None:  # not admitted: cannot happen after CONNACK 0
-            self.close("not_admitted")
+        if not self._honoured():  # expired or revoked since CONNECT: not one more message
             return
-        if self._expired():
-            return
+        grant, rules = self.grant, self.rules
+        assert grant is not None and rules is not None  # admitted, or not honoured
         topic = packet.topic_name
         if topic is None or not is_own_topic(grant.sub, topic):
             # 3.1.1 has no negative PUBACK: close the connection, as AWS IoT Core does.
@@ -136,10 +148,6 @@ class DeviceHandler(BrokerProtocolHandler):
             return
         if topic != telemetry_topic(grant.sub):
             await super().handle_publish(packet)
-            return
-        lapsed = rules.gate.lapsed(grant)
-        if lapsed is not None:  # revoked (or expired) since CONNECT: not one more reading
-            self.close(lapsed)
             return
         try:
             reading = parse_reading(bytes(packet.data or b""))

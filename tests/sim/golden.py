@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from sim.artefacts.codec import write_summary
 from sim.artefacts.summary_file import Summary
@@ -38,21 +39,14 @@ def forged_accepted_run(folder: Path) -> Summary:
         return run_benchmark(config)
 
 
-def mqtt_run(folder: Path) -> Summary:
+def mqtt_run(folder: Path, **changes: Any) -> Summary:
     """A real run over MQTT (--transport mqtt) on the embedded target's broker, with tokens of
     2 s: every session closed at expiry and reopened, the mqtt section filled."""
-    config = RunConfig(
-        devices=6,
-        alg="secret",
-        token_alg="HS256",
-        token_ttl=2,
-        leeway=1,
-        duration_s=6,
-        interval_s=0.25,
-        transport="mqtt",
-        results=folder,
-    )
-    return run_benchmark(config)
+    settings: dict[str, Any] = {
+        "devices": 6, "alg": "secret", "token_alg": "HS256", "token_ttl": 2, "leeway": 1,
+        "duration_s": 6, "interval_s": 0.25, "transport": "mqtt",
+    }  # fmt: skip
+    return run_benchmark(RunConfig(**{**settings, **changes, "results": folder}))
 
 
 # name -> the real run it keeps
@@ -62,6 +56,10 @@ RUNS: dict[str, Callable[[Path], Summary]] = {
     "slow": lambda folder: mixed_run(folder, interval_s=0.5),
     "forged_accepted": forged_accepted_run,
     "mqtt": mqtt_run,
+    # an expiry storm over MQTT: every session closed together, storms.expiry.connect_burst
+    "mqtt_storm": lambda folder: mqtt_run(
+        folder, token_ttl=3, duration_s=9, scenarios={"expiry": 1}, storm="expiry-storm"
+    ),
 }
 
 

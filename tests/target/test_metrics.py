@@ -6,6 +6,7 @@ import re
 
 import requests
 
+from sim.account.server_view import MetricsCpuSampler
 from sim.run.embedded import EmbeddedTarget
 from tests.conftest import StartTarget
 from tests.target.helpers import (
@@ -100,3 +101,17 @@ def test_metrics_name_no_device_and_no_secret(start_target: StartTarget) -> None
     assert device.id not in text
     assert token not in text
     assert target.admin_key not in text
+
+
+def test_a_generator_elsewhere_reads_the_targets_own_cpu(start_target: StartTarget) -> None:
+    # A run against --target has no process of its own to watch: it reads the target's CPU
+    # from process_cpu_seconds_total, which a registry of our own exports only if asked.
+    target = start_target("HS256")
+    assert _value(_metrics(target), "process_cpu_seconds_total") > 0
+    sampler = MetricsCpuSampler(target.url, interval_s=0.1).start()
+    try:
+        assert wait_until(lambda: len(sampler.samples) >= 2, timeout_s=10)
+    finally:
+        sampler.stop()
+    cpu = sampler.summary(None)
+    assert sampler.exported and cpu["available"] and cpu["samples"] >= 2, cpu

@@ -103,6 +103,8 @@ def key_files(tmp_path: Path) -> dict[str, Path]:
         (["--workers", "2", "--db", ":memory:"], ["--workers"]),
         (["--mqtt-port", "70000"], ["--mqtt-port"]),
         (["--mqtt-max-packet", "0"], ["--mqtt-max-packet"]),
+        (["--mqtt-connect-timeout", "0"], ["--mqtt-connect-timeout"]),
+        (["--mqtt-connect-timeout", "nan"], ["--mqtt-connect-timeout"]),
         (["--workers", "2", "--db", "t.db", "--mqtt-port", "1883"], ["--mqtt-port", "--workers 1"]),
     ],
     ids=lambda value: "-".join(value).strip("-") if isinstance(value, list) else "",

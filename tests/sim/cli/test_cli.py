@@ -29,6 +29,17 @@ def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
+def test_a_run_that_cannot_start_leaves_no_results_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    dead = f"http://127.0.0.1:{free_port()}"
+    assert "cannot reach" in one_line_error(
+        fleetbench_here("run", "--target", dead, "--admin-key", "k")
+    )
+    assert not any((tmp_path / "results").iterdir())
+
+
 def test_bad_input_is_one_line_and_exit_2(start_target: StartTarget, tmp_path: Path) -> None:
     dead = f"http://127.0.0.1:{free_port()}"
     assert "cannot reach" in one_line_error(

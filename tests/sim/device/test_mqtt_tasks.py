@@ -24,7 +24,6 @@ from sim.run.config import RunConfig
 from sim.run.embedded import free_port
 from sim.run.runner import run_benchmark
 from sim.smoke.engine import SmokeConfig
-from tests.commands import fleetbench_here
 from tests.sim.conftest import serve_process
 
 DEVICES = 6
@@ -143,6 +142,30 @@ def test_the_open_model_paces_the_readings_over_mqtt(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_a_session_per_reading_connects_for_every_reading_on_its_slot(tmp_path: Path) -> None:
+    """--mqtt-session per-reading in the open model: each reading its own CONNECT, which serves
+    the reading's slot (the corrected row is the CONNECT's, its warm-up unjudged); the device's
+    own DISCONNECTs are no closes, and the account adds up."""
+    summary = _mqtt_run(
+        tmp_path, mqtt_session="per-reading", rate_rps=24.0, duration_s=5, warmup_s=1
+    )
+    mqtt = summary["mqtt"]
+    judged = [r for r in summary["requests"] if r["scenario"] == "verification"]
+    corrected = {r["endpoint"] for r in judged if "corrected_latency_us" in r}
+    assert corrected == {CONNECT_ROW}
+    warmed = {r["endpoint"] for r in summary["requests"] if r["scenario"] == "warmup"}
+    assert CONNECT_ROW in warmed
+    assert mqtt["connect"]["count"] >= mqtt["publish"]["count"] > 2 * DEVICES
+    assert mqtt["reconnects"] == mqtt["connect"]["count"] - DEVICES
+    assert mqtt["closes"] == {}
+    telemetry = summary["telemetry"]
+    assert telemetry["acknowledged"] == mqtt["publish"]["outcomes"].get("ok", 0)
+    assert telemetry.get("lost") == 0 and telemetry["sent"] >= telemetry.get("distinct", -1)
+    assert summary["run"]["parameters"].get("mqtt_session") == "per-reading"
+    assert summary["verdict"]["passed"], summary["verdict"]
+
+
+@pytest.mark.slow
 def test_a_reconnect_storm_over_mqtt_brings_every_session_back(tmp_path: Path) -> None:
     """The embedded target (and its broker) restarted mid-run: every session lost, every device
     connecting again once it is back, not one acknowledged reading lost."""
@@ -223,14 +246,6 @@ def test_two_locust_workers_merge_the_mqtt_account_exactly(tmp_path: Path) -> No
             r for r in csv.DictReader(f) if r["Type"] == "MQTT" and r["Name"].endswith(PUBLISH_ROW)
         ]
     assert sum(int(r["Request Count"]) for r in published) == mqtt["publish"]["count"]
-
-
-@pytest.mark.parametrize("command", ["compare", "capacity"])
-def test_commands_without_mqtt_devices_refuse_the_flag_in_one_line(command: str) -> None:
-    result = fleetbench_here(command, "--transport", "mqtt")
-    assert result.returncode == 2, result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1
-    assert f"{command} has no MQTT devices yet" in result.stderr
 
 
 def test_smoke_over_mqtt_runs_the_steady_state_over_mqtt() -> None:

@@ -104,6 +104,32 @@ def test_mqtt_run_report_in_a_browser(tmp_path: Path) -> None:
     _figures_equal(check, summary, 6)
 
 
+@browser
+def test_mqtt_storm_report_shows_the_reconnects_and_the_recovery(tmp_path: Path) -> None:
+    """The expiry storm over MQTT (the golden run's): its reconnect CONNECTs, their rate and the
+    time to recover are in the report, as summary.json has them."""
+    summary = golden("mqtt_storm")
+    storms = summary.get("storms")
+    assert storms is not None and "expiry" in storms
+    storm = storms["expiry"]
+    connects = storm.get("connect_burst")
+    assert connects is not None
+    assert connects["requests"] > 0 and storm["time_to_recover_s"] is not None
+    html = tmp_path / "report.html"
+    write_report(summary, html)
+    check = _open(html)
+    shown = {f["figure"] for f in check.figures}
+    assert {
+        "storms.expiry.connect_burst.requests",
+        "storms.expiry.connect_burst.peak_rps",
+        "storms.expiry.time_to_recover_s",
+    } <= shown
+    _figures_equal(check, summary, 10)
+    assert connects["first_t"] is not None and connects["last_t"] is not None
+    rate = connects["requests"] / (connects["last_t"] - connects["first_t"] + 1)
+    assert "connects/s" in check.text and human(rate) in check.text
+
+
 def test_summary_keys_for_the_report(real_mixed_summary: dict[str, Any]) -> None:
     """The additive summary.json keys agree with the existing ones."""
     summary = real_mixed_summary

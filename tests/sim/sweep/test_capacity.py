@@ -225,6 +225,15 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     assert len(done.stderr.strip().splitlines()) <= 2 and "Traceback" not in done.stderr
 
 
+def test_a_refused_command_line_makes_no_results_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    done = fleetbench_here("capacity", "--algs", "HS256", "--narrow-steps", "-1")
+    assert done.returncode == 2 and "--narrow-steps must be 0 or more" in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
 def test_parse_slo_and_error_budget() -> None:
     assert parse_slo("p99=50ms") == Objective("p99", 50_000.0, "p99=50ms")
     assert parse_slo("p99.9=1.5s").limit_us == 1_500_000.0

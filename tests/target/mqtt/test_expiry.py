@@ -52,6 +52,7 @@ def test_a_reading_sent_past_expiry_is_refused_even_if_the_timer_is_late(
     registered = new_device(short_lived)
     token = client_token(short_lived, registered)
     exp = float(claims_of(token)["exp"])
+    closed_before = _closed_for_expiry(short_lived)
     pid = short_lived.pid
     assert pid is not None
     device = Device(short_lived, registered.id, token)
@@ -63,12 +64,15 @@ def test_a_reading_sent_past_expiry_is_refused_even_if_the_timer_is_late(
         try:
             time.sleep(max(0.0, exp + 1.0 - time.time()))
             late = device.publish_reading(2)
+            # Another own topic is held to the same rule as the telemetry one.
+            other = device.client.publish(f"devices/{registered.id}/events", b"{}", qos=1)
             device.client.subscribe(f"devices/{registered.id}/commands", qos=1)
             time.sleep(0.3)  # in the broker's socket before it runs again
         finally:
             os.kill(pid, signal.SIGCONT)
         assert device.disconnected.wait(10)
         assert not late.is_published()
+        assert not other.is_published()
         assert not device.subscribed.is_set()  # no SUBACK on the expired session
     finally:
         device.close()
@@ -76,3 +80,11 @@ def test_a_reading_sent_past_expiry_is_refused_even_if_the_timer_is_late(
         f"{short_lived.url}/admin/stats", headers=admin_headers(short_lived), timeout=10
     ).json()
     assert stats["devices"][registered.id]["received"] == 1
+    # Closed once, for its token's expiry (by the PUBLISH's check or the timer, one rule).
+    assert _closed_for_expiry(short_lived) == closed_before + 1
+
+
+def _closed_for_expiry(target: EmbeddedTarget) -> float:
+    metrics = requests.get(f"{target.url}/metrics", timeout=10).text
+    name = 'fleetbench_mqtt_sessions_closed_total{reason="token_expired"} '
+    return sum(float(line.split()[-1]) for line in metrics.splitlines() if line.startswith(name))

@@ -26,6 +26,9 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[3]
 MAX_CONNECTIONS = 3
 MAX_PACKET = 4096
+# Short, so a connection that never sends CONNECT is closed in seconds (the default is 10 s),
+# and long enough for the tests that hold raw connections open meanwhile.
+CONNECT_TIMEOUT_S = 4
 ANNOUNCED = re.compile(rb"target: MQTT 3\.1\.1 on 127\.0\.0\.1:(\d+)")
 
 
@@ -46,6 +49,7 @@ def started(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Started]:
     http_port, stderr = free_port(), folder / "stderr"
     flags = ["--port", str(http_port), "--db", ":memory:", "--mqtt-port", "0"]
     flags += ["--mqtt-max-connections", str(MAX_CONNECTIONS), "--mqtt-max-packet", str(MAX_PACKET)]
+    flags += ["--mqtt-connect-timeout", str(CONNECT_TIMEOUT_S)]
     env = {k: v for k, v in os.environ.items() if not k.startswith("TARGET_")}
     with open(stderr, "wb") as err:
         process = subprocess.Popen(
@@ -87,6 +91,19 @@ def test_a_connection_over_the_limit_is_closed_at_once(started: Started) -> None
         for sock in held:
             sock.close()
     assert wait_until(lambda: started.metric("fleetbench_mqtt_connections ") == 0, 10)
+
+
+def test_a_connection_that_never_sends_connect_is_closed_at_the_deadline(started: Started) -> None:
+    no_connect = 'fleetbench_mqtt_connects_total{connack="none",result="no_connect"}'
+    before = started.metric(no_connect)
+    with socket.create_connection(("127.0.0.1", started.mqtt_port)) as sock:
+        sock.settimeout(0.5)
+        with pytest.raises(TimeoutError):
+            sock.recv(1)  # held open meanwhile: the deadline, not some other close
+        # Well before the default 10 s: the configured deadline closed it.
+        sock.settimeout(CONNECT_TIMEOUT_S + 4)
+        assert sock.recv(1) == b""
+    assert wait_until(lambda: started.metric(no_connect) == before + 1, 10)
 
 
 def test_a_field_over_the_packet_limit_closes_the_connection(started: Started) -> None:

@@ -18,6 +18,7 @@ from tests.target.mqtt.clients import ACCEPTED, WAIT_S, Device, publish_packet, 
 pytestmark = pytest.mark.slow
 
 FLOOD = 2000
+PER_READING_DEVICES = 40
 
 
 def _metric(target: EmbeddedTarget, line_start: str) -> float:
@@ -147,3 +148,51 @@ def test_a_client_that_stops_reading_is_cut_off(target: EmbeddedTarget) -> None:
     assert _metric(target, 'fleetbench_mqtt_sessions_closed_total{reason="not_reading"}') == (
         before + 1
     )
+
+
+def _connect_per_reading(
+    port: int, device_id: str, token: str, deadline: float, cut_off: list[str]
+) -> None:
+    """CONNECT, one reading at QoS 1 and its PUBACK, DISCONNECT, at once again: a device that
+    connects per reading, until ``deadline`` (and at most 500 times). A session the broker
+    ended before its PUBACK is noted in ``cut_off``."""
+    topic = f"devices/{device_id}/telemetry"
+    for seq in range(1, 501):
+        if time.monotonic() >= deadline:
+            return
+        try:
+            with raw_session(port, device_id, token) as sock:
+                reading = json.dumps({"seq": seq, "ts": 0}).encode()
+                sock.sendall(publish_packet(topic, reading, 1))
+                puback = b""
+                while len(puback) < 4:
+                    chunk = sock.recv(4 - len(puback))
+                    assert chunk, "closed before PUBACK"
+                    puback += chunk
+                sock.sendall(b"\xe0\x00")  # DISCONNECT
+        except (AssertionError, OSError) as e:
+            cut_off.append(f"{device_id} reading {seq}: {e}")
+
+
+def test_devices_that_connect_per_reading_keep_each_new_session(target: EmbeddedTarget) -> None:
+    """amqtt's session monitor cleaned up, one by one and awaiting each, the clean sessions it
+    had found disconnected: one whose device had connected again meanwhile (the same client
+    id) lost its new session under it. On the code before the fix, 40 such devices for 4 s
+    were cut off in each of 3 runs (a fleet run of them: 1 to 10 broker closes in 2 of 3)."""
+    devices = [new_device(target) for _ in range(PER_READING_DEVICES)]
+    tokens = [client_token(target, device) for device in devices]
+    cut_off: list[str] = []
+    deadline = time.monotonic() + 4.0
+    threads = [
+        threading.Thread(
+            target=_connect_per_reading,
+            args=(target.mqtt_port, device.id, token, deadline, cut_off),
+        )
+        for device, token in zip(devices, tokens, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not cut_off, cut_off[:5]
+    assert sum(_received(target, device.id) for device in devices) > 2 * PER_READING_DEVICES
