@@ -34,31 +34,53 @@ SLOW_FIXTURES = frozenset({
     "own_server",
 })  # fmt: skip
 NODE_FIXTURES = frozenset({"seed_express", "start_seed"})
-# The tests marked ``serial``: they judge rates, lag, saturation or a run's timing (benches, the
-# open model, stages, storms, capacity searches) or pin cores, so they must not share the machine
-# with other tests; scripts/check runs them alone, after the rest has run on several workers.
+# The tests marked ``serial``: they saturate or measure the machine (benches, capacity searches on
+# our embedded target), judge a short run's rate or shortfall second by second (the open model,
+# overload, stages: a second lost to another test's start-up breaks them) or judge pinned cores,
+# so scripts/check runs them one at a time, with the machine to themselves, last.
 SERIAL = (
     "tests/benchmarks/",
     "tests/sim/account/test_offered.py",
     "tests/sim/account/test_open_model.py",
+    # Revokes half the fleet 7 s into a short run: beside four workers its revoked devices had
+    # not yet tried a new CONNECT when the run ended.
+    "tests/sim/device/test_mqtt_tasks.py::test_a_revoked_devices_connect_is_refused_as_expected",
+    "tests/sim/run/test_machine_share.py",
+    "tests/sim/shape/test_stages.py",
+    # Searches that double the rate until our embedded target (or the generator) gives out.
+    "tests/sim/sweep/test_capacity.py::test_the_embedded_hs256_target_has_a_rate_that_meets_the_",
+    "tests/sim/sweep/test_capacity.py::test_a_latency_break_on_the_embedded_target_gets_a_second",
+    "tests/sim/test_processes.py",
+)
+# The tests marked ``paired``: they judge a run's timing, lag or storms with room to spare (a
+# recovery within the run, a share within 10 %, a loose objective), and mostly wait (a slow or
+# stalling target, a token lifetime, a few dozen requests a second; about a third of a core each),
+# so they must not run beside the first pass's load, yet two of them share the machine's two cores
+# well: scripts/check runs them two at a time, a file per worker, between the first pass and the
+# serial tests.
+PAIRED = (
     "tests/sim/account/test_storms.py",
     # Not a judge of rates, but the heaviest: a two-worker run, Prometheus and chromium at once
     # (beside four other workers on a busy machine its page outlasted the browser's waits).
     "tests/sim/output/test_metrics_endpoint.py::test_prometheus_graph_page_draws_the_run",
-    # Revokes half the fleet 7 s into a short run: beside four workers its revoked devices had
-    # not yet tried a new CONNECT when the run ended.
-    "tests/sim/device/test_mqtt_tasks.py::test_a_revoked_devices_connect_is_refused_as_expected",
     "tests/sim/run/test_distributed_open.py",
-    "tests/sim/run/test_machine_share.py",
     "tests/sim/run/test_openprobe.py",
-    "tests/sim/shape/test_stages.py",
-    "tests/sim/sweep/test_capacity.py",
+    "tests/sim/sweep/test_capacity.py",  # searches over a slow API: it sleeps, nobody computes
     "tests/sim/sweep/test_capacity_remote.py",
     "tests/sim/sweep/test_capacity_workers.py",
-    "tests/sim/test_processes.py",
 )
+
+
+def listed_paths(kind: str) -> list[str]:
+    """The files and folders that hold the ``kind`` (``serial`` or ``paired``) tests: scripts/check
+    collects only these for their passes (collecting all of tests/ costs seconds per pass)."""
+    listed = {"serial": SERIAL, "paired": PAIRED}[kind]
+    return sorted({entry.split("::")[0] for entry in listed})
+
+
 # A test that reads a session's shared real run (tests/sim/conftest.py) judges no timing of its own:
-# it stays in the first pass, where the run is made once for every worker, even in a SERIAL file.
+# it stays in the first pass, where the run is made once for every worker, even in a SERIAL or
+# PAIRED file.
 SHARED_RUNS = frozenset(
     {"real_mixed_summary", "real_smoke", "real_micro_compare", "real_e2e_compare"}
 )
@@ -87,8 +109,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.node)
         if used & SLOW_FIXTURES:
             item.add_marker(pytest.mark.slow)
-        if item.nodeid.startswith(SERIAL) and not used & SHARED_RUNS:
-            item.add_marker(pytest.mark.serial)
+        if not used & SHARED_RUNS:
+            if item.nodeid.startswith(SERIAL):
+                item.add_marker(pytest.mark.serial)
+            elif item.nodeid.startswith(PAIRED):
+                item.add_marker(pytest.mark.paired)
         for kind, reason in reasons.items():
             if reason is not None and item.get_closest_marker(kind) is not None:
                 item.add_marker(pytest.mark.skip(reason=reason))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -44,6 +45,10 @@ def test_connects_memory_and_the_storm_are_printed(tmp_path: Path) -> None:
     assert recover is not None and float(recover.group(1)) > 0, out
     reconnects = re.search(r"reconnects (\d+) CONNECTs \(peak (\d+)/s", out)
     assert reconnects is not None and int(reconnects.group(1)) >= DEVICES, out
+    # --settle is the connected runs' time too (it once held them to 15 s each, whatever it said).
+    for size in (DEVICES // 10, DEVICES):
+        summary = json.loads((tmp_path / f"connected-{size}" / "summary.json").read_text())
+        assert summary["run"]["parameters"]["duration_s"] == 2, size
 
 
 def test_a_bad_option_is_one_line_and_exit_2() -> None:

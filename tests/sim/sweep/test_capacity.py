@@ -23,6 +23,8 @@ from tests.sim.conftest import serve_broken_target
 SLOW_S = 0.05
 SLOW_DEVICES = 5
 SLOW_CAPACITY_RPS = SLOW_DEVICES / SLOW_S
+# The search starts at half that: 50, 100, then 200 breaks, and one bisection (150) narrows it.
+SLOW_START_RPS = SLOW_CAPACITY_RPS / 2
 
 
 browser = pytest.mark.browser  # skipped without chromium (tests/conftest.py)
@@ -87,7 +89,8 @@ def slow_search(
     code, result, stdout = _capacity(
         folder, "--algs", "HS256", "--target", slow_api, "--admin-key", "unused-here",
         "--slo", "p99=250ms", "--devices", str(SLOW_DEVICES), "--step-duration", "3",
-        "--start-rate", "25", "--max-steps", "5", "--narrow-steps", "2",
+        "--start-rate", str(SLOW_START_RPS), "--max-steps", "5", "--narrow-steps", "1",
+        "--warmup", "1",  # its logins answer at once: no queue of first tokens to wait out
     )  # fmt: skip
     return code, result, stdout, folder / "capacity"
 
@@ -99,10 +102,11 @@ def test_a_slow_api_is_bracketed_and_narrowed_to_its_capacity(
     assert code == 0, stdout
     entry = result["algorithms"]["HS256"]
     steps = entry["steps"]
-    _doubling(steps, 25.0)
+    _doubling(steps, SLOW_START_RPS)
     by_rate = {s["rate_rps"]: s for s in steps}
-    # 25 req/s is a quarter of the 100 it can hold; 200 is twice that.
-    assert entry["max_rate"] is not None and 25 <= entry["max_rate"] < 2 * SLOW_CAPACITY_RPS
+    # 50 req/s is half the 100 it can hold; 200 is twice that.
+    assert entry["max_rate"] is not None
+    assert SLOW_START_RPS <= entry["max_rate"] < 2 * SLOW_CAPACITY_RPS
     assert by_rate[entry["max_rate"]]["met"]
     if entry["knee_rps"] is not None:
         assert entry["max_rate"] < entry["knee_rps"] <= 2 * SLOW_CAPACITY_RPS

@@ -18,7 +18,7 @@ def test_capacity_runs_each_step_over_two_worker_processes(tmp_path: Path) -> No
     done = fleetbench(
         "capacity", "--algs", "HS256", "--slo", "p99=250ms", "--devices", "10",
         "--step-duration", "2", "--start-rate", "40", "--max-steps", "2", "--narrow-steps", "0",
-        "--workers", "2", "--results", str(results), "--quiet", timeout=240,
+        "--workers", "2", "--warmup", "1", "--results", str(results), "--quiet", timeout=240,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     entry = read_capacity(results / "capacity.json")["algorithms"]["HS256"]
