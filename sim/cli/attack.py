@@ -25,6 +25,7 @@ from sim.cli.options import (
     add_profile_option,
     add_target_options,
     embedded_algs,
+    port_number,
 )
 from sim.exits import verdict_exit
 from sim.profiles import load_profile
@@ -61,7 +62,10 @@ def add_parser(commands: Any) -> None:
         "--mqtt-host", metavar="HOST", help="the MQTT broker's host (default: --target's host)"
     )
     p.add_argument(
-        "--mqtt-port", type=int, metavar="PORT", help="the MQTT broker's port (default: profile's)"
+        "--mqtt-port",
+        type=port_number,
+        metavar="PORT",
+        help="the MQTT broker's port (default: profile's)",
     )
     p.add_argument("--json", action="store_true", help="print attack.json to stdout")
     p.add_argument("--strict", action="store_true", help="a refusal with another answer fails too")

@@ -5,24 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from sim.cli.options import positive_int
+from sim.cli.options import port_number
 from sim.output.metrics_endpoint import MetricsOptions
 
 __all__ = ["add_metrics_options", "metrics_options"]
-
-
-def _port(text: str) -> int:
-    value = positive_int(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, not {value}")
-    return value
 
 
 def add_metrics_options(p: argparse.ArgumentParser) -> None:
     group = p.add_argument_group("live metrics (docs/metrics.md)")
     group.add_argument(
         "--metrics-port",
-        type=_port,
+        type=port_number,
         metavar="N",
         help="serve the run's Prometheus metrics on this port while it works",
     )

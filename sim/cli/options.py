@@ -67,6 +67,13 @@ def positive_int(text: str) -> int:
     return value
 
 
+def port_number(text: str) -> int:
+    value = positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port from 1 to 65535, not {value}")
+    return value
+
+
 def positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -184,7 +191,7 @@ def add_transport_options(p: argparse.ArgumentParser, *, broker_port: bool = Tru
     if broker_port:
         p.add_argument(
             "--mqtt-port",
-            type=positive_int,
+            type=port_number,
             metavar="N",
             help="with --transport mqtt and --target: the broker's port on the target's host",
         )

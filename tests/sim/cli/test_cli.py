@@ -189,3 +189,15 @@ def test_a_run_shows_progress_and_a_table_that_fits_80_columns(tmp_path: Path) -
             for line in shown
             if line.strip()
         ), row
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "--transport", "mqtt", "--mqtt-port", "70000"],
+        ["attack", "--transport", "mqtt", "--mqtt-port", "0"],
+        ["run", "--metrics-port", "65536"],
+    ],
+)
+def test_a_port_out_of_range_is_one_line(args: list[str]) -> None:
+    assert f"argument {args[-2]}: must be" in one_line_error(fleetbench_here(*args))
