@@ -64,6 +64,7 @@ from sim.sweep.compare import (
     AlgTarget,
     check_alg_run,
     check_token_algs,
+    recorded_endpoint,
     split_per_alg,
 )
 from target.jose.algorithms import ALGORITHMS
@@ -288,12 +289,11 @@ class CapacityConfig:
             "raise_steps": self.raise_steps,
             "narrow_steps": self.narrow_steps,
             "interval_s": self.interval_s,
-            "endpoint": self.endpoint or (None if self.targets else EMBEDDED_ENDPOINT),
+            "endpoint": recorded_endpoint(self.endpoint, self.transport, self.targets),
             "transport": self.transport,
             "rate_of": self.rate_of,
         }
         if self.transport == "mqtt":
-            found["endpoint"] = self.endpoint or "telemetry"
             found["mqtt_session"] = self.mqtt_session
         return found
 

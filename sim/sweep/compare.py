@@ -65,6 +65,7 @@ __all__ = [
     "new_account",
     "parse_algs",
     "parse_per_alg",
+    "recorded_endpoint",
     "run_compare",
     "split_per_alg",
     "table_rows",
@@ -147,7 +148,7 @@ class CompareConfig:
             found["devices"] = load.devices
             found["duration_s"] = load.duration_s
             found["interval_s"] = load.interval_s
-            found["endpoint"] = _endpoint(load, self.targets)
+            found["endpoint"] = recorded_endpoint(load.endpoint, load.transport, self.targets)
             found["transport"] = load.transport
             if load.transport == "mqtt":
                 found["mqtt_session"] = load.mqtt_session
@@ -191,10 +192,14 @@ class CompareConfig:
             check_alg_run(alg, self.run_config(alg, 1), CompareError)
 
 
-def _endpoint(load: EndToEndLoad, targets: Mapping[str, AlgTarget]) -> str | None:
-    """The endpoint of the rounds as compare.json records it (MQTT: the telemetry topic's)."""
-    if load.endpoint or load.transport == "mqtt":
-        return load.endpoint or "telemetry"
+def recorded_endpoint(
+    endpoint: str | None, transport: Transport, targets: Mapping[str, AlgTarget]
+) -> str | None:
+    """The endpoint the runs drive as compare.json and capacity.json record it: the one given,
+    else over MQTT the telemetry topic's, else ours on the embedded target (None: each
+    --target's profile's own)."""
+    if endpoint or transport == "mqtt":
+        return endpoint or "telemetry"
     return None if targets else EMBEDDED_ENDPOINT
 
 
