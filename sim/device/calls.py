@@ -89,8 +89,8 @@ class DeviceRequests:
         """Before a wait of ``wait_s`` for the next send (due within ``READY_WITHIN_S``): a
         connection opened now if the device holds none (:meth:`KeptConnection.ready`); the wait
         left after opening it."""
-        if wait_s > READY_WITHIN_S or self.kept.held or self.config.transport == "mqtt":
-            return wait_s  # an MQTT device's sends are its publishes, not HTTP requests
+        if wait_s > READY_WITHIN_S or self.kept.held:
+            return wait_s
         began_s = time.perf_counter()
         self.kept.ready()
         now_s = time.perf_counter()

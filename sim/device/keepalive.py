@@ -139,8 +139,10 @@ class KeptConnection:
     def ready(self) -> None:
         """Hold an open connection for the next request, if the device holds none (the service
         closed the last one after its answer, or it waits in the client's pool). A connection
-        that cannot be opened is left to the next request, which meets the failure and counts it."""
-        if self._sock is not None:
+        that cannot be opened is left to the next request, which meets the failure and counts it.
+        A detached one (no pool: an MQTT device's, which sends its readings on its session) holds
+        none and readies none."""
+        if self._sock is not None or self._pool is None:
             return
         try:
             sock = self._pool.get_socket()  # a pooled (alive) connection, else a fresh one
